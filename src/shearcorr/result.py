@@ -1,0 +1,150 @@
+"""The one result type of the forward model: an xarray Dataset with provenance, saved as NetCDF.
+
+Layout (both engines)::
+
+    coords   q (q,) [1/r0], theta (theta,) [rad from flow axis]
+    I        (q, theta)  ensemble-mean intensity <I(q, theta)>, eq. 1 (normalised by sum V^2)
+    I_err    (q, theta)  its standard error (0 for an exact engine)
+    g        (q, theta)  <I I'> / (<I><I'>), eq. 4
+    g_err    (q, theta)  standard error of g (numerical error bound for the analytic engine)
+    g_q      (q,)        mean of g over theta (unweighted, as in the paper); g_q_err
+    g_theta  (theta,)    mean of g over q (unweighted); g_theta_err
+    attrs    n_l2, rs, d2, gamma_l, r0, beam_size, displacement, engine, configs, seed,
+             shearcorr_version, grid_* summary
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ._version import __version__
+from .errors import ShearcorrError
+from .params import QGrid, SystemParams
+
+__all__ = ["make_result", "save_result", "load_result", "params_from_attrs", "grid_from_dataset"]
+
+
+def make_result(
+    grid: QGrid,
+    params: SystemParams,
+    *,
+    I: np.ndarray,
+    g: np.ndarray,
+    g_err: np.ndarray,
+    engine: str,
+    I_err: np.ndarray | None = None,
+    g_q_err: np.ndarray | None = None,
+    g_theta_err: np.ndarray | None = None,
+    configs: int = 0,
+    seed: int | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Assemble the result Dataset; ``g_q`` and ``g_theta`` are the unweighted means of ``g``.
+
+    ``g_q_err`` / ``g_theta_err`` default to the error of the mean assuming independent grid
+    points, which is an *under*-estimate for Monte Carlo (points share configurations); engines
+    that know better pass their own.
+    """
+    shape = grid.shape
+    arrays = {"I": I, "g": g, "g_err": g_err, "I_err": np.zeros(shape) if I_err is None else I_err}
+    for name, arr in arrays.items():
+        if np.shape(arr) != shape:
+            raise ShearcorrError(f"{name} has shape {np.shape(arr)}, expected {shape} from the grid")
+    g = np.asarray(g, dtype=np.float64)
+    g_err = np.asarray(g_err, dtype=np.float64)
+    if g_q_err is None:
+        g_q_err = np.sqrt(np.sum(g_err**2, axis=1)) / shape[1]
+    if g_theta_err is None:
+        g_theta_err = np.sqrt(np.sum(g_err**2, axis=0)) / shape[0]
+    qt = ("q", "theta")
+    ds = xr.Dataset(
+        {
+            "I": (qt, np.asarray(arrays["I"], dtype=np.float64)),
+            "I_err": (qt, np.asarray(arrays["I_err"], dtype=np.float64)),
+            "g": (qt, g),
+            "g_err": (qt, g_err),
+            "g_q": ("q", g.mean(axis=1)),
+            "g_q_err": ("q", np.asarray(g_q_err, dtype=np.float64)),
+            "g_theta": ("theta", g.mean(axis=0)),
+            "g_theta_err": ("theta", np.asarray(g_theta_err, dtype=np.float64)),
+        },
+        coords={"q": ("q", np.array(grid.q)), "theta": ("theta", np.array(grid.theta))},
+    )
+    ds["q"].attrs.update(units="1/r0", long_name="scattering vector magnitude")
+    ds["theta"].attrs.update(units="rad", long_name="angle of q from the flow (x) axis")
+    ds["I"].attrs["long_name"] = "ensemble-mean intensity, eq. 1"
+    ds["g"].attrs["long_name"] = "intensity correlation <I I'>/(<I><I'>), eq. 4"
+    ds.attrs.update(params.to_dict())
+    ds.attrs.update(grid.to_attrs())
+    ds.attrs.update(
+        engine=engine,
+        configs=int(configs),
+        seed=-1 if seed is None else int(seed),
+        shearcorr_version=__version__,
+    )
+    if attrs:
+        ds.attrs.update(attrs)
+    return ds
+
+
+def params_from_attrs(attrs: dict[str, Any]) -> SystemParams:
+    """Rebuild the :class:`SystemParams` recorded in a result's attrs."""
+    try:
+        return SystemParams(
+            n_l2=attrs["n_l2"],
+            rs=attrs["rs"],
+            d2=attrs["d2"],
+            gamma_l=attrs["gamma_l"],
+            displacement=str(attrs.get("displacement", "uniform")),
+            r0=attrs.get("r0", 1.0),
+            beam_size=attrs.get("beam_size", 800.0),
+        )
+    except KeyError as exc:
+        raise ShearcorrError(f"result has no parameter {exc.args[0]!r} in its attrs; is it a shearcorr file?") from None
+
+
+def grid_from_dataset(ds: xr.Dataset) -> QGrid:
+    """The :class:`QGrid` of a result or dataset (its ``q`` and ``theta`` coords)."""
+    if "q" not in ds.coords or "theta" not in ds.coords:
+        raise ShearcorrError("data has no q/theta coordinates; is it a shearcorr result?")
+    return QGrid(ds["q"].values, ds["theta"].values)
+
+
+def save_result(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write a result to NetCDF-4 atomically: a temporary file in the same folder, then a rename.
+
+    An existing file at ``path`` is replaced only once the new one is complete.
+    """
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise ShearcorrError(f"folder {path.parent} does not exist; create it or choose another output path")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_result(path: str | os.PathLike) -> xr.Dataset:
+    """Load a result written by :func:`save_result` (fully into memory; the file is closed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShearcorrError(f"no such file: {path}")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except Exception as exc:  # h5py/xarray raise many types for corrupt files
+        raise ShearcorrError(f"cannot read {path} as a shearcorr NetCDF result ({type(exc).__name__}: {exc})") from None
+    if "g" not in ds or "q" not in ds.coords:
+        raise ShearcorrError(f"{path} is not a shearcorr result (no g(q, theta) in it)")
+    return ds
