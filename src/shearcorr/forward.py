@@ -43,10 +43,10 @@ def simulate(
     """
     grid = QGrid() if grid is None else grid
     if engine == "mc":
-        from .montecarlo import simulate_mc
-
         if configs is None:
             raise ShearcorrError("engine 'mc' needs a number of configurations; pass configs (CLI: --configs N)")
+        from .montecarlo import simulate_mc
+
         return simulate_mc(params, grid, configs=configs, seed=seed, progress=progress)
     if engine == "analytic":
         from .analytic import ensemble

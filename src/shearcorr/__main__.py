@@ -1,0 +1,7 @@
+"""``python -m shearcorr`` is the ``shearcorr`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

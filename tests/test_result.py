@@ -1,0 +1,67 @@
+"""The result Dataset: layout, provenance, NetCDF round trip, atomic writes."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from shearcorr._version import __version__
+from shearcorr.errors import ShearcorrError
+from shearcorr.params import QGrid, SystemParams
+from shearcorr.physics import g_theory
+from shearcorr.result import grid_from_dataset, load_result, make_result, params_from_attrs, save_result
+
+
+def _result(grid):
+    p = SystemParams(n_l2=120, rs=0.1, d2=0.8, gamma_l=12, displacement="stokes-einstein")
+    g = g_theory(grid.q, grid.theta, p.d2, p.gamma_l)
+    return p, make_result(grid, p, I=np.ones(grid.shape), g=g, g_err=np.full(grid.shape, 0.01), engine="mc",
+                          configs=50, seed=3)
+
+
+def test_make_result_layout_and_means(small_grid):
+    p, ds = _result(small_grid)
+    np.testing.assert_allclose(ds.g_q, ds.g.mean("theta"))
+    np.testing.assert_allclose(ds.g_theta, ds.g.mean("q"))
+    # independent-point error of a mean of 21 points with err 0.01
+    np.testing.assert_allclose(ds.g_q_err, 0.01 / np.sqrt(21))
+    assert ds.attrs["displacement"] == "stokes-einstein" and ds.attrs["configs"] == 50
+    assert ds.attrs["shearcorr_version"] == __version__
+    assert params_from_attrs(ds.attrs) == p
+    assert grid_from_dataset(ds) == small_grid
+
+
+def test_make_result_rejects_wrong_shape(small_grid):
+    p = SystemParams(100, 0, 1, 10)
+    with pytest.raises(ShearcorrError, match="shape"):
+        make_result(small_grid, p, I=np.ones((3, 3)), g=np.ones(small_grid.shape), g_err=np.ones(small_grid.shape),
+                    engine="mc")
+
+
+def test_netcdf_round_trip(tmp_path, small_grid):
+    _, ds = _result(small_grid)
+    path = save_result(ds, tmp_path / "run.nc")
+    back = load_result(path)
+    xr.testing.assert_identical(back, ds)
+
+
+def test_failed_save_keeps_existing_file(tmp_path, small_grid):
+    _, ds = _result(small_grid)
+    path = save_result(ds, tmp_path / "run.nc")
+    before = path.read_bytes()
+    bad = ds.copy()
+    bad.attrs["unserialisable"] = {"a": object()}
+    with pytest.raises(Exception):
+        save_result(bad, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.nc"]  # no temporary left behind
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ShearcorrError, match="no such file"):
+        load_result(tmp_path / "missing.nc")
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(ShearcorrError, match="cannot read"):
+        load_result(junk)
+    with pytest.raises(ShearcorrError, match="does not exist"):
+        save_result(xr.Dataset(), tmp_path / "nope" / "x.nc")
