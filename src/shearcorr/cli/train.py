@@ -1,0 +1,126 @@
+"""``shearcorr train | evaluate | predict``: GPR inversion models (three commands from one module).
+
+``evaluate`` sample choice: a model records the fingerprint of its training dataset and which samples
+were held out; evaluating on that same dataset uses the held-out split (default 30 %), on any other
+dataset all finished samples.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ShearcorrError
+from ._common import check_output, positive_int, seed_int
+
+
+def register(sub) -> None:
+    from ..features import FEATURES
+    from ..params import PARAM_NAMES
+
+    p = sub.add_parser("train", help="train per-target GPR models on a dataset",
+                       description="Train one Gaussian-process regressor per target (paper Sec. II C) on the "
+                                   "training split of a dataset store and save a safe model file (.npz).")
+    p.add_argument("dataset", help="dataset store (shearcorr dataset -o STORE)")
+    p.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
+    p.add_argument("--feature", choices=FEATURES, default="g_theta",
+                   help="GPR input: g(theta) (paper, default), g(q), both, or SVD projections")
+    p.add_argument("--k", type=positive_int, default=3, help="singular vectors for --feature svd (default 3)")
+    p.add_argument("--targets", nargs="+", choices=PARAM_NAMES, default=["rs", "d2", "gamma_l"],
+                   help="parameters to learn (default rs d2 gamma_l; n_l2 is not recoverable)")
+    p.add_argument("--test-fraction", type=float, default=0.3, help="held-out fraction (default 0.3)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the train/test split and restarts (default 0)")
+    p.add_argument("--optimizer", choices=("grid", "sklearn"), default="grid",
+                   help="grid: eigen-trick LML grid + refinement (fast, default); sklearn: then L-BFGS-B restarts")
+    p.add_argument("--grid-size", type=positive_int, default=30, help="LML grid points per axis (default 30)")
+    p.add_argument("--restarts", type=int, default=10, help="L-BFGS-B restarts of --optimizer sklearn (default 10)")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser("evaluate", help="Err and 68/95 %% coverage of a model on a dataset",
+                       description="Evaluate a model on a dataset: its held-out split if it is the training "
+                                   "dataset, otherwise all finished samples.")
+    e.add_argument("model", help="model file (.npz) from shearcorr train")
+    e.add_argument("dataset", help="dataset store")
+    e.add_argument("--json", action="store_true", help="print {err, coverage68, coverage95} as JSON")
+    e.set_defaults(func=run_evaluate)
+
+    r = sub.add_parser("predict", help="parameters +- std for a measured or simulated g",
+                       description="Predict the parameters of a result NetCDF (shearcorr simulate) or of every "
+                                   "sample of a dataset store.")
+    r.add_argument("model", help="model file (.npz) from shearcorr train")
+    r.add_argument("g_file", help="result NetCDF (.nc) or dataset store")
+    r.add_argument("--json", action="store_true", help="print JSON")
+    r.set_defaults(func=run_predict)
+
+
+def _open_store(path):
+    from ..dataset import open_dataset
+
+    return open_dataset(path, load=False)
+
+
+def run_train(args) -> None:
+    from ..inversion import train
+    from ..modelfile import save_model
+
+    check_output(args.output, suffixes=(".npz",))
+    ds = _open_store(args.dataset)
+    log = (lambda m: print(m, file=sys.stderr))
+    model, info = train(ds, feature=args.feature, targets=args.targets, test_fraction=args.test_fraction,
+                        seed=args.seed, optimizer=args.optimizer, n_grid=args.grid_size, restarts=args.restarts,
+                        k=args.k, log=log)
+    model.provenance["dataset_path"] = str(Path(args.dataset).resolve())
+    save_model(model, args.output)
+    print(f"wrote {args.output}: {args.feature} GPR for {', '.join(model.targets)} on "
+          f"{len(model.train_index)} samples ({info['train_seconds']:.1f} s)")
+
+
+def run_evaluate(args) -> None:
+    from ..inversion import evaluate
+    from ..modelfile import load_model
+
+    model = load_model(args.model)
+    res = evaluate(model, _open_store(args.dataset))
+    if args.json:
+        print(json.dumps({k: res[k] for k in ("err", "coverage68", "coverage95")}))
+        return
+    print(f"{res['n_samples']} samples ({res['selection']})")
+    print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7}")
+    for t in model.targets:
+        print(f"{t:<8} {100 * res['err'][t]:7.2f}% {100 * res['coverage68'][t]:6.1f}% {100 * res['coverage95'][t]:6.1f}%")
+
+
+def run_predict(args) -> None:
+    import numpy as np
+
+    from ..modelfile import load_model
+    from ..result import load_result
+
+    model = load_model(args.model)
+    path = Path(args.g_file)
+    if path.is_dir():
+        ds = _open_store(path)
+        from ..inversion import finished_samples
+
+        index = finished_samples(ds)
+        pred = model.predict(ds, sample=index)
+        ids = [int(i) for i in index]
+    else:
+        ds = load_result(path)
+        pred = model.predict(ds)
+        ids = None
+    out = {t: {"mean": [float(v) for v in np.clip(m, 0, None)], "std": [float(v) for v in s]}
+           for t, (m, s) in pred.items()}
+    if ids is None:
+        out = {t: {"mean": v["mean"][0], "std": v["std"][0]} for t, v in out.items()}
+    if args.json:
+        print(json.dumps(out if ids is None else {"sample": ids, "predictions": out}))
+        return
+    if ids is None:
+        for t, v in out.items():
+            print(f"{t:<8} = {v['mean']:.4g} +- {v['std']:.2g}")
+        return
+    print("sample " + " ".join(f"{t:>20}" for t in out))
+    for j, i in enumerate(ids):
+        print(f"{i:6d} " + " ".join(f"{out[t]['mean'][j]:>10.4g} +- {out[t]['std'][j]:<6.2g}" for t in out))

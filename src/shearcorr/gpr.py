@@ -1,0 +1,322 @@
+r"""Gaussian-process regression as in the paper (Sec. II C): constant mean, RBF + white noise.
+
+Kernel, in the paper's convention (eq. below eq. 6)
+
+.. math:: k(x, x') = \exp\!\Big(-\frac{|x - x'|^2}{2\,l}\Big) + \sigma\,\delta_{x x'}
+
+so the paper's ``l`` is a *squared* length: scikit-learn's ``RBF(length_scale=s)`` is
+:math:`\exp(-|x-x'|^2 / (2 s^2))`, hence :math:`l = s^2`, and ``WhiteKernel(noise_level=sigma)``
+adds :math:`\sigma\delta`. Everything public here speaks the paper's ``(l, sigma)``; Table I of the
+paper (l = 0.134 / 0.242 / 0.141) is therefore in squared feature units.
+
+Targets are standardised (subtract the training mean, divide by the training std); the constant
+prior mean is that training mean. The log marginal likelihood (Rasmussen & Williams eq. 2.30) of
+standardised targets y with :math:`K_\sigma = K_l + \sigma I`:
+
+.. math:: \log p(y|X,l,\sigma) = -\tfrac12 y^T K_\sigma^{-1} y - \tfrac12\log|K_\sigma| - \tfrac n2\log 2\pi.
+
+LML landscape trick (:func:`lml_grid`): for each l one eigendecomposition :math:`K_l = Q\Lambda Q^T`
+gives :math:`K_\sigma = Q(\Lambda+\sigma)Q^T`, so with :math:`b = Q^T y`
+
+.. math:: \log p = -\tfrac12\sum_i \frac{b_i^2}{\lambda_i+\sigma} - \tfrac12\sum_i\log(\lambda_i+\sigma) - \tfrac n2\log 2\pi,
+
+O(n) per sigma and per target: an (l, sigma) grid costs n_l eigendecompositions, shared by every target
+trained on the same inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+from scipy.optimize import minimize_scalar
+from scipy.spatial.distance import cdist
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from .errors import ShearcorrError
+
+__all__ = ["PaperGPR", "lml_grid", "lml_eigen", "optimise_hyperparameters", "default_bounds", "rbf"]
+
+#: Default bounds of the white-noise level sigma (standardised target units, a variance).
+#: The lower bound keeps K + sigma I well conditioned (condition number <= n / 1e-6) on noise-free data.
+SIGMA_BOUNDS = (1e-6, 1.0)
+
+
+def rbf(A: np.ndarray, B: np.ndarray, l: float) -> np.ndarray:
+    r"""RBF kernel matrix :math:`\exp(-|a-b|^2/(2l))` (paper convention, l = length_scale^2)."""
+    return np.exp(-cdist(A, B, "sqeuclidean") / (2.0 * l))
+
+
+def default_bounds(X: np.ndarray, *, sample: int = 2000, seed: int = 0) -> tuple[float, float]:
+    r"""Bounds of the paper's l from the pair distances of the inputs (the PDDF's scale).
+
+    :math:`l \in [(z_{1\%}/4)^2,\ (4 z_{max})^2]`, z_{1%} the 1st percentile and z_max the largest of the
+    pair distances (on a random subset of ``sample`` rows): below the lower bound the kernel is a near
+    identity (no interpolation), above the upper one it is near constant.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    sub = X[rng.choice(X.shape[0], size=min(sample, X.shape[0]), replace=False)]
+    d = cdist(sub, sub)[np.triu_indices(sub.shape[0], 1)]
+    d = d[d > 0]
+    if d.size == 0:
+        raise ShearcorrError("all feature vectors are identical; the GPR has nothing to learn from")
+    return (float(np.percentile(d, 1) / 4.0) ** 2, float(4.0 * d.max()) ** 2)
+
+
+def _standardise(y: np.ndarray) -> tuple[np.ndarray, float, float]:
+    mean, std = float(np.mean(y)), float(np.std(y))
+    std = std if std > 0 else 1.0
+    return (y - mean) / std, mean, std
+
+
+def lml_eigen(lam: np.ndarray, b: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    r"""LML of standardised targets from the eigen-decomposition of K_l, for every sigma.
+
+    Parameters
+    ----------
+    lam : ndarray (n,)
+        Eigenvalues of K_l (negative round-off clipped to 0).
+    b : ndarray (n,) or (n, T)
+        :math:`Q^T y` for T targets.
+    sigma : ndarray (S,)
+
+    Returns
+    -------
+    ndarray (S,) or (S, T)
+    """
+    lam = np.clip(lam, 0.0, None)
+    n = lam.size
+    s = np.asarray(sigma, dtype=np.float64)
+    denom = lam[None, :] + s[:, None]  # (S, n)
+    logdet = np.sum(np.log(denom), axis=1)
+    b2 = b**2 if b.ndim == 2 else (b**2)[:, None]
+    quad = (1.0 / denom) @ b2  # (S, T)
+    out = -0.5 * quad - 0.5 * logdet[:, None] - 0.5 * n * np.log(2 * np.pi)
+    return out if b.ndim == 2 else out[:, 0]
+
+
+def lml_grid(X, Y, l_values, sigma_values, *, progress=None) -> np.ndarray:
+    """LML of every target column of ``Y`` on the (l, sigma) grid, one eigendecomposition per l.
+
+    Parameters
+    ----------
+    X : array-like (n, d)
+    Y : array-like (n,) or (n, T)
+        Raw targets; each column is standardised first (as in :class:`PaperGPR`).
+    l_values, sigma_values : array-like
+        Grid of the paper's l (squared length) and sigma.
+    progress : callable(i, n_l), optional
+        Called after each l.
+
+    Returns
+    -------
+    ndarray of shape (n_l, n_sigma, T) (T = 1 for 1-D ``Y``).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    Ys = np.column_stack([_standardise(Y[:, t])[0] for t in range(Y.shape[1])])
+    D = cdist(X, X, "sqeuclidean")
+    lv = np.asarray(l_values, dtype=np.float64)
+    out = np.empty((lv.size, np.size(sigma_values), Ys.shape[1]))
+    for i, l in enumerate(lv):
+        lam, Q = np.linalg.eigh(np.exp(-D / (2.0 * l)))
+        out[i] = lml_eigen(lam, Q.T @ Ys, sigma_values)
+        if progress is not None:
+            progress(i + 1, lv.size)
+    return out
+
+
+def _profile_sigma(lam, b, bounds) -> tuple[float, float]:
+    """max over log sigma of the LML at fixed l (bounded Brent on the O(n) eigen formula)."""
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    f = lambda ls: -float(lml_eigen(lam, b, np.array([np.exp(ls)]))[0])  # noqa: E731
+    grid = np.linspace(lo, hi, 25)
+    vals = [f(g) for g in grid]
+    i = int(np.argmin(vals))
+    a, c = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    res = minimize_scalar(f, bounds=(a, c), method="bounded", options={"xatol": 1e-4})
+    best = (res.x, res.fun) if res.fun < vals[i] else (grid[i], vals[i])
+    return float(np.exp(best[0])), -float(best[1])
+
+
+def optimise_hyperparameters(X, Y, *, l_bounds=None, sigma_bounds=SIGMA_BOUNDS, n_l: int = 30,
+                             n_sigma: int = 30, grid=None, progress=None) -> dict:
+    r"""Maximise the LML of each target over (l, sigma): grid, then refinement (the "grid" optimiser).
+
+    1. :func:`lml_grid` on ``n_l`` x ``n_sigma`` log-spaced points inside the bounds (shared eigen-
+       decompositions for all targets) - this is the global search and the landscape of Figs. 6b-d.
+    2. Per target, the profile :math:`\max_\sigma \log p(l,\sigma)` is interpolated by a parabola in
+       log l through the best grid l and its neighbours; at that l (one more eigendecomposition)
+       sigma is optimised exactly (Brent on the O(n) formula). The refined point is kept only if its
+       LML beats the best grid point.
+
+    Returns
+    -------
+    dict with ``l_values``, ``sigma_values``, ``lml`` (n_l, n_sigma, T), and per target lists
+    ``l``, ``sigma``, ``lml_opt``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    lb = default_bounds(X) if l_bounds is None else tuple(map(float, l_bounds))
+    l_values = np.geomspace(lb[0], lb[1], n_l)
+    s_values = np.geomspace(sigma_bounds[0], sigma_bounds[1], n_sigma)
+    lml = lml_grid(X, Y, l_values, s_values, progress=progress) if grid is None else grid
+    D = cdist(X, X, "sqeuclidean")
+    res = {"l_values": l_values, "sigma_values": s_values, "lml": lml, "l": [], "sigma": [], "lml_opt": []}
+    for t in range(Y.shape[1]):
+        surf = lml[:, :, t]
+        i, j = np.unravel_index(np.argmax(surf), surf.shape)
+        best = (float(l_values[i]), float(s_values[j]), float(surf[i, j]))
+        if 0 < i < n_l - 1:
+            x = np.log(l_values[i - 1: i + 2])
+            p = surf[i - 1: i + 2].max(axis=1)
+            c2, c1, _ = np.polyfit(x, p, 2)
+            if c2 < 0:
+                l_ref = float(np.exp(np.clip(-c1 / (2 * c2), x[0], x[2])))
+                lam, Q = np.linalg.eigh(np.exp(-D / (2.0 * l_ref)))
+                s_ref, v_ref = _profile_sigma(lam, Q.T @ _standardise(Y[:, t])[0], sigma_bounds)
+                if v_ref > best[2]:
+                    best = (l_ref, s_ref, v_ref)
+        res["l"].append(best[0])
+        res["sigma"].append(best[1])
+        res["lml_opt"].append(best[2])
+    return res
+
+
+class PaperGPR(RegressorMixin, BaseEstimator):
+    r"""GPR of one target with the paper's kernel exp(-|x-x'|^2/(2l)) + sigma delta and a constant mean.
+
+    A scikit-learn estimator (``clone``, ``get_params``, ``cross_val_score`` work). Predictions are
+    computed with numpy from the stored training inputs, :math:`\alpha = (K_l+\sigma I)^{-1}y` and
+    (l, sigma), so a model rebuilt from a file predicts exactly as the trained one.
+
+    Parameters
+    ----------
+    l : float, default=1.0
+        The paper's squared correlation length (initial value when optimising).
+    sigma : float, default=1e-3
+        White-noise level (variance, standardised target units; initial value when optimising).
+    optimizer : {"grid", "sklearn", None}, default="grid"
+        ``"grid"``: :func:`optimise_hyperparameters` (eigen-trick landscape + refinement; fast).
+        ``"sklearn"``: scikit-learn's ``GaussianProcessRegressor`` (L-BFGS-B on log l, log sigma with
+        ``n_restarts`` random restarts inside the bounds, starting from ``(l, sigma)``) - the paper's
+        procedure, O(n^3) per step. ``None``: keep ``(l, sigma)`` fixed.
+    l_bounds : (float, float) or None, default=None
+        Bounds of l; None derives them from the pair distances (:func:`default_bounds`).
+    sigma_bounds : (float, float), default=(1e-6, 1)
+    n_restarts : int, default=10
+        Restarts of the "sklearn" optimiser.
+    n_grid : int, default=30
+        Grid points per axis of the "grid" optimiser.
+    random_state : int, default=0
+        Seed of the restarts.
+
+    Attributes
+    ----------
+    l_, sigma_ : float
+        Fitted hyperparameters (paper convention).
+    log_marginal_likelihood_value_ : float
+    X_train_, alpha_ : ndarray
+    y_mean_, y_std_ : float
+        Target standardisation (the constant prior mean is ``y_mean_``).
+    """
+
+    def __init__(self, *, l: float = 1.0, sigma: float = 1e-3, optimizer: str | None = "grid",
+                 l_bounds=None, sigma_bounds=SIGMA_BOUNDS, n_restarts: int = 10, n_grid: int = 30,
+                 random_state: int = 0):
+        self.l = l
+        self.sigma = sigma
+        self.optimizer = optimizer
+        self.l_bounds = l_bounds
+        self.sigma_bounds = sigma_bounds
+        self.n_restarts = n_restarts
+        self.n_grid = n_grid
+        self.random_state = random_state
+
+    def fit(self, X, y) -> "PaperGPR":
+        """Optimise (l, sigma) as chosen by ``optimizer``, then factorise K + sigma I (Cholesky)."""
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if X.ndim != 2 or y.shape != (X.shape[0],) or X.shape[0] < 2:
+            raise ShearcorrError(f"need X of shape (n, d) and y of shape (n,) with n >= 2, got {X.shape}, {y.shape}")
+        if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+            raise ShearcorrError("training inputs or targets contain NaN or inf")
+        l, sigma = float(self.l), float(self.sigma)
+        if self.optimizer == "grid":
+            r = optimise_hyperparameters(X, y, l_bounds=self.l_bounds, sigma_bounds=self.sigma_bounds,
+                                         n_l=self.n_grid, n_sigma=self.n_grid)
+            l, sigma = r["l"][0], r["sigma"][0]
+        elif self.optimizer == "sklearn":
+            l, sigma = self._fit_sklearn(X, y, l, sigma)
+        elif self.optimizer is not None:
+            raise ShearcorrError(f"optimizer must be 'grid', 'sklearn' or None, got {self.optimizer!r}")
+        return self._factorise(X, y, l, sigma)
+
+    def _fit_sklearn(self, X, y, l, sigma):
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, WhiteKernel
+
+        lb = default_bounds(X) if self.l_bounds is None else tuple(map(float, self.l_bounds))
+        l = float(np.clip(l, *lb))
+        sigma = float(np.clip(sigma, *self.sigma_bounds))
+        kernel = RBF(np.sqrt(l), (np.sqrt(lb[0]), np.sqrt(lb[1]))) + WhiteKernel(sigma, tuple(self.sigma_bounds))
+        gp = GaussianProcessRegressor(kernel, alpha=0.0, normalize_y=True, n_restarts_optimizer=int(self.n_restarts),
+                                      random_state=int(self.random_state))
+        gp.fit(X, y)
+        k = gp.kernel_
+        return float(k.k1.length_scale) ** 2, float(k.k2.noise_level)
+
+    def _factorise(self, X, y, l, sigma) -> "PaperGPR":
+        ys, self.y_mean_, self.y_std_ = _standardise(y)
+        K = rbf(X, X, l)
+        K[np.diag_indices_from(K)] += sigma
+        try:
+            L = scipy.linalg.cholesky(K, lower=True)
+        except np.linalg.LinAlgError:
+            raise ShearcorrError(f"K + sigma I is not positive definite at l={l:.3g}, sigma={sigma:.3g}; "
+                                 "raise the lower bound of sigma") from None
+        self.X_train_, self.l_, self.sigma_, self._L = X, float(l), float(sigma), L
+        self.alpha_ = scipy.linalg.cho_solve((L, True), ys)
+        self.log_marginal_likelihood_value_ = float(
+            -0.5 * ys @ self.alpha_ - np.sum(np.log(np.diag(L))) - 0.5 * ys.size * np.log(2 * np.pi))
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    @classmethod
+    def from_state(cls, X_train, alpha, l, sigma, y_mean, y_std) -> "PaperGPR":
+        """Rebuild a fitted regressor from stored arrays (used by the model file; no unpickling)."""
+        gp = cls(l=float(l), sigma=float(sigma), optimizer=None)
+        gp.X_train_ = np.asarray(X_train, dtype=np.float64)
+        gp.alpha_ = np.asarray(alpha, dtype=np.float64)
+        gp.l_, gp.sigma_, gp.y_mean_, gp.y_std_ = float(l), float(sigma), float(y_mean), float(y_std)
+        gp.n_features_in_ = gp.X_train_.shape[1]
+        gp._L = None
+        return gp
+
+    def predict(self, X, return_std: bool = False):
+        r"""Posterior mean (and std) of the target at ``X`` (R&W Alg. 2.1).
+
+        .. math:: \mu_* = \bar y + s_y\,k_*^T\alpha,\qquad
+                  \sigma_*^2 = s_y^2\,(1 + \sigma - v^T v),\quad v = L^{-1}k_*
+
+        The std includes the white-noise term sigma (the scatter of the target the kernel could not
+        explain), like scikit-learn's ``predict`` with a ``WhiteKernel``.
+        """
+        if not hasattr(self, "alpha_"):
+            raise ShearcorrError("the regressor is not fitted; call fit(X, y) first")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ShearcorrError(f"X must have shape (n, {self.n_features_in_}), got {X.shape}")
+        Ks = rbf(X, self.X_train_, self.l_)
+        mean = self.y_mean_ + self.y_std_ * (Ks @ self.alpha_)
+        if not return_std:
+            return mean
+        if self._L is None:
+            K = rbf(self.X_train_, self.X_train_, self.l_)
+            K[np.diag_indices_from(K)] += self.sigma_
+            self._L = scipy.linalg.cholesky(K, lower=True)
+        v = scipy.linalg.solve_triangular(self._L, Ks.T, lower=True)
+        var = np.clip(1.0 + self.sigma_ - np.sum(v * v, axis=0), 0.0, None)
+        return mean, self.y_std_ * np.sqrt(var)

@@ -1,0 +1,170 @@
+"""Model files that are safe to open: one ``.npz`` of plain numeric arrays plus JSON metadata.
+
+Layout (format ``shearcorr-gpr-model``, version 1)::
+
+    meta.npy            uint8 bytes of a UTF-8 JSON document (below)
+    grid_q, grid_theta  the training grid
+    X_train             (n, d) training inputs after the feature transform
+    svd_components      (k, n_theta) right singular vectors (feature "svd" only)
+    alpha_<target>      (n,) alpha = (K + sigma I)^-1 y_standardised, one per target
+
+JSON: format, format_version, shearcorr_version, feature, n_theta, k, targets, kernel convention,
+per-target hyperparameters ``{l, sigma, y_mean, y_std, lml}``, train/test sample indices, training
+provenance, and ``sha256`` of the arrays (name, dtype, shape and bytes, in sorted name order).
+
+Loading uses ``numpy.load(allow_pickle=False)`` (object arrays and pickles are refused), checks the
+format, the checksum and every shape, and rebuilds the regressors from the arrays with numpy
+(:meth:`PaperGPR.from_state`); nothing is unpickled or executed. Every failure is one ShearcorrError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .errors import ShearcorrError
+from .features import ProfileFeatures
+from .gpr import PaperGPR
+from .inversion import InversionModel
+from .params import PARAM_NAMES, QGrid
+
+__all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "shearcorr-gpr-model"
+FORMAT_VERSION = 1
+KERNEL = "k(x,x') = exp(-|x-x'|^2 / (2 l)) + sigma delta; l = sklearn length_scale^2; targets standardised"
+
+
+def _checksum(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_model(model: InversionModel, path) -> Path:
+    """Write ``model`` to ``path`` (.npz) atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise ShearcorrError(f"folder {path.parent} does not exist; create it or choose another output path")
+    first = next(iter(model.regressors.values()))
+    arrays = {
+        "grid_q": np.asarray(model.grid.q, dtype=np.float64),
+        "grid_theta": np.asarray(model.grid.theta, dtype=np.float64),
+        "X_train": np.asarray(first.X_train_, dtype=np.float64),
+        "train_index": np.asarray(model.train_index, dtype=np.int64),
+        "test_index": np.asarray(model.test_index, dtype=np.int64),
+    }
+    if model.features.feature == "svd":
+        arrays["svd_components"] = np.asarray(model.features.components_, dtype=np.float64)
+    hyper = {}
+    for t, gp in model.regressors.items():
+        if gp.X_train_ is not first.X_train_ and not np.array_equal(gp.X_train_, first.X_train_):
+            raise ShearcorrError("all regressors of a model must share the training inputs")
+        arrays[f"alpha_{t}"] = np.asarray(gp.alpha_, dtype=np.float64)
+        hyper[t] = {"l": gp.l_, "sigma": gp.sigma_, "y_mean": gp.y_mean_, "y_std": gp.y_std_,
+                    "lml": float(getattr(gp, "log_marginal_likelihood_value_", float("nan")))}
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "shearcorr_version": __version__,
+        "feature": model.features.feature, "n_theta": int(model.features.n_theta), "k": int(model.features.k),
+        "n_features_in": int(model.features.n_features_in_), "targets": list(model.regressors),
+        "kernel": KERNEL, "hyperparameters": hyper, "provenance": model.provenance,
+        "sha256": _checksum(arrays),
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_arrays(path: Path) -> dict:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ShearcorrError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    if not raw.startswith(b"PK"):
+        raise ShearcorrError(f"{path} is not a shearcorr model file (not an .npz archive)")
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        if not all(isinstance(a, np.ndarray) for a in arrays.values()):
+            raise ShearcorrError(f"{path} is not a shearcorr model file (members that are not numpy arrays)")
+        return arrays
+    except ShearcorrError:
+        raise
+    except ValueError as exc:  # object arrays / pickles refused by allow_pickle=False
+        raise ShearcorrError(f"{path} holds pickled or object data, which shearcorr never loads ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, zipfile.LargeZipFile) as exc:
+        raise ShearcorrError(f"model file {path} is corrupted or truncated ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # zlib.error and friends
+        raise ShearcorrError(f"model file {path} is corrupted or truncated ({type(exc).__name__}: {exc})") from None
+
+
+def load_model(path) -> InversionModel:
+    """Load a model written by :func:`save_model`; never unpickles; clear errors for damaged files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShearcorrError(f"no such model file: {path}")
+    arrays = _read_arrays(path)
+    if "meta" not in arrays or arrays["meta"].dtype != np.uint8:
+        raise ShearcorrError(f"{path} is not a shearcorr model file (no metadata)")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ShearcorrError(f"model file {path} has corrupted metadata") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ShearcorrError(f"{path} is not a shearcorr model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ShearcorrError(f"{path} has model format version {meta.get('format_version')}; this shearcorr reads "
+                             f"version {FORMAT_VERSION}; retrain the model")
+    if _checksum(arrays) != meta.get("sha256"):
+        raise ShearcorrError(f"model file {path} is corrupted (array checksum mismatch)")
+    try:
+        for a in arrays.values():
+            if a.dtype.kind not in "fiu":
+                raise ShearcorrError(f"{path} holds non-numeric arrays; refusing it")
+        targets = [str(t) for t in meta["targets"]]
+        if not targets or any(t not in PARAM_NAMES for t in targets):
+            raise ShearcorrError(f"{path} names unknown targets {targets}")
+        grid = QGrid(arrays["grid_q"], arrays["grid_theta"])
+        X = arrays["X_train"]
+        feats = ProfileFeatures(feature=str(meta["feature"]), n_theta=int(meta["n_theta"]), k=int(meta["k"]))
+        feats.n_features_in_ = int(meta["n_features_in"])
+        if feats.n_theta != grid.theta.size or feats.n_features_in_ != grid.theta.size + grid.q.size:
+            raise ShearcorrError(f"{path} is inconsistent: feature widths do not match its grid")
+        if feats.feature == "svd":
+            feats.components_ = arrays["svd_components"]
+            if feats.components_.shape != (feats.k, feats.n_theta):
+                raise ShearcorrError(f"{path} is inconsistent: SVD components have shape {feats.components_.shape}")
+        regs = {}
+        for t in targets:
+            h = meta["hyperparameters"][t]
+            alpha = arrays[f"alpha_{t}"]
+            if X.ndim != 2 or alpha.shape != (X.shape[0],):
+                raise ShearcorrError(f"{path} is inconsistent: alpha_{t} does not match X_train")
+            regs[t] = PaperGPR.from_state(X, alpha, h["l"], h["sigma"], h["y_mean"], h["y_std"])
+            regs[t].log_marginal_likelihood_value_ = float(h.get("lml", float("nan")))
+        if feats.transform(np.ones((1, feats.n_features_in_))).shape[1] != X.shape[1]:
+            raise ShearcorrError(f"{path} is inconsistent: X_train width does not match the feature transform")
+        return InversionModel(grid=grid, features=feats, regressors=regs, train_index=arrays["train_index"],
+                              test_index=arrays["test_index"], provenance=dict(meta.get("provenance", {})))
+    except ShearcorrError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ShearcorrError(f"model file {path} is incomplete or inconsistent ({type(exc).__name__}: {exc})") from None
