@@ -1,0 +1,145 @@
+r"""Synthetic experiments: a frame pair with known truth, rendered from one Monte Carlo configuration.
+
+Pipeline (all lengths in R0; one configuration, :func:`shearcorr.montecarlo.sample_configuration`):
+
+1. Detector: ``shape`` pixels, flat, beam centre in the middle; the distance is chosen so that one
+   pixel spans ``dq`` in q R0 at the centre. The default ``dq = (2 pi / L) / 2.2`` samples the speckle
+   (intensity autocorrelation width 2 pi / L) with 2.2 pixels, above Nyquist. Physical units:
+   R0 = 10 nm, L = beam_size R0 (8 um), lambda = 1 A, 55 um pixels (distance ~ 10 m for the default).
+2. Sample frame: the flow (x of the model) points along detector azimuth ``flow_angle``, so a pixel
+   at azimuth phi sees q = |q| (cos(phi - flow), sin(phi - flow)) in the sample frame.
+3. Coherent amplitudes A, A' of the particles inside the beam window before / after the move
+   (:func:`shearcorr.montecarlo.amplitude_at`), normalised by sum V^2 as eq. 1.
+4. Partial coherence: a Gaussian-Schell-like beam with one dominant coherent mode; the many weak
+   modes add up to the incoherent (ensemble) intensity P/S = sum w_i^2 / S of the same particles:
+   I = s |A|^2/S + (1 - s) P/S with s = sqrt(beta), so the speckle contrast is exactly beta (for a
+   point-like pixel; real pixel integration lowers it further - the analysis estimates beta from data).
+5. Photon counting: Poisson with mean ``counts`` photons per pixel at q R0 = 0.5 for a monodisperse
+   form factor (scaled by the actual I(q)).
+6. Mask (1 = valid, saved as mask.npy): a beam stop of radius ``beamstop`` (q R0) with its arm (a
+   strip to the lower edge), a horizontal and a vertical module gap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import ShearcorrError
+from ..params import SystemParams
+from ..physics import form_factor, sphere_volume
+from ..rng import seed_sequence
+from .geometry import flat_detector
+
+__all__ = ["SynthPair", "render_pair", "write_synth"]
+
+R0_NM, LAMBDA_A, PIXEL_M = 10.0, 1.0, 55e-6
+
+
+class SynthPair:
+    """Result of :func:`render_pair`: ``before``, ``after`` (int64 counts), ``mask`` (bool, True =
+    valid), ``geometry`` (:class:`DetectorGeometry`), ``geometry_spec`` (JSON dict) and ``truth``."""
+
+    def __init__(self, before, after, mask, geometry, geometry_spec, truth):
+        self.before, self.after, self.mask = before, after, mask
+        self.geometry, self.geometry_spec, self.truth = geometry, geometry_spec, truth
+
+
+def render_pair(params: SystemParams, *, flow_angle_deg=30.0, contrast=0.3, counts=10.0, shape=(1024, 1024),
+                dq=None, beamstop=0.15, seed=0) -> SynthPair:
+    """Render a synthetic frame pair (see module docstring). ``seed`` fixes configuration and photons."""
+    if not 0 < contrast <= 1:
+        raise ShearcorrError(f"contrast must be in (0, 1], got {contrast}")
+    if not counts > 0:
+        raise ShearcorrError(f"counts must be > 0 (photons per pixel at q R0 = 0.5), got {counts}")
+    ny, nx = (int(s) for s in shape)
+    if ny < 64 or nx < 64:
+        raise ShearcorrError(f"frame shape must be at least 64 x 64, got {shape}")
+    L = params.beam_size
+    dq = (2 * np.pi / L) / 2.2 if dq is None else float(dq)
+    k_nm = 2 * np.pi / (LAMBDA_A / 10.0)
+    distance = PIXEL_M * k_nm / (dq / R0_NM)
+    spec = {"shape": [ny, nx], "beam_center_px": [(nx - 1) / 2.0, (ny - 1) / 2.0], "pixel_size_m": PIXEL_M, "distance_m": distance,
+            "wavelength_angstrom": LAMBDA_A, "particle_radius_nm": R0_NM, "beam_size_um": L * R0_NM / 1000.0,
+            "q_unit": "1/nm"}
+    geo = flat_detector((ny, nx), spec["beam_center_px"], PIXEL_M, distance, wavelength=LAMBDA_A,
+                        particle_radius_nm=R0_NM, beam_size_nm=L * R0_NM)
+    ss = seed_sequence(seed)
+    s_conf, s_phot = ss.spawn(2)
+    conf = __import__("shearcorr.montecarlo", fromlist=["sample_configuration"])
+    cfg = conf.sample_configuration(params, s_conf)
+    q = geo.qr0
+    ang = geo.phi - np.radians(flow_angle_deg)
+    qx, qy = q * np.cos(ang), q * np.sin(ang)
+    frames, n_in = [], []
+    s = np.sqrt(contrast)
+    for xs, ys, inb in ((cfg.x, cfg.y, cfg.in_beam_before), (cfg.x_after, cfg.y_after, cfg.in_beam_after)):
+        r = cfg.radius[inb]
+        A = conf.amplitude_at(qx, qy, xs[inb], ys[inb], r)
+        v2 = sphere_volume(r) ** 2
+        S = v2.sum()
+        # incoherent intensity sum_i w_i^2 / S on the ring q (isotropic)
+        qs = np.linspace(0, q.max() * 1.001, 2048)
+        P = (v2[None, :] * form_factor(qs[:, None] * r[None, :]) ** 2).sum(axis=1) / S
+        inc = np.interp(q, qs, P)
+        frames.append(s * np.abs(A) ** 2 / S + (1 - s) * inc)
+        n_in.append(int(inb.sum()))
+    scale = counts / float(form_factor(0.5) ** 2)
+    rng = np.random.default_rng(s_phot)
+    before = rng.poisson(frames[0] * scale).astype(np.int64)
+    after = rng.poisson(frames[1] * scale).astype(np.int64)
+    rows, cols = np.mgrid[0:ny, 0:nx]
+    cx, cy = spec["beam_center_px"]
+    mask = q > beamstop
+    mask &= ~((np.abs(cols - cx) < max(3, nx // 170)) & (rows > cy))  # beam-stop arm to the lower edge
+    gy, gx = int(cy + ny // 4), int(cx - nx // 5)
+    mask[gy:gy + max(4, ny // 128), :] = False
+    mask[:, gx:gx + max(4, nx // 128)] = False
+    truth = {"gamma_l": params.gamma_l, "d2": params.d2, "rs": params.rs, "n_l2": params.n_l2,
+             "displacement": params.displacement, "beam_size": params.beam_size,
+             "flow_angle_deg": float(flow_angle_deg), "contrast": float(contrast), "counts": float(counts),
+             "n_in_beam": n_in, "shape": [ny, nx], "dq_r0_per_pixel": dq,
+             "speckle_px": (2 * np.pi / L) / dq, "seed": None if seed is None else int(seed),
+             "shearcorr_version": __version__,
+             "physical": {"particle_radius_nm": R0_NM, "gamma_l_nm": params.gamma_l * R0_NM, "d2_nm": params.d2 * R0_NM}}
+    return SynthPair(before, after, mask, geo, spec, truth)
+
+
+def write_synth(pair: SynthPair, out, fmt="npy") -> Path:
+    """Write before/after frames (``npy`` or ``h5``, dataset /entry/data/data), mask.npy (1 = valid),
+    geometry.json and truth.json into folder ``out`` atomically (temporary folder, then rename)."""
+    out = Path(out)
+    if fmt not in ("npy", "h5"):
+        raise ShearcorrError(f"format must be 'npy' or 'h5', got {fmt!r}")
+    if out.exists() and any(out.iterdir()):
+        raise ShearcorrError(f"output folder {out} exists and is not empty; choose a new folder")
+    if not out.parent.exists():
+        raise ShearcorrError(f"folder {out.parent} does not exist; create it first")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, arr in (("before", pair.before), ("after", pair.after)):
+            if fmt == "npy":
+                np.save(tmp / f"{name}.npy", arr.astype(np.int32))
+            else:
+                import h5py
+
+                with h5py.File(tmp / f"{name}.h5", "w") as fh:
+                    fh.create_dataset("entry/data/data", data=arr.astype(np.int32)[None], compression="gzip")
+        np.save(tmp / "mask.npy", pair.mask.astype(np.uint8))
+        (tmp / "geometry.json").write_text(json.dumps(pair.geometry_spec, indent=2) + "\n")
+        truth = dict(pair.truth, files={"before": f"before.{fmt}", "after": f"after.{fmt}", "mask": "mask.npy",
+                                        "mask_convention": "valid", "dataset": "/entry/data/data" if fmt == "h5" else None})
+        (tmp / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

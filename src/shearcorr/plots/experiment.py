@@ -1,0 +1,98 @@
+"""Figures of the frame-pair analysis: frames with mask, C(q, theta) map, g(theta) and g(q) with the fit.
+
+Every function takes data and ``ax=None`` and returns the Axes; :func:`save_figures` writes the PNGs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import require_matplotlib
+
+__all__ = ["frame_with_mask", "correlation_map", "g_theta", "g_q", "save_figures"]
+
+
+def frame_with_mask(frame, valid, ax=None, title=""):
+    """Log-scaled frame (row 0 at the top) with masked pixels in grey."""
+    plt = require_matplotlib()
+    ax = ax or plt.figure(figsize=(5, 4.5)).gca()
+    img = np.ma.masked_where(~valid, np.log10(np.maximum(frame, 0) + 1))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.6")
+    im = ax.imshow(img, origin="upper", cmap=cmap, interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, label="log10(counts + 1)")
+    ax.set(title=title, xlabel="column", ylabel="row")
+    return ax
+
+
+def correlation_map(cm, ax=None):
+    """(C - 1)/beta on (theta from flow, q R0) bins."""
+    plt = require_matplotlib()
+    ax = ax or plt.figure(figsize=(6, 4.5)).gca()
+    y = np.ma.masked_invalid(np.where(cm.ok, cm.y, np.nan))
+    im = ax.pcolormesh(np.degrees(cm.phi_edges), cm.q_edges, y, cmap="magma", vmin=-0.1, vmax=1.0, shading="flat")
+    ax.set_yscale("log")
+    ax.figure.colorbar(im, ax=ax, label="(C - 1) / beta")
+    ax.set(xlabel="theta from flow (deg)", ylabel="q R0", title="pair correlation C(q, theta)")
+    return ax
+
+
+def _mean(v, ok, axis):
+    n = ok.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, v, 0).sum(axis=axis) / n
+
+
+def g_theta(cm, model_y, ax=None):
+    """g(theta) - 1 = mean over q of (C - 1)/beta, data with errors and the fitted model."""
+    plt = require_matplotlib()
+    ax = ax or plt.figure(figsize=(6, 4)).gca()
+    ok = cm.ok
+    d = _mean(cm.y, ok, 0)
+    e = np.sqrt(_mean((cm.C_err / cm.beta) ** 2, ok, 0) / np.maximum(ok.sum(axis=0), 1))
+    ax.errorbar(np.degrees(cm.phi), d, e, fmt="o", ms=3, label="data")
+    ax.plot(np.degrees(cm.phi), _mean(model_y, ok, 0), "-", label="fit")
+    ax.set(xlabel="theta from flow (deg)", ylabel="g(theta) - 1 (normalised)")
+    ax.legend()
+    return ax
+
+
+def g_q(cm, model_y, ax=None):
+    """g(q) - 1 = mean over theta of (C - 1)/beta, data with errors and the fitted model."""
+    plt = require_matplotlib()
+    ax = ax or plt.figure(figsize=(6, 4)).gca()
+    ok = cm.ok
+    d = _mean(cm.y, ok, 1)
+    e = np.sqrt(_mean((cm.C_err / cm.beta) ** 2, ok, 1) / np.maximum(ok.sum(axis=1), 1))
+    ax.errorbar(cm.q, d, e, fmt="o", ms=3, label="data")
+    ax.plot(cm.q, _mean(model_y, ok, 1), "-", label="fit")
+    ax.set(xscale="log", xlabel="q R0", ylabel="g(q) - 1 (normalised)")
+    ax.legend()
+    return ax
+
+
+def save_figures(folder, pair, geo, cm, model_y, result) -> list:
+    """Write frames.png, correlation_map.png, g_theta.png, g_q.png into ``folder``."""
+    plt = require_matplotlib()
+    names = []
+    fig, axs = plt.subplots(1, 2, figsize=(11, 4.5))
+    frame_with_mask(pair.before, pair.valid, axs[0], "before")
+    frame_with_mask(pair.after, pair.valid, axs[1], "after")
+    fl = result["flow_angle_deg"]["value"]
+    for ax in axs:
+        ny, nx = pair.before.shape
+        c = result["inputs"].get("beam_center_px") or [nx / 2, ny / 2]
+        r = 0.45 * min(nx, ny)
+        ax.plot([c[0] - r * np.cos(np.radians(fl)), c[0] + r * np.cos(np.radians(fl))],
+                [c[1] + r * np.sin(np.radians(fl)), c[1] - r * np.sin(np.radians(fl))], "w--", lw=1, label="flow")
+    axs[0].legend(loc="upper right")
+    fig.tight_layout()
+    for name, fn in (("frames.png", None), ("correlation_map.png", correlation_map), ("g_theta.png", g_theta), ("g_q.png", g_q)):
+        if fn is not None:
+            fig = plt.figure(figsize=(6, 4.5))
+            ax = fig.gca()
+            fn(cm, ax=ax) if fn is correlation_map else fn(cm, model_y, ax=ax)
+            fig.tight_layout()
+        fig.savefig(f"{folder}/{name}", dpi=90)
+        plt.close(fig)
+        names.append(name)
+    return names

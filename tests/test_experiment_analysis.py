@@ -1,0 +1,102 @@
+"""Frame-pair analysis end to end on small synthetic pairs, and the bad-input contract of the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from shearcorr.cli import main
+from shearcorr.experiment import analyze, render_pair, write_synth
+from shearcorr.experiment.correlation import correlation_map, q_bin_edges
+from shearcorr.params import SystemParams
+
+SIZE = 448
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("s") / "pair"
+    p = render_pair(SystemParams(150, 0.1, 0.8, 15), flow_angle_deg=30, contrast=0.3, shape=(SIZE, SIZE), seed=3)
+    write_synth(p, d)
+    return d
+
+
+def test_identical_frames_give_full_correlation_and_contrast():
+    p = render_pair(SystemParams(150, 0.0, 0.0, 0.0), contrast=0.4, counts=1e5, shape=(SIZE, SIZE), seed=1)
+    g = p.geometry
+    qe = q_bin_edges(g.qr0, p.mask, 8, 0.2, None)
+    cm = correlation_map(p.before.astype(float), p.after.astype(float), p.mask, g.qr0, g.phi, qe, 12, speckle_px=2.2)
+    assert cm.beta == pytest.approx(0.4 * (1 - 1 / 150), rel=0.05)
+    z = (cm.y - 1.0)[cm.ok] / (cm.C_err[cm.ok] / cm.beta)
+    assert abs(np.mean(cm.y[cm.ok]) - 1) < 0.03 and 0.5 < np.std(z) < 1.5
+
+
+@pytest.mark.parametrize("gl,d2,flow,seed", [(12.0, 0.7, -40.0, 5), (25.0, 1.5, 75.0, 6)])
+def test_synthetic_pairs_recovered(gl, d2, flow, seed):
+    p = render_pair(SystemParams(150, 0.1, d2, gl), flow_angle_deg=flow, contrast=0.3, shape=(SIZE, SIZE), seed=seed)
+    r = analyze(p.before, p.after, p.geometry, mask=p.mask, plots=False)
+    assert abs((r["flow_angle_deg"]["value"] - flow + 90) % 180 - 90) < 4
+    assert r["gamma_l"]["value"] == pytest.approx(gl, rel=0.35)
+    assert r["d2"]["value"] == pytest.approx(d2, rel=0.25)
+    assert 0.2 < r["chi2"]["reduced"] < 2
+
+
+def test_cli_end_to_end_writes_result(synth_dir, tmp_path, capsys):
+    out = tmp_path / "res"
+    rc = main(["analyze", str(synth_dir / "before.npy"), str(synth_dir / "after.npy"), "--geometry",
+               str(synth_dir / "geometry.json"), "--mask", str(synth_dir / "mask.npy"), "-o", str(out)])
+    assert rc == 0
+    r = json.loads((out / "result.json").read_text())
+    for k in ("gamma_l", "d2", "rs", "flow_angle_deg"):
+        assert set(r[k]) >= {"value", "std"}
+    assert {"contrast", "chi2", "inputs", "geometry", "provenance"} <= set(r)
+    assert {p.name for p in out.glob("*.png")} == {"frames.png", "correlation_map.png", "g_theta.png", "g_q.png"}
+
+
+def _run_bad(args, out, capsys):
+    rc = main(args + ["-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("shearcorr: error:")
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}*"))
+    return err
+
+
+def test_bad_inputs_one_line_exit_2_nothing_written(synth_dir, tmp_path, capsys):
+    s = synth_dir
+    geo = ["--geometry", str(s / "geometry.json")]
+    b = np.load(s / "before.npy")
+    np.save(tmp_path / "small.npy", b[:-1])
+    assert "different shapes" in _run_bad(["analyze", str(s / "before.npy"), str(tmp_path / "small.npy")] + geo, tmp_path / "o1", capsys)
+    np.save(tmp_path / "zero.npy", np.zeros_like(b))
+    assert "all" in _run_bad(["analyze", str(s / "before.npy"), str(s / "after.npy"), "--mask", str(tmp_path / "zero.npy")] + geo,
+                             tmp_path / "o2", capsys)
+    nan = np.full(b.shape, np.nan)
+    np.save(tmp_path / "nan.npy", nan)
+    assert "masked" in _run_bad(["analyze", str(tmp_path / "nan.npy"), str(s / "after.npy")] + geo, tmp_path / "o3", capsys)
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "f.h5", "w") as fh:
+        fh["entry/data/data"] = b[None]
+    assert "does not exist" in _run_bad(["analyze", str(tmp_path / "f.h5"), str(tmp_path / "f.h5"), "--dataset", "/entry/nope"] + geo,
+                                        tmp_path / "o4", capsys)
+    assert "outside the frame" in _run_bad(["analyze", str(s / "before.npy"), str(s / "after.npy"), "--q-min", "20", "--q-max", "40"] + geo,
+                                           tmp_path / "o5", capsys)
+
+
+def test_model_grid_mismatch(synth_dir, tmp_path, capsys):
+    from shearcorr.features import ProfileFeatures
+    from shearcorr.gpr import PaperGPR
+    from shearcorr.inversion import InversionModel
+    from shearcorr.modelfile import save_model
+    from shearcorr.params import QGrid
+
+    grid = QGrid.log(0.5, 5.0, 6, 7)
+    rng = np.random.default_rng(0)
+    P = 1 + rng.random((12, 13))
+    feats = ProfileFeatures(feature="g_theta", n_theta=7, k=3).fit(P)
+    X = feats.transform(P)
+    regs = {t: PaperGPR(optimizer=None).fit(X, rng.random(12)) for t in ("rs", "d2", "gamma_l")}
+    save_model(InversionModel(grid, feats, regs, np.arange(12), np.arange(0)), tmp_path / "m.npz")
+    s = synth_dir
+    err = _run_bad(["analyze", str(s / "before.npy"), str(s / "after.npy"), "--geometry", str(s / "geometry.json"),
+                    "--mask", str(s / "mask.npy"), "--model", str(tmp_path / "m.npz"), "--no-plots"], tmp_path / "o6", capsys)
+    assert "model grid mismatch" in err
