@@ -1,0 +1,52 @@
+"""``shearcorr plot``: the paper's Figs. 1-3 of the forward model as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import positive_int, seed_int
+
+FIGURES = ("fig1", "fig2", "fig3", "all")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("plot", help="draw the paper's Figs. 1-3 (forward model) as PNG files",
+                       description="Fig. 1: one configuration before/after and its I, I', I I'; Fig. 2: averaged "
+                                   "I, g and eq. 5 as polar maps; Fig. 3: g(q), g(theta) for sweeps of rs, d2, "
+                                   "gamma_l around (150, 0, 1, 10). Writes DIR/figN.png.")
+    p.add_argument("figure", choices=FIGURES, help="which figure (all: the three)")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    p.add_argument("--engine", choices=("analytic", "mc"), default="analytic",
+                   help="engine of the averaged figures 2 and 3 (default analytic)")
+    p.add_argument("--configs", type=positive_int, default=None,
+                   help="Monte Carlo configurations per parameter set (engine mc; default 20000)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    p.add_argument("--result", default=None, help="draw Fig. 2 from this saved `shearcorr simulate` result (.nc)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> None:
+    from ..errors import ShearcorrError
+    from ..plots import forward as figs
+    from ..result import load_result
+
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ShearcorrError(f"output {out} is a file; give a folder for the PNG files")
+    if not out.parent.exists():
+        raise ShearcorrError(f"folder {out.parent} does not exist; create it first")
+    result = load_result(args.result) if args.result else None  # fail before any long computation
+    out.mkdir(exist_ok=True)
+    wanted = ("fig1", "fig2", "fig3") if args.figure == "all" else (args.figure,)
+    progress = not args.no_progress
+    for name in wanted:
+        path = out / f"{name}.png"
+        if name == "fig1":
+            figs.save_fig1(path, seed=args.seed)
+        elif name == "fig2":
+            figs.save_fig2(path, engine=args.engine, configs=args.configs, seed=args.seed, result=result,
+                           progress=progress)
+        else:
+            figs.save_fig3(path, engine=args.engine, configs=args.configs, seed=args.seed, progress=progress)
+        print(f"wrote {path}")

@@ -1,0 +1,365 @@
+r"""Brute-force Monte Carlo forward model (paper Sec. II A-B): configurations, intensities, g(q, theta).
+
+One configuration: ``N = round(4 n_l2)`` particles uniform in the box [-L, L]^2 (L = ``beam_size``),
+log-normal radii, rearranged by Gamma (eq. 3). Only particles strictly inside the beam window
+[-L/2, L/2]^2 scatter: before the move those whose original position is inside, after the move those
+whose new position is inside. Their intensity (eq. 1, normalised per configuration):
+
+.. math:: I(\mathbf q) = \frac{\left|\sum_i V_i F(qR_i)\, e^{-i\mathbf q\cdot\mathbf r_i}\right|^2}
+          {\sum_i V_i^2},\qquad \mathbf q\cdot\mathbf r = q\,(x\cos\theta + y\sin\theta)
+
+with the sums over the in-window particles; an empty window gives I = 0.
+
+Ensemble estimator over M configurations, with a = I I', b = I, c = I' (I' after the move):
+
+.. math:: g = \frac{\bar a}{\bar b\,\bar c}
+
+the symmetric form of eq. 4 (E[I'] = E[I] exactly here, both windows hold the same statistics).
+Its standard error is the delta-method one from streamed sums of a, b, c, their squares and the
+products ab, ac (bc = a); g(q) and g(theta) get a grouped jackknife over ``N_BLOCKS`` contiguous
+blocks of configurations, since grid points share configurations. No per-configuration arrays
+are kept.
+
+Randomness: configurations come in chunks of ``CHUNK`` (fixed); chunk j draws from the child
+``SeedSequence(seed).spawn(...)[j]``, always a full chunk, so configuration k depends only on
+(params, seed, k) -- not on ``configs``, the thread count or the machine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from . import kernels
+from .errors import ShearcorrError
+from .params import QGrid, SystemParams
+from .physics import rearrange, sample_radii, sphere_volume
+from .result import make_result
+from .rng import seed_sequence
+
+__all__ = [
+    "CHUNK",
+    "N_BLOCKS",
+    "Configuration",
+    "sample_configuration",
+    "intensity_pair",
+    "amplitude_at",
+    "EnsembleAccumulator",
+    "simulate_mc",
+]
+
+#: Configurations per random-number chunk (fixed: part of the definition of a seeded result).
+CHUNK = 64
+#: Contiguous blocks of configurations for the jackknife errors of g(q) and g(theta).
+N_BLOCKS = 32
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One configuration of the dispersion before and after the rearrangement Gamma (eq. 3).
+
+    All arrays have one entry per particle in the box [-L, L]^2 (float64, units r0).
+
+    Attributes
+    ----------
+    x, y : ndarray
+        Positions before the move.
+    radius : ndarray
+        Radii R_i.
+    x_after, y_after : ndarray
+        Positions after the move, Gamma(x, y).
+    beam_size : float
+        L; the beam window is [-L/2, L/2]^2.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    radius: np.ndarray
+    x_after: np.ndarray
+    y_after: np.ndarray
+    beam_size: float
+
+    @property
+    def in_beam_before(self) -> np.ndarray:
+        """Boolean mask: particle strictly inside the window before the move."""
+        return _in_window(self.x, self.y, self.beam_size)
+
+    @property
+    def in_beam_after(self) -> np.ndarray:
+        """Boolean mask: particle strictly inside the window after the move."""
+        return _in_window(self.x_after, self.y_after, self.beam_size)
+
+    @property
+    def n_particles(self) -> int:
+        """Particles in the box."""
+        return int(self.x.size)
+
+
+def _in_window(x: np.ndarray, y: np.ndarray, beam_size: float) -> np.ndarray:
+    half = 0.5 * beam_size
+    return (np.abs(x) < half) & (np.abs(y) < half)
+
+
+def _root_sequence(seed) -> tuple[np.random.SeedSequence, int | None]:
+    """SeedSequence of a run and the integer seed to record (None when not an int)."""
+    if isinstance(seed, np.random.Generator):
+        return np.random.SeedSequence(int(seed.integers(0, 2**63))), None
+    ss = seed_sequence(seed)
+    return ss, (int(seed) if isinstance(seed, (int, np.integer)) else None)
+
+
+def _chunk_child(ss: np.random.SeedSequence, j: int) -> np.random.SeedSequence:
+    """Child ``j`` of ``ss``, equal to ``ss.spawn(n)[j]`` of a fresh ``ss``, without mutating ``ss``."""
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, j), pool_size=ss.pool_size)
+
+
+def _draw_chunk(params: SystemParams, ss: np.random.SeedSequence, j: int):
+    """The CHUNK configurations of chunk ``j``: arrays (CHUNK, N) x, y, radius, x', y'."""
+    rng = np.random.default_rng(_chunk_child(ss, j))
+    n, big = params.n_particles, params.beam_size
+    x = rng.uniform(-big, big, (CHUNK, n))
+    y = rng.uniform(-big, big, (CHUNK, n))
+    radius = sample_radii(CHUNK * n, params.rs, params.r0, rng).reshape(CHUNK, n)
+    xa, ya = rearrange(x, y, radius, params, rng)
+    return x, y, radius, xa, ya
+
+
+def sample_configuration(params: SystemParams, seed=None, *, index: int = 0) -> Configuration:
+    """Configuration number ``index`` of :func:`simulate_mc` with the same ``params`` and ``seed``.
+
+    Parameters
+    ----------
+    params : SystemParams
+    seed : int, numpy SeedSequence or None
+        Same meaning as in :func:`simulate_mc`.
+    index : int, default 0
+        Which configuration of the run (0-based).
+
+    Returns
+    -------
+    Configuration
+    """
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise ShearcorrError(f"index must be a non-negative integer, got {index!r}")
+    ss, _ = _root_sequence(seed)
+    x, y, radius, xa, ya = _draw_chunk(params, ss, int(index) // CHUNK)
+    k = int(index) % CHUNK
+    return Configuration(x[k].copy(), y[k].copy(), radius[k].copy(), xa[k].copy(), ya[k].copy(),
+                         float(params.beam_size))
+
+
+def _inv_sum_v2(radius: np.ndarray) -> float:
+    s = float(np.sum(sphere_volume(radius) ** 2))
+    return 1.0 / s if s > 0 else 0.0
+
+
+def _grid_trig(grid: QGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.ascontiguousarray(grid.q, dtype=np.float64), np.cos(grid.theta), np.sin(grid.theta))
+
+
+def intensity_pair(config: Configuration, grid: QGrid | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Intensities of one configuration before and after the move (eq. 1) on the polar grid.
+
+    .. math:: I(q,\theta) = \frac{|\sum_i V_i F(qR_i) e^{-i q (x_i\cos\theta + y_i\sin\theta)}|^2}{\sum_i V_i^2}
+
+    over the particles in the window (before: original positions; after: moved positions).
+    An empty window gives I = 0. Same fast kernel as :func:`simulate_mc` (relative error ~1e-6).
+
+    Parameters
+    ----------
+    config : Configuration
+    grid : QGrid, default the paper's 100 x 101 grid (q in 1/r0, theta in rad)
+
+    Returns
+    -------
+    (I_before, I_after) : two float64 arrays of shape (n_q, n_theta), dimensionless.
+    """
+    grid = QGrid() if grid is None else grid
+    q, ct, st = _grid_trig(grid)
+    out = []
+    for xs, ys, mask in ((config.x, config.y, config.in_beam_before),
+                         (config.x_after, config.y_after, config.in_beam_after)):
+        r = np.ascontiguousarray(config.radius[mask], dtype=np.float64)
+        out.append(kernels.intensity_map(q, ct, st, np.ascontiguousarray(xs[mask], dtype=np.float64),
+                                         np.ascontiguousarray(ys[mask], dtype=np.float64), r, _inv_sum_v2(r)))
+    return out[0], out[1]
+
+
+def amplitude_at(qx, qy, x, y, radius) -> np.ndarray:
+    r"""Scattering amplitude at arbitrary q-vectors (numerator of eq. 1 before squaring).
+
+    .. math:: A(\mathbf q) = \sum_i V_i F(|\mathbf q| R_i)\, e^{-i (q_x x_i + q_y y_i)},
+              \qquad V_i = \tfrac{4\pi}{3} R_i^3
+
+    Parallel over q-points (numba); phases reduced exactly in float64, sin/cos in float32, so
+    |A - A_exact| is ~1e-6 of the rms amplitude. For equal radii F is evaluated once per q-point.
+
+    Parameters
+    ----------
+    qx, qy : array-like, same shape
+        Components of q (1/r0); any shape, flattened.
+    x, y, radius : array-like of shape (n,)
+        Particle positions and radii (r0). No window is applied: pass the particles that scatter.
+
+    Returns
+    -------
+    complex128 ndarray of the shape of ``qx`` (units r0^3).
+    """
+    qx_a = np.asarray(qx, dtype=np.float64)
+    qy_a = np.asarray(qy, dtype=np.float64)
+    if qx_a.shape != qy_a.shape:
+        raise ShearcorrError(f"qx and qy must have the same shape, got {qx_a.shape} and {qy_a.shape}")
+    xs, ys, rs = (np.ascontiguousarray(np.ravel(v), dtype=np.float64) for v in (x, y, radius))
+    if not (xs.size == ys.size == rs.size):
+        raise ShearcorrError(f"x, y and radius must have the same length, got {xs.size}, {ys.size}, {rs.size}")
+    if not (np.all(np.isfinite(qx_a)) and np.all(np.isfinite(qy_a))):
+        raise ShearcorrError("q-vectors must be finite; mask invalid pixels before calling amplitude_at")
+    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))) or np.any(~(rs > 0)):
+        raise ShearcorrError("particle positions must be finite and radii > 0")
+    mono = bool(rs.size == 0 or np.all(rs == rs[0]))
+    out = kernels.amplitude_kernel(np.ascontiguousarray(qx_a.ravel()), np.ascontiguousarray(qy_a.ravel()),
+                                   xs, ys, rs, mono)
+    return out.reshape(qx_a.shape)
+
+
+class EnsembleAccumulator:
+    """Streamed sums of a = I I', b = I, c = I' per grid point, and their finalisation.
+
+    Parameters
+    ----------
+    grid : QGrid
+    configs : int
+        Total configurations that will be added (fixes the jackknife blocks).
+    n_blocks : int, default N_BLOCKS
+        Contiguous blocks for the jackknife errors of g(q), g(theta) (capped at ``configs``).
+    """
+
+    def __init__(self, grid: QGrid, configs: int, n_blocks: int = N_BLOCKS):
+        self.grid = grid
+        self.configs = int(configs)
+        self.n_blocks = max(1, min(int(n_blocks), self.configs))
+        nq, nt = grid.shape
+        self.sums = np.zeros((kernels.N_MOMENTS, nq, nt))
+        self.block_sums = np.zeros((self.n_blocks, 3, nq, nt))
+        self.added = 0
+        self._q, self._ct, self._st = _grid_trig(grid)
+
+    def add_chunk(self, params: SystemParams, x, y, radius, xa, ya) -> None:
+        """Add configurations given as (m, N) arrays (before positions, radii, after positions)."""
+        m = x.shape[0]
+        if self.added + m > self.configs:
+            raise ShearcorrError(f"more configurations than announced ({self.configs}); create a new accumulator")
+        v2 = sphere_volume(radius) ** 2
+        mono = params.rs == 0
+        # maps 0..m-1: before the move (original positions); maps m..2m-1: after (moved positions)
+        mask = np.concatenate([_in_window(x, y, params.beam_size), _in_window(xa, ya, params.beam_size)])
+        xs, ys, rs = np.concatenate([x, xa]), np.concatenate([y, ya]), np.concatenate([radius, radius])
+        off = np.zeros(2 * m + 1, dtype=np.int64)
+        np.cumsum(mask.sum(axis=1), out=off[1:])
+        s = np.where(mask, np.concatenate([v2, v2]), 0.0).sum(axis=1)
+        inv_s = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        maps = kernels.chunk_intensities(self._q, self._ct, self._st, xs[mask], ys[mask], rs[mask], off, inv_s, mono)
+        kernels.accumulate_chunk(maps[:m], maps[m:], self.added, self.configs, self.n_blocks, self.sums,
+                                 self.block_sums)
+        self.added += m
+
+    def estimates(self) -> dict[str, np.ndarray]:
+        """I, I_err, g, g_err, g_q_err, g_theta_err from the sums (NaN errors if fewer than 2 configs)."""
+        n = self.added
+        if n < 1:
+            raise ShearcorrError("no configuration added yet; call add_chunk first")
+        sa, sb, sc, saa, sbb, scc, sab, sac = self.sums
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ma, mb, mc = sa / n, sb / n, sc / n
+            g = ma / (mb * mc)
+            if n > 1:
+                d = n - 1.0
+                var_a, var_b, var_c = (saa - n * ma * ma) / d, (sbb - n * mb * mb) / d, (scc - n * mc * mc) / d
+                cov_ab, cov_ac = (sab - n * ma * mb) / d, (sac - n * ma * mc) / d
+                cov_bc = (sa - n * mb * mc) / d  # sum of b c is sum of a
+                rel2 = (var_a / ma**2 + var_b / mb**2 + var_c / mc**2
+                        - 2 * cov_ab / (ma * mb) - 2 * cov_ac / (ma * mc) + 2 * cov_bc / (mb * mc))
+                g_err = np.abs(g) * np.sqrt(np.maximum(rel2, 0.0) / n)
+                i_err = np.sqrt(np.maximum(var_b, 0.0) / n)
+            else:
+                g_err = np.full_like(g, np.nan)
+                i_err = np.full_like(g, np.nan)
+            g_q_err, g_theta_err = self._jackknife(n)
+        return {"I": mb, "I_err": i_err, "g": g, "g_err": g_err, "g_q_err": g_q_err, "g_theta_err": g_theta_err}
+
+    def _jackknife(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Delete-one-block jackknife errors of the unweighted means g(q) and g(theta)."""
+        nb = self.n_blocks
+        nq, nt = self.grid.shape
+        if nb < 2 or n < self.configs:
+            return np.full(nq, np.nan), np.full(nt, np.nan)
+        edges = (np.arange(nb + 1) * self.configs + nb - 1) // nb  # first index of each block
+        counts = np.diff(edges).astype(np.float64)
+        tot = self.sums[:3]
+        gq, gt = np.empty((nb, nq)), np.empty((nb, nt))
+        for j in range(nb):
+            rest = n - counts[j]
+            ma, mb, mc = ((tot[k] - self.block_sums[j, k]) / rest for k in range(3))
+            gj = ma / (mb * mc)
+            gq[j], gt[j] = gj.mean(axis=1), gj.mean(axis=0)
+        fac = (nb - 1.0) / nb
+        return (np.sqrt(fac * np.sum((gq - gq.mean(0)) ** 2, axis=0)),
+                np.sqrt(fac * np.sum((gt - gt.mean(0)) ** 2, axis=0)))
+
+
+def simulate_mc(params: SystemParams, grid: QGrid | None = None, *, configs: int, seed=None,
+                progress: bool = False) -> xr.Dataset:
+    r"""Brute-force Monte Carlo ensemble average of I and g(q, theta) (paper eqs. 1, 4).
+
+    .. math:: g(q,\theta) = \frac{\langle I I'\rangle}{\langle I\rangle\langle I'\rangle},\qquad
+              g(q) = \langle g\rangle_\theta,\quad g(\theta) = \langle g\rangle_q
+
+    over ``configs`` configurations (see the module docstring for the model and the estimator).
+
+    Parameters
+    ----------
+    params : SystemParams
+    grid : QGrid, default the paper's 100 x 101 grid (q in 1/r0, theta in rad from the flow axis)
+    configs : int
+        Number of configurations, >= 1 (errors are NaN for 1; g(q), g(theta) errors need >= 2).
+    seed : int, numpy SeedSequence, numpy Generator or None
+        The result is a function of (params, grid, configs, seed) only -- identical for any thread
+        count. A Generator is consumed for one 63-bit entropy value; None draws OS entropy
+        (recorded as ``seed = -1`` and ``seed_entropy``).
+    progress : bool
+        Show a tqdm progress bar (configurations/s, ETA) on stderr.
+
+    Returns
+    -------
+    xarray.Dataset
+        Layout of :mod:`shearcorr.result` (I, I_err, g, g_err, g_q, g_q_err, g_theta, g_theta_err),
+        attrs with ``engine="mc"``, ``configs``, ``seed``, ``chunk_size``, ``jackknife_blocks``.
+    """
+    if isinstance(configs, bool) or not isinstance(configs, (int, np.integer)):
+        raise ShearcorrError(f"configs must be a whole number >= 1, got {configs!r}")
+    if configs < 1:
+        raise ShearcorrError(f"configs must be >= 1 (number of Monte Carlo configurations), got {configs}")
+    if not isinstance(params, SystemParams):
+        raise ShearcorrError(f"params must be a SystemParams, got {type(params).__name__}")
+    grid = QGrid() if grid is None else grid
+    configs = int(configs)
+    ss, seed_int = _root_sequence(seed)
+    acc = EnsembleAccumulator(grid, configs)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=configs, unit="config", desc="shearcorr mc", disable=not progress, smoothing=0.1) as bar:
+        for j in range(math.ceil(configs / CHUNK)):
+            m = min(CHUNK, configs - j * CHUNK)
+            x, y, radius, xa, ya = _draw_chunk(params, ss, j)
+            acc.add_chunk(params, x[:m], y[:m], radius[:m], xa[:m], ya[:m])
+            bar.update(m)
+    est = acc.estimates()
+    attrs = {"chunk_size": CHUNK, "jackknife_blocks": acc.n_blocks}
+    if seed_int is None:
+        attrs["seed_entropy"] = str(ss.entropy)
+    return make_result(grid, params, I=est["I"], I_err=est["I_err"], g=est["g"], g_err=est["g_err"],
+                       g_q_err=est["g_q_err"], g_theta_err=est["g_theta_err"], engine="mc", configs=configs,
+                       seed=seed_int, attrs=attrs)
