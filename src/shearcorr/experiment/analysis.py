@@ -134,13 +134,14 @@ def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after
         phi0, phi0_std = strip_angle(cm_det, seed=seed)
         prof = (float(np.degrees(phi0)), float(np.degrees(phi0_std)))
     mdl = BinnedPairModel(qe, cm_det.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0)
-    fit = fit_pair(cm_det, mdl, phi0=phi0, fit_flow=not fixed)
+    fit = fit_pair(cm_det, mdl, phi0=phi0, fit_flow=not fixed, seed=seed)
     flow = fit["flow_angle"][0] if not fixed else wrap_half(phi0)
     flow_std = fit["flow_angle"][1] if not fixed else 0.0
     cm = correlation_map(pair.before, pair.after, pair.valid, geo.qr0, geo.phi, qe, n_phi, phi_offset=flow, area=area, **opts)
     mdl_th = BinnedPairModel(qe, cm.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0)
     y_fit = mdl_th.y(fit["gamma_l"][0], fit["d2"][0], fit["rs"][0], 0.0)
-    methods = {"fit": {k: v for k, v in fit.items() if k != "model_y"}}
+    cm.C_err = cm.errors(fit["beta"][0] * y_fit)  # errors at the prediction (see CorrelationMap.errors)
+    methods = {"fit": {k: v for k, v in fit.items() if k not in ("model_y", "errors")}}
     if method in ("gpr", "both"):
         cache = default_cache_dir() if cache_dir is None else cache_dir
         methods["gpr"] = gpr_predict(cm, mdl_th, cache_dir=cache, seed=seed)

@@ -1,29 +1,36 @@
 r"""Two frames -> the polar correlation map C(q, phi), its standard errors, and the speckle contrast.
 
-Per polar bin b (q-range x azimuth-range, azimuth folded by I(q) = I(-q), i.e. phi mod pi):
+Per polar bin b (q-range x azimuth-range, azimuth folded by I(q) = I(-q), i.e. phi mod pi), with
+each frame divided by its mean over a thin ring (``N_SUB_RING`` rings per q bin; the static,
+isotropic intensity P(q)/S, so the form-factor fall-off inside a bin does not weight the average):
 
-.. math:: C_b = \frac{\langle i_1 i_2\rangle_b}{\langle i_1\rangle_b\,\langle i_2\rangle_b},
-          \qquad i_j(\mathbf q) = \frac{n_j(\mathbf q)}{\bar n_j(|q|)}
+.. math:: i_j(\mathbf q) = \frac{n_j(\mathbf q)}{\bar n_j(|q|)},\qquad
+          C_b - 1 = \langle (i_1 - 1)(i_2 - 1)\rangle_b
 
-with :math:`\bar n_j` the mean of frame j over a thin ring (4 rings per analysis q bin), so that the
-isotropic form-factor fall-off inside a bin does not weight the average. Poisson noise is independent
-between the frames, so :math:`\langle n_1 n_2\rangle` needs no shot-noise correction.
+The centring uses the *ring* mean, which holds ~n_phi times more speckles than a bin. The textbook
+bin ratio :math:`\langle i_1 i_2\rangle_b/(\langle i_1\rangle_b\langle i_2\rangle_b)` centres on
+the bin's own means: with M independent speckles per bin (halved by the Friedel mirror q, -q in
+the same folded bin) it is biased low by ~(1 + C)/M, i.e. 20-30 % of C - 1 in bins of 10-30
+speckles, and by a different fraction where the strip is narrow -- this was the gamma L bias
+(docs/experiment.md, "Bias ladder"). Here the bias is O(1/M_ring) and the same in the contrast
+below, so it cancels in (C - 1)/beta. Poisson noise is independent between the frames, so
+:math:`\langle n_1 n_2\rangle` needs no shot-noise correction. Requirement: the static intensity is
+isotropic (true for a dilute dispersion; an anisotropic static pattern needs the ratio estimator).
 
 Errors. Pixels within one speckle (size ~ 2 pi / L in q) and mirror pixels q, -q (Friedel: the
-same speckle, independent shot noise) are correlated. With the linearised influence
-:math:`u_p = i_1 i_2/(m_1 m_2) - C\,i_1/m_1 - C\,i_2/m_2` of each pixel,
-:math:`\mathrm{Var}(C_b) = \mathrm{Var}(u)\,a_b / n_b` where the correlation area
-:math:`a_b = \sum_{\ell} \rho_u(\ell) + \sum_{\ell} \rho_u^{\rm mirror}(\ell)` is *measured* from the
-data: the autocorrelation of the standardised u over pixel lags within ~1.5 speckle sizes, plus the
-cross-correlation with the point-reflected frame, pooled over each q row. N_eff = n_b / a_b is the
-number of independent speckles in the bin.
+same speckle, independent shot noise) are correlated. With u_p = (i_1 - 1)(i_2 - 1),
+:math:`\mathrm{Var}(C_b) = \mathrm{Var}_b(u)\,a / n_b` where the correlation area
+:math:`a = \sum_{\ell} \rho_u(\ell) + \sum_{\ell} \rho_u^{\rm mirror}(\ell)` is *measured* from
+the data, per q row: the autocorrelation of the standardised u summed over pixel lags within
+~1.5 speckle sizes (a box filter), plus its cross-correlation with the point-reflected frame.
+N_eff = n_b / a is the number of independent speckles in the bin.
 
 Contrast. For photon counts of a partially coherent speckle pattern,
-:math:`\langle i^2\rangle = 1 + \beta + 1/\bar n`, so per bin
-:math:`\beta_b = \langle i^2\rangle/\langle i\rangle^2 - 1 - \langle 1/\bar n\rangle` and the frame's
-beta is the inverse-variance mean over bins. This self-calibrated beta also contains the finite-N
-reduction 1 - sum w^4 / (sum w^2)^2 of the pattern's contrast, which is what makes (C - 1)/beta
-comparable with the model (docs/experiment.md).
+:math:`\langle (i - 1)^2\rangle = \beta + \langle 1/\bar n\rangle`, so per q row
+:math:`\beta_r = \langle (i-1)^2\rangle_r - \langle 1/\bar n\rangle_r` and the frame's beta is the
+mean over rows weighted by their numbers of independent speckles. This self-calibrated beta also
+contains the finite-N reduction 1 - sum w^4 / (sum w^2)^2 of the pattern's contrast, which is what
+makes (C - 1)/beta comparable with the model (docs/experiment.md).
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class CorrelationMap:
     ring_I: tuple
     phi_offset: float = 0.0
     info: dict = field(default_factory=dict)
+    var_u: np.ndarray | None = None
+    area: np.ndarray | None = None
 
     @property
     def y(self) -> np.ndarray:
@@ -70,6 +79,29 @@ class CorrelationMap:
     def ok(self) -> np.ndarray:
         """Bins with a usable estimate (finite C and error, >= 5 independent speckles)."""
         return np.isfinite(self.C) & np.isfinite(self.C_err) & (self.C_err > 0) & (self.n_eff >= 5)
+
+    def errors(self, c_pred: np.ndarray) -> np.ndarray:
+        r"""Standard errors of C for a *predicted* correlation c = C - 1 per bin (shape (n_q, n_phi)).
+
+        The per-pixel variance of u = (i_1 - 1)(i_2 - 1) grows with the correlation (for Gaussian
+        fields Var u = <d_1^2><d_2^2> + c^2). Per q row, :math:`\mathrm{Var}_b(u) = V_r + \kappa_r c_b^2`
+        is regressed on the bins' variances with c_b the *prediction*, and
+        :math:`\sigma_b = \sqrt{(V_r + \kappa_r c_b^2)\,a_r/n_b}`. Errors taken from each bin's own
+        variance would be smaller where the bin fluctuated low, and pull a fit towards low
+        correlation (+5 % in gamma L at 10-30 speckles per bin, docs/experiment.md).
+        """
+        ok = self.ok
+        c2 = np.where(ok, np.asarray(c_pred, dtype=np.float64) ** 2, 0.0)
+        v = np.where(ok, self.var_u, 0.0)
+        w = np.where(ok, self.n_eff, 0.0)
+        s0, s1, s2 = w.sum(1), (w * c2).sum(1), (w * c2 * c2).sum(1)
+        t0, t1 = (w * v).sum(1), (w * v * c2).sum(1)
+        det = s0 * s2 - s1 * s1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            kap = np.where(det > 1e-12 * np.maximum(s0 * s2, 1e-300), (s0 * t1 - s1 * t0) / det, 0.0)
+            kap = np.clip(np.nan_to_num(kap), 0.0, None)
+            V = np.clip(np.nan_to_num((t0 - kap * s1) / s0), 0.0, None)
+            return np.sqrt((V[:, None] + kap[:, None] * np.asarray(c_pred) ** 2) * self.area / self.n_pix)
 
     def g_q(self):
         """Mean of C over phi per q (unweighted over usable bins, as the paper's g(q)), and its error."""
@@ -107,24 +139,19 @@ def q_bin_edges(qr0: np.ndarray, valid: np.ndarray, n_q: int, q_min=None, q_max=
     return np.geomspace(lo, hi, int(n_q) + 1)
 
 
+#: Thin rings per q bin used to normalise the frames (removes the form-factor slope inside a bin).
+N_SUB_RING = 4
+
+
 def _bincount(idx, w, n):
     return np.bincount(idx, weights=w, minlength=n)[:n]
 
 
-def _lag_sums(z, idx_map, n_bins, K, other=None):
-    """For each bin, sum over lags |dx|,|dy| <= K of sum_p z_p * other_{p+lag} (other defaults to z)."""
-    other = z if other is None else other
-    ny, nx = z.shape
-    tot = np.zeros(n_bins)
-    for dy in range(-K, K + 1):
-        for dx in range(-K, K + 1):
-            ys, yd = (slice(0, ny - dy), slice(dy, ny)) if dy >= 0 else (slice(-dy, ny), slice(0, ny + dy))
-            xs, xd = (slice(0, nx - dx), slice(dx, nx)) if dx >= 0 else (slice(-dx, nx), slice(0, nx + dx))
-            prod = z[ys, xs] * other[yd, xd]
-            ib = idx_map[ys, xs]
-            sel = (ib >= 0) & (prod != 0)
-            tot += _bincount(ib[sel], prod[sel], n_bins)
-    return tot
+def _box_sum(z: np.ndarray, K: int) -> np.ndarray:
+    """Sum of z over the (2K+1)^2 pixel window around every pixel (zeros outside the frame)."""
+    from scipy.ndimage import uniform_filter
+
+    return uniform_filter(z, size=2 * K + 1, mode="constant") * (2 * K + 1) ** 2
 
 
 def _mirror(a: np.ndarray, center) -> np.ndarray:
@@ -173,75 +200,77 @@ def correlation_map(before, after, valid, qr0, phi, q_edges, n_phi=36, *, phi_of
     n_q = q_edges.size - 1
     nb = n_q * n_phi
     inq = valid & (qr0 >= q_edges[0]) & (qr0 < q_edges[-1])
-    qb = np.clip(np.searchsorted(q_edges, qr0, side="right") - 1, 0, n_q - 1)
-    r_sel = qb[inq]
-    n_ring = _bincount(r_sel, None, n_q)
-    ring_I = []
+    qsel = qr0[inq]
+    r_sel = np.clip(np.searchsorted(q_edges, qsel, side="right") - 1, 0, n_q - 1)
+    # thin rings: N_SUB_RING per q bin, equal in log q
+    lq = np.log(q_edges)
+    frac = (np.log(qsel) - lq[r_sel]) / (lq[r_sel + 1] - lq[r_sel])
+    t_sel = r_sel * N_SUB_RING + np.clip((frac * N_SUB_RING).astype(int), 0, N_SUB_RING - 1)
+    nt = n_q * N_SUB_RING
+    n_thin = _bincount(t_sel, None, nt)
+    thin_I = []
     for frame in (before, after):
         with np.errstate(invalid="ignore", divide="ignore"):
-            ring_I.append(_bincount(r_sel, frame[inq], n_q) / n_ring)
-    good_ring = (n_ring > 0) & (ring_I[0] > 0) & (ring_I[1] > 0)
+            thin_I.append(_bincount(t_sel, frame[inq].astype(np.float64), nt) / n_thin)
+    good = (n_thin > 0) & (thin_I[0] > 0) & (thin_I[1] > 0)
+    keep = good[t_sel]
     use = inq.copy()
-    use[inq] = good_ring[r_sel]
+    use[inq] = keep
     if use.sum() < 100:
         raise ShearcorrError("fewer than 100 valid pixels with photons in the q range; the frames are empty or the geometry is wrong")
-    ang = np.mod(phi - phi_offset, np.pi)
+    rr, tt = r_sel[keep], t_sel[keep]
+    ang = np.mod(phi[use] - phi_offset, np.pi)
     pb = np.clip((ang / (np.pi / n_phi)).astype(int), 0, n_phi - 1)
-    idx = np.where(use, qb * n_phi + pb, -1)
-    sel = idx[use]
-    rr = qb[use]
-    i1 = before[use] / ring_I[0][rr]
-    i2 = after[use] / ring_I[1][rr]
-    inv_n = (1.0 / ring_I[0][rr], 1.0 / ring_I[1][rr])
+    sel = rr * n_phi + pb
+    d1 = before[use] / thin_I[0][tt] - 1.0
+    d2 = after[use] / thin_I[1][tt] - 1.0
+    u = d1 * d2
     n = _bincount(sel, None, nb)
+    nrow = _bincount(rr, None, n_q)
     with np.errstate(invalid="ignore", divide="ignore"):
-        S = lambda w: _bincount(sel, w, nb) / n  # noqa: E731
-        m1, m2, p = S(i1), S(i2), S(i1 * i2)
-        C = p / (m1 * m2)
-        a, b, c = 1 / (m1 * m2), C / m1, C / m2
-        # per-pixel (co)variances of P = i1 i2, X = i1, Y = i2 in each bin
-        vp, vx, vy = S((i1 * i2) ** 2) - p * p, S(i1 * i1) - m1 * m1, S(i2 * i2) - m2 * m2
-        cpx, cpy, cxy = S(i1 * i1 * i2) - p * m1, S(i1 * i2 * i2) - p * m2, p - m1 * m2
-        var_u = np.maximum(a * a * vp + b * b * vx + c * c * vy - 2 * a * b * cpx - 2 * a * c * cpy + 2 * b * c * cxy, 0)
-        # second-order (ratio-estimator) bias of C per independent speckle, removed below with 1/N_eff
-        bias1 = C * (vx / m1**2 + vy / m2**2 + cxy / (m1 * m2) - cpx / (p * m1) - cpy / (p * m2))
-        # influence map u = i1 i2/(m1 m2) - C i1/m1 - C i2/m2, centred on its q-row mean (a bin-mean
-        # centring would erase the correlation of bins a few speckles wide), scaled by the bin's sd
-        u = a[sel] * i1 * i2 - b[sel] * i1 - c[sel] * i2
-        urow = _bincount(rr, u, n_q) / _bincount(rr, None, n_q)
-        sd = np.sqrt(var_u)
-        z = np.zeros(before.shape)
-        z[use] = np.where(sd[sel] > 0, (u - urow[rr]) / sd[sel], 0.0)
-    idx_map = idx.reshape(before.shape)
-    K = int(np.clip(np.ceil(1.5 * (speckle_px or 2.0)), 1, 12))
-    if beam_center is None:
-        flat = np.argmin(np.where(np.isfinite(qr0), qr0, np.inf))
-        beam_center = (flat % before.shape[1], flat // before.shape[1])
-    rowsum = lambda v: np.repeat(v.reshape(n_q, n_phi).sum(axis=1), n_phi)  # noqa: E731
+        cm1 = _bincount(sel, u, nb) / n
+        var_u = np.maximum(_bincount(sel, u * u, nb) / n - cm1**2, 0.0)
     if area is None:
-        zz = _bincount(sel, z[use] ** 2, nb)
-        auto = _lag_sums(z, idx_map, nb, K)
-        mirror = _lag_sums(z, idx_map, nb, K, other=_mirror(z, beam_center))
-        # pool the correlation area over each q row (per-bin sums are noisy)
+        K = int(np.clip(np.ceil(1.5 * (speckle_px or 2.0)), 1, 12))
+        if beam_center is None:
+            flat = np.argmin(np.where(np.isfinite(qr0), qr0, np.inf))
+            beam_center = (flat % before.shape[1], flat // before.shape[1])
+        # standardised u, centred on a local mean over a window of ~8 speckles (a bin-mean centring
+        # erases the correlation of bins a few speckles wide, a row-mean centring adds the strip's
+        # large-scale structure to every lag); the pooled lag sums per row are box filters of z
+        W = 2 * int(np.ceil(4 * (speckle_px or 2.0))) + 1
+        from scipy.ndimage import uniform_filter
+
+        ufull = np.zeros(before.shape)
+        ufull[use] = u
+        wfull = use.astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            area = np.clip((rowsum(auto) + rowsum(mirror)) / rowsum(zz), 1.0, None)
+            uloc = (uniform_filter(ufull, W, mode="constant") / uniform_filter(wfull, W, mode="constant"))[use]
+            sd = np.sqrt(var_u)[sel]
+        z = np.zeros(before.shape)
+        z[use] = np.where(sd > 0, (u - uloc) / np.where(sd > 0, sd, 1.0), 0.0)
+        zu = z[use]
+        auto = _bincount(rr, zu * _box_sum(z, K)[use], n_q)
+        mirror = _bincount(rr, zu * _box_sum(_mirror(z, beam_center), K)[use], n_q)
+        zz = _bincount(rr, zu * zu, n_q)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            area_row = np.clip((auto + mirror) / zz, 1.0, None)
+        info_k = {"lag_window_px": K, "centring_window_px": W, "beam_center_px": [float(beam_center[0]), float(beam_center[1])]}
     else:
-        area = np.repeat(np.asarray(area, dtype=np.float64), n_phi)
+        area_row = np.asarray(area, dtype=np.float64)
+        info_k = {}
+    area_b = np.repeat(area_row, n_phi)
     with np.errstate(invalid="ignore", divide="ignore"):
-        n_eff = n / area
-        C_err = np.sqrt(var_u * area / n)
-    # contrast per frame from its own speckle statistics, per q row (rows hold many speckles; the
-    # weights are the numbers of independent speckles, not the noisy per-row variances, which would
-    # favour low estimates)
+        n_eff = n / area_b
+        C_err = np.sqrt(var_u * area_b / n)
+        C = 1.0 + cm1
+    # contrast per frame from its own speckle statistics, per q row (weights: independent speckles
+    # per row, not the noisy per-row variances, which would favour low estimates)
     betas, berrs = [], []
-    rsel = rr
-    nrow = _bincount(rsel, None, n_q)
-    area_row = area.reshape(n_q, n_phi)[:, 0]
-    for iv, invn in ((i1, inv_n[0]), (i2, inv_n[1])):
+    for dv, thin in ((d1, thin_I[0]), (d2, thin_I[1])):
         with np.errstate(invalid="ignore", divide="ignore"):
-            R = lambda w: _bincount(rsel, w, n_q) / nrow  # noqa: E731
-            mi, mii = R(iv), R(iv * iv)
-            bb = mii / mi**2 - 1 - (R(invn) if photon_counts else 0.0)
+            pois = _bincount(rr, 1.0 / thin[tt], n_q) / nrow if photon_counts else 0.0
+            bb = _bincount(rr, dv * dv, n_q) / nrow - pois
             wr = nrow / area_row
         ok = np.isfinite(bb) & np.isfinite(wr) & (wr >= 10)
         if not ok.any():
@@ -250,15 +279,6 @@ def correlation_map(before, after, valid, qr0, phi, q_edges, n_phi=36, *, phi_of
         mean = float(np.sum(w * bb[ok]) / w.sum())
         betas.append(mean)
         berrs.append(float(np.sqrt(np.sum(w**2 * (bb[ok] - mean) ** 2)) / w.sum()) if ok.sum() > 2 else abs(mean))
-    # remove the ratio bias with the number of independent *intensity* speckles: the intensity
-    # correlation area is ~2 speckle_px^2 (speckle + Friedel mirror) times the speckle share of the
-    # pixel variance (the u-field area above is smaller: products decorrelate faster)
-    spx2 = float(speckle_px or 2.0) ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bmean = max(0.5 * (betas[0] + betas[1]), 1e-3)
-        pois = _bincount(rr, inv_n[0], n_q) / nrow if photon_counts else np.zeros(n_q)
-        area_i = 1.0 + (2.0 * spx2 - 1.0) * bmean / (bmean + pois)
-        C = C - bias1 * np.repeat(area_i, n_phi) / n
     if contrast is None:
         beta = 0.5 * (betas[0] + betas[1])
         beta_err = 0.5 * float(np.hypot(*berrs))
@@ -269,14 +289,14 @@ def correlation_map(before, after, valid, qr0, phi, q_edges, n_phi=36, *, phi_of
         if not (0 < beta <= 1):
             raise ShearcorrError(f"contrast must be in (0, 1], got {contrast}")
     shape = (n_q, n_phi)
-    empty = n == 0
-    C[empty] = np.nan
+    C[n == 0] = np.nan
     phi_edges = np.linspace(0, np.pi, n_phi + 1)
+    ring_I = tuple(t.reshape(n_q, N_SUB_RING).mean(axis=1) for t in thin_I)
     return CorrelationMap(
         q=np.sqrt(q_edges[:-1] * q_edges[1:]), phi=0.5 * (phi_edges[:-1] + phi_edges[1:]), q_edges=q_edges,
         phi_edges=phi_edges, C=C.reshape(shape), C_err=C_err.reshape(shape), n_pix=n.reshape(shape),
         n_eff=n_eff.reshape(shape), beta=float(beta), beta_err=float(beta_err), beta_frames=tuple(betas),
-        ring_q=np.sqrt(q_edges[:-1] * q_edges[1:]), ring_I=tuple(ring_I), phi_offset=float(phi_offset),
-        info={"lag_window_px": K, "beam_center_px": [float(beam_center[0]), float(beam_center[1])],
-              "correlation_area_px": area.reshape(shape)[:, 0].tolist(), "beta_frames_err": berrs,
-              "contrast_given": contrast is not None})
+        ring_q=np.sqrt(q_edges[:-1] * q_edges[1:]), ring_I=ring_I, phi_offset=float(phi_offset),
+        info=dict(info_k, correlation_area_px=area_row.tolist(), beta_frames_err=berrs, contrast_given=contrast is not None,
+                  estimator="ring-centred product <(i1-1)(i2-1)>_b"),
+        var_u=var_u.reshape(shape), area=area_b.reshape(shape))

@@ -4,16 +4,18 @@ Direct fit (:func:`fit_pair`): weighted least squares of
 
 .. math:: C_b - 1 = \beta\, y_{\rm model}(q_b, \phi_b - \phi_0;\ \gamma L, D_2, R_s)
 
-over the usable bins (errors C_err), with the contrast beta as a nuisance parameter tied to its
-self-calibrated estimate by a Gaussian prior (fixed when the user gives it). Start values from a
-coarse grid. Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1. R_s is bounded to
+over the usable bins, with the contrast beta as a nuisance parameter tied to its self-calibrated
+estimate by a Gaussian prior (fixed when the user gives it) and eliminated in closed form. Start
+values from a coarse (gamma L, D2) grid times a full scan of the flow angle; errors from a variance
+law evaluated at the model prediction (two passes), never from the bins' own scatter.
+Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1. R_s is bounded to
 [0, rs_max]; when the data do not constrain it (std >= the prior std rs_max/sqrt(12)) its std is
 reported as that prior std and ``rs_constrained`` is False.
 
 Geometry-specific GPR (:func:`gpr_predict`): a training set of y_model on the data's own
 (q, theta-from-flow) bins, drawn by a scrambled Sobol design over the parameter box, cached on disk
-(key: hash of bins, usable-bin mask, box, n_train, model constants, shearcorr version); SVD features
-and one :class:`shearcorr.gpr.PaperGPR` per target. The prediction std adds the GPR posterior std
+(key: hash of bins, usable-bin mask, box, n_train, model constants, shearcorr version) together with
+the SVD basis and the fitted state of one :class:`shearcorr.gpr.PaperGPR` per target. The prediction std adds the GPR posterior std
 and the spread of predictions over noise draws of the data.
 """
 
@@ -31,70 +33,139 @@ from scipy.optimize import least_squares
 from .._version import __version__
 from ..errors import ShearcorrError
 from .flow import wrap_half
+from .model import configuration_samples
 
 __all__ = ["fit_pair", "gpr_predict", "default_cache_dir", "TARGETS"]
 
 TARGETS = ("gamma_l", "d2", "rs")
 
 
-def fit_pair(cmap, model, *, phi0, fit_flow=True, rs_max=0.3, gamma_max=80.0, d2_max=6.0) -> dict:
-    """Direct physics fit of a :class:`CorrelationMap` with a :class:`BinnedPairModel` (same bins)."""
+def _beta_star(m, c, w, beta0, beta_err):
+    """Closed-form contrast for fixed shape m: weighted LS of c = beta m with the prior N(beta0, beta_err)."""
+    if not beta_err > 0:
+        return beta0
+    num = np.sum(w * m * c) + beta0 / beta_err**2
+    den = np.sum(w * m * m) + 1.0 / beta_err**2
+    return num / den
+
+
+def fit_pair(cmap, model, *, phi0=None, fit_flow=True, rs_max=0.3, gamma_max=80.0, d2_max=6.0,
+             grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=32, seed=0) -> dict:
+    r"""Direct physics fit of a :class:`CorrelationMap` with a :class:`BinnedPairModel` (same bins).
+
+    Model :math:`C_b - 1 = \beta\,y(q_b, \phi_b - \phi_0; \gamma L, D_2, R_s)`; beta enters linearly
+    and is eliminated in closed form (variable projection, Gaussian prior from the contrast estimate).
+
+    1. Start: for every (gamma L, D2) of a coarse grid, y is evaluated once on the fine theta grid and
+       the flow angle is scanned over ``n_scan`` values in [0, pi) (``phi0`` fixes it instead).
+    2. Pass 1: errors with the per-row variance law at c = 0 (the same for all bins of a row, so the
+       weights do not depend on the bins' own fluctuations).
+    3. Pass 2: errors from :meth:`CorrelationMap.errors` at the pass-1 prediction, refit.
+    Covariance: (J^T J)^-1 of the full parameter vector (including beta and its prior) at the
+    solution, scaled by chi2_red when > 1, plus the intrinsic single-pair term: the spread of
+    ``n_configs`` single-configuration maps (:func:`.model.configuration_samples`) at the solution,
+    propagated as H J^T Cov J H (sandwich); it dominates for gamma L and D2 at these count rates.
+    """
     ok = cmap.ok
     if ok.sum() < 8:
         raise ShearcorrError(f"only {int(ok.sum())} usable (q, phi) bins; use fewer bins or check the mask")
-    data, err = cmap.C[ok] - 1.0, cmap.C_err[ok]
-    beta_free = cmap.beta_err > 0
+    c = cmap.C[ok] - 1.0
+    beta0, beta_err = cmap.beta, cmap.beta_err
+    err = cmap.errors(np.zeros(cmap.C.shape))[ok]
 
-    def unpack(x):
-        gl, d2, rs = x[0], x[1], x[2]
-        i = 3
-        ph = phi0
-        if fit_flow:
-            ph, i = x[i], i + 1
-        beta = x[i] if beta_free else cmap.beta
-        return gl, d2, rs, ph, beta
+    def shape_at(x):
+        ph = x[3] if fit_flow else phi0
+        return model.y(x[0], x[1], x[2], ph)[ok]
 
-    def resid(x):
-        gl, d2, rs, ph, beta = unpack(x)
-        r = (data - beta * model.y(gl, d2, rs, ph)[ok]) / err
-        if beta_free:
-            r = np.append(r, (beta - cmap.beta) / cmap.beta_err)
-        return r
+    def resid(x, e):
+        m = shape_at(x)
+        w = 1.0 / e**2
+        bt = _beta_star(m, c, w, beta0, beta_err)
+        r = (c - bt * m) / e
+        return np.append(r, (bt - beta0) / beta_err) if beta_err > 0 else r
 
-    best = None
-    for gl in (5.0, 10.0, 18.0, 28.0):
-        for d2 in (0.5, 1.0, 1.7, 2.6):
-            x = [gl, d2, 0.1] + ([phi0] if fit_flow else []) + ([cmap.beta] if beta_free else [])
-            c = float(np.sum(resid(np.array(x)) ** 2))
-            if best is None or c < best[0]:
-                best = (c, np.array(x))
-    lo = [0.0, 0.01, 0.0] + ([phi0 - np.pi / 3] if fit_flow else []) + ([1e-3] if beta_free else [])
-    hi = [gamma_max, d2_max, rs_max] + ([phi0 + np.pi / 3] if fit_flow else []) + ([1.0] if beta_free else [])
-    x0 = np.clip(best[1], np.array(lo) + 1e-9, np.array(hi) - 1e-9)
-    sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-4, xtol=1e-8, ftol=1e-9, max_nfev=400)
-    n, k = data.size, sol.x.size
-    chi2 = float(np.sum(sol.fun**2))
+    # 1. start values: coarse grid x flow-angle scan (no engine call per angle)
+    scan = np.arange(n_scan) * (np.pi / n_scan) if fit_flow else np.array([phi0])
+    best = (np.inf, None)
+    rs_start = 0.5 * rs_max
+    for gl in grid_gamma:
+        for d2 in grid_d2:
+            for ph in scan:
+                x = np.array([gl, d2, rs_start] + ([ph] if fit_flow else []))
+                cost = float(np.sum(resid(x, err) ** 2))
+                if cost < best[0]:
+                    best = (cost, x)
+    x0 = best[1]
+    if fit_flow:
+        centre = x0[3]
+    lo = [0.0, 0.01, 0.0] + ([centre - np.pi / 4] if fit_flow else [])
+    hi = [gamma_max, d2_max, rs_max] + ([centre + np.pi / 4] if fit_flow else [])
+    lo_a, hi_a = np.array(lo), np.array(hi)
+    for _ in range(2):  # pass 1 (row-constant errors), pass 2 (errors at the prediction)
+        sol = least_squares(resid, np.clip(x0, lo_a + 1e-9, hi_a - 1e-9), bounds=(lo_a, hi_a), args=(err,),
+                            x_scale=[1.0, 0.1, 0.05] + ([0.01] if fit_flow else []), diff_step=1e-4,
+                            xtol=1e-8, ftol=1e-9, max_nfev=200)
+        x0 = sol.x
+        m_full = model.y(x0[0], x0[1], x0[2], x0[3] if fit_flow else phi0)
+        bt = _beta_star(m_full[ok], c, 1.0 / err**2, beta0, beta_err)
+        err = cmap.errors(bt * m_full)[ok]
+    sol = least_squares(resid, np.clip(x0, lo_a + 1e-9, hi_a - 1e-9), bounds=(lo_a, hi_a), args=(err,),
+                        x_scale=[1.0, 0.1, 0.05] + ([0.01] if fit_flow else []), diff_step=1e-4, xtol=1e-8,
+                        ftol=1e-9, max_nfev=200)
+    x = sol.x
+    gl, d2, rs = x[0], x[1], x[2]
+    ph = x[3] if fit_flow else phi0
+    m_full = model.y(gl, d2, rs, ph)
+    beta = _beta_star(m_full[ok], c, 1.0 / err**2, beta0, beta_err)
+    # covariance of the full vector (gl, d2, rs, [phi0], [beta]) from a numerical Jacobian
+    full = np.array(list(x) + ([beta] if beta_err > 0 else []))
+    nth = x.size
+
+    def resid_full(v):
+        m = shape_at(v[:nth])
+        bt = v[nth] if beta_err > 0 else beta0
+        r = (c - bt * m) / err
+        return np.append(r, (bt - beta0) / beta_err) if beta_err > 0 else r
+
+    r0 = resid_full(full)
+    steps = np.array([0.05, 0.005, 0.005] + ([1e-3] if fit_flow else []) + ([1e-3 * max(beta, 1e-3)] if beta_err > 0 else []))
+    J = np.empty((r0.size, full.size))
+    for j in range(full.size):
+        vp, vm = full.copy(), full.copy()
+        vp[j] += steps[j]
+        vm[j] -= steps[j]
+        J[:, j] = (resid_full(vp) - resid_full(vm)) / (2 * steps[j])
+    n, k = c.size, full.size
+    chi2 = float(np.sum(r0**2))
     dof = max(n - k, 1)
     red = chi2 / dof
-    J = sol.jac
-    try:
-        cov = np.linalg.pinv(J.T @ J) * max(red, 1.0)
-    except np.linalg.LinAlgError:
-        cov = np.full((k, k), np.nan)
+    H = np.linalg.pinv(J.T @ J)
+    cov = H * max(red, 1.0)
+    cov_conf = np.zeros_like(cov)
+    if n_configs:
+        # intrinsic single-pair uncertainty: the pair's own ~n_l2 particles sample the ensemble
+        # (configuration_samples); propagated through the linearised fit (sandwich estimator)
+        # R_s is not constrained by one pair: marginalise the spread over its prior U(0, rs_max)
+        rs_draw = (np.arange(n_configs) + 0.5) / n_configs * rs_max
+        ys = configuration_samples(model, gl, d2, rs_draw, ph, n_samples=n_configs, seed=seed)
+        dev = beta * (ys[:, ok] - ys[:, ok].mean(axis=0)) / err  # (K, n) weighted data perturbations
+        G = dev @ J[:n]  # each row: J^T d_k
+        cov_conf = H @ (G.T @ G / max(n_configs - 1, 1)) @ H
+        cov = cov + cov_conf
     std = np.sqrt(np.clip(np.diag(cov), 0, None))
-    gl, d2, rs, ph, beta = unpack(sol.x)
     rs_prior = rs_max / np.sqrt(12.0)
     rs_std = float(std[2])
     rs_constrained = bool(np.isfinite(rs_std) and rs_std < rs_prior)
-    out = {
+    return {
         "gamma_l": (float(gl), float(std[0])), "d2": (float(d2), float(std[1])),
         "rs": (float(rs), rs_std if rs_constrained else float(rs_prior)), "rs_constrained": rs_constrained,
         "flow_angle": (wrap_half(ph), float(std[3]) if fit_flow else 0.0),
-        "beta": (float(beta), float(std[-1]) if beta_free else 0.0),
+        "beta": (float(beta), float(std[-1]) if beta_err > 0 else 0.0),
         "chi2": chi2, "dof": int(dof), "chi2_red": float(red), "n_bins": int(n), "success": bool(sol.success),
-        "nfev": int(sol.nfev), "model_y": model.y(gl, d2, rs, ph),
+        "nfev": int(sol.nfev), "model_y": m_full, "errors": err,
+        "std_speckle": [float(v) for v in np.sqrt(np.clip(np.diag(H) * max(red, 1.0), 0, None))],
+        "std_configuration": [float(v) for v in np.sqrt(np.clip(np.diag(cov_conf), 0, None))],
     }
-    return out
 
 
 def default_cache_dir() -> Path:
@@ -113,61 +184,84 @@ def _sobol(n, box, seed):
     return lo + u * (hi - lo)
 
 
-def _training_set(model, ok, box, n_train, cache_dir, seed=0):
+def _cache_path(model, ok, box, n_train, k, cache_dir, seed):
     key_src = json.dumps({"q": model.q_edges.round(10).tolist(), "phi": model.phi_edges.round(10).tolist(),
-                          "ok": np.flatnonzero(ok).tolist(), "box": box, "n": n_train, "n_l2": model.n_l2,
-                          "disp": model.displacement, "L": model.beam_size, "sub": [model.sq, model.sp],
+                          "ok": np.flatnonzero(ok).tolist(), "box": box, "n": n_train, "k": k, "n_l2": model.n_l2,
+                          "disp": model.displacement, "L": model.beam_size, "sub": [model.sq, model.sp, model.n_fine],
                           "seed": seed, "version": __version__}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
-    path = Path(cache_dir) / f"pairmodel-{key}.npz" if cache_dir is not None else None
+    return Path(cache_dir) / f"pairmodel-{key}.npz" if cache_dir is not None else None
+
+
+def _fitted_state(model, ok, box, n_train, k, cache_dir, seed=0):
+    """Training set, SVD basis and the three fitted GPR states for these bins; cached on disk.
+
+    Everything depends only on the geometry (bins, usable-bin mask) and the model constants, not on
+    the data, so a second analysis with the same geometry only projects the data and predicts.
+    """
+    from ..gpr import PaperGPR
+
+    path = _cache_path(model, ok, box, n_train, k, cache_dir, seed)
+    names = ["theta", "mu", "V", "scale"] + [f"{t}_{a}" for t in TARGETS for a in ("X", "alpha", "hyp")]
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
-                return z["theta"], z["Y"], True
+                st = {n: z[n] for n in names}
+            gps = {t: PaperGPR.from_state(st[f"{t}_X"], st[f"{t}_alpha"], *st[f"{t}_hyp"]) for t in TARGETS}
+            return st, gps, True
         except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is rebuilt
+            pass  # a damaged or older cache entry is rebuilt
     theta = _sobol(n_train, box, seed)
     Y = np.stack([model.y(t[0], t[1], t[2], 0.0)[ok] for t in theta])
+    mu = Y.mean(axis=0)
+    _, _, Vt = np.linalg.svd(Y - mu, full_matrices=False)
+    V = Vt[: min(k, Vt.shape[0])]
+    X = (Y - mu) @ V.T
+    scale = X.std(axis=0) + 1e-12
+    X = X / scale
+    st = {"theta": theta, "mu": mu, "V": V, "scale": scale}
+    gps = {}
+    for j, t in enumerate(TARGETS):
+        gp = PaperGPR(optimizer="grid", n_grid=12).fit(X, theta[:, j])
+        gps[t] = gp
+        st[f"{t}_X"], st[f"{t}_alpha"] = gp.X_train_, gp.alpha_
+        st[f"{t}_hyp"] = np.array([gp.l_, gp.sigma_, gp.y_mean_, gp.y_std_])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".pairmodel.", suffix=".npz", dir=path.parent)
         os.close(fd)
         try:
-            np.savez(tmp, theta=theta, Y=Y)
+            np.savez(tmp, **st)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-    return theta, Y, False
+    return st, gps, False
 
 
 def gpr_predict(cmap, model, *, box=((5.0, 30.0), (0.5, 3.0), (0.0, 0.3)), n_train=256, k=8,
                 cache_dir=None, n_draws=64, seed=0) -> dict:
-    """Geometry-specific GPR inversion of a flow-aligned map (``cmap.phi`` is theta from the flow)."""
-    from ..gpr import PaperGPR
+    """Geometry-specific GPR inversion of a flow-aligned map (``cmap.phi`` is theta from the flow).
+
+    Features: projections of y = (C - 1)/beta on the first ``k`` SVD vectors of the training set
+    (built on the data's own bins). The std adds the GPR posterior std and the spread of the
+    predictions over ``n_draws`` noise draws of the data (errors ``cmap.C_err``).
+    """
     from ..rng import as_generator
 
     ok = cmap.ok
     if ok.sum() < 8:
         raise ShearcorrError(f"only {int(ok.sum())} usable (q, theta) bins; use fewer bins or check the mask")
     box = [list(map(float, b)) for b in box]
-    theta, Y, cached = _training_set(model, ok, box, int(n_train), cache_dir, seed)
-    w = 1.0 / np.maximum(cmap.C_err[ok] / cmap.beta, 1e-6)
-    mu = Y.mean(axis=0)
-    _, _, Vt = np.linalg.svd((Y - mu) * w, full_matrices=False)
-    V = Vt[: min(k, Vt.shape[0])]
-    feats = lambda Z: ((Z - mu) * w) @ V.T  # noqa: E731
-    X = feats(Y)
-    scale = X.std(axis=0) + 1e-12
-    X = X / scale
+    st, gps, cached = _fitted_state(model, ok, box, int(n_train), int(k), cache_dir, seed)
+    feats = lambda Z: ((Z - st["mu"]) @ st["V"].T) / st["scale"]  # noqa: E731
     rng = as_generator(seed)
     yd = cmap.y[ok]
     draws = yd + (cmap.C_err[ok] / cmap.beta) * rng.standard_normal((n_draws, yd.size))
-    Xd = feats(np.vstack([yd, draws])) / scale
+    Xd = feats(np.vstack([yd, draws]))
     out = {"cached": cached, "n_train": int(n_train), "box": box}
-    for j, name in enumerate(TARGETS):
-        gp = PaperGPR(optimizer="grid", n_grid=12).fit(X, theta[:, j])
-        m, s = gp.predict(Xd[:1], return_std=True)
-        spread = float(np.std(gp.predict(Xd[1:])))
+    for name in TARGETS:
+        m, s = gps[name].predict(Xd[:1], return_std=True)
+        spread = float(np.std(gps[name].predict(Xd[1:])))
         out[name] = (float(m[0]), float(np.hypot(s[0], spread)))
     return out
