@@ -1,0 +1,416 @@
+"""Datasets at scale: many parameter sets -> g(q, theta), g(q), g(theta) in a resumable Zarr store.
+
+:func:`generate` draws a :class:`~shearcorr.design.Design`, creates the store with its full shape up
+front (:mod:`shearcorr.store`), cuts the samples into chunks (one task = one Zarr chunk along
+``sample``), runs the tasks on a ``concurrent.futures``-style executor - a local process pool by
+default, or a Dask cluster - and writes each finished chunk from the driver as it arrives, then
+flags it done. Running the same call again resumes: only chunks not flagged done are computed.
+
+Determinism: sample ``i``'s parameters and its Monte Carlo stream come from
+``SeedSequence(seed).spawn(n)[i]`` (:func:`shearcorr.design.sample_seed`; the MC stream is its first
+child), and each sample is computed on its own, so values never depend on workers or chunking.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import importlib
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ._version import __version__
+from .design import make_design, sample_seed
+from .errors import ShearcorrError
+from .params import DISPLACEMENTS, PARAM_NAMES, QGrid, SystemParams
+from . import store as _store
+from .store import dataset_info, export_netcdf, format_info, open_dataset, select_done
+
+__all__ = ["ENGINES", "generate", "open_dataset", "select_done", "export_netcdf", "dataset_info", "format_info"]
+
+#: Engine names; a callable ``f(params, grid, *, configs, seed) -> (I, g, g_err)`` is accepted too.
+ENGINES = ("analytic", "mc")
+
+# Cost of one Monte Carlo configuration on the paper's 100 x 101 grid at n_l2 = 150 (one core), used
+# only to size chunks; deterministic engines are timed on one sample instead.
+_SECONDS_PER_CONFIG = 0.004
+_TARGET_TASK_SECONDS = 4.0
+_MAX_CHUNK_BYTES = 64 * 1024**2
+
+
+def _analytic_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
+    from .analytic import ensemble_arrays
+
+    return ensemble_arrays(params, grid)
+
+
+def _mc_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
+    from .montecarlo import simulate_mc
+
+    ds = simulate_mc(params, grid, configs=configs, seed=seed, progress=False)
+    return ds["I"].values, ds["g"].values, ds["g_err"].values
+
+
+def _resolve_engine(engine: str | Callable) -> Callable:
+    """The compute function ``f(params, grid, *, configs, seed) -> (I, g, g_err)`` of an engine.
+
+    For a name, the engine's module is imported here, so a missing engine is one clear error (raised by
+    the driver before any work) and numba is loaded before a task pins thread counts.
+    """
+    if callable(engine):
+        return engine
+    if engine not in ENGINES:
+        raise ShearcorrError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    module, name = {"analytic": ("analytic", "ensemble_arrays"), "mc": ("montecarlo", "simulate_mc")}[engine]
+    try:
+        getattr(importlib.import_module(f"shearcorr.{module}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise ShearcorrError(f"engine {engine!r} is not available ({type(exc).__name__}: {exc})") from None
+    return _analytic_arrays if engine == "analytic" else _mc_arrays
+
+
+def _whole(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ShearcorrError(f"{what} must be a whole number >= 1, got {value!r}")
+
+
+def _engine_label(engine: str | Callable) -> str:
+    if callable(engine):
+        named = engine if hasattr(engine, "__qualname__") else type(engine)  # function or callable object
+        return f"{named.__module__}:{named.__qualname__}"
+    return engine
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One chunk of samples ``start:stop``, with everything a worker needs (small and picklable)."""
+
+    engine: Any
+    q: np.ndarray
+    theta: np.ndarray
+    start: int
+    stop: int
+    rows: np.ndarray  # (stop - start, 4) in PARAM_NAMES order
+    displacement: str
+    configs: int
+    seed: int
+    include_I: bool
+    include_err: bool
+
+
+def _one_thread() -> contextlib.ExitStack:
+    """Run engine kernels single-threaded inside a task: one task per core is the parallelism, and
+    a fixed thread count keeps floating-point reductions (numba, BLAS) the same on every executor."""
+    stack = contextlib.ExitStack()
+    try:
+        from threadpoolctl import threadpool_limits
+
+        stack.enter_context(threadpool_limits(1))
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(1)
+        stack.callback(numba.set_num_threads, previous)
+    return stack
+
+
+def _run_task(task: _Task) -> dict[str, np.ndarray]:
+    """Compute one chunk (runs on a worker); each sample independently, in its own stream."""
+    compute = _resolve_engine(task.engine)  # imports the engine (and numba) before pinning thread counts
+    with _one_thread():
+        return _compute_chunk(task, compute)
+
+
+def _compute_chunk(task: _Task, compute: Callable) -> dict[str, np.ndarray]:
+    grid = QGrid(task.q, task.theta)
+    k, shape = task.stop - task.start, grid.shape
+    out = {"g": np.empty((k, *shape), np.float32), "g_q": np.empty((k, shape[0])), "g_theta": np.empty((k, shape[1]))}
+    if task.include_I:
+        out["I"] = np.empty((k, *shape), np.float32)
+    if task.include_err:
+        out["g_err"] = np.empty((k, *shape), np.float32)
+    for j in range(k):
+        params = SystemParams(*task.rows[j], displacement=task.displacement)
+        mc_seed = sample_seed(task.seed, task.start + j).spawn(1)[0]
+        I, g, g_err = compute(params, grid, configs=task.configs, seed=mc_seed)
+        g = np.asarray(g, dtype=np.float64)
+        out["g"][j] = g
+        out["g_q"][j] = g.mean(axis=1)  # unweighted means, as in the paper and shearcorr.result
+        out["g_theta"][j] = g.mean(axis=0)
+        if task.include_I:
+            out["I"][j] = I
+        if task.include_err:
+            out["g_err"][j] = g_err
+    return out
+
+
+def _seconds_per_sample(task: _Task, grid: QGrid) -> float:
+    """Cost of one sample: a formula for Monte Carlo, else one timed sample on the driver (after a warm-up)."""
+    if task.configs:
+        mean_n_l2 = float(task.rows[:, 0].mean())
+        return task.configs * _SECONDS_PER_CONFIG * grid.shape[0] * grid.shape[1] / 10100.0 * mean_n_l2 / 150.0
+    one = _Task(**{**task.__dict__, "stop": task.start + 1, "rows": task.rows[:1]})
+    _run_task(one)
+    t = time.perf_counter()
+    _run_task(one)
+    return time.perf_counter() - t
+
+
+def _auto_chunk_size(n: int, grid: QGrid, per_sample: float, workers: int) -> int:
+    """Samples per task: about 4 s of work, at least ~4 tasks per worker, at most 64 MiB of g."""
+    by_time = int(_TARGET_TASK_SECONDS / max(per_sample, 1e-6))
+    by_balance = -(-n // (4 * max(workers, 1)))
+    by_memory = _MAX_CHUNK_BYTES // (4 * grid.shape[0] * grid.shape[1])
+    return int(max(1, min(by_time, by_balance, by_memory)))
+
+
+def _exit_with_driver(driver_pid: int) -> None:
+    """Pool-worker initializer: exit when the driver is gone (e.g. kill -9), instead of lingering."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # pragma: no cover - pid reused by another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, name="shearcorr-driver-watch", daemon=True).start()
+
+
+def _local_pool(workers: int) -> cf.ProcessPoolExecutor:
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with_driver,
+                                  initargs=(os.getpid(),))
+
+
+def _connect(scheduler: Any) -> tuple[Any, bool]:
+    """A ``distributed.Client`` for an address or a Client; second item True if we opened it."""
+    if hasattr(scheduler, "get_executor"):
+        return scheduler, False
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ShearcorrError("a Dask scheduler needs dask.distributed; pip install 'shearcorr[dask]'") from None
+    try:
+        return Client(str(scheduler), timeout="20s"), True
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ShearcorrError(f"cannot connect to the Dask scheduler at {scheduler} ({type(exc).__name__}: {exc})") from None
+
+
+def _executor_workers(executor: Any) -> int:
+    for attr in ("_max_workers", "max_workers"):
+        if isinstance(getattr(executor, attr, None), int):
+            return getattr(executor, attr)
+    client = getattr(executor, "_client", None)
+    if client is not None:  # distributed's ClientExecutor: threads of the workers connected now
+        return max(1, sum(client.nthreads().values()))
+    return os.cpu_count() or 1
+
+
+def generate(
+    store: str | os.PathLike,
+    *,
+    n: int,
+    seed: int = 0,
+    design: str = "uniform",
+    ranges: Mapping[str, Any] | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    grid: QGrid | None = None,
+    engine: str | Callable = "analytic",
+    configs: int | None = None,
+    displacement: str = "uniform",
+    executor: cf.Executor | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
+    chunk_size: int | None = None,
+    include_I: bool = False,
+    include_err: bool | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Compute g(q, theta), g(q), g(theta) for ``n`` parameter sets into a Zarr store; resumable.
+
+    Parameters
+    ----------
+    store : path
+        Output Zarr store (a folder). If it exists and was made with the same grid, engine, configs,
+        displacement and design, only its unfinished samples are computed (resume).
+    n : int
+        Number of parameter sets (samples).
+    seed : int, default 0
+        Seed of the design and of the Monte Carlo streams (:func:`shearcorr.design.sample_seed`).
+    design : {"uniform", "lhs", "sobol"}, default "uniform"
+        See :mod:`shearcorr.design`.
+    ranges : mapping of str to (low, high), optional
+        Parameter ranges; default the paper's (:data:`shearcorr.design.PAPER_RANGES`).
+    fixed : mapping of str to float, optional
+        Parameters held at one value.
+    grid : QGrid, default the paper's 100 x 101 grid
+    engine : {"analytic", "mc"} or callable, default "analytic"
+        ``"analytic"``: the semi-analytic engine (deterministic); ``"mc"``: brute-force Monte Carlo with
+        ``configs`` configurations per sample. A callable ``f(params, grid, *, configs, seed) ->
+        (I, g, g_err)`` (importable by the workers) is accepted too.
+    configs : int, optional
+        Monte Carlo configurations per sample (required for ``"mc"``, not allowed for ``"analytic"``).
+    displacement : {"uniform", "stokes-einstein"}, default "uniform"
+    executor : concurrent.futures.Executor, optional
+        Runs the tasks (``submit``); it is not shut down. Default: a local process pool.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler address (``"tcp://host:8786"``) or a Client; tasks go to
+        ``client.get_executor()``. Needs the ``dask`` extra.
+    workers : int, optional
+        Processes of the default local pool (default: all cores).
+    chunk_size : int, optional
+        Samples per task and per Zarr chunk (default: about 4 s of work per task). A resumed store
+        keeps the chunk size it was made with.
+    include_I : bool, default False
+        Also store <I(q, theta)> (float32).
+    include_err : bool, optional
+        Also store g_err (float32); default True for ``"mc"``, False for ``"analytic"``.
+    overwrite : bool, default False
+        Replace an existing store (only after all arguments are validated and the new store is made).
+    progress : bool, default True
+        Progress bar (samples/s, ETA) and a final summary line on stderr.
+
+    Returns
+    -------
+    pathlib.Path
+        The store; read it with :func:`open_dataset`.
+
+    Raises
+    ------
+    ShearcorrError
+        Bad arguments, a store made with other settings (names the difference), a missing engine or
+        scheduler, a worker pool that broke (finished chunks are kept: run again to resume).
+    """
+    path = Path(store)
+    # --- validate everything before touching the disk --------------------------------------------
+    dsg = make_design(n, seed, kind=design, ranges=ranges, fixed=fixed)
+    grid = QGrid() if grid is None else grid
+    if not isinstance(grid, QGrid):
+        raise ShearcorrError(f"grid must be a shearcorr.QGrid, got {type(grid).__name__}")
+    if displacement not in DISPLACEMENTS:
+        raise ShearcorrError(f"displacement must be one of {', '.join(DISPLACEMENTS)}, got {displacement!r}")
+    label = _engine_label(engine)
+    if engine == "mc":
+        _whole("configs of engine 'mc' (CLI: --configs N)", configs)
+    elif engine == "analytic" and configs is not None:
+        raise ShearcorrError("configs applies to engine 'mc' only; drop it or use engine='mc'")
+    configs = int(configs or 0)
+    _resolve_engine(engine)  # a missing engine is an error now, not in every task
+    if chunk_size is not None:
+        _whole("chunk_size", chunk_size)
+    if workers is not None:
+        _whole("workers", workers)
+    if sum(x is not None for x in (executor, scheduler, workers)) > 1:
+        raise ShearcorrError("give at most one of executor, scheduler and workers")
+    include_err = (engine == "mc") if include_err is None else bool(include_err)
+    if not path.parent.is_dir():
+        raise ShearcorrError(f"output folder {path.parent} does not exist; create it first")
+    attrs = {
+        "engine": label, "configs": configs, "displacement": displacement, "r0": 1.0, "beam_size": 800.0,
+        "seed": int(seed), "design": dsg.to_json(), "include_I": int(bool(include_I)),
+        "include_err": int(include_err), "shearcorr_version": __version__, **grid.to_attrs(),
+    }
+    exists = path.exists()
+    if exists and not _store.is_store(path):
+        if not (path.is_dir() and not any(path.iterdir())):
+            raise ShearcorrError(f"{path} exists and is not a shearcorr dataset store; choose another output path")
+        path.rmdir()  # an empty folder: take it
+        exists = False
+    if exists and not overwrite:
+        _store.check_compatible(path, attrs, grid)
+    create = not exists or overwrite
+    params = dsg.sample()
+    rows = np.column_stack([params[p] for p in PARAM_NAMES])
+
+    def task(a: int, b: int) -> _Task:
+        return _Task(engine, grid.q, grid.theta, a, b, rows[a:b], displacement, configs, int(seed),
+                     bool(include_I), include_err)
+
+    # --- executor, store, tasks ------------------------------------------------------------------
+    client, own_client, own_pool = None, False, False
+    if scheduler is not None:
+        client, own_client = _connect(scheduler)
+        executor = client.get_executor(pure=False)
+    if executor is None:
+        executor, own_pool = _local_pool(workers or os.cpu_count() or 1), True
+    try:
+        if create:
+            if chunk_size is None:
+                per_sample = _seconds_per_sample(task(0, 1), grid)
+                chunk_size = _auto_chunk_size(n, grid, per_sample, _executor_workers(executor))
+            attrs["chunk_size"] = int(chunk_size)
+            _store.create_store(path, _store.template(params, grid, attrs, include_I, include_err),
+                                chunk_size=attrs["chunk_size"], overwrite=overwrite)
+        _, done, cs, _ = _store.read_state(path)
+        tasks = deque(task(a, min(a + cs, n)) for a in range(0, n, cs) if not done[a:min(a + cs, n)].all())
+        return _drive(path, tasks, executor, n=n, n_done=int(done.sum()), progress=progress)
+    finally:
+        if own_pool:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if own_client:
+            client.close()
+
+
+def _drive(path: Path, tasks: deque, executor, *, n: int, n_done: int, progress: bool) -> Path:
+    """Submit tasks (a bounded window, so the driver never holds many results) and write each as it lands.
+
+    The window is about two tasks per worker; it is re-read as tasks finish, so a Dask cluster that
+    gains workers while running (``cluster.scale``, ``adapt``) gets more work.
+    """
+    from tqdm.auto import tqdm
+
+    inflight: dict[cf.Future, _Task] = {}
+    computed, t0 = 0, time.perf_counter()
+    bar = tqdm(total=n, initial=n_done, unit="sample", disable=not progress, desc="dataset", smoothing=0.05,
+               dynamic_ncols=True, file=sys.stderr)
+    try:
+        while tasks or inflight:
+            window = 2 * _executor_workers(executor) + 1
+            while tasks and len(inflight) < window:
+                task = tasks.popleft()
+                inflight[executor.submit(_run_task, task)] = task
+            finished, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                task = inflight.pop(fut)
+                result = fut.result()
+                _store.write_chunk(path, task.start, task.stop, result)
+                del result
+                computed += task.stop - task.start
+                bar.update(task.stop - task.start)
+    except Exception as exc:
+        for fut in inflight:
+            fut.cancel()
+        if isinstance(exc, cf.process.BrokenProcessPool) or type(exc).__name__ == "KilledWorker":  # Dask's
+            raise ShearcorrError(
+                "a worker process died; finished chunks are saved - run the same command again to resume"
+            ) from None
+        raise
+    except BaseException:
+        for fut in inflight:
+            fut.cancel()
+        raise
+    finally:
+        bar.close()
+    if progress:
+        dt = time.perf_counter() - t0
+        rate = computed / dt if dt > 0 else float("nan")
+        print(f"shearcorr dataset: {n_done + computed}/{n} samples done ({computed} computed now) in {dt:.1f} s, "
+              f"{rate:.1f} samples/s -> {path}", file=sys.stderr)
+    return path
