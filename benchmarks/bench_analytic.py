@@ -3,12 +3,15 @@
 Usage::
 
     python benchmarks/bench_analytic.py speed            # one set on the 100 x 101 grid, both conventions
-    python benchmarks/bench_analytic.py dataset [--sets 200] [--workers 2]   # paper design, extrapolated to 6000
+    python benchmarks/bench_analytic.py dataset [--sets 6000] [--sets-se 600] [--workers 2]   # paper design -> 6000
     python benchmarks/bench_analytic.py speedup [--configs 400]   # vs brute force at equal g(theta) error
-    python benchmarks/bench_analytic.py validate [--configs 20000] [--out table.json]  # chi^2 table vs MC
+    python benchmarks/bench_analytic.py validate [--configs 20000] [--mc-dir DIR] [--out table.json]  # chi^2 vs MC
+    python benchmarks/bench_analytic.py table [--mc-dir DIR] [--out table.json]  # chi^2 of the current engine
 
 ``validate`` runs the 16 comparisons of docs/theory.md (8 parameter points x 2 conventions, full
-grid); it is the long validation (about 30 CPU-minutes at 2e4 configurations).
+grid; rs = 0 is one model for both conventions, simulated once); it is the long validation (about
+30 CPU-minutes at 2e4 configurations). The Monte Carlo results are kept in ``--mc-dir`` (one .npz per
+point, resumable), so ``table`` can re-score a changed engine without re-simulating.
 """
 
 from __future__ import annotations
@@ -30,21 +33,28 @@ VALIDATION_POINTS = [  # (n_l2, rs, d2, gamma_l): corners of the paper's box
 ]
 
 
-def _time(fn, repeat=5):
+def _time(fn, repeat=7):
+    """(median wall s, median CPU s) over ``repeat`` calls after one warm-up call."""
     fn()
-    t = time.perf_counter()
+    wall, cpu = [], []
     for _ in range(repeat):
+        t, c = time.perf_counter(), time.process_time()
         fn()
-    return (time.perf_counter() - t) / repeat
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return float(np.median(wall)), float(np.median(cpu))
 
 
 def speed():
     grid = QGrid()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(wall time suffers from other jobs; CPU time less)")
     for conv in ("uniform", "stokes-einstein"):
         for rs in (0.0, 0.15, 0.3):
             p = SystemParams(150, rs, 1.0, 10, displacement=conv)
-            dt = _time(lambda: ensemble_arrays(p, grid))
-            print(f"{conv:16s} rs={rs:4.2f}: {dt * 1e3:7.1f} ms per set (100 x 101 grid)")
+            wall, cpu = _time(lambda: ensemble_arrays(p, grid))
+            print(f"{conv:16s} rs={rs:4.2f}: {wall * 1e3:7.1f} ms wall, {cpu * 1e3:7.1f} ms CPU per set "
+                  f"(median of 7 after warm-up, 100 x 101 grid)")
 
 
 def _paper_design(n, seed=0):
@@ -59,15 +69,17 @@ def _one(args):
     return ensemble_arrays(p)[1].mean(axis=0)
 
 
-def dataset(n_sets, workers):
-    design = _paper_design(n_sets)
-    for conv in ("uniform", "stokes-einstein"):
+def dataset(n_sets, workers, n_sets_se=None):
+    """Paper design (all four parameters drawn), process pool of ``workers``; SE may use fewer sets."""
+    for conv, n in (("uniform", n_sets), ("stokes-einstein", n_sets_se or n_sets)):
+        design = _paper_design(n)
         t = time.perf_counter()
         with ProcessPoolExecutor(workers) as ex:
-            list(ex.map(_one, [(row, conv) for row in design], chunksize=8))
+            list(ex.map(_one, [(row, conv) for row in design], chunksize=16))
         dt = time.perf_counter() - t
-        print(f"{conv:16s}: {n_sets} sets in {dt:.1f} s on {workers} workers -> 6000 sets in "
-              f"{dt * 6000 / n_sets / 60:.2f} min")
+        print(f"{conv:16s}: {n} sets in {dt:.1f} s on {workers} workers ({dt / n * workers * 1e3:.1f} ms per set "
+              f"per worker) -> 6000 sets in {dt * 6000 / n / 60:.2f} min"
+              + ("" if n == 6000 else " (extrapolated)"), flush=True)
 
 
 def speedup(configs):
@@ -80,7 +92,7 @@ def speedup(configs):
         ds = simulate_mc(p, grid, configs=configs, seed=1)
         t_mc = time.perf_counter() - t
         err_mc = float(np.median(ds.g_theta_err.values))
-        t_an = _time(lambda: ensemble_arrays(p, grid), repeat=3)
+        t_an = _time(lambda: ensemble_arrays(p, grid), repeat=5)[1]  # CPU time
         err_an = float(ensemble_arrays(p, grid)[2].max())  # numerical error bound of g (all points)
         # MC time to reach the analytic error: t_mc * (err_mc / err_an)^2
         t_equal = t_mc * (err_mc / err_an) ** 2
@@ -162,6 +174,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["speed", "dataset", "speedup", "validate", "table"])
     ap.add_argument("--sets", type=int, default=200)
+    ap.add_argument("--sets-se", type=int, default=None, help="sets for the Stokes-Einstein run (default --sets)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--configs", type=int, default=None)
     ap.add_argument("--out", default=None)
@@ -170,7 +183,7 @@ def main():
     if a.what == "speed":
         speed()
     elif a.what == "dataset":
-        dataset(a.sets, a.workers)
+        dataset(a.sets, a.workers, a.sets_se)
     elif a.what == "speedup":
         speedup(a.configs or 400)
     elif a.what == "validate":

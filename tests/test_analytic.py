@@ -192,6 +192,48 @@ def test_doubling_resolution_changes_g_below_1e5(conv, point):
     assert np.max(est) < 1e-5
 
 
+@pytest.mark.parametrize("point", [(100, 0.3, 0.5, 5), (200, 0.3, 3.0, 30), (100, 0.3, 3.0, 5), (200, 0.15, 0.5, 30),
+                                   (150, 0.05, 3.0, 10)])
+def test_stokes_einstein_fast_path_matches_direct(point):
+    """Chebyshev-in-ln-s edge correction + separated quadratic form vs K at every (q, theta, radius node)."""
+    from shearcorr.analytic import _moments
+
+    p = SystemParams(*point, displacement="stokes-einstein")
+    grid = QGrid()
+    q, th = np.asarray(grid.q), np.asarray(grid.theta)
+    nr, nl = default_resolution(p)
+    EI0, EII0 = _moments(p, q, th, nr, nl, True, True, n_cheb=0)
+    EI1, EII1 = _moments(p, q, th, nr, nl, True, True)
+    assert np.max(np.abs(EII1 / EI1[:, None] ** 2 - EII0 / EI0[:, None] ** 2)) < 2e-6
+    # and without the mirror shortcut (theta grid not symmetric about pi/2)
+    g = QGrid.log(0.5, 5, 10, 7)
+    th2 = np.linspace(0.1, 3.0, 7)
+    a0 = _moments(p, g.q, th2, nr, nl, True, True, n_cheb=0)
+    a1 = _moments(p, g.q, th2, nr, nl, True, True)
+    assert np.max(np.abs(a1[1] / a1[0][:, None] ** 2 - a0[1] / a0[0][:, None] ** 2)) < 2e-6
+
+
+def test_chebyshev_interpolation_and_edge_split():
+    from shearcorr.quadrature import chebyshev_interpolation
+    from shearcorr.window import bulk_factor, edge_correction
+
+    x = np.linspace(-1.0, 2.0, 23)
+    nodes, P = chebyshev_interpolation(-1.0, 2.0, 6, x)
+    f = lambda t: 1 - 2 * t + 0.5 * t**3 - 0.1 * t**5  # degree 5: exact with 6 nodes
+    assert np.allclose(f(nodes) @ P, f(x), atol=1e-12)
+    _, P2 = chebyshev_interpolation(0.0, 1.0, 4, np.array([-5.0, 7.0]))  # clamped to the ends
+    assert np.allclose(P2.sum(axis=0), 1.0)
+    q = np.geomspace(0.5, 5, 6)[:, None, None]
+    th = np.linspace(0, np.pi, 9)[None, :, None]
+    s = np.array([0.3, 1.0, 4.0])
+    qx, qy = q * np.cos(th), q * np.sin(th)
+    K = pair_phase(qx, qy, s, 10.0, L)
+    split = bulk_factor(qx, 10.0, L) * np.exp(-0.5 * (q * s) ** 2) + edge_correction(qx, qy, s, 10.0, L)
+    assert np.allclose(K, split, rtol=0, atol=1e-15)
+    assert np.allclose(edge_correction(qx, qy, s, 10.0, L, mirror_axis=1), edge_correction(qx, qy, s, 10.0, L),
+                       rtol=0, atol=1e-15)
+
+
 # ----------------------------------------------------------------------------- Monte Carlo
 @pytest.mark.parametrize("conv", ["uniform", "stokes-einstein"])
 def test_matches_monte_carlo_coarse_grid(conv):
@@ -218,8 +260,14 @@ def test_full_grid_validation_vs_monte_carlo(conv, point):
     ds = simulate_mc(p, QGrid(), configs=20000, seed=99)
     _, g, _ = ensemble_arrays(p)
     assert 0.7 <= chi2_per_dof(ds.g.values, g, ds.g_err.values) <= 1.4
-    assert chi2_per_dof(ds.g_theta.values, g.mean(0), ds.g_theta_err.values) < 2.0
-    assert chi2_per_dof(ds.g_q.values, g.mean(1), ds.g_q_err.values) < 2.0
+    # g(theta) and g(q) errors share the configurations: a common mode (rare large particles move all
+    # points together) leaves few effective degrees of freedom (docs/theory.md, section 5). Test the
+    # common mode at 3 sigma and the shape about it.
+    pairs = ((ds.g_theta.values, ds.g_theta_err.values, g.mean(0)), (ds.g_q.values, ds.g_q_err.values, g.mean(1)))
+    for mc, err, an in pairs:
+        r = (mc - an) / err
+        assert abs(r.mean()) < 3.0
+        assert np.mean((r - r.mean()) ** 2) < 2.0
 
 
 # ----------------------------------------------------------------------------- API

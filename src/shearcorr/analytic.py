@@ -30,8 +30,14 @@ pair phase K (with beam edges) come from :mod:`shearcorr.window`. An empty windo
 exactly (the numerators vanish with S), which the Laplace form respects.
 
 theta enters only through K; the (tau, upsilon) and radius sums are per q (uniform convention:
-K factors out, so the theta map is a broadcast; Stokes-Einstein: a quadratic form in the radius
-nodes with a q-independent matrix).
+K factors out, so the theta map is a broadcast). Stokes-Einstein: :math:`\kappa^2` summed over the
+Laplace nodes is a quadratic form :math:`\sum_{jk} Y_j K_j M_{jk} Y_k K_k` in the radius nodes with the
+q-independent matrix :math:`M = (E_2 w_{N-2}) E_2^T`. Split :math:`K = B(q_x) e^{-q^2 s^2/2} + C(\mathbf q; s)`
+(bulk x edge correction, :mod:`shearcorr.window`); C is smooth in ln s and is evaluated at a few
+Chebyshev nodes :math:`\sigma_c` spanning the s of the radius nodes that carry weight, then
+interpolated, :math:`C(s_j) \approx \sum_c C(\sigma_c) P_{cj}`. Then :math:`YK_{qtj} = \sum_a
+c_{qta} V_{qja}` with :math:`c = [B, C(\sigma_1), \dots]`, :math:`V = [Y e^{-q^2 s^2/2}, Y P_1, \dots]`
+and the form is :math:`c^T (V_q^T M V_q) c` -- O(n_q n_theta n_cheb) instead of O(n_q n_theta n_z).
 
 Numerical error: :data:`DEFAULT_ERROR_BOUND` (<= 1e-5 absolute in g), demonstrated by doubling
 both resolutions in ``tests/test_analytic.py``; ``error="estimate"`` measures it per point.
@@ -45,9 +51,9 @@ import xarray as xr
 from .errors import ShearcorrError
 from .params import QGrid, SystemParams
 from .physics import displacement_std, form_factor
-from .quadrature import laplace_nodes, radius_nodes, radius_range
+from .quadrature import chebyshev_interpolation, laplace_nodes, radius_nodes, radius_range
 from .result import make_result
-from .window import both_probability, pair_phase
+from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
 
 __all__ = ["ensemble", "ensemble_arrays", "default_resolution", "DEFAULT_ERROR_BOUND"]
 
@@ -56,6 +62,9 @@ DEFAULT_LAPLACE_NODES = 36
 #: Default trapezoid step in x = ln(R/r0)/rs is min(0.5, RADIUS_STEP_RS / rs) (resolves the form-factor
 #: oscillations of the heavy tail up to q R0 = 5; see docs/theory.md).
 RADIUS_STEP_RS = 0.065
+#: Stokes-Einstein: Chebyshev nodes in ln s for the pair-phase edge correction, per unit of ln s spanned by
+#: the radius nodes of relative weight > SE_WEIGHT_TOL, clipped to [SE_CHEB_MIN, SE_CHEB_MAX] (docs/theory.md).
+SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL = 5.0, 5, 16, 1e-8
 #: Documented bound of the numerical error of g at the default resolution (absolute); see docs/theory.md.
 DEFAULT_ERROR_BOUND = 2e-6
 
@@ -79,9 +88,42 @@ def _tau_max(n: int) -> float:
     return max(40.0, 0.25 * n * (35.0 + n * np.log(0.75)) + 40.0)
 
 
+def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb):
+    r"""Stokes-Einstein pair phase in separated form: :math:`K_{qtj} = \sum_a c_{qta}\,V_{qja}/Y_{qj}`.
+
+    :math:`K = B(q_x)\,e^{-q^2 s_j^2/2} + C(\mathbf q; s_j)` with the edge correction C evaluated at
+    ``n_cheb`` Chebyshev nodes :math:`\sigma_c` in ln s and interpolated, :math:`C_j \approx \sum_c
+    C(\sigma_c) P_{cj}`. Returns coefficients c (nq, nt, 1 + n_cheb) = [B, C(sigma_1), ...] and the
+    per-q radius vectors V (nq, nz, 1 + n_cheb) = [Y G, Y P_1, ...]; then
+    :math:`\sum_{jk} YK_j M_{jk} YK_k = c^T (V^T M V) c`.
+    """
+    L = params.beam_size
+    sc = np.minimum(s, S_MAX_FRACTION * L)
+    ls = np.log(np.maximum(sc, 1e-300))
+    wgt = Y.max(axis=0)  # weight of node j in every sum that contains K (lambda v F^2)
+    rel = wgt > SE_WEIGHT_TOL * wgt.max()
+    lo, hi = ls[rel].min(), ls[rel].max()
+    if n_cheb is None:
+        n_cheb = int(np.clip(np.ceil(SE_CHEB_PER_LN_S * (hi - lo)), SE_CHEB_MIN, SE_CHEB_MAX))
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1e-6, hi + 1e-6
+    sig, P = chebyshev_interpolation(lo, hi, n_cheb, ls)
+    th = np.arctan2(qy[0], qx[0])
+    mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
+    C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)
+    coef = np.concatenate([bulk_factor(qx, params.gamma_l, L)[..., None], C], axis=-1)
+    G = np.exp(-0.5 * (q[:, None] * sc[None, :]) ** 2)  # (nq, nz)
+    V = np.concatenate([(Y * G)[..., None], Y[..., None] * P.T[None]], axis=-1)
+    return coef, V
+
+
 def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: int, n_laplace: int,
-             finite_n: bool, edges: bool) -> tuple[np.ndarray, np.ndarray]:
-    """E[I] (n_q,) and E[I I'] (n_q, n_theta); see the module docstring for the formulas."""
+             finite_n: bool, edges: bool, n_cheb: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """E[I] (n_q,) and E[I I'] (n_q, n_theta); see the module docstring for the formulas.
+
+    ``n_cheb``: Stokes-Einstein with edges only -- None: default Chebyshev count (:func:`_se_phase`);
+    0: direct evaluation of K at every (q, theta, radius node) (reference for tests).
+    """
     N = params.n_particles
     z, lam = radius_nodes(params.rs, n_radius)
     R = params.r0 * np.exp(z)
@@ -90,15 +132,18 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     F2 = form_factor(q[:, None] * R[None, :]) ** 2  # (nq, nz)
     Y = F2 * (lam * v)  # (nq, nz): lambda F^2 v
     s = displacement_std(R, params.d2, params.displacement, params.r0)
-    uniform = params.displacement == "uniform" or params.rs == 0
+    uniform = params.displacement == "uniform" or params.rs == 0 or params.d2 == 0  # s the same for all R
     p11 = both_probability(s, params.gamma_l, params.beam_size, edges=edges)
     if not edges:
         p11 = np.full_like(s, 0.25)
     p10 = 0.25 - p11
     qx = q[:, None] * np.cos(theta)[None, :]
     qy = q[:, None] * np.sin(theta)[None, :]
+    separated = not uniform and edges and n_cheb != 0
     if uniform:
         K = pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges)  # (nq, nt)
+    elif separated:
+        coef, V = _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb)
     else:
         K = pair_phase(qx[..., None], qy[..., None], s, params.gamma_l, params.beam_size, edges=edges)
 
@@ -106,6 +151,8 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
         EI = Y.sum(axis=1)
         if uniform:
             kap = K * EI[:, None]
+        elif separated:
+            kap = np.einsum("qta,qa->qt", coef, V.sum(axis=1))
         else:
             kap = np.einsum("qj,qtj->qt", Y, K)
         return EI, EI[:, None] ** 2 + 16.0 * kap**2
@@ -142,8 +189,12 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
         EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + K**2 * kk[:, None])
     else:
         M = (E2 * wN2) @ E2.T  # (nz, nz), q-independent
-        YK = Y[:, None, :] * K  # (nq, nt, nz)
-        kk = np.einsum("qtj,qtj->qt", YK @ M, YK)
+        if separated:
+            H = np.einsum("qja,qjb->qab", V, M @ V)  # (nq, m, m)
+            kk = np.einsum("qta,qta->qt", coef @ H, coef)
+        else:
+            YK = Y[:, None, :] * K  # (nq, nt, nz)
+            kk = np.einsum("qtj,qtj->qt", YK @ M, YK)
         EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + kk)
     return EI, EII
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import dawsn, erf, erfc, wofz
 
-__all__ = ["pair_phase", "both_probability", "S_MAX_FRACTION"]
+__all__ = ["pair_phase", "bulk_factor", "edge_correction", "both_probability", "S_MAX_FRACTION"]
 
 _SQRT2 = np.sqrt(2.0)
 _SQRT2PI = np.sqrt(2.0 * np.pi)
@@ -56,6 +56,11 @@ _SQRTPI = np.sqrt(np.pi)
 #: Displacement stds are clipped at this fraction of L in the edge formulas (only particles with
 #: V^2 ~ 1e-13 of the typical one reach it, for rs <= 1.5; see docs/theory.md).
 S_MAX_FRACTION = 0.05
+
+
+def _gauss(x2):
+    """exp(-x2) for x2 >= 0, flushed to exp(-600) below that (avoids numpy's slow underflow path)."""
+    return np.exp(-np.minimum(x2, 600.0))
 
 
 def _sinc(x):
@@ -74,70 +79,119 @@ def _kink_term(k, s, a, gamma, L):
     r"""(1/gamma) * int_{-a}^{a} e^{ik mu - k^2 s^2/2} (|mu| - M(mu + i k s^2)) dmu, real part used.
 
     Equals L * E_{y,delta}[ ... ] correction of the x factor from the smoothed kink; see module docs.
-    Broadcasts over k (=q_x) and s.
+    Broadcasts over k (=q_x) and s; even in k.
     """
-    k = np.asarray(k, dtype=np.float64)
-    s = np.asarray(s, dtype=np.float64)
-    k, s = np.broadcast_arrays(k, s)
-    out = np.zeros(k.shape)
+    k, s = np.abs(np.asarray(k, dtype=np.float64)), np.asarray(s, dtype=np.float64)
     pos = s > 0
+    full_pos = bool(pos.all())
+    if not full_pos or (a > 0 and 0 < np.mean(a / np.maximum(s, 1e-100) < 10.0) < 1):
+        k, s = np.broadcast_arrays(k, s)  # mixed branches: work element-wise on the broadcast arrays
+        pos = s > 0
+    shape = np.broadcast_shapes(k.shape, s.shape)
+    out = np.zeros(shape)
     if not np.any(pos):
         return out
-    kk = np.abs(k[pos])  # the term is even in k
-    ss = s[pos]
-    y = 0.5 * (kk * ss) ** 2
-    ey = np.exp(-y)
-    # Gamma -> 0 branch: (2a/gamma) * (-J(0)), J(0) = E|delta| e^{ik delta} = s sqrt(2/pi) (1 - 2 u F(u))
-    u = kk * ss / _SQRT2
-    j0 = ss * np.sqrt(2.0 / np.pi) * (1.0 - 2.0 * u * dawsn(u))
+    kk, ss = (k, s) if full_pos else (k[pos], s[pos])
+
+    def j0():  # gamma -> 0 branch: (2a/gamma) * (-J(0)), J(0) = E|delta| e^{ik delta} = s sqrt(2/pi) (1 - 2 u F(u))
+        u = kk * ss / _SQRT2
+        return ss * np.sqrt(2.0 / np.pi) * (1.0 - 2.0 * u * dawsn(u))
+
     if a <= 0.0:
-        out[pos] = -L * j0
-        return out
-    tiny = a / ss < 1e-3
-    # General branch: Q + 4 Re X, all over gamma
-    q_main = -2.0 * ss**2 * np.cos(kk * a) * ey + ss**2 * _one_minus_exp_over(y)
-    re_x = np.zeros_like(kk)
-    tail = a / ss < 10.0
-    if np.any(tail):
-        kt, st = kk[tail], ss[tail]
-        g_a = np.exp(-0.5 * (a / st) ** 2)
-        p0 = 0.5 * erfc(a / (st * _SQRT2))
-        ks = kt * st
-        series = ks < 1e-4
-        # E[v^2 1(v<0)] for v ~ N(a, s^2)
-        ev2 = (a * a + st * st) * p0 - a * st * g_a / _SQRT2PI
-        e0 = 0.5 * g_a * wofz((-kt * st * st + 1j * a) / (st * _SQRT2))
-        e1 = (a + 1j * kt * st * st) * e0 - st * g_a / _SQRT2PI
-        kts = np.where(series, 1.0, kt)
-        full = e1.imag / kts + (e0.real - p0) / kts**2
-        re_x[tail] = np.where(series, 0.5 * ev2, full)
-    general = (q_main + 4.0 * re_x) / gamma
-    out[pos] = np.where(tiny, -L * j0, general)
+        res = -L * j0()
+    else:
+        y = 0.5 * (kk * ss) ** 2
+        # General branch: Q + 4 Re X, all over gamma
+        res = -2.0 * ss**2 * np.cos(kk * a) * _gauss(y) + ss**2 * _one_minus_exp_over(y)
+        tail = a / ss < 10.0
+        if np.any(tail):
+            all_tail = bool(tail.all())
+            kt, st = (kk, ss) if all_tail else (kk[tail], ss[tail])
+            g_a = np.exp(-0.5 * (a / st) ** 2)
+            p0 = 0.5 * erfc(a / (st * _SQRT2))
+            series = kt * st < 1e-4
+            # E[v^2 1(v<0)] for v ~ N(a, s^2)
+            ev2 = (a * a + st * st) * p0 - a * st * g_a / _SQRT2PI
+            e0 = 0.5 * g_a * wofz((-kt * st * st + 1j * a) / (st * _SQRT2))
+            e1_imag = a * e0.imag + kt * st * st * e0.real  # Im[(a + i k s^2) e0 - real]
+            kts = np.where(series, 1.0, kt)
+            re_x = np.where(series, 0.5 * ev2, e1_imag / kts + (e0.real - p0) / kts**2)
+            if all_tail:
+                res = res + 4.0 * re_x
+            else:
+                res = np.broadcast_to(res, np.broadcast_shapes(res.shape, tail.shape)).copy()
+                res[tail] += 4.0 * re_x
+        res = res / gamma
+        tiny = a / ss < 1e-3
+        if np.any(tiny):
+            res = np.where(tiny, -L * j0(), res)
+    if full_pos:
+        return np.broadcast_to(res, shape)
+    out[pos] = res
     return out
 
 
-def _e_plus(kappa, s):
-    """E[e^{i kappa delta} 1(delta > 0)], delta ~ N(0, s^2) = exp(-kappa^2 s^2/2)/2 + i F(kappa s/sqrt2)/sqrt(pi)."""
-    return 0.5 * np.exp(-0.5 * (kappa * s) ** 2) + 1j * dawsn(kappa * s / _SQRT2) / _SQRTPI
-
-
 def _edge_term(kx, ky, s, a, gamma, L):
-    r"""T_2 = 2 (L - a) e^{-k_x^2 s^2/2} Re(e^{i k_x a} T): loss across the y edges (see module docs)."""
-    kx, ky, s = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (kx, ky, s)))
+    r"""T_2 = 2 X(k_x) Re(e^{i k_x a} T): loss across the y edges (see module docs), in real arithmetic.
+
+    :math:`T = (E_+(k_y) - E_+(k_y - \epsilon))/(i\epsilon)`, :math:`\epsilon = k_x\gamma`,
+    :math:`E_+(\kappa) = E[e^{i\kappa\delta}1(\delta > 0)] = \tfrac12 e^{-\kappa^2s^2/2} + iF(\kappa s/\sqrt2)/\sqrt\pi`
+    (F: Dawson), so Re T = Delta Im E_+ / eps, Im T = -Delta Re E_+ / eps (derivative for small eps).
+    """
+    kx, ky, s = (np.asarray(v, dtype=np.float64) for v in (kx, ky, s))
     eps = kx * gamma
     small = np.abs(eps) * s < 1e-5
-    epss = np.where(small, 1.0, eps)
-    t_fd = (_e_plus(ky, s) - _e_plus(ky - epss, s)) / (1j * epss)
-    u = ky * s / _SQRT2
-    t_d = 0.5j * ky * s * s * np.exp(-0.5 * (ky * s) ** 2) + s / _SQRT2PI * (1.0 - 2.0 * u * dawsn(u))
-    t = np.where(small, t_d, t_fd)
+    epss = np.where(np.abs(eps) < 1e-300, 1.0, eps)
+    k2 = ky - epss
+    u, u2 = ky * s / _SQRT2, k2 * s / _SQRT2
+    gy = _gauss(u * u)
+    fu = dawsn(u)
+    re_t = (fu - dawsn(u2)) / (_SQRTPI * epss)
+    im_t = -0.5 * (gy - _gauss(u2 * u2)) / epss
+    if np.any(small):
+        re_t = np.where(small, s / _SQRT2PI * (1.0 - 2.0 * u * fu), re_t)
+        im_t = np.where(small, 0.5 * ky * s * s * gy, im_t)
     # x factor at the y edges (|gamma y| = a): L e^{-k^2 s^2/2} - Re E[|a + delta| e^{i k delta}], the last
     # bridged between its exact a = 0 and a >> s forms (exact at gamma = 0)
-    ss = np.maximum(s, 1e-300)
+    ss = np.maximum(s, 1e-100)
     u0 = kx * s / _SQRT2
-    j_a = (a * erf(a / (ss * _SQRT2)) * np.exp(-0.5 * (kx * s) ** 2)
-           + s * np.sqrt(2.0 / np.pi) * (1.0 - 2.0 * u0 * dawsn(u0)) * np.exp(-0.5 * (a / ss) ** 2))
-    return 2.0 * (L * np.exp(-0.5 * (kx * s) ** 2) - j_a) * np.real(np.exp(1j * kx * a) * t)
+    gx = _gauss(u0 * u0)
+    j_a = a * erf(a / (ss * _SQRT2)) * gx + s * np.sqrt(2.0 / np.pi) * (1.0 - 2.0 * u0 * dawsn(u0)) * _gauss(
+        0.5 * (a / ss) ** 2)
+    ka = kx * a  # q_x-only factors before broadcasting with s
+    return 2.0 * (L * gx - j_a) * (np.cos(ka) * re_t - np.sin(ka) * im_t)
+
+
+def bulk_factor(qx, gamma_l: float, beam_size: float) -> np.ndarray:
+    r"""The s-independent factor :math:`B(q_x) = \tfrac14[\mathrm{sinc}\,x - \tfrac{\gamma}{2}(\mathrm{sinc}\,x
+    - \tfrac12\mathrm{sinc}^2(x/2))]`, :math:`x = q_x \gamma L/2`, the factor of :math:`T_0/(4L^2) = B\,e^{-q^2 s^2/2}`."""
+    gamma = float(gamma_l) / float(beam_size)
+    x = np.asarray(qx, dtype=np.float64) * 0.5 * float(gamma_l)
+    return 0.25 * (_sinc(x) - 0.5 * gamma * (_sinc(x) - 0.5 * _sinc(0.5 * x) ** 2))
+
+
+def edge_correction(qx, qy, s, gamma_l: float, beam_size: float, *, mirror_axis: int | None = None) -> np.ndarray:
+    r""":math:`(T_1 - T_2)/(4L^2) = K - B\,e^{-q^2 s^2/2}`: smoothed shear kink and y-edge loss (small, smooth in ln s).
+
+    ``mirror_axis``: the caller promises that ``qx`` (broadcast) is odd under reversal of this axis
+    (a theta grid symmetric about pi/2); the kink factor, even in q_x, is then computed on half of it.
+    """
+    L = float(beam_size)
+    gamma = float(gamma_l) / L
+    a = 0.5 * float(gamma_l)
+    qx, qy, s = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (qx, qy, s)))
+    s = np.minimum(s, S_MAX_FRACTION * L)
+    if mirror_axis is None:
+        kink = _kink_term(qx, s, a, gamma, L)
+    else:
+        n = qx.shape[mirror_axis]
+        half = np.take(qx, np.arange((n + 1) // 2), axis=mirror_axis)
+        kh = _kink_term(half, np.take(s, np.arange((n + 1) // 2), axis=mirror_axis), a, gamma, L)
+        kink = np.concatenate([kh, np.flip(np.take(kh, np.arange(n // 2), axis=mirror_axis), axis=mirror_axis)],
+                              axis=mirror_axis)
+    t1 = np.exp(-0.5 * (qy * s) ** 2) * kink
+    t2 = _edge_term(qx, qy, s, a, gamma, L)
+    return (t1 - t2) / (4.0 * L * L)
 
 
 def pair_phase(qx, qy, s, gamma_l: float, beam_size: float, *, edges: bool = True) -> np.ndarray:
@@ -161,22 +215,17 @@ def pair_phase(qx, qy, s, gamma_l: float, beam_size: float, *, edges: bool = Tru
     -------
     ndarray
         Real, broadcast shape. :math:`K/p_{11}` is the conditional mean phase :math:`c` of the
-        paper-style formula; :math:`K(0; s) = p_{11}(s)`.
+        paper-style formula; :math:`K(0; s) = p_{11}(s)`. With edges,
+        :math:`K = B(q_x)\,e^{-q^2 s^2/2}` (:func:`bulk_factor`) + :func:`edge_correction`.
     """
     L = float(beam_size)
-    gamma = float(gamma_l) / L
-    a = 0.5 * float(gamma_l)
     qx = np.asarray(qx, dtype=np.float64)
     qy = np.asarray(qy, dtype=np.float64)
     s = np.minimum(np.asarray(s, dtype=np.float64), S_MAX_FRACTION * L)
-    x = qx * a
     gauss = np.exp(-0.5 * (qx * qx + qy * qy) * s * s)
     if not edges:
-        return 0.25 * _sinc(x) * gauss
-    t0 = gauss * L * L * (_sinc(x) - 0.5 * gamma * (_sinc(x) - 0.5 * _sinc(0.5 * x) ** 2))
-    t1 = np.exp(-0.5 * (qy * s) ** 2) * _kink_term(qx, s, a, gamma, L)
-    t2 = _edge_term(qx, qy, s, a, gamma, L)
-    return (t0 + t1 - t2) / (4.0 * L * L)
+        return 0.25 * _sinc(qx * 0.5 * float(gamma_l)) * gauss
+    return bulk_factor(qx, gamma_l, L) * gauss + edge_correction(qx, qy, s, gamma_l, L)
 
 
 def both_probability(s, gamma_l: float, beam_size: float, *, edges: bool = True) -> np.ndarray:
