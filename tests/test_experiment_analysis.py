@@ -40,8 +40,9 @@ def test_identical_frames_give_full_correlation_and_contrast():
 
 @pytest.mark.parametrize("gl,d2,flow,seed", [(12.0, 0.7, -40.0, 5), (25.0, 1.5, 75.0, 6)])
 def test_synthetic_pairs_recovered(gl, d2, flow, seed):
-    # 20-pair study (docs/experiment.md): median |rel err| ~5-8 %, |z| < 3, flow within ~3 deg for
-    # gamma L >= 10; here: within 3 reported std (+ 10 % for the model's own approximations)
+    # 20-pair study (docs/experiment.md): median |rel err| ~7 %, z spread ~1, flow within 3 deg when
+    # gamma L / D2 >= ~12 (otherwise limited by the pair's own ~n_l2 particles, with an honest std);
+    # here: within 3 reported std (+ 10 % for the model's own approximations)
     p = render_pair(SystemParams(150, 0.1, d2, gl), flow_angle_deg=flow, contrast=0.3, shape=(SIZE, SIZE), seed=seed)
     r = analyze(p.before, p.after, p.geometry, mask=p.mask, plots=False)
     dfl = abs((r["flow_angle_deg"]["value"] - flow + 90) % 180 - 90)
@@ -56,7 +57,7 @@ def test_synthetic_pairs_recovered(gl, d2, flow, seed):
 def test_synthetic_study_20_pairs():
     """The validation study of benchmarks/bench_analyze.py (512^2, 20 pairs)."""
     rng = np.random.default_rng(2024)
-    rel_g, rel_d, z, dfl = [], [], [], []
+    rel_g, rel_d, z, dfl, zf, ratio = [], [], [], [], [], []
     for i in range(20):
         gl, d2, rs, fl, beta = rng.uniform(5, 30), rng.uniform(0.5, 3), rng.uniform(0, 0.3), rng.uniform(-90, 90), rng.uniform(0.2, 0.5)
         p = render_pair(SystemParams(150, rs, d2, gl), flow_angle_deg=fl, contrast=beta, shape=(512, 512), seed=2024 + i)
@@ -65,9 +66,15 @@ def test_synthetic_study_20_pairs():
         rel_d.append(abs(r["d2"]["value"] - d2) / d2)
         z += [(r["gamma_l"]["value"] - gl) / r["gamma_l"]["std"], (r["d2"]["value"] - d2) / r["d2"]["std"]]
         dfl.append(abs((r["flow_angle_deg"]["value"] - fl + 90) % 180 - 90))
+        zf.append(dfl[-1] / r["flow_angle_deg"]["std"])
+        ratio.append(gl / d2)
     assert np.median(rel_g) <= 0.10 and np.median(rel_d) <= 0.10
     assert 0.6 < np.std(z) < 1.6
-    assert np.median(dfl) < 3.0
+    # flow: within 3 deg only where the affine displacement dominates (gamma L / D2 >= ~12 at
+    # n_l2 = 150, docs/experiment.md); elsewhere the reported std covers the error
+    dfl, ratio = np.array(dfl), np.array(ratio)
+    assert np.median(dfl) < 3.0 and np.mean(dfl[ratio >= 12] <= 3.0) >= 0.8
+    assert 0.6 < np.sqrt(np.mean(np.square(zf))) < 1.6
 
 
 def test_cli_end_to_end_writes_result(synth_dir, tmp_path, capsys):

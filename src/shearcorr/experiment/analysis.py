@@ -10,6 +10,8 @@ at the end; on error nothing is left behind).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import shutil
 import tempfile
@@ -73,6 +75,29 @@ def _external_model(path, pair, geo, cmap_opts):
     return {k: (float(m[0]), float(s[0])) for k, (m, s) in pred.items()}, str(path)
 
 
+def _one_blas_thread(func):
+    """Run ``func`` with the BLAS thread pool limited to one thread.
+
+    The linear algebra of a pair analysis is on small matrices (hundreds of bins, a few parameters);
+    BLAS threads only add synchronisation. On this 2-core machine under load, OpenBLAS threads made
+    the 1-megapixel analysis ~15 s instead of ~1 s (benchmarks/bench_analyze.py).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            from threadpoolctl import threadpool_limits  # installed with scikit-learn
+
+            limit = threadpool_limits(limits=1, user_api="blas")
+        except ImportError:  # pragma: no cover
+            limit = contextlib.nullcontext()
+        with limit:
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_blas_thread
 def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after=None, frame_index=None,
             frame_index_after=None, mask=None, mask_convention="valid", saturation=None, contrast=None,
             flow_angle_deg=None, method="fit", model=None, n_q=16, n_phi=36, q_min=None, q_max=None,

@@ -8,9 +8,9 @@ over the usable bins, with the contrast beta as a nuisance parameter tied to its
 estimate by a Gaussian prior (fixed when the user gives it) and eliminated in closed form. Start
 values from a coarse (gamma L, D2) grid times a full scan of the flow angle; errors from a variance
 law evaluated at the model prediction (two passes), never from the bins' own scatter.
-Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1. R_s is bounded to
-[0, rs_max]; when the data do not constrain it (std >= the prior std rs_max/sqrt(12)) its std is
-reported as that prior std and ``rs_constrained`` is False.
+Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1. R_s is held at its prior centre by
+default (one pair does not constrain it; ``fit_rs=True`` fits it within [0, rs_max] and reports it as
+constrained only when its std is below the prior std rs_max/sqrt(12)).
 
 Geometry-specific GPR (:func:`gpr_predict`): a training set of y_model on the data's own
 (q, theta-from-flow) bins, drawn by a scrambled Sobol design over the parameter box, cached on disk
@@ -49,22 +49,27 @@ def _beta_star(m, c, w, beta0, beta_err):
     return num / den
 
 
-def fit_pair(cmap, model, *, phi0=None, fit_flow=True, rs_max=0.3, gamma_max=80.0, d2_max=6.0,
+def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3, gamma_max=80.0, d2_max=6.0,
              grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=32, seed=0) -> dict:
     r"""Direct physics fit of a :class:`CorrelationMap` with a :class:`BinnedPairModel` (same bins).
 
     Model :math:`C_b - 1 = \beta\,y(q_b, \phi_b - \phi_0; \gamma L, D_2, R_s)`; beta enters linearly
     and is eliminated in closed form (variable projection, Gaussian prior from the contrast estimate).
 
+    R_s is not identifiable from one pair (docs/experiment.md): by default (``fit_rs=False``) it is
+    held at its prior centre rs_max/2 and its influence enters the covariance through the
+    configuration spread, which is marginalised over R_s ~ U(0, rs_max). The reported R_s is then
+    the prior, rs_max/2 +- rs_max/sqrt(12), with ``rs_constrained = False``.
+
     1. Start: for every (gamma L, D2) of a coarse grid, y is evaluated once on the fine theta grid and
        the flow angle is scanned over ``n_scan`` values in [0, pi) (``phi0`` fixes it instead).
     2. Pass 1: errors with the per-row variance law at c = 0 (the same for all bins of a row, so the
        weights do not depend on the bins' own fluctuations).
     3. Pass 2: errors from :meth:`CorrelationMap.errors` at the pass-1 prediction, refit.
-    Covariance: (J^T J)^-1 of the full parameter vector (including beta and its prior) at the
-    solution, scaled by chi2_red when > 1, plus the intrinsic single-pair term: the spread of
-    ``n_configs`` single-configuration maps (:func:`.model.configuration_samples`) at the solution,
-    propagated as H J^T Cov J H (sandwich); it dominates for gamma L and D2 at these count rates.
+    Covariance: (J^T J)^-1 of the free parameters (and beta with its prior) at the solution, scaled
+    by chi2_red when > 1, plus the intrinsic single-pair term: the spread of ``n_configs``
+    single-configuration maps (:func:`.model.configuration_samples`) at the solution, propagated as
+    H J^T Cov J H (sandwich); it dominates for gamma L and D2 at these count rates.
     """
     ok = cmap.ok
     if ok.sum() < 8:
@@ -72,54 +77,57 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, rs_max=0.3, gamma_max=80.
     c = cmap.C[ok] - 1.0
     beta0, beta_err = cmap.beta, cmap.beta_err
     err = cmap.errors(np.zeros(cmap.C.shape))[ok]
+    rs_fixed = 0.5 * rs_max
+    # full vector (gamma L, d2, rs, phi0); `free` are the fitted components
+    free = [0, 1] + ([2] if fit_rs else []) + ([3] if fit_flow else [])
+    base = np.array([0.0, 0.0, rs_fixed, 0.0 if phi0 is None else float(phi0)])
 
-    def shape_at(x):
-        ph = x[3] if fit_flow else phi0
-        return model.y(x[0], x[1], x[2], ph)[ok]
+    def full_of(xf):
+        v = base.copy()
+        v[free] = xf
+        return v
 
-    def resid(x, e):
-        m = shape_at(x)
+    def shape_at(xf):
+        v = full_of(xf)
+        return model.y(v[0], v[1], v[2], v[3])[ok]
+
+    def resid(xf, e):
+        m = shape_at(xf)
         w = 1.0 / e**2
         bt = _beta_star(m, c, w, beta0, beta_err)
         r = (c - bt * m) / e
         return np.append(r, (bt - beta0) / beta_err) if beta_err > 0 else r
 
     # 1. start values: coarse grid x flow-angle scan (no engine call per angle)
-    scan = np.arange(n_scan) * (np.pi / n_scan) if fit_flow else np.array([phi0])
+    scan = np.arange(n_scan) * (np.pi / n_scan) if fit_flow else np.array([base[3]])
     best = (np.inf, None)
-    rs_start = 0.5 * rs_max
     for gl in grid_gamma:
         for d2 in grid_d2:
             for ph in scan:
-                x = np.array([gl, d2, rs_start] + ([ph] if fit_flow else []))
-                cost = float(np.sum(resid(x, err) ** 2))
+                v = np.array([gl, d2, rs_fixed, ph])
+                cost = float(np.sum(resid(v[free], err) ** 2))
                 if cost < best[0]:
-                    best = (cost, x)
+                    best = (cost, v[free])
     x0 = best[1]
-    if fit_flow:
-        centre = x0[3]
-    lo = [0.0, 0.01, 0.0] + ([centre - np.pi / 4] if fit_flow else [])
-    hi = [gamma_max, d2_max, rs_max] + ([centre + np.pi / 4] if fit_flow else [])
-    lo_a, hi_a = np.array(lo), np.array(hi)
-    for _ in range(2):  # pass 1 (row-constant errors), pass 2 (errors at the prediction)
+    lo_f = np.array([0.0, 0.01, 0.0, x0[-1] - np.pi / 4 if fit_flow else 0.0])
+    hi_f = np.array([gamma_max, d2_max, rs_max, x0[-1] + np.pi / 4 if fit_flow else 0.0])
+    lo_a, hi_a = lo_f[free], hi_f[free]
+    xs = np.array([1.0, 0.1, 0.05, 0.01])[free]
+    for k in range(3):  # pass 1 (row-constant errors), pass 2 (errors at the prediction), final
         sol = least_squares(resid, np.clip(x0, lo_a + 1e-9, hi_a - 1e-9), bounds=(lo_a, hi_a), args=(err,),
-                            x_scale=[1.0, 0.1, 0.05] + ([0.01] if fit_flow else []), diff_step=1e-4,
-                            xtol=1e-8, ftol=1e-9, max_nfev=200)
+                            x_scale=xs, diff_step=1e-4, xtol=1e-8, ftol=1e-9, max_nfev=200)
         x0 = sol.x
-        m_full = model.y(x0[0], x0[1], x0[2], x0[3] if fit_flow else phi0)
-        bt = _beta_star(m_full[ok], c, 1.0 / err**2, beta0, beta_err)
-        err = cmap.errors(bt * m_full)[ok]
-    sol = least_squares(resid, np.clip(x0, lo_a + 1e-9, hi_a - 1e-9), bounds=(lo_a, hi_a), args=(err,),
-                        x_scale=[1.0, 0.1, 0.05] + ([0.01] if fit_flow else []), diff_step=1e-4, xtol=1e-8,
-                        ftol=1e-9, max_nfev=200)
-    x = sol.x
-    gl, d2, rs = x[0], x[1], x[2]
-    ph = x[3] if fit_flow else phi0
+        if k < 2:
+            v = full_of(x0)
+            m_full = model.y(*v)
+            bt = _beta_star(m_full[ok], c, 1.0 / err**2, beta0, beta_err)
+            err = cmap.errors(bt * m_full)[ok]
+    gl, d2, rs, ph = full_of(sol.x)
     m_full = model.y(gl, d2, rs, ph)
     beta = _beta_star(m_full[ok], c, 1.0 / err**2, beta0, beta_err)
-    # covariance of the full vector (gl, d2, rs, [phi0], [beta]) from a numerical Jacobian
-    full = np.array(list(x) + ([beta] if beta_err > 0 else []))
-    nth = x.size
+    # covariance of (free parameters, [beta]) from a central-difference Jacobian
+    full = np.append(sol.x, [beta] if beta_err > 0 else [])
+    nth = sol.x.size
 
     def resid_full(v):
         m = shape_at(v[:nth])
@@ -128,7 +136,7 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, rs_max=0.3, gamma_max=80.
         return np.append(r, (bt - beta0) / beta_err) if beta_err > 0 else r
 
     r0 = resid_full(full)
-    steps = np.array([0.05, 0.005, 0.005] + ([1e-3] if fit_flow else []) + ([1e-3 * max(beta, 1e-3)] if beta_err > 0 else []))
+    steps = np.append(np.array([0.05, 0.005, 0.005, 1e-3])[free], [1e-3 * max(beta, 1e-3)] if beta_err > 0 else [])
     J = np.empty((r0.size, full.size))
     for j in range(full.size):
         vp, vm = full.copy(), full.copy()
@@ -144,27 +152,29 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, rs_max=0.3, gamma_max=80.
     cov_conf = np.zeros_like(cov)
     if n_configs:
         # intrinsic single-pair uncertainty: the pair's own ~n_l2 particles sample the ensemble
-        # (configuration_samples); propagated through the linearised fit (sandwich estimator)
-        # R_s is not constrained by one pair: marginalise the spread over its prior U(0, rs_max)
+        # (configuration_samples); propagated through the linearised fit (sandwich estimator).
+        # R_s is not constrained by one pair: the spread is marginalised over its prior U(0, rs_max)
         rs_draw = (np.arange(n_configs) + 0.5) / n_configs * rs_max
         ys = configuration_samples(model, gl, d2, rs_draw, ph, n_samples=n_configs, seed=seed)
         dev = beta * (ys[:, ok] - ys[:, ok].mean(axis=0)) / err  # (K, n) weighted data perturbations
         G = dev @ J[:n]  # each row: J^T d_k
         cov_conf = H @ (G.T @ G / max(n_configs - 1, 1)) @ H
         cov = cov + cov_conf
-    std = np.sqrt(np.clip(np.diag(cov), 0, None))
+    std_f = np.sqrt(np.clip(np.diag(cov), 0, None))
+    std = np.zeros(4)
+    std[free] = std_f[:nth]
     rs_prior = rs_max / np.sqrt(12.0)
-    rs_std = float(std[2])
-    rs_constrained = bool(np.isfinite(rs_std) and rs_std < rs_prior)
+    rs_constrained = bool(fit_rs and np.isfinite(std[2]) and std[2] < rs_prior)
+    pad = lambda a: [float(v) for v in np.sqrt(np.clip(np.diag(a), 0, None))]  # noqa: E731
     return {
         "gamma_l": (float(gl), float(std[0])), "d2": (float(d2), float(std[1])),
-        "rs": (float(rs), rs_std if rs_constrained else float(rs_prior)), "rs_constrained": rs_constrained,
+        "rs": (float(rs), float(std[2]) if rs_constrained else float(rs_prior)), "rs_constrained": rs_constrained,
+        "rs_fitted": bool(fit_rs),
         "flow_angle": (wrap_half(ph), float(std[3]) if fit_flow else 0.0),
-        "beta": (float(beta), float(std[-1]) if beta_err > 0 else 0.0),
+        "beta": (float(beta), float(std_f[-1]) if beta_err > 0 else 0.0),
         "chi2": chi2, "dof": int(dof), "chi2_red": float(red), "n_bins": int(n), "success": bool(sol.success),
-        "nfev": int(sol.nfev), "model_y": m_full, "errors": err,
-        "std_speckle": [float(v) for v in np.sqrt(np.clip(np.diag(H) * max(red, 1.0), 0, None))],
-        "std_configuration": [float(v) for v in np.sqrt(np.clip(np.diag(cov_conf), 0, None))],
+        "nfev": int(sol.nfev), "model_y": m_full, "errors": err, "free": [("gamma_l", "d2", "rs", "flow")[i] for i in free],
+        "std_speckle": pad(H * max(red, 1.0)), "std_configuration": pad(cov_conf),
     }
 
 
