@@ -1,6 +1,9 @@
 """Benchmark of the GPR training path: eigen-trick LML grid vs scikit-learn's optimiser.
 
-Run: ``nice python benchmarks/bench_gpr.py [--n 1050 4200] [--grid 30]``. Prints seconds; no assertions.
+Run: ``nice python benchmarks/bench_gpr.py [--n 1050 4200] [--grid 30] [--threads 1 2]``. Prints seconds and
+the load average; no assertions. ``--threads``: BLAS thread counts to time one eigendecomposition with
+(OpenBLAS threads spin while waiting, so on a busy machine more threads can be slower); the rest runs
+with :func:`shearcorr.inversion.blas_threads` defaults. ``--ard``: also time the ARD model's fit.
 Inputs are synthetic smooth g(theta)-like rows (101 features) with four targets, so the numbers measure
 linear algebra only (the dataset itself does not change the cost).
 """
@@ -29,7 +32,39 @@ def main():
     ap.add_argument("--n", type=int, nargs="+", default=[1050, 4200])
     ap.add_argument("--grid", type=int, default=30)
     ap.add_argument("--sklearn-max-n", type=int, default=1050, help="run sklearn's optimiser up to this n")
+    ap.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="BLAS threads to time eigh with")
+    ap.add_argument("--ard", action="store_true", help="also time ARDGPR.fit (12 PCA inputs, 4 targets)")
     a = ap.parse_args()
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    from shearcorr.gpr import ARDGPR
+    from shearcorr.inversion import blas_threads
+
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    for n in a.n:
+        X, Y = data(n)
+        from scipy.spatial.distance import cdist
+
+        K = np.exp(-cdist(X, X, "sqeuclidean") / 2.0)
+        for th in a.threads:
+            with threadpool_limits(th):
+                t = time.perf_counter()
+                np.linalg.eigh(K)
+                print(f"n={n}: eigh with {th} BLAS thread(s) {time.perf_counter() - t:.2f} s")
+        del K
+        if a.ard:
+            from shearcorr.features import ProfileFeatures
+
+            Xp = ProfileFeatures(feature="g_theta", n_theta=X.shape[1] - 1, standardise=True,
+                                 n_components=12).fit_transform(X)
+            t = time.perf_counter()
+            with blas_threads():
+                for i in range(4):
+                    ARDGPR(transform="log", n_restarts=1, max_opt_samples=1000).fit(Xp, Y[:, i] + 0.1)
+            print(f"n={n}: ARD fit (12 inputs, hyperparameters on <= 1000 rows, 1 restart) for 4 targets "
+                  f"{time.perf_counter() - t:.1f} s")
     for n in a.n:
         X, Y = data(n)
         lb = default_bounds(X)
@@ -37,7 +72,8 @@ def main():
         lml_grid(X, Y, [lb[0]], np.geomspace(1e-6, 1, a.grid))
         t_one = time.perf_counter() - t
         t = time.perf_counter()
-        r = optimise_hyperparameters(X, Y, n_l=a.grid, n_sigma=a.grid)
+        with blas_threads():
+            r = optimise_hyperparameters(X, Y, n_l=a.grid, n_sigma=a.grid)
         t_grid = time.perf_counter() - t
         t = time.perf_counter()
         gps = [PaperGPR(l=r["l"][i], sigma=r["sigma"][i], optimizer=None).fit(X, Y[:, i]) for i in range(4)]

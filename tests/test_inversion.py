@@ -7,7 +7,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 
 from shearcorr.errors import ShearcorrError
-from shearcorr.gpr import PaperGPR, lml_grid, optimise_hyperparameters
+from shearcorr.gpr import ARDGPR, PaperGPR, lml_grid, optimise_hyperparameters
 from shearcorr.inversion import coverage, relative_error, split_indices
 
 
@@ -79,3 +79,60 @@ def test_refinement_improves_on_grid():
     X, y = _smooth(100, 7)
     r = optimise_hyperparameters(X, y + 0.01 * np.sin(30 * X[:, 1]), n_l=8, n_sigma=8)
     assert r["lml_opt"][0] >= r["lml"][:, :, 0].max() - 1e-9
+
+
+def test_ard_gpr_log_target_recovers_smooth_function_and_ignores_irrelevant_input():
+    rng = np.random.default_rng(8)
+    X = rng.uniform(-1, 1, (90, 3))
+    y = np.exp(0.8 * np.sin(2 * X[:, 0]) + 0.3 * X[:, 1])  # X[:, 2] is irrelevant
+    gp = ARDGPR(transform="log", n_restarts=0).fit(X, y)
+    Xt = rng.uniform(-1, 1, (300, 3))
+    yt = np.exp(0.8 * np.sin(2 * Xt[:, 0]) + 0.3 * Xt[:, 1])
+    m, s = gp.predict(Xt, return_std=True)
+    assert np.max(np.abs(m / yt - 1)) < 0.02
+    assert gp.length_scale_[2] > 10 * max(gp.length_scale_[:2])  # ARD switches the irrelevant input off
+    mu, su = gp.predict_latent(Xt)
+    np.testing.assert_allclose(m, np.exp(mu))
+    np.testing.assert_allclose(s, np.exp(mu) * su)
+    with pytest.raises(ShearcorrError, match="positive"):
+        ARDGPR(transform="log").fit(X, y - 10)
+
+
+@pytest.mark.parametrize("kind", ["paper", "ard"])
+def test_mean_gradient_matches_finite_differences(kind):
+    X, y = _smooth(80, 9)
+    gp = (PaperGPR(n_grid=8) if kind == "paper" else ARDGPR(n_restarts=0)).fit(X, y)
+    x0 = np.array([[0.1, -0.3], [0.5, 0.2]])
+    G = gp.mean_gradient(x0)
+    h = 1e-3  # central differences: truncation ~ h^2; smaller h loses digits to the large alternating alpha
+    for d in range(2):
+        e = np.zeros(2)
+        e[d] = h
+        fd = (gp.predict_latent(x0 + e)[0] - gp.predict_latent(x0 - e)[0]) / (2 * h)
+        np.testing.assert_allclose(G[:, d], fd, rtol=2e-5, atol=1e-7)
+
+
+def test_input_noise_variance_of_a_linear_function():
+    """y = c . [g(theta) | g(q)] is linear in g(q, theta): the propagated variance is sum_kj J_kj^2 e_kj^2."""
+    from shearcorr.features import ProfileFeatures
+    from shearcorr.inversion import InversionModel
+    from shearcorr.params import QGrid
+
+    grid = QGrid.log(0.5, 5.0, 3, 4)
+    rng = np.random.default_rng(10)
+    g = 1.0 + rng.uniform(0, 1, (120, 3, 4))
+    P = np.hstack([g.mean(axis=1), g.mean(axis=2)])
+    c = rng.normal(size=7)
+    feats = ProfileFeatures(feature="both", n_theta=4, standardise=True, n_components=0).fit(P)
+    gp = ARDGPR(n_restarts=0).fit(feats.transform(P), P @ c)
+    model = InversionModel(grid=grid, features=feats, regressors={"d2": gp}, train_index=np.arange(120),
+                           test_index=np.arange(0))
+    err = rng.uniform(0.001, 0.01, (5, 3, 4))
+    m0, s0 = model.predict_latent(P[:5])["d2"]
+    m1, s1 = model.predict_latent(P[:5], err)["d2"]
+    np.testing.assert_array_equal(m0, m1)
+    J = c[None, :4] / 3 + c[4:, None] / 4  # dm/dg(q_k, theta_j) = c_theta_j / n_q + c_q_k / n_theta
+    expected = np.sum((J[None] * err) ** 2, axis=(1, 2))
+    np.testing.assert_allclose(s1**2 - s0**2, expected, rtol=0.02)  # GP mean of a linear function: slope to ~1 %
+    with pytest.raises(ShearcorrError, match="g_err"):
+        model.predict_latent(P[:5], err[:, :2])

@@ -32,16 +32,26 @@ def tiny_dataset():
                       coords={"q": grid.q, "theta": grid.theta}, attrs={"engine": "analytic", "seed": 0})
 
 
-@pytest.mark.parametrize("feature", ["g_theta", "svd"])
-def test_round_trip_predicts_identically(tiny_dataset, tmp_path, feature):
-    model, _ = train(tiny_dataset, feature=feature, n_grid=8)
+@pytest.mark.parametrize("kind, feature", [("paper", "g_theta"), ("paper", "svd"), ("ard", "both"), ("ard", "svd")])
+def test_round_trip_predicts_identically(tiny_dataset, tmp_path, kind, feature):
+    model, _ = train(tiny_dataset, model=kind, feature=feature, n_grid=8, restarts=0)
     path = save_model(model, tmp_path / "m.npz")
     loaded = load_model(path)
-    a, b = model.predict(tiny_dataset), loaded.predict(tiny_dataset)
+    assert loaded.kind == kind
+    noisy = tiny_dataset.assign(g_err=tiny_dataset["g"] * 0 + 1e-3)  # Monte Carlo-like input: noise propagated
+    for data in (tiny_dataset, noisy):
+        a, b = model.predict(data), loaded.predict(data)
+        for t in model.targets:
+            np.testing.assert_array_equal(a[t][0], b[t][0])
+            np.testing.assert_allclose(a[t][1], b[t][1], rtol=1e-12)  # std: Cholesky recomputed at load
     for t in model.targets:
-        np.testing.assert_array_equal(a[t][0], b[t][0])
-        np.testing.assert_allclose(a[t][1], b[t][1], rtol=1e-12)  # std: Cholesky recomputed at load
-        assert loaded.regressors[t].l_ == model.regressors[t].l_
+        s_noisy, s_clean = model.predict(noisy)[t][1], model.predict(tiny_dataset)[t][1]
+        assert np.all(s_noisy >= s_clean) and np.any(s_noisy > s_clean)
+        if kind == "paper":
+            assert loaded.regressors[t].l_ == model.regressors[t].l_
+        else:
+            np.testing.assert_array_equal(loaded.regressors[t].length_scale_, model.regressors[t].length_scale_)
+            assert loaded.regressors[t].transform == model.regressors[t].transform
     np.testing.assert_array_equal(loaded.test_index, model.test_index)
     assert loaded.provenance["dataset_fingerprint"] == model.provenance["dataset_fingerprint"]
 

@@ -85,7 +85,8 @@ def test_reproduce_tiny_configuration(tmp_path):
     lines = []
     report = reproduce(tmp_path / "rep", config=cfg, workers=1, log=lines.append)
     text = report.read_text()
-    assert "Table I" in text and "| g_theta |" in text and "direct fit" in text
+    assert "Table I" in text and "| paper GPR, g(theta) (the paper's configuration) |" in text and "direct fit" in text
+    assert "| ARD GPR, PCA-" in text and "(default) |" in text and "without input noise" in text
     for name in ("fig4_svd.png", "fig5_svd_space.png", "fig6_pddf_lml.png", "fig7_parity_g_theta.png"):
         assert (tmp_path / "rep" / "figures" / name).stat().st_size > 1000
     assert not (tmp_path / "rep" / ".staging").exists()

@@ -16,6 +16,12 @@ Feature choices (:data:`FEATURES`):
 ``"both"``     the concatenation [g(theta) | g(q)] (unscaled: both halves are g values ~ 1-2).
 ``"svd"``      projections FV0..FV{k-1} of g(theta) on the top-k right singular vectors of the
                *training* g(theta) matrix, F = U Sigma V^T (not centred, as in the paper).
+
+Optional scaling for the ARD regressor (``standardise=True``, ``n_components=k``): the selected columns
+x are z-scored with the training mean and std, :math:`z = (x - \bar x)/s_x`, then projected on the top-k
+principal axes W of the training z (right singular vectors of the centred matrix):
+:math:`f = W z`. Every map is linear in the profile, so the gradient of a regressor's mean pulls back
+to the profile columns exactly (:meth:`ProfileFeatures.pullback`), which the input-noise variance needs.
 """
 
 from __future__ import annotations
@@ -88,6 +94,14 @@ class ProfileFeatures(TransformerMixin, BaseEstimator):
         Number of theta columns at the start of each profile row (the rest are g(q)).
     k : int, default=3
         Number of singular vectors for ``feature="svd"`` (the paper's FV0-FV2).
+    standardise : bool, default=False
+        z-score every selected column with the training mean and std (module docstring).
+    n_components : int, default=0
+        With ``standardise``, project on the top ``n_components`` principal axes (0: keep all columns).
+    pca_blocks : bool, default=False
+        For ``feature="both"``: principal axes of the z-scored g(theta) block and of the g(q) block
+        separately, ``n_components`` each (a block-diagonal W of 2 n_components rows), so the small-variance
+        but informative fine structure of g(theta) is not crowded out by g(q).
 
     Attributes
     ----------
@@ -98,12 +112,20 @@ class ProfileFeatures(TransformerMixin, BaseEstimator):
         All singular values of the training matrix (``feature="svd"`` only).
     n_features_in_ : int
         Width of the profile rows seen in ``fit``.
+    mean_, scale_ : ndarray
+        z-score of the selected columns (``standardise`` only).
+    pca_components_ : ndarray of shape (n_components, n_selected) (2 n_components with ``pca_blocks``)
+        Principal axes W (``n_components > 0`` only), sign-fixed like :func:`svd_analysis`.
     """
 
-    def __init__(self, *, feature: str = "g_theta", n_theta: int = 101, k: int = 3):
+    def __init__(self, *, feature: str = "g_theta", n_theta: int = 101, k: int = 3, standardise: bool = False,
+                 n_components: int = 0, pca_blocks: bool = False):
         self.feature = feature
         self.n_theta = n_theta
         self.k = k
+        self.standardise = standardise
+        self.n_components = n_components
+        self.pca_blocks = pca_blocks
 
     def _check(self, P) -> np.ndarray:
         if self.feature not in FEATURES:
@@ -126,17 +148,31 @@ class ProfileFeatures(TransformerMixin, BaseEstimator):
             a = svd_analysis(P[:, : int(self.n_theta)], k=k)
             self.components_ = a.vectors
             self.singular_values_ = a.singular_values
+        if self.standardise:
+            S = self._select(P)
+            self.mean_ = S.mean(axis=0)
+            sd = S.std(axis=0)
+            self.scale_ = np.where(sd > 0, sd, 1.0)
+            nc = int(self.n_components)
+            if nc:
+                Z = (S - self.mean_) / self.scale_
+                if self.pca_blocks and self.feature != "both":
+                    raise ShearcorrError("pca_blocks applies to feature 'both' only")
+                blocks = ([slice(0, int(self.n_theta)), slice(int(self.n_theta), Z.shape[1])] if self.pca_blocks
+                          else [slice(0, Z.shape[1])])
+                W = np.zeros((nc * len(blocks), Z.shape[1]))
+                for b, cols in enumerate(blocks):
+                    Zb = Z[:, cols]
+                    if not 1 <= nc <= min(Zb.shape):
+                        raise ShearcorrError(f"n_components must be between 1 and {min(Zb.shape)}, got {nc}")
+                    W[b * nc:(b + 1) * nc, cols] = svd_analysis(Zb, k=nc).vectors
+                self.pca_components_ = W
+        elif int(self.n_components):
+            raise ShearcorrError("n_components needs standardise=True (PCA of z-scored columns)")
         return self
 
-    def transform(self, P) -> np.ndarray:
-        """Feature matrix: g(theta), g(q), both, or the projections F V_{1..k}."""
-        P = self._check(P)
-        if not hasattr(self, "n_features_in_"):
-            raise ShearcorrError("ProfileFeatures is not fitted; call fit(P) first")
-        if P.shape[1] != self.n_features_in_:
-            raise ShearcorrError(
-                f"profile rows have {P.shape[1]} columns but the transformer was fitted on {self.n_features_in_}"
-            )
+    def _select(self, P) -> np.ndarray:
+        """The raw input columns of the chosen feature (before any z-score / PCA)."""
         nt = int(self.n_theta)
         if self.feature == "g_theta":
             return P[:, :nt].copy()
@@ -145,6 +181,45 @@ class ProfileFeatures(TransformerMixin, BaseEstimator):
         if self.feature == "both":
             return P.copy()
         return P[:, :nt] @ self.components_.T
+
+    def _linear_map(self) -> np.ndarray:
+        """Matrix M with features = (P - offset) M^T, shape (n_out, n_profile) (every choice is linear)."""
+        nt, n = int(self.n_theta), int(self.n_features_in_)
+        E = np.eye(n)
+        sel = {"g_theta": E[:nt], "g_q": E[nt:], "both": E}.get(self.feature)
+        if sel is None:  # svd
+            sel = np.zeros((self.components_.shape[0], n))
+            sel[:, :nt] = self.components_
+        if getattr(self, "standardise", False):
+            sel = sel / self.scale_[:, None]
+            if int(self.n_components):
+                sel = self.pca_components_ @ sel
+        return sel
+
+    def pullback(self, grad) -> np.ndarray:
+        r"""Gradient with respect to the profile columns from a gradient with respect to the features.
+
+        :math:`\partial\mu/\partial P = (\partial\mu/\partial f)\,M` with M the (constant) Jacobian
+        of the feature map; ``grad`` has shape (n, n_out), the result (n, n_theta + n_q).
+        """
+        if not hasattr(self, "n_features_in_"):
+            raise ShearcorrError("ProfileFeatures is not fitted; call fit(P) first")
+        return np.asarray(grad, dtype=np.float64) @ self._linear_map()
+
+    def transform(self, P) -> np.ndarray:
+        """Feature matrix: g(theta), g(q), both, or the projections F V_{1..k}; then z-score / PCA if set."""
+        P = self._check(P)
+        if not hasattr(self, "n_features_in_"):
+            raise ShearcorrError("ProfileFeatures is not fitted; call fit(P) first")
+        if P.shape[1] != self.n_features_in_:
+            raise ShearcorrError(
+                f"profile rows have {P.shape[1]} columns but the transformer was fitted on {self.n_features_in_}"
+            )
+        S = self._select(P)
+        if not self.standardise:
+            return S
+        Z = (S - self.mean_) / self.scale_
+        return Z @ self.pca_components_.T if int(self.n_components) else Z
 
 
 @dataclass(frozen=True)

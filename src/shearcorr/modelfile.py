@@ -1,16 +1,22 @@
 """Model files that are safe to open: one ``.npz`` of plain numeric arrays plus JSON metadata.
 
-Layout (format ``shearcorr-gpr-model``, version 1)::
+Layout (format ``shearcorr-gpr-model``, version 2; version 1 files, paper models, still load)::
 
-    meta.npy            uint8 bytes of a UTF-8 JSON document (below)
-    grid_q, grid_theta  the training grid
-    X_train             (n, d) training inputs after the feature transform
-    svd_components      (k, n_theta) right singular vectors (feature "svd" only)
-    alpha_<target>      (n,) alpha = (K + sigma I)^-1 y_standardised, one per target
+    meta.npy              uint8 bytes of a UTF-8 JSON document (below)
+    grid_q, grid_theta    the training grid
+    X_train               (n, d) training inputs after the feature transform
+    svd_components        (k, n_theta) right singular vectors (feature "svd" only)
+    feature_mean, feature_scale   z-score of the selected columns (model "ard")
+    pca_components        (n_components, n_selected) principal axes (model "ard"; block-diagonal with
+                          2 n_components rows for pca_blocks)
+    alpha_<target>        (n,) alpha = (K + sigma I)^-1 u_standardised, one per target
+    length_scale_<target> (d,) ARD length scales (model "ard")
 
-JSON: format, format_version, shearcorr_version, feature, n_theta, k, targets, kernel convention,
-per-target hyperparameters ``{l, sigma, y_mean, y_std, lml}``, train/test sample indices, training
-provenance, and ``sha256`` of the arrays (name, dtype, shape and bytes, in sorted name order).
+JSON: format, format_version, shearcorr_version, model ("paper" or "ard"), feature, n_theta, k,
+standardise, n_components, pca_blocks, targets, kernel convention, per-target hyperparameters (paper:
+``{l, sigma, y_mean, y_std, lml}``; ard: ``{amplitude, noise, y_mean, y_std, transform, lml}``),
+train/test sample indices, training provenance, and ``sha256`` of the arrays (name, dtype, shape and
+bytes, in sorted name order).
 
 Loading uses ``numpy.load(allow_pickle=False)`` (object arrays and pickles are refused), checks the
 format, the checksum and every shape, and rebuilds the regressors from the arrays with numpy
@@ -32,15 +38,17 @@ import numpy as np
 from ._version import __version__
 from .errors import ShearcorrError
 from .features import ProfileFeatures
-from .gpr import PaperGPR
+from .gpr import ARDGPR, PaperGPR
 from .inversion import InversionModel
 from .params import PARAM_NAMES, QGrid
 
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "shearcorr-gpr-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KERNEL = "k(x,x') = exp(-|x-x'|^2 / (2 l)) + sigma delta; l = sklearn length_scale^2; targets standardised"
+KERNEL_ARD = ("k(x,x') = amplitude exp(-sum_d (x_d-x'_d)^2 / (2 length_scale_d^2)) + noise delta; "
+              "u = transform(y) standardised")
 
 
 def _checksum(arrays: dict) -> str:
@@ -65,21 +73,36 @@ def save_model(model: InversionModel, path) -> Path:
         "train_index": np.asarray(model.train_index, dtype=np.int64),
         "test_index": np.asarray(model.test_index, dtype=np.int64),
     }
-    if model.features.feature == "svd":
-        arrays["svd_components"] = np.asarray(model.features.components_, dtype=np.float64)
+    f = model.features
+    if f.feature == "svd":
+        arrays["svd_components"] = np.asarray(f.components_, dtype=np.float64)
+    if f.standardise:
+        arrays["feature_mean"] = np.asarray(f.mean_, dtype=np.float64)
+        arrays["feature_scale"] = np.asarray(f.scale_, dtype=np.float64)
+        if int(f.n_components):
+            arrays["pca_components"] = np.asarray(f.pca_components_, dtype=np.float64)
+    kind = model.kind
     hyper = {}
     for t, gp in model.regressors.items():
         if gp.X_train_ is not first.X_train_ and not np.array_equal(gp.X_train_, first.X_train_):
             raise ShearcorrError("all regressors of a model must share the training inputs")
+        if isinstance(gp, ARDGPR) != (kind == "ard"):
+            raise ShearcorrError("all regressors of a model must be of the same kind")
         arrays[f"alpha_{t}"] = np.asarray(gp.alpha_, dtype=np.float64)
-        hyper[t] = {"l": gp.l_, "sigma": gp.sigma_, "y_mean": gp.y_mean_, "y_std": gp.y_std_,
-                    "lml": float(getattr(gp, "log_marginal_likelihood_value_", float("nan")))}
+        lml = float(getattr(gp, "log_marginal_likelihood_value_", float("nan")))
+        if kind == "ard":
+            arrays[f"length_scale_{t}"] = np.asarray(gp.length_scale_, dtype=np.float64)
+            hyper[t] = {"amplitude": gp.amplitude_, "noise": gp.noise_, "y_mean": gp.y_mean_, "y_std": gp.y_std_,
+                        "transform": gp.transform, "lml": lml}
+        else:
+            hyper[t] = {"l": gp.l_, "sigma": gp.sigma_, "y_mean": gp.y_mean_, "y_std": gp.y_std_, "lml": lml}
     meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "shearcorr_version": __version__,
-        "feature": model.features.feature, "n_theta": int(model.features.n_theta), "k": int(model.features.k),
-        "n_features_in": int(model.features.n_features_in_), "targets": list(model.regressors),
-        "kernel": KERNEL, "hyperparameters": hyper, "provenance": model.provenance,
-        "sha256": _checksum(arrays),
+        "format": FORMAT, "format_version": FORMAT_VERSION, "shearcorr_version": __version__, "model": kind,
+        "feature": f.feature, "n_theta": int(f.n_theta), "k": int(f.k), "standardise": bool(f.standardise),
+        "n_components": int(f.n_components), "pca_blocks": bool(getattr(f, "pca_blocks", False)),
+        "n_features_in": int(f.n_features_in_),
+        "targets": list(model.regressors), "kernel": KERNEL_ARD if kind == "ard" else KERNEL,
+        "hyperparameters": hyper, "provenance": model.provenance, "sha256": _checksum(arrays),
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -130,7 +153,7 @@ def load_model(path) -> InversionModel:
         raise ShearcorrError(f"model file {path} has corrupted metadata") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ShearcorrError(f"{path} is not a shearcorr model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in (1, FORMAT_VERSION):
         raise ShearcorrError(f"{path} has model format version {meta.get('format_version')}; this shearcorr reads "
                              f"version {FORMAT_VERSION}; retrain the model")
     if _checksum(arrays) != meta.get("sha256"):
@@ -144,7 +167,13 @@ def load_model(path) -> InversionModel:
             raise ShearcorrError(f"{path} names unknown targets {targets}")
         grid = QGrid(arrays["grid_q"], arrays["grid_theta"])
         X = arrays["X_train"]
-        feats = ProfileFeatures(feature=str(meta["feature"]), n_theta=int(meta["n_theta"]), k=int(meta["k"]))
+        kind = str(meta.get("model", "paper"))
+        if kind not in ("paper", "ard"):
+            raise ShearcorrError(f"{path} names an unknown model kind {kind!r}")
+        feats = ProfileFeatures(feature=str(meta["feature"]), n_theta=int(meta["n_theta"]), k=int(meta["k"]),
+                                standardise=bool(meta.get("standardise", False)),
+                                n_components=int(meta.get("n_components", 0)),
+                                pca_blocks=bool(meta.get("pca_blocks", False)))
         feats.n_features_in_ = int(meta["n_features_in"])
         if feats.n_theta != grid.theta.size or feats.n_features_in_ != grid.theta.size + grid.q.size:
             raise ShearcorrError(f"{path} is inconsistent: feature widths do not match its grid")
@@ -152,13 +181,26 @@ def load_model(path) -> InversionModel:
             feats.components_ = arrays["svd_components"]
             if feats.components_.shape != (feats.k, feats.n_theta):
                 raise ShearcorrError(f"{path} is inconsistent: SVD components have shape {feats.components_.shape}")
+        if feats.standardise:
+            feats.mean_, feats.scale_ = arrays["feature_mean"], arrays["feature_scale"]
+            width = feats._select(np.ones((1, feats.n_features_in_))).shape[1]
+            if feats.mean_.shape != (width,) or feats.scale_.shape != (width,):
+                raise ShearcorrError(f"{path} is inconsistent: feature scaler does not match the feature width")
+            if feats.n_components:
+                feats.pca_components_ = arrays["pca_components"]
+                if feats.pca_components_.shape != (feats.n_components * (2 if feats.pca_blocks else 1), width):
+                    raise ShearcorrError(f"{path} is inconsistent: PCA components have shape {feats.pca_components_.shape}")
         regs = {}
         for t in targets:
             h = meta["hyperparameters"][t]
             alpha = arrays[f"alpha_{t}"]
             if X.ndim != 2 or alpha.shape != (X.shape[0],):
                 raise ShearcorrError(f"{path} is inconsistent: alpha_{t} does not match X_train")
-            regs[t] = PaperGPR.from_state(X, alpha, h["l"], h["sigma"], h["y_mean"], h["y_std"])
+            if kind == "ard":
+                regs[t] = ARDGPR.from_state(X, alpha, arrays[f"length_scale_{t}"], h["amplitude"], h["noise"],
+                                            h["y_mean"], h["y_std"], h["transform"])
+            else:
+                regs[t] = PaperGPR.from_state(X, alpha, h["l"], h["sigma"], h["y_mean"], h["y_std"])
             regs[t].log_marginal_likelihood_value_ = float(h.get("lml", float("nan")))
         if feats.transform(np.ones((1, feats.n_features_in_))).shape[1] != X.shape[1]:
             raise ShearcorrError(f"{path} is inconsistent: X_train width does not match the feature transform")

@@ -7,6 +7,7 @@ dataset all finished samples.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,17 +25,33 @@ def register(sub) -> None:
                                    "training split of a dataset store and save a safe model file (.npz).")
     p.add_argument("dataset", help="dataset store (shearcorr dataset -o STORE)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
-    p.add_argument("--feature", choices=FEATURES, default="g_theta",
-                   help="GPR input: g(theta) (paper, default), g(q), both, or SVD projections")
+    p.add_argument("--model", choices=("ard", "paper"), default="ard",
+                   help="ard (default): z-scored profile, top principal components, ARD kernel, log targets; "
+                        "paper: the paper's isotropic RBF on the raw feature")
+    p.add_argument("--feature", choices=FEATURES, default=None,
+                   help="GPR input: g(theta) (paper's), g(q), both, or SVD projections "
+                        "(default: both for --model ard, g_theta for --model paper)")
     p.add_argument("--k", type=positive_int, default=3, help="singular vectors for --feature svd (default 3)")
+    p.add_argument("--components", type=positive_int, default=8,
+                   help="principal components of the z-scored input (per block with --pca-blocks), --model ard "
+                        "(default 8)")
+    p.add_argument("--pca-blocks", action=argparse.BooleanOptionalAction, default=True,
+                   help="--model ard, --feature both: principal components of g(theta) and g(q) separately, "
+                        "--components each (default; --no-pca-blocks: of the concatenation)")
     p.add_argument("--targets", nargs="+", choices=PARAM_NAMES, default=["rs", "d2", "gamma_l"],
                    help="parameters to learn (default rs d2 gamma_l; n_l2 is not recoverable)")
     p.add_argument("--test-fraction", type=float, default=0.3, help="held-out fraction (default 0.3)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the train/test split and restarts (default 0)")
     p.add_argument("--optimizer", choices=("grid", "sklearn"), default="grid",
-                   help="grid: eigen-trick LML grid + refinement (fast, default); sklearn: then L-BFGS-B restarts")
+                   help="--model paper: grid: eigen-trick LML grid + refinement (fast, default); sklearn: then "
+                        "L-BFGS-B restarts")
     p.add_argument("--grid-size", type=positive_int, default=30, help="LML grid points per axis (default 30)")
-    p.add_argument("--restarts", type=int, default=10, help="L-BFGS-B restarts of --optimizer sklearn (default 10)")
+    p.add_argument("--restarts", type=int, default=None,
+                   help="L-BFGS-B restarts (default 1 for --model ard, 10 for --model paper --optimizer sklearn)")
+    p.add_argument("--max-opt-samples", type=positive_int, default=1000,
+                   help="--model ard: training rows used to optimise the kernel hyperparameters (default 1000)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="BLAS threads while training (default: idle CPUs from the load average, at least 1)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("evaluate", help="Err and 68/95 %% coverage of a model on a dataset",
@@ -67,12 +84,14 @@ def run_train(args) -> None:
     check_output(args.output, suffixes=(".npz",))
     ds = _open_store(args.dataset)
     log = (lambda m: print(m, file=sys.stderr))
-    model, info = train(ds, feature=args.feature, targets=args.targets, test_fraction=args.test_fraction,
-                        seed=args.seed, optimizer=args.optimizer, n_grid=args.grid_size, restarts=args.restarts,
-                        k=args.k, log=log)
+    model, info = train(ds, model=args.model, feature=args.feature, targets=args.targets,
+                        test_fraction=args.test_fraction, seed=args.seed, optimizer=args.optimizer,
+                        n_grid=args.grid_size, restarts=args.restarts, k=args.k, n_components=args.components,
+                        pca_blocks=args.pca_blocks,
+                        max_opt_samples=args.max_opt_samples, threads=args.threads, log=log)
     model.provenance["dataset_path"] = str(Path(args.dataset).resolve())
     save_model(model, args.output)
-    print(f"wrote {args.output}: {args.feature} GPR for {', '.join(model.targets)} on "
+    print(f"wrote {args.output}: {args.model} GPR ({info['feature']}) for {', '.join(model.targets)} on "
           f"{len(model.train_index)} samples ({info['train_seconds']:.1f} s)")
 
 
@@ -85,7 +104,8 @@ def run_evaluate(args) -> None:
     if args.json:
         print(json.dumps({k: res[k] for k in ("err", "coverage68", "coverage95")}))
         return
-    print(f"{res['n_samples']} samples ({res['selection']})")
+    noise = "input noise propagated from g_err" if res["input_noise"] else "no g_err: noise-free input assumed"
+    print(f"{res['n_samples']} samples ({res['selection']}; {noise})")
     print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7}")
     for t in model.targets:
         print(f"{t:<8} {100 * res['err'][t]:7.2f}% {100 * res['coverage68'][t]:6.1f}% {100 * res['coverage95'][t]:6.1f}%")
