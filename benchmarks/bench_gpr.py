@@ -39,7 +39,7 @@ def main():
 
     from threadpoolctl import threadpool_limits
 
-    from shearcorr.gpr import ARDGPR
+    from shearcorr.ard import ARDGPR
     from shearcorr.inversion import blas_threads
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")

@@ -7,7 +7,8 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 
 from shearcorr.errors import ShearcorrError
-from shearcorr.gpr import ARDGPR, PaperGPR, lml_grid, optimise_hyperparameters
+from shearcorr.ard import ARDGPR
+from shearcorr.gpr import PaperGPR, lml_grid, optimise_hyperparameters
 from shearcorr.inversion import coverage, relative_error, split_indices
 
 

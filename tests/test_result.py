@@ -6,7 +6,7 @@ import xarray as xr
 
 from shearcorr._version import __version__
 from shearcorr.errors import ShearcorrError
-from shearcorr.params import QGrid, SystemParams
+from shearcorr.params import SystemParams
 from shearcorr.physics import g_theory
 from shearcorr.result import grid_from_dataset, load_result, make_result, params_from_attrs, save_result
 

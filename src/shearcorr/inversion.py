@@ -49,7 +49,8 @@ from scipy.stats import norm
 from ._version import __version__
 from .errors import ShearcorrError
 from .features import FEATURES, ProfileFeatures, profiles
-from .gpr import SIGMA_BOUNDS, ARDGPR, PaperGPR, default_bounds, optimise_hyperparameters
+from .ard import ARDGPR
+from .gpr import SIGMA_BOUNDS, PaperGPR, default_bounds, optimise_hyperparameters
 from .params import PARAM_NAMES, QGrid
 from .result import grid_from_dataset
 

@@ -38,7 +38,8 @@ import numpy as np
 from ._version import __version__
 from .errors import ShearcorrError
 from .features import ProfileFeatures
-from .gpr import ARDGPR, PaperGPR
+from .ard import ARDGPR
+from .gpr import PaperGPR
 from .inversion import InversionModel
 from .params import PARAM_NAMES, QGrid
 

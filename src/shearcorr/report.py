@@ -192,7 +192,7 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, workers: int | Non
     from .dataset import generate, open_dataset
     from .features import pddf_acf, profiles, svd_analysis
     from .fit import fit_g
-    from .inversion import coverage, evaluate, relative_error, train
+    from .inversion import evaluate, relative_error, train
     from .plots import learning as pl
     from .plots import require_matplotlib
 
@@ -434,7 +434,7 @@ def render(R: dict) -> str:
                      f"{cv(e['coverage68'])} | {cv(e['coverage95'])} | {cv(e['coverage95_noise_free'])} |")
     lines += ["", "## Timings", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in R["times"].items()]
-    lines += ["", f"Training (LML grid + refinement + factorisation, 4 targets): " + ", ".join(
+    lines += ["", "Training (LML grid + refinement + factorisation, 4 targets): " + ", ".join(
         f"{f} {R['train_seconds'][f]:.1f} s" for f in ROWS)
         + f". PDDF/ACF of {R['n_train']} training vectors: {R['pddf_seconds']:.2f} s. Prediction per sample: "
         + ", ".join(f"{f} {1e3 * R['evals'][f]['seconds_per_sample']:.2f} ms" for f in ROWS)

@@ -12,7 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import ShearcorrError
 from ._common import check_output, positive_int, seed_int
 
 
