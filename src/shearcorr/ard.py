@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
 from .errors import ShearcorrError
-from .gpr import standardise
+from .gpr import check_training_data, standardise
 
 __all__ = ["ARDGPR", "ard_rbf", "TARGET_TRANSFORMS"]
 
@@ -105,12 +105,7 @@ class ARDGPR(RegressorMixin, BaseEstimator):
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        if X.ndim != 2 or y.shape != (X.shape[0],) or X.shape[0] < 2:
-            raise ShearcorrError(f"need X of shape (n, d) and y of shape (n,) with n >= 2, got {X.shape}, {y.shape}")
-        if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
-            raise ShearcorrError("training inputs or targets contain NaN or inf")
+        X, y = check_training_data(X, y)
         u = self._forward(y)
         rng = np.random.default_rng(int(self.random_state))
         n_opt = min(X.shape[0], int(self.max_opt_samples))

@@ -34,7 +34,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from .errors import ShearcorrError
 
-__all__ = ["PaperGPR", "lml_grid", "lml_eigen", "optimise_hyperparameters", "default_bounds", "rbf", "standardise"]
+__all__ = ["PaperGPR", "lml_grid", "lml_eigen", "optimise_hyperparameters", "default_bounds", "rbf", "standardise",
+           "check_training_data"]
 
 #: Default bounds of the white-noise level sigma (standardised target units, a variance).
 #: The lower bound keeps K + sigma I well conditioned (condition number <= n / 1e-6) on noise-free data.
@@ -61,6 +62,17 @@ def default_bounds(X: np.ndarray, *, sample: int = 2000, seed: int = 0) -> tuple
     if d.size == 0:
         raise ShearcorrError("all feature vectors are identical; the GPR has nothing to learn from")
     return (float(np.percentile(d, 1) / 4.0) ** 2, float(4.0 * d.max()) ** 2)
+
+
+def check_training_data(X, y) -> tuple[np.ndarray, np.ndarray]:
+    """Training inputs X (n, d) and targets y (n,) as float64, n >= 2, all finite; else ShearcorrError."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim != 2 or y.shape != (X.shape[0],) or X.shape[0] < 2:
+        raise ShearcorrError(f"need X of shape (n, d) and y of shape (n,) with n >= 2, got {X.shape}, {y.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ShearcorrError("training inputs or targets contain NaN or inf")
+    return X, y
 
 
 def standardise(y: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -237,12 +249,7 @@ class PaperGPR(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y) -> "PaperGPR":
         """Optimise (l, sigma) as chosen by ``optimizer``, then factorise K + sigma I (Cholesky)."""
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        if X.ndim != 2 or y.shape != (X.shape[0],) or X.shape[0] < 2:
-            raise ShearcorrError(f"need X of shape (n, d) and y of shape (n,) with n >= 2, got {X.shape}, {y.shape}")
-        if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
-            raise ShearcorrError("training inputs or targets contain NaN or inf")
+        X, y = check_training_data(X, y)
         l, sigma = float(self.l), float(self.sigma)
         if self.optimizer == "grid":
             r = optimise_hyperparameters(X, y, l_bounds=self.l_bounds, sigma_bounds=self.sigma_bounds,
