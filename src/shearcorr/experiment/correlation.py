@@ -67,8 +67,9 @@ class CorrelationMap:
     ring_I: tuple
     phi_offset: float = 0.0
     info: dict = field(default_factory=dict)
-    var_u: np.ndarray | None = None
-    area: np.ndarray | None = None
+    var_u: np.ndarray | None = None  # per-bin variance of u over pixels
+    area: np.ndarray | None = None  # correlation area per bin (pixels)
+    var_d: np.ndarray | None = None  # (n_q, 2): per-row <d^2> of each frame (speckle + Poisson)
 
     @property
     def y(self) -> np.ndarray:
@@ -85,7 +86,10 @@ class CorrelationMap:
 
         The per-pixel variance of u = (i_1 - 1)(i_2 - 1) grows with the correlation (for Gaussian
         fields Var u = <d_1^2><d_2^2> + c^2). Per q row, :math:`\mathrm{Var}_b(u) = V_r + \kappa_r c_b^2`
-        is regressed on the bins' variances with c_b the *prediction*, and
+        with :math:`V_r = \langle d_1^2\rangle_r\langle d_2^2\rangle_r` measured on the frames (exact at
+        c = 0, where the frames are independent) and kappa_r regressed on the bins' variances with
+        c_b the *prediction*; a free intercept V_r went to zero in rows with few usable bins and a
+        strong strip, and bins off the strip then got near-zero errors (docs/experiment.md). Then
         :math:`\sigma_b = \sqrt{(V_r + \kappa_r c_b^2)\,a_r/n_b}`. Errors taken from each bin's own
         variance would be smaller where the bin fluctuated low, and pull a fit towards low
         correlation (+5 % in gamma L at 10-30 speckles per bin, docs/experiment.md).
@@ -94,13 +98,13 @@ class CorrelationMap:
         c2 = np.where(ok, np.asarray(c_pred, dtype=np.float64) ** 2, 0.0)
         v = np.where(ok, self.var_u, 0.0)
         w = np.where(ok, self.n_eff, 0.0)
-        s0, s1, s2 = w.sum(1), (w * c2).sum(1), (w * c2 * c2).sum(1)
-        t0, t1 = (w * v).sum(1), (w * v * c2).sum(1)
-        det = s0 * s2 - s1 * s1
+        # V_r from the frames alone: at c = 0 the frames are independent, so Var u = <d_1^2><d_2^2>
+        # exactly, whatever the intensity statistics; kappa_r by weighted least squares through it
+        V = self.var_d[:, 0] * self.var_d[:, 1]
+        s2 = (w * c2 * c2).sum(1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            kap = np.where(det > 1e-12 * np.maximum(s0 * s2, 1e-300), (s0 * t1 - s1 * t0) / det, 0.0)
+            kap = np.where(s2 > 0, (w * c2 * (v - V[:, None])).sum(1) / s2, 0.0)
             kap = np.clip(np.nan_to_num(kap), 0.0, None)
-            V = np.clip(np.nan_to_num((t0 - kap * s1) / s0), 0.0, None)
             return np.sqrt((V[:, None] + kap[:, None] * np.asarray(c_pred) ** 2) * self.area / self.n_pix)
 
     def g_q(self):
@@ -266,11 +270,12 @@ def correlation_map(before, after, valid, qr0, phi, q_edges, n_phi=36, *, phi_of
         C = 1.0 + cm1
     # contrast per frame from its own speckle statistics, per q row (weights: independent speckles
     # per row, not the noisy per-row variances, which would favour low estimates)
-    betas, berrs = [], []
+    betas, berrs, var_d = [], [], []
     for dv, thin in ((d1, thin_I[0]), (d2, thin_I[1])):
         with np.errstate(invalid="ignore", divide="ignore"):
             pois = _bincount(rr, 1.0 / thin[tt], n_q) / nrow if photon_counts else 0.0
-            bb = _bincount(rr, dv * dv, n_q) / nrow - pois
+            var_d.append(_bincount(rr, dv * dv, n_q) / nrow)
+            bb = var_d[-1] - pois
             wr = nrow / area_row
         ok = np.isfinite(bb) & np.isfinite(wr) & (wr >= 10)
         if not ok.any():
@@ -299,4 +304,4 @@ def correlation_map(before, after, valid, qr0, phi, q_edges, n_phi=36, *, phi_of
         ring_q=np.sqrt(q_edges[:-1] * q_edges[1:]), ring_I=ring_I, phi_offset=float(phi_offset),
         info=dict(info_k, correlation_area_px=area_row.tolist(), beta_frames_err=berrs, contrast_given=contrast is not None,
                   estimator="ring-centred product <(i1-1)(i2-1)>_b"),
-        var_u=var_u.reshape(shape), area=area_b.reshape(shape))
+        var_u=var_u.reshape(shape), area=area_b.reshape(shape), var_d=np.stack(var_d, axis=1))
