@@ -1,4 +1,5 @@
-"""``shearcorr analyze`` (frame pair -> parameters) and ``shearcorr synth-frames`` (synthetic pair)."""
+"""``shearcorr analyze`` (frame pair -> parameters), ``shearcorr analyze-series`` (several pairs, one
+flow direction) and ``shearcorr synth-frames`` (synthetic pair)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,40 @@ def register(sub) -> None:
                        description="Analyse a before/after frame pair; writes result.json and PNGs into a new folder.")
     p.add_argument("before", help="frame before the rearrangement (.h5/.nxs, .npy, .tif, .edf/.cbf)")
     p.add_argument("after", help="frame after (may be the same file with --frame-index-after)")
+    p.add_argument("--frame-index", type=int, default=None, help="frame index into a 3-D stack (before)")
+    p.add_argument("--frame-index-after", type=int, default=None, help="frame index of the after frame")
+    _add_analysis_args(p)
+    p.set_defaults(func=run_analyze)
+
+    r = sub.add_parser("analyze-series", help="several frame pairs sharing one flow direction -> joint flow angle + each pair",
+                       description="Analyse the pairs of a series: the flow angle is estimated jointly from all pairs, then every "
+                                   "pair is fitted at that angle; writes series.json, flow.png and one folder per pair.")
+    r.add_argument("frames", nargs="+", help="frames in time order, or one stack file with --frames")
+    r.add_argument("--frames", dest="frame_range", default=None, metavar="START:STOP[:STEP]",
+                   help="frames of one 3-D stack file (Python slice, e.g. 0:10)")
+    r.add_argument("--pairing", choices=("consecutive", "disjoint"), default="consecutive",
+                   help="consecutive: 0-1, 1-2, ... (one shear step each, default); disjoint: 0-1, 2-3, ...")
+    _add_analysis_args(r)
+    r.set_defaults(func=run_series)
+
+    s = sub.add_parser("synth-frames", help="write a synthetic frame pair with known truth",
+                       description="Render a before/after pair from one Monte Carlo configuration, with geometry.json and truth.json.")
+    add_system_args(s, defaults=(150.0, 0.1, 1.5, 20.0))
+    s.add_argument("--flow-angle", type=float, default=30.0, help="flow direction, deg detector azimuth (default 30)")
+    s.add_argument("--contrast", type=float, default=0.3, help="speckle contrast beta (default 0.3)")
+    s.add_argument("--counts", type=float, default=10.0, help="mean photons per pixel at q R0 = 0.5 (default 10)")
+    s.add_argument("--size", type=int, default=1024, help="frame size in pixels, square (default 1024)")
+    s.add_argument("--format", choices=("npy", "h5"), default="npy", help="frame files (default npy)")
+    s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    s.add_argument("-o", "--output", required=True, help="output folder (created)")
+    s.set_defaults(func=run_synth)
+
+
+def _add_analysis_args(p) -> None:
+    """Options shared by ``analyze`` and ``analyze-series``."""
     p.add_argument("--geometry", required=True, help="geometry JSON file (docs/experiment.md)")
     p.add_argument("-o", "--output", required=True, help="output folder (created; must not exist or be empty)")
     p.add_argument("--dataset", default=None, help="HDF5 dataset path of the frames, e.g. /entry/data/data")
-    p.add_argument("--frame-index", type=int, default=None, help="frame index into a 3-D stack (before)")
-    p.add_argument("--frame-index-after", type=int, default=None, help="frame index of the after frame")
     p.add_argument("--mask", default=None, help="mask file (.npy, .h5, .tif, .edf)")
     p.add_argument("--mask-dataset", default=None, help="HDF5 dataset path of the mask")
     p.add_argument("--mask-convention", choices=("valid", "masked"), default="valid",
@@ -36,33 +66,57 @@ def register(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of bootstraps (default 0)")
-    p.set_defaults(func=run_analyze)
 
-    s = sub.add_parser("synth-frames", help="write a synthetic frame pair with known truth",
-                       description="Render a before/after pair from one Monte Carlo configuration, with geometry.json and truth.json.")
-    add_system_args(s, defaults=(150.0, 0.1, 1.5, 20.0))
-    s.add_argument("--flow-angle", type=float, default=30.0, help="flow direction, deg detector azimuth (default 30)")
-    s.add_argument("--contrast", type=float, default=0.3, help="speckle contrast beta (default 0.3)")
-    s.add_argument("--counts", type=float, default=10.0, help="mean photons per pixel at q R0 = 0.5 (default 10)")
-    s.add_argument("--size", type=int, default=1024, help="frame size in pixels, square (default 1024)")
-    s.add_argument("--format", choices=("npy", "h5"), default="npy", help="frame files (default npy)")
-    s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
-    s.add_argument("-o", "--output", required=True, help="output folder (created)")
-    s.set_defaults(func=run_synth)
+
+def _analysis_kwargs(args) -> dict:
+    return dict(dataset=args.dataset, mask=args.mask, mask_dataset=args.mask_dataset, mask_convention=args.mask_convention,
+                saturation=args.saturation,
+                contrast=args.contrast, flow_angle_deg=args.flow_angle, method=args.method, model=args.model, n_q=args.n_q,
+                n_phi=args.n_phi, q_min=args.q_min, q_max=args.q_max, n_l2=args.n_l2, displacement=args.displacement,
+                photon_counts=not args.not_photon_counts, cache_dir=args.cache, plots=not args.no_plots,
+                overwrite=args.overwrite, seed=args.seed)
+
+
+def _pv(d) -> str:
+    return f"{d['value']:.3g} +- {d['std']:.2g}"
 
 
 def run_analyze(args) -> None:
     from ..experiment import analyze
 
-    r = analyze(args.before, args.after, args.geometry, args.output, dataset=args.dataset, frame_index=args.frame_index,
-                frame_index_after=args.frame_index_after, mask=args.mask, mask_convention=args.mask_convention,
-                saturation=args.saturation, contrast=args.contrast, flow_angle_deg=args.flow_angle, method=args.method,
-                model=args.model, n_q=args.n_q, n_phi=args.n_phi, q_min=args.q_min, q_max=args.q_max, n_l2=args.n_l2,
-                displacement=args.displacement, photon_counts=not args.not_photon_counts, cache_dir=args.cache,
-                plots=not args.no_plots, overwrite=args.overwrite, seed=args.seed)
-    f = lambda k: f"{r[k]['value']:.3g} +- {r[k]['std']:.2g}"  # noqa: E731
-    print(f"gamma_l = {f('gamma_l')} R0, d2 = {f('d2')} R0, rs = {f('rs')}, flow = {f('flow_angle_deg')} deg, "
+    r = analyze(args.before, args.after, args.geometry, args.output, frame_index=args.frame_index,
+                frame_index_after=args.frame_index_after, **_analysis_kwargs(args))
+    print(f"gamma_l = {_pv(r['gamma_l'])} R0, d2 = {_pv(r['d2'])} R0, rs = {_pv(r['rs'])}, flow = {_pv(r['flow_angle_deg'])} deg, "
           f"beta = {r['contrast']['value']:.3f}, chi2_red = {r['chi2']['reduced']:.2f}; wrote {args.output}")
+
+
+def _frame_indices(text: str) -> list[int]:
+    """``START:STOP[:STEP]`` (integers, STOP excluded) -> the frame indices."""
+    from ..errors import ShearcorrError
+
+    try:
+        parts = [int(v) for v in text.split(":")]
+        if not 2 <= len(parts) <= 3 or (len(parts) == 3 and parts[2] <= 0):
+            raise ValueError
+    except ValueError:
+        raise ShearcorrError(f"--frames must be START:STOP or START:STOP:STEP (integers, STEP > 0), got {text!r}") from None
+    return list(range(*parts))
+
+
+def run_series(args) -> None:
+    from ..experiment.series import analyze_series, series_pairs
+
+    kw = _analysis_kwargs(args)
+    indices = None if args.frame_range is None else _frame_indices(args.frame_range)
+    pairs = series_pairs(args.frames, args.pairing, indices)
+    flow = kw.pop("flow_angle_deg")
+    r = analyze_series(pairs, args.geometry, args.output, flow_angle_deg=flow, **kw)
+    fl = r["flow_angle_deg"]
+    extra = "" if fl["fixed"] else f" (chi2_red {fl['chi2_red']:.2f} over {len(pairs)} pairs)"
+    print(f"flow = {_pv(fl)} deg{extra}")
+    for k, p in enumerate(r["pairs"]):
+        print(f"  pair {k}: gamma_l = {_pv(p['gamma_l'])} R0, d2 = {_pv(p['d2'])} R0, chi2_red = {p['chi2']['reduced']:.2f}")
+    print(f"wrote {args.output}")
 
 
 def run_synth(args) -> None:

@@ -99,7 +99,7 @@ def _one_blas_thread(func):
 
 @_one_blas_thread
 def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after=None, frame_index=None,
-            frame_index_after=None, mask=None, mask_convention="valid", saturation=None, contrast=None,
+            frame_index_after=None, mask=None, mask_convention="valid", mask_dataset=None, saturation=None, contrast=None,
             flow_angle_deg=None, method="fit", model=None, n_q=16, n_phi=36, q_min=None, q_max=None,
             n_l2=150.0, displacement="uniform", photon_counts=True, cache_dir=None, plots=True,
             overwrite=False, seed=0) -> dict:
@@ -130,12 +130,7 @@ def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ShearcorrError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    out = Path(output) if output is not None else None
-    if out is not None:
-        if not out.parent.exists():
-            raise ShearcorrError(f"folder {out.parent} does not exist; create it first")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-            raise ShearcorrError(f"output {out} exists and is not empty; choose a new folder or pass --overwrite")
+    out = check_output(output, overwrite)
     if isinstance(before, np.ndarray) or isinstance(after, np.ndarray):
         from .frames import make_pair
 
@@ -144,7 +139,7 @@ def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after
     else:
         pair = load_pair(before, after, dataset=dataset, dataset_after=dataset_after, frame_index=frame_index,
                          frame_index_after=frame_index_after, mask=mask, mask_convention=mask_convention,
-                         saturation=saturation)
+                         mask_dataset=mask_dataset, saturation=saturation)
     geo = geometry if isinstance(geometry, DetectorGeometry) else load_geometry(geometry, pair.before.shape)
     geo.check_shape(pair.before.shape)
     qe = q_bin_edges(geo.qr0, pair.valid, n_q, q_min, q_max)
@@ -203,6 +198,31 @@ def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after
     return result
 
 
+def check_output(output, overwrite=False) -> Path | None:
+    """The output folder as a Path (None stays None); refuses a missing parent and, unless
+    ``overwrite``, an existing non-empty folder -- before any work is done."""
+    if output is None:
+        return None
+    out = Path(output)
+    if not out.parent.exists():
+        raise ShearcorrError(f"folder {out.parent} does not exist; create it first")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ShearcorrError(f"output {out} exists and is not empty; choose a new folder or pass --overwrite")
+    return out
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Rename the finished temporary folder ``tmp`` to ``out``; an existing ``out`` is first moved
+    aside and deleted only after the rename, so a failure never leaves ``out`` half-written."""
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        out.rename(old / "x")
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
 def _write(out: Path, result, pair: FramePair, geo, cm, y_fit, plots, overwrite):
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -213,13 +233,7 @@ def _write(out: Path, result, pair: FramePair, geo, cm, y_fit, plots, overwrite)
             from ..plots.experiment import save_figures
 
             save_figures(tmp, pair, geo, cm, y_fit, result)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            out.rename(old / "x")
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -37,7 +37,7 @@ from ..physics import form_factor, sphere_volume
 from ..rng import seed_sequence
 from .geometry import flat_detector
 
-__all__ = ["SynthPair", "render_pair", "write_synth"]
+__all__ = ["SynthPair", "render_pair", "write_synth", "pair_configuration", "flow_oracle"]
 
 R0_NM, LAMBDA_A, PIXEL_M = 10.0, 1.0, 55e-6
 
@@ -70,9 +70,9 @@ def render_pair(params: SystemParams, *, flow_angle_deg=30.0, contrast=0.3, coun
             "q_unit": "1/nm"}
     geo = flat_detector((ny, nx), spec["beam_center_px"], PIXEL_M, distance, wavelength=LAMBDA_A,
                         particle_radius_nm=R0_NM, beam_size_nm=L * R0_NM)
-    ss = seed_sequence(seed)
-    s_conf, s_phot = ss.spawn(2)
-    conf = __import__("shearcorr.montecarlo", fromlist=["sample_configuration"])
+    from .. import montecarlo as conf
+
+    s_conf, s_phot = _streams(seed)
     cfg = conf.sample_configuration(params, s_conf)
     q = geo.qr0
     ang = geo.phi - np.radians(flow_angle_deg)
@@ -109,6 +109,68 @@ def render_pair(params: SystemParams, *, flow_angle_deg=30.0, contrast=0.3, coun
              "shearcorr_version": __version__,
              "physical": {"particle_radius_nm": R0_NM, "gamma_l_nm": params.gamma_l * R0_NM, "d2_nm": params.d2 * R0_NM}}
     return SynthPair(before, after, mask, geo, spec, truth)
+
+
+def pair_configuration(params: SystemParams, seed=0):
+    """The Monte Carlo configuration (:class:`shearcorr.montecarlo.Configuration`) that
+    :func:`render_pair` renders with this ``params`` and ``seed`` (flow along the model's x axis)."""
+    from ..montecarlo import sample_configuration
+
+    return sample_configuration(params, _streams(seed)[0])
+
+
+def _streams(seed):
+    """The configuration and photon streams of a synthetic pair: children 0, 1 of ``seed``
+    (as ``spawn(2)`` of a fresh SeedSequence, without mutating a SeedSequence passed in)."""
+    ss = seed_sequence(seed)
+    return [np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, j), pool_size=ss.pool_size) for j in (0, 1)]
+
+
+def flow_oracle(config, params: SystemParams) -> dict:
+    r"""The flow angle that an observer who knows every particle would estimate, and its bound.
+
+    A benchmark for any estimator that works from the frames (which are a function of the
+    configuration plus photon noise): the particles in the beam before *and* after the move, with
+    positions r_i and displacements :math:`\Delta\mathbf r_i = \gamma\,(\mathbf n\cdot\mathbf r_i)
+    \,\mathbf t + \boldsymbol\delta_i` (flow t = (cos a, sin a), gradient n, per-axis std s_i of the
+    non-affine step), fitted by maximum likelihood over (a, gamma). Returns (radians; the truth is a = 0):
+
+    * ``full``: that estimate; its Cramer-Rao std
+      :math:`\sigma_{\rm full} = 1/(\gamma\sqrt{\sum_i |\mathbf r_i|^2/s_i^2})`
+      (:math:`\approx \sqrt6\,D_2/(\gamma L\sqrt N)` for N particles, uniform displacements)
+      in ``sigma_full``;
+    * ``displacements``: the principal axis of the displacement set alone -- all that the
+      correlation of a pair sees, since the bin average removes the positions. Its tilt is
+      S_xy / (S_xx - S_yy) of the displacements' second moments, with std ``sigma_displacements``
+
+      .. math:: \sigma_{\rm disp} = \frac{\sqrt{\sum_i (\gamma^2 y_i^2 + s_i^2)\,s_i^2}}{\sum_i \gamma^2 y_i^2}
+                \approx \frac{\sqrt{12}\,D_2}{\gamma L\sqrt N}\sqrt{1 + \frac{12 D_2^2}{(\gamma L)^2}}
+    """
+    from scipy.optimize import least_squares
+
+    from ..physics import displacement_std
+
+    both = config.in_beam_before & config.in_beam_after
+    x, y = config.x[both], config.y[both]
+    dx, dy = config.x_after[both] - x, config.y_after[both] - y
+    s = displacement_std(config.radius[both], params.d2, params.displacement, params.r0)
+    if params.gamma_l <= 0 or x.size < 3:
+        raise ShearcorrError("the flow oracle needs gamma_l > 0 and at least 3 particles in the beam")
+
+    def resid(v):
+        a, g = v
+        proj = g * (-np.sin(a) * x + np.cos(a) * y)
+        return np.concatenate([(dx - proj * np.cos(a)) / s, (dy - proj * np.sin(a)) / s])
+
+    a_full = least_squares(resid, [0.0, params.gamma], x_scale=[0.01, params.gamma]).x[0]
+    _, vecs = np.linalg.eigh(np.cov(np.stack([dx, dy])))
+    a_disp = float(np.arctan2(vecs[1, -1], vecs[0, -1]))
+    wrap = lambda a: float((a + np.pi / 2) % np.pi - np.pi / 2)  # noqa: E731
+    sig_full = 1.0 / (params.gamma * np.sqrt(np.sum((x**2 + y**2) / s**2)))
+    gy2 = (params.gamma * y) ** 2
+    sig_disp = np.sqrt(np.sum((gy2 + s**2) * s**2)) / np.sum(gy2)
+    return {"full": wrap(a_full), "sigma_full": float(sig_full), "displacements": wrap(a_disp),
+            "sigma_displacements": float(sig_disp), "n_particles": int(x.size)}
 
 
 def write_synth(pair: SynthPair, out, fmt="npy") -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import require_matplotlib
 
-__all__ = ["frame_with_mask", "correlation_map", "g_theta", "g_q", "save_figures"]
+__all__ = ["frame_with_mask", "correlation_map", "g_theta", "g_q", "flow_series", "save_figures"]
 
 
 def frame_with_mask(frame, valid, ax=None, title=""):
@@ -66,6 +66,21 @@ def g_q(cm, model_y, ax=None):
     ax.errorbar(cm.q, d, e, fmt="o", ms=3, label="data")
     ax.plot(cm.q, _mean(model_y, ok, 1), "-", label="fit")
     ax.set(xscale="log", xlabel="q R0", ylabel="g(q) - 1 (normalised)")
+    ax.legend()
+    return ax
+
+
+def flow_series(joint, ax=None):
+    """Flow angle of every pair fitted alone (deg, +- std) and the joint value with its std band
+    (``joint`` from :func:`shearcorr.experiment.series.combine_flow` with ``per_pair``)."""
+    plt = require_matplotlib()
+    ax = ax or plt.figure(figsize=(6, 4)).gca()
+    per = joint["per_pair"]
+    v = joint["value"] + np.asarray(joint["residuals"])
+    ax.errorbar(np.arange(len(per)), v, [p["std"] for p in per], fmt="o", ms=4, label="each pair alone")
+    ax.axhspan(joint["value"] - joint["std"], joint["value"] + joint["std"], color="C1", alpha=0.3)
+    ax.axhline(joint["value"], color="C1", label=f"joint {joint['value']:.1f} +- {joint['std']:.1f} deg")
+    ax.set(xlabel="pair", ylabel="flow angle (deg, detector azimuth)", title=f"chi2_red = {joint['chi2_red']:.2f}")
     ax.legend()
     return ax
 

@@ -1,0 +1,158 @@
+r"""Several frame pairs with one flow direction: a joint flow angle, then every pair at that angle.
+
+One pair cannot place the flow direction better than its own ~n_l2 particles allow: even an
+observer who knows every particle's displacement gets :math:`\sigma \approx \sqrt{12}\,D_2/(\gamma L
+\sqrt N)` (:func:`.synth.flow_oracle`, docs/experiment.md). The flow direction is set by the shear
+cell and is the same for every shear step of a series, so the pairs of a series measure it jointly.
+The non-affine steps of different pairs are independent, so are their flow errors, and the joint
+estimate is the inverse-variance mean on the axis (angles modulo pi):
+
+.. math:: \hat\phi = \frac{\sum_k \phi_k/\sigma_k^2}{\sum_k 1/\sigma_k^2},\qquad
+          \sigma_{\hat\phi} = \Big(\sum_k \sigma_k^{-2}\Big)^{-1/2}\max\big(1, \sqrt{\chi^2/(K-1)}\big)
+
+with every :math:`\phi_k` unwrapped to within 90 deg of the current mean, and
+:math:`\chi^2 = \sum_k (\phi_k - \hat\phi)^2/\sigma_k^2` (its Birge ratio inflates the std when the pairs
+disagree more than their errors allow). Each pair is then fitted again with the flow fixed at
+:math:`\hat\phi`. The joint angle's own uncertainty does not enter gamma L and D2: y is even in
+theta about the flow axis, so its derivative in the flow angle is odd and orthogonal to the even
+derivatives in gamma L and D2 at the solution (no first-order correlation).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import ShearcorrError
+from .analysis import _json, analyze, check_output, publish
+
+__all__ = ["combine_flow", "analyze_series", "series_pairs", "PAIRINGS"]
+
+PAIRINGS = ("consecutive", "disjoint")
+
+
+def combine_flow(angles_deg, stds_deg) -> dict:
+    """Joint flow angle (deg, in [-90, 90)) of several pairs; see the module docstring.
+
+    Returns ``value``, ``std``, ``chi2``, ``dof``, ``chi2_red`` and ``residuals`` (deg, each pair
+    minus the joint value, on the axis).
+    """
+    a = np.asarray(angles_deg, dtype=np.float64)
+    s = np.asarray(stds_deg, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0 or a.shape != s.shape:
+        raise ShearcorrError("combine_flow needs one angle and one std per pair")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(s)) and np.all(s > 0)):
+        raise ShearcorrError("every pair needs a finite flow angle and a positive std; was the flow fixed in a pair?")
+    w = 1.0 / s**2
+    mean = float(a[np.argmin(s)])
+    for _ in range(5):  # unwrap about the current mean; converges in one or two passes
+        d = (a - mean + 90.0) % 180.0 - 90.0
+        new = mean + float(np.sum(w * d) / np.sum(w))
+        if abs(new - mean) < 1e-10:
+            break
+        mean = new
+    d = (a - mean + 90.0) % 180.0 - 90.0
+    chi2 = float(np.sum(w * d**2))
+    dof = a.size - 1
+    red = chi2 / dof if dof > 0 else float("nan")
+    std = float(np.sqrt(1.0 / np.sum(w)) * (max(1.0, np.sqrt(red)) if dof > 0 else 1.0))
+    return {"value": float((mean + 90.0) % 180.0 - 90.0), "std": std, "chi2": chi2, "dof": int(dof),
+            "chi2_red": red, "residuals": [float(v) for v in d]}
+
+
+def series_pairs(frames, pairing="consecutive", frame_indices=None) -> list[dict]:
+    """The pairs of a series, as keyword arguments of :func:`.analysis.analyze`.
+
+    ``frames``: file paths or 2-D arrays in time order, or one stack file with ``frame_indices``
+    (its frames, in order). ``pairing``: ``"consecutive"`` (0-1, 1-2, ...: one shear step each) or
+    ``"disjoint"`` (0-1, 2-3, ...: independent pairs).
+    """
+    if pairing not in PAIRINGS:
+        raise ShearcorrError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    frames = list(frames)
+    if frame_indices is not None:
+        if len(frames) != 1:
+            raise ShearcorrError("frame indices select frames of one stack file; give exactly one file with --frames")
+        items = [{"file": frames[0], "index": int(i)} for i in frame_indices]
+    else:
+        items = [{"file": f, "index": None} for f in frames]
+    if len(items) < 2:
+        raise ShearcorrError(f"a series needs at least 2 frames, got {len(items)}")
+    if pairing == "disjoint" and len(items) % 2:
+        raise ShearcorrError(f"disjoint pairing needs an even number of frames, got {len(items)}")
+    step = 1 if pairing == "consecutive" else 2
+    return [{"before": items[k]["file"], "after": items[k + 1]["file"], "frame_index": items[k]["index"],
+             "frame_index_after": items[k + 1]["index"]} for k in range(0, len(items) - 1, step)]
+
+
+def analyze_series(pairs, geometry, output=None, *, flow_angle_deg=None, overwrite=False, plots=True, **options) -> dict:
+    """Analyse several pairs that share one flow direction; return (and write) the series result.
+
+    Parameters
+    ----------
+    pairs : list of dict
+        Keyword arguments of :func:`.analysis.analyze` per pair (at least ``before`` and ``after``;
+        see :func:`series_pairs`).
+    geometry : path or DetectorGeometry
+        The common geometry.
+    output : path, optional
+        Folder to create: ``series.json``, ``flow.png`` and one ``pair_NNN/`` folder per pair (the
+        output of :func:`.analysis.analyze` with the flow fixed at the joint angle). Written in a
+        temporary folder next to it and renamed at the end.
+    flow_angle_deg : float, optional
+        Known flow direction: skips the joint estimate and fixes it in every pair.
+    options
+        Common keyword arguments of :func:`.analysis.analyze` (mask, contrast, n_q, n_l2, ...).
+    """
+    t0 = time.perf_counter()
+    pairs = list(pairs)
+    if not pairs:
+        raise ShearcorrError("a series needs at least one pair")
+    out = check_output(output, overwrite)
+    for bad in ("output", "flow_angle_deg"):
+        options.pop(bad, None)
+    if flow_angle_deg is None:
+        free = [analyze(geometry=geometry, plots=False, **{**options, **p}) for p in pairs]
+        joint = combine_flow([r["flow_angle_deg"]["value"] for r in free], [r["flow_angle_deg"]["std"] for r in free])
+        joint["per_pair"] = [{k: r["flow_angle_deg"][k] for k in ("value", "std")} for r in free]
+        joint["fixed"] = False
+    else:
+        joint = {"value": float(flow_angle_deg), "std": 0.0, "fixed": True}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) if out is not None else None
+    try:
+        fixed = []
+        for k, p in enumerate(pairs):
+            sub = tmp / f"pair_{k:03d}" if tmp is not None else None
+            r = analyze(geometry=geometry, output=sub, flow_angle_deg=joint["value"], plots=plots, **{**options, **p})
+            for key in ("_map", "_model_y"):
+                r.pop(key, None)
+            fixed.append(r)
+        result = {
+            "flow_angle_deg": dict(joint, convention=fixed[0]["flow_angle_deg"]["convention"]),
+            "pairs": [{"folder": f"pair_{k:03d}", "gamma_l": r["gamma_l"], "d2": r["d2"], "rs": r["rs"],
+                       "contrast": {"value": r["contrast"]["value"], "std": r["contrast"]["std"]}, "chi2": r["chi2"],
+                       "inputs": r["inputs"]} for k, r in enumerate(fixed)],
+            "provenance": {"shearcorr_version": __version__, "n_pairs": len(pairs),
+                           "time_s": round(time.perf_counter() - t0, 3), "joint_flow": "inverse-variance mean of the "
+                           "free-flow fits (docs/experiment.md, 'Several pairs')"},
+        }
+        if tmp is not None:
+            (tmp / "series.json").write_text(json.dumps(result, indent=2, default=_json) + "\n")
+            if plots and not joint["fixed"]:
+                from ..plots.experiment import flow_series
+
+                fig = flow_series(joint).figure
+                fig.savefig(tmp / "flow.png", dpi=110)
+                fig.clf()
+            publish(tmp, out)
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
