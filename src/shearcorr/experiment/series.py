@@ -118,7 +118,8 @@ def analyze_series(pairs, geometry, output=None, *, flow_angle_deg=None, overwri
     for bad in ("output", "flow_angle_deg"):
         options.pop(bad, None)
     if flow_angle_deg is None:
-        free = [analyze(geometry=geometry, plots=False, **{**options, **p}) for p in pairs]
+        # the flow comes from the direct fit; GPR and external models run once, in the second pass
+        free = [analyze(geometry=geometry, plots=False, **{**options, **p, "method": "fit", "model": None}) for p in pairs]
         joint = combine_flow([r["flow_angle_deg"]["value"] for r in free], [r["flow_angle_deg"]["std"] for r in free])
         joint["per_pair"] = [{k: r["flow_angle_deg"][k] for k in ("value", "std")} for r in free]
         joint["fixed"] = False

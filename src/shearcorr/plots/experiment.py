@@ -81,6 +81,7 @@ def flow_series(joint, ax=None):
     ax.axhspan(joint["value"] - joint["std"], joint["value"] + joint["std"], color="C1", alpha=0.3)
     ax.axhline(joint["value"], color="C1", label=f"joint {joint['value']:.1f} +- {joint['std']:.1f} deg")
     ax.set(xlabel="pair", ylabel="flow angle (deg, detector azimuth)", title=f"chi2_red = {joint['chi2_red']:.2f}")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.legend()
     return ax
 
