@@ -99,6 +99,11 @@ def test_cli_series_from_a_stack_and_bad_input(series, tmp_path, capsys):
     r = json.loads((out / "series.json").read_text())
     assert len(r["pairs"]) == 2 and not r["flow_angle_deg"]["fixed"]
     assert r["pairs"][1]["inputs"]["frame_index"] == 2 and r["pairs"][1]["inputs"]["frame_index_after"] == 3
+    fixed = tmp_path / "fixed"
+    assert main(["analyze-series", str(tmp_path / "stack.h5"), "--frames", "0:2", "--flow-angle", "40", "--no-plots",
+                 "-o", str(fixed)] + common) == 0
+    r = json.loads((fixed / "series.json").read_text())
+    assert r["flow_angle_deg"] == {"value": 40.0, "std": 0.0, "fixed": True, "convention": r["flow_angle_deg"]["convention"]}
     capsys.readouterr()
     for args, msg in ((["--frames", "0:3", "--pairing", "disjoint"], "even number"), (["--frames", "4"], "START:STOP"),
                       (["--frames", "0:9"], "outside the stack")):

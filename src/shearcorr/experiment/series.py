@@ -120,9 +120,12 @@ def analyze_series(pairs, geometry, output=None, *, flow_angle_deg=None, overwri
     if flow_angle_deg is None:
         # the flow comes from the direct fit; GPR and external models run once, in the second pass
         free = [analyze(geometry=geometry, plots=False, **{**options, **p, "method": "fit", "model": None}) for p in pairs]
-        joint = combine_flow([r["flow_angle_deg"]["value"] for r in free], [r["flow_angle_deg"]["std"] for r in free])
-        joint["per_pair"] = [{k: r["flow_angle_deg"][k] for k in ("value", "std")} for r in free]
-        joint["fixed"] = False
+        per = [{k: float(r["flow_angle_deg"][k]) for k in ("value", "std")} for r in free]
+        use = [k for k, v in enumerate(per) if np.isfinite(v["value"]) and np.isfinite(v["std"]) and v["std"] > 0]
+        if not use:
+            raise ShearcorrError("no pair of the series gives a flow angle with a finite, positive std; fix it with --flow-angle")
+        joint = combine_flow([per[k]["value"] for k in use], [per[k]["std"] for k in use])
+        joint.update(per_pair=[per[k] for k in use], pairs_used=use, fixed=False)
     else:
         joint = {"value": float(flow_angle_deg), "std": 0.0, "fixed": True}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) if out is not None else None

@@ -77,7 +77,7 @@ def flow_series(joint, ax=None):
     ax = ax or plt.figure(figsize=(6, 4)).gca()
     per = joint["per_pair"]
     v = joint["value"] + np.asarray(joint["residuals"])
-    ax.errorbar(np.arange(len(per)), v, [p["std"] for p in per], fmt="o", ms=4, label="each pair alone")
+    ax.errorbar(joint.get("pairs_used", np.arange(len(per))), v, [p["std"] for p in per], fmt="o", ms=4, label="each pair alone")
     ax.axhspan(joint["value"] - joint["std"], joint["value"] + joint["std"], color="C1", alpha=0.3)
     ax.axhline(joint["value"], color="C1", label=f"joint {joint['value']:.1f} +- {joint['std']:.1f} deg")
     ax.set(xlabel="pair", ylabel="flow angle (deg, detector azimuth)", title=f"chi2_red = {joint['chi2_red']:.2f}")
