@@ -10,7 +10,8 @@ Flow-angle bounds per pair (``experiment.synth.flow_oracle`` on the very configu
 "full" = an observer who knows every particle's position and displacement (no method working from
 the frames can do better on average), "disp" = one who knows the displacements only (what the
 correlation of a pair contains, before speckle noise). ``--series K`` repeats every parameter set
-with K independent pairs (same flow) and analyses them with ``analyze_series`` (joint flow angle).
+with K independent pairs (same flow) and analyses them with ``analyze_series`` (joint flow angle);
+``--series-mode consecutive`` uses the K consecutive pairs of K + 1 frames of one sheared sample.
 """
 
 import argparse
@@ -21,7 +22,7 @@ import time
 import numpy as np
 
 from shearcorr.experiment import analyze, analyze_series, render_pair
-from shearcorr.experiment.synth import flow_oracle, pair_configuration
+from shearcorr.experiment.synth import flow_oracle, pair_configuration, render_series
 from shearcorr.params import SystemParams
 
 
@@ -35,6 +36,8 @@ def main():
     ap.add_argument("--n-l2", type=float, default=150.0, help="particles in the beam of the synthetic pairs (model uses the same)")
     ap.add_argument("--counts", type=float, default=10.0, help="photons per pixel at q R0 = 0.5")
     ap.add_argument("--series", type=int, default=0, help="K > 0: K pairs per parameter set, joint flow (analyze_series)")
+    ap.add_argument("--series-mode", choices=("independent", "consecutive"), default="independent",
+                    help="K independent pairs, or the K consecutive pairs of K + 1 frames of one sample (shared frames)")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     rows, series = [], []
@@ -90,10 +93,16 @@ def summarize(R):
 
 def run_series(a, params, fl, beta, i):
     """K independent pairs of one parameter set and flow, analysed jointly; returns a summary row."""
-    pairs = [render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size),
-                         seed=a.seed + 10_000 * (k + 1) + i) for k in range(a.series)]
-    r = analyze_series([{"before": p.before, "after": p.after} for p in pairs], pairs[0].geometry, mask=pairs[0].mask,
-                       n_l2=a.n_l2)
+    if a.series_mode == "consecutive":
+        frames, mask, geo, _ = render_series(params, a.series + 1, flow_angle_deg=fl, contrast=beta, counts=a.counts,
+                                             shape=(a.size, a.size), seed=a.seed + 10_000 + i)
+        pairs = [{"before": frames[k], "after": frames[k + 1]} for k in range(a.series)]
+    else:
+        rendered = [render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size),
+                                seed=a.seed + 10_000 * (k + 1) + i) for k in range(a.series)]
+        pairs = [{"before": p.before, "after": p.after} for p in rendered]
+        mask, geo = rendered[0].mask, rendered[0].geometry
+    r = analyze_series(pairs, geo, mask=mask, n_l2=a.n_l2)
     f = r["flow_angle_deg"]
     dfl = (f["value"] - fl + 90) % 180 - 90
     gls = [p["gamma_l"]["value"] for p in r["pairs"]]

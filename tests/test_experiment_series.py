@@ -112,3 +112,20 @@ def test_cli_series_from_a_stack_and_bad_input(series, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and msg in err
         assert not bad.exists() and not list(tmp_path.glob(".bad*"))
+
+
+def test_render_series_composes_shear_steps():
+    from shearcorr.experiment import analyze
+    from shearcorr.experiment.synth import render_series
+
+    params = SystemParams(150, 0.1, 1.0, 12.0)
+    frames, mask, geo, truth = render_series(params, 3, flow_angle_deg=-20.0, shape=(SIZE, SIZE), seed=4)
+    pair = render_pair(params, flow_angle_deg=-20.0, shape=(SIZE, SIZE), seed=4)
+    assert np.array_equal(frames[0], pair.before) and np.array_equal(frames[1], pair.after)
+    # two steps: the affine strains add (gamma L -> 24) and the non-affine variances add (D2 -> sqrt 2);
+    # fitted within 3 std + 10 % (the single-pair accuracy of the 20-pair study)
+    r = analyze(frames[0], frames[2], geo, mask=mask, plots=False, flow_angle_deg=-20.0)
+    assert abs(r["gamma_l"]["value"] - 24.0) < 3 * r["gamma_l"]["std"] + 2.4
+    assert abs(r["d2"]["value"] - np.sqrt(2)) < 3 * r["d2"]["std"] + 0.14
+    with pytest.raises(ShearcorrError, match="out of the simulation box"):
+        render_series(SystemParams(150, 0.1, 1.0, 30.0), 40, shape=(64, 64))

@@ -37,7 +37,7 @@ from ..physics import form_factor, sphere_volume
 from ..rng import seed_sequence
 from .geometry import flat_detector
 
-__all__ = ["SynthPair", "render_pair", "write_synth", "pair_configuration", "flow_oracle"]
+__all__ = ["SynthPair", "render_pair", "render_series", "write_synth", "pair_configuration", "flow_oracle"]
 
 R0_NM, LAMBDA_A, PIXEL_M = 10.0, 1.0, 55e-6
 
@@ -54,6 +54,28 @@ class SynthPair:
 def render_pair(params: SystemParams, *, flow_angle_deg=30.0, contrast=0.3, counts=10.0, shape=(1024, 1024),
                 dq=None, beamstop=0.15, seed=0) -> SynthPair:
     """Render a synthetic frame pair (see module docstring). ``seed`` fixes configuration and photons."""
+    frames, mask, geo, spec, truth = _render(params, 2, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed)
+    return SynthPair(frames[0], frames[1], mask, geo, spec, truth)
+
+
+def render_series(params: SystemParams, n_frames: int, *, flow_angle_deg=30.0, contrast=0.3, counts=10.0,
+                  shape=(1024, 1024), dq=None, beamstop=0.15, seed=0):
+    """Frames of one sample through ``n_frames - 1`` successive rearrangements Gamma (shear steps).
+
+    Frame k + 1 shows the particles of frame k moved by Gamma (eq. 3, fresh non-affine steps each
+    time), so consecutive frames are pairs that share their particles and a frame. Frames 0 and 1
+    equal :func:`render_pair` with the same arguments. Returns (frames list, mask, geometry, truth).
+    The box [-L, L]^2 must keep the window filled: n_frames * gamma_l / 2 < L / 2.
+    """
+    if int(n_frames) < 2:
+        raise ShearcorrError(f"a series needs at least 2 frames, got {n_frames}")
+    if (int(n_frames) - 1) * params.gamma_l / 2 >= params.beam_size / 2:
+        raise ShearcorrError(f"{n_frames} frames of gamma_l = {params.gamma_l:g} shear particles out of the simulation box; use fewer")
+    frames, mask, geo, _, truth = _render(params, int(n_frames), flow_angle_deg, contrast, counts, shape, dq, beamstop, seed)
+    return frames, mask, geo, truth
+
+
+def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed):
     if not 0 < contrast <= 1:
         raise ShearcorrError(f"contrast must be in (0, 1], got {contrast}")
     if not counts > 0:
@@ -71,15 +93,25 @@ def render_pair(params: SystemParams, *, flow_angle_deg=30.0, contrast=0.3, coun
     geo = flat_detector((ny, nx), spec["beam_center_px"], PIXEL_M, distance, wavelength=LAMBDA_A,
                         particle_radius_nm=R0_NM, beam_size_nm=L * R0_NM)
     from .. import montecarlo as conf
+    from ..physics import rearrange
 
-    s_conf, s_phot = _streams(seed)
+    s_conf, s_phot, s_steps = _streams(seed, 3)
     cfg = conf.sample_configuration(params, s_conf)
     q = geo.qr0
     ang = geo.phi - np.radians(flow_angle_deg)
     qx, qy = q * np.cos(ang), q * np.sin(ang)
-    frames, n_in = [], []
     s = np.sqrt(contrast)
-    for xs, ys, inb in ((cfg.x, cfg.y, cfg.in_beam_before), (cfg.x_after, cfg.y_after, cfg.in_beam_after)):
+    scale = counts / float(form_factor(0.5) ** 2)
+    rng = np.random.default_rng(s_phot)
+    step_rng = np.random.default_rng(s_steps)
+    half = 0.5 * L
+    positions = [(cfg.x, cfg.y), (cfg.x_after, cfg.y_after)]
+    frames, n_in = [], []
+    for k in range(n_frames):
+        if k >= 2:
+            positions.append(rearrange(*positions[-1], cfg.radius, params, step_rng))
+        xs, ys = positions[k]
+        inb = (np.abs(xs) < half) & (np.abs(ys) < half)
         r = cfg.radius[inb]
         A = conf.amplitude_at(qx, qy, xs[inb], ys[inb], r)
         v2 = sphere_volume(r) ** 2
@@ -88,12 +120,8 @@ def render_pair(params: SystemParams, *, flow_angle_deg=30.0, contrast=0.3, coun
         qs = np.linspace(0, q.max() * 1.001, 2048)
         P = (v2[None, :] * form_factor(qs[:, None] * r[None, :]) ** 2).sum(axis=1) / S
         inc = np.interp(q, qs, P)
-        frames.append(s * np.abs(A) ** 2 / S + (1 - s) * inc)
+        frames.append(rng.poisson((s * np.abs(A) ** 2 / S + (1 - s) * inc) * scale).astype(np.int64))
         n_in.append(int(inb.sum()))
-    scale = counts / float(form_factor(0.5) ** 2)
-    rng = np.random.default_rng(s_phot)
-    before = rng.poisson(frames[0] * scale).astype(np.int64)
-    after = rng.poisson(frames[1] * scale).astype(np.int64)
     rows, cols = np.mgrid[0:ny, 0:nx]
     cx, cy = spec["beam_center_px"]
     mask = q > beamstop
@@ -108,7 +136,7 @@ def render_pair(params: SystemParams, *, flow_angle_deg=30.0, contrast=0.3, coun
              "speckle_px": (2 * np.pi / L) / dq, "seed": None if seed is None else int(seed),
              "shearcorr_version": __version__,
              "physical": {"particle_radius_nm": R0_NM, "gamma_l_nm": params.gamma_l * R0_NM, "d2_nm": params.d2 * R0_NM}}
-    return SynthPair(before, after, mask, geo, spec, truth)
+    return frames, mask, geo, spec, truth
 
 
 def pair_configuration(params: SystemParams, seed=0):
@@ -119,11 +147,11 @@ def pair_configuration(params: SystemParams, seed=0):
     return sample_configuration(params, _streams(seed)[0])
 
 
-def _streams(seed):
-    """The configuration and photon streams of a synthetic pair: children 0, 1 of ``seed``
-    (as ``spawn(2)`` of a fresh SeedSequence, without mutating a SeedSequence passed in)."""
+def _streams(seed, n=2):
+    """Children 0..n-1 of ``seed`` (as ``spawn(n)`` of a fresh SeedSequence, without mutating a
+    SeedSequence passed in): configuration, photons, and the further steps of a series."""
     ss = seed_sequence(seed)
-    return [np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, j), pool_size=ss.pool_size) for j in (0, 1)]
+    return [np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, j), pool_size=ss.pool_size) for j in range(n)]
 
 
 def flow_oracle(config, params: SystemParams) -> dict:
