@@ -35,6 +35,7 @@ from ..errors import ShearcorrError
 from ..params import SystemParams
 from ..physics import form_factor, sphere_volume
 from ..rng import seed_sequence
+from .flow import wrap_half
 from .geometry import flat_detector
 
 __all__ = ["SynthPair", "render_pair", "render_series", "write_synth", "pair_configuration", "flow_oracle"]
@@ -193,11 +194,10 @@ def flow_oracle(config, params: SystemParams) -> dict:
     a_full = least_squares(resid, [0.0, params.gamma], x_scale=[0.01, params.gamma]).x[0]
     _, vecs = np.linalg.eigh(np.cov(np.stack([dx, dy])))
     a_disp = float(np.arctan2(vecs[1, -1], vecs[0, -1]))
-    wrap = lambda a: float((a + np.pi / 2) % np.pi - np.pi / 2)  # noqa: E731
     sig_full = 1.0 / (params.gamma * np.sqrt(np.sum((x**2 + y**2) / s**2)))
     gy2 = (params.gamma * y) ** 2
     sig_disp = np.sqrt(np.sum((gy2 + s**2) * s**2)) / np.sum(gy2)
-    return {"full": wrap(a_full), "sigma_full": float(sig_full), "displacements": wrap(a_disp),
+    return {"full": wrap_half(a_full), "sigma_full": float(sig_full), "displacements": wrap_half(a_disp),
             "sigma_displacements": float(sig_disp), "n_particles": int(x.size)}
 
 

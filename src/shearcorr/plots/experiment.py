@@ -36,37 +36,33 @@ def correlation_map(cm, ax=None):
     return ax
 
 
-def _mean(v, ok, axis):
-    n = ok.sum(axis=axis)
+def _profile(cm, model_y, axis, ax):
+    """Data (mean of (C - 1)/beta over the other axis, :meth:`CorrelationMap.g_phi` / ``g_q``, with
+    errors) and the fitted model's mean over the same usable bins."""
+    plt = require_matplotlib()
+    ax = ax or plt.figure(figsize=(6, 4)).gca()
+    m, s = cm.g_phi() if axis == 0 else cm.g_q()
+    x = np.degrees(cm.phi) if axis == 0 else cm.q
+    n = cm.ok.sum(axis=axis)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok, v, 0).sum(axis=axis) / n
+        fit = np.where(cm.ok, model_y, 0).sum(axis=axis) / n
+    ax.errorbar(x, (m - 1.0) / cm.beta, s / cm.beta, fmt="o", ms=3, label="data")
+    ax.plot(x, fit, "-", label="fit")
+    ax.legend()
+    return ax
 
 
 def g_theta(cm, model_y, ax=None):
     """g(theta) - 1 = mean over q of (C - 1)/beta, data with errors and the fitted model."""
-    plt = require_matplotlib()
-    ax = ax or plt.figure(figsize=(6, 4)).gca()
-    ok = cm.ok
-    d = _mean(cm.y, ok, 0)
-    e = np.sqrt(_mean((cm.C_err / cm.beta) ** 2, ok, 0) / np.maximum(ok.sum(axis=0), 1))
-    ax.errorbar(np.degrees(cm.phi), d, e, fmt="o", ms=3, label="data")
-    ax.plot(np.degrees(cm.phi), _mean(model_y, ok, 0), "-", label="fit")
+    ax = _profile(cm, model_y, 0, ax)
     ax.set(xlabel="theta from flow (deg)", ylabel="g(theta) - 1 (normalised)")
-    ax.legend()
     return ax
 
 
 def g_q(cm, model_y, ax=None):
     """g(q) - 1 = mean over theta of (C - 1)/beta, data with errors and the fitted model."""
-    plt = require_matplotlib()
-    ax = ax or plt.figure(figsize=(6, 4)).gca()
-    ok = cm.ok
-    d = _mean(cm.y, ok, 1)
-    e = np.sqrt(_mean((cm.C_err / cm.beta) ** 2, ok, 1) / np.maximum(ok.sum(axis=1), 1))
-    ax.errorbar(cm.q, d, e, fmt="o", ms=3, label="data")
-    ax.plot(cm.q, _mean(model_y, ok, 1), "-", label="fit")
+    ax = _profile(cm, model_y, 1, ax)
     ax.set(xscale="log", xlabel="q R0", ylabel="g(q) - 1 (normalised)")
-    ax.legend()
     return ax
 
 
