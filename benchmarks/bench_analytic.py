@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from shearcorr.analytic import ensemble_arrays
+from shearcorr.forward.analytic import ensemble_arrays
 from shearcorr.params import QGrid, SystemParams
 
 VALIDATION_POINTS = [  # (n_l2, rs, d2, gamma_l): corners of the paper's box
@@ -91,7 +91,7 @@ def dataset(n_sets, workers, n_sets_se=None):
 
 
 def speedup(configs):
-    from shearcorr.montecarlo import simulate_mc
+    from shearcorr.forward.montecarlo import simulate_mc
 
     grid = QGrid()
     for conv in ("uniform", "stokes-einstein"):
@@ -110,7 +110,7 @@ def speedup(configs):
 
 def _validate_one(args):
     (n_l2, rs, d2, gl), conv, configs, seed, outdir = args
-    from shearcorr.montecarlo import simulate_mc
+    from shearcorr.forward.montecarlo import simulate_mc
 
     path = os.path.join(outdir, f"mc_{n_l2}_{rs}_{d2}_{gl}_{conv}_{configs}_{seed}.npz")
     if not os.path.exists(path):

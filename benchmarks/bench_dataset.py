@@ -35,8 +35,8 @@ def engine_time(n: int = 40) -> float:
     """Median seconds per sample of the analytic engine, single-threaded, paper grid and ranges."""
     from threadpoolctl import threadpool_limits
 
-    from shearcorr.analytic import ensemble_arrays
-    from shearcorr.design import make_design
+    from shearcorr.forward.analytic import ensemble_arrays
+    from shearcorr.data.design import make_design
     from shearcorr.params import PARAM_NAMES, QGrid, SystemParams
 
     grid = QGrid()
@@ -55,8 +55,8 @@ def engine_time(n: int = 40) -> float:
 def _engine_block(seed: int, n: int) -> None:
     from threadpoolctl import threadpool_limits
 
-    from shearcorr.analytic import ensemble_arrays
-    from shearcorr.design import make_design
+    from shearcorr.forward.analytic import ensemble_arrays
+    from shearcorr.data.design import make_design
     from shearcorr.params import PARAM_NAMES, QGrid, SystemParams
 
     rows, grid = make_design(n, seed).sample(), QGrid()
@@ -81,7 +81,7 @@ def raw_engine(n: int, workers: int) -> float:
 
 def scaling(n: int, workers: int, folder: Path) -> float:
     """Samples/s of a full generate() call (pool start-up included) on the paper grid."""
-    from shearcorr.dataset import generate
+    from shearcorr.data.generate import generate
 
     t = time.perf_counter()
     generate(folder / f"scaling-{workers}.zarr", n=n, seed=1, workers=workers, chunk_size=max(1, n // (8 * workers)),

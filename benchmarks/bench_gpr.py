@@ -3,7 +3,7 @@
 Run: ``nice python benchmarks/bench_gpr.py [--n 1050 4200] [--grid 30] [--threads 1 2]``. Prints seconds and
 the load average; no assertions. ``--threads``: BLAS thread counts to time one eigendecomposition with
 (OpenBLAS threads spin while waiting, so on a busy machine more threads can be slower); the rest runs
-with :func:`shearcorr.inversion.blas_threads` defaults. ``--ard``: also time the ARD model's fit.
+with :func:`shearcorr.inverse.training.blas_threads` defaults. ``--ard``: also time the ARD model's fit.
 Inputs are synthetic smooth g(theta)-like rows (101 features) with four targets, so the numbers measure
 linear algebra only (the dataset itself does not change the cost).
 """
@@ -26,7 +26,7 @@ def main():
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 
-    from shearcorr.gpr import PaperGPR, default_bounds, lml_grid, optimise_hyperparameters
+    from shearcorr.inverse.gpr import PaperGPR, default_bounds, lml_grid, optimise_hyperparameters
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, nargs="+", default=[1050, 4200])
@@ -39,8 +39,8 @@ def main():
 
     from threadpoolctl import threadpool_limits
 
-    from shearcorr.ard import ARDGPR
-    from shearcorr.inversion import blas_threads
+    from shearcorr.inverse.ard import ARDGPR
+    from shearcorr.inverse.training import blas_threads
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     for n in a.n:
@@ -55,7 +55,7 @@ def main():
                 print(f"n={n}: eigh with {th} BLAS thread(s) {time.perf_counter() - t:.2f} s")
         del K
         if a.ard:
-            from shearcorr.features import ProfileFeatures
+            from shearcorr.inverse.features import ProfileFeatures
 
             Xp = ProfileFeatures(feature="g_theta", n_theta=X.shape[1] - 1, standardise=True,
                                  n_components=12).fit_transform(X)

@@ -23,7 +23,7 @@ import tracemalloc
 import numba
 import numpy as np
 
-from shearcorr.montecarlo import simulate_mc
+from shearcorr.forward.montecarlo import simulate_mc
 from shearcorr.params import QGrid, SystemParams
 
 REFERENCE_S = {100: 0.062, 150: 0.094, 200: 0.126}

@@ -1,4 +1,4 @@
-"""Tests of the semi-analytic ensemble engine (shearcorr.analytic, .window, .quadrature).
+"""Tests of the semi-analytic ensemble engine (shearcorr.forward.analytic, .window, .quadrature).
 
 Fast: exact limits, convergence under doubled resolution, edge geometry vs direct quadrature,
 a coarse-grid comparison with the Monte Carlo engine. Slow (``pytest -m slow``): the full-grid
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy.special import gammaln
 
-from shearcorr.analytic import default_resolution, ensemble, ensemble_arrays
+from shearcorr.forward.analytic import default_resolution, ensemble, ensemble_arrays
 from shearcorr.errors import ShearcorrError
 from shearcorr.forward import simulate
 from shearcorr.params import QGrid, SystemParams
 from shearcorr.physics import displacement_std, form_factor, g_theory, sample_radii
-from shearcorr.window import both_probability, pair_phase
+from shearcorr.forward.window import both_probability, pair_phase
 
 from conftest import chi2_per_dof
 
@@ -196,7 +196,7 @@ def test_doubling_resolution_changes_g_below_1e5(conv, point):
                                    (150, 0.05, 3.0, 10)])
 def test_stokes_einstein_fast_path_matches_direct(point):
     """Chebyshev-in-ln-s edge correction + separated quadratic form vs K at every (q, theta, radius node)."""
-    from shearcorr.analytic import _moments
+    from shearcorr.forward.analytic import _moments
 
     p = SystemParams(*point, displacement="stokes-einstein")
     grid = QGrid()
@@ -214,8 +214,8 @@ def test_stokes_einstein_fast_path_matches_direct(point):
 
 
 def test_chebyshev_interpolation_and_edge_split():
-    from shearcorr.quadrature import chebyshev_interpolation
-    from shearcorr.window import bulk_factor, edge_correction
+    from shearcorr.forward.quadrature import chebyshev_interpolation
+    from shearcorr.forward.window import bulk_factor, edge_correction
 
     x = np.linspace(-1.0, 2.0, 23)
     nodes, P = chebyshev_interpolation(-1.0, 2.0, 6, x)
@@ -237,7 +237,7 @@ def test_chebyshev_interpolation_and_edge_split():
 # ----------------------------------------------------------------------------- Monte Carlo
 @pytest.mark.parametrize("conv", ["uniform", "stokes-einstein"])
 def test_matches_monte_carlo_coarse_grid(conv):
-    montecarlo = pytest.importorskip("shearcorr.montecarlo")
+    montecarlo = pytest.importorskip("shearcorr.forward.montecarlo")
     p = SystemParams(100, 0.3, 0.5, 5, displacement=conv)
     grid = QGrid.log(0.5, 5, 12, 13)
     ds = montecarlo.simulate_mc(p, grid, configs=3000, seed=2024)
@@ -254,7 +254,7 @@ def test_matches_monte_carlo_coarse_grid(conv):
                                    (100, 0.3, 3.0, 30), (200, 0.3, 0.5, 5)])
 def test_full_grid_validation_vs_monte_carlo(conv, point):
     """The table of docs/theory.md: 2e4 configurations on the 100 x 101 grid."""
-    from shearcorr.montecarlo import simulate_mc
+    from shearcorr.forward.montecarlo import simulate_mc
 
     p = SystemParams(*point, displacement=conv)
     ds = simulate_mc(p, QGrid(), configs=20000, seed=99)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from shearcorr.dataset import dataset_info, export_netcdf, format_info, generate, open_dataset, select_done
+from shearcorr.data.generate import dataset_info, export_netcdf, format_info, generate, open_dataset, select_done
 from shearcorr.cli import main
 from shearcorr.errors import ShearcorrError
 from shearcorr.params import PARAM_NAMES, QGrid
@@ -67,7 +67,7 @@ def test_store_layout(reference):
 
 
 def test_analytic_values_match_the_engine(reference):
-    from shearcorr.analytic import ensemble_arrays
+    from shearcorr.forward.analytic import ensemble_arrays
     from shearcorr.params import SystemParams
 
     ds = open_dataset(reference)
@@ -104,7 +104,7 @@ def test_mc_engine_small_and_split_invariant(tmp_path):
     assert "g_err" in da and da.attrs["configs"] == 20 and da.attrs["engine"] == "mc"
     assert np.all(np.isfinite(da["g"])) and np.all(da["g_err"] > 0)
     # the MC stream of sample i is the first child of SeedSequence(seed).spawn(n)[i]
-    from shearcorr.montecarlo import simulate_mc
+    from shearcorr.forward.montecarlo import simulate_mc
     from shearcorr.params import SystemParams
 
     p = SystemParams(*(float(da[k][2]) for k in PARAM_NAMES))
@@ -177,7 +177,7 @@ class DiesOnce:
         self.marker = marker
 
     def __call__(self, params, grid, *, configs, seed):
-        from shearcorr.analytic import ensemble_arrays
+        from shearcorr.forward.analytic import ensemble_arrays
 
         if params.d2 > 2.5 and not self.marker.exists():
             self.marker.write_text("died")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from shearcorr.design import PAPER_RANGES, Design, make_design, sample_seed
+from shearcorr.data.design import PAPER_RANGES, Design, make_design, sample_seed
 from shearcorr.errors import ShearcorrError
 from shearcorr.params import PARAM_NAMES
 

@@ -119,10 +119,10 @@ def test_bad_inputs_one_line_exit_2_nothing_written(synth_dir, tmp_path, capsys)
 
 
 def test_model_grid_mismatch(synth_dir, tmp_path, capsys):
-    from shearcorr.features import ProfileFeatures
-    from shearcorr.gpr import PaperGPR
-    from shearcorr.inversion import InversionModel
-    from shearcorr.modelfile import save_model
+    from shearcorr.inverse.features import ProfileFeatures
+    from shearcorr.inverse.gpr import PaperGPR
+    from shearcorr.inverse.training import InversionModel
+    from shearcorr.inverse.modelfile import save_model
     from shearcorr.params import QGrid
 
     grid = QGrid.log(0.5, 5.0, 6, 7)

@@ -5,7 +5,7 @@ import pytest
 from sklearn.base import clone
 
 from shearcorr.errors import ShearcorrError
-from shearcorr.features import ProfileFeatures, pddf_acf, svd_analysis
+from shearcorr.inverse.features import ProfileFeatures, pddf_acf, svd_analysis
 
 
 def _profiles(m=40, nt=7, nq=5, seed=0):

@@ -7,9 +7,9 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 
 from shearcorr.errors import ShearcorrError
-from shearcorr.ard import ARDGPR
-from shearcorr.gpr import PaperGPR, lml_grid, optimise_hyperparameters
-from shearcorr.inversion import coverage, relative_error, split_indices
+from shearcorr.inverse.ard import ARDGPR
+from shearcorr.inverse.gpr import PaperGPR, lml_grid, optimise_hyperparameters
+from shearcorr.inverse.training import coverage, relative_error, split_indices
 
 
 def test_err_metric_on_known_inputs():
@@ -115,8 +115,8 @@ def test_mean_gradient_matches_finite_differences(kind):
 
 def test_input_noise_variance_of_a_linear_function():
     """y = c . [g(theta) | g(q)] is linear in g(q, theta): the propagated variance is sum_kj J_kj^2 e_kj^2."""
-    from shearcorr.features import ProfileFeatures
-    from shearcorr.inversion import InversionModel
+    from shearcorr.inverse.features import ProfileFeatures
+    from shearcorr.inverse.training import InversionModel
     from shearcorr.params import QGrid
 
     grid = QGrid.log(0.5, 5.0, 3, 4)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from numba import njit
 
-from shearcorr import kernels, physics
-from shearcorr.montecarlo import amplitude_at, intensity_pair, sample_configuration, simulate_mc
+from shearcorr.forward import kernels
+from shearcorr import physics
+from shearcorr.forward.montecarlo import amplitude_at, intensity_pair, sample_configuration, simulate_mc
 from shearcorr.params import QGrid, SystemParams
 
 

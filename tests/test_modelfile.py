@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from shearcorr.errors import ShearcorrError
-from shearcorr.inversion import train
-from shearcorr.modelfile import load_model, save_model
+from shearcorr.inverse.training import train
+from shearcorr.inverse.modelfile import load_model, save_model
 from shearcorr.params import QGrid
 
 
@@ -17,7 +17,7 @@ def tiny_dataset():
     """60 analytic-engine samples on a 10 q x 11 theta grid (in memory, dataset layout)."""
     import xarray as xr
 
-    from shearcorr.analytic import ensemble_arrays
+    from shearcorr.forward.analytic import ensemble_arrays
     from shearcorr.params import SystemParams
 
     grid = QGrid.log(0.5, 5.0, 10, 11)

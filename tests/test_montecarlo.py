@@ -11,7 +11,7 @@ from conftest import chi2_per_dof
 from shearcorr import physics
 from shearcorr.cli import main
 from shearcorr.errors import ShearcorrError
-from shearcorr.montecarlo import Configuration, intensity_pair, sample_configuration, simulate_mc
+from shearcorr.forward.montecarlo import Configuration, intensity_pair, sample_configuration, simulate_mc
 from shearcorr.params import QGrid, SystemParams
 from shearcorr.result import load_result
 

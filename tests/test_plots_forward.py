@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from shearcorr.cli import main
-from shearcorr.montecarlo import sample_configuration, simulate_mc
+from shearcorr.forward.montecarlo import sample_configuration, simulate_mc
 from shearcorr.params import QGrid
 from shearcorr.plots import forward as figs
 

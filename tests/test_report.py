@@ -13,7 +13,7 @@ GRID = (0.5, 5.0, 10, 11)
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from shearcorr.dataset import generate
+    from shearcorr.data.generate import generate
 
     path = tmp_path_factory.mktemp("ds") / "tiny.zarr"
     generate(path, n=60, seed=0, grid=QGrid.log(*GRID), engine="analytic", workers=1, progress=False)
@@ -60,8 +60,8 @@ def test_cli_refuses_model_on_other_grid(store, tmp_path, capsys):
 
 
 def test_direct_fit_recovers_parameters():
-    from shearcorr.analytic import ensemble_arrays
-    from shearcorr.fit import fit_g
+    from shearcorr.forward.analytic import ensemble_arrays
+    from shearcorr.inverse.fit import fit_g
 
     grid = QGrid.log(*GRID)
     true = SystemParams(150, 0.2, 1.3, 12.0)
@@ -78,7 +78,7 @@ def test_direct_fit_recovers_parameters():
 
 
 def test_reproduce_tiny_configuration(tmp_path):
-    from shearcorr.report import ReproduceConfig, reproduce
+    from shearcorr.reproduce.pipeline import ReproduceConfig, reproduce
 
     cfg = ReproduceConfig(n_samples=60, n_grid=5, n_fit=2, spot_sets=1, spot_configs=20, mc_sets=4, mc_configs=20,
                           forward_configs=20, grid=GRID)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..design import DESIGN_KINDS
+from ..data.design import DESIGN_KINDS
 from ..errors import ShearcorrError
 from ..params import DISPLACEMENTS
 from ._common import add_grid_args, grid_from_args, positive_int, seed_int
@@ -78,7 +78,7 @@ def _range_or_fixed(args) -> tuple[dict, dict]:
 
 
 def run_generate(args) -> None:
-    from ..dataset import export_netcdf, generate
+    from ..data.generate import export_netcdf, generate
 
     if args.n is None or args.output is None:
         raise ShearcorrError("dataset needs --n N and -o STORE (e.g. shearcorr dataset --n 6000 -o paper.zarr)")
@@ -97,6 +97,6 @@ def run_generate(args) -> None:
 
 
 def run_info(args) -> None:
-    from ..dataset import dataset_info, format_info
+    from ..data.generate import dataset_info, format_info
 
     print(format_info(dataset_info(args.store)))

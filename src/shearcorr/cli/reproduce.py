@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
-    from ..report import reproduce
+    from ..reproduce.pipeline import reproduce
 
     reproduce(args.output, quick=args.quick, seed=args.seed, workers=args.workers,
               log=lambda m: print(m, file=sys.stderr, flush=True))

@@ -16,7 +16,7 @@ from ._common import check_output, positive_int, seed_int
 
 
 def register(sub) -> None:
-    from ..features import FEATURES
+    from ..inverse.features import FEATURES
     from ..params import PARAM_NAMES
 
     p = sub.add_parser("train", help="train per-target GPR models on a dataset",
@@ -71,14 +71,14 @@ def register(sub) -> None:
 
 
 def _open_store(path):
-    from ..dataset import open_dataset
+    from ..data.generate import open_dataset
 
     return open_dataset(path, load=False)
 
 
 def run_train(args) -> None:
-    from ..inversion import train
-    from ..modelfile import save_model
+    from ..inverse.training import train
+    from ..inverse.modelfile import save_model
 
     check_output(args.output, suffixes=(".npz",))
     ds = _open_store(args.dataset)
@@ -95,8 +95,8 @@ def run_train(args) -> None:
 
 
 def run_evaluate(args) -> None:
-    from ..inversion import evaluate
-    from ..modelfile import load_model
+    from ..inverse.training import evaluate
+    from ..inverse.modelfile import load_model
 
     model = load_model(args.model)
     res = evaluate(model, _open_store(args.dataset))
@@ -113,14 +113,14 @@ def run_evaluate(args) -> None:
 def run_predict(args) -> None:
     import numpy as np
 
-    from ..modelfile import load_model
+    from ..inverse.modelfile import load_model
     from ..result import load_result
 
     model = load_model(args.model)
     path = Path(args.g_file)
     if path.is_dir():
         ds = _open_store(path)
-        from ..inversion import finished_samples
+        from ..inverse.training import finished_samples
 
         index = finished_samples(ds)
         pred = model.predict(ds, sample=index)

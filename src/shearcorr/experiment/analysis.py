@@ -50,7 +50,7 @@ def _pv(value, std, geo=None, length=False):
 
 def _external_model(path, pair, geo, cmap_opts):
     """Predict with a ``shearcorr train`` model: the data are binned onto the model's own grid."""
-    from ..modelfile import load_model
+    from ..inverse.modelfile import load_model
 
     model = load_model(path)
     gq, gt = model.grid.q, model.grid.theta

@@ -15,7 +15,7 @@ constrained only when its std is below the prior std rs_max/sqrt(12)).
 Geometry-specific GPR (:func:`gpr_predict`): a training set of y_model on the data's own
 (q, theta-from-flow) bins, drawn by a scrambled Sobol design over the parameter box, cached on disk
 (key: hash of bins, usable-bin mask, box, n_train, model constants, shearcorr version) together with
-the SVD basis and the fitted state of one :class:`shearcorr.gpr.PaperGPR` per target. The prediction std adds the GPR posterior std
+the SVD basis and the fitted state of one :class:`shearcorr.inverse.gpr.PaperGPR` per target. The prediction std adds the GPR posterior std
 and the spread of predictions over noise draws of the data.
 """
 
@@ -209,7 +209,7 @@ def _fitted_state(model, ok, box, n_train, k, cache_dir, seed=0):
     Everything depends only on the geometry (bins, usable-bin mask) and the model constants, not on
     the data, so a second analysis with the same geometry only projects the data and predicts.
     """
-    from ..gpr import PaperGPR
+    from ..inverse.gpr import PaperGPR
 
     path = _cache_path(model, ok, box, n_train, k, cache_dir, seed)
     names = ["theta", "mu", "V", "scale"] + [f"{t}_{a}" for t in TARGETS for a in ("X", "alpha", "hyp")]

@@ -7,7 +7,7 @@ A single pair, averaged over the many speckles of a bin, estimates (docs/experim
 
 for *its own* particles: the bin normalisation removes the configuration's P/S, so the ensemble's
 finite-N baseline (configuration-to-configuration fluctuations of P/S) is absent. From the ensemble
-engine (:func:`shearcorr.analytic.ensemble_arrays`) the matching quantity is
+engine (:func:`shearcorr.forward.analytic.ensemble_arrays`) the matching quantity is
 
 .. math:: y_{\rm model} = \frac{g(q,\theta) - B(q)}{A(q) - B(q)}
 
@@ -35,7 +35,7 @@ D_DECORRELATED = 25.0
 
 def ensemble_g(params: SystemParams, q, theta) -> np.ndarray:
     """Ensemble g(q, theta) from the analytic engine (shape (len(q), len(theta)))."""
-    from ..analytic import ensemble_arrays
+    from ..forward.analytic import ensemble_arrays
 
     return ensemble_arrays(params, QGrid(np.asarray(q, float), np.asarray(theta, float)))[1]
 
@@ -130,10 +130,10 @@ def configuration_samples(model: BinnedPairModel, gamma_l, d2, rs, phi0=0.0, n_s
     ``rs`` may be an array of one R_s per sample (to marginalise an unconstrained R_s over its
     prior: polydispersity weights particles by V^2 ~ R^6 and shrinks the effective number of
     scatterers, hence raises this spread). Configurations from
-    :func:`shearcorr.montecarlo.sample_configuration`. Returns shape
+    :func:`shearcorr.forward.montecarlo.sample_configuration`. Returns shape
     (n_samples, n_q, n_phi).
     """
-    from ..montecarlo import sample_configuration
+    from ..forward.montecarlo import sample_configuration
     from ..physics import form_factor, sphere_volume
 
     rs_k = np.broadcast_to(np.asarray(rs, dtype=np.float64), (int(n_samples),))

@@ -1,6 +1,6 @@
 r"""Synthetic experiments: a frame pair with known truth, rendered from one Monte Carlo configuration.
 
-Pipeline (all lengths in R0; one configuration, :func:`shearcorr.montecarlo.sample_configuration`):
+Pipeline (all lengths in R0; one configuration, :func:`shearcorr.forward.montecarlo.sample_configuration`):
 
 1. Detector: ``shape`` pixels, flat, beam centre in the middle; the distance is chosen so that one
    pixel spans ``dq`` in q R0 at the centre. The default ``dq = (2 pi / L) / 2.2`` samples the speckle
@@ -9,7 +9,7 @@ Pipeline (all lengths in R0; one configuration, :func:`shearcorr.montecarlo.samp
 2. Sample frame: the flow (x of the model) points along detector azimuth ``flow_angle``, so a pixel
    at azimuth phi sees q = |q| (cos(phi - flow), sin(phi - flow)) in the sample frame.
 3. Coherent amplitudes A, A' of the particles inside the beam window before / after the move
-   (:func:`shearcorr.montecarlo.amplitude_at`), normalised by sum V^2 as eq. 1.
+   (:func:`shearcorr.forward.montecarlo.amplitude_at`), normalised by sum V^2 as eq. 1.
 4. Partial coherence: a Gaussian-Schell-like beam with one dominant coherent mode; the many weak
    modes add up to the incoherent (ensemble) intensity P/S = sum w_i^2 / S of the same particles:
    I = s |A|^2/S + (1 - s) P/S with s = sqrt(beta), so the speckle contrast is exactly beta (for a
@@ -93,7 +93,7 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
             "q_unit": "1/nm"}
     geo = flat_detector((ny, nx), spec["beam_center_px"], PIXEL_M, distance, wavelength=LAMBDA_A,
                         particle_radius_nm=R0_NM, beam_size_nm=L * R0_NM)
-    from .. import montecarlo as conf
+    from ..forward import montecarlo as conf
     from ..physics import rearrange
 
     s_conf, s_phot, s_steps = _streams(seed, 3)
@@ -141,9 +141,9 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
 
 
 def pair_configuration(params: SystemParams, seed=0):
-    """The Monte Carlo configuration (:class:`shearcorr.montecarlo.Configuration`) that
+    """The Monte Carlo configuration (:class:`shearcorr.forward.montecarlo.Configuration`) that
     :func:`render_pair` renders with this ``params`` and ``seed`` (flow along the model's x axis)."""
-    from ..montecarlo import sample_configuration
+    from ..forward.montecarlo import sample_configuration
 
     return sample_configuration(params, _streams(seed)[0])
 

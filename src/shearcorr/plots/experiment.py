@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import require_matplotlib
+from ..plots import require_matplotlib
 
 __all__ = ["frame_with_mask", "correlation_map", "g_theta", "g_q", "flow_series", "save_figures"]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
-from . import require_matplotlib
+from ..plots import require_matplotlib
 
 __all__ = [
     "FIG1_PARAMS",
@@ -111,7 +111,7 @@ def plot_configuration(config, ax=None, *, title: str | None = None):
 
     Parameters
     ----------
-    config : shearcorr.montecarlo.Configuration
+    config : shearcorr.forward.montecarlo.Configuration
     ax : matplotlib Axes, optional
 
     Returns
@@ -143,7 +143,7 @@ def fig1(config, grid: QGrid | None = None, fig=None):
 
     Parameters
     ----------
-    config : shearcorr.montecarlo.Configuration
+    config : shearcorr.forward.montecarlo.Configuration
     grid : QGrid, default the paper's 100 x 101 grid
     fig : matplotlib Figure, optional
 
@@ -151,7 +151,7 @@ def fig1(config, grid: QGrid | None = None, fig=None):
     -------
     ndarray of 4 Axes
     """
-    from ..montecarlo import intensity_pair
+    from ..forward.montecarlo import intensity_pair
 
     plt = require_matplotlib()
     grid = QGrid() if grid is None else grid
@@ -343,7 +343,7 @@ def _save(fig, path) -> Path:
 
 def save_fig1(path, params: SystemParams = FIG1_PARAMS, seed=0, grid: QGrid | None = None) -> Path:
     """Write Fig. 1 (configuration ``seed``, index 0 of the Monte Carlo stream) to a PNG; returns the path."""
-    from ..montecarlo import sample_configuration
+    from ..forward.montecarlo import sample_configuration
 
     plt = require_matplotlib()
     fig = plt.figure(figsize=(11, 9.5))

@@ -1,6 +1,6 @@
 """Figures of the inversion (paper Figs. 4-7): SVD, PDDF/ACF, LML landscapes, parity plots.
 
-Every function takes data (plain arrays or the result objects of :mod:`shearcorr.features`) and
+Every function takes data (plain arrays or the result objects of :mod:`shearcorr.inverse.features`) and
 ``ax=None``; it returns the Axes (or the Figure for the multi-panel 3-D Fig. 5).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import require_matplotlib
+from ..plots import require_matplotlib
 
 __all__ = ["plot_singular_values", "plot_singular_vectors", "figure_svd_space", "plot_pddf_acf", "plot_lml",
            "plot_parity", "LABELS"]

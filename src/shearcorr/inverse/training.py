@@ -1,8 +1,8 @@
 r"""Inversion g -> (rs, d2, gamma_l): training per-target GPRs on a dataset, evaluation, calibration.
 
 Pipeline (paper Sec. III C): profiles [g(theta) | g(q)] of every finished sample
-(:func:`shearcorr.features.profiles`) -> a seeded 70/30 split -> feature transform fitted on the
-training rows -> one :class:`~shearcorr.gpr.PaperGPR` per target, hyperparameters by maximising the
+(:func:`shearcorr.inverse.features.profiles`) -> a seeded 70/30 split -> feature transform fitted on the
+training rows -> one :class:`~shearcorr.inverse.gpr.PaperGPR` per target, hyperparameters by maximising the
 LML -> predictions with std on the held-out rows.
 
 Error metric (paper Sec. III C), over the evaluated samples,
@@ -14,10 +14,10 @@ All four parameters are non-negative, so predictions are first projected on the 
 only undefined case, :math:`\mu_{true} = \mu_{pred} = 0` (possible for R_s), is a perfect prediction
 and counts as 0. Note the metric is harsh near 0: R_s = 0.01 predicted as 0.02 counts 50 %.
 
-Models (``model=``): ``"paper"`` - the paper's configuration, :class:`~shearcorr.gpr.PaperGPR` (isotropic RBF
+Models (``model=``): ``"paper"`` - the paper's configuration, :class:`~shearcorr.inverse.gpr.PaperGPR` (isotropic RBF
 on the raw feature, LML grid); ``"ard"`` (default) - the selected profile columns z-scored and projected on
-their top-k principal axes (:class:`~shearcorr.features.ProfileFeatures` with ``standardise``), one
-:class:`~shearcorr.gpr.ARDGPR` per target (amplitude x ARD RBF + white noise), log-transformed targets for
+their top-k principal axes (:class:`~shearcorr.inverse.features.ProfileFeatures` with ``standardise``), one
+:class:`~shearcorr.inverse.gpr.ARDGPR` per target (amplitude x ARD RBF + white noise), log-transformed targets for
 the strictly positive n_l2, d2, gamma_l.
 
 Calibration: the fraction of samples whose truth lies inside the central 68 % and 95 % posterior
@@ -46,13 +46,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import norm
 
-from ._version import __version__
-from .errors import ShearcorrError
+from .._version import __version__
+from ..errors import ShearcorrError
 from .features import FEATURES, ProfileFeatures, profiles
 from .ard import ARDGPR
 from .gpr import SIGMA_BOUNDS, PaperGPR, default_bounds, optimise_hyperparameters
-from .params import PARAM_NAMES, QGrid
-from .result import grid_from_dataset
+from ..params import PARAM_NAMES, QGrid
+from ..result import grid_from_dataset
 
 __all__ = ["TARGETS", "MODELS", "relative_error", "coverage", "interval_coverage", "split_indices",
            "dataset_fingerprint", "finished_samples", "input_errors", "blas_threads", "InversionModel", "train",
@@ -272,7 +272,7 @@ def train(ds, *, feature: str | None = None, model: str = "ard", targets=TARGETS
     Parameters
     ----------
     ds : xarray.Dataset
-        Dataset with dims (sample, q, theta) (:func:`shearcorr.dataset.open_dataset`).
+        Dataset with dims (sample, q, theta) (:func:`shearcorr.data.generate.open_dataset`).
     feature : {"g_theta", "g_q", "both", "svd"}, optional
         Profile columns the regressor sees; default "both" for ``model="ard"``, "g_theta" (the paper's
         input) for ``model="paper"``.
@@ -295,7 +295,7 @@ def train(ds, *, feature: str | None = None, model: str = "ard", targets=TARGETS
         "ard" only: principal axes kept; training rows used to optimise the kernel hyperparameters.
     pca_blocks : bool
         "ard" with feature "both" only: principal axes of g(theta) and g(q) separately, ``n_components``
-        each (:class:`~shearcorr.features.ProfileFeatures`).
+        each (:class:`~shearcorr.inverse.features.ProfileFeatures`).
     threads : int, optional
         BLAS threads during training (:func:`blas_threads`; default the CPUs available to the process).
     log : callable(str), optional

@@ -11,7 +11,7 @@ in closed form (error functions, Dawson and Faddeeva functions, no sampling),
     p_{11}(s) = P(m = m' = 1), \qquad
     K(\mathbf q; s) = E\!\left[m\, m'\, e^{i\mathbf q\cdot(\mathbf r' - \mathbf r)}\right],
 
-the two single-particle quantities the semi-analytic engine needs (:mod:`shearcorr.analytic`).
+the two single-particle quantities the semi-analytic engine needs (:mod:`shearcorr.forward.analytic`).
 ``P(m = 1) = 1/4`` exactly and ``P(m' = 1) = 1/4`` up to terms below :math:`e^{-(L/2)^2/(2s^2)}`.
 
 Derivation (``docs/theory.md`` has the long form). Integrating x over the window exactly,

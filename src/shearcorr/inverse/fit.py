@@ -1,6 +1,6 @@
 r"""Direct physics fit: least squares of the analytic engine to a measured g (a second inversion method).
 
-Model :math:`m(p)` = the analytic engine's g(q, theta) (:func:`shearcorr.analytic.ensemble_arrays`),
+Model :math:`m(p)` = the analytic engine's g(q, theta) (:func:`shearcorr.forward.analytic.ensemble_arrays`),
 reduced to the chosen observable (``"g"``: the full map, ``"g_theta"``: mean over q, ``"g_q"``: mean over
 theta). With data d and errors e (ones when none are given) :func:`scipy.optimize.least_squares` (trust
 region reflective, bounds = the physical/design ranges) minimises
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
-from .errors import ShearcorrError
-from .params import QGrid, SystemParams
+from ..errors import ShearcorrError
+from ..params import QGrid, SystemParams
 
 __all__ = ["FitResult", "fit_g", "OBSERVABLES", "FIT_BOUNDS"]
 
@@ -87,7 +87,7 @@ def fit_g(data, grid: QGrid, *, observable: str = "g", errors=None, n_l2: float 
     -------
     FitResult
     """
-    from .analytic import ensemble_arrays
+    from ..forward.analytic import ensemble_arrays
 
     if observable not in OBSERVABLES:
         raise ShearcorrError(f"observable must be one of {', '.join(OBSERVABLES)}, got {observable!r}")

@@ -3,7 +3,7 @@ r"""Gaussian-process regression with one length scale per input (ARD), the defau
 Kernel :math:`k(x, x') = A\exp(-\tfrac12\sum_d (x_d - x'_d)^2/\ell_d^2) + \sigma\delta_{xx'}` with
 the amplitude A, length scales :math:`\ell_d` and noise :math:`\sigma` fitted by maximising the log
 marginal likelihood (scikit-learn's optimiser, restarts); targets standardised, optionally modelled as
-u = log y. The paper's isotropic model is :class:`shearcorr.gpr.PaperGPR`.
+u = log y. The paper's isotropic model is :class:`shearcorr.inverse.gpr.PaperGPR`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from scipy.spatial.distance import cdist
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from .errors import ShearcorrError
+from ..errors import ShearcorrError
 from .gpr import check_training_data, standardise
 
 __all__ = ["ARDGPR", "ard_rbf", "TARGET_TRANSFORMS"]

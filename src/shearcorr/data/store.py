@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .errors import ShearcorrError
-from .params import PARAM_NAMES, QGrid
+from ..errors import ShearcorrError
+from ..params import PARAM_NAMES, QGrid
 
 __all__ = ["open_dataset", "select_done", "export_netcdf", "dataset_info", "format_info"]
 
@@ -174,7 +174,7 @@ def open_dataset(store: str | os.PathLike, *, done_only: bool = False, load: boo
     Parameters
     ----------
     store : path
-        A store written by :func:`shearcorr.dataset.generate`.
+        A store written by :func:`shearcorr.data.generate.generate`.
     done_only : bool, default False
         Keep only the finished samples (see :func:`select_done`).
     load : bool, default False
@@ -183,7 +183,7 @@ def open_dataset(store: str | os.PathLike, *, done_only: bool = False, load: boo
     Returns
     -------
     xarray.Dataset
-        Layout in :mod:`shearcorr.store`; ``ds.attrs["design"]`` is the design as JSON.
+        Layout in :mod:`shearcorr.data.store`; ``ds.attrs["design"]`` is the design as JSON.
     """
     path = Path(store)
     if not path.exists():
@@ -211,7 +211,7 @@ def export_netcdf(store: str | os.PathLike, path: str | os.PathLike, *, done_onl
 
     Refuses datasets above 2 GiB: keep those in Zarr.
     """
-    from .result import save_result
+    from ..result import save_result
 
     out = Path(path)
     with open_dataset(store, done_only=done_only) as ds:

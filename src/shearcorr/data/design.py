@@ -27,9 +27,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ShearcorrError
-from .params import PARAM_NAMES
-from .rng import seed_sequence
+from ..errors import ShearcorrError
+from ..params import PARAM_NAMES
+from ..rng import seed_sequence
 
 __all__ = ["DESIGN_KINDS", "PAPER_RANGES", "Design", "make_design", "sample_seed"]
 

@@ -35,13 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
-from .errors import ShearcorrError
+from .._version import __version__
+from ..errors import ShearcorrError
 from .features import ProfileFeatures
 from .ard import ARDGPR
 from .gpr import PaperGPR
-from .inversion import InversionModel
-from .params import PARAM_NAMES, QGrid
+from .training import InversionModel
+from ..params import PARAM_NAMES, QGrid
 
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 

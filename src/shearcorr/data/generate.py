@@ -1,13 +1,13 @@
 """Datasets at scale: many parameter sets -> g(q, theta), g(q), g(theta) in a resumable Zarr store.
 
-:func:`generate` draws a :class:`~shearcorr.design.Design`, creates the store with its full shape up
-front (:mod:`shearcorr.store`), cuts the samples into chunks (one task = one Zarr chunk along
+:func:`generate` draws a :class:`~shearcorr.data.design.Design`, creates the store with its full shape up
+front (:mod:`shearcorr.data.store`), cuts the samples into chunks (one task = one Zarr chunk along
 ``sample``), runs the tasks on a ``concurrent.futures``-style executor - a local process pool by
 default, or a Dask cluster - and writes each finished chunk from the driver as it arrives, then
 flags it done. Running the same call again resumes: only chunks not flagged done are computed.
 
 Determinism: sample ``i``'s parameters and its Monte Carlo stream come from
-``SeedSequence(seed).spawn(n)[i]`` (:func:`shearcorr.design.sample_seed`; the MC stream is its first
+``SeedSequence(seed).spawn(n)[i]`` (:func:`shearcorr.data.design.sample_seed`; the MC stream is its first
 child), and each sample is computed on its own, so values never depend on workers or chunking.
 """
 
@@ -28,10 +28,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ._version import __version__
+from .._version import __version__
 from .design import make_design, sample_seed
-from .errors import ShearcorrError
-from .params import DISPLACEMENTS, PARAM_NAMES, QGrid, SystemParams
+from ..errors import ShearcorrError
+from ..params import DISPLACEMENTS, PARAM_NAMES, QGrid, SystemParams
 from . import store as _store
 from .store import dataset_info, export_netcdf, format_info, open_dataset, select_done
 
@@ -48,13 +48,13 @@ _MAX_CHUNK_BYTES = 64 * 1024**2
 
 
 def _analytic_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
-    from .analytic import ensemble_arrays
+    from ..forward.analytic import ensemble_arrays
 
     return ensemble_arrays(params, grid)
 
 
 def _mc_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
-    from .montecarlo import simulate_mc
+    from ..forward.montecarlo import simulate_mc
 
     ds = simulate_mc(params, grid, configs=configs, seed=seed, progress=False)
     return ds["I"].values, ds["g"].values, ds["g_err"].values
@@ -72,7 +72,7 @@ def _resolve_engine(engine: str | Callable) -> Callable:
         raise ShearcorrError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     module, name = {"analytic": ("analytic", "ensemble_arrays"), "mc": ("montecarlo", "simulate_mc")}[engine]
     try:
-        getattr(importlib.import_module(f"shearcorr.{module}"), name)
+        getattr(importlib.import_module(f"shearcorr.forward.{module}"), name)
     except (ImportError, AttributeError) as exc:
         raise ShearcorrError(f"engine {engine!r} is not available ({type(exc).__name__}: {exc})") from None
     return _analytic_arrays if engine == "analytic" else _mc_arrays
@@ -253,11 +253,11 @@ def generate(
     n : int
         Number of parameter sets (samples).
     seed : int, default 0
-        Seed of the design and of the Monte Carlo streams (:func:`shearcorr.design.sample_seed`).
+        Seed of the design and of the Monte Carlo streams (:func:`shearcorr.data.design.sample_seed`).
     design : {"uniform", "lhs", "sobol"}, default "uniform"
-        See :mod:`shearcorr.design`.
+        See :mod:`shearcorr.data.design`.
     ranges : mapping of str to (low, high), optional
-        Parameter ranges; default the paper's (:data:`shearcorr.design.PAPER_RANGES`).
+        Parameter ranges; default the paper's (:data:`shearcorr.data.design.PAPER_RANGES`).
     fixed : mapping of str to float, optional
         Parameters held at one value.
     grid : QGrid, default the paper's 100 x 101 grid

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xarray as xr
 
-from .errors import ShearcorrError
-from .params import QGrid, SystemParams
+from ..errors import ShearcorrError
+from ..params import QGrid, SystemParams
 
 __all__ = ["ENGINES", "simulate"]
 

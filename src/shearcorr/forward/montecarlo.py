@@ -33,12 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from . import kernels
-from .errors import ShearcorrError
-from .params import QGrid, SystemParams
-from .physics import rearrange, sample_radii, sphere_volume
-from .result import make_result
-from .rng import seed_sequence
+from ..forward import kernels
+from ..errors import ShearcorrError
+from ..params import QGrid, SystemParams
+from ..physics import rearrange, sample_radii, sphere_volume
+from ..result import make_result
+from ..rng import seed_sequence
 
 __all__ = [
     "CHUNK",

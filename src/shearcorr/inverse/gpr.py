@@ -32,7 +32,7 @@ from scipy.optimize import minimize_scalar
 from scipy.spatial.distance import cdist
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from .errors import ShearcorrError
+from ..errors import ShearcorrError
 
 __all__ = ["PaperGPR", "lml_grid", "lml_eigen", "optimise_hyperparameters", "default_bounds", "rbf", "standardise",
            "check_training_data"]

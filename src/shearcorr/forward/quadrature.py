@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import ShearcorrError
+from ..errors import ShearcorrError
 
 __all__ = ["radius_nodes", "radius_range", "laplace_nodes", "chebyshev_interpolation"]
 

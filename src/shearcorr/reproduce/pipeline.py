@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
-from .errors import ShearcorrError
-from .params import QGrid, SystemParams
+from .._version import __version__
+from ..errors import ShearcorrError
+from ..params import QGrid, SystemParams
 
 __all__ = ["ReproduceConfig", "QUICK", "FULL", "reproduce", "PAPER_ERR", "PAPER_TABLE1"]
 
@@ -92,7 +92,7 @@ class _Log:
 def _save(fig_or_ax, path: Path) -> str:
     fig = getattr(fig_or_ax, "figure", fig_or_ax)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    from .plots import require_matplotlib
+    from ..plots import require_matplotlib
 
     require_matplotlib().close(fig)
     return path.name
@@ -100,8 +100,8 @@ def _save(fig_or_ax, path: Path) -> str:
 
 def _rs_identifiability(preds, grid: QGrid) -> dict:
     """Err(R_s) and mean predicted std in R_s bins, and the size of the R_s signal in g(theta)."""
-    from .analytic import ensemble_arrays
-    from .inversion import relative_error
+    from ..forward.analytic import ensemble_arrays
+    from ..inverse.training import relative_error
 
     t, m, s = preds["rs"]
     edges = np.array([0.0, 0.03, 0.06, 0.1, 0.15, 0.2, 0.25, 0.3])
@@ -137,7 +137,7 @@ def _rs_degeneracy(grid: QGrid, *, rs_values=(0.02, 0.05, 0.1, 0.2), base=(150.0
     """
     from scipy.optimize import least_squares
 
-    from .analytic import ensemble_arrays
+    from ..forward.analytic import ensemble_arrays
 
     n0, d0, gl0 = base
     obs = {"g": lambda g: g.ravel(), "g_theta": lambda g: g.mean(axis=0)}
@@ -157,8 +157,8 @@ def _rs_degeneracy(grid: QGrid, *, rs_values=(0.02, 0.05, 0.1, 0.2), base=(150.0
 
 def _mc_vs_analytic(ds) -> list:
     """chi^2/dof of each Monte Carlo sample's g(q, theta) against the analytic engine."""
-    from .analytic import ensemble_arrays
-    from .result import grid_from_dataset
+    from ..forward.analytic import ensemble_arrays
+    from ..result import grid_from_dataset
 
     grid = grid_from_dataset(ds)
     out = []
@@ -189,12 +189,12 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, workers: int | Non
     config : ReproduceConfig, optional
         Explicit sizes (overrides ``quick``; used by tests).
     """
-    from .dataset import generate, open_dataset
-    from .features import pddf_acf, profiles, svd_analysis
-    from .fit import fit_g
-    from .inversion import evaluate, relative_error, train
-    from .plots import learning as pl
-    from .plots import require_matplotlib
+    from ..data.generate import generate, open_dataset
+    from ..inverse.features import pddf_acf, profiles, svd_analysis
+    from ..inverse.fit import fit_g
+    from ..inverse.training import evaluate, relative_error, train
+    from ..plots import learning as pl
+    from ..plots import require_matplotlib
 
     plt = require_matplotlib()
     cfg = config or (QUICK if quick else FULL)
@@ -218,7 +218,7 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, workers: int | Non
         ds = ds.drop_vars("g")  # only g(theta), g(q) are needed from here on (memory)
 
     with L.stage("2/9 Figs. 1-3 (forward model)"):
-        from .plots import forward as pf
+        from ..plots import forward as pf
 
         R["figures"]["forward"] = [
             pf.save_fig1(figs / "fig1_configuration.png", seed=seed, grid=grid).name,

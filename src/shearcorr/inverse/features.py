@@ -32,7 +32,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .errors import ShearcorrError
+from ..errors import ShearcorrError
 
 __all__ = [
     "FEATURES",
@@ -53,7 +53,7 @@ def profiles(ds, *, sample=None) -> np.ndarray:
     Parameters
     ----------
     ds : xarray.Dataset
-        A dataset from :mod:`shearcorr.dataset` (variables ``g_theta`` (sample, theta), ``g_q``
+        A dataset from :mod:`shearcorr.data.generate` (variables ``g_theta`` (sample, theta), ``g_q``
         (sample, q)) or a single result from :mod:`shearcorr.result` (``g_theta`` (theta,), ``g_q`` (q,)).
         When ``g_theta`` / ``g_q`` are missing they are recomputed from ``g`` as plain means.
     sample : array-like of int, optional

@@ -26,14 +26,14 @@ with :math:`\varphi = E[e^{-b(\tau m + \upsilon m') v}]`,
 :math:`\alpha'` the same with :math:`p_{01}, \upsilon`,
 :math:`\beta = E_R[p_{11} F^4 v^2 e^{-b(\tau+\upsilon)v}]`,
 :math:`\kappa = E_R[F^2 v K(\mathbf q; s(R)) e^{-b(\tau+\upsilon)v}]`; :math:`p_{11}` and the
-pair phase K (with beam edges) come from :mod:`shearcorr.window`. An empty window gives I = 0
+pair phase K (with beam edges) come from :mod:`shearcorr.forward.window`. An empty window gives I = 0
 exactly (the numerators vanish with S), which the Laplace form respects.
 
 theta enters only through K; the (tau, upsilon) and radius sums are per q (uniform convention:
 K factors out, so the theta map is a broadcast). Stokes-Einstein: :math:`\kappa^2` summed over the
 Laplace nodes is a quadratic form :math:`\sum_{jk} Y_j K_j M_{jk} Y_k K_k` in the radius nodes with the
 q-independent matrix :math:`M = (E_2 w_{N-2}) E_2^T`. Split :math:`K = B(q_x) e^{-q^2 s^2/2} + C(\mathbf q; s)`
-(bulk x edge correction, :mod:`shearcorr.window`); C is smooth in ln s and is evaluated at a few
+(bulk x edge correction, :mod:`shearcorr.forward.window`); C is smooth in ln s and is evaluated at a few
 Chebyshev nodes :math:`\sigma_c` spanning the s of the radius nodes that carry weight, then
 interpolated, :math:`C(s_j) \approx \sum_c C(\sigma_c) P_{cj}`. Then :math:`YK_{qtj} = \sum_a
 c_{qta} V_{qja}` with :math:`c = [B, C(\sigma_1), \dots]`, :math:`V = [Y e^{-q^2 s^2/2}, Y P_1, \dots]`
@@ -48,11 +48,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .errors import ShearcorrError
-from .params import QGrid, SystemParams
-from .physics import displacement_std, form_factor
+from ..errors import ShearcorrError
+from ..params import QGrid, SystemParams
+from ..physics import displacement_std, form_factor
 from .quadrature import chebyshev_interpolation, laplace_nodes, radius_nodes, radius_range
-from .result import make_result
+from ..result import make_result
 from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
 
 __all__ = ["ensemble", "ensemble_arrays", "default_resolution", "DEFAULT_ERROR_BOUND"]
@@ -226,8 +226,8 @@ def ensemble_arrays(
     grid : QGrid, default the paper's 100 x 101 grid
         Any positive q (1/r0) and any theta (rad from the flow axis).
     resolution : (n_radius, n_laplace), default :func:`default_resolution`
-        Trapezoid nodes in ln R (:func:`shearcorr.quadrature.radius_nodes`) and exp-sinh nodes per
-        Laplace variable (:func:`shearcorr.quadrature.laplace_nodes`).
+        Trapezoid nodes in ln R (:func:`shearcorr.forward.quadrature.radius_nodes`) and exp-sinh nodes per
+        Laplace variable (:func:`shearcorr.forward.quadrature.laplace_nodes`).
     error : {"bound", "estimate"}
         ``"bound"``: g_err = :data:`DEFAULT_ERROR_BOUND` everywhere (validated, docs/theory.md);
         ``"estimate"``: g_err = |g(n) - g(2n)| + 1e-9, computing g once more at double resolution

@@ -1,0 +1,1 @@
+"""``shearcorr reproduce``: the paper end to end, written up as report.md."""
