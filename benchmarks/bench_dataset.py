@@ -81,11 +81,13 @@ def raw_engine(n: int, workers: int) -> float:
 
 def scaling(n: int, workers: int, folder: Path) -> float:
     """Samples/s of a full generate() call (pool start-up included) on the paper grid."""
-    from shearcorr.data.generate import generate
+    from shearcorr.data import generate
+    from shearcorr.parallel import executor_from
 
     t = time.perf_counter()
-    generate(folder / f"scaling-{workers}.zarr", n=n, seed=1, workers=workers, chunk_size=max(1, n // (8 * workers)),
-             progress=False)
+    with executor_from(workers=workers) as executor:
+        generate(folder / f"scaling-{workers}.zarr", n=n, seed=1, executor=executor,
+                 chunk_size=max(1, n // (8 * workers)), progress=False)
     return n / (time.perf_counter() - t)
 
 

@@ -76,7 +76,7 @@ def main():
             r = optimise_hyperparameters(X, Y, n_l=a.grid, n_sigma=a.grid)
         t_grid = time.perf_counter() - t
         t = time.perf_counter()
-        gps = [PaperGPR(l=r["l"][i], sigma=r["sigma"][i], optimizer=None).fit(X, Y[:, i]) for i in range(4)]
+        gps = [PaperGPR(l=r.l[i], sigma=r.sigma[i], optimizer=None).fit(X, Y[:, i]) for i in range(4)]
         t_fact = time.perf_counter() - t
         Xt, _ = data(1000, seed=1)
         t = time.perf_counter()
@@ -88,11 +88,11 @@ def main():
               f"predict with std {1e3 * t_pred:.3f} ms/sample (4 targets)")
         if n <= a.sklearn_max_n:
             t = time.perf_counter()
-            k = RBF(np.sqrt(r["l"][0]), (np.sqrt(lb[0]), np.sqrt(lb[1]))) + WhiteKernel(1e-3, (1e-6, 1))
+            k = RBF(np.sqrt(r.l[0]), (np.sqrt(lb[0]), np.sqrt(lb[1]))) + WhiteKernel(1e-3, (1e-6, 1))
             gp = GaussianProcessRegressor(k, alpha=0.0, normalize_y=True, n_restarts_optimizer=0).fit(X, Y[:, 0])
             t_sk = time.perf_counter() - t
             print(f"n={n}: sklearn L-BFGS-B, one start, one target: {t_sk:.1f} s "
-                  f"(LML {gp.log_marginal_likelihood_value_:.1f} vs grid {r['lml_opt'][0]:.1f}); "
+                  f"(LML {gp.log_marginal_likelihood_value_:.1f} vs grid {r.lml_opt[0]:.1f}); "
                   f"x 11 starts x 4 targets = {44 * t_sk:.0f} s")
 
 

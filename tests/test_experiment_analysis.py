@@ -121,7 +121,7 @@ def test_bad_inputs_one_line_exit_2_nothing_written(synth_dir, tmp_path, capsys)
 def test_model_grid_mismatch(synth_dir, tmp_path, capsys):
     from shearcorr.inverse.features import ProfileFeatures
     from shearcorr.inverse.gpr import PaperGPR
-    from shearcorr.inverse.training import InversionModel
+    from shearcorr.inverse.model import InversionModel
     from shearcorr.inverse.modelfile import save_model
     from shearcorr.params import QGrid
 

@@ -5,7 +5,6 @@ import pytest
 
 from shearcorr.errors import ShearcorrError
 from shearcorr.params import QGrid, SystemParams
-from shearcorr.rng import as_generator, seed_sequence
 
 
 @pytest.mark.parametrize(
@@ -70,15 +69,3 @@ def test_grid_log_constructor_and_equality():
         QGrid.log(2.0, 1.0)
     with pytest.raises(ShearcorrError, match="n_q >= 1"):
         QGrid.log(0.5, 5, 0, 10)
-
-
-def test_seeds():
-    assert as_generator(4).random() == as_generator(4).random()
-    assert as_generator(4).random() != as_generator(5).random()
-    g = np.random.default_rng(0)
-    assert as_generator(g) is g
-    for bad in (-1, 1.5, "x", True):
-        with pytest.raises(ShearcorrError, match="seed"):
-            as_generator(bad)
-    children = seed_sequence(7).spawn(3)
-    assert seed_sequence(7).spawn(3)[2].generate_state(2).tolist() == children[2].generate_state(2).tolist()

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from conftest import DATA
+
 from shearcorr._version import __version__
 from shearcorr.errors import ShearcorrError
 from shearcorr.params import SystemParams
@@ -65,3 +67,15 @@ def test_load_errors(tmp_path):
         load_result(junk)
     with pytest.raises(ShearcorrError, match="does not exist"):
         save_result(xr.Dataset(), tmp_path / "nope" / "x.nc")
+
+
+def test_result_written_before_the_refactor_loads_with_the_same_numbers():
+    from shearcorr.forward import simulate
+    from shearcorr.params import QGrid
+
+    old = load_result(DATA / "result_52efcd7.nc")
+    p = params_from_attrs(old.attrs)
+    assert (p.n_l2, p.rs, p.d2, p.gamma_l, p.displacement) == (150.0, 0.1, 1.5, 15.0, "uniform")
+    new = simulate(p, QGrid.log(0.5, 5.0, 6, 7))
+    for name in ("I", "g", "g_err", "g_q", "g_theta"):
+        np.testing.assert_array_equal(new[name].values, old[name].values, err_msg=name)

@@ -15,15 +15,20 @@ from typing import Any
 
 import numpy as np
 
+from .choices import CHOICES, check_choice
 from .errors import ShearcorrError
 
-__all__ = ["DISPLACEMENTS", "SystemParams", "QGrid", "PARAM_NAMES"]
+__all__ = ["DISPLACEMENTS", "SystemParams", "QGrid", "PARAM_NAMES", "TARGETS"]
 
 #: The two conventions for the non-affine step (see :func:`shearcorr.physics.displacement_std`).
-DISPLACEMENTS = ("uniform", "stokes-einstein")
+DISPLACEMENTS = CHOICES["displacement"]
 
 #: The four system parameters of the paper, in the order (nL^2, R_s, D_2, gamma L).
-PARAM_NAMES = ("n_l2", "rs", "d2", "gamma_l")
+PARAM_NAMES = CHOICES["parameter"]
+
+#: The parameters an inversion recovers, in the one order used everywhere (results, tables, model files).
+#: n_l2 can be added to a training run to show that it is not recoverable (the paper's Fig. 5a).
+TARGETS = ("rs", "d2", "gamma_l")
 
 
 def _finite(name: str, value: Any) -> float:
@@ -87,10 +92,7 @@ class SystemParams:
             raise ShearcorrError(f"r0 must be > 0, got {self.r0:g}")
         if self.beam_size <= 0:
             raise ShearcorrError(f"beam_size must be > 0, got {self.beam_size:g}")
-        if self.displacement not in DISPLACEMENTS:
-            raise ShearcorrError(
-                f"displacement must be one of {', '.join(DISPLACEMENTS)}, got {self.displacement!r}"
-            )
+        check_choice("displacement", self.displacement)
 
     @property
     def n_particles(self) -> int:

@@ -16,7 +16,6 @@ Layout (both engines)::
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import xarray as xr
 
 from ._version import __version__
 from .errors import ShearcorrError
+from .files import atomic_file
 from .params import QGrid, SystemParams
 
 __all__ = ["make_result", "save_result", "load_result", "params_from_attrs", "grid_from_dataset"]
@@ -117,21 +117,13 @@ def grid_from_dataset(ds: xr.Dataset) -> QGrid:
 
 
 def save_result(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write a result to NetCDF-4 atomically: a temporary file in the same folder, then a rename.
+    """Write a result to NetCDF-4 atomically (:func:`shearcorr.files.atomic_file`).
 
     An existing file at ``path`` is replaced only once the new one is complete.
     """
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise ShearcorrError(f"folder {path.parent} does not exist; create it or choose another output path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

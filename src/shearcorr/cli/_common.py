@@ -1,14 +1,18 @@
-"""Argument helpers shared by the CLI commands: one vocabulary for parameters and grids."""
+"""Argument helpers shared by the CLI commands: one vocabulary for parameters and grids.
+
+Nothing here imports numpy: ``shearcorr --help`` builds every sub-parser from these helpers and
+:data:`shearcorr.choices.CHOICES` alone; each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..errors import ShearcorrError
-from ..params import DISPLACEMENTS, QGrid, SystemParams
+from ..choices import CHOICES
 
-__all__ = ["OneLineParser", "add_system_args", "add_grid_args", "params_from_args", "grid_from_args"]
+__all__ = ["OneLineParser", "add_system_args", "add_grid_args", "params_from_args", "grid_from_args",
+           "positive_int", "seed_int"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -27,7 +31,7 @@ def add_system_args(p: argparse.ArgumentParser, *, defaults: tuple = (150.0, 0.0
     g.add_argument("--rs", type=float, default=rs, help=f"log-normal width of radii R_s (default {rs:g})")
     g.add_argument("--d2", type=float, default=d2, help=f"non-affine displacement std D_2 (default {d2:g})")
     g.add_argument("--gamma-l", type=float, default=gamma_l, help=f"shear strain x beam size (default {gamma_l:g})")
-    g.add_argument("--displacement", choices=DISPLACEMENTS, default="uniform",
+    g.add_argument("--displacement", choices=CHOICES["displacement"], default="uniform",
                    help="non-affine step: uniform std d2 (paper text) or d2*sqrt(r0/R) (default uniform)")
 
 
@@ -40,11 +44,17 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-theta", type=int, default=101, help="number of theta in [0, pi] (default 101)")
 
 
-def params_from_args(args: argparse.Namespace) -> SystemParams:
+def params_from_args(args: argparse.Namespace):
+    """The :class:`~shearcorr.params.SystemParams` of ``add_system_args``'s options."""
+    from ..params import SystemParams
+
     return SystemParams(n_l2=args.n_l2, rs=args.rs, d2=args.d2, gamma_l=args.gamma_l, displacement=args.displacement)
 
 
-def grid_from_args(args: argparse.Namespace) -> QGrid:
+def grid_from_args(args: argparse.Namespace):
+    """The :class:`~shearcorr.params.QGrid` of ``add_grid_args``'s options."""
+    from ..params import QGrid
+
     return QGrid.log(args.q_min, args.q_max, args.n_q, args.n_theta)
 
 
@@ -68,14 +78,3 @@ def seed_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
     return value
-
-
-def check_output(path, *, suffixes: tuple[str, ...] = ()) -> None:
-    """Refuse an output path whose folder is missing or whose suffix is wrong, before any work."""
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.parent.exists():
-        raise ShearcorrError(f"output folder {path.parent} does not exist; create it first")
-    if suffixes and path.suffix not in suffixes:
-        raise ShearcorrError(f"output {path} should end in {' or '.join(suffixes)}")

@@ -3,6 +3,7 @@ flow direction) and ``shearcorr synth-frames`` (synthetic pair)."""
 
 from __future__ import annotations
 
+from ..choices import CHOICES
 from ._common import add_system_args, seed_int
 
 
@@ -22,7 +23,7 @@ def register(sub) -> None:
     r.add_argument("frames", nargs="+", help="frames in time order, or one stack file with --frames")
     r.add_argument("--frames", dest="frame_range", default=None, metavar="START:STOP[:STEP]",
                    help="frames of one 3-D stack file (Python slice, e.g. 0:10)")
-    r.add_argument("--pairing", choices=("consecutive", "disjoint"), default="consecutive",
+    r.add_argument("--pairing", choices=CHOICES["pairing"], default="consecutive",
                    help="consecutive: 0-1, 1-2, ... (one shear step each, default); disjoint: 0-1, 2-3, ...")
     _add_analysis_args(r)
     r.set_defaults(func=run_series)
@@ -34,7 +35,7 @@ def register(sub) -> None:
     s.add_argument("--contrast", type=float, default=0.3, help="speckle contrast beta (default 0.3)")
     s.add_argument("--counts", type=float, default=10.0, help="mean photons per pixel at q R0 = 0.5 (default 10)")
     s.add_argument("--size", type=int, default=1024, help="frame size in pixels, square (default 1024)")
-    s.add_argument("--format", choices=("npy", "h5"), default="npy", help="frame files (default npy)")
+    s.add_argument("--format", choices=CHOICES["frame_format"], default="npy", help="frame files (default npy)")
     s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     s.add_argument("-o", "--output", required=True, help="output folder (created)")
     s.set_defaults(func=run_synth)
@@ -47,12 +48,12 @@ def _add_analysis_args(p) -> None:
     p.add_argument("--dataset", default=None, help="HDF5 dataset path of the frames, e.g. /entry/data/data")
     p.add_argument("--mask", default=None, help="mask file (.npy, .h5, .tif, .edf)")
     p.add_argument("--mask-dataset", default=None, help="HDF5 dataset path of the mask")
-    p.add_argument("--mask-convention", choices=("valid", "masked"), default="valid",
+    p.add_argument("--mask-convention", choices=CHOICES["mask_convention"], default="valid",
                    help="1 = valid pixel (APS, default) or 1 = masked pixel (pyFAI)")
     p.add_argument("--saturation", type=float, default=None, help="counts at or above this are masked")
     p.add_argument("--contrast", type=float, default=None, help="speckle contrast beta (default: estimated)")
     p.add_argument("--flow-angle", type=float, default=None, help="fix the flow direction (deg, detector azimuth)")
-    p.add_argument("--method", choices=("fit", "gpr", "both"), default="fit",
+    p.add_argument("--method", choices=CHOICES["method"], default="fit",
                    help="direct physics fit (default), geometry-specific GPR, or both")
     p.add_argument("--model", default=None, help="a model file from 'shearcorr train' (applied in addition)")
     p.add_argument("--n-q", type=int, default=16, help="number of log-spaced q bins (default 16)")
@@ -60,7 +61,7 @@ def _add_analysis_args(p) -> None:
     p.add_argument("--q-min", type=float, default=None, help="smallest q R0 used (default: frame)")
     p.add_argument("--q-max", type=float, default=None, help="largest q R0 used (default: frame)")
     p.add_argument("--n-l2", type=float, default=150.0, help="particles in the beam for the model (default 150)")
-    p.add_argument("--displacement", choices=("uniform", "stokes-einstein"), default="uniform")
+    p.add_argument("--displacement", choices=CHOICES["displacement"], default="uniform")
     p.add_argument("--not-photon-counts", action="store_true", help="frames are not photon counts (no Poisson term)")
     p.add_argument("--cache", default=None, help="cache folder of geometry-specific models (default ~/.cache/shearcorr)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.design import DESIGN_KINDS
+from ..choices import CHOICES
 from ..errors import ShearcorrError
-from ..params import DISPLACEMENTS
 from ._common import add_grid_args, grid_from_args, positive_int, seed_int
 
 _PARAM_FLAGS = (("n_l2", "--n-l2"), ("rs", "--rs"), ("d2", "--d2"), ("gamma_l", "--gamma-l"))
@@ -17,16 +16,16 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="random seed of the design and MC streams (default 0)")
     p.add_argument("-o", "--output", default=None, help="output Zarr store (a folder, e.g. paper.zarr)")
     g = p.add_argument_group("design (default: the paper's uniform ranges)")
-    g.add_argument("--design", choices=DESIGN_KINDS, default="uniform",
+    g.add_argument("--design", choices=CHOICES["design"], default="uniform",
                    help="independent uniform draws (paper), Latin hypercube, or scrambled Sobol'")
     for name, flag in _PARAM_FLAGS:
         g.add_argument(flag, type=float, nargs="+", metavar="V", default=None, dest=name,
                        help=f"range LOW HIGH, or one fixed VALUE, for {name}")
     e = p.add_argument_group("engine")
-    e.add_argument("--engine", choices=("analytic", "mc"), default="analytic",
+    e.add_argument("--engine", choices=CHOICES["engine"], default="analytic",
                    help="semi-analytic ensemble engine (default) or brute-force Monte Carlo")
     e.add_argument("--configs", type=positive_int, default=None, help="Monte Carlo configurations per sample (mc)")
-    e.add_argument("--displacement", choices=DISPLACEMENTS, default="uniform",
+    e.add_argument("--displacement", choices=CHOICES["displacement"], default="uniform",
                    help="non-affine step: uniform std d2 (paper text) or d2*sqrt(r0/R) (default uniform)")
     add_grid_args(p)
     r = p.add_argument_group("execution and storage")
@@ -78,25 +77,29 @@ def _range_or_fixed(args) -> tuple[dict, dict]:
 
 
 def run_generate(args) -> None:
-    from ..data.generate import export_netcdf, generate
+    from ..data import export_netcdf, generate
+    from ..files import check_output_file
+    from ..parallel import executor_from
 
     if args.n is None or args.output is None:
         raise ShearcorrError("dataset needs --n N and -o STORE (e.g. shearcorr dataset --n 6000 -o paper.zarr)")
-    if args.netcdf is not None and not args.netcdf.endswith((".nc", ".nc4", ".h5")):
-        raise ShearcorrError(f"--netcdf output {args.netcdf} should end in .nc")
+    if args.netcdf is not None:
+        check_output_file(args.netcdf, suffixes=(".nc", ".nc4", ".h5"), overwrite=True)
     ranges, fixed = _range_or_fixed(args)
-    path = generate(
-        args.output, n=args.n, seed=args.seed, design=args.design, ranges=ranges, fixed=fixed,
-        grid=grid_from_args(args), engine=args.engine, configs=args.configs, displacement=args.displacement,
-        scheduler=args.scheduler, workers=args.workers, chunk_size=args.chunk_size, include_I=args.include_I,
-        include_err=args.include_err, overwrite=args.overwrite, progress=not args.no_progress,
-    )
+    grid = grid_from_args(args)
+    with executor_from(workers=args.workers, scheduler=args.scheduler) as executor:
+        path = generate(
+            args.output, n=args.n, seed=args.seed, design=args.design, ranges=ranges, fixed=fixed, grid=grid,
+            engine=args.engine, configs=args.configs, displacement=args.displacement, executor=executor,
+            chunk_size=args.chunk_size, include_I=args.include_I, include_err=args.include_err,
+            overwrite=args.overwrite, progress=not args.no_progress,
+        )
     if args.netcdf is not None:
         export_netcdf(path, args.netcdf)
         print(f"wrote {args.netcdf}")
 
 
 def run_info(args) -> None:
-    from ..data.generate import dataset_info, format_info
+    from ..data import dataset_info, format_info
 
     print(format_info(dataset_info(args.store)))

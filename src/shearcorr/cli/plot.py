@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from ..choices import CHOICES
 from ._common import positive_int, seed_int
-
-FIGURES = ("fig1", "fig2", "fig3", "all")
 
 
 def register(sub) -> None:
@@ -14,9 +11,9 @@ def register(sub) -> None:
                        description="Fig. 1: one configuration before/after and its I, I', I I'; Fig. 2: averaged "
                                    "I, g and eq. 5 as polar maps; Fig. 3: g(q), g(theta) for sweeps of rs, d2, "
                                    "gamma_l around (150, 0, 1, 10). Writes DIR/figN.png.")
-    p.add_argument("figure", choices=FIGURES, help="which figure (all: the three)")
+    p.add_argument("figure", choices=CHOICES["figure"], help="which figure (all: the three)")
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
-    p.add_argument("--engine", choices=("analytic", "mc"), default="analytic",
+    p.add_argument("--engine", choices=CHOICES["engine"], default="analytic",
                    help="engine of the averaged figures 2 and 3 (default analytic)")
     p.add_argument("--configs", type=positive_int, default=None,
                    help="Monte Carlo configurations per parameter set (engine mc; default 20000)")
@@ -27,15 +24,11 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
-    from ..errors import ShearcorrError
+    from ..files import check_output_folder
     from ..plots import forward as figs
     from ..result import load_result
 
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise ShearcorrError(f"output {out} is a file; give a folder for the PNG files")
-    if not out.parent.exists():
-        raise ShearcorrError(f"folder {out.parent} does not exist; create it first")
+    out = check_output_folder(args.output, overwrite=True)  # an existing folder: its figN.png are replaced
     result = load_result(args.result) if args.result else None  # fail before any long computation
     out.mkdir(exist_ok=True)
     wanted = ("fig1", "fig2", "fig3") if args.figure == "all" else (args.figure,)

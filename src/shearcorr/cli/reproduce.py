@@ -20,7 +20,9 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
-    from ..reproduce.pipeline import reproduce
+    from ..parallel import executor_from
+    from ..reproduce import reproduce
 
-    reproduce(args.output, quick=args.quick, seed=args.seed, workers=args.workers,
-              log=lambda m: print(m, file=sys.stderr, flush=True))
+    with executor_from(workers=args.workers) as executor:
+        reproduce(args.output, quick=args.quick, seed=args.seed, executor=executor,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._common import (add_grid_args, add_system_args, check_output, grid_from_args, params_from_args,
-                      positive_int, seed_int)
+from ..choices import CHOICES
+from ._common import add_grid_args, add_system_args, grid_from_args, params_from_args, positive_int, seed_int
 
 
 def register(sub) -> None:
@@ -11,7 +11,7 @@ def register(sub) -> None:
                        description="Compute <I>, g(q, theta), g(q), g(theta) for one parameter set and save NetCDF.")
     add_system_args(p)
     add_grid_args(p)
-    p.add_argument("--engine", choices=("analytic", "mc"), default="analytic",
+    p.add_argument("--engine", choices=CHOICES["engine"], default="analytic",
                    help="analytic ensemble engine (default) or brute-force Monte Carlo")
     p.add_argument("--configs", type=positive_int, default=None, help="Monte Carlo configurations (engine mc)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
@@ -21,11 +21,12 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
+    from ..files import check_output_file
     from ..forward import simulate
     from ..result import save_result
 
     params, grid = params_from_args(args), grid_from_args(args)
-    check_output(args.output, suffixes=(".nc", ".h5", ".nc4"))
+    check_output_file(args.output, suffixes=(".nc", ".h5", ".nc4"), overwrite=True)
     ds = simulate(params, grid, engine=args.engine, configs=args.configs, seed=args.seed,
                   progress=not args.no_progress)
     save_result(ds, args.output)

@@ -8,26 +8,23 @@ dataset all finished samples.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from ._common import check_output, positive_int, seed_int
+from ..choices import CHOICES
+from ._common import positive_int, seed_int
 
 
 def register(sub) -> None:
-    from ..inverse.features import FEATURES
-    from ..params import PARAM_NAMES
-
     p = sub.add_parser("train", help="train per-target GPR models on a dataset",
                        description="Train one Gaussian-process regressor per target (paper Sec. II C) on the "
                                    "training split of a dataset store and save a safe model file (.npz).")
     p.add_argument("dataset", help="dataset store (shearcorr dataset -o STORE)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
-    p.add_argument("--model", choices=("ard", "paper"), default="ard",
+    p.add_argument("--model", choices=CHOICES["model"], default="ard",
                    help="ard (default): z-scored profile, top principal components, ARD kernel, log targets; "
                         "paper: the paper's isotropic RBF on the raw feature")
-    p.add_argument("--feature", choices=FEATURES, default=None,
+    p.add_argument("--feature", choices=CHOICES["feature"], default=None,
                    help="GPR input: g(theta) (paper's), g(q), both, or SVD projections "
                         "(default: both for --model ard, g_theta for --model paper)")
     p.add_argument("--k", type=positive_int, default=3, help="singular vectors for --feature svd (default 3)")
@@ -37,11 +34,11 @@ def register(sub) -> None:
     p.add_argument("--pca-blocks", action=argparse.BooleanOptionalAction, default=True,
                    help="--model ard, --feature both: principal components of g(theta) and g(q) separately, "
                         "--components each (default; --no-pca-blocks: of the concatenation)")
-    p.add_argument("--targets", nargs="+", choices=PARAM_NAMES, default=["rs", "d2", "gamma_l"],
+    p.add_argument("--targets", nargs="+", choices=CHOICES["parameter"], default=["rs", "d2", "gamma_l"],
                    help="parameters to learn (default rs d2 gamma_l; n_l2 is not recoverable)")
     p.add_argument("--test-fraction", type=float, default=0.3, help="held-out fraction (default 0.3)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the train/test split and restarts (default 0)")
-    p.add_argument("--optimizer", choices=("grid", "sklearn"), default="grid",
+    p.add_argument("--optimizer", choices=CHOICES["optimizer"], default="grid",
                    help="--model paper: grid: eigen-trick LML grid + refinement (fast, default); sklearn: then "
                         "L-BFGS-B restarts")
     p.add_argument("--grid-size", type=positive_int, default=30, help="LML grid points per axis (default 30)")
@@ -71,48 +68,63 @@ def register(sub) -> None:
 
 
 def _open_store(path):
-    from ..data.generate import open_dataset
+    from ..data import open_dataset
 
     return open_dataset(path, load=False)
 
 
-def run_train(args) -> None:
-    from ..inverse.training import train
-    from ..inverse.modelfile import save_model
+def _strategy(args):
+    """The training strategy of ``--model`` with the options that apply to it."""
+    from ..inverse.training import ARDTraining, PaperTraining
 
-    check_output(args.output, suffixes=(".npz",))
+    common = {"k": args.k}
+    if args.feature is not None:
+        common["feature"] = args.feature
+    if args.restarts is not None:
+        common["restarts"] = args.restarts
+    if args.model == "paper":
+        return PaperTraining(optimizer=args.optimizer, n_grid=args.grid_size, **common)
+    return ARDTraining(n_components=args.components, pca_blocks=args.pca_blocks,
+                       max_opt_samples=args.max_opt_samples, **common)
+
+
+def run_train(args) -> None:
+    from ..files import check_output_file
+    from ..inverse.modelfile import save_model
+    from ..inverse.training import train
+
+    check_output_file(args.output, suffixes=(".npz",), overwrite=True)
+    strategy = _strategy(args)
     ds = _open_store(args.dataset)
-    log = (lambda m: print(m, file=sys.stderr))
-    model, info = train(ds, model=args.model, feature=args.feature, targets=args.targets,
-                        test_fraction=args.test_fraction, seed=args.seed, optimizer=args.optimizer,
-                        n_grid=args.grid_size, restarts=args.restarts, k=args.k, n_components=args.components,
-                        pca_blocks=args.pca_blocks,
-                        max_opt_samples=args.max_opt_samples, threads=args.threads, log=log)
+    model, info = train(ds, strategy, targets=args.targets, test_fraction=args.test_fraction, seed=args.seed,
+                        threads=args.threads, log=lambda m: print(m, file=sys.stderr))
     model.provenance["dataset_path"] = str(Path(args.dataset).resolve())
     save_model(model, args.output)
-    print(f"wrote {args.output}: {args.model} GPR ({info['feature']}) for {', '.join(model.targets)} on "
-          f"{len(model.train_index)} samples ({info['train_seconds']:.1f} s)")
+    print(f"wrote {args.output}: {args.model} GPR ({info.feature}) for {', '.join(model.targets)} on "
+          f"{len(model.train_index)} samples ({info.train_seconds:.1f} s)")
 
 
 def run_evaluate(args) -> None:
-    from ..inverse.training import evaluate
+    from ..files import json_text
+    from ..inverse.evaluation import evaluate
     from ..inverse.modelfile import load_model
 
     model = load_model(args.model)
     res = evaluate(model, _open_store(args.dataset))
     if args.json:
-        print(json.dumps({k: res[k] for k in ("err", "coverage68", "coverage95")}))
+        print(json_text({"err": res.err, "coverage68": res.coverage68, "coverage95": res.coverage95}))
         return
-    noise = "input noise propagated from g_err" if res["input_noise"] else "no g_err: noise-free input assumed"
-    print(f"{res['n_samples']} samples ({res['selection']}; {noise})")
+    noise = "input noise propagated from g_err" if res.input_noise else "no g_err: noise-free input assumed"
+    print(f"{res.n_samples} samples ({res.selection}; {noise})")
     print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7}")
     for t in model.targets:
-        print(f"{t:<8} {100 * res['err'][t]:7.2f}% {100 * res['coverage68'][t]:6.1f}% {100 * res['coverage95'][t]:6.1f}%")
+        print(f"{t:<8} {100 * res.err[t]:7.2f}% {100 * res.coverage68[t]:6.1f}% {100 * res.coverage95[t]:6.1f}%")
 
 
 def run_predict(args) -> None:
     import numpy as np
 
+    from ..files import json_text
     from ..inverse.modelfile import load_model
     from ..result import load_result
 
@@ -120,7 +132,7 @@ def run_predict(args) -> None:
     path = Path(args.g_file)
     if path.is_dir():
         ds = _open_store(path)
-        from ..inverse.training import finished_samples
+        from ..inverse.features import finished_samples
 
         index = finished_samples(ds)
         pred = model.predict(ds, sample=index)
@@ -134,7 +146,7 @@ def run_predict(args) -> None:
     if ids is None:
         out = {t: {"mean": v["mean"][0], "std": v["std"][0]} for t, v in out.items()}
     if args.json:
-        print(json.dumps(out if ids is None else {"sample": ids, "predictions": out}))
+        print(json_text(out if ids is None else {"sample": ids, "predictions": out}))
         return
     if ids is None:
         for t, v in out.items():

@@ -27,14 +27,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..choices import check_choice
 from ..errors import ShearcorrError
 from ..params import PARAM_NAMES
-from ..rng import seed_sequence
+from ..rng import child_seed, seed_sequence
 
-__all__ = ["DESIGN_KINDS", "PAPER_RANGES", "Design", "make_design", "sample_seed"]
-
-#: Supported design kinds.
-DESIGN_KINDS = ("uniform", "lhs", "sobol")
+__all__ = ["PAPER_RANGES", "Design", "make_design", "sample_seed"]
 
 #: The paper's ranges (Sec. II C): nL^2 ~ U(100, 200), R_s ~ U(0, 0.3), D_2 ~ U(0.5, 3), gamma L ~ U(5, 30).
 PAPER_RANGES: dict[str, tuple[float, float]] = {
@@ -60,10 +58,9 @@ SEED_SCHEME = "seedsequence-spawn-v1"
 def sample_seed(seed: int, i: int) -> np.random.SeedSequence:
     """The stream of sample ``i``: equal to ``SeedSequence(seed).spawn(n)[i]`` for any ``n > i``.
 
-    Built directly from the spawn key, so asking for one sample costs O(1).
+    Built directly from the spawn key (:func:`shearcorr.rng.child_seed`), so asking for one sample costs O(1).
     """
-    root = seed_sequence(seed)
-    return np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key + (int(i),), pool_size=root.pool_size)
+    return child_seed(seed, i)
 
 
 def _check_value(name: str, value: Any, what: str) -> float:
@@ -209,8 +206,7 @@ def make_design(
         Unknown kind or parameter, ``low > high``, NaN/inf, values outside the physical range (negative,
         rs > 1.5, n_l2 < 0.125), a parameter both fixed and given a range, n < 1, bad seed.
     """
-    if kind not in DESIGN_KINDS:
-        raise ShearcorrError(f"design must be one of {', '.join(DESIGN_KINDS)}, got {kind!r}")
+    check_choice("design", kind)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ShearcorrError(f"number of samples must be a whole number >= 1, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -2,24 +2,23 @@
 
 :func:`generate` draws a :class:`~shearcorr.data.design.Design`, creates the store with its full shape up
 front (:mod:`shearcorr.data.store`), cuts the samples into chunks (one task = one Zarr chunk along
-``sample``), runs the tasks on a ``concurrent.futures``-style executor - a local process pool by
-default, or a Dask cluster - and writes each finished chunk from the driver as it arrives, then
-flags it done. Running the same call again resumes: only chunks not flagged done are computed.
+``sample``), runs the tasks on an executor - a local process pool by default, or anything with
+``submit`` such as a Dask cluster's (:mod:`shearcorr.parallel`) - and writes each finished chunk from the
+driver as it arrives, then flags it done. Running the same call again resumes: only chunks not
+flagged done are computed.
 
-Determinism: sample ``i``'s parameters and its Monte Carlo stream come from
-``SeedSequence(seed).spawn(n)[i]`` (:func:`shearcorr.data.design.sample_seed`; the MC stream is its first
-child), and each sample is computed on its own, so values never depend on workers or chunking.
+Determinism: sample ``i``'s parameters come from ``SeedSequence(seed).spawn(n)[i]``
+(:func:`shearcorr.data.design.sample_seed`) and its Monte Carlo stream from that stream's first child
+(:func:`shearcorr.rng.child_seed` ``(seed, i, 0)``); each sample is computed on its own, so values never
+depend on workers or chunking.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import importlib
-import multiprocessing
 import os
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -29,53 +28,32 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .._version import __version__
-from .design import make_design, sample_seed
+from ..choices import check_choice
 from ..errors import ShearcorrError
-from ..params import DISPLACEMENTS, PARAM_NAMES, QGrid, SystemParams
+from ..files import check_parent
+from ..forward import engine_arrays
+from ..parallel import executor_from, executor_workers
+from ..params import PARAM_NAMES, QGrid, SystemParams
+from ..rng import child_seed
 from . import store as _store
-from .store import dataset_info, export_netcdf, format_info, open_dataset, select_done
+from .design import make_design
 
-__all__ = ["ENGINES", "generate", "open_dataset", "select_done", "export_netcdf", "dataset_info", "format_info"]
+__all__ = ["generate"]
 
-#: Engine names; a callable ``f(params, grid, *, configs, seed) -> (I, g, g_err)`` is accepted too.
-ENGINES = ("analytic", "mc")
-
-# Cost of one Monte Carlo configuration on the paper's 100 x 101 grid at n_l2 = 150 (one core), used
-# only to size chunks; deterministic engines are timed on one sample instead.
+#: Cost (seconds, one core) of one Monte Carlo configuration on the reference grid of
+#: ``_REFERENCE_GRID_POINTS`` (the paper's 100 x 101) at n_l2 = ``_REFERENCE_N_L2``; used only to size
+#: chunks (it scales with grid points and particles). Deterministic engines are timed on one sample instead.
 _SECONDS_PER_CONFIG = 0.004
+_REFERENCE_GRID_POINTS = 100 * 101
+_REFERENCE_N_L2 = 150.0
+#: Work per task the automatic chunk size aims at (seconds): long enough to hide the scheduling cost.
 _TARGET_TASK_SECONDS = 4.0
+#: Largest g array of one task (bytes), so a task's result never strains the driver's memory.
 _MAX_CHUNK_BYTES = 64 * 1024**2
-
-
-def _analytic_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
-    from ..forward.analytic import ensemble_arrays
-
-    return ensemble_arrays(params, grid)
-
-
-def _mc_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
-    from ..forward.montecarlo import simulate_mc
-
-    ds = simulate_mc(params, grid, configs=configs, seed=seed, progress=False)
-    return ds["I"].values, ds["g"].values, ds["g_err"].values
-
-
-def _resolve_engine(engine: str | Callable) -> Callable:
-    """The compute function ``f(params, grid, *, configs, seed) -> (I, g, g_err)`` of an engine.
-
-    For a name, the engine's module is imported here, so a missing engine is one clear error (raised by
-    the driver before any work) and numba is loaded before a task pins thread counts.
-    """
-    if callable(engine):
-        return engine
-    if engine not in ENGINES:
-        raise ShearcorrError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    module, name = {"analytic": ("analytic", "ensemble_arrays"), "mc": ("montecarlo", "simulate_mc")}[engine]
-    try:
-        getattr(importlib.import_module(f"shearcorr.forward.{module}"), name)
-    except (ImportError, AttributeError) as exc:
-        raise ShearcorrError(f"engine {engine!r} is not available ({type(exc).__name__}: {exc})") from None
-    return _analytic_arrays if engine == "analytic" else _mc_arrays
+#: Tasks per worker at least (load balance when some samples cost more than others).
+_TASKS_PER_WORKER = 4
+#: Tasks in flight per worker (keeps every worker busy without holding many results on the driver).
+_INFLIGHT_PER_WORKER = 2
 
 
 def _whole(what: str, value: Any) -> None:
@@ -127,7 +105,7 @@ def _one_thread() -> contextlib.ExitStack:
 
 def _run_task(task: _Task) -> dict[str, np.ndarray]:
     """Compute one chunk (runs on a worker); each sample independently, in its own stream."""
-    compute = _resolve_engine(task.engine)  # imports the engine (and numba) before pinning thread counts
+    compute = engine_arrays(task.engine)  # imports the engine (and numba) before pinning thread counts
     with _one_thread():
         return _compute_chunk(task, compute)
 
@@ -142,7 +120,7 @@ def _compute_chunk(task: _Task, compute: Callable) -> dict[str, np.ndarray]:
         out["g_err"] = np.empty((k, *shape), np.float32)
     for j in range(k):
         params = SystemParams(*task.rows[j], displacement=task.displacement)
-        mc_seed = sample_seed(task.seed, task.start + j).spawn(1)[0]
+        mc_seed = child_seed(task.seed, task.start + j, 0)  # first child of the sample's stream
         I, g, g_err = compute(params, grid, configs=task.configs, seed=mc_seed)
         g = np.asarray(g, dtype=np.float64)
         out["g"][j] = g
@@ -159,7 +137,8 @@ def _seconds_per_sample(task: _Task, grid: QGrid) -> float:
     """Cost of one sample: a formula for Monte Carlo, else one timed sample on the driver (after a warm-up)."""
     if task.configs:
         mean_n_l2 = float(task.rows[:, 0].mean())
-        return task.configs * _SECONDS_PER_CONFIG * grid.shape[0] * grid.shape[1] / 10100.0 * mean_n_l2 / 150.0
+        return (task.configs * _SECONDS_PER_CONFIG * grid.shape[0] * grid.shape[1] / _REFERENCE_GRID_POINTS
+                * mean_n_l2 / _REFERENCE_N_L2)
     one = _Task(**{**task.__dict__, "stop": task.start + 1, "rows": task.rows[:1]})
     _run_task(one)
     t = time.perf_counter()
@@ -170,56 +149,9 @@ def _seconds_per_sample(task: _Task, grid: QGrid) -> float:
 def _auto_chunk_size(n: int, grid: QGrid, per_sample: float, workers: int) -> int:
     """Samples per task: about 4 s of work, at least ~4 tasks per worker, at most 64 MiB of g."""
     by_time = int(_TARGET_TASK_SECONDS / max(per_sample, 1e-6))
-    by_balance = -(-n // (4 * max(workers, 1)))
+    by_balance = -(-n // (_TASKS_PER_WORKER * max(workers, 1)))
     by_memory = _MAX_CHUNK_BYTES // (4 * grid.shape[0] * grid.shape[1])
     return int(max(1, min(by_time, by_balance, by_memory)))
-
-
-def _exit_with_driver(driver_pid: int) -> None:
-    """Pool-worker initializer: exit when the driver is gone (e.g. kill -9), instead of lingering."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(driver_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:  # pragma: no cover - pid reused by another user's process
-                os._exit(1)
-
-    threading.Thread(target=watch, name="shearcorr-driver-watch", daemon=True).start()
-
-
-def _local_pool(workers: int) -> cf.ProcessPoolExecutor:
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with_driver,
-                                  initargs=(os.getpid(),))
-
-
-def _connect(scheduler: Any) -> tuple[Any, bool]:
-    """A ``distributed.Client`` for an address or a Client; second item True if we opened it."""
-    if hasattr(scheduler, "get_executor"):
-        return scheduler, False
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ShearcorrError("a Dask scheduler needs dask.distributed; pip install 'shearcorr[dask]'") from None
-    try:
-        return Client(str(scheduler), timeout="20s"), True
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ShearcorrError(f"cannot connect to the Dask scheduler at {scheduler} ({type(exc).__name__}: {exc})") from None
-
-
-def _executor_workers(executor: Any) -> int:
-    for attr in ("_max_workers", "max_workers"):
-        if isinstance(getattr(executor, attr, None), int):
-            return getattr(executor, attr)
-    client = getattr(executor, "_client", None)
-    if client is not None:  # distributed's ClientExecutor: threads of the workers connected now
-        return max(1, sum(client.nthreads().values()))
-    return os.cpu_count() or 1
 
 
 def generate(
@@ -235,8 +167,6 @@ def generate(
     configs: int | None = None,
     displacement: str = "uniform",
     executor: cf.Executor | None = None,
-    scheduler: Any = None,
-    workers: int | None = None,
     chunk_size: int | None = None,
     include_I: bool = False,
     include_err: bool | None = None,
@@ -269,12 +199,9 @@ def generate(
         Monte Carlo configurations per sample (required for ``"mc"``, not allowed for ``"analytic"``).
     displacement : {"uniform", "stokes-einstein"}, default "uniform"
     executor : concurrent.futures.Executor, optional
-        Runs the tasks (``submit``); it is not shut down. Default: a local process pool.
-    scheduler : str or distributed.Client, optional
-        A Dask scheduler address (``"tcp://host:8786"``) or a Client; tasks go to
-        ``client.get_executor()``. Needs the ``dask`` extra.
-    workers : int, optional
-        Processes of the default local pool (default: all cores).
+        Runs the tasks (anything with ``submit``: a process pool, a Dask ``client.get_executor()``,
+        see :func:`shearcorr.parallel.executor_from`); it is not shut down. Default: a local process
+        pool over all cores, closed at the end.
     chunk_size : int, optional
         Samples per task and per Zarr chunk (default: about 4 s of work per task). A resumed store
         keeps the chunk size it was made with.
@@ -290,52 +217,36 @@ def generate(
     Returns
     -------
     pathlib.Path
-        The store; read it with :func:`open_dataset`.
+        The store; read it with :func:`shearcorr.data.open_dataset`.
 
     Raises
     ------
     ShearcorrError
-        Bad arguments, a store made with other settings (names the difference), a missing engine or
-        scheduler, a worker pool that broke (finished chunks are kept: run again to resume).
+        Bad arguments, a store made with other settings (names the difference), a missing engine, a
+        worker pool that broke (finished chunks are kept: run again to resume).
     """
-    path = Path(store)
     # --- validate everything before touching the disk --------------------------------------------
+    path = check_parent(store)
     dsg = make_design(n, seed, kind=design, ranges=ranges, fixed=fixed)
     grid = QGrid() if grid is None else grid
     if not isinstance(grid, QGrid):
         raise ShearcorrError(f"grid must be a shearcorr.QGrid, got {type(grid).__name__}")
-    if displacement not in DISPLACEMENTS:
-        raise ShearcorrError(f"displacement must be one of {', '.join(DISPLACEMENTS)}, got {displacement!r}")
-    label = _engine_label(engine)
+    check_choice("displacement", displacement)
     if engine == "mc":
         _whole("configs of engine 'mc' (CLI: --configs N)", configs)
     elif engine == "analytic" and configs is not None:
         raise ShearcorrError("configs applies to engine 'mc' only; drop it or use engine='mc'")
     configs = int(configs or 0)
-    _resolve_engine(engine)  # a missing engine is an error now, not in every task
+    engine_arrays(engine)  # a missing engine is an error now, not in every task
     if chunk_size is not None:
         _whole("chunk_size", chunk_size)
-    if workers is not None:
-        _whole("workers", workers)
-    if sum(x is not None for x in (executor, scheduler, workers)) > 1:
-        raise ShearcorrError("give at most one of executor, scheduler and workers")
     include_err = (engine == "mc") if include_err is None else bool(include_err)
-    if not path.parent.is_dir():
-        raise ShearcorrError(f"output folder {path.parent} does not exist; create it first")
     attrs = {
-        "engine": label, "configs": configs, "displacement": displacement, "r0": 1.0, "beam_size": 800.0,
-        "seed": int(seed), "design": dsg.to_json(), "include_I": int(bool(include_I)),
+        "engine": _engine_label(engine), "configs": configs, "displacement": displacement, "r0": 1.0,
+        "beam_size": 800.0, "seed": int(seed), "design": dsg.to_json(), "include_I": int(bool(include_I)),
         "include_err": int(include_err), "shearcorr_version": __version__, **grid.to_attrs(),
     }
-    exists = path.exists()
-    if exists and not _store.is_store(path):
-        if not (path.is_dir() and not any(path.iterdir())):
-            raise ShearcorrError(f"{path} exists and is not a shearcorr dataset store; choose another output path")
-        path.rmdir()  # an empty folder: take it
-        exists = False
-    if exists and not overwrite:
-        _store.check_compatible(path, attrs, grid)
-    create = not exists or overwrite
+    create = _claim(path, attrs, grid, overwrite)
     params = dsg.sample()
     rows = np.column_stack([params[p] for p in PARAM_NAMES])
 
@@ -344,28 +255,33 @@ def generate(
                      bool(include_I), include_err)
 
     # --- executor, store, tasks ------------------------------------------------------------------
-    client, own_client, own_pool = None, False, False
-    if scheduler is not None:
-        client, own_client = _connect(scheduler)
-        executor = client.get_executor(pure=False)
-    if executor is None:
-        executor, own_pool = _local_pool(workers or os.cpu_count() or 1), True
-    try:
+    with contextlib.ExitStack() as stack:
+        if executor is None:
+            executor = stack.enter_context(executor_from())
         if create:
             if chunk_size is None:
                 per_sample = _seconds_per_sample(task(0, 1), grid)
-                chunk_size = _auto_chunk_size(n, grid, per_sample, _executor_workers(executor))
+                chunk_size = _auto_chunk_size(n, grid, per_sample, executor_workers(executor))
             attrs["chunk_size"] = int(chunk_size)
             _store.create_store(path, _store.template(params, grid, attrs, include_I, include_err),
                                 chunk_size=attrs["chunk_size"], overwrite=overwrite)
         _, done, cs, _ = _store.read_state(path)
         tasks = deque(task(a, min(a + cs, n)) for a in range(0, n, cs) if not done[a:min(a + cs, n)].all())
         return _drive(path, tasks, executor, n=n, n_done=int(done.sum()), progress=progress)
-    finally:
-        if own_pool:
-            executor.shutdown(wait=False, cancel_futures=True)
-        if own_client:
-            client.close()
+
+
+def _claim(path: Path, attrs: dict, grid: QGrid, overwrite: bool) -> bool:
+    """Whether the store must be created: refuses a foreign folder or (without ``overwrite``) a store
+    made with other settings; an empty folder is taken over."""
+    exists = path.exists()
+    if exists and not _store.is_store(path):
+        if not (path.is_dir() and not any(path.iterdir())):
+            raise ShearcorrError(f"{path} exists and is not a shearcorr dataset store; choose another output path")
+        path.rmdir()  # an empty folder: take it
+        exists = False
+    if exists and not overwrite:
+        _store.check_compatible(path, attrs, grid)
+    return not exists or overwrite
 
 
 def _drive(path: Path, tasks: deque, executor, *, n: int, n_done: int, progress: bool) -> Path:
@@ -382,7 +298,7 @@ def _drive(path: Path, tasks: deque, executor, *, n: int, n_done: int, progress:
                dynamic_ncols=True, file=sys.stderr)
     try:
         while tasks or inflight:
-            window = 2 * _executor_workers(executor) + 1
+            window = _INFLIGHT_PER_WORKER * executor_workers(executor) + 1
             while tasks and len(inflight) < window:
                 task = tasks.popleft()
                 inflight[executor.submit(_run_task, task)] = task

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ShearcorrError
+from ..files import atomic_folder
 from ..params import PARAM_NAMES, QGrid
 
 __all__ = ["open_dataset", "select_done", "export_netcdf", "dataset_info", "format_info"]
@@ -90,32 +89,18 @@ def template(params: dict[str, np.ndarray], grid: QGrid, attrs: dict, include_I:
 def create_store(path: Path, template: xr.Dataset, *, chunk_size: int, overwrite: bool) -> None:
     """Write the store's metadata, coords and parameters; big arrays stay unwritten (fill NaN).
 
-    The store is built in a hidden sibling folder and renamed into place, so a crash leaves either
-    no store or a complete empty one; with ``overwrite`` the old store is removed only after the new
-    one is complete.
+    The store is built in a hidden sibling folder and renamed into place
+    (:func:`shearcorr.files.atomic_folder`), so a crash leaves either no store or a complete empty one;
+    with ``overwrite`` the old store is removed only after the new one is complete.
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     encoding = {}
     for name, var in template.data_vars.items():
         if "sample" in var.dims:
             encoding[name] = {"chunks": tuple(chunk_size if d == "sample" else template.sizes[d] for d in var.dims)}
     encoding["sample"] = {"chunks": (chunk_size,)}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # zarr-format-3 notices about attrs/consolidation
-            template.to_zarr(tmp, mode="w-", encoding=encoding, consolidated=False)
-        if path.exists():
-            if not overwrite:  # pragma: no cover - checked before by the caller
-                raise ShearcorrError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            tmp.rename(path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    with atomic_folder(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-format-3 notices about attrs/consolidation
+        template.to_zarr(tmp, mode="w", encoding=encoding, consolidated=False)
 
 
 def read_state(path: Path) -> tuple[dict[str, Any], np.ndarray, int, QGrid]:
@@ -174,7 +159,7 @@ def open_dataset(store: str | os.PathLike, *, done_only: bool = False, load: boo
     Parameters
     ----------
     store : path
-        A store written by :func:`shearcorr.data.generate.generate`.
+        A store written by :func:`shearcorr.data.generate`.
     done_only : bool, default False
         Keep only the finished samples (see :func:`select_done`).
     load : bool, default False

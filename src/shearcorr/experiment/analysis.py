@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .._version import __version__
+from ..choices import check_choice
 from ..errors import ShearcorrError
+from ..files import atomic_folder, check_output_folder, json_text
 from .correlation import correlation_map, q_bin_edges
 from .flow import strip_angle, wrap_half
 from .frames import FramePair, load_pair
@@ -29,9 +28,7 @@ from .geometry import DetectorGeometry, load_geometry
 from .inference import default_cache_dir, fit_pair, gpr_predict
 from .model import BinnedPairModel
 
-__all__ = ["analyze", "METHODS"]
-
-METHODS = ("fit", "gpr", "both")
+__all__ = ["analyze"]
 
 
 def _speckle_px(geo: DetectorGeometry, valid) -> float:
@@ -128,9 +125,8 @@ def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after
     n_l2, displacement : model constants (not identifiable from a pair; recorded).
     """
     t0 = time.perf_counter()
-    if method not in METHODS:
-        raise ShearcorrError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    out = check_output(output, overwrite)
+    check_choice("method", method)
+    out = None if output is None else check_output_folder(output, overwrite=overwrite)
     if isinstance(before, np.ndarray) or isinstance(after, np.ndarray):
         from .frames import make_pair
 
@@ -198,52 +194,12 @@ def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after
     return result
 
 
-def check_output(output, overwrite=False) -> Path | None:
-    """The output folder as a Path (None stays None); refuses a missing parent and, unless
-    ``overwrite``, an existing non-empty folder -- before any work is done."""
-    if output is None:
-        return None
-    out = Path(output)
-    if not out.parent.exists():
-        raise ShearcorrError(f"folder {out.parent} does not exist; create it first")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ShearcorrError(f"output {out} exists and is not empty; choose a new folder or pass --overwrite")
-    return out
-
-
-def publish(tmp: Path, out: Path) -> None:
-    """Rename the finished temporary folder ``tmp`` to ``out``; an existing ``out`` is first moved
-    aside and deleted only after the rename, so a failure never leaves ``out`` half-written."""
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        out.rename(old / "x")
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-
-
 def _write(out: Path, result, pair: FramePair, geo, cm, y_fit, plots, overwrite):
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        (tmp / "result.json").write_text(json.dumps(result, indent=2, default=_json) + "\n")
+    with atomic_folder(out, overwrite=overwrite) as tmp:
+        (tmp / "result.json").write_text(json_text(result, indent=2) + "\n")
         np.savez(tmp / "correlation.npz", q_r0=cm.q, theta=cm.phi, q_edges=cm.q_edges, theta_edges=cm.phi_edges,
                  C=cm.C, C_err=cm.C_err, n_pix=cm.n_pix, n_eff=cm.n_eff, y=cm.y, model_y=y_fit, beta=cm.beta)
         if plots:
             from ..plots.experiment import save_figures
 
             save_figures(tmp, pair, geo, cm, y_fit, result)
-        publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _json(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")

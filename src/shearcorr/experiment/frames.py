@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import check_choice
 from ..errors import ShearcorrError
 
 __all__ = ["read_frame", "read_mask", "FramePair", "load_pair", "HDF5_SUFFIXES"]
@@ -122,8 +123,7 @@ def read_mask(path, convention: str = "valid", dataset: str | None = None) -> np
 
     ``convention="valid"``: non-zero means valid (APS); ``"masked"``: non-zero means masked (pyFAI).
     """
-    if convention not in ("valid", "masked"):
-        raise ShearcorrError(f"mask convention must be 'valid' or 'masked', got {convention!r}")
+    check_choice("mask_convention", convention, what="mask convention")
     raw = read_frame(path, dataset=dataset)
     if not np.all(np.isfinite(raw)):
         raise ShearcorrError(f"mask {path} contains NaN/inf; a mask holds 0 and 1")

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import CHOICES, check_choice
 from ..errors import ShearcorrError
 
 __all__ = ["DetectorGeometry", "flat_detector", "from_poni", "from_maps", "load_geometry", "Q_UNITS", "HC_KEV_ANGSTROM"]
 
-#: 1 q_unit expressed in 1/nm.
-Q_UNITS = {"1/nm": 1.0, "1/angstrom": 10.0}
+#: 1 q_unit expressed in 1/nm, for each unit of :data:`shearcorr.choices.CHOICES` ``["q_unit"]``.
+Q_UNITS = dict(zip(CHOICES["q_unit"], (1.0, 10.0)))
 #: h c in keV * angstrom (lambda[A] = 12.398 / E[keV]).
 HC_KEV_ANGSTROM = 12.398419843320026
 
@@ -74,8 +75,7 @@ class DetectorGeometry:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.q_unit not in Q_UNITS:
-            raise ShearcorrError(f"geometry: q_unit must be one of {', '.join(Q_UNITS)}, got {self.q_unit!r}")
+        check_choice("q_unit", self.q_unit, what="geometry: q_unit")
         _pos("particle_radius_nm", self.particle_radius_nm)
         _pos("beam_size_nm", self.beam_size_nm)
         if np.shape(self.q_nm) != np.shape(self.phi) or np.ndim(self.q_nm) != 2:
@@ -207,12 +207,9 @@ def from_maps(q, phi, *, q_unit, phi_unit="rad", convention="aps", particle_radi
 
     ``convention="pyfai"`` means the map is pyFAI's chi (phi = -chi); ``phi_unit`` is ``rad`` or ``deg``.
     """
-    if q_unit not in Q_UNITS:
-        raise ShearcorrError(f"geometry: q_unit must be one of {', '.join(Q_UNITS)}, got {q_unit!r}")
-    if phi_unit not in ("rad", "deg"):
-        raise ShearcorrError(f"geometry: phi_unit must be 'rad' or 'deg', got {phi_unit!r}")
-    if convention not in ("aps", "pyfai"):
-        raise ShearcorrError(f"geometry: azimuth_convention must be 'aps' or 'pyfai', got {convention!r}")
+    check_choice("q_unit", q_unit, what="geometry: q_unit")
+    check_choice("phi_unit", phi_unit, what="geometry: phi_unit")
+    check_choice("azimuth_convention", convention, what="geometry: azimuth_convention")
     q = np.asarray(q, dtype=np.float64) * Q_UNITS[q_unit]
     ph = np.asarray(phi, dtype=np.float64)
     if phi_unit == "deg":

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +31,16 @@ from scipy.optimize import least_squares
 
 from .._version import __version__
 from ..errors import ShearcorrError
+from ..files import atomic_file
+from ..params import TARGETS
 from .flow import wrap_half
 from .model import configuration_samples
 
-__all__ = ["fit_pair", "gpr_predict", "default_cache_dir", "TARGETS"]
+__all__ = ["fit_pair", "gpr_predict", "default_cache_dir", "PAIR_ARGS"]
 
-TARGETS = ("gamma_l", "d2", "rs")
+#: The pair model's physical parameters in the order of :meth:`BinnedPairModel.y`'s arguments; also the
+#: columns of the GPR's parameter box and Sobol design (results are keyed by name, in ``TARGETS`` order).
+PAIR_ARGS = ("gamma_l", "d2", "rs")
 
 
 def _beta_star(m, c, w, beta0, beta_err):
@@ -231,21 +234,15 @@ def _fitted_state(model, ok, box, n_train, k, cache_dir, seed=0):
     X = X / scale
     st = {"theta": theta, "mu": mu, "V": V, "scale": scale}
     gps = {}
-    for j, t in enumerate(TARGETS):
-        gp = PaperGPR(optimizer="grid", n_grid=12).fit(X, theta[:, j])
+    for t in TARGETS:
+        gp = PaperGPR(optimizer="grid", n_grid=12).fit(X, theta[:, PAIR_ARGS.index(t)])
         gps[t] = gp
         st[f"{t}_X"], st[f"{t}_alpha"] = gp.X_train_, gp.alpha_
         st[f"{t}_hyp"] = np.array([gp.l_, gp.sigma_, gp.y_mean_, gp.y_std_])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pairmodel.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_file(path) as tmp:
             np.savez(tmp, **st)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     return st, gps, False
 
 

@@ -20,21 +20,18 @@ derivatives in gamma L and D2 at the solution (no first-order correlation).
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
+import contextlib
 import time
-from pathlib import Path
 
 import numpy as np
 
 from .._version import __version__
+from ..choices import check_choice
 from ..errors import ShearcorrError
-from .analysis import _json, analyze, check_output, publish
+from ..files import atomic_folder, check_output_folder, json_text
+from .analysis import analyze
 
-__all__ = ["combine_flow", "analyze_series", "series_pairs", "PAIRINGS"]
-
-PAIRINGS = ("consecutive", "disjoint")
+__all__ = ["combine_flow", "analyze_series", "series_pairs"]
 
 
 def combine_flow(angles_deg, stds_deg) -> dict:
@@ -73,8 +70,7 @@ def series_pairs(frames, pairing="consecutive", frame_indices=None) -> list[dict
     (its frames, in order). ``pairing``: ``"consecutive"`` (0-1, 1-2, ...: one shear step each) or
     ``"disjoint"`` (0-1, 2-3, ...: independent pairs).
     """
-    if pairing not in PAIRINGS:
-        raise ShearcorrError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    check_choice("pairing", pairing)
     frames = list(frames)
     if frame_indices is not None:
         if len(frames) != 1:
@@ -114,7 +110,7 @@ def analyze_series(pairs, geometry, output=None, *, flow_angle_deg=None, overwri
     pairs = list(pairs)
     if not pairs:
         raise ShearcorrError("a series needs at least one pair")
-    out = check_output(output, overwrite)
+    out = None if output is None else check_output_folder(output, overwrite=overwrite)
     for bad in ("output", "flow_angle_deg"):
         options.pop(bad, None)
     if flow_angle_deg is None:
@@ -128,8 +124,8 @@ def analyze_series(pairs, geometry, output=None, *, flow_angle_deg=None, overwri
         joint.update(per_pair=[per[k] for k in use], pairs_used=use, fixed=False)
     else:
         joint = {"value": float(flow_angle_deg), "std": 0.0, "fixed": True}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) if out is not None else None
-    try:
+    with contextlib.ExitStack() as stack:
+        tmp = None if out is None else stack.enter_context(atomic_folder(out, overwrite=overwrite))
         fixed = []
         for k, p in enumerate(pairs):
             sub = tmp / f"pair_{k:03d}" if tmp is not None else None
@@ -147,16 +143,11 @@ def analyze_series(pairs, geometry, output=None, *, flow_angle_deg=None, overwri
                            "free-flow fits (docs/experiment.md, 'Several pairs')"},
         }
         if tmp is not None:
-            (tmp / "series.json").write_text(json.dumps(result, indent=2, default=_json) + "\n")
+            (tmp / "series.json").write_text(json_text(result, indent=2) + "\n")
             if plots and not joint["fixed"]:
                 from ..plots.experiment import flow_series
 
                 fig = flow_series(joint).figure
                 fig.savefig(tmp / "flow.png", dpi=110)
                 fig.clf()
-            publish(tmp, out)
-    except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return result

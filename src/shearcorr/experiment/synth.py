@@ -23,18 +23,17 @@ Pipeline (all lengths in R0; one configuration, :func:`shearcorr.forward.monteca
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .._version import __version__
+from ..choices import check_choice
 from ..errors import ShearcorrError
+from ..files import atomic_folder, check_output_folder
 from ..params import SystemParams
 from ..physics import form_factor, sphere_volume
-from ..rng import seed_sequence
+from ..rng import child_seed, seed_sequence
 from .flow import wrap_half
 from .geometry import flat_detector
 
@@ -151,8 +150,8 @@ def pair_configuration(params: SystemParams, seed=0):
 def _streams(seed, n=2):
     """Children 0..n-1 of ``seed`` (as ``spawn(n)`` of a fresh SeedSequence, without mutating a
     SeedSequence passed in): configuration, photons, and the further steps of a series."""
-    ss = seed_sequence(seed)
-    return [np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, j), pool_size=ss.pool_size) for j in range(n)]
+    root = seed_sequence(seed)
+    return [child_seed(root, j) for j in range(n)]
 
 
 def flow_oracle(config, params: SystemParams) -> dict:
@@ -204,15 +203,9 @@ def flow_oracle(config, params: SystemParams) -> dict:
 def write_synth(pair: SynthPair, out, fmt="npy") -> Path:
     """Write before/after frames (``npy`` or ``h5``, dataset /entry/data/data), mask.npy (1 = valid),
     geometry.json and truth.json into folder ``out`` atomically (temporary folder, then rename)."""
-    out = Path(out)
-    if fmt not in ("npy", "h5"):
-        raise ShearcorrError(f"format must be 'npy' or 'h5', got {fmt!r}")
-    if out.exists() and any(out.iterdir()):
-        raise ShearcorrError(f"output folder {out} exists and is not empty; choose a new folder")
-    if not out.parent.exists():
-        raise ShearcorrError(f"folder {out.parent} does not exist; create it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    check_choice("frame_format", fmt, what="format")
+    out = check_output_folder(out, overwrite=False)
+    with atomic_folder(out) as tmp:
         for name, arr in (("before", pair.before), ("after", pair.after)):
             if fmt == "npy":
                 np.save(tmp / f"{name}.npy", arr.astype(np.int32))
@@ -226,10 +219,4 @@ def write_synth(pair: SynthPair, out, fmt="npy") -> Path:
         truth = dict(pair.truth, files={"before": f"before.{fmt}", "after": f"after.{fmt}", "mask": "mask.npy",
                                         "mask_convention": "valid", "dataset": "/entry/data/data" if fmt == "h5" else None})
         (tmp / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

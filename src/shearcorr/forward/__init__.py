@@ -1,15 +1,21 @@
-"""One entry point to both forward engines: :func:`simulate`."""
+"""The forward model: one entry point to both engines, :func:`simulate`, and their raw arrays.
+
+Sub-modules: ``analytic`` (semi-analytic ensemble engine, with ``window`` and ``quadrature``),
+``montecarlo`` (brute-force engine, with the numba ``kernels``).
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Callable
+
 import xarray as xr
 
+from ..choices import check_choice
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 
-__all__ = ["ENGINES", "simulate"]
-
-ENGINES = ("analytic", "mc")
+__all__ = ["simulate", "engine_arrays"]
 
 
 def simulate(
@@ -42,14 +48,48 @@ def simulate(
     xarray.Dataset, layout in :mod:`shearcorr.result`.
     """
     grid = QGrid() if grid is None else grid
+    check_choice("engine", engine)
     if engine == "mc":
         if configs is None:
             raise ShearcorrError("engine 'mc' needs a number of configurations; pass configs (CLI: --configs N)")
         from .montecarlo import simulate_mc
 
         return simulate_mc(params, grid, configs=configs, seed=seed, progress=progress)
-    if engine == "analytic":
-        from .analytic import ensemble
+    from .analytic import ensemble
 
-        return ensemble(params, grid)
-    raise ShearcorrError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return ensemble(params, grid)
+
+
+def _analytic_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
+    from .analytic import ensemble_arrays
+
+    return ensemble_arrays(params, grid)
+
+
+def _mc_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
+    from .montecarlo import simulate_mc
+
+    ds = simulate_mc(params, grid, configs=configs, seed=seed, progress=False)
+    return ds["I"].values, ds["g"].values, ds["g_err"].values
+
+
+#: engine name -> (module, entry point that must import, arrays function)
+_ENGINE_ARRAYS = {"analytic": ("analytic", "ensemble_arrays", _analytic_arrays),
+                  "mc": ("montecarlo", "simulate_mc", _mc_arrays)}
+
+
+def engine_arrays(engine: str | Callable) -> Callable:
+    """The function ``f(params, grid, *, configs, seed) -> (I, g, g_err)`` of an engine (arrays (n_q, n_theta)).
+
+    For a name (:data:`shearcorr.choices.CHOICES` ``["engine"]``) the engine's module is imported here,
+    so a missing engine is one clear error and numba is loaded before a caller pins thread counts. A
+    callable with that signature is returned as it is.
+    """
+    if callable(engine):
+        return engine
+    module, name, arrays = _ENGINE_ARRAYS[check_choice("engine", engine)]
+    try:
+        getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise ShearcorrError(f"engine {engine!r} is not available ({type(exc).__name__}: {exc})") from None
+    return arrays

@@ -38,7 +38,7 @@ from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 from ..physics import rearrange, sample_radii, sphere_volume
 from ..result import make_result
-from ..rng import seed_sequence
+from ..rng import child_seed, seed_sequence
 
 __all__ = [
     "CHUNK",
@@ -111,14 +111,9 @@ def _root_sequence(seed) -> tuple[np.random.SeedSequence, int | None]:
     return ss, (int(seed) if isinstance(seed, (int, np.integer)) else None)
 
 
-def _chunk_child(ss: np.random.SeedSequence, j: int) -> np.random.SeedSequence:
-    """Child ``j`` of ``ss``, equal to ``ss.spawn(n)[j]`` of a fresh ``ss``, without mutating ``ss``."""
-    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, j), pool_size=ss.pool_size)
-
-
 def _draw_chunk(params: SystemParams, ss: np.random.SeedSequence, j: int):
     """The CHUNK configurations of chunk ``j``: arrays (CHUNK, N) x, y, radius, x', y'."""
-    rng = np.random.default_rng(_chunk_child(ss, j))
+    rng = np.random.default_rng(child_seed(ss, j))
     n, big = params.n_particles, params.beam_size
     x = rng.uniform(-big, big, (CHUNK, n))
     y = rng.uniform(-big, big, (CHUNK, n))

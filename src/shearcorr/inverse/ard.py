@@ -11,18 +11,16 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
 from scipy.spatial.distance import cdist
-from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import ShearcorrError
-from .gpr import check_training_data, standardise
+from .gpcore import ExactGP, check_training_data
 
-__all__ = ["ARDGPR", "ard_rbf", "TARGET_TRANSFORMS"]
+__all__ = ["ARDGPR", "ard_rbf"]
 
-#: Target transforms of :class:`ARDGPR`: the GP models u = y ("none") or u = log y ("log").
-TARGET_TRANSFORMS = ("none", "log")
+#: Starting white-noise level of the optimisation (standardised target units).
+NOISE_START = 1e-4
 
 
 def ard_rbf(A: np.ndarray, B: np.ndarray, length_scale: np.ndarray, amplitude: float) -> np.ndarray:
@@ -31,7 +29,7 @@ def ard_rbf(A: np.ndarray, B: np.ndarray, length_scale: np.ndarray, amplitude: f
     return amplitude * np.exp(-0.5 * cdist(A / ls, B / ls, "sqeuclidean"))
 
 
-class ARDGPR(RegressorMixin, BaseEstimator):
+class ARDGPR(ExactGP):
     r"""GPR of one target: amplitude x ARD RBF + white noise, constant mean, optional log target.
 
     The GP models :math:`u = y` (``transform="none"``) or :math:`u = \log y` (``"log"``; for strictly
@@ -46,6 +44,8 @@ class ARDGPR(RegressorMixin, BaseEstimator):
     most ``max_opt_samples`` training rows (its gradient needs n^2 (d + 2) floats per step: 1.4 GB at
     n = 4200, d = 8); the kernel is then fixed and factorised once on all rows. Predictions use numpy
     from stored arrays (:meth:`from_state`), so a model rebuilt from a file predicts exactly as trained.
+    Factorisation, posterior, gradient and transform are the exact-GP core's
+    (:class:`~shearcorr.inverse.gpcore.ExactGP`).
 
     Posterior of u at x (R&W Alg. 2.1), :math:`k_* = k(x, X)`, :math:`L L^T = K + \sigma I`:
 
@@ -87,18 +87,17 @@ class ARDGPR(RegressorMixin, BaseEstimator):
         self.noise_bounds = noise_bounds
         self.random_state = random_state
 
-    def _forward(self, y):
-        if self.transform == "none":
-            return y
-        if self.transform == "log":
-            if np.any(y <= 0):
-                raise ShearcorrError("transform 'log' needs strictly positive targets; use transform 'none'")
-            return np.log(y)
-        raise ShearcorrError(f"transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {self.transform!r}")
+    def _kernel(self, A, B):
+        return ard_rbf(A, B, self.length_scale_, self.amplitude_)
 
-    def inverse(self, u):
-        """Map the modelled quantity u back to the target (identity or exp)."""
-        return np.exp(u) if self.transform == "log" else np.asarray(u)
+    def _prior_variance(self) -> float:
+        return self.amplitude_
+
+    def _noise_variance(self) -> float:
+        return self.noise_
+
+    def _squared_lengths(self):
+        return self.length_scale_**2
 
     def fit(self, X, y) -> "ARDGPR":
         """Optimise (A, l_d, sigma) on a subset with scikit-learn, then factorise K + sigma I on all rows."""
@@ -114,82 +113,28 @@ class ARDGPR(RegressorMixin, BaseEstimator):
         ls0 = np.clip(np.std(X[sub], axis=0), lo, hi)
         ls0[ls0 <= 0] = 1.0
         kernel = (ConstantKernel(1.0, tuple(self.amplitude_bounds)) * RBF(ls0, (lo, hi))
-                  + WhiteKernel(1e-4, tuple(self.noise_bounds)))
+                  + WhiteKernel(NOISE_START, tuple(self.noise_bounds)))
         gp = GaussianProcessRegressor(kernel, alpha=0.0, normalize_y=True, n_restarts_optimizer=int(self.n_restarts),
                                       random_state=int(self.random_state))
         with warnings.catch_warnings():  # a length scale at its upper bound = an irrelevant input: expected
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(X[sub], u[sub])
         k = gp.kernel_
-        ls = np.broadcast_to(np.asarray(k.k1.k2.length_scale, dtype=np.float64), (X.shape[1],)).copy()
-        self._factorise(X, u, ls, float(k.k1.k1.constant_value), float(k.k2.noise_level))
+        self.length_scale_ = np.broadcast_to(np.asarray(k.k1.k2.length_scale, dtype=np.float64), (X.shape[1],)).copy()
+        self.amplitude_, self.noise_ = float(k.k1.k1.constant_value), float(k.k2.noise_level)
+        self._factorise(X, u)
         self.log_marginal_likelihood_value_ = float(gp.log_marginal_likelihood_value_)
         self.n_opt_samples_ = int(n_opt)
         return self
-
-    def _factorise(self, X, u, length_scale, amplitude, noise) -> None:
-        ys, self.y_mean_, self.y_std_ = standardise(u)
-        K = ard_rbf(X, X, length_scale, amplitude)
-        K[np.diag_indices_from(K)] += noise
-        try:
-            L = scipy.linalg.cholesky(K, lower=True)
-        except np.linalg.LinAlgError:
-            raise ShearcorrError(f"K + sigma I is not positive definite at sigma={noise:.3g}; raise the lower bound "
-                                 "of the noise level") from None
-        self.X_train_, self._L = X, L
-        self.length_scale_, self.amplitude_, self.noise_ = np.asarray(length_scale, float), float(amplitude), float(noise)
-        self.alpha_ = scipy.linalg.cho_solve((L, True), ys)
-        self.n_features_in_ = X.shape[1]
 
     @classmethod
     def from_state(cls, X_train, alpha, length_scale, amplitude, noise, y_mean, y_std, transform) -> "ARDGPR":
         """Rebuild a fitted regressor from stored arrays (used by the model file; no unpickling)."""
         gp = cls(transform=str(transform))
-        gp.X_train_ = np.asarray(X_train, dtype=np.float64)
-        gp.alpha_ = np.asarray(alpha, dtype=np.float64)
-        gp.length_scale_ = np.asarray(length_scale, dtype=np.float64)
-        if gp.length_scale_.shape != (gp.X_train_.shape[1],) or gp.alpha_.shape != (gp.X_train_.shape[0],):
-            raise ShearcorrError("ARD state arrays have inconsistent shapes")
-        gp.amplitude_, gp.noise_, gp.y_mean_, gp.y_std_ = float(amplitude), float(noise), float(y_mean), float(y_std)
-        gp.n_features_in_ = gp.X_train_.shape[1]
-        gp._L = None
         gp._forward(np.ones(1))  # validates the transform name
+        gp._restore(X_train, alpha, y_mean, y_std)
+        gp.length_scale_ = np.asarray(length_scale, dtype=np.float64)
+        if gp.length_scale_.shape != (gp.X_train_.shape[1],):
+            raise ShearcorrError("ARD state arrays have inconsistent shapes")
+        gp.amplitude_, gp.noise_ = float(amplitude), float(noise)
         return gp
-
-    def _check_X(self, X) -> np.ndarray:
-        if not hasattr(self, "alpha_"):
-            raise ShearcorrError("the regressor is not fitted; call fit(X, y) first")
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ShearcorrError(f"X must have shape (n, {self.n_features_in_}), got {X.shape}")
-        return X
-
-    def predict_latent(self, X):
-        """Posterior (mean, std) of the modelled u (log y for "log"), std including the white noise."""
-        X = self._check_X(X)
-        Ks = ard_rbf(X, self.X_train_, self.length_scale_, self.amplitude_)
-        mean = self.y_mean_ + self.y_std_ * (Ks @ self.alpha_)
-        if self._L is None:
-            K = ard_rbf(self.X_train_, self.X_train_, self.length_scale_, self.amplitude_)
-            K[np.diag_indices_from(K)] += self.noise_
-            self._L = scipy.linalg.cholesky(K, lower=True)
-        v = scipy.linalg.solve_triangular(self._L, Ks.T, lower=True)
-        var = np.clip(self.amplitude_ + self.noise_ - np.sum(v * v, axis=0), 0.0, None)
-        return mean, self.y_std_ * np.sqrt(var)
-
-    def mean_gradient(self, X) -> np.ndarray:
-        r"""Gradient of the latent posterior mean m with respect to the inputs, shape (n, d).
-
-        .. math:: \frac{\partial m}{\partial x_d} = s_u \sum_i \alpha_i\,k(x, x_i)\,\frac{x_{i,d} - x_d}{\ell_d^2}
-        """
-        X = self._check_X(X)
-        Ks = ard_rbf(X, self.X_train_, self.length_scale_, self.amplitude_) * self.alpha_[None, :]
-        return self.y_std_ * (Ks @ self.X_train_ - Ks.sum(axis=1)[:, None] * X) / self.length_scale_**2
-
-    def predict(self, X, return_std: bool = False):
-        """Point estimate u^-1(m) (and the delta-method std |du^-1/du| s) of the target."""
-        m, s = self.predict_latent(X)
-        y = self.inverse(m)
-        if not return_std:
-            return y
-        return y, (y * s if self.transform == "log" else s)

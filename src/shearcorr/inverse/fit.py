@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
+from ..choices import check_choice
 from ..errors import ShearcorrError
+from ..files import JSONRecord
 from ..params import QGrid, SystemParams
 
-__all__ = ["FitResult", "fit_g", "OBSERVABLES", "FIT_BOUNDS"]
-
-OBSERVABLES = ("g", "g_theta", "g_q")
+__all__ = ["FitResult", "fit_g", "FIT_BOUNDS", "START"]
 
 #: Bounds of the fitted parameters (a little wider than the paper's design ranges).
 FIT_BOUNDS = {"n_l2": (20.0, 400.0), "rs": (0.0, 0.6), "d2": (0.05, 6.0), "gamma_l": (0.0, 60.0)}
@@ -38,9 +38,26 @@ FIT_BOUNDS = {"n_l2": (20.0, 400.0), "rs": (0.0, 0.6), "d2": (0.05, 6.0), "gamma
 START = {"n_l2": 150.0, "rs": 0.15, "d2": 1.75, "gamma_l": 17.5}
 
 
-@dataclass
-class FitResult:
-    """Outcome of :func:`fit_g`: ``values`` and ``std`` per parameter, chi^2_nu, success, timing."""
+@dataclass(frozen=True)
+class FitResult(JSONRecord):
+    """Outcome of :func:`fit_g`.
+
+    Attributes
+    ----------
+    values, std : dict of str to float
+        Fitted value and standard error per fitted parameter (inf: unconstrained, see the module doc).
+    chi2_red : float
+        chi^2 / (N - n_p) at the optimum.
+    success : bool
+        The optimiser's convergence flag.
+    n_eval : int
+        Engine evaluations (excluding Jacobian columns).
+    seconds : float
+    message : str
+        The optimiser's message.
+    fixed : dict of str to float
+        Parameters held fixed (n_l2 unless it was fitted).
+    """
 
     values: dict
     std: dict
@@ -50,6 +67,11 @@ class FitResult:
     seconds: float
     message: str = ""
     fixed: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-able copy (an infinite std becomes ``null`` in :meth:`to_json`)."""
+        return {"values": dict(self.values), "std": dict(self.std), "chi2_red": self.chi2_red, "success": self.success,
+                "n_eval": self.n_eval, "seconds": self.seconds, "message": self.message, "fixed": dict(self.fixed)}
 
 
 def _reduce(g: np.ndarray, observable: str) -> np.ndarray:
@@ -89,8 +111,7 @@ def fit_g(data, grid: QGrid, *, observable: str = "g", errors=None, n_l2: float 
     """
     from ..forward.analytic import ensemble_arrays
 
-    if observable not in OBSERVABLES:
-        raise ShearcorrError(f"observable must be one of {', '.join(OBSERVABLES)}, got {observable!r}")
+    check_choice("observable", observable)
     d = np.asarray(data, dtype=np.float64)
     expected = {"g": grid.shape, "g_theta": (grid.theta.size,), "g_q": (grid.q.size,)}[observable]
     if d.shape != expected:

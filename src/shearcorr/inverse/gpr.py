@@ -26,20 +26,27 @@ trained on the same inputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import scipy.linalg
 from scipy.optimize import minimize_scalar
 from scipy.spatial.distance import cdist
-from sklearn.base import BaseEstimator, RegressorMixin
 
+from ..choices import check_choice
 from ..errors import ShearcorrError
+from .gpcore import ExactGP, check_training_data, standardise
 
-__all__ = ["PaperGPR", "lml_grid", "lml_eigen", "optimise_hyperparameters", "default_bounds", "rbf", "standardise",
-           "check_training_data"]
+__all__ = ["PaperGPR", "LMLSearch", "lml_grid", "lml_eigen", "optimise_hyperparameters", "default_bounds", "rbf",
+           "SIGMA_BOUNDS"]
 
 #: Default bounds of the white-noise level sigma (standardised target units, a variance).
 #: The lower bound keeps K + sigma I well conditioned (condition number <= n / 1e-6) on noise-free data.
 SIGMA_BOUNDS = (1e-6, 1.0)
+
+#: Bounds of l from the pair distances z of the inputs: [(z_1% / L_LOW)^2, (L_HIGH z_max)^2] (default_bounds).
+L_PERCENTILE, L_LOW, L_HIGH = 1.0, 4.0, 4.0
+#: Log-spaced sigma values scanned before the Brent refinement of sigma at the refined l.
+N_SIGMA_SCAN = 25
 
 
 def rbf(A: np.ndarray, B: np.ndarray, l: float) -> np.ndarray:
@@ -61,24 +68,7 @@ def default_bounds(X: np.ndarray, *, sample: int = 2000, seed: int = 0) -> tuple
     d = d[d > 0]
     if d.size == 0:
         raise ShearcorrError("all feature vectors are identical; the GPR has nothing to learn from")
-    return (float(np.percentile(d, 1) / 4.0) ** 2, float(4.0 * d.max()) ** 2)
-
-
-def check_training_data(X, y) -> tuple[np.ndarray, np.ndarray]:
-    """Training inputs X (n, d) and targets y (n,) as float64, n >= 2, all finite; else ShearcorrError."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if X.ndim != 2 or y.shape != (X.shape[0],) or X.shape[0] < 2:
-        raise ShearcorrError(f"need X of shape (n, d) and y of shape (n,) with n >= 2, got {X.shape}, {y.shape}")
-    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
-        raise ShearcorrError("training inputs or targets contain NaN or inf")
-    return X, y
-
-
-def standardise(y: np.ndarray) -> tuple[np.ndarray, float, float]:
-    mean, std = float(np.mean(y)), float(np.std(y))
-    std = std if std > 0 else 1.0
-    return (y - mean) / std, mean, std
+    return (float(np.percentile(d, L_PERCENTILE) / L_LOW) ** 2, float(L_HIGH * d.max()) ** 2)
 
 
 def lml_eigen(lam: np.ndarray, b: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -143,7 +133,7 @@ def _profile_sigma(lam, b, bounds) -> tuple[float, float]:
     """max over log sigma of the LML at fixed l (bounded Brent on the O(n) eigen formula)."""
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
     f = lambda ls: -float(lml_eigen(lam, b, np.array([np.exp(ls)]))[0])  # noqa: E731
-    grid = np.linspace(lo, hi, 25)
+    grid = np.linspace(lo, hi, N_SIGMA_SCAN)
     vals = [f(g) for g in grid]
     i = int(np.argmin(vals))
     a, c = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
@@ -152,8 +142,48 @@ def _profile_sigma(lam, b, bounds) -> tuple[float, float]:
     return float(np.exp(best[0])), -float(best[1])
 
 
+@dataclass(frozen=True)
+class LMLSearch:
+    """Result of :func:`optimise_hyperparameters`: the LML landscape and the optimum per target.
+
+    Attributes
+    ----------
+    l_values, sigma_values : ndarray (n_l,), (n_sigma,)
+        The log-spaced grid (paper's l, squared length; sigma, white-noise variance).
+    lml : ndarray (n_l, n_sigma, T)
+        Log marginal likelihood of each target on the grid (Figs. 6b-d).
+    l, sigma, lml_opt : tuple of float, one per target
+        The optimum after refinement and its LML.
+    """
+
+    l_values: np.ndarray
+    sigma_values: np.ndarray
+    lml: np.ndarray
+    l: tuple
+    sigma: tuple
+    lml_opt: tuple
+
+
+def _refine(surf, l_values, s_values, D, y, sigma_bounds) -> tuple[float, float, float]:
+    """Best (l, sigma, LML) of one target: the grid optimum, or a parabola-refined l with Brent sigma."""
+    n_l = l_values.size
+    i, j = np.unravel_index(np.argmax(surf), surf.shape)
+    best = (float(l_values[i]), float(s_values[j]), float(surf[i, j]))
+    if 0 < i < n_l - 1:
+        x = np.log(l_values[i - 1: i + 2])
+        p = surf[i - 1: i + 2].max(axis=1)
+        c2, c1, _ = np.polyfit(x, p, 2)
+        if c2 < 0:
+            l_ref = float(np.exp(np.clip(-c1 / (2 * c2), x[0], x[2])))
+            lam, Q = np.linalg.eigh(np.exp(-D / (2.0 * l_ref)))
+            s_ref, v_ref = _profile_sigma(lam, Q.T @ standardise(y)[0], sigma_bounds)
+            if v_ref > best[2]:
+                best = (l_ref, s_ref, v_ref)
+    return best
+
+
 def optimise_hyperparameters(X, Y, *, l_bounds=None, sigma_bounds=SIGMA_BOUNDS, n_l: int = 30,
-                             n_sigma: int = 30, grid=None, progress=None) -> dict:
+                             n_sigma: int = 30, grid=None, progress=None) -> LMLSearch:
     r"""Maximise the LML of each target over (l, sigma): grid, then refinement (the "grid" optimiser).
 
     1. :func:`lml_grid` on ``n_l`` x ``n_sigma`` log-spaced points inside the bounds (shared eigen-
@@ -165,8 +195,7 @@ def optimise_hyperparameters(X, Y, *, l_bounds=None, sigma_bounds=SIGMA_BOUNDS, 
 
     Returns
     -------
-    dict with ``l_values``, ``sigma_values``, ``lml`` (n_l, n_sigma, T), and per target lists
-    ``l``, ``sigma``, ``lml_opt``.
+    LMLSearch
     """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
@@ -176,33 +205,19 @@ def optimise_hyperparameters(X, Y, *, l_bounds=None, sigma_bounds=SIGMA_BOUNDS, 
     s_values = np.geomspace(sigma_bounds[0], sigma_bounds[1], n_sigma)
     lml = lml_grid(X, Y, l_values, s_values, progress=progress) if grid is None else grid
     D = cdist(X, X, "sqeuclidean")
-    res = {"l_values": l_values, "sigma_values": s_values, "lml": lml, "l": [], "sigma": [], "lml_opt": []}
-    for t in range(Y.shape[1]):
-        surf = lml[:, :, t]
-        i, j = np.unravel_index(np.argmax(surf), surf.shape)
-        best = (float(l_values[i]), float(s_values[j]), float(surf[i, j]))
-        if 0 < i < n_l - 1:
-            x = np.log(l_values[i - 1: i + 2])
-            p = surf[i - 1: i + 2].max(axis=1)
-            c2, c1, _ = np.polyfit(x, p, 2)
-            if c2 < 0:
-                l_ref = float(np.exp(np.clip(-c1 / (2 * c2), x[0], x[2])))
-                lam, Q = np.linalg.eigh(np.exp(-D / (2.0 * l_ref)))
-                s_ref, v_ref = _profile_sigma(lam, Q.T @ standardise(Y[:, t])[0], sigma_bounds)
-                if v_ref > best[2]:
-                    best = (l_ref, s_ref, v_ref)
-        res["l"].append(best[0])
-        res["sigma"].append(best[1])
-        res["lml_opt"].append(best[2])
-    return res
+    best = [_refine(lml[:, :, t], l_values, s_values, D, Y[:, t], sigma_bounds) for t in range(Y.shape[1])]
+    return LMLSearch(l_values=l_values, sigma_values=s_values, lml=lml, l=tuple(b[0] for b in best),
+                     sigma=tuple(b[1] for b in best), lml_opt=tuple(b[2] for b in best))
 
 
-class PaperGPR(RegressorMixin, BaseEstimator):
+class PaperGPR(ExactGP):
     r"""GPR of one target with the paper's kernel exp(-|x-x'|^2/(2l)) + sigma delta and a constant mean.
 
-    A scikit-learn estimator (``clone``, ``get_params``, ``cross_val_score`` work). Predictions are
-    computed with numpy from the stored training inputs, :math:`\alpha = (K_l+\sigma I)^{-1}y` and
-    (l, sigma), so a model rebuilt from a file predicts exactly as the trained one.
+    A scikit-learn estimator (``clone``, ``get_params``, ``cross_val_score`` work) on the exact-GP core
+    (:class:`~shearcorr.inverse.gpcore.ExactGP`): predictions are computed with numpy from the stored
+    training inputs, :math:`\alpha = (K_l+\sigma I)^{-1}y` and (l, sigma), so a model rebuilt from a
+    file predicts exactly as the trained one. The target is modelled as it is (``transform = "none"``);
+    the prediction std includes the white-noise term sigma.
 
     Parameters
     ----------
@@ -247,19 +262,37 @@ class PaperGPR(RegressorMixin, BaseEstimator):
         self.n_grid = n_grid
         self.random_state = random_state
 
+    def _kernel(self, A, B):
+        return rbf(A, B, self.l_)
+
+    def _prior_variance(self) -> float:
+        return 1.0
+
+    def _noise_variance(self) -> float:
+        return self.sigma_
+
+    def _squared_lengths(self):
+        return self.l_
+
     def fit(self, X, y) -> "PaperGPR":
-        """Optimise (l, sigma) as chosen by ``optimizer``, then factorise K + sigma I (Cholesky)."""
+        r"""Optimise (l, sigma) as chosen by ``optimizer``, then factorise K + sigma I (Cholesky).
+
+        The LML at the solution is :math:`-\tfrac12 y^T\alpha - \sum_i \log L_{ii} - \tfrac n2\log 2\pi`
+        (R&W Alg. 2.1, line 8).
+        """
         X, y = check_training_data(X, y)
         l, sigma = float(self.l), float(self.sigma)
-        if self.optimizer == "grid":
+        if self.optimizer is not None and check_choice("optimizer", self.optimizer) == "grid":
             r = optimise_hyperparameters(X, y, l_bounds=self.l_bounds, sigma_bounds=self.sigma_bounds,
                                          n_l=self.n_grid, n_sigma=self.n_grid)
-            l, sigma = r["l"][0], r["sigma"][0]
+            l, sigma = r.l[0], r.sigma[0]
         elif self.optimizer == "sklearn":
             l, sigma = self._fit_sklearn(X, y, l, sigma)
-        elif self.optimizer is not None:
-            raise ShearcorrError(f"optimizer must be 'grid', 'sklearn' or None, got {self.optimizer!r}")
-        return self._factorise(X, y, l, sigma)
+        self.l_, self.sigma_ = float(l), float(sigma)
+        ys = self._factorise(X, y)
+        self.log_marginal_likelihood_value_ = float(
+            -0.5 * ys @ self.alpha_ - np.sum(np.log(np.diag(self._L))) - 0.5 * ys.size * np.log(2 * np.pi))
+        return self
 
     def _fit_sklearn(self, X, y, l, sigma):
         from sklearn.gaussian_process import GaussianProcessRegressor
@@ -275,75 +308,10 @@ class PaperGPR(RegressorMixin, BaseEstimator):
         k = gp.kernel_
         return float(k.k1.length_scale) ** 2, float(k.k2.noise_level)
 
-    def _factorise(self, X, y, l, sigma) -> "PaperGPR":
-        ys, self.y_mean_, self.y_std_ = standardise(y)
-        K = rbf(X, X, l)
-        K[np.diag_indices_from(K)] += sigma
-        try:
-            L = scipy.linalg.cholesky(K, lower=True)
-        except np.linalg.LinAlgError:
-            raise ShearcorrError(f"K + sigma I is not positive definite at l={l:.3g}, sigma={sigma:.3g}; "
-                                 "raise the lower bound of sigma") from None
-        self.X_train_, self.l_, self.sigma_, self._L = X, float(l), float(sigma), L
-        self.alpha_ = scipy.linalg.cho_solve((L, True), ys)
-        self.log_marginal_likelihood_value_ = float(
-            -0.5 * ys @ self.alpha_ - np.sum(np.log(np.diag(L))) - 0.5 * ys.size * np.log(2 * np.pi))
-        self.n_features_in_ = X.shape[1]
-        return self
-
     @classmethod
     def from_state(cls, X_train, alpha, l, sigma, y_mean, y_std) -> "PaperGPR":
-        """Rebuild a fitted regressor from stored arrays (used by the model file; no unpickling)."""
+        """Rebuild a fitted regressor from stored arrays (used by model files and caches; no unpickling)."""
         gp = cls(l=float(l), sigma=float(sigma), optimizer=None)
-        gp.X_train_ = np.asarray(X_train, dtype=np.float64)
-        gp.alpha_ = np.asarray(alpha, dtype=np.float64)
-        gp.l_, gp.sigma_, gp.y_mean_, gp.y_std_ = float(l), float(sigma), float(y_mean), float(y_std)
-        gp.n_features_in_ = gp.X_train_.shape[1]
-        gp._L = None
+        gp.l_, gp.sigma_ = float(l), float(sigma)
+        gp._restore(X_train, alpha, y_mean, y_std)
         return gp
-
-    #: The paper's GPR models the target itself (no transform); see :class:`ARDGPR` for "log".
-    transform = "none"
-
-    def predict_latent(self, X):
-        """(mean, std) of the modelled quantity u = y (same as ``predict(X, return_std=True)``)."""
-        return self.predict(X, return_std=True)
-
-    def mean_gradient(self, X) -> np.ndarray:
-        r"""Gradient of the posterior mean with respect to the inputs, shape (n, d).
-
-        .. math:: \frac{\partial\mu_*}{\partial x} = s_y \sum_i \alpha_i\, k(x, x_i)\, \frac{x_i - x}{l}
-        """
-        X = self._check_X(X)
-        Ks = rbf(X, self.X_train_, self.l_) * self.alpha_[None, :]  # (n, N)
-        return self.y_std_ * (Ks @ self.X_train_ - Ks.sum(axis=1)[:, None] * X) / self.l_
-
-    def _check_X(self, X) -> np.ndarray:
-        if not hasattr(self, "alpha_"):
-            raise ShearcorrError("the regressor is not fitted; call fit(X, y) first")
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ShearcorrError(f"X must have shape (n, {self.n_features_in_}), got {X.shape}")
-        return X
-
-    def predict(self, X, return_std: bool = False):
-        r"""Posterior mean (and std) of the target at ``X`` (R&W Alg. 2.1).
-
-        .. math:: \mu_* = \bar y + s_y\,k_*^T\alpha,\qquad
-                  \sigma_*^2 = s_y^2\,(1 + \sigma - v^T v),\quad v = L^{-1}k_*
-
-        The std includes the white-noise term sigma (the scatter of the target the kernel could not
-        explain), like scikit-learn's ``predict`` with a ``WhiteKernel``.
-        """
-        X = self._check_X(X)
-        Ks = rbf(X, self.X_train_, self.l_)
-        mean = self.y_mean_ + self.y_std_ * (Ks @ self.alpha_)
-        if not return_std:
-            return mean
-        if self._L is None:
-            K = rbf(self.X_train_, self.X_train_, self.l_)
-            K[np.diag_indices_from(K)] += self.sigma_
-            self._L = scipy.linalg.cholesky(K, lower=True)
-        v = scipy.linalg.solve_triangular(self._L, Ks.T, lower=True)
-        var = np.clip(1.0 + self.sigma_ - np.sum(v * v, axis=0), 0.0, None)
-        return mean, self.y_std_ * np.sqrt(var)

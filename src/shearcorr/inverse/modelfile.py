@@ -20,7 +20,7 @@ bytes, in sorted name order).
 
 Loading uses ``numpy.load(allow_pickle=False)`` (object arrays and pickles are refused), checks the
 format, the checksum and every shape, and rebuilds the regressors from the arrays with numpy
-(:meth:`PaperGPR.from_state`); nothing is unpickled or executed. Every failure is one ShearcorrError.
+(:meth:`PaperGPR.from_state`, :meth:`ARDGPR.from_state`); nothing is unpickled or executed. Every failure is one ShearcorrError.
 """
 
 from __future__ import annotations
@@ -28,20 +28,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .._version import __version__
+from ..choices import CHOICES
 from ..errors import ShearcorrError
-from .features import ProfileFeatures
-from .ard import ARDGPR
-from .gpr import PaperGPR
-from .training import InversionModel
+from ..files import atomic_file
 from ..params import PARAM_NAMES, QGrid
+from .ard import ARDGPR
+from .features import ProfileFeatures
+from .gpr import PaperGPR
+from .model import InversionModel
 
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
@@ -62,10 +62,8 @@ def _checksum(arrays: dict) -> str:
 
 
 def save_model(model: InversionModel, path) -> Path:
-    """Write ``model`` to ``path`` (.npz) atomically (temporary file in the same folder, then rename)."""
+    """Write ``model`` to ``path`` (.npz) atomically (:func:`shearcorr.files.atomic_file`)."""
     path = Path(path)
-    if not path.parent.exists():
-        raise ShearcorrError(f"folder {path.parent} does not exist; create it or choose another output path")
     first = next(iter(model.regressors.values()))
     arrays = {
         "grid_q": np.asarray(model.grid.q, dtype=np.float64),
@@ -106,14 +104,8 @@ def save_model(model: InversionModel, path) -> Path:
         "hyperparameters": hyper, "provenance": model.provenance, "sha256": _checksum(arrays),
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return path
 
 
@@ -169,7 +161,7 @@ def load_model(path) -> InversionModel:
         grid = QGrid(arrays["grid_q"], arrays["grid_theta"])
         X = arrays["X_train"]
         kind = str(meta.get("model", "paper"))
-        if kind not in ("paper", "ard"):
+        if kind not in CHOICES["model"]:
             raise ShearcorrError(f"{path} names an unknown model kind {kind!r}")
         feats = ProfileFeatures(feature=str(meta["feature"]), n_theta=int(meta["n_theta"]), k=int(meta["k"]),
                                 standardise=bool(meta.get("standardise", False)),

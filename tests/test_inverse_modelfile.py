@@ -1,40 +1,24 @@
-"""Model files: identical predictions after a round trip; clear refusals (grid, corruption, pickles)."""
+"""Model files: identical predictions after a round trip; files of the pre-refactor code; clear refusals
+(grid, corruption, pickles)."""
 
+import json
 import pickle
 import zipfile
 
 import numpy as np
 import pytest
 
+from conftest import DATA
+
 from shearcorr.errors import ShearcorrError
-from shearcorr.inverse.training import train
 from shearcorr.inverse.modelfile import load_model, save_model
-from shearcorr.params import QGrid
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset():
-    """60 analytic-engine samples on a 10 q x 11 theta grid (in memory, dataset layout)."""
-    import xarray as xr
-
-    from shearcorr.forward.analytic import ensemble_arrays
-    from shearcorr.params import SystemParams
-
-    grid = QGrid.log(0.5, 5.0, 10, 11)
-    rng = np.random.default_rng(0)
-    n = 60
-    p = {"n_l2": rng.uniform(100, 200, n), "rs": rng.uniform(0, 0.3, n), "d2": rng.uniform(0.5, 3, n),
-         "gamma_l": rng.uniform(5, 30, n)}
-    g = np.stack([ensemble_arrays(SystemParams(*(p[k][i] for k in p)), grid)[1] for i in range(n)])
-    return xr.Dataset({"g": (("sample", "q", "theta"), g), "g_q": (("sample", "q"), g.mean(2)),
-                       "g_theta": (("sample", "theta"), g.mean(1)), "done": ("sample", np.ones(n, bool)),
-                       **{k: ("sample", v) for k, v in p.items()}},
-                      coords={"q": grid.q, "theta": grid.theta}, attrs={"engine": "analytic", "seed": 0})
+from shearcorr.inverse.training import STRATEGIES, PaperTraining, train
 
 
 @pytest.mark.parametrize("kind, feature", [("paper", "g_theta"), ("paper", "svd"), ("ard", "both"), ("ard", "svd")])
 def test_round_trip_predicts_identically(tiny_dataset, tmp_path, kind, feature):
-    model, _ = train(tiny_dataset, model=kind, feature=feature, n_grid=8, restarts=0)
+    options = {"n_grid": 8} if kind == "paper" else {}
+    model, _ = train(tiny_dataset, STRATEGIES[kind](feature=feature, restarts=0, **options))
     path = save_model(model, tmp_path / "m.npz")
     loaded = load_model(path)
     assert loaded.kind == kind
@@ -56,8 +40,22 @@ def test_round_trip_predicts_identically(tiny_dataset, tmp_path, kind, feature):
     assert loaded.provenance["dataset_fingerprint"] == model.provenance["dataset_fingerprint"]
 
 
+@pytest.mark.parametrize("kind", ["paper", "ard"])
+def test_model_file_written_before_the_refactor_predicts_as_it_did(kind):
+    from shearcorr.data import open_dataset
+
+    model = load_model(DATA / f"model_{kind}_52efcd7.npz")
+    assert model.kind == kind and model.targets == ("rs", "d2", "gamma_l")
+    ds = open_dataset(DATA / "store_52efcd7.zarr", load=True)
+    assert model.is_training_dataset(ds)
+    expected = json.loads((DATA / "expected_52efcd7.json").read_text())["predictions"][kind]
+    for t, (mean, std) in model.predict(ds).items():
+        np.testing.assert_array_equal(mean, expected[t]["mean"])  # same arrays, same arithmetic
+        np.testing.assert_allclose(std, expected[t]["std"], rtol=1e-10)  # Cholesky recomputed at load
+
+
 def test_other_grid_is_refused(tiny_dataset, tmp_path):
-    model, _ = train(tiny_dataset, n_grid=6)
+    model, _ = train(tiny_dataset, PaperTraining(n_grid=6))
     loaded = load_model(save_model(model, tmp_path / "m.npz"))
     other = tiny_dataset.assign_coords(q=tiny_dataset.q.values * 1.1)
     with pytest.raises(ShearcorrError, match="grid"):
@@ -65,7 +63,7 @@ def test_other_grid_is_refused(tiny_dataset, tmp_path):
 
 
 def test_damaged_files_are_refused(tiny_dataset, tmp_path):
-    model, _ = train(tiny_dataset, n_grid=6)
+    model, _ = train(tiny_dataset, PaperTraining(n_grid=6))
     path = save_model(model, tmp_path / "m.npz")
     raw = path.read_bytes()
     (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])

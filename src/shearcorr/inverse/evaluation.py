@@ -1,0 +1,185 @@
+r"""How good an inversion is: the paper's Err, interval coverage, z-scores, the split, :func:`evaluate`.
+
+Error metric (paper Sec. III C), over the evaluated samples,
+
+.. math:: \mathrm{Err} = \Big\langle \frac{|\mu_{true} - \mu_{pred}|}{\max(\mu_{true}, \mu_{pred})} \Big\rangle .
+
+All four parameters are non-negative, so predictions are first projected on the physical range
+(negative -> 0; the GPR's Gaussian posterior knows no bounds). Then every term lies in [0, 1], and the
+only undefined case, :math:`\mu_{true} = \mu_{pred} = 0` (possible for R_s), is a perfect prediction
+and counts as 0. Note the metric is harsh near 0: R_s = 0.01 predicted as 0.02 counts 50 %.
+
+Calibration: the fraction of samples whose truth lies inside the central 68 % and 95 % posterior
+intervals, :math:`u^{-1}(m \pm z s)` with z = 0.994 / 1.960 and u the regressor's target transform
+(identity for the paper model: mean +- z std), the std including the white-noise term; and the spread
+of the z-scores :math:`(u(\mu_{true}) - m)/s` in the same latent space (1 when calibrated).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from scipy.stats import norm
+
+from ..errors import ShearcorrError
+from ..files import JSONRecord
+from ..result import grid_from_dataset
+from .features import finished_samples, profiles
+from .model import InversionModel, input_errors
+
+__all__ = ["relative_error", "coverage", "interval_coverage", "z_scores", "split_indices", "evaluation_samples",
+           "evaluate", "Evaluation", "Predicted", "LEVELS"]
+
+#: Central posterior intervals whose coverage is reported.
+LEVELS = (0.68, 0.95)
+
+
+def relative_error(true, pred) -> float:
+    r"""Paper's Err = mean |t - p| / max(t, p), with p clipped to >= 0 and 0/0 counted as 0 (module doc)."""
+    t = np.asarray(true, dtype=np.float64)
+    p = np.clip(np.asarray(pred, dtype=np.float64), 0.0, None)
+    if t.shape != p.shape or t.size == 0:
+        raise ShearcorrError(f"true and predicted values must have the same non-empty shape, got {t.shape}, {p.shape}")
+    if np.any(t < 0):
+        raise ShearcorrError("Err is defined for non-negative parameters; a true value is negative")
+    den = np.maximum(t, p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, np.abs(t - p) / den, 0.0)
+    return float(np.mean(r))
+
+
+def coverage(true, mean, std, level: float) -> float:
+    """Fraction of truths inside the central ``level`` Gaussian interval mean +- z(level) std."""
+    z = norm.ppf(0.5 + level / 2.0)
+    t, m, s = (np.asarray(a, dtype=np.float64) for a in (true, mean, std))
+    return float(np.mean(np.abs(t - m) <= z * s))
+
+
+def interval_coverage(true, lo, hi) -> float:
+    """Fraction of truths inside [lo, hi]."""
+    t, a, b = (np.asarray(x, dtype=np.float64) for x in (true, lo, hi))
+    return float(np.mean((t >= a) & (t <= b)))
+
+
+def z_scores(true, mean, std) -> np.ndarray:
+    """(true - mean) / std elementwise (inf where std is 0 and the truth is off the mean)."""
+    t, m, s = (np.asarray(a, dtype=np.float64) for a in (true, mean, std))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (t - m) / s
+
+
+def split_indices(n: int, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of ``range(n)`` into sorted (train, test) index arrays."""
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ShearcorrError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    n_test = int(round(n * float(test_fraction)))
+    if n_test < 1 or n - n_test < 2:
+        raise ShearcorrError(f"{n} samples are too few to split with test fraction {test_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def evaluation_samples(model: InversionModel, ds) -> tuple[np.ndarray, str]:
+    """Which samples :func:`evaluate` uses: the held-out split on the training dataset, else all finished ones.
+
+    "The training dataset" is recognised by its fingerprint
+    (:func:`~shearcorr.inverse.model.dataset_fingerprint`), not its path.
+    """
+    if model.is_training_dataset(ds):
+        return np.asarray(model.test_index), "held-out test split of the training dataset"
+    return finished_samples(ds), "all finished samples (not the training dataset)"
+
+
+class Predicted(NamedTuple):
+    """Truth and prediction of one target on the evaluated samples, arrays of shape (n,)."""
+
+    true: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+@dataclass(frozen=True)
+class Evaluation(JSONRecord):
+    """Result of :func:`evaluate`. Per-target dicts ``{target: float}`` in the model's target order.
+
+    Attributes
+    ----------
+    err : dict
+        The paper's Err (module docstring).
+    coverage68, coverage95 : dict
+        Fraction of truths inside the central 68 % / 95 % posterior intervals.
+    z_std : dict
+        Standard deviation of the latent z-scores (1 for calibrated uncertainties).
+    n_samples : int
+    selection : str
+        Which samples were evaluated (:func:`evaluation_samples`).
+    seconds_per_sample : float
+        Prediction time per sample.
+    input_noise : bool
+        Whether the input noise g_err was propagated.
+    predictions : dict of str to Predicted
+        The arrays behind the numbers (not part of :meth:`to_dict` unless asked).
+    """
+
+    err: dict
+    coverage68: dict
+    coverage95: dict
+    z_std: dict
+    n_samples: int
+    selection: str
+    seconds_per_sample: float
+    input_noise: bool
+    predictions: dict
+
+    def to_dict(self, *, predictions: bool = False) -> dict:
+        """JSON-able summary; with ``predictions`` also ``{target: {true, mean, std}}`` lists."""
+        out = {"err": dict(self.err), "coverage68": dict(self.coverage68), "coverage95": dict(self.coverage95),
+               "z_std": dict(self.z_std), "n_samples": self.n_samples, "selection": self.selection,
+               "seconds_per_sample": self.seconds_per_sample, "input_noise": self.input_noise}
+        if predictions:
+            out["predictions"] = {t: p._asdict() for t, p in self.predictions.items()}
+        return out
+
+
+def evaluate(model: InversionModel, ds, *, index=None, input_noise: bool = True) -> Evaluation:
+    """Err, 68/95 % coverage and z-score spread per target on a dataset.
+
+    Samples: ``index`` if given, else :func:`evaluation_samples`. With ``input_noise`` (default) and a
+    dataset carrying finite ``g_err`` (engine "mc"), the linearised input-noise variance is added
+    (:mod:`shearcorr.inverse.model`); ``Evaluation.input_noise`` says whether it was.
+    """
+    if index is None:
+        index, how = evaluation_samples(model, ds)
+    else:
+        index, how = np.asarray(index), "given samples"
+    if len(index) == 0:
+        raise ShearcorrError("no finished samples to evaluate in this dataset")
+    missing = [t for t in model.targets if t not in ds]
+    if missing:
+        raise ShearcorrError(f"dataset has no true values of {', '.join(missing)}; cannot evaluate")
+    model.check_grid(grid_from_dataset(ds))
+    t0 = time.perf_counter()
+    P = profiles(ds, sample=index)
+    err = input_errors(ds, sample=index) if input_noise else None
+    latent = model.predict_latent(P, err)
+    pred = model.predict_profiles(P, err)
+    dt = (time.perf_counter() - t0) / len(index)
+    truth = {t: np.asarray(ds[t].values, dtype=np.float64)[index] for t in model.targets}
+    iv = {lv: model.intervals(latent, lv) for lv in LEVELS}
+    z_std = {}
+    for t, (m, s) in latent.items():
+        with np.errstate(divide="ignore", invalid="ignore"):  # log of a zero truth: no latent z
+            u = np.log(truth[t]) if model.regressors[t].transform == "log" else truth[t]
+        z = z_scores(u, m, s)
+        z = z[np.isfinite(z)]
+        z_std[t] = float(np.std(z)) if z.size > 1 else float("nan")
+    return Evaluation(
+        err={t: relative_error(truth[t], pred[t].mean) for t in model.targets},
+        coverage68={t: interval_coverage(truth[t], *iv[0.68][t]) for t in model.targets},
+        coverage95={t: interval_coverage(truth[t], *iv[0.95][t]) for t in model.targets},
+        z_std=z_std, n_samples=int(len(index)), selection=how, seconds_per_sample=dt, input_noise=err is not None,
+        predictions={t: Predicted(truth[t], *pred[t]) for t in model.targets},
+    )

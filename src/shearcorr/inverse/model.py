@@ -1,0 +1,169 @@
+r"""The trained inversion: grid, feature transform, one exact-GP regressor per target, provenance.
+
+Prediction for profile rows P = [g(theta) | g(q)] (:func:`~shearcorr.inverse.features.profiles`): the
+feature transform gives x, each regressor the posterior (m, s) of its modelled u (u = y or log y,
+:class:`~shearcorr.inverse.gpcore.ExactGP`), reported as the point estimate u^-1(m) with the
+delta-method std, and as central intervals :math:`u^{-1}(m \pm z s)`.
+
+Input noise (data with a standard error ``g_err`` of g(q, theta), e.g. Monte Carlo results): the GP
+posterior is conditional on a noise-free input. To first order the input error adds
+
+.. math:: s^2 \mathrel{+}= J\,\Sigma_x J^T,\qquad J_{kj} = \frac{\partial m}{\partial g(q_k,\theta_j)}
+          = \frac{1}{n_q}\frac{\partial m}{\partial g(\theta_j)} + \frac{1}{n_\theta}\frac{\partial m}{\partial g(q_k)},
+
+with :math:`\Sigma_x = \mathrm{diag}(g_{err}^2)` (grid points treated as independent; the chain rule
+through g(theta) and g(q) keeps their shared origin), :math:`\partial m/\partial g(\cdot)` from the
+analytic gradient of the GP mean (:meth:`ExactGP.mean_gradient`) pulled back through the linear
+feature map (:meth:`ProfileFeatures.pullback`). It is added to the latent variance before the
+inverse transform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from scipy.stats import norm
+
+from ..errors import ShearcorrError
+from ..params import PARAM_NAMES, QGrid
+from ..result import grid_from_dataset
+from .ard import ARDGPR
+from .features import ProfileFeatures, profiles
+from .gpcore import ExactGP
+
+__all__ = ["InversionModel", "Prediction", "input_errors", "dataset_fingerprint"]
+
+
+class Prediction(NamedTuple):
+    """Posterior summary of one target for n samples: ``mean`` and ``std``, arrays of shape (n,)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def input_errors(ds, *, sample=None):
+    """Standard errors g_err of g(q, theta), shape (n, n_q, n_theta), or None when the data carry none.
+
+    None when ``g_err`` is missing or not finite everywhere (analytic datasets store NaN or nothing).
+    """
+    if "g_err" not in ds:
+        return None
+    e = ds["g_err"]
+    if "sample" in e.dims:
+        if sample is not None:
+            e = e.isel(sample=np.asarray(sample, dtype=np.int64))
+        e = np.asarray(e.transpose("sample", "q", "theta").values, dtype=np.float64)
+    else:
+        e = np.asarray(e.transpose("q", "theta").values, dtype=np.float64)[None]
+    if not np.all(np.isfinite(e)):
+        return None
+    return e
+
+
+def dataset_fingerprint(ds) -> str:
+    """SHA-256 of the four parameter columns of a dataset: identifies "the same dataset" across runs."""
+    h = hashlib.sha256()
+    for name in PARAM_NAMES:
+        if name not in ds:
+            raise ShearcorrError(f"dataset has no parameter {name!r}; is it a shearcorr dataset?")
+        h.update(np.ascontiguousarray(ds[name].values, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class InversionModel:
+    """Trained inversion: grid, feature transform, one exact-GP regressor per target, provenance.
+
+    Attributes
+    ----------
+    grid : QGrid
+        Grid of the training data; inputs on another grid are refused.
+    features : ProfileFeatures
+        Fitted feature transform.
+    regressors : dict of str to ExactGP
+        One :class:`~shearcorr.inverse.gpr.PaperGPR` or :class:`~shearcorr.inverse.ard.ARDGPR` per
+        target, all of one kind, all on the same training inputs.
+    train_index, test_index : ndarray of int
+        Sample indices (into the training dataset) used for training / held out.
+    provenance : dict
+        JSON-able facts: dataset fingerprint and attrs, split seed, optimiser, package version, timings.
+    """
+
+    grid: QGrid
+    features: ProfileFeatures
+    regressors: dict[str, ExactGP]
+    train_index: np.ndarray
+    test_index: np.ndarray
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(self.regressors)
+
+    @property
+    def kind(self) -> str:
+        """"paper" or "ard" (from the regressors' type)."""
+        return "ard" if isinstance(next(iter(self.regressors.values())), ARDGPR) else "paper"
+
+    def check_grid(self, grid: QGrid) -> None:
+        """Refuse data on a grid other than the training grid (one-line ShearcorrError)."""
+        if grid != self.grid:
+            raise ShearcorrError(
+                f"data grid ({grid.q.size} q in [{grid.q[0]:g}, {grid.q[-1]:g}], {grid.theta.size} theta) differs "
+                f"from the model's ({self.grid.q.size} q in [{self.grid.q[0]:g}, {self.grid.q[-1]:g}], "
+                f"{self.grid.theta.size} theta); interpolate the data onto the model grid or train on this grid")
+
+    def is_training_dataset(self, ds) -> bool:
+        """True if ``ds`` is the dataset the model was trained on (same parameter fingerprint)."""
+        return dataset_fingerprint(ds) == self.provenance.get("dataset_fingerprint")
+
+    def predict_latent(self, P, g_err=None) -> dict[str, Prediction]:
+        r"""``{target: (m, s)}``: posterior mean and std of each regressor's modelled u (module docstring).
+
+        Parameters
+        ----------
+        P : ndarray (n, n_theta + n_q)
+            Profile rows [g(theta) | g(q)].
+        g_err : ndarray (n, n_q, n_theta), optional
+            Standard errors of g(q, theta); adds the linearised input-noise variance :math:`J\Sigma_x J^T`.
+        """
+        X = self.features.transform(P)
+        nt = self.grid.theta.size
+        nq = self.grid.q.size
+        out = {}
+        if g_err is not None:
+            g_err = np.asarray(g_err, dtype=np.float64)
+            if g_err.shape != (X.shape[0], nq, nt):
+                raise ShearcorrError(f"g_err must have shape ({X.shape[0]}, {nq}, {nt}), got {g_err.shape}")
+        for t, gp in self.regressors.items():
+            m, s = gp.predict_latent(X)
+            if g_err is not None:
+                G = self.features.pullback(gp.mean_gradient(X))  # (n, nt + nq)
+                J = G[:, None, :nt] / nq + G[:, nt:, None] / nt  # (n, nq, nt): dm/dg(q_k, theta_j)
+                s = np.sqrt(s**2 + np.sum((J * g_err) ** 2, axis=(1, 2)))
+            out[t] = Prediction(m, s)
+        return out
+
+    def predict_profiles(self, P, g_err=None) -> dict[str, Prediction]:
+        """``{target: (mean, std)}`` for profile rows (point estimate and delta-method std; no grid check)."""
+        out = {}
+        for t, (m, s) in self.predict_latent(P, g_err).items():
+            gp = self.regressors[t]
+            y = gp.inverse(m)
+            out[t] = Prediction(y, y * s if gp.transform == "log" else s)
+        return out
+
+    def intervals(self, latent: dict, level: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{target: (lo, hi)}``: central ``level`` intervals u^-1(m +- z s) from :meth:`predict_latent`."""
+        z = norm.ppf(0.5 + level / 2.0)
+        return {t: (self.regressors[t].inverse(m - z * s), self.regressors[t].inverse(m + z * s))
+                for t, (m, s) in latent.items()}
+
+    def predict(self, ds, *, sample=None, input_noise: bool = True) -> dict[str, Prediction]:
+        """``{target: (mean, std)}`` for a result or dataset (grid checked; g_err propagated if present)."""
+        self.check_grid(grid_from_dataset(ds))
+        err = input_errors(ds, sample=sample) if input_noise else None
+        return self.predict_profiles(profiles(ds, sample=sample), err)
