@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from shearcorr.experiment import analyze, analyze_series, render_pair
+from shearcorr.experiment import AnalysisOptions, PairFrames, analyze, analyze_series, render_pair
 from shearcorr.experiment.synth import flow_oracle, pair_configuration, render_series
 from shearcorr.params import SystemParams
 
@@ -46,11 +46,11 @@ def main():
         beta = rng.uniform(0.2, 0.5)
         params = SystemParams(a.n_l2, rs, d2, gl, beam_size=a.beam_size)
         p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size), seed=a.seed + i)
-        r = analyze(p.before, p.after, p.geometry, mask=p.mask, plots=False, n_l2=a.n_l2)
+        r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=a.n_l2))
         o = flow_oracle(pair_configuration(params, a.seed + i), params)
-        dfl = (r["flow_angle_deg"]["value"] - fl + 90) % 180 - 90
-        rows.append((gl, d2, rs, fl, beta, r["gamma_l"]["value"], r["gamma_l"]["std"], r["d2"]["value"], r["d2"]["std"],
-                     r["rs"]["value"], r["rs"]["std"], dfl, r["flow_angle_deg"]["std"], r["contrast"]["value"], r["chi2"]["reduced"],
+        dfl = (r.flow_angle_deg.value - fl + 90) % 180 - 90
+        rows.append((gl, d2, rs, fl, beta, r.gamma_l.value, r.gamma_l.std, r.d2.value, r.d2.std,
+                     r.rs.value, r.rs.std, dfl, r.flow_angle_deg.std, r.contrast.value, r.chi2.reduced,
                      *np.degrees([o["full"], o["sigma_full"], o["displacements"], o["sigma_displacements"]])))
         print(f"{i:2d} gl {gl:5.1f} -> {rows[-1][5]:5.1f}+-{rows[-1][6]:4.1f} | d2 {d2:4.2f} -> {rows[-1][7]:4.2f}+-{rows[-1][8]:4.2f}"
               f" | rs {rs:4.2f} -> {rows[-1][9]:4.2f}+-{rows[-1][10]:4.2f} | dflow {dfl:+5.2f}+-{rows[-1][12]:4.2f}"
@@ -96,20 +96,20 @@ def run_series(a, params, fl, beta, i):
     if a.series_mode == "consecutive":
         frames, mask, geo, _ = render_series(params, a.series + 1, flow_angle_deg=fl, contrast=beta, counts=a.counts,
                                              shape=(a.size, a.size), seed=a.seed + 10_000 + i)
-        pairs = [{"before": frames[k], "after": frames[k + 1]} for k in range(a.series)]
+        pairs = [PairFrames(frames[k], frames[k + 1]) for k in range(a.series)]
     else:
         rendered = [render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size),
                                 seed=a.seed + 10_000 * (k + 1) + i) for k in range(a.series)]
-        pairs = [{"before": p.before, "after": p.after} for p in rendered]
+        pairs = [PairFrames(p.before, p.after) for p in rendered]
         mask, geo = rendered[0].mask, rendered[0].geometry
-    r = analyze_series(pairs, geo, mask=mask, n_l2=a.n_l2)
-    f = r["flow_angle_deg"]
-    dfl = (f["value"] - fl + 90) % 180 - 90
-    gls = [p["gamma_l"]["value"] for p in r["pairs"]]
-    d2s = [p["d2"]["value"] for p in r["pairs"]]
+    r = analyze_series(pairs, geo, options=AnalysisOptions(mask=mask, n_l2=a.n_l2))
+    f = r.flow
+    dfl = (f.value - fl + 90) % 180 - 90
+    gls = [p.gamma_l.value for p in r.pairs]
+    d2s = [p.d2.value for p in r.pairs]
     print(f"   series of {a.series}: dflow {dfl:+5.2f}+-{f['std']:4.2f} (chi2_red {f['chi2_red']:.2f}); "
           f"gl {np.median(gls):5.1f}, d2 {np.median(d2s):4.2f} (medians over the pairs)", flush=True)
-    return (params.gamma_l, params.d2, dfl, f["std"], np.median(np.abs(np.array(gls) / params.gamma_l - 1)),
+    return (params.gamma_l, params.d2, dfl, f.std, np.median(np.abs(np.array(gls) / params.gamma_l - 1)),
             np.median(np.abs(np.array(d2s) / params.d2 - 1)))
 
 
@@ -126,11 +126,13 @@ def timing(size):
     p = render_pair(SystemParams(150, 0.1, 1.5, 20), flow_angle_deg=30, shape=(size, size), seed=1)
     with tempfile.TemporaryDirectory() as cache:
         for method in ("fit", "both"):
-            analyze(p.before, p.after, p.geometry, mask=p.mask, plots=False, method=method, cache_dir=cache)  # warm-up / cache
+            analyze(p.before, p.after, p.geometry,
+                    options=AnalysisOptions(mask=p.mask, plots=False, method=method, cache_dir=cache))  # warm-up / cache
             ts, cpu = [], []
             for _ in range(3):
                 t, c = time.perf_counter(), time.process_time()
-                analyze(p.before, p.after, p.geometry, mask=p.mask, plots=False, method=method, cache_dir=cache)
+                analyze(p.before, p.after, p.geometry,
+                        options=AnalysisOptions(mask=p.mask, plots=False, method=method, cache_dir=cache))
                 ts.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
             # CPU time of this process: the wall time on an idle machine when the run is single-threaded

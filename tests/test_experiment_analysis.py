@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from shearcorr.cli import main
-from shearcorr.experiment import analyze, render_pair, write_synth
+from shearcorr.experiment import AnalysisOptions, analyze, render_pair, write_synth
 from shearcorr.experiment.correlation import correlation_map, q_bin_edges
+from shearcorr.experiment.frames import make_pair
 from shearcorr.params import SystemParams
 
 SIZE = 448
@@ -25,7 +26,7 @@ def test_identical_frames_give_full_correlation_and_contrast():
     p = render_pair(SystemParams(150, 0.0, 0.0, 0.0), contrast=0.4, counts=1e5, shape=(SIZE, SIZE), seed=1)
     g = p.geometry
     qe = q_bin_edges(g.qr0, p.mask, 8, 0.2, None)
-    cm = correlation_map(p.before.astype(float), p.after.astype(float), p.mask, g.qr0, g.phi, qe, 12, speckle_px=2.2)
+    cm = correlation_map(make_pair(p.before, p.after, p.mask), g, qe, 12, speckle_px=2.2)
     assert cm.beta == pytest.approx(0.4 * (1 - 1 / 150), rel=0.05)
     z = (cm.y - 1.0)[cm.ok] / (cm.C_err[cm.ok] / cm.beta)
     # inverse-variance mean (as the fit weighs the bins); rows of < 10 speckles per thin ring carry
@@ -44,13 +45,19 @@ def test_synthetic_pairs_recovered(gl, d2, flow, seed):
     # gamma L / D2 >= ~12 (otherwise limited by the pair's own ~n_l2 particles, with an honest std);
     # here: within 3 reported std (+ 10 % for the model's own approximations)
     p = render_pair(SystemParams(150, 0.1, d2, gl), flow_angle_deg=flow, contrast=0.3, shape=(SIZE, SIZE), seed=seed)
-    r = analyze(p.before, p.after, p.geometry, mask=p.mask, plots=False)
-    dfl = abs((r["flow_angle_deg"]["value"] - flow + 90) % 180 - 90)
-    assert dfl < max(3.0, 3 * r["flow_angle_deg"]["std"])
-    assert abs(r["gamma_l"]["value"] - gl) < 3 * r["gamma_l"]["std"] + 0.1 * gl
-    assert abs(r["d2"]["value"] - d2) < 3 * r["d2"]["std"] + 0.1 * d2
-    assert r["gamma_l"]["std"] < 0.3 * gl and r["d2"]["std"] < 0.3 * d2
-    assert 0.6 < r["chi2"]["reduced"] < 1.6
+    r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False))
+    dfl = abs((r.flow_angle_deg.value - flow + 90) % 180 - 90)
+    assert dfl < max(3.0, 3 * r.flow_angle_deg.std)
+    assert abs(r.gamma_l.value - gl) < 3 * r.gamma_l.std + 0.1 * gl
+    assert abs(r.d2.value - d2) < 3 * r.d2.std + 0.1 * d2
+    assert r.gamma_l.std < 0.3 * gl and r.d2.std < 0.3 * d2
+    assert 0.6 < r.chi2.reduced < 1.6
+    # the JSON users parse: keys and structure of result.json
+    d = json.loads(r.to_json())
+    assert set(d) == {"gamma_l", "d2", "rs", "flow_angle_deg", "contrast", "chi2", "methods", "inputs", "geometry",
+                      "provenance"}
+    assert d["gamma_l"]["value_nm"] == pytest.approx(r.gamma_l.value * p.geometry.particle_radius_nm)
+    assert d["methods"]["fit"]["gamma_l"] == [r.methods["fit"].gamma_l.value, r.methods["fit"].gamma_l.std]
 
 
 @pytest.mark.slow
@@ -61,12 +68,12 @@ def test_synthetic_study_20_pairs():
     for i in range(20):
         gl, d2, rs, fl, beta = rng.uniform(5, 30), rng.uniform(0.5, 3), rng.uniform(0, 0.3), rng.uniform(-90, 90), rng.uniform(0.2, 0.5)
         p = render_pair(SystemParams(150, rs, d2, gl), flow_angle_deg=fl, contrast=beta, shape=(512, 512), seed=2024 + i)
-        r = analyze(p.before, p.after, p.geometry, mask=p.mask, plots=False)
-        rel_g.append(abs(r["gamma_l"]["value"] - gl) / gl)
-        rel_d.append(abs(r["d2"]["value"] - d2) / d2)
-        z += [(r["gamma_l"]["value"] - gl) / r["gamma_l"]["std"], (r["d2"]["value"] - d2) / r["d2"]["std"]]
-        dfl.append(abs((r["flow_angle_deg"]["value"] - fl + 90) % 180 - 90))
-        zf.append(dfl[-1] / r["flow_angle_deg"]["std"])
+        r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False))
+        rel_g.append(abs(r.gamma_l.value - gl) / gl)
+        rel_d.append(abs(r.d2.value - d2) / d2)
+        z += [(r.gamma_l.value - gl) / r.gamma_l.std, (r.d2.value - d2) / r.d2.std]
+        dfl.append(abs((r.flow_angle_deg.value - fl + 90) % 180 - 90))
+        zf.append(dfl[-1] / r.flow_angle_deg.std)
         ratio.append(gl / d2)
     assert np.median(rel_g) <= 0.10 and np.median(rel_d) <= 0.10
     assert 0.6 < np.std(z) < 1.6

@@ -7,7 +7,7 @@ import pytest
 
 from shearcorr.cli import main
 from shearcorr.errors import ShearcorrError
-from shearcorr.experiment import analyze_series, render_pair
+from shearcorr.experiment import AnalysisOptions, PairFrames, analyze_series, render_pair
 from shearcorr.experiment.series import combine_flow, series_pairs
 from shearcorr.experiment.synth import flow_oracle, pair_configuration
 from shearcorr.params import SystemParams
@@ -35,21 +35,19 @@ def test_flow_oracle_reaches_its_cramer_rao_bound():
 
 def test_combine_flow_wraps_the_axis_and_inflates_on_disagreement():
     r = combine_flow([89.0, -89.0], [2.0, 2.0])  # the same axis seen from both sides of +-90
-    assert abs((r["value"] + 90) % 180 - 90 - (-90)) < 1e-9 or abs(abs(r["value"]) - 90) < 1e-9
-    assert r["std"] == pytest.approx(2 / np.sqrt(2)) and r["chi2"] == pytest.approx(0.5)
+    assert abs((r.value + 90) % 180 - 90 - (-90)) < 1e-9 or abs(abs(r.value) - 90) < 1e-9
+    assert r.std == pytest.approx(2 / np.sqrt(2)) and r.chi2 == pytest.approx(0.5)
     r = combine_flow([10.0, 20.0, 30.0], [1.0, 1.0, 4.0])  # inverse-variance weights
-    assert r["value"] == pytest.approx((10 + 20 + 30 / 16) / (2 + 1 / 16))
+    assert r.value == pytest.approx((10 + 20 + 30 / 16) / (2 + 1 / 16))
     r = combine_flow([0.0, 40.0], [1.0, 1.0])  # 28 sigma apart: Birge ratio sqrt(chi2/dof)
-    assert r["std"] == pytest.approx(np.sqrt(0.5) * np.sqrt(800.0))
+    assert r.std == pytest.approx(np.sqrt(0.5) * np.sqrt(800.0))
     with pytest.raises(ShearcorrError, match="positive std"):
         combine_flow([0.0, 1.0], [1.0, 0.0])
 
 
 def test_series_pairs():
-    assert series_pairs(["a", "b", "c"]) == [
-        {"before": "a", "after": "b", "frame_index": None, "frame_index_after": None},
-        {"before": "b", "after": "c", "frame_index": None, "frame_index_after": None}]
-    assert [(p["frame_index"], p["frame_index_after"]) for p in series_pairs(["s.h5"], "disjoint", [0, 1, 4, 5])] == [(0, 1), (4, 5)]
+    assert series_pairs(["a", "b", "c"]) == [PairFrames("a", "b"), PairFrames("b", "c")]
+    assert [(p.frame_index, p.frame_index_after) for p in series_pairs(["s.h5"], "disjoint", [0, 1, 4, 5])] == [(0, 1), (4, 5)]
     with pytest.raises(ShearcorrError, match="even number"):
         series_pairs(["a", "b", "c"], "disjoint")
     with pytest.raises(ShearcorrError, match="at least 2"):
@@ -64,22 +62,24 @@ def series(tmp_path_factory):
 
 
 def test_series_joint_flow_is_the_inverse_variance_mean(series, tmp_path):
-    pairs = [{"before": p.before, "after": p.after} for p in series]
-    r = analyze_series(pairs, series[0].geometry, tmp_path / "out", mask=series[0].mask)
-    f = r["flow_angle_deg"]
-    per = f["per_pair"]
-    s = np.array([v["std"] for v in per])
-    assert f["std"] == pytest.approx(max(1.0, np.sqrt(f["chi2_red"])) / np.sqrt(np.sum(1 / s**2)), rel=1e-9)
-    assert f["std"] < s.min()
+    pairs = [PairFrames(p.before, p.after) for p in series]
+    r = analyze_series(pairs, series[0].geometry, tmp_path / "out", options=AnalysisOptions(mask=series[0].mask))
+    f = r.flow
+    s = np.array([v.std for v in f.per_pair])
+    assert f.std == pytest.approx(max(1.0, np.sqrt(f.chi2_red)) / np.sqrt(np.sum(1 / s**2)), rel=1e-9)
+    assert f.std < s.min()
     # truth 40 deg within 3 joint std; each pair alone within 3 of its own std
-    assert abs((f["value"] - 40 + 90) % 180 - 90) < 3 * f["std"]
-    assert all(abs((v["value"] - 40 + 90) % 180 - 90) < 3 * v["std"] for v in per)
+    assert abs((f.value - 40 + 90) % 180 - 90) < 3 * f.std
+    assert all(abs((v.value - 40 + 90) % 180 - 90) < 3 * v.std for v in f.per_pair)
     out = tmp_path / "out"
     saved = json.loads((out / "series.json").read_text())
-    assert saved["flow_angle_deg"]["value"] == pytest.approx(f["value"])
+    assert saved == json.loads(r.to_json())
+    assert set(saved["flow_angle_deg"]) == {"value", "std", "chi2", "dof", "chi2_red", "residuals", "per_pair",
+                                            "pairs_used", "fixed", "convention"}
+    assert [set(p) for p in saved["pairs"]] == [{"folder", "gamma_l", "d2", "rs", "contrast", "chi2", "inputs"}] * 3
     for k in range(3):
         pr = json.loads((out / f"pair_{k:03d}" / "result.json").read_text())
-        assert pr["flow_angle_deg"]["fixed"] and pr["flow_angle_deg"]["value"] == pytest.approx(f["value"])
+        assert pr["flow_angle_deg"]["fixed"] and pr["flow_angle_deg"]["value"] == pytest.approx(f.value)
         assert abs(pr["gamma_l"]["value"] - 12.0) < 3 * pr["gamma_l"]["std"] + 1.2
     assert (out / "flow.png").is_file()
 
@@ -124,8 +124,8 @@ def test_render_series_composes_shear_steps():
     assert np.array_equal(frames[0], pair.before) and np.array_equal(frames[1], pair.after)
     # two steps: the affine strains add (gamma L -> 24) and the non-affine variances add (D2 -> sqrt 2);
     # fitted within 3 std + 10 % (the single-pair accuracy of the 20-pair study)
-    r = analyze(frames[0], frames[2], geo, mask=mask, plots=False, flow_angle_deg=-20.0)
-    assert abs(r["gamma_l"]["value"] - 24.0) < 3 * r["gamma_l"]["std"] + 2.4
-    assert abs(r["d2"]["value"] - np.sqrt(2)) < 3 * r["d2"]["std"] + 0.14
+    r = analyze(frames[0], frames[2], geo, options=AnalysisOptions(mask=mask, plots=False, flow_angle_deg=-20.0))
+    assert abs(r.gamma_l.value - 24.0) < 3 * r.gamma_l.std + 2.4
+    assert abs(r.d2.value - np.sqrt(2)) < 3 * r.d2.std + 0.14
     with pytest.raises(ShearcorrError, match="out of the simulation box"):
         render_series(SystemParams(150, 0.1, 1.0, 30.0), 40, shape=(64, 64))

@@ -18,7 +18,7 @@ import numpy as np
 from .choices import CHOICES, check_choice
 from .errors import ShearcorrError
 
-__all__ = ["DISPLACEMENTS", "SystemParams", "QGrid", "PARAM_NAMES", "TARGETS"]
+__all__ = ["DISPLACEMENTS", "SystemParams", "QGrid", "PARAM_NAMES", "TARGETS", "finite_float"]
 
 #: The two conventions for the non-affine step (see :func:`shearcorr.physics.displacement_std`).
 DISPLACEMENTS = CHOICES["displacement"]
@@ -31,7 +31,8 @@ PARAM_NAMES = CHOICES["parameter"]
 TARGETS = ("rs", "d2", "gamma_l")
 
 
-def _finite(name: str, value: Any) -> float:
+def finite_float(name: str, value: Any) -> float:
+    """``value`` as a finite float, else a one-line ShearcorrError naming ``name`` (the one number check)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -75,7 +76,7 @@ class SystemParams:
 
     def __post_init__(self) -> None:
         for name in ("n_l2", "rs", "d2", "gamma_l", "r0", "beam_size"):
-            object.__setattr__(self, name, _finite(name, getattr(self, name)))
+            object.__setattr__(self, name, finite_float(name, getattr(self, name)))
         if self.n_l2 <= 0:
             raise ShearcorrError(f"n_l2 must be > 0 (mean particles in the beam), got {self.n_l2:g}")
         if round(4 * self.n_l2) < 1:
@@ -141,7 +142,7 @@ class QGrid:
     @classmethod
     def log(cls, q_min: float = 0.5, q_max: float = 5.0, n_q: int = 100, n_theta: int = 101) -> "QGrid":
         """Grid with ``n_q`` q log-spaced in [q_min, q_max] and ``n_theta`` theta linear in [0, pi]."""
-        q_min, q_max = _finite("q_min", q_min), _finite("q_max", q_max)
+        q_min, q_max = finite_float("q_min", q_min), finite_float("q_max", q_max)
         if q_min <= 0 or q_max < q_min:
             raise ShearcorrError(f"need 0 < q_min <= q_max, got q_min={q_min:g}, q_max={q_max:g}")
         if int(n_q) < 1 or int(n_theta) < 1:

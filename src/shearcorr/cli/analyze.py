@@ -69,26 +69,29 @@ def _add_analysis_args(p) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="seed of bootstraps (default 0)")
 
 
-def _analysis_kwargs(args) -> dict:
-    return dict(dataset=args.dataset, mask=args.mask, mask_dataset=args.mask_dataset, mask_convention=args.mask_convention,
-                saturation=args.saturation,
-                contrast=args.contrast, flow_angle_deg=args.flow_angle, method=args.method, model=args.model, n_q=args.n_q,
-                n_phi=args.n_phi, q_min=args.q_min, q_max=args.q_max, n_l2=args.n_l2, displacement=args.displacement,
-                photon_counts=not args.not_photon_counts, cache_dir=args.cache, plots=not args.no_plots,
-                overwrite=args.overwrite, seed=args.seed)
+def _options(args):
+    """The :class:`~shearcorr.experiment.AnalysisOptions` of the options shared by analyze and analyze-series."""
+    from ..experiment import AnalysisOptions
+
+    return AnalysisOptions(
+        dataset=args.dataset, mask=args.mask, mask_dataset=args.mask_dataset, mask_convention=args.mask_convention,
+        saturation=args.saturation, contrast=args.contrast, flow_angle_deg=args.flow_angle, method=args.method,
+        model=args.model, n_q=args.n_q, n_phi=args.n_phi, q_min=args.q_min, q_max=args.q_max, n_l2=args.n_l2,
+        displacement=args.displacement, photon_counts=not args.not_photon_counts, cache_dir=args.cache,
+        plots=not args.no_plots, seed=args.seed)
 
 
 def _pv(d) -> str:
-    return f"{d['value']:.3g} +- {d['std']:.2g}"
+    return f"{d.value:.3g} +- {d.std:.2g}"
 
 
 def run_analyze(args) -> None:
     from ..experiment import analyze
 
-    r = analyze(args.before, args.after, args.geometry, args.output, frame_index=args.frame_index,
-                frame_index_after=args.frame_index_after, **_analysis_kwargs(args))
-    print(f"gamma_l = {_pv(r['gamma_l'])} R0, d2 = {_pv(r['d2'])} R0, rs = {_pv(r['rs'])}, flow = {_pv(r['flow_angle_deg'])} deg, "
-          f"beta = {r['contrast']['value']:.3f}, chi2_red = {r['chi2']['reduced']:.2f}; wrote {args.output}")
+    r = analyze(args.before, args.after, args.geometry, args.output, options=_options(args), frame_index=args.frame_index,
+                frame_index_after=args.frame_index_after, overwrite=args.overwrite)
+    print(f"gamma_l = {_pv(r.gamma_l)} R0, d2 = {_pv(r.d2)} R0, rs = {_pv(r.rs)}, flow = {_pv(r.flow_angle_deg)} deg, "
+          f"beta = {r.contrast.value:.3f}, chi2_red = {r.chi2.reduced:.2f}; wrote {args.output}")
 
 
 def _frame_indices(text: str) -> list[int]:
@@ -105,18 +108,16 @@ def _frame_indices(text: str) -> list[int]:
 
 
 def run_series(args) -> None:
-    from ..experiment.series import analyze_series, series_pairs
+    from ..experiment import analyze_series, series_pairs
 
-    kw = _analysis_kwargs(args)
     indices = None if args.frame_range is None else _frame_indices(args.frame_range)
     pairs = series_pairs(args.frames, args.pairing, indices)
-    flow = kw.pop("flow_angle_deg")
-    r = analyze_series(pairs, args.geometry, args.output, flow_angle_deg=flow, **kw)
-    fl = r["flow_angle_deg"]
-    extra = "" if fl["fixed"] else f" (chi2_red {fl['chi2_red']:.2f} over {len(pairs)} pairs)"
+    r = analyze_series(pairs, args.geometry, args.output, options=_options(args), overwrite=args.overwrite)
+    fl = r.flow
+    extra = "" if fl.fixed else f" (chi2_red {fl.chi2_red:.2f} over {len(pairs)} pairs)"
     print(f"flow = {_pv(fl)} deg{extra}")
-    for k, p in enumerate(r["pairs"]):
-        print(f"  pair {k}: gamma_l = {_pv(p['gamma_l'])} R0, d2 = {_pv(p['d2'])} R0, chi2_red = {p['chi2']['reduced']:.2f}")
+    for k, p in enumerate(r.pairs):
+        print(f"  pair {k}: gamma_l = {_pv(p.gamma_l)} R0, d2 = {_pv(p.d2)} R0, chi2_red = {p.chi2.reduced:.2f}")
     print(f"wrote {args.output}")
 
 

@@ -50,21 +50,19 @@ def register(sub) -> None:
                    help="BLAS threads while training (default: idle CPUs from the load average, at least 1)")
     p.set_defaults(func=run_train)
 
-    e = sub.add_parser("evaluate", help="Err and 68/95 %% coverage of a model on a dataset",
-                       description="Evaluate a model on a dataset: its held-out split if it is the training "
-                                   "dataset, otherwise all finished samples.")
-    e.add_argument("model", help="model file (.npz) from shearcorr train")
-    e.add_argument("dataset", help="dataset store")
-    e.add_argument("--json", action="store_true", help="print {err, coverage68, coverage95} as JSON")
-    e.set_defaults(func=run_evaluate)
-
-    r = sub.add_parser("predict", help="parameters +- std for a measured or simulated g",
-                       description="Predict the parameters of a result NetCDF (shearcorr simulate) or of every "
-                                   "sample of a dataset store.")
-    r.add_argument("model", help="model file (.npz) from shearcorr train")
-    r.add_argument("g_file", help="result NetCDF (.nc) or dataset store")
-    r.add_argument("--json", action="store_true", help="print JSON")
-    r.set_defaults(func=run_predict)
+    for name, help_, description, (data, data_help), json_help, func in (
+            ("evaluate", "Err and 68/95 %% coverage of a model on a dataset",
+             "Evaluate a model on a dataset: its held-out split if it is the training dataset, otherwise all "
+             "finished samples.", ("dataset", "dataset store"), "print {err, coverage68, coverage95} as JSON",
+             run_evaluate),
+            ("predict", "parameters +- std for a measured or simulated g",
+             "Predict the parameters of a result NetCDF (shearcorr simulate) or of every sample of a dataset store.",
+             ("g_file", "result NetCDF (.nc) or dataset store"), "print JSON", run_predict)):
+        c = sub.add_parser(name, help=help_, description=description)
+        c.add_argument("model", help="model file (.npz) from shearcorr train")
+        c.add_argument(data, help=data_help)
+        c.add_argument("--json", action="store_true", help=json_help)
+        c.set_defaults(func=func)
 
 
 def _open_store(path):

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..choices import check_choice
 from ..errors import ShearcorrError
-from ..params import PARAM_NAMES
+from ..params import PARAM_NAMES, finite_float
 from ..rng import child_seed, seed_sequence
 
 __all__ = ["PAPER_RANGES", "Design", "make_design", "sample_seed"]
@@ -64,12 +64,7 @@ def sample_seed(seed: int, i: int) -> np.random.SeedSequence:
 
 
 def _check_value(name: str, value: Any, what: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ShearcorrError(f"{what} for {name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ShearcorrError(f"{what} for {name} must be finite, got {value!r}")
+    v = finite_float(f"{what} for {name}", value)
     lo, hi, desc = _LIMITS[name]
     if not lo <= v <= hi:
         raise ShearcorrError(f"{what} for {name} is {v:g}, outside the allowed range ({desc})")

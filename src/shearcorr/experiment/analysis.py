@@ -1,75 +1,93 @@
 """``analyze``: two frames + geometry -> gamma L, D2, R_s, flow angle, contrast, with uncertainties.
 
-Steps: read frames and mask (:mod:`.frames`), per-pixel q R0 and phi (:mod:`.geometry`), polar
-correlation map in detector azimuth (:mod:`.correlation`), flow angle from the strip (:mod:`.flow`),
-direct fit of the pair model from the analytic engine (:mod:`.model`, :mod:`.inference`), the map
-re-binned in theta from the flow, optional geometry-specific GPR and optional ``shearcorr train``
-model, then ``result.json`` + PNGs written atomically (temporary folder next to the output, renamed
-at the end; on error nothing is left behind).
+Steps, each a function below: read frames and mask (:mod:`.frames`) and the per-pixel q R0 and phi
+(:mod:`.geometry`); polar correlation map in detector azimuth (:mod:`.correlation`); flow angle from
+the strip (:mod:`.flow`) and direct fit of the pair model from the analytic engine (:mod:`.model`,
+:mod:`.inference`); the map re-binned in theta from the flow; optional geometry-specific GPR and
+optional ``shearcorr train`` model (:mod:`.regression`); the typed :class:`~.results.PairAnalysis`;
+``result.json`` + ``correlation.npz`` + PNGs written atomically (temporary folder next to the output,
+renamed at the end; on error nothing is left behind).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .._version import __version__
 from ..choices import check_choice
-from ..errors import ShearcorrError
 from ..files import atomic_folder, check_output_folder, json_text
 from .correlation import correlation_map, q_bin_edges
 from .flow import strip_angle, wrap_half
-from .frames import FramePair, load_pair
+from .frames import FramePair, load_pair, make_pair
 from .geometry import DetectorGeometry, load_geometry
-from .inference import default_cache_dir, fit_pair, gpr_predict
+from .inference import fit_pair
 from .model import BinnedPairModel
+from .regression import default_cache_dir, gpr_predict, model_predict
+from .results import ChiSquare, Contrast, FlowAngle, Length, PairAnalysis, RsEstimate
 
-__all__ = ["analyze"]
-
-
-def _speckle_px(geo: DetectorGeometry, valid) -> float:
-    """Speckle size (first zero of the intensity autocorrelation, 2 pi / L in q) in pixels."""
-    dq = np.abs(np.diff(geo.qr0, axis=1))
-    step = float(np.median(dq[valid[:, 1:] & valid[:, :-1]])) if valid.any() else float(np.median(dq))
-    return (2 * np.pi / geo.beam_size_r0) / max(step, 1e-12)
+__all__ = ["analyze", "AnalysisOptions"]
 
 
-def _pv(value, std, geo=None, length=False):
-    d = {"value": float(value), "std": float(std)}
-    if length and geo is not None:
-        d.update(unit="R0", value_nm=geo.length_nm(value), std_nm=geo.length_nm(std))
-    return d
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Everything about how a pair is analysed, validated once (the frames and geometry are arguments).
 
+    Reading the frames
+        dataset, dataset_after : HDF5 dataset paths (e.g. ``/entry/data/data``; after defaults to before);
+        mask : path or bool array (True = valid); mask_convention : {"valid", "masked"} (1 = valid as at
+        APS, or 1 = masked as in pyFAI); mask_dataset : its HDF5 path; saturation : counts at or above this
+        are masked.
+    The correlation map
+        n_q : log-spaced q bins; n_phi : azimuth bins over [0, pi); q_min, q_max : q range in q R0 (default
+        what the valid pixels cover); photon_counts : frames are photon counts (Poisson term in the
+        contrast); contrast : speckle contrast beta (default: estimated from the frames).
+    The inference
+        flow_angle_deg : fix the flow direction (detector azimuth, degrees, APS convention; fitted when
+        None); method : {"fit", "gpr", "both"} (direct physics fit, geometry-specific GPR, or both with
+        values from the fit); model : a ``shearcorr train`` model file applied in addition; n_l2,
+        displacement : model constants (not identifiable from a pair; recorded); cache_dir : cache of the
+        geometry-specific GPR (default :func:`~.regression.default_cache_dir`); seed : bootstraps and
+        configuration samples.
+    Output
+        plots : write the PNGs.
+    """
 
-def _external_model(path, pair, geo, cmap_opts):
-    """Predict with a ``shearcorr train`` model: the data are binned onto the model's own grid."""
-    from ..inverse.modelfile import load_model
+    dataset: str | None = None
+    dataset_after: str | None = None
+    mask: Any = None
+    mask_convention: str = "valid"
+    mask_dataset: str | None = None
+    saturation: float | None = None
+    n_q: int = 16
+    n_phi: int = 36
+    q_min: float | None = None
+    q_max: float | None = None
+    photon_counts: bool = True
+    contrast: float | None = None
+    flow_angle_deg: float | None = None
+    method: str = "fit"
+    model: Any = None
+    n_l2: float = 150.0
+    displacement: str = "uniform"
+    cache_dir: Any = None
+    seed: int = 0
+    plots: bool = True
 
-    model = load_model(path)
-    gq, gt = model.grid.q, model.grid.theta
-    qv = geo.qr0[pair.valid]
-    if gq[0] < qv.min() * 0.999 or gq[-1] > qv.max() * 1.001:
-        raise ShearcorrError(f"model grid mismatch: the model needs q R0 in [{gq[0]:.3g}, {gq[-1]:.3g}] but the frames cover "
-                             f"[{qv.min():.3g}, {qv.max():.3g}]; train a model on this geometry or use --method fit")
-    if gt.size < 3 or not np.allclose(np.diff(gt), gt[1] - gt[0]) or abs(gt[-1] - gt[0] - np.pi) > 1e-6:
-        raise ShearcorrError("model grid mismatch: the model's theta grid is not uniform on [0, pi]; it cannot be binned from frames")
-    lq = np.log(gq)
-    edges = np.exp(np.concatenate([[lq[0] - (lq[1] - lq[0]) / 2], (lq[1:] + lq[:-1]) / 2, [lq[-1] + (lq[-1] - lq[-2]) / 2]]))
-    dt = gt[1] - gt[0]
-    cm = correlation_map(pair.before, pair.after, pair.valid, geo.qr0, geo.phi, edges, gt.size - 1,
-                         **dict(cmap_opts, phi_offset=cmap_opts["phi_offset"] - dt / 2))
-    g = cm.y + 1.0
-    g = np.concatenate([g, g[:, :1]], axis=1)  # theta = pi is theta = 0
-    if not np.all(np.isfinite(g)):
-        raise ShearcorrError(f"model grid mismatch: {int((~np.isfinite(g)).sum())} of the model's (q, theta) points get no valid pixel; "
-                             "train a model on this geometry or use --method fit")
-    P = np.concatenate([g.mean(axis=0), g.mean(axis=1)])[None, :]
-    pred = model.predict_profiles(P)
-    return {k: (float(m[0]), float(s[0])) for k, (m, s) in pred.items()}, str(path)
+    def __post_init__(self):
+        check_choice("method", self.method)
+        check_choice("mask_convention", self.mask_convention, what="mask convention")
+        check_choice("displacement", self.displacement)
+
+    def replace(self, **changes) -> "AnalysisOptions":
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
 
 
 def _one_blas_thread(func):
@@ -94,13 +112,71 @@ def _one_blas_thread(func):
     return wrapper
 
 
+def _read(before, after, geometry, opt: AnalysisOptions, frame_index, frame_index_after):
+    """The frame pair (from arrays or files) and its geometry, checked against each other."""
+    if isinstance(before, np.ndarray) or isinstance(after, np.ndarray):
+        pair = make_pair(np.asarray(before), np.asarray(after), opt.mask if isinstance(opt.mask, np.ndarray) else None,
+                         opt.saturation, {"before": "array", "after": "array"})
+    else:
+        pair = load_pair(before, after, dataset=opt.dataset, dataset_after=opt.dataset_after, frame_index=frame_index,
+                         frame_index_after=frame_index_after, mask=opt.mask, mask_convention=opt.mask_convention,
+                         mask_dataset=opt.mask_dataset, saturation=opt.saturation)
+    geo = geometry if isinstance(geometry, DetectorGeometry) else load_geometry(geometry, pair.before.shape)
+    geo.check_shape(pair.before.shape)
+    return pair, geo
+
+
+def _speckle_px(geo: DetectorGeometry, valid) -> float:
+    """Speckle size (first zero of the intensity autocorrelation, 2 pi / L in q) in pixels."""
+    dq = np.abs(np.diff(geo.qr0, axis=1))
+    step = float(np.median(dq[valid[:, 1:] & valid[:, :-1]])) if valid.any() else float(np.median(dq))
+    return (2 * np.pi / geo.beam_size_r0) / max(step, 1e-12)
+
+
+def _model(opt: AnalysisOptions, q_edges, phi_edges, geo) -> BinnedPairModel:
+    return BinnedPairModel(q_edges, phi_edges, n_l2=opt.n_l2, displacement=opt.displacement,
+                           beam_size=geo.beam_size_r0)
+
+
+def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict):
+    """Map in detector azimuth, the strip's flow estimate (unless fixed), the direct fit; returns
+    (map, fit, flow (rad), flow std (rad), strip estimate (deg, deg) or None)."""
+    cm = correlation_map(pair, geo, qe, opt.n_phi, **map_opts)
+    fixed = opt.flow_angle_deg is not None
+    if fixed:
+        phi0, strip = np.radians(float(opt.flow_angle_deg)), None
+    else:
+        phi0, phi0_std = strip_angle(cm, seed=opt.seed)
+        strip = (float(np.degrees(phi0)), float(np.degrees(phi0_std)))
+    fit = fit_pair(cm, _model(opt, qe, cm.phi_edges, geo), phi0=phi0, fit_flow=not fixed, seed=opt.seed)
+    flow, flow_std = (wrap_half(phi0), 0.0) if fixed else fit.flow_angle
+    return cm, fit, flow, flow_std, strip
+
+
+def _result(opt: AnalysisOptions, pair: FramePair, geo, qe, cm_det, fit, methods, flow, flow_std, strip, spx):
+    """The typed result: values of the reported method, contrast and chi^2 of the fit, inputs, provenance."""
+    main = methods["gpr"] if opt.method == "gpr" else fit
+    nm = geo.particle_radius_nm
+    return dict(
+        gamma_l=Length(*main.gamma_l, nm), d2=Length(*main.d2, nm),
+        rs=RsEstimate(*main.rs, constrained=bool(fit.rs_constrained) if opt.method != "gpr" else None),
+        flow_angle_deg=FlowAngle(float(np.degrees(flow)), float(np.degrees(flow_std)), opt.flow_angle_deg is not None,
+                                 strip),
+        contrast=Contrast(fit.beta.value, fit.beta.std, cm_det.beta, cm_det.beta_err, tuple(cm_det.beta_frames),
+                          opt.contrast is not None),
+        chi2=ChiSquare(fit.chi2, fit.dof, fit.chi2_red, fit.n_bins), methods=methods,
+        inputs=dict(pair.sources, n_pixels=int(pair.valid.size), n_valid=int(pair.valid.sum()), n_flagged=pair.n_flagged,
+                    n_q=int(opt.n_q), n_phi=int(opt.n_phi), photon_counts=bool(opt.photon_counts)),
+        geometry=dict(geo.info, particle_radius_nm=geo.particle_radius_nm, beam_size_nm=geo.beam_size_nm,
+                      beam_size_r0=geo.beam_size_r0, q_unit=geo.q_unit, q_r0_range=[float(qe[0]), float(qe[-1])],
+                      q_range=[float(geo.q_to_unit(qe[0])), float(geo.q_to_unit(qe[-1]))], speckle_px=spx),
+    )
+
+
 @_one_blas_thread
-def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after=None, frame_index=None,
-            frame_index_after=None, mask=None, mask_convention="valid", mask_dataset=None, saturation=None, contrast=None,
-            flow_angle_deg=None, method="fit", model=None, n_q=16, n_phi=36, q_min=None, q_max=None,
-            n_l2=150.0, displacement="uniform", photon_counts=True, cache_dir=None, plots=True,
-            overwrite=False, seed=0) -> dict:
-    """Analyse one frame pair; return the result dict (and write it to ``output`` if given).
+def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | None = None, frame_index=None,
+            frame_index_after=None, overwrite: bool = False) -> PairAnalysis:
+    """Analyse one frame pair; return the :class:`~.results.PairAnalysis` (and write it to ``output``).
 
     Parameters
     ----------
@@ -109,94 +185,48 @@ def analyze(before, after, geometry, output=None, *, dataset=None, dataset_after
     geometry : path or DetectorGeometry
         Geometry JSON file (docs/experiment.md) or object.
     output : path, optional
-        Folder to create with result.json, correlation.npz and PNGs.
-    contrast : float, optional
-        Speckle contrast beta; estimated from the frames when None.
-    flow_angle_deg : float, optional
-        Fix the flow direction (detector azimuth, degrees, APS convention); fitted when None.
-    method : {"fit", "gpr", "both"}
-        Direct physics fit, geometry-specific GPR, or both (values from the fit).
-    model : path, optional
-        A ``shearcorr train`` model file, applied in addition (its grid must be covered).
-    n_q, n_phi : int
-        Polar bins: log-spaced q bins, azimuth bins over [0, pi).
-    q_min, q_max : float, optional
-        q range in q R0 (default: what the valid pixels cover).
-    n_l2, displacement : model constants (not identifiable from a pair; recorded).
+        Folder to create with result.json (``PairAnalysis.to_dict()``), correlation.npz and PNGs.
+    options : AnalysisOptions, optional
+        How to read, bin, fit and plot (defaults: :class:`AnalysisOptions`).
+    frame_index, frame_index_after : int, optional
+        Frames of 3-D stacks (after defaults to before's index).
+    overwrite : bool
+        Replace an existing non-empty output folder (only once the new one is complete).
     """
     t0 = time.perf_counter()
-    check_choice("method", method)
+    opt = AnalysisOptions() if options is None else options
     out = None if output is None else check_output_folder(output, overwrite=overwrite)
-    if isinstance(before, np.ndarray) or isinstance(after, np.ndarray):
-        from .frames import make_pair
-
-        pair = make_pair(np.asarray(before), np.asarray(after), mask if isinstance(mask, np.ndarray) else None, saturation,
-                         {"before": "array", "after": "array"})
-    else:
-        pair = load_pair(before, after, dataset=dataset, dataset_after=dataset_after, frame_index=frame_index,
-                         frame_index_after=frame_index_after, mask=mask, mask_convention=mask_convention,
-                         mask_dataset=mask_dataset, saturation=saturation)
-    geo = geometry if isinstance(geometry, DetectorGeometry) else load_geometry(geometry, pair.before.shape)
-    geo.check_shape(pair.before.shape)
-    qe = q_bin_edges(geo.qr0, pair.valid, n_q, q_min, q_max)
+    pair, geo = _read(before, after, geometry, opt, frame_index, frame_index_after)
+    qe = q_bin_edges(geo.qr0, pair.valid, opt.n_q, opt.q_min, opt.q_max)
     spx = _speckle_px(geo, pair.valid)
-    opts = dict(contrast=contrast, photon_counts=photon_counts, speckle_px=spx)
-    cm_det = correlation_map(pair.before, pair.after, pair.valid, geo.qr0, geo.phi, qe, n_phi, **opts)
-    area = np.asarray(cm_det.info["correlation_area_px"])
-    fixed = flow_angle_deg is not None
-    if fixed:
-        phi0, phi0_std, prof = np.radians(float(flow_angle_deg)), 0.0, None
-    else:
-        phi0, phi0_std = strip_angle(cm_det, seed=seed)
-        prof = (float(np.degrees(phi0)), float(np.degrees(phi0_std)))
-    mdl = BinnedPairModel(qe, cm_det.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0)
-    fit = fit_pair(cm_det, mdl, phi0=phi0, fit_flow=not fixed, seed=seed)
-    flow = fit["flow_angle"][0] if not fixed else wrap_half(phi0)
-    flow_std = fit["flow_angle"][1] if not fixed else 0.0
-    cm = correlation_map(pair.before, pair.after, pair.valid, geo.qr0, geo.phi, qe, n_phi, phi_offset=flow, area=area, **opts)
-    mdl_th = BinnedPairModel(qe, cm.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0)
-    y_fit = mdl_th.y(fit["gamma_l"][0], fit["d2"][0], fit["rs"][0], 0.0)
-    cm.C_err = cm.errors(fit["beta"][0] * y_fit)  # errors at the prediction (see CorrelationMap.errors)
-    methods = {"fit": {k: v for k, v in fit.items() if k not in ("model_y", "errors")}}
-    if method in ("gpr", "both"):
-        cache = default_cache_dir() if cache_dir is None else cache_dir
-        methods["gpr"] = gpr_predict(cm, mdl_th, cache_dir=cache, seed=seed)
-    if model is not None:
-        pred, mpath = _external_model(model, pair, geo, dict(opts, phi_offset=flow))
-        methods["model"] = dict(pred, path=mpath)
-    main = methods["gpr"] if method == "gpr" else fit
-    result = {
-        "gamma_l": _pv(*main["gamma_l"], geo, True), "d2": _pv(*main["d2"], geo, True),
-        "rs": dict(_pv(*main["rs"]), constrained=bool(fit["rs_constrained"]) if method != "gpr" else None,
-                   note="a single pair barely constrains R_s (docs/experiment.md)"),
-        "flow_angle_deg": dict(_pv(np.degrees(flow), np.degrees(flow_std)),
-                               convention="detector azimuth of the flow axis, counter-clockwise from +x (columns), "
-                                          "image displayed with row 0 at the top; defined modulo 180",
-                               fixed=fixed, strip_estimate=prof),
-        "contrast": {"value": fit["beta"][0], "std": fit["beta"][1], "estimate": cm_det.beta, "estimate_std": cm_det.beta_err,
-                     "frames": list(cm_det.beta_frames), "given": contrast is not None},
-        "chi2": {"chi2": fit["chi2"], "dof": fit["dof"], "reduced": fit["chi2_red"], "n_bins": fit["n_bins"]},
-        "methods": methods,
-        "inputs": dict(pair.sources, n_pixels=int(pair.valid.size), n_valid=int(pair.valid.sum()),
-                       n_flagged=pair.n_flagged, n_q=int(n_q), n_phi=int(n_phi), photon_counts=bool(photon_counts)),
-        "geometry": dict(geo.info, particle_radius_nm=geo.particle_radius_nm, beam_size_nm=geo.beam_size_nm,
-                         beam_size_r0=geo.beam_size_r0, q_unit=geo.q_unit, q_r0_range=[float(qe[0]), float(qe[-1])],
-                         q_range=[float(geo.q_to_unit(qe[0])), float(geo.q_to_unit(qe[-1]))], speckle_px=spx),
-        "provenance": {"shearcorr_version": __version__, "method": method, "engine": "analytic",
-                       "model": "pair model (g - B)/(A - B) from the ensemble engine", "n_l2": float(n_l2),
-                       "displacement": displacement, "seed": seed, "time_s": None},
-    }
-    result["provenance"]["time_s"] = round(time.perf_counter() - t0, 3)
+    map_opts = dict(contrast=opt.contrast, photon_counts=opt.photon_counts, speckle_px=spx)
+    cm_det, fit, flow, flow_std, strip = _fit_in_detector_frame(pair, geo, qe, opt, map_opts)
+    # the same frames binned in theta from the flow (the correlation area does not depend on the offset)
+    cm = correlation_map(pair, geo, qe, opt.n_phi, phi_offset=flow, area=np.asarray(cm_det.info["correlation_area_px"]),
+                         **map_opts)
+    mdl_th = _model(opt, qe, cm.phi_edges, geo)
+    y_fit = mdl_th.y(fit.gamma_l.value, fit.d2.value, fit.rs.value, 0.0)
+    cm.C_err = cm.errors(fit.beta.value * y_fit)  # errors at the prediction (see CorrelationMap.errors)
+    methods = {"fit": fit}
+    if opt.method in ("gpr", "both"):
+        cache = default_cache_dir() if opt.cache_dir is None else opt.cache_dir
+        methods["gpr"] = gpr_predict(cm, mdl_th, cache_dir=cache, seed=opt.seed)
+    if opt.model is not None:
+        methods["model"] = model_predict(opt.model, pair, geo, phi_offset=flow, **map_opts)
+    provenance = {"shearcorr_version": __version__, "method": opt.method, "engine": "analytic",
+                  "model": "pair model (g - B)/(A - B) from the ensemble engine", "n_l2": float(opt.n_l2),
+                  "displacement": opt.displacement, "seed": opt.seed, "time_s": round(time.perf_counter() - t0, 3)}
+    result = PairAnalysis(**_result(opt, pair, geo, qe, cm_det, fit, methods, flow, flow_std, strip, spx),
+                          provenance=provenance, correlation_map=cm, model_y=y_fit)
     if out is not None:
-        _write(out, result, pair, geo, cm, y_fit, plots, overwrite)
-    result["_map"] = cm
-    result["_model_y"] = y_fit
+        _write(out, result, pair, geo, opt.plots, overwrite)
     return result
 
 
-def _write(out: Path, result, pair: FramePair, geo, cm, y_fit, plots, overwrite):
+def _write(out, result: PairAnalysis, pair: FramePair, geo, plots: bool, overwrite: bool) -> None:
+    cm, y_fit = result.correlation_map, result.model_y
     with atomic_folder(out, overwrite=overwrite) as tmp:
-        (tmp / "result.json").write_text(json_text(result, indent=2) + "\n")
+        (tmp / "result.json").write_text(json_text(result.to_dict(), indent=2) + "\n")
         np.savez(tmp / "correlation.npz", q_r0=cm.q, theta=cm.phi, q_edges=cm.q_edges, theta_edges=cm.phi_edges,
                  C=cm.C, C_err=cm.C_err, n_pix=cm.n_pix, n_eff=cm.n_eff, y=cm.y, model_y=y_fit, beta=cm.beta)
         if plots:

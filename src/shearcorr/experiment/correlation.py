@@ -43,6 +43,23 @@ from ..errors import ShearcorrError
 
 __all__ = ["CorrelationMap", "correlation_map", "q_bin_edges"]
 
+#: Thin rings per q bin used to normalise the frames (removes the form-factor slope inside a bin).
+N_SUB_RING = 4
+#: Fewest valid pixels with photons a map needs (and a q range must cover).
+MIN_PIXELS = 100
+#: A bin is usable when it holds at least this many independent speckles (n_pix / correlation area).
+MIN_BIN_SPECKLES = 5
+#: A q row enters the contrast estimate when it holds at least this many independent speckles.
+MIN_ROW_SPECKLES = 10
+#: Speckle size (pixels) assumed when the caller gives none.
+DEFAULT_SPECKLE_PX = 2.0
+#: The correlation area sums the autocorrelation of u over lags up to this many speckle sizes ...
+LAG_SPECKLES = 1.5
+#: ... and at most this many pixels (the box filter's half width).
+MAX_LAG_PX = 12
+#: u is centred on its local mean over a window of +- this many speckle sizes (~8 speckles across).
+CENTRING_SPECKLES = 4
+
 
 @dataclass
 class CorrelationMap:
@@ -78,8 +95,8 @@ class CorrelationMap:
 
     @property
     def ok(self) -> np.ndarray:
-        """Bins with a usable estimate (finite C and error, >= 5 independent speckles)."""
-        return np.isfinite(self.C) & np.isfinite(self.C_err) & (self.C_err > 0) & (self.n_eff >= 5)
+        """Bins with a usable estimate (finite C and error, >= ``MIN_BIN_SPECKLES`` independent speckles)."""
+        return np.isfinite(self.C) & np.isfinite(self.C_err) & (self.C_err > 0) & (self.n_eff >= MIN_BIN_SPECKLES)
 
     def errors(self, c_pred: np.ndarray) -> np.ndarray:
         r"""Standard errors of C for a *predicted* correlation c = C - 1 per bin (shape (n_q, n_phi)).
@@ -137,14 +154,10 @@ def q_bin_edges(qr0: np.ndarray, valid: np.ndarray, n_q: int, q_min=None, q_max=
     if not (0 < lo < hi):
         raise ShearcorrError(f"empty q range: q_min = {lo:g}, q_max = {hi:g} (q R0)")
     covered = (qv >= lo) & (qv <= hi)
-    if covered.sum() < 100:
+    if covered.sum() < MIN_PIXELS:
         raise ShearcorrError(f"only {int(covered.sum())} valid pixels fall in q R0 in [{lo:.3g}, {hi:.3g}]; the geometry puts "
                              f"the q range outside the frame (frame covers [{qv.min():.3g}, {qv.max():.3g}])")
     return np.geomspace(lo, hi, int(n_q) + 1)
-
-
-#: Thin rings per q bin used to normalise the frames (removes the form-factor slope inside a bin).
-N_SUB_RING = 4
 
 
 def _bincount(idx, w, n):
@@ -170,18 +183,104 @@ def _mirror(a: np.ndarray, center) -> np.ndarray:
     return out
 
 
-def correlation_map(before, after, valid, qr0, phi, q_edges, n_phi=36, *, phi_offset=0.0, contrast=None,
-                    photon_counts=True, speckle_px=None, beam_center=None, area=None) -> CorrelationMap:
-    """Compute C(q, phi) with errors and the contrast from two frames.
+@dataclass
+class _Pixels:
+    """The pixels a map uses, their q row, thin ring and normalised deviations d = i - 1 per frame."""
+
+    use: np.ndarray  # bool (ny, nx)
+    row: np.ndarray  # q row of each used pixel
+    ring: np.ndarray  # thin ring of each used pixel
+    ring_I: tuple  # mean intensity per thin ring, per frame
+    d1: np.ndarray
+    d2: np.ndarray
+
+
+def _normalised_pixels(pair, qr0, q_edges) -> _Pixels:
+    """Divide each frame by its mean over thin rings (``N_SUB_RING`` per q bin, equal in log q)."""
+    n_q = q_edges.size - 1
+    inq = pair.valid & (qr0 >= q_edges[0]) & (qr0 < q_edges[-1])
+    qsel = qr0[inq]
+    r_sel = np.clip(np.searchsorted(q_edges, qsel, side="right") - 1, 0, n_q - 1)
+    lq = np.log(q_edges)
+    frac = (np.log(qsel) - lq[r_sel]) / (lq[r_sel + 1] - lq[r_sel])
+    t_sel = r_sel * N_SUB_RING + np.clip((frac * N_SUB_RING).astype(int), 0, N_SUB_RING - 1)
+    nt = n_q * N_SUB_RING
+    n_thin = _bincount(t_sel, None, nt)
+    thin_I = []
+    for frame in (pair.before, pair.after):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            thin_I.append(_bincount(t_sel, frame[inq].astype(np.float64), nt) / n_thin)
+    good = (n_thin > 0) & (thin_I[0] > 0) & (thin_I[1] > 0)
+    keep = good[t_sel]
+    use = inq.copy()
+    use[inq] = keep
+    if use.sum() < MIN_PIXELS:
+        raise ShearcorrError(f"fewer than {MIN_PIXELS} valid pixels with photons in the q range; the frames are empty or "
+                             "the geometry is wrong")
+    rr, tt = r_sel[keep], t_sel[keep]
+    return _Pixels(use, rr, tt, tuple(thin_I), pair.before[use] / thin_I[0][tt] - 1.0, pair.after[use] / thin_I[1][tt] - 1.0)
+
+
+def _correlation_area(px: _Pixels, u, var_u_bin, sel, qr0, n_q, speckle_px, beam_center):
+    """Correlation area per q row (pixels): lag sums of the standardised u, direct and Friedel mirror."""
+    from scipy.ndimage import uniform_filter
+
+    shape = px.use.shape
+    speckle = speckle_px or DEFAULT_SPECKLE_PX
+    K = int(np.clip(np.ceil(LAG_SPECKLES * speckle), 1, MAX_LAG_PX))
+    if beam_center is None:
+        flat = np.argmin(np.where(np.isfinite(qr0), qr0, np.inf))
+        beam_center = (flat % shape[1], flat // shape[1])
+    # standardised u, centred on a local mean over a window of ~8 speckles (a bin-mean centring
+    # erases the correlation of bins a few speckles wide, a row-mean centring adds the strip's
+    # large-scale structure to every lag); the pooled lag sums per row are box filters of z
+    W = 2 * int(np.ceil(CENTRING_SPECKLES * speckle)) + 1
+    ufull = np.zeros(shape)
+    ufull[px.use] = u
+    wfull = px.use.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        uloc = (uniform_filter(ufull, W, mode="constant") / uniform_filter(wfull, W, mode="constant"))[px.use]
+        sd = np.sqrt(var_u_bin)[sel]
+    z = np.zeros(shape)
+    z[px.use] = np.where(sd > 0, (u - uloc) / np.where(sd > 0, sd, 1.0), 0.0)
+    zu = z[px.use]
+    auto = _bincount(px.row, zu * _box_sum(z, K)[px.use], n_q)
+    mirror = _bincount(px.row, zu * _box_sum(_mirror(z, beam_center), K)[px.use], n_q)
+    zz = _bincount(px.row, zu * zu, n_q)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        area_row = np.clip((auto + mirror) / zz, 1.0, None)
+    info = {"lag_window_px": K, "centring_window_px": W,
+            "beam_center_px": [float(beam_center[0]), float(beam_center[1])]}
+    return area_row, info
+
+
+def _frame_contrast(d, thin, px: _Pixels, nrow, area_row, n_q, photon_counts):
+    """One frame's contrast from its speckle statistics per q row, weighted by the rows' independent
+    speckles (not by the noisy per-row variances, which would favour low estimates)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pois = _bincount(px.row, 1.0 / thin[px.ring], n_q) / nrow if photon_counts else 0.0
+        var_d = _bincount(px.row, d * d, n_q) / nrow
+        bb = var_d - pois
+        wr = nrow / area_row
+    ok = np.isfinite(bb) & np.isfinite(wr) & (wr >= MIN_ROW_SPECKLES)
+    if not ok.any():
+        raise ShearcorrError("cannot estimate the speckle contrast (no q ring has enough speckles); give --contrast")
+    w = wr[ok]
+    mean = float(np.sum(w * bb[ok]) / w.sum())
+    err = float(np.sqrt(np.sum(w**2 * (bb[ok] - mean) ** 2)) / w.sum()) if ok.sum() > 2 else abs(mean)
+    return mean, err, var_d
+
+
+def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contrast=None, photon_counts=True,
+                    speckle_px=None, beam_center=None, area=None) -> CorrelationMap:
+    """Compute C(q, phi) with errors and the contrast from two frames (module docstring).
 
     Parameters
     ----------
-    before, after : ndarray (ny, nx)
-        Frames in photon counts (masked pixels are ignored).
-    valid : bool ndarray
-        True = valid pixel.
-    qr0, phi : ndarray
-        Dimensionless q R0 and azimuth (rad, APS convention) per pixel.
+    pair : FramePair
+        The two frames in photon counts and the mask (True = valid); masked pixels are ignored.
+    geometry : DetectorGeometry
+        Per-pixel q R0 (``qr0``) and azimuth ``phi`` (rad, APS convention).
     q_edges : ndarray
         Edges of the q bins (q R0).
     n_phi : int
@@ -200,90 +299,32 @@ def correlation_map(before, after, valid, qr0, phi, q_edges, n_phi=36, *, phi_of
         Correlation area per q row (pixels) from an earlier call on the same frames and q bins;
         skips its measurement (the area does not depend on the azimuth offset).
     """
+    qr0, phi = geometry.qr0, geometry.phi
     q_edges = np.asarray(q_edges, dtype=np.float64)
     n_q = q_edges.size - 1
     nb = n_q * n_phi
-    inq = valid & (qr0 >= q_edges[0]) & (qr0 < q_edges[-1])
-    qsel = qr0[inq]
-    r_sel = np.clip(np.searchsorted(q_edges, qsel, side="right") - 1, 0, n_q - 1)
-    # thin rings: N_SUB_RING per q bin, equal in log q
-    lq = np.log(q_edges)
-    frac = (np.log(qsel) - lq[r_sel]) / (lq[r_sel + 1] - lq[r_sel])
-    t_sel = r_sel * N_SUB_RING + np.clip((frac * N_SUB_RING).astype(int), 0, N_SUB_RING - 1)
-    nt = n_q * N_SUB_RING
-    n_thin = _bincount(t_sel, None, nt)
-    thin_I = []
-    for frame in (before, after):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            thin_I.append(_bincount(t_sel, frame[inq].astype(np.float64), nt) / n_thin)
-    good = (n_thin > 0) & (thin_I[0] > 0) & (thin_I[1] > 0)
-    keep = good[t_sel]
-    use = inq.copy()
-    use[inq] = keep
-    if use.sum() < 100:
-        raise ShearcorrError("fewer than 100 valid pixels with photons in the q range; the frames are empty or the geometry is wrong")
-    rr, tt = r_sel[keep], t_sel[keep]
-    ang = np.mod(phi[use] - phi_offset, np.pi)
+    px = _normalised_pixels(pair, qr0, q_edges)
+    ang = np.mod(phi[px.use] - phi_offset, np.pi)
     pb = np.clip((ang / (np.pi / n_phi)).astype(int), 0, n_phi - 1)
-    sel = rr * n_phi + pb
-    d1 = before[use] / thin_I[0][tt] - 1.0
-    d2 = after[use] / thin_I[1][tt] - 1.0
-    u = d1 * d2
+    sel = px.row * n_phi + pb
+    u = px.d1 * px.d2
     n = _bincount(sel, None, nb)
-    nrow = _bincount(rr, None, n_q)
+    nrow = _bincount(px.row, None, n_q)
     with np.errstate(invalid="ignore", divide="ignore"):
         cm1 = _bincount(sel, u, nb) / n
         var_u = np.maximum(_bincount(sel, u * u, nb) / n - cm1**2, 0.0)
     if area is None:
-        K = int(np.clip(np.ceil(1.5 * (speckle_px or 2.0)), 1, 12))
-        if beam_center is None:
-            flat = np.argmin(np.where(np.isfinite(qr0), qr0, np.inf))
-            beam_center = (flat % before.shape[1], flat // before.shape[1])
-        # standardised u, centred on a local mean over a window of ~8 speckles (a bin-mean centring
-        # erases the correlation of bins a few speckles wide, a row-mean centring adds the strip's
-        # large-scale structure to every lag); the pooled lag sums per row are box filters of z
-        W = 2 * int(np.ceil(4 * (speckle_px or 2.0))) + 1
-        from scipy.ndimage import uniform_filter
-
-        ufull = np.zeros(before.shape)
-        ufull[use] = u
-        wfull = use.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            uloc = (uniform_filter(ufull, W, mode="constant") / uniform_filter(wfull, W, mode="constant"))[use]
-            sd = np.sqrt(var_u)[sel]
-        z = np.zeros(before.shape)
-        z[use] = np.where(sd > 0, (u - uloc) / np.where(sd > 0, sd, 1.0), 0.0)
-        zu = z[use]
-        auto = _bincount(rr, zu * _box_sum(z, K)[use], n_q)
-        mirror = _bincount(rr, zu * _box_sum(_mirror(z, beam_center), K)[use], n_q)
-        zz = _bincount(rr, zu * zu, n_q)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            area_row = np.clip((auto + mirror) / zz, 1.0, None)
-        info_k = {"lag_window_px": K, "centring_window_px": W, "beam_center_px": [float(beam_center[0]), float(beam_center[1])]}
+        area_row, info_k = _correlation_area(px, u, var_u, sel, qr0, n_q, speckle_px, beam_center)
     else:
-        area_row = np.asarray(area, dtype=np.float64)
-        info_k = {}
+        area_row, info_k = np.asarray(area, dtype=np.float64), {}
     area_b = np.repeat(area_row, n_phi)
     with np.errstate(invalid="ignore", divide="ignore"):
         n_eff = n / area_b
         C_err = np.sqrt(var_u * area_b / n)
         C = 1.0 + cm1
-    # contrast per frame from its own speckle statistics, per q row (weights: independent speckles
-    # per row, not the noisy per-row variances, which would favour low estimates)
-    betas, berrs, var_d = [], [], []
-    for dv, thin in ((d1, thin_I[0]), (d2, thin_I[1])):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pois = _bincount(rr, 1.0 / thin[tt], n_q) / nrow if photon_counts else 0.0
-            var_d.append(_bincount(rr, dv * dv, n_q) / nrow)
-            bb = var_d[-1] - pois
-            wr = nrow / area_row
-        ok = np.isfinite(bb) & np.isfinite(wr) & (wr >= 10)
-        if not ok.any():
-            raise ShearcorrError("cannot estimate the speckle contrast (no q ring has enough speckles); give --contrast")
-        w = wr[ok]
-        mean = float(np.sum(w * bb[ok]) / w.sum())
-        betas.append(mean)
-        berrs.append(float(np.sqrt(np.sum(w**2 * (bb[ok] - mean) ** 2)) / w.sum()) if ok.sum() > 2 else abs(mean))
+    frames = [_frame_contrast(d, thin, px, nrow, area_row, n_q, photon_counts)
+              for d, thin in ((px.d1, px.ring_I[0]), (px.d2, px.ring_I[1]))]
+    betas, berrs, var_d = [f[0] for f in frames], [f[1] for f in frames], [f[2] for f in frames]
     if contrast is None:
         beta = 0.5 * (betas[0] + betas[1])
         beta_err = 0.5 * float(np.hypot(*berrs))
@@ -296,7 +337,7 @@ def correlation_map(before, after, valid, qr0, phi, q_edges, n_phi=36, *, phi_of
     shape = (n_q, n_phi)
     C[n == 0] = np.nan
     phi_edges = np.linspace(0, np.pi, n_phi + 1)
-    ring_I = tuple(t.reshape(n_q, N_SUB_RING).mean(axis=1) for t in thin_I)
+    ring_I = tuple(t.reshape(n_q, N_SUB_RING).mean(axis=1) for t in px.ring_I)
     return CorrelationMap(
         q=np.sqrt(q_edges[:-1] * q_edges[1:]), phi=0.5 * (phi_edges[:-1] + phi_edges[1:]), q_edges=q_edges,
         phi_edges=phi_edges, C=C.reshape(shape), C_err=C_err.reshape(shape), n_pix=n.reshape(shape),

@@ -20,7 +20,6 @@ beam_size = L/R0, where R0 is the particle radius and L the beam size, both give
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from ..choices import CHOICES, check_choice
 from ..errors import ShearcorrError
+from ..params import finite_float
 
 __all__ = ["DetectorGeometry", "flat_detector", "from_poni", "from_maps", "load_geometry", "Q_UNITS", "HC_KEV_ANGSTROM"]
 
@@ -38,11 +38,8 @@ HC_KEV_ANGSTROM = 12.398419843320026
 
 
 def _pos(name, v) -> float:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise ShearcorrError(f"geometry: {name} must be a number, got {v!r}") from None
-    if not math.isfinite(v) or v <= 0:
+    v = finite_float(f"geometry: {name}", v)
+    if v <= 0:
         raise ShearcorrError(f"geometry: {name} must be a positive number, got {v!r}")
     return v
 

@@ -1,6 +1,6 @@
-r"""From the correlation map to (gamma L, D2, R_s, flow angle, beta) with uncertainties.
+r"""Direct fit of one pair: from the correlation map to (gamma L, D2, R_s, flow angle, beta) with uncertainties.
 
-Direct fit (:func:`fit_pair`): weighted least squares of
+:func:`fit_pair`: weighted least squares of
 
 .. math:: C_b - 1 = \beta\, y_{\rm model}(q_b, \phi_b - \phi_0;\ \gamma L, D_2, R_s)
 
@@ -12,35 +12,39 @@ Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1. R_s is held at its 
 default (one pair does not constrain it; ``fit_rs=True`` fits it within [0, rs_max] and reports it as
 constrained only when its std is below the prior std rs_max/sqrt(12)).
 
-Geometry-specific GPR (:func:`gpr_predict`): a training set of y_model on the data's own
-(q, theta-from-flow) bins, drawn by a scrambled Sobol design over the parameter box, cached on disk
-(key: hash of bins, usable-bin mask, box, n_train, model constants, shearcorr version) together with
-the SVD basis and the fitted state of one :class:`shearcorr.inverse.gpr.PaperGPR` per target. The prediction std adds the GPR posterior std
-and the spread of predictions over noise draws of the data.
+The GPR inversions of a pair are in :mod:`.regression`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import least_squares
 
-from .._version import __version__
 from ..errors import ShearcorrError
-from ..files import atomic_file
-from ..params import TARGETS
+from ..files import JSONRecord
 from .flow import wrap_half
 from .model import configuration_samples
+from .results import Estimate
 
-__all__ = ["fit_pair", "gpr_predict", "default_cache_dir", "PAIR_ARGS"]
+__all__ = ["fit_pair", "PairFit", "PAIR_PARAMS", "MIN_BINS"]
 
-#: The pair model's physical parameters in the order of :meth:`BinnedPairModel.y`'s arguments; also the
-#: columns of the GPR's parameter box and Sobol design (results are keyed by name, in ``TARGETS`` order).
-PAIR_ARGS = ("gamma_l", "d2", "rs")
+#: The pair model's parameter vector, in the order of :meth:`BinnedPairModel.y`'s arguments.
+PAIR_PARAMS = ("gamma_l", "d2", "rs", "flow")
+#: Fewest usable bins a fit accepts.
+MIN_BINS = 8
+#: Optimiser scale per parameter (gamma L, D2, R_s in R0 and flow in rad): their typical uncertainties.
+X_SCALE = np.array([1.0, 0.1, 0.05, 0.01])
+#: Central-difference steps of the covariance Jacobian per parameter (beta: this fraction of beta).
+JAC_STEP = np.array([0.05, 0.005, 0.005, 1e-3])
+BETA_JAC_STEP = 1e-3
+#: Lower bound of D2 in the fit (R0): keeps the model away from the perfectly correlated limit.
+D2_MIN = 0.01
+#: Half-width (rad) of the flow-angle bounds around the start value.
+FLOW_HALF_RANGE = np.pi / 4
+#: least_squares settings of the refits (relative finite-difference step, tolerances, evaluations).
+LSQ = {"diff_step": 1e-4, "xtol": 1e-8, "ftol": 1e-9, "max_nfev": 200}
 
 
 def _beta_star(m, c, w, beta0, beta_err):
@@ -52,8 +56,123 @@ def _beta_star(m, c, w, beta0, beta_err):
     return num / den
 
 
+@dataclass(frozen=True)
+class PairFit(JSONRecord):
+    """Result of :func:`fit_pair`. Estimates are (value, std); angles in rad.
+
+    ``free`` names the fitted parameters; ``std_speckle`` and ``std_configuration`` split the std of the
+    free parameters (and beta) into the speckle-noise and the single-configuration terms. ``model_y`` (the
+    fitted y on all bins) and ``errors`` (of the usable bins' C) are arrays outside the JSON.
+    """
+
+    gamma_l: Estimate
+    d2: Estimate
+    rs: Estimate
+    rs_constrained: bool
+    rs_fitted: bool
+    flow_angle: Estimate
+    beta: Estimate
+    chi2: float
+    dof: int
+    chi2_red: float
+    n_bins: int
+    success: bool
+    nfev: int
+    free: tuple
+    std_speckle: tuple
+    std_configuration: tuple
+    model_y: np.ndarray
+    errors: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"gamma_l": list(self.gamma_l), "d2": list(self.d2), "rs": list(self.rs),
+                "rs_constrained": self.rs_constrained, "rs_fitted": self.rs_fitted, "flow_angle": list(self.flow_angle),
+                "beta": list(self.beta), "chi2": self.chi2, "dof": self.dof, "chi2_red": self.chi2_red,
+                "n_bins": self.n_bins, "success": self.success, "nfev": self.nfev, "free": list(self.free),
+                "std_speckle": list(self.std_speckle), "std_configuration": list(self.std_configuration)}
+
+
+class _Problem:
+    """The fit's data and model: the full vector v = (gamma L, D2, R_s, flow) with ``free`` components
+    fitted and the rest at ``base``; residuals with beta eliminated or explicit."""
+
+    def __init__(self, cmap, model, free, base):
+        self.ok = cmap.ok
+        self.c = cmap.C[self.ok] - 1.0
+        self.beta0, self.beta_err = cmap.beta, cmap.beta_err
+        self.model, self.free, self.base = model, free, base
+
+    def full(self, xf):
+        v = self.base.copy()
+        v[self.free] = xf
+        return v
+
+    def shape(self, xf):
+        """y_model on the usable bins at the free parameters ``xf``."""
+        gamma_l, d2, rs, flow = self.full(xf)
+        return self.model.y(gamma_l, d2, rs, flow)[self.ok]
+
+    def beta_at(self, m, err):
+        return _beta_star(m, self.c, 1.0 / err**2, self.beta0, self.beta_err)
+
+    def weighted(self, m, beta, err):
+        """(c - beta m)/err, and the prior term of beta when it has one."""
+        r = (self.c - beta * m) / err
+        return np.append(r, (beta - self.beta0) / self.beta_err) if self.beta_err > 0 else r
+
+    def profile_residuals(self, xf, err):
+        """Residuals with beta at its optimum for the shape at ``xf`` (variable projection)."""
+        m = self.shape(xf)
+        return self.weighted(m, self.beta_at(m, err), err)
+
+    def joint_residuals(self, v, err):
+        """Residuals of (free parameters, beta) with beta explicit (last entry when it has a prior)."""
+        n = len(self.free)
+        return self.weighted(self.shape(v[:n]), v[n] if self.beta_err > 0 else self.beta0, err)
+
+
+def _start(P: _Problem, err, fit_flow, grid_gamma, grid_d2, n_scan):
+    """Best point of a coarse (gamma L, D2) grid times a scan of the flow angle over [0, pi)."""
+    scan = np.arange(n_scan) * (np.pi / n_scan) if fit_flow else np.array([P.base[3]])
+    best = (np.inf, None)
+    for gl in grid_gamma:
+        for d2 in grid_d2:
+            for ph in scan:
+                v = np.array([gl, d2, P.base[2], ph])
+                cost = float(np.sum(P.profile_residuals(v[P.free], err) ** 2))
+                if cost < best[0]:
+                    best = (cost, v[P.free])
+    return best[1]
+
+
+def _refine(P: _Problem, cmap, x0, err, lo, hi):
+    """Pass 1 (row-constant errors), pass 2 (errors at the prediction), final fit; returns (solution, errors)."""
+    for k in range(3):
+        sol = least_squares(P.profile_residuals, np.clip(x0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), args=(err,),
+                            x_scale=X_SCALE[P.free], **LSQ)
+        x0 = sol.x
+        if k < 2:
+            m_full = P.model.y(*P.full(x0))
+            err = cmap.errors(P.beta_at(m_full[P.ok], err) * m_full)[P.ok]
+    return sol, err
+
+
+def _jacobian(P: _Problem, v, err, beta):
+    """Central-difference Jacobian of the joint residuals at ``v`` = (free parameters, [beta])."""
+    r0 = P.joint_residuals(v, err)
+    steps = np.append(JAC_STEP[P.free], [BETA_JAC_STEP * max(beta, 1e-3)] if P.beta_err > 0 else [])
+    J = np.empty((r0.size, v.size))
+    for j in range(v.size):
+        vp, vm = v.copy(), v.copy()
+        vp[j] += steps[j]
+        vm[j] -= steps[j]
+        J[:, j] = (P.joint_residuals(vp, err) - P.joint_residuals(vm, err)) / (2 * steps[j])
+    return r0, J
+
+
 def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3, gamma_max=80.0, d2_max=6.0,
-             grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=32, seed=0) -> dict:
+             grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=32,
+             seed=0) -> PairFit:
     r"""Direct physics fit of a :class:`CorrelationMap` with a :class:`BinnedPairModel` (same bins).
 
     Model :math:`C_b - 1 = \beta\,y(q_b, \phi_b - \phi_0; \gamma L, D_2, R_s)`; beta enters linearly
@@ -64,89 +183,37 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
     configuration spread, which is marginalised over R_s ~ U(0, rs_max). The reported R_s is then
     the prior, rs_max/2 +- rs_max/sqrt(12), with ``rs_constrained = False``.
 
-    1. Start: for every (gamma L, D2) of a coarse grid, y is evaluated once on the fine theta grid and
-       the flow angle is scanned over ``n_scan`` values in [0, pi) (``phi0`` fixes it instead).
+    1. Start: for every (gamma L, D2) of the coarse grid ``grid_gamma`` x ``grid_d2``, y is evaluated
+       once on the fine theta grid and the flow angle is scanned over ``n_scan`` values in [0, pi)
+       (``phi0`` fixes it instead, with ``fit_flow=False``).
     2. Pass 1: errors with the per-row variance law at c = 0 (the same for all bins of a row, so the
        weights do not depend on the bins' own fluctuations).
     3. Pass 2: errors from :meth:`CorrelationMap.errors` at the pass-1 prediction, refit.
-    Covariance: (J^T J)^-1 of the free parameters (and beta with its prior) at the solution, scaled
-    by chi2_red when > 1, plus the intrinsic single-pair term: the spread of ``n_configs``
-    single-configuration maps (:func:`.model.configuration_samples`) at the solution, propagated as
-    H J^T Cov J H (sandwich); it dominates for gamma L and D2 at these count rates.
+
+    Bounds: gamma L in [0, gamma_max], D2 in [0.01, d2_max], R_s in [0, rs_max], flow within +-45 deg
+    of the start. Covariance: (J^T J)^-1 of the free parameters (and beta with its prior) at the
+    solution, scaled by chi2_red when > 1, plus the intrinsic single-pair term: the spread of
+    ``n_configs`` single-configuration maps (:func:`.model.configuration_samples`) at the solution,
+    propagated as H J^T Cov J H (sandwich); it dominates for gamma L and D2 at these count rates.
     """
     ok = cmap.ok
-    if ok.sum() < 8:
+    if ok.sum() < MIN_BINS:
         raise ShearcorrError(f"only {int(ok.sum())} usable (q, phi) bins; use fewer bins or check the mask")
-    c = cmap.C[ok] - 1.0
-    beta0, beta_err = cmap.beta, cmap.beta_err
-    err = cmap.errors(np.zeros(cmap.C.shape))[ok]
     rs_fixed = 0.5 * rs_max
-    # full vector (gamma L, d2, rs, phi0); `free` are the fitted components
     free = [0, 1] + ([2] if fit_rs else []) + ([3] if fit_flow else [])
-    base = np.array([0.0, 0.0, rs_fixed, 0.0 if phi0 is None else float(phi0)])
-
-    def full_of(xf):
-        v = base.copy()
-        v[free] = xf
-        return v
-
-    def shape_at(xf):
-        v = full_of(xf)
-        return model.y(v[0], v[1], v[2], v[3])[ok]
-
-    def resid(xf, e):
-        m = shape_at(xf)
-        w = 1.0 / e**2
-        bt = _beta_star(m, c, w, beta0, beta_err)
-        r = (c - bt * m) / e
-        return np.append(r, (bt - beta0) / beta_err) if beta_err > 0 else r
-
-    # 1. start values: coarse grid x flow-angle scan (no engine call per angle)
-    scan = np.arange(n_scan) * (np.pi / n_scan) if fit_flow else np.array([base[3]])
-    best = (np.inf, None)
-    for gl in grid_gamma:
-        for d2 in grid_d2:
-            for ph in scan:
-                v = np.array([gl, d2, rs_fixed, ph])
-                cost = float(np.sum(resid(v[free], err) ** 2))
-                if cost < best[0]:
-                    best = (cost, v[free])
-    x0 = best[1]
-    lo_f = np.array([0.0, 0.01, 0.0, x0[-1] - np.pi / 4 if fit_flow else 0.0])
-    hi_f = np.array([gamma_max, d2_max, rs_max, x0[-1] + np.pi / 4 if fit_flow else 0.0])
-    lo_a, hi_a = lo_f[free], hi_f[free]
-    xs = np.array([1.0, 0.1, 0.05, 0.01])[free]
-    for k in range(3):  # pass 1 (row-constant errors), pass 2 (errors at the prediction), final
-        sol = least_squares(resid, np.clip(x0, lo_a + 1e-9, hi_a - 1e-9), bounds=(lo_a, hi_a), args=(err,),
-                            x_scale=xs, diff_step=1e-4, xtol=1e-8, ftol=1e-9, max_nfev=200)
-        x0 = sol.x
-        if k < 2:
-            v = full_of(x0)
-            m_full = model.y(*v)
-            bt = _beta_star(m_full[ok], c, 1.0 / err**2, beta0, beta_err)
-            err = cmap.errors(bt * m_full)[ok]
-    gl, d2, rs, ph = full_of(sol.x)
+    P = _Problem(cmap, model, free, np.array([0.0, 0.0, rs_fixed, 0.0 if phi0 is None else float(phi0)]))
+    err = cmap.errors(np.zeros(cmap.C.shape))[ok]
+    x0 = _start(P, err, fit_flow, grid_gamma, grid_d2, n_scan)
+    lo_f = np.array([0.0, D2_MIN, 0.0, x0[-1] - FLOW_HALF_RANGE if fit_flow else 0.0])
+    hi_f = np.array([gamma_max, d2_max, rs_max, x0[-1] + FLOW_HALF_RANGE if fit_flow else 0.0])
+    sol, err = _refine(P, cmap, x0, err, lo_f[free], hi_f[free])
+    gl, d2, rs, ph = P.full(sol.x)
     m_full = model.y(gl, d2, rs, ph)
-    beta = _beta_star(m_full[ok], c, 1.0 / err**2, beta0, beta_err)
+    beta = P.beta_at(m_full[ok], err)
     # covariance of (free parameters, [beta]) from a central-difference Jacobian
-    full = np.append(sol.x, [beta] if beta_err > 0 else [])
-    nth = sol.x.size
-
-    def resid_full(v):
-        m = shape_at(v[:nth])
-        bt = v[nth] if beta_err > 0 else beta0
-        r = (c - bt * m) / err
-        return np.append(r, (bt - beta0) / beta_err) if beta_err > 0 else r
-
-    r0 = resid_full(full)
-    steps = np.append(np.array([0.05, 0.005, 0.005, 1e-3])[free], [1e-3 * max(beta, 1e-3)] if beta_err > 0 else [])
-    J = np.empty((r0.size, full.size))
-    for j in range(full.size):
-        vp, vm = full.copy(), full.copy()
-        vp[j] += steps[j]
-        vm[j] -= steps[j]
-        J[:, j] = (resid_full(vp) - resid_full(vm)) / (2 * steps[j])
-    n, k = c.size, full.size
+    full = np.append(sol.x, [beta] if P.beta_err > 0 else [])
+    r0, J = _jacobian(P, full, err, beta)
+    n, k = P.c.size, full.size
     chi2 = float(np.sum(r0**2))
     dof = max(n - k, 1)
     red = chi2 / dof
@@ -165,110 +232,15 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
         cov = cov + cov_conf
     std_f = np.sqrt(np.clip(np.diag(cov), 0, None))
     std = np.zeros(4)
-    std[free] = std_f[:nth]
+    std[free] = std_f[:sol.x.size]
     rs_prior = rs_max / np.sqrt(12.0)
     rs_constrained = bool(fit_rs and np.isfinite(std[2]) and std[2] < rs_prior)
-    pad = lambda a: [float(v) for v in np.sqrt(np.clip(np.diag(a), 0, None))]  # noqa: E731
-    return {
-        "gamma_l": (float(gl), float(std[0])), "d2": (float(d2), float(std[1])),
-        "rs": (float(rs), float(std[2]) if rs_constrained else float(rs_prior)), "rs_constrained": rs_constrained,
-        "rs_fitted": bool(fit_rs),
-        "flow_angle": (wrap_half(ph), float(std[3]) if fit_flow else 0.0),
-        "beta": (float(beta), float(std_f[-1]) if beta_err > 0 else 0.0),
-        "chi2": chi2, "dof": int(dof), "chi2_red": float(red), "n_bins": int(n), "success": bool(sol.success),
-        "nfev": int(sol.nfev), "model_y": m_full, "errors": err, "free": [("gamma_l", "d2", "rs", "flow")[i] for i in free],
-        "std_speckle": pad(H * max(red, 1.0)), "std_configuration": pad(cov_conf),
-    }
-
-
-def default_cache_dir() -> Path:
-    """``$SHEARCORR_CACHE`` or ``$XDG_CACHE_HOME/shearcorr`` or ``~/.cache/shearcorr``."""
-    env = os.environ.get("SHEARCORR_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shearcorr"
-
-
-def _sobol(n, box, seed):
-    from scipy.stats import qmc
-
-    u = qmc.Sobol(len(box), scramble=True, seed=seed).random(n)
-    lo, hi = np.array([b[0] for b in box]), np.array([b[1] for b in box])
-    return lo + u * (hi - lo)
-
-
-def _cache_path(model, ok, box, n_train, k, cache_dir, seed):
-    key_src = json.dumps({"q": model.q_edges.round(10).tolist(), "phi": model.phi_edges.round(10).tolist(),
-                          "ok": np.flatnonzero(ok).tolist(), "box": box, "n": n_train, "k": k, "n_l2": model.n_l2,
-                          "disp": model.displacement, "L": model.beam_size, "sub": [model.sq, model.sp, model.n_fine],
-                          "seed": seed, "version": __version__}, sort_keys=True)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
-    return Path(cache_dir) / f"pairmodel-{key}.npz" if cache_dir is not None else None
-
-
-def _fitted_state(model, ok, box, n_train, k, cache_dir, seed=0):
-    """Training set, SVD basis and the three fitted GPR states for these bins; cached on disk.
-
-    Everything depends only on the geometry (bins, usable-bin mask) and the model constants, not on
-    the data, so a second analysis with the same geometry only projects the data and predicts.
-    """
-    from ..inverse.gpr import PaperGPR
-
-    path = _cache_path(model, ok, box, n_train, k, cache_dir, seed)
-    names = ["theta", "mu", "V", "scale"] + [f"{t}_{a}" for t in TARGETS for a in ("X", "alpha", "hyp")]
-    if path is not None and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                st = {n: z[n] for n in names}
-            gps = {t: PaperGPR.from_state(st[f"{t}_X"], st[f"{t}_alpha"], *st[f"{t}_hyp"]) for t in TARGETS}
-            return st, gps, True
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged or older cache entry is rebuilt
-    theta = _sobol(n_train, box, seed)
-    Y = np.stack([model.y(t[0], t[1], t[2], 0.0)[ok] for t in theta])
-    mu = Y.mean(axis=0)
-    _, _, Vt = np.linalg.svd(Y - mu, full_matrices=False)
-    V = Vt[: min(k, Vt.shape[0])]
-    X = (Y - mu) @ V.T
-    scale = X.std(axis=0) + 1e-12
-    X = X / scale
-    st = {"theta": theta, "mu": mu, "V": V, "scale": scale}
-    gps = {}
-    for t in TARGETS:
-        gp = PaperGPR(optimizer="grid", n_grid=12).fit(X, theta[:, PAIR_ARGS.index(t)])
-        gps[t] = gp
-        st[f"{t}_X"], st[f"{t}_alpha"] = gp.X_train_, gp.alpha_
-        st[f"{t}_hyp"] = np.array([gp.l_, gp.sigma_, gp.y_mean_, gp.y_std_])
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path) as tmp:
-            np.savez(tmp, **st)
-    return st, gps, False
-
-
-def gpr_predict(cmap, model, *, box=((5.0, 30.0), (0.5, 3.0), (0.0, 0.3)), n_train=256, k=8,
-                cache_dir=None, n_draws=64, seed=0) -> dict:
-    """Geometry-specific GPR inversion of a flow-aligned map (``cmap.phi`` is theta from the flow).
-
-    Features: projections of y = (C - 1)/beta on the first ``k`` SVD vectors of the training set
-    (built on the data's own bins). The std adds the GPR posterior std and the spread of the
-    predictions over ``n_draws`` noise draws of the data (errors ``cmap.C_err``).
-    """
-    from ..rng import as_generator
-
-    ok = cmap.ok
-    if ok.sum() < 8:
-        raise ShearcorrError(f"only {int(ok.sum())} usable (q, theta) bins; use fewer bins or check the mask")
-    box = [list(map(float, b)) for b in box]
-    st, gps, cached = _fitted_state(model, ok, box, int(n_train), int(k), cache_dir, seed)
-    feats = lambda Z: ((Z - st["mu"]) @ st["V"].T) / st["scale"]  # noqa: E731
-    rng = as_generator(seed)
-    yd = cmap.y[ok]
-    draws = yd + (cmap.C_err[ok] / cmap.beta) * rng.standard_normal((n_draws, yd.size))
-    Xd = feats(np.vstack([yd, draws]))
-    out = {"cached": cached, "n_train": int(n_train), "box": box}
-    for name in TARGETS:
-        m, s = gps[name].predict(Xd[:1], return_std=True)
-        spread = float(np.std(gps[name].predict(Xd[1:])))
-        out[name] = (float(m[0]), float(np.hypot(s[0], spread)))
-    return out
+    pad = lambda a: tuple(float(v) for v in np.sqrt(np.clip(np.diag(a), 0, None)))  # noqa: E731
+    return PairFit(
+        gamma_l=Estimate(float(gl), float(std[0])), d2=Estimate(float(d2), float(std[1])),
+        rs=Estimate(float(rs), float(std[2]) if rs_constrained else float(rs_prior)), rs_constrained=rs_constrained,
+        rs_fitted=bool(fit_rs), flow_angle=Estimate(wrap_half(ph), float(std[3]) if fit_flow else 0.0),
+        beta=Estimate(float(beta), float(std_f[-1]) if P.beta_err > 0 else 0.0),
+        chi2=chi2, dof=int(dof), chi2_red=float(red), n_bins=int(n), success=bool(sol.success), nfev=int(sol.nfev),
+        free=tuple(PAIR_PARAMS[i] for i in free), std_speckle=pad(H * max(red, 1.0)), std_configuration=pad(cov_conf),
+        model_y=m_full, errors=err)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,16 +31,20 @@ from .._version import __version__
 from ..choices import check_choice
 from ..errors import ShearcorrError
 from ..files import atomic_folder, check_output_folder, json_text
-from .analysis import analyze
+from .analysis import AnalysisOptions, analyze
+from .results import Estimate, JointFlow, SeriesResult
 
-__all__ = ["combine_flow", "analyze_series", "series_pairs"]
+__all__ = ["combine_flow", "analyze_series", "series_pairs", "PairFrames"]
+
+#: Passes of the unwrapping about the current mean in :func:`combine_flow` (it converges in one or two).
+UNWRAP_PASSES = 5
 
 
-def combine_flow(angles_deg, stds_deg) -> dict:
+def combine_flow(angles_deg, stds_deg) -> JointFlow:
     """Joint flow angle (deg, in [-90, 90)) of several pairs; see the module docstring.
 
-    Returns ``value``, ``std``, ``chi2``, ``dof``, ``chi2_red`` and ``residuals`` (deg, each pair
-    minus the joint value, on the axis).
+    Returns a :class:`~.results.JointFlow` with ``value``, ``std``, ``chi2``, ``dof``, ``chi2_red`` and
+    ``residuals`` (deg, each pair minus the joint value, on the axis).
     """
     a = np.asarray(angles_deg, dtype=np.float64)
     s = np.asarray(stds_deg, dtype=np.float64)
@@ -48,7 +54,7 @@ def combine_flow(angles_deg, stds_deg) -> dict:
         raise ShearcorrError("every pair needs a finite flow angle and a positive std; was the flow fixed in a pair?")
     w = 1.0 / s**2
     mean = float(a[np.argmin(s)])
-    for _ in range(5):  # unwrap about the current mean; converges in one or two passes
+    for _ in range(UNWRAP_PASSES):  # unwrap about the current mean
         d = (a - mean + 90.0) % 180.0 - 90.0
         new = mean + float(np.sum(w * d) / np.sum(w))
         if abs(new - mean) < 1e-10:
@@ -59,12 +65,22 @@ def combine_flow(angles_deg, stds_deg) -> dict:
     dof = a.size - 1
     red = chi2 / dof if dof > 0 else float("nan")
     std = float(np.sqrt(1.0 / np.sum(w)) * (max(1.0, np.sqrt(red)) if dof > 0 else 1.0))
-    return {"value": float((mean + 90.0) % 180.0 - 90.0), "std": std, "chi2": chi2, "dof": int(dof),
-            "chi2_red": red, "residuals": [float(v) for v in d]}
+    return JointFlow(value=float((mean + 90.0) % 180.0 - 90.0), std=std, chi2=chi2, dof=int(dof), chi2_red=red,
+                     residuals=tuple(float(v) for v in d))
 
 
-def series_pairs(frames, pairing="consecutive", frame_indices=None) -> list[dict]:
-    """The pairs of a series, as keyword arguments of :func:`.analysis.analyze`.
+@dataclass(frozen=True)
+class PairFrames:
+    """One pair of a series: the frames (paths or 2-D arrays) and, for stack files, their indices."""
+
+    before: Any
+    after: Any
+    frame_index: int | None = None
+    frame_index_after: int | None = None
+
+
+def series_pairs(frames, pairing="consecutive", frame_indices=None) -> list[PairFrames]:
+    """The pairs of a series.
 
     ``frames``: file paths or 2-D arrays in time order, or one stack file with ``frame_indices``
     (its frames, in order). ``pairing``: ``"consecutive"`` (0-1, 1-2, ...: one shear step each) or
@@ -75,76 +91,73 @@ def series_pairs(frames, pairing="consecutive", frame_indices=None) -> list[dict
     if frame_indices is not None:
         if len(frames) != 1:
             raise ShearcorrError("frame indices select frames of one stack file; give exactly one file with --frames")
-        items = [{"file": frames[0], "index": int(i)} for i in frame_indices]
+        items = [(frames[0], int(i)) for i in frame_indices]
     else:
-        items = [{"file": f, "index": None} for f in frames]
+        items = [(f, None) for f in frames]
     if len(items) < 2:
         raise ShearcorrError(f"a series needs at least 2 frames, got {len(items)}")
     if pairing == "disjoint" and len(items) % 2:
         raise ShearcorrError(f"disjoint pairing needs an even number of frames, got {len(items)}")
     step = 1 if pairing == "consecutive" else 2
-    return [{"before": items[k]["file"], "after": items[k + 1]["file"], "frame_index": items[k]["index"],
-             "frame_index_after": items[k + 1]["index"]} for k in range(0, len(items) - 1, step)]
+    return [PairFrames(items[k][0], items[k + 1][0], items[k][1], items[k + 1][1])
+            for k in range(0, len(items) - 1, step)]
 
 
-def analyze_series(pairs, geometry, output=None, *, flow_angle_deg=None, overwrite=False, plots=True, **options) -> dict:
+def _joint_flow(pairs, geometry, options: AnalysisOptions) -> JointFlow:
+    """Each pair fitted alone with a free flow (direct fit only, no plots), then :func:`combine_flow`."""
+    first = options.replace(method="fit", model=None, plots=False, flow_angle_deg=None)
+    per = [analyze(p.before, p.after, geometry, options=first, frame_index=p.frame_index,
+                   frame_index_after=p.frame_index_after).flow_angle_deg for p in pairs]
+    use = [k for k, f in enumerate(per) if np.isfinite(f.value) and np.isfinite(f.std) and f.std > 0]
+    if not use:
+        raise ShearcorrError("no pair of the series gives a flow angle with a finite, positive std; fix it with --flow-angle")
+    joint = combine_flow([per[k].value for k in use], [per[k].std for k in use])
+    return JointFlow(**{**joint.__dict__, "per_pair": tuple(Estimate(per[k].value, per[k].std) for k in use),
+                        "pairs_used": tuple(use), "fixed": False})
+
+
+def analyze_series(pairs, geometry, output=None, *, options: AnalysisOptions | None = None,
+                   overwrite: bool = False) -> SeriesResult:
     """Analyse several pairs that share one flow direction; return (and write) the series result.
 
     Parameters
     ----------
-    pairs : list of dict
-        Keyword arguments of :func:`.analysis.analyze` per pair (at least ``before`` and ``after``;
-        see :func:`series_pairs`).
+    pairs : list of PairFrames
+        The pairs (see :func:`series_pairs`).
     geometry : path or DetectorGeometry
         The common geometry.
     output : path, optional
         Folder to create: ``series.json``, ``flow.png`` and one ``pair_NNN/`` folder per pair (the
         output of :func:`.analysis.analyze` with the flow fixed at the joint angle). Written in a
         temporary folder next to it and renamed at the end.
-    flow_angle_deg : float, optional
-        Known flow direction: skips the joint estimate and fixes it in every pair.
-    options
-        Common keyword arguments of :func:`.analysis.analyze` (mask, contrast, n_q, n_l2, ...).
+    options : AnalysisOptions, optional
+        Common options of every pair; a given ``flow_angle_deg`` skips the joint estimate and is fixed
+        in every pair. GPR and model methods run once per pair, in the second pass.
+    overwrite : bool
+        Replace an existing non-empty output folder.
     """
     t0 = time.perf_counter()
-    pairs = list(pairs)
+    pairs = [p if isinstance(p, PairFrames) else PairFrames(**p) for p in pairs]
     if not pairs:
         raise ShearcorrError("a series needs at least one pair")
+    options = AnalysisOptions() if options is None else options
     out = None if output is None else check_output_folder(output, overwrite=overwrite)
-    for bad in ("output", "flow_angle_deg"):
-        options.pop(bad, None)
-    if flow_angle_deg is None:
-        # the flow comes from the direct fit; GPR and external models run once, in the second pass
-        free = [analyze(geometry=geometry, plots=False, **{**options, **p, "method": "fit", "model": None}) for p in pairs]
-        per = [{k: float(r["flow_angle_deg"][k]) for k in ("value", "std")} for r in free]
-        use = [k for k, v in enumerate(per) if np.isfinite(v["value"]) and np.isfinite(v["std"]) and v["std"] > 0]
-        if not use:
-            raise ShearcorrError("no pair of the series gives a flow angle with a finite, positive std; fix it with --flow-angle")
-        joint = combine_flow([per[k]["value"] for k in use], [per[k]["std"] for k in use])
-        joint.update(per_pair=[per[k] for k in use], pairs_used=use, fixed=False)
+    if options.flow_angle_deg is None:
+        joint = _joint_flow(pairs, geometry, options)
     else:
-        joint = {"value": float(flow_angle_deg), "std": 0.0, "fixed": True}
+        joint = JointFlow(value=float(options.flow_angle_deg), std=0.0, fixed=True)
+    fixed = options.replace(flow_angle_deg=joint.value)
     with contextlib.ExitStack() as stack:
         tmp = None if out is None else stack.enter_context(atomic_folder(out, overwrite=overwrite))
-        fixed = []
-        for k, p in enumerate(pairs):
-            sub = tmp / f"pair_{k:03d}" if tmp is not None else None
-            r = analyze(geometry=geometry, output=sub, flow_angle_deg=joint["value"], plots=plots, **{**options, **p})
-            for key in ("_map", "_model_y"):
-                r.pop(key, None)
-            fixed.append(r)
-        result = {
-            "flow_angle_deg": dict(joint, convention=fixed[0]["flow_angle_deg"]["convention"]),
-            "pairs": [{"folder": f"pair_{k:03d}", "gamma_l": r["gamma_l"], "d2": r["d2"], "rs": r["rs"],
-                       "contrast": {"value": r["contrast"]["value"], "std": r["contrast"]["std"]}, "chi2": r["chi2"],
-                       "inputs": r["inputs"]} for k, r in enumerate(fixed)],
-            "provenance": {"shearcorr_version": __version__, "n_pairs": len(pairs),
-                           "time_s": round(time.perf_counter() - t0, 3), "joint_flow": "inverse-variance mean of the "
-                           "free-flow fits (docs/experiment.md, 'Several pairs')"},
-        }
+        results = tuple(analyze(p.before, p.after, geometry, None if tmp is None else tmp / SeriesResult.folder(k),
+                                options=fixed, frame_index=p.frame_index, frame_index_after=p.frame_index_after)
+                        for k, p in enumerate(pairs))
+        provenance = {"shearcorr_version": __version__, "n_pairs": len(pairs), "time_s": round(time.perf_counter() - t0, 3),
+                      "joint_flow": "inverse-variance mean of the free-flow fits (docs/experiment.md, 'Several pairs')"}
+        result = SeriesResult(flow=joint, pairs=results, provenance=provenance)
         if tmp is not None:
-            (tmp / "series.json").write_text(json_text(result, indent=2) + "\n")
-            if plots and not joint["fixed"]:
+            (tmp / "series.json").write_text(json_text(result.to_dict(), indent=2) + "\n")
+            if options.plots and not joint.fixed:
                 from ..plots.experiment import flow_series
 
                 fig = flow_series(joint).figure

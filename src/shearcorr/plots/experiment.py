@@ -68,31 +68,32 @@ def g_q(cm, model_y, ax=None):
 
 def flow_series(joint, ax=None):
     """Flow angle of every pair fitted alone (deg, +- std) and the joint value with its std band
-    (``joint`` from :func:`shearcorr.experiment.series.combine_flow` with ``per_pair``)."""
+    (``joint``: the :class:`~shearcorr.experiment.results.JointFlow` of a series, with ``per_pair``)."""
     plt = require_matplotlib()
     ax = ax or plt.figure(figsize=(6, 4)).gca()
-    per = joint["per_pair"]
-    v = joint["value"] + np.asarray(joint["residuals"])
-    ax.errorbar(joint.get("pairs_used", np.arange(len(per))), v, [p["std"] for p in per], fmt="o", ms=4, label="each pair alone")
-    ax.axhspan(joint["value"] - joint["std"], joint["value"] + joint["std"], color="C1", alpha=0.3)
-    ax.axhline(joint["value"], color="C1", label=f"joint {joint['value']:.1f} +- {joint['std']:.1f} deg")
-    ax.set(xlabel="pair", ylabel="flow angle (deg, detector azimuth)", title=f"chi2_red = {joint['chi2_red']:.2f}")
+    v = joint.value + np.asarray(joint.residuals)
+    ax.errorbar(joint.pairs_used or np.arange(len(joint.per_pair)), v, [p.std for p in joint.per_pair], fmt="o", ms=4,
+                label="each pair alone")
+    ax.axhspan(joint.value - joint.std, joint.value + joint.std, color="C1", alpha=0.3)
+    ax.axhline(joint.value, color="C1", label=f"joint {joint.value:.1f} +- {joint.std:.1f} deg")
+    ax.set(xlabel="pair", ylabel="flow angle (deg, detector azimuth)", title=f"chi2_red = {joint.chi2_red:.2f}")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.legend()
     return ax
 
 
 def save_figures(folder, pair, geo, cm, model_y, result) -> list:
-    """Write frames.png, correlation_map.png, g_theta.png, g_q.png into ``folder``."""
+    """Write frames.png, correlation_map.png, g_theta.png, g_q.png into ``folder`` (``result``: the
+    :class:`~shearcorr.experiment.results.PairAnalysis`)."""
     plt = require_matplotlib()
     names = []
     fig, axs = plt.subplots(1, 2, figsize=(11, 4.5))
     frame_with_mask(pair.before, pair.valid, axs[0], "before")
     frame_with_mask(pair.after, pair.valid, axs[1], "after")
-    fl = result["flow_angle_deg"]["value"]
+    fl = result.flow_angle_deg.value
     for ax in axs:
         ny, nx = pair.before.shape
-        c = result["inputs"].get("beam_center_px") or [nx / 2, ny / 2]
+        c = result.inputs.get("beam_center_px") or [nx / 2, ny / 2]
         r = 0.45 * min(nx, ny)
         ax.plot([c[0] - r * np.cos(np.radians(fl)), c[0] + r * np.cos(np.radians(fl))],
                 [c[1] + r * np.sin(np.radians(fl)), c[1] - r * np.sin(np.radians(fl))], "w--", lw=1, label="flow")
