@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ShearcorrError
+from ..files import atomic_file
 from ..params import QGrid, SystemParams
 from ..plots import require_matplotlib
 
@@ -333,10 +334,10 @@ def fig3(data: dict[str, list], fig=None, *, baseline: SystemParams = FIG3_BASEL
 
 
 def _save(fig, path) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically (:func:`shearcorr.files.atomic_file`) and close it."""
     path = Path(path)
-    if not path.parent.exists():
-        raise ShearcorrError(f"folder {path.parent} does not exist; create it or choose another output path")
-    fig.savefig(path, dpi=130)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
     require_matplotlib().close(fig)
     return path
 
