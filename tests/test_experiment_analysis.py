@@ -143,3 +143,16 @@ def test_model_grid_mismatch(synth_dir, tmp_path, capsys):
     err = _run_bad(["analyze", str(s / "before.npy"), str(s / "after.npy"), "--geometry", str(s / "geometry.json"),
                     "--mask", str(s / "mask.npy"), "--model", str(tmp_path / "m.npz"), "--no-plots"], tmp_path / "o6", capsys)
     assert "model grid mismatch" in err
+
+
+def test_options_are_validated_once_and_copied_with_replace():
+    from shearcorr.errors import ShearcorrError
+
+    with pytest.raises(ShearcorrError, match="method must be one of fit, gpr, both"):
+        AnalysisOptions(method="ml")
+    with pytest.raises(ShearcorrError, match="mask convention must be one of valid, masked"):
+        AnalysisOptions(mask_convention="1=bad")
+    opt = AnalysisOptions(n_q=8)
+    assert opt.replace(method="both").n_q == 8 and opt.method == "fit"
+    with pytest.raises(ShearcorrError, match="displacement"):
+        opt.replace(displacement="brownian")
