@@ -107,7 +107,7 @@ def run_series(a, params, fl, beta, i):
     dfl = (f.value - fl + 90) % 180 - 90
     gls = [p.gamma_l.value for p in r.pairs]
     d2s = [p.d2.value for p in r.pairs]
-    print(f"   series of {a.series}: dflow {dfl:+5.2f}+-{f['std']:4.2f} (chi2_red {f['chi2_red']:.2f}); "
+    print(f"   series of {a.series}: dflow {dfl:+5.2f}+-{f.std:4.2f} (chi2_red {f.chi2_red:.2f}); "
           f"gl {np.median(gls):5.1f}, d2 {np.median(d2s):4.2f} (medians over the pairs)", flush=True)
     return (params.gamma_l, params.d2, dfl, f.std, np.median(np.abs(np.array(gls) / params.gamma_l - 1)),
             np.median(np.abs(np.array(d2s) / params.d2 - 1)))
