@@ -137,7 +137,7 @@ def analyze_series(pairs, geometry, output=None, *, options: AnalysisOptions | N
         Replace an existing non-empty output folder.
     """
     t0 = time.perf_counter()
-    pairs = [p if isinstance(p, PairFrames) else PairFrames(**p) for p in pairs]
+    pairs = list(pairs)
     if not pairs:
         raise ShearcorrError("a series needs at least one pair")
     options = AnalysisOptions() if options is None else options
