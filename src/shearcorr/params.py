@@ -147,6 +147,10 @@ class QGrid:
             raise ShearcorrError(f"need 0 < q_min <= q_max, got q_min={q_min:g}, q_max={q_max:g}")
         if int(n_q) < 1 or int(n_theta) < 1:
             raise ShearcorrError(f"need n_q >= 1 and n_theta >= 1, got {n_q} and {n_theta}")
+        from .memory import FLOAT, require
+
+        require(3 * FLOAT * (int(n_q) + int(n_theta)), f"a grid of {int(n_q)} q x {int(n_theta)} theta",
+                "use fewer q or theta values (--n-q, --n-theta)")
         return cls(np.geomspace(q_min, q_max, int(n_q)), np.linspace(0.0, np.pi, int(n_theta)))
 
     @property

@@ -4,7 +4,7 @@ flow direction) and ``shearcorr synth-frames`` (synthetic pair)."""
 from __future__ import annotations
 
 from ..choices import CHOICES
-from ._common import add_system_args, seed_int
+from ._common import add_overwrite, add_system_args, finite, positive_int, seed_int
 
 
 def register(sub) -> None:
@@ -31,13 +31,14 @@ def register(sub) -> None:
     s = sub.add_parser("synth-frames", help="write a synthetic frame pair with known truth",
                        description="Render a before/after pair from one Monte Carlo configuration, with geometry.json and truth.json.")
     add_system_args(s, defaults=(150.0, 0.1, 1.5, 20.0))
-    s.add_argument("--flow-angle", type=float, default=30.0, help="flow direction, deg detector azimuth (default 30)")
-    s.add_argument("--contrast", type=float, default=0.3, help="speckle contrast beta (default 0.3)")
-    s.add_argument("--counts", type=float, default=10.0, help="mean photons per pixel at q R0 = 0.5 (default 10)")
-    s.add_argument("--size", type=int, default=1024, help="frame size in pixels, square (default 1024)")
+    s.add_argument("--flow-angle", type=finite, default=30.0, help="flow direction, deg detector azimuth (default 30)")
+    s.add_argument("--contrast", type=finite, default=0.3, help="speckle contrast beta (default 0.3)")
+    s.add_argument("--counts", type=finite, default=10.0, help="mean photons per pixel at q R0 = 0.5 (default 10)")
+    s.add_argument("--size", type=positive_int, default=1024, help="frame size in pixels, square (default 1024)")
     s.add_argument("--format", choices=CHOICES["frame_format"], default="npy", help="frame files (default npy)")
     s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     s.add_argument("-o", "--output", required=True, help="output folder (created)")
+    add_overwrite(s, "output folder")
     s.set_defaults(func=run_synth)
 
 
@@ -50,22 +51,22 @@ def _add_analysis_args(p) -> None:
     p.add_argument("--mask-dataset", default=None, help="HDF5 dataset path of the mask")
     p.add_argument("--mask-convention", choices=CHOICES["mask_convention"], default="valid",
                    help="1 = valid pixel (APS, default) or 1 = masked pixel (pyFAI)")
-    p.add_argument("--saturation", type=float, default=None, help="counts at or above this are masked")
-    p.add_argument("--contrast", type=float, default=None, help="speckle contrast beta (default: estimated)")
-    p.add_argument("--flow-angle", type=float, default=None, help="fix the flow direction (deg, detector azimuth)")
+    p.add_argument("--saturation", type=finite, default=None, help="counts at or above this are masked")
+    p.add_argument("--contrast", type=finite, default=None, help="speckle contrast beta (default: estimated)")
+    p.add_argument("--flow-angle", type=finite, default=None, help="fix the flow direction (deg, detector azimuth)")
     p.add_argument("--method", choices=CHOICES["method"], default="fit",
                    help="direct physics fit (default), geometry-specific GPR, or both")
     p.add_argument("--model", default=None, help="a model file from 'shearcorr train' (applied in addition)")
-    p.add_argument("--n-q", type=int, default=16, help="number of log-spaced q bins (default 16)")
-    p.add_argument("--n-phi", type=int, default=36, help="azimuth bins over 180 deg (default 36)")
-    p.add_argument("--q-min", type=float, default=None, help="smallest q R0 used (default: frame)")
-    p.add_argument("--q-max", type=float, default=None, help="largest q R0 used (default: frame)")
-    p.add_argument("--n-l2", type=float, default=150.0, help="particles in the beam for the model (default 150)")
+    p.add_argument("--n-q", type=positive_int, default=16, help="number of log-spaced q bins (default 16)")
+    p.add_argument("--n-phi", type=positive_int, default=36, help="azimuth bins over 180 deg (default 36)")
+    p.add_argument("--q-min", type=finite, default=None, help="smallest q R0 used (default: frame, within the model's domain)")
+    p.add_argument("--q-max", type=finite, default=None, help="largest q R0 used (default: frame, within the model's domain)")
+    p.add_argument("--n-l2", type=finite, default=150.0, help="particles in the beam for the model (default 150)")
     p.add_argument("--displacement", choices=CHOICES["displacement"], default="uniform")
     p.add_argument("--not-photon-counts", action="store_true", help="frames are not photon counts (no Poisson term)")
     p.add_argument("--cache", default=None, help="cache folder of geometry-specific models (default ~/.cache/shearcorr)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_overwrite(p, "output folder")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of bootstraps (default 0)")
 
 
@@ -90,8 +91,17 @@ def run_analyze(args) -> None:
 
     r = analyze(args.before, args.after, args.geometry, args.output, options=_options(args), frame_index=args.frame_index,
                 frame_index_after=args.frame_index_after, overwrite=args.overwrite)
+    _warn(r.warnings)
     print(f"gamma_l = {_pv(r.gamma_l)} R0, d2 = {_pv(r.d2)} R0, rs = {_pv(r.rs)}, flow = {_pv(r.flow_angle_deg)} deg, "
           f"beta = {r.contrast.value:.3f}, chi2_red = {r.chi2.reduced:.2f}; wrote {args.output}")
+
+
+def _warn(warnings, prefix: str = "") -> None:
+    """The result's warnings (:mod:`shearcorr.experiment.checks`), one line each on stderr."""
+    import sys
+
+    for w in warnings:
+        print(f"shearcorr: warning: {prefix}{w}", file=sys.stderr)
 
 
 def _frame_indices(text: str) -> list[int]:
@@ -117,15 +127,18 @@ def run_series(args) -> None:
     extra = "" if fl.fixed else f" (chi2_red {fl.chi2_red:.2f} over {len(pairs)} pairs)"
     print(f"flow = {_pv(fl)} deg{extra}")
     for k, p in enumerate(r.pairs):
+        _warn(p.warnings, f"pair {k}: ")
         print(f"  pair {k}: gamma_l = {_pv(p.gamma_l)} R0, d2 = {_pv(p.d2)} R0, chi2_red = {p.chi2.reduced:.2f}")
     print(f"wrote {args.output}")
 
 
 def run_synth(args) -> None:
     from ..experiment import render_pair, write_synth
+    from ..files import check_output_folder
     from ._common import params_from_args
 
+    check_output_folder(args.output, overwrite=args.overwrite)  # before the rendering
     pair = render_pair(params_from_args(args), flow_angle_deg=args.flow_angle, contrast=args.contrast,
                        counts=args.counts, shape=(args.size, args.size), seed=args.seed)
-    write_synth(pair, args.output, args.format)
+    write_synth(pair, args.output, args.format, overwrite=args.overwrite)
     print(f"wrote {args.output}: before/after.{args.format}, mask.npy, geometry.json, truth.json")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..choices import CHOICES
-from ._common import positive_int, seed_int
+from ._common import add_overwrite, positive_int, seed_int, show_progress
 
 
 def register(sub) -> None:
@@ -20,19 +20,27 @@ def register(sub) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument("--result", default=None, help="draw Fig. 2 from this saved `shearcorr simulate` result (.nc)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overwrite(p, "figN.png in the folder")
     p.set_defaults(func=run)
 
 
 def run(args) -> None:
-    from ..files import check_output_folder
+    from ..files import check_output_file, check_parent
     from ..plots import forward as figs
     from ..result import load_result
 
-    out = check_output_folder(args.output, overwrite=True)  # an existing folder: its figN.png are replaced
+    out = check_parent(args.output)
+    if out.exists() and not out.is_dir():
+        from ..errors import ShearcorrError
+
+        raise ShearcorrError(f"output {out} is a file; give a folder")
+    wanted = ("fig1", "fig2", "fig3") if args.figure == "all" else (args.figure,)
+    if out.is_dir():  # the folder may hold other files; each figure is an output of its own
+        for name in wanted:
+            check_output_file(out / f"{name}.png", overwrite=args.overwrite)
     result = load_result(args.result) if args.result else None  # fail before any long computation
     out.mkdir(exist_ok=True)
-    wanted = ("fig1", "fig2", "fig3") if args.figure == "all" else (args.figure,)
-    progress = not args.no_progress
+    progress = show_progress(args)
     for name in wanted:
         path = out / f"{name}.png"
         if name == "fig1":

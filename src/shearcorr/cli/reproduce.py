@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import positive_int, seed_int
+from ._common import add_overwrite, positive_int, seed_int
 
 
 def register(sub) -> None:
@@ -16,13 +16,16 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", default="reproduce-report", help="output folder (default reproduce-report)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of datasets and split (default 0)")
     p.add_argument("--workers", type=positive_int, default=None, help="processes for dataset generation (default all cores)")
+    add_overwrite(p, "report folder")
     p.set_defaults(func=run)
 
 
 def run(args) -> None:
+    from ..files import check_output_folder
     from ..parallel import executor_from
     from ..reproduce import reproduce
 
+    check_output_folder(args.output, overwrite=args.overwrite)  # the one overwrite rule, before any work
     with executor_from(workers=args.workers) as executor:
         reproduce(args.output, quick=args.quick, seed=args.seed, executor=executor,
                   log=lambda m: print(m, file=sys.stderr, flush=True))

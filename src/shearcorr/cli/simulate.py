@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..choices import CHOICES
-from ._common import add_grid_args, add_system_args, grid_from_args, params_from_args, positive_int, seed_int
+from ._common import (add_grid_args, add_overwrite, add_system_args, grid_from_args, params_from_args, positive_int,
+                      seed_int, show_progress)
 
 
 def register(sub) -> None:
@@ -17,6 +18,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="output NetCDF file (.nc)")
+    add_overwrite(p, "output file")
     p.set_defaults(func=run)
 
 
@@ -26,8 +28,7 @@ def run(args) -> None:
     from ..result import save_result
 
     params, grid = params_from_args(args), grid_from_args(args)
-    check_output_file(args.output, suffixes=(".nc", ".h5", ".nc4"), overwrite=True)
-    ds = simulate(params, grid, engine=args.engine, configs=args.configs, seed=args.seed,
-                  progress=not args.no_progress)
+    check_output_file(args.output, suffixes=(".nc", ".h5", ".nc4"), overwrite=args.overwrite)
+    ds = simulate(params, grid, engine=args.engine, configs=args.configs, seed=args.seed, progress=show_progress(args))
     save_result(ds, args.output)
     print(f"wrote {args.output}: g(q, theta) on {grid.shape[0]} x {grid.shape[1]} ({args.engine} engine)")

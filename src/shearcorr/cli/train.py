@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..choices import CHOICES
-from ._common import positive_int, seed_int
+from ._common import add_overwrite, positive_int, seed_int, whole_int
 
 
 def register(sub) -> None:
@@ -42,7 +42,7 @@ def register(sub) -> None:
                    help="--model paper: grid: eigen-trick LML grid + refinement (fast, default); sklearn: then "
                         "L-BFGS-B restarts")
     p.add_argument("--grid-size", type=positive_int, default=30, help="LML grid points per axis (default 30)")
-    p.add_argument("--restarts", type=int, default=None,
+    p.add_argument("--restarts", type=whole_int, default=None,
                    help="L-BFGS-B restarts (default 1 for --model ard, 10 for --model paper --optimizer sklearn)")
     p.add_argument("--max-opt-samples", type=positive_int, default=1000,
                    help="--model ard: training rows used to optimise the kernel hyperparameters (default 1000)")
@@ -91,7 +91,7 @@ def run_train(args) -> None:
     from ..inverse.modelfile import save_model
     from ..inverse.training import train
 
-    check_output_file(args.output, suffixes=(".npz",), overwrite=True)
+    check_output_file(args.output, suffixes=(".npz",), overwrite=args.overwrite)
     strategy = _strategy(args)
     ds = _open_store(args.dataset)
     model, info = train(ds, strategy, targets=args.targets, test_fraction=args.test_fraction, seed=args.seed,

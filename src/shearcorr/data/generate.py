@@ -32,11 +32,13 @@ from ..choices import check_choice
 from ..errors import ShearcorrError
 from ..files import check_parent
 from ..forward import engine_arrays
+from ..memory import FLOAT, format_bytes, require
 from ..parallel import executor_from, executor_workers
 from ..params import PARAM_NAMES, QGrid, SystemParams
 from ..rng import child_seed
 from . import store as _store
 from .design import make_design
+from .lock import StoreLock
 
 __all__ = ["generate"]
 
@@ -240,13 +242,14 @@ def generate(
     engine_arrays(engine)  # a missing engine is an error now, not in every task
     if chunk_size is not None:
         _whole("chunk_size", chunk_size)
+        chunk_size = min(int(chunk_size), int(n))  # a chunk never holds more than the whole dataset
     include_err = (engine == "mc") if include_err is None else bool(include_err)
+    _check_memory(n, grid, chunk_size, include_I, include_err)
     attrs = {
         "engine": _engine_label(engine), "configs": configs, "displacement": displacement, "r0": 1.0,
         "beam_size": 800.0, "seed": int(seed), "design": dsg.to_json(), "include_I": int(bool(include_I)),
         "include_err": int(include_err), "shearcorr_version": __version__, **grid.to_attrs(),
     }
-    create = _claim(path, attrs, grid, overwrite)
     params = dsg.sample()
     rows = np.column_stack([params[p] for p in PARAM_NAMES])
 
@@ -254,8 +257,10 @@ def generate(
         return _Task(engine, grid.q, grid.theta, a, b, rows[a:b], displacement, configs, int(seed),
                      bool(include_I), include_err)
 
-    # --- executor, store, tasks ------------------------------------------------------------------
-    with contextlib.ExitStack() as stack:
+    # --- lock, executor, store, tasks ------------------------------------------------------------
+    with StoreLock() as lock, contextlib.ExitStack() as stack:
+        lock.acquire(path)  # one driver per store: refused (naming the holder) while another writes it
+        create = _claim(path, attrs, grid, overwrite)
         if executor is None:
             executor = stack.enter_context(executor_from())
         if create:
@@ -265,9 +270,37 @@ def generate(
             attrs["chunk_size"] = int(chunk_size)
             _store.create_store(path, _store.template(params, grid, attrs, include_I, include_err),
                                 chunk_size=attrs["chunk_size"], overwrite=overwrite)
+        lock.bind(path)
         _, done, cs, _ = _store.read_state(path)
+        if not create:
+            if not _store.has_checksums(path):
+                raise ShearcorrError(f"{path} was written without sample checksums (an older shearcorr); it cannot be "
+                                     "resumed safely - regenerate it with --overwrite")
+            done = _drop_damaged(path, done, progress)
         tasks = deque(task(a, min(a + cs, n)) for a in range(0, n, cs) if not done[a:min(a + cs, n)].all())
-        return _drive(path, tasks, executor, n=n, n_done=int(done.sum()), progress=progress)
+        return _drive(path, tasks, executor, n=n, n_done=int(done.sum()), progress=progress, lock=lock)
+
+
+def _check_memory(n: int, grid: QGrid, chunk_size: int | None, include_I: bool, include_err: bool) -> None:
+    """Refuse, before anything is allocated, a design or a chunk that does not fit in memory: the
+    driver holds the design (~15 float64 per sample) and up to a few chunks of results in flight."""
+    require(15 * FLOAT * n, f"a design of {n} samples", "use a smaller --n (or several stores)")
+    if chunk_size is not None:
+        per_sample = 4 * grid.shape[0] * grid.shape[1] * (1 + include_I + include_err) * 3  # float32, ~3 copies
+        require(per_sample * chunk_size * (_INFLIGHT_PER_WORKER + 1),
+                f"chunks of {chunk_size} samples ({format_bytes(per_sample * chunk_size / 3)} of results each)",
+                "use a smaller --chunk-size (or leave it to the default)")
+
+
+def _drop_damaged(path: Path, done: np.ndarray, progress: bool) -> np.ndarray:
+    """Resume: chunks whose finished samples fail verification (:mod:`.integrity`) are recomputed."""
+    done = done.copy()
+    for a, b, why in _store.damaged_chunks(path):
+        if done[a:b].any():
+            print(f"shearcorr dataset: samples {a}..{b - 1} of {path} are damaged ({why}); recomputing them",
+                  file=sys.stderr)
+        done[a:b] = False
+    return done
 
 
 def _claim(path: Path, attrs: dict, grid: QGrid, overwrite: bool) -> bool:
@@ -284,7 +317,7 @@ def _claim(path: Path, attrs: dict, grid: QGrid, overwrite: bool) -> bool:
     return not exists or overwrite
 
 
-def _drive(path: Path, tasks: deque, executor, *, n: int, n_done: int, progress: bool) -> Path:
+def _drive(path: Path, tasks: deque, executor, *, n: int, n_done: int, progress: bool, lock: StoreLock) -> Path:
     """Submit tasks (a bounded window, so the driver never holds many results) and write each as it lands.
 
     The window is about two tasks per worker; it is re-read as tasks finish, so a Dask cluster that
@@ -294,8 +327,8 @@ def _drive(path: Path, tasks: deque, executor, *, n: int, n_done: int, progress:
 
     inflight: dict[cf.Future, _Task] = {}
     computed, t0 = 0, time.perf_counter()
-    bar = tqdm(total=n, initial=n_done, unit="sample", disable=not progress, desc="dataset", smoothing=0.05,
-               dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=n, initial=n_done, unit="sample", disable=not progress or not sys.stderr.isatty(),
+               desc="dataset", smoothing=0.05, dynamic_ncols=True, file=sys.stderr)  # no bar into a file
     try:
         while tasks or inflight:
             window = _INFLIGHT_PER_WORKER * executor_workers(executor) + 1
@@ -306,7 +339,8 @@ def _drive(path: Path, tasks: deque, executor, *, n: int, n_done: int, progress:
             for fut in finished:
                 task = inflight.pop(fut)
                 result = fut.result()
-                _store.write_chunk(path, task.start, task.stop, result)
+                lock.check(path)  # never write into a store that replaced ours
+                _store.write_chunk(path, task.start, task.stop, result, task.rows)
                 del result
                 computed += task.stop - task.start
                 bar.update(task.stop - task.start)

@@ -9,13 +9,15 @@ Layout (``n`` samples, ``m`` samples per Zarr chunk = per task)::
     I         (sample, q, theta) float32   <I(q, theta)>             (only with include_I)
     g_err     (sample, q, theta) float32   error of g                (only with include_err)
     n_l2, rs, d2, gamma_l (sample,) float64   the design, written when the store is created
-    done      (sample,) bool               set after the sample's data are written
+    checksum  (sample,) uint64             digest of the sample's parameters and data (data.integrity)
+    done      (sample,) bool               set after the sample's data and checksum are written
     attrs     engine, configs, displacement, r0, beam_size, seed, design (JSON), chunk_size,
               grid_* summary, shearcorr_version
 
 Every array is chunked along ``sample`` by ``chunk_size`` (whole q and theta in a chunk), so the
 driver's region write of one task never shares a Zarr chunk with another task. Chunks are written
 only when computed (the fill value NaN stands for "not yet"), so creating a store for any ``n`` is fast.
+One driver at a time writes a store (:mod:`.lock`); readers verify the checksums (:mod:`.integrity`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import xarray as xr
 from ..errors import ShearcorrError
 from ..files import atomic_folder
 from ..params import PARAM_NAMES, QGrid
+from . import integrity
 
 __all__ = ["open_dataset", "select_done", "export_netcdf", "dataset_info", "format_info"]
 
@@ -74,6 +77,7 @@ def template(params: dict[str, np.ndarray], grid: QGrid, attrs: dict, include_I:
             "g_q": (("sample", "q"), np.broadcast_to(np.nan, (n, nq))),
             "g_theta": (("sample", "theta"), np.broadcast_to(np.nan, (n, nt))),
             **{p: ("sample", params[p]) for p in PARAM_NAMES},
+            integrity.DIGEST: ("sample", np.zeros(n, dtype=np.uint64)),
             "done": ("sample", np.zeros(n, dtype=bool)),
         },
         coords={"sample": np.arange(n, dtype=np.int64), "q": np.array(grid.q), "theta": np.array(grid.theta)},
@@ -83,6 +87,8 @@ def template(params: dict[str, np.ndarray], grid: QGrid, attrs: dict, include_I:
     ds["theta"].attrs.update(units="rad", long_name="angle of q from the flow (x) axis")
     ds["g"].attrs["long_name"] = "intensity correlation <I I'>/(<I><I'>), eq. 4"
     ds["done"].attrs["long_name"] = "sample computed and written"
+    ds[integrity.DIGEST].attrs["long_name"] = ("BLAKE2b-64 of the sample's parameters (float64) and data as stored, "
+                                               "shearcorr.data.integrity.digests")
     return ds
 
 
@@ -91,7 +97,8 @@ def create_store(path: Path, template: xr.Dataset, *, chunk_size: int, overwrite
 
     The store is built in a hidden sibling folder and renamed into place
     (:func:`shearcorr.files.atomic_folder`), so a crash leaves either no store or a complete empty one;
-    with ``overwrite`` the old store is removed only after the new one is complete.
+    with ``overwrite`` the old store is removed only after the new one is complete. The caller holds
+    the store's lock (:class:`.lock.StoreLock`).
     """
     encoding = {}
     for name, var in template.data_vars.items():
@@ -103,13 +110,39 @@ def create_store(path: Path, template: xr.Dataset, *, chunk_size: int, overwrite
         template.to_zarr(tmp, mode="w", encoding=encoding, consolidated=False)
 
 
+def _read_done(ds: xr.Dataset, n: int, cs: int) -> np.ndarray:
+    """The done flags, chunk by chunk; an undecodable chunk counts as not done (it is recomputed)."""
+    done = np.zeros(n, dtype=bool)
+    for a in range(0, n, cs):
+        b = min(a + cs, n)
+        try:
+            done[a:b] = np.asarray(ds["done"].isel(sample=slice(a, b)).values, dtype=bool)
+        except Exception:  # zarr / numcodecs raise many types for damaged chunks
+            done[a:b] = False
+    return done
+
+
 def read_state(path: Path) -> tuple[dict[str, Any], np.ndarray, int, QGrid]:
-    """(attrs, done flags, chunk size, grid) of an existing store."""
+    """(attrs, done flags, chunk size, grid) of an existing store (layout checked, one-line errors)."""
     with _open(path) as ds:
+        integrity.check_layout(ds, path)
         attrs = dict(ds.attrs)
-        done = ds["done"].values.astype(bool)
+        cs = integrity.chunk_size_of(attrs, int(ds.sizes["sample"]), path)
+        done = _read_done(ds, int(ds.sizes["sample"]), cs)
         grid = QGrid(ds["q"].values, ds["theta"].values)
-    return attrs, done, int(attrs["chunk_size"]), grid
+    return attrs, done, cs, grid
+
+
+def has_checksums(path: Path) -> bool:
+    """True if the store carries per-sample checksums (written by this version of the layout)."""
+    with _open(path) as ds:
+        return integrity.DIGEST in ds
+
+
+def damaged_chunks(path: Path) -> list[tuple[int, int, str]]:
+    """``(start, stop, reason)`` of every chunk of the store whose finished samples fail verification."""
+    with _open(path) as ds:
+        return integrity.verify(ds, path)[1]
 
 
 def check_compatible(path: Path, attrs: dict[str, Any], grid: QGrid) -> None:
@@ -133,10 +166,15 @@ def check_compatible(path: Path, attrs: dict[str, Any], grid: QGrid) -> None:
             raise ShearcorrError(f"{path} was made with {key} = {a!r}, this run has {b!r}; {hint}")
 
 
-def write_chunk(path: Path, start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
-    """Write samples ``start:stop`` (data first), then mark them done: a crash in between loses nothing."""
+def write_chunk(path: Path, start: int, stop: int, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
+    """Write samples ``start:stop`` - data, parameters ``rows`` (k, 4) and checksums first - then mark
+    them done: a crash in between loses nothing, and a damaged chunk is repaired whole."""
     region = {"sample": slice(start, stop)}
-    data = xr.Dataset({name: (_DIMS[name], arr) for name, arr in arrays.items()})
+    stored = integrity.as_stored(arrays)
+    data = xr.Dataset({name: (_DIMS[name], arr) for name, arr in stored.items()})
+    for j, p in enumerate(PARAM_NAMES):
+        data[p] = ("sample", np.ascontiguousarray(rows[:, j], dtype=np.float64))
+    data[integrity.DIGEST] = ("sample", integrity.digests(rows, stored))
     data.to_zarr(path, region=region, mode="r+", consolidated=False)
     flag = xr.Dataset({"done": ("sample", np.ones(stop - start, dtype=bool))})
     flag.to_zarr(path, region=region, mode="r+", consolidated=False)
@@ -153,7 +191,8 @@ _DIMS = {
 }
 
 
-def open_dataset(store: str | os.PathLike, *, done_only: bool = False, load: bool = False) -> xr.Dataset:
+def open_dataset(store: str | os.PathLike, *, done_only: bool = False, load: bool = False,
+                 verify: bool = True) -> xr.Dataset:
     """Open a dataset store as an :class:`xarray.Dataset`.
 
     Parameters
@@ -164,6 +203,9 @@ def open_dataset(store: str | os.PathLike, *, done_only: bool = False, load: boo
         Keep only the finished samples (see :func:`select_done`).
     load : bool, default False
         Read everything into memory (and close the store); otherwise arrays are read lazily on access.
+    verify : bool, default True
+        Check the layout and every finished sample's checksum first (:mod:`shearcorr.data.integrity`;
+        reads the store once, chunk by chunk) and refuse a damaged store, naming the samples.
 
     Returns
     -------
@@ -176,6 +218,13 @@ def open_dataset(store: str | os.PathLike, *, done_only: bool = False, load: boo
     if not is_store(path):
         raise ShearcorrError(f"{path} is not a shearcorr dataset store (no done flag / design in it)")
     ds = _open(path)
+    try:
+        integrity.check_layout(ds, path)
+        if verify:
+            integrity.require_intact(ds, path)
+    except BaseException:
+        ds.close()
+        raise
     if done_only:
         ds = select_done(ds)
     if load:
@@ -214,7 +263,8 @@ def _du(path: Path) -> int:
 def dataset_info(store: str | os.PathLike) -> dict[str, Any]:
     """Summary of a store: size on disk, dims, variables, parameter ranges, completion, provenance."""
     path = Path(store)
-    with open_dataset(path) as ds:
+    with open_dataset(path, verify=False) as ds:
+        n_ok, bad, checksummed = integrity.verify(ds, path)
         done = ds["done"].values.astype(bool)
         ranges = {p: (float(ds[p].min()), float(ds[p].max())) for p in PARAM_NAMES if p in ds}
         info = {
@@ -225,6 +275,8 @@ def dataset_info(store: str | os.PathLike) -> dict[str, Any]:
             "parameter_ranges": ranges,
             "done": int(done.sum()),
             "total": int(done.size),
+            "integrity": {"verified": n_ok, "checksummed": checksummed,
+                          "damaged": [{"samples": [a, b - 1], "reason": why} for a, b, why in bad]},
             "attrs": dict(ds.attrs),
         }
     return info
@@ -253,5 +305,15 @@ def format_info(info: dict[str, Any]) -> str:
         f"design       {design.get('kind')}, n {design.get('n')}, seed {design.get('seed')}, "
         f"ranges {design.get('ranges')}, fixed {design.get('fixed')}",
         f"provenance   shearcorr {a.get('shearcorr_version')}, chunk size {a.get('chunk_size')}",
+        "integrity    " + _integrity_line(info.get("integrity", {})),
     ]
     return "\n".join(lines)
+
+
+def _integrity_line(it: dict) -> str:
+    if it.get("damaged"):
+        first = it["damaged"][0]
+        return (f"DAMAGED: {len(it['damaged'])} chunk(s), first samples {first['samples'][0]}..{first['samples'][1]} "
+                f"({first['reason']}); run the generating command again to recompute them")
+    how = "checksums verified" if it.get("checksummed") else "readable and consistent (written without checksums)"
+    return f"{it.get('verified', 0)} finished samples {how}"

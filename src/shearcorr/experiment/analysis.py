@@ -23,11 +23,12 @@ import numpy as np
 from .._version import __version__
 from ..choices import check_choice
 from ..files import atomic_folder, check_output_folder, json_text
+from . import checks
 from .correlation import correlation_map, q_bin_edges
 from .flow import strip_angle, wrap_half
 from .frames import FramePair, load_pair, make_pair
 from .geometry import DetectorGeometry, load_geometry
-from .inference import fit_pair
+from .inference import D2_MIN, fit_pair
 from .model import BinnedPairModel
 from .regression import default_cache_dir, gpr_predict, model_predict
 from .results import ChiSquare, Contrast, FlowAngle, Length, PairAnalysis, RsEstimate
@@ -84,6 +85,7 @@ class AnalysisOptions:
         check_choice("method", self.method)
         check_choice("mask_convention", self.mask_convention, what="mask convention")
         check_choice("displacement", self.displacement)
+        checks.validate_options(self)  # ranges: bins, flow angle, n_l2, contrast, q limits (one-line errors)
 
     def replace(self, **changes) -> "AnalysisOptions":
         """A copy with ``changes`` (validated again)."""
@@ -127,10 +129,17 @@ def _read(before, after, geometry, opt: AnalysisOptions, frame_index, frame_inde
 
 
 def _speckle_px(geo: DetectorGeometry, valid) -> float:
-    """Speckle size (first zero of the intensity autocorrelation, 2 pi / L in q) in pixels."""
-    dq = np.abs(np.diff(geo.qr0, axis=1))
-    step = float(np.median(dq[valid[:, 1:] & valid[:, :-1]])) if valid.any() else float(np.median(dq))
-    return (2 * np.pi / geo.beam_size_r0) / max(step, 1e-12)
+    """Speckle size (first zero of the intensity autocorrelation, 2 pi / L in q) in pixels.
+
+    The pixel pitch in q is the length of the q *vector* step between neighbouring pixels (median over
+    valid pixel pairs along rows), not the change of |q|: that is smaller by |cos| of the angle between
+    the row and the radius (median 1/sqrt(2)), which made the speckle 1.4x too large.
+    """
+    qx, qy = geo.qr0 * np.cos(geo.phi), geo.qr0 * np.sin(geo.phi)
+    dq = np.hypot(np.diff(qx, axis=1), np.diff(qy, axis=1))
+    pairs = valid[:, 1:] & valid[:, :-1] & np.isfinite(dq)
+    step = float(np.median(dq[pairs])) if pairs.any() else float(np.nanmedian(dq))
+    return (2 * np.pi / geo.beam_size_r0) / step if step > 0 else float("inf")
 
 
 def _model(opt: AnalysisOptions, q_edges, phi_edges, geo) -> BinnedPairModel:
@@ -138,7 +147,7 @@ def _model(opt: AnalysisOptions, q_edges, phi_edges, geo) -> BinnedPairModel:
                            beam_size=geo.beam_size_r0)
 
 
-def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict):
+def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict, bounds: dict):
     """Map in detector azimuth, the strip's flow estimate (unless fixed), the direct fit; returns
     (map, fit, flow (rad), flow std (rad), strip estimate (deg, deg) or None)."""
     cm = correlation_map(pair, geo, qe, opt.n_phi, **map_opts)
@@ -148,7 +157,7 @@ def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict):
     else:
         phi0, phi0_std = strip_angle(cm, seed=opt.seed)
         strip = (float(np.degrees(phi0)), float(np.degrees(phi0_std)))
-    fit = fit_pair(cm, _model(opt, qe, cm.phi_edges, geo), phi0=phi0, fit_flow=not fixed, seed=opt.seed)
+    fit = fit_pair(cm, _model(opt, qe, cm.phi_edges, geo), phi0=phi0, fit_flow=not fixed, seed=opt.seed, **bounds)
     flow, flow_std = (wrap_half(phi0), 0.0) if fixed else fit.flow_angle
     return cm, fit, flow, flow_std, strip
 
@@ -197,10 +206,15 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     opt = AnalysisOptions() if options is None else options
     out = None if output is None else check_output_folder(output, overwrite=overwrite)
     pair, geo = _read(before, after, geometry, opt, frame_index, frame_index_after)
-    qe = q_bin_edges(geo.qr0, pair.valid, opt.n_q, opt.q_min, opt.q_max)
+    checks.check_bins(opt.n_q, opt.n_phi, int(pair.valid.sum()))
     spx = _speckle_px(geo, pair.valid)
+    notes = checks.check_speckle(spx, pair.before.shape)
+    q_min, q_max, q_notes = checks.model_q_range(geo.qr0, pair.valid, opt, geo.beam_size_r0)
+    qe = q_bin_edges(geo.qr0, pair.valid, opt.n_q, q_min, q_max)
     map_opts = dict(contrast=opt.contrast, photon_counts=opt.photon_counts, speckle_px=spx)
-    cm_det, fit, flow, flow_std, strip = _fit_in_detector_frame(pair, geo, qe, opt, map_opts)
+    bounds = checks.fit_bounds(opt, geo.beam_size_r0)
+    cm_det, fit, flow, flow_std, strip = _fit_in_detector_frame(pair, geo, qe, opt, map_opts, bounds)
+    notes += q_notes + checks.fit_warnings(fit, bounds, D2_MIN)
     # the same frames binned in theta from the flow (the correlation area does not depend on the offset)
     cm = correlation_map(pair, geo, qe, opt.n_phi, phi_offset=flow, area=np.asarray(cm_det.info["correlation_area_px"]),
                          **map_opts)
@@ -216,8 +230,9 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     provenance = {"shearcorr_version": __version__, "method": opt.method, "engine": "analytic",
                   "model": "pair model (g - B)/(A - B) from the ensemble engine", "n_l2": float(opt.n_l2),
                   "displacement": opt.displacement, "seed": opt.seed, "time_s": round(time.perf_counter() - t0, 3)}
-    result = PairAnalysis(**_result(opt, pair, geo, qe, cm_det, fit, methods, flow, flow_std, strip, spx),
-                          provenance=provenance, correlation_map=cm, model_y=y_fit)
+    shown = (flow, flow_std) if opt.flow_angle_deg is not None or checks.flow_defined(*fit.gamma_l) else (np.nan, np.nan)
+    result = PairAnalysis(**_result(opt, pair, geo, qe, cm_det, fit, methods, *shown, strip, spx),
+                          provenance=provenance, warnings=tuple(notes), correlation_map=cm, model_y=y_fit)
     if out is not None:
         _write(out, result, pair, geo, opt.plots, overwrite)
     return result

@@ -29,8 +29,20 @@ from ..params import QGrid, SystemParams
 
 __all__ = ["BinnedPairModel", "ensemble_g", "configuration_samples", "D_DECORRELATED"]
 
-#: Non-affine displacement (R0) used to decorrelate the pair for the baseline B(q).
+#: Non-affine displacement (R0) used to decorrelate the pair for the baseline B(q) (at least; see
+#: :func:`decorrelated_d2`), and the smallest q D2 it must reach (exp(-12.5) = 4e-6).
 D_DECORRELATED = 25.0
+BASELINE_QD = 5.0
+
+
+def decorrelated_d2(params: SystemParams, q_min: float | None = None) -> float:
+    """D2 of the baseline B: large enough that exp(-q^2 D2^2 / 2) <= exp(-BASELINE_QD^2 / 2) at ``q_min``
+    (at least ``D_DECORRELATED``), at most what the engine's validated domain allows in this beam
+    (:func:`shearcorr.forward.domain.max_d2`)."""
+    from ..forward.domain import max_d2
+
+    want = D_DECORRELATED if q_min is None else max(D_DECORRELATED, BASELINE_QD / float(q_min))
+    return min(want, 0.999 * max_d2(replace(params, gamma_l=0.0)))
 
 
 def ensemble_g(params: SystemParams, q, theta) -> np.ndarray:
@@ -84,7 +96,7 @@ class BinnedPairModel:
         key = round(p.rs, 12)
         if key not in self._ab:
             a = ensemble_g(replace(p, gamma_l=0.0, d2=0.0), self.q_sub, [0.0])[:, 0]
-            b = ensemble_g(replace(p, gamma_l=0.0, d2=D_DECORRELATED), self.q_sub, [0.0])[:, 0]
+            b = ensemble_g(replace(p, gamma_l=0.0, d2=decorrelated_d2(p, self.q_sub.min())), self.q_sub, [0.0])[:, 0]
             if np.any(a - b <= 0):
                 raise ShearcorrError("the ensemble model has no correlation amplitude (A <= B); check n_l2 and the q range")
             if len(self._ab) > 64:

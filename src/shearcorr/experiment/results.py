@@ -118,6 +118,9 @@ class PairAnalysis(JSONRecord):
         ``"model"``: :class:`~.inference.ModelPrediction` (a ``shearcorr train`` model).
     inputs, geometry, provenance : dict
         Where the frames came from, the geometry in physical units, how the result was made.
+    warnings : tuple of str
+        What the numbers do not mean (:mod:`.checks`): a parameter at a bound of the fit, an undefined
+        flow direction (reported as NaN), a q range clipped to the model's domain, sub-pixel speckles.
     correlation_map : CorrelationMap
         The map binned in theta from the flow (not in the JSON).
     model_y : ndarray (n_q, n_phi)
@@ -134,6 +137,7 @@ class PairAnalysis(JSONRecord):
     inputs: dict
     geometry: dict
     provenance: dict
+    warnings: tuple = ()
     correlation_map: object = field(default=None, repr=False, compare=False)
     model_y: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -141,7 +145,8 @@ class PairAnalysis(JSONRecord):
         return {"gamma_l": self.gamma_l.to_dict(), "d2": self.d2.to_dict(), "rs": self.rs.to_dict(),
                 "flow_angle_deg": self.flow_angle_deg.to_dict(), "contrast": self.contrast.to_dict(),
                 "chi2": self.chi2.to_dict(), "methods": {k: v.to_dict() for k, v in self.methods.items()},
-                "inputs": dict(self.inputs), "geometry": dict(self.geometry), "provenance": dict(self.provenance)}
+                "inputs": dict(self.inputs), "geometry": dict(self.geometry), "provenance": dict(self.provenance),
+                "warnings": list(self.warnings)}
 
 
 @dataclass(frozen=True)

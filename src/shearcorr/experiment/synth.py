@@ -76,6 +76,9 @@ def render_series(params: SystemParams, n_frames: int, *, flow_angle_deg=30.0, c
 
 
 def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed):
+    from .checks import check_render
+
+    check_render(params, counts, contrast, shape, n_frames)  # box, counts, memory (one-line errors)
     if not 0 < contrast <= 1:
         raise ShearcorrError(f"contrast must be in (0, 1], got {contrast}")
     if not counts > 0:
@@ -200,12 +203,13 @@ def flow_oracle(config, params: SystemParams) -> dict:
             "sigma_displacements": float(sig_disp), "n_particles": int(x.size)}
 
 
-def write_synth(pair: SynthPair, out, fmt="npy") -> Path:
+def write_synth(pair: SynthPair, out, fmt="npy", *, overwrite: bool = False) -> Path:
     """Write before/after frames (``npy`` or ``h5``, dataset /entry/data/data), mask.npy (1 = valid),
-    geometry.json and truth.json into folder ``out`` atomically (temporary folder, then rename)."""
+    geometry.json and truth.json into folder ``out`` atomically (temporary folder, then rename); an
+    existing non-empty ``out`` only with ``overwrite``."""
     check_choice("frame_format", fmt, what="format")
-    out = check_output_folder(out, overwrite=False)
-    with atomic_folder(out) as tmp:
+    out = check_output_folder(out, overwrite=overwrite)
+    with atomic_folder(out, overwrite=overwrite) as tmp:
         for name, arr in (("before", pair.before), ("after", pair.after)):
             if fmt == "npy":
                 np.save(tmp / f"{name}.npy", arr.astype(np.int32))

@@ -37,7 +37,7 @@ def simulate(
         ``"analytic"``: the semi-analytic ensemble engine (exact averages, milliseconds);
         ``"mc"``: brute-force Monte Carlo over ``configs`` configurations.
     configs : int
-        Number of Monte Carlo configurations (``engine="mc"`` only; required there).
+        Number of Monte Carlo configurations (``engine="mc"`` only; required there, refused otherwise).
     seed : int or numpy Generator
         Seed of the Monte Carlo draws (``engine="mc"``).
     progress : bool
@@ -46,18 +46,31 @@ def simulate(
     Returns
     -------
     xarray.Dataset, layout in :mod:`shearcorr.result`.
+
+    Raises
+    ------
+    ShearcorrError
+        Bad arguments; for the analytic engine a system or grid outside its validated domain
+        (:func:`shearcorr.forward.domain.check_analytic`); for both a grid whose working memory does
+        not fit (the estimate and the available memory are named).
     """
     grid = QGrid() if grid is None else grid
     check_choice("engine", engine)
     if engine == "mc":
         if configs is None:
             raise ShearcorrError("engine 'mc' needs a number of configurations; pass configs (CLI: --configs N)")
+        from .domain import check_box, check_memory, mc_bytes
         from .montecarlo import simulate_mc
 
+        check_box(params)  # the box [-L, L]^2 must hold the sheared window (docs/theory.md section 7)
+        check_memory(mc_bytes(params, grid), "the Monte Carlo engine", grid)
+
         return simulate_mc(params, grid, configs=configs, seed=seed, progress=progress)
+    if configs is not None:
+        raise ShearcorrError("configs applies to engine 'mc' only (the analytic engine is exact); drop it or use engine='mc'")
     from .analytic import ensemble
 
-    return ensemble(params, grid)
+    return ensemble(params, grid)  # refuses inputs outside its validated domain (.domain.check_analytic)
 
 
 def _analytic_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:

@@ -53,6 +53,7 @@ from ..params import QGrid, SystemParams
 from ..physics import displacement_std, form_factor
 from .quadrature import chebyshev_interpolation, laplace_nodes, radius_nodes, radius_range
 from ..result import make_result
+from .domain import check_analytic
 from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
 
 __all__ = ["ensemble", "ensemble_arrays", "default_resolution", "DEFAULT_ERROR_BOUND"]
@@ -244,6 +245,7 @@ def ensemble_arrays(
         numerical error of g.
     """
     grid = _check(params, grid)
+    check_analytic(params, grid)  # refuse inputs outside the validated domain (issue 14)
     nr, nl = default_resolution(params, grid.q[-1]) if resolution is None else (int(resolution[0]), int(resolution[1]))
     if error not in ("bound", "estimate"):
         raise ShearcorrError(f"error must be 'bound' or 'estimate', got {error!r}")

@@ -15,7 +15,7 @@ from scipy.spatial.distance import cdist
 from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import ShearcorrError
-from .gpcore import ExactGP, check_training_data
+from .gpcore import ExactGP, check_training_data, stored_float
 
 __all__ = ["ARDGPR", "ard_rbf"]
 
@@ -136,5 +136,8 @@ class ARDGPR(ExactGP):
         gp.length_scale_ = np.asarray(length_scale, dtype=np.float64)
         if gp.length_scale_.shape != (gp.X_train_.shape[1],):
             raise ShearcorrError("ARD state arrays have inconsistent shapes")
-        gp.amplitude_, gp.noise_ = float(amplitude), float(noise)
+        if not (np.all(np.isfinite(gp.length_scale_)) and np.all(gp.length_scale_ > 0)):
+            raise ShearcorrError("stored ARD length scales must be finite and > 0")
+        gp.amplitude_ = stored_float("amplitude", amplitude, positive=True)
+        gp.noise_ = stored_float("noise", noise, nonnegative=True)
         return gp

@@ -157,6 +157,12 @@ def evaluate(model: InversionModel, ds, *, index=None, input_noise: bool = True)
         index, how = np.asarray(index), "given samples"
     if len(index) == 0:
         raise ShearcorrError("no finished samples to evaluate in this dataset")
+    n = int(ds.sizes["sample"])
+    index = np.asarray(index)
+    if index.dtype.kind not in "iu" or index.min() < 0 or index.max() >= n:
+        raise ShearcorrError(f"sample indices to evaluate must be whole numbers in [0, {n - 1}] for this dataset of {n} "
+                             f"samples, got {index.min()}..{index.max()}; is the model from another dataset? "
+                             "(a damaged model file: retrain it)")
     missing = [t for t in model.targets if t not in ds]
     if missing:
         raise ShearcorrError(f"dataset has no true values of {', '.join(missing)}; cannot evaluate")

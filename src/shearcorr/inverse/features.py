@@ -61,6 +61,8 @@ def profiles(ds, *, sample=None) -> np.ndarray:
         gt, gq = ds["g"].mean("q"), ds["g"].mean("theta")
     else:
         raise ShearcorrError("data holds no g, g_theta or g_q; is it a shearcorr result or dataset?")
+    if "sample" not in gt.dims and "g" in ds and ("g_theta" in ds or "g_q" in ds):
+        _check_profile_of_g(ds)
     if "sample" in gt.dims:
         if sample is not None:
             idx = np.asarray(sample, dtype=np.int64)
@@ -73,6 +75,29 @@ def profiles(ds, *, sample=None) -> np.ndarray:
     if not np.all(np.isfinite(out)):
         raise ShearcorrError("g(theta) / g(q) contain NaN or inf (unfinished dataset samples?); drop them first")
     return out
+
+
+#: Largest |g_theta - mean_q g|, |g_q - mean_theta g| of a consistent result, relative to max(1, |g|).
+PROFILE_RTOL = 1e-6
+
+
+def _check_profile_of_g(ds) -> None:
+    """Refuse a result whose stored g(theta) / g(q) are not the plain means of its g(q, theta) (an edited,
+    transposed or foreign file), or whose g is not finite: the model reads the profiles, not g."""
+    g = ds["g"]
+    if set(g.dims) != {"q", "theta"}:
+        raise ShearcorrError(f"g has dims {g.dims}, expected (q, theta); is it a shearcorr result?")
+    g = np.asarray(g.transpose("q", "theta").values, dtype=np.float64)
+    if not np.all(np.isfinite(g)):
+        raise ShearcorrError(f"g(q, theta) holds {int(np.sum(~np.isfinite(g)))} NaN or inf values of {g.size}; "
+                             "the result is unusable - recompute it")
+    for name, mean in (("g_theta", g.mean(axis=0)), ("g_q", g.mean(axis=1))):
+        if name in ds:
+            stored = np.asarray(ds[name].values, dtype=np.float64)
+            if stored.shape != mean.shape or not np.all(np.abs(stored - mean) <= PROFILE_RTOL * np.maximum(1.0, np.abs(mean))):
+                raise ShearcorrError(f"the stored {name} is not the mean of g(q, theta) (largest difference "
+                                     f"{np.max(np.abs(stored - mean)) if stored.shape == mean.shape else 'shape'}); the file "
+                                     "was edited or written by another program - recompute it or drop g_theta/g_q")
 
 
 def finished_samples(ds) -> np.ndarray:

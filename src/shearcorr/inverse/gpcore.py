@@ -26,7 +26,21 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from ..choices import check_choice
 from ..errors import ShearcorrError
 
-__all__ = ["ExactGP", "check_training_data", "standardise"]
+__all__ = ["ExactGP", "check_training_data", "standardise", "stored_float"]
+
+
+def stored_float(name: str, value, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """A stored hyperparameter as a finite float (> 0 with ``positive``, >= 0 with ``nonnegative``);
+    else a one-line ShearcorrError (model files and caches are inputs too)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ShearcorrError(f"stored hyperparameter {name} is not a number ({value!r})") from None
+    if not np.isfinite(v):
+        raise ShearcorrError(f"stored hyperparameter {name} is not finite ({value!r})")
+    if (positive and v <= 0) or (nonnegative and v < 0):
+        raise ShearcorrError(f"stored hyperparameter {name} must be {'> 0' if positive else '>= 0'}, got {v:g}")
+    return v
 
 
 def check_training_data(X, y) -> tuple[np.ndarray, np.ndarray]:
@@ -118,13 +132,20 @@ class ExactGP(RegressorMixin, BaseEstimator):
         self.alpha_ = np.asarray(alpha, dtype=np.float64)
         if self.X_train_.ndim != 2 or self.alpha_.shape != (self.X_train_.shape[0],):
             raise ShearcorrError("stored GP arrays have inconsistent shapes (X_train and alpha)")
-        self.y_mean_, self.y_std_ = float(y_mean), float(y_std)
+        if not (np.all(np.isfinite(self.X_train_)) and np.all(np.isfinite(self.alpha_))):
+            raise ShearcorrError("stored GP arrays (X_train, alpha) contain NaN or inf")
+        self.y_mean_ = stored_float("y_mean", y_mean)
+        self.y_std_ = stored_float("y_std", y_std, positive=True)
         self.n_features_in_ = self.X_train_.shape[1]
         self._L = None
 
     def _cholesky(self) -> np.ndarray:
         if self._L is None:
-            self._L = scipy.linalg.cholesky(self._noisy_gram(self.X_train_), lower=True)
+            try:
+                self._L = scipy.linalg.cholesky(self._noisy_gram(self.X_train_), lower=True)
+            except np.linalg.LinAlgError:
+                raise ShearcorrError(f"the stored regressor's K + sigma I is not positive definite (noise level "
+                                     f"{self._noise_variance():.3g}); the model is damaged - retrain it") from None
         return self._L
 
     # --- prediction -----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from scipy.spatial.distance import cdist
 
 from ..choices import check_choice
 from ..errors import ShearcorrError
-from .gpcore import ExactGP, check_training_data, standardise
+from .gpcore import ExactGP, check_training_data, stored_float, standardise
 
 __all__ = ["PaperGPR", "LMLSearch", "lml_grid", "lml_eigen", "optimise_hyperparameters", "default_bounds", "rbf",
            "SIGMA_BOUNDS"]
@@ -311,7 +311,8 @@ class PaperGPR(ExactGP):
     @classmethod
     def from_state(cls, X_train, alpha, l, sigma, y_mean, y_std) -> "PaperGPR":
         """Rebuild a fitted regressor from stored arrays (used by model files and caches; no unpickling)."""
-        gp = cls(l=float(l), sigma=float(sigma), optimizer=None)
-        gp.l_, gp.sigma_ = float(l), float(sigma)
+        l, sigma = stored_float("l", l, positive=True), stored_float("sigma", sigma, nonnegative=True)
+        gp = cls(l=l, sigma=sigma, optimizer=None)
+        gp.l_, gp.sigma_ = l, sigma
         gp._restore(X_train, alpha, y_mean, y_std)
         return gp

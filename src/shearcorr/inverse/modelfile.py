@@ -15,12 +15,15 @@ Layout (format ``shearcorr-gpr-model``, version 2; version 1 files, paper models
 JSON: format, format_version, shearcorr_version, model ("paper" or "ard"), feature, n_theta, k,
 standardise, n_components, pca_blocks, targets, kernel convention, per-target hyperparameters (paper:
 ``{l, sigma, y_mean, y_std, lml}``; ard: ``{amplitude, noise, y_mean, y_std, transform, lml}``),
-train/test sample indices, training provenance, and ``sha256`` of the arrays (name, dtype, shape and
-bytes, in sorted name order).
+train/test sample indices, training provenance, and ``sha256``: of the arrays (name, dtype, shape and
+bytes, in sorted name order) and, from version 3 on, of the JSON document itself (sorted keys, without
+the ``sha256`` entry) - so a changed hyperparameter is detected like a changed array.
 
 Loading uses ``numpy.load(allow_pickle=False)`` (object arrays and pickles are refused), checks the
-format, the checksum and every shape, and rebuilds the regressors from the arrays with numpy
-(:meth:`PaperGPR.from_state`, :meth:`ARDGPR.from_state`); nothing is unpickled or executed. Every failure is one ShearcorrError.
+format, the checksum, every shape and every value (finite arrays and hyperparameters, positive length
+scales, feature scales and y_std, non-negative noise, sample indices that are whole numbers >= 0), and
+rebuilds the regressors from the arrays with numpy (:meth:`PaperGPR.from_state`,
+:meth:`ARDGPR.from_state`); nothing is unpickled or executed. Every failure is one ShearcorrError.
 """
 
 from __future__ import annotations
@@ -46,18 +49,23 @@ from .model import InversionModel
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "shearcorr-gpr-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: Versions this shearcorr reads (1 and 2: the checksum covers the arrays only).
+READABLE_VERSIONS = (1, 2, 3)
 KERNEL = "k(x,x') = exp(-|x-x'|^2 / (2 l)) + sigma delta; l = sklearn length_scale^2; targets standardised"
 KERNEL_ARD = ("k(x,x') = amplitude exp(-sum_d (x_d-x'_d)^2 / (2 length_scale_d^2)) + noise delta; "
               "u = transform(y) standardised")
 
 
-def _checksum(arrays: dict) -> str:
+def _checksum(arrays: dict, meta: dict | None = None) -> str:
+    """SHA-256 of the arrays (sorted by name) and, for format version >= 3, of ``meta`` without its sha256."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
+    if meta is not None:
+        h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode("utf-8"))
     return h.hexdigest()
 
 
@@ -101,8 +109,10 @@ def save_model(model: InversionModel, path) -> Path:
         "n_components": int(f.n_components), "pca_blocks": bool(getattr(f, "pca_blocks", False)),
         "n_features_in": int(f.n_features_in_),
         "targets": list(model.regressors), "kernel": KERNEL_ARD if kind == "ard" else KERNEL,
-        "hyperparameters": hyper, "provenance": model.provenance, "sha256": _checksum(arrays),
+        "hyperparameters": hyper, "provenance": model.provenance,
     }
+    meta = json.loads(json.dumps(meta, allow_nan=True))  # the exact document that is stored (tuples -> lists)
+    meta["sha256"] = _checksum(arrays, meta)
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     with atomic_file(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
@@ -135,6 +145,10 @@ def _read_arrays(path: Path) -> dict:
 def load_model(path) -> InversionModel:
     """Load a model written by :func:`save_model`; never unpickles; clear errors for damaged files."""
     path = Path(path)
+    if path.is_dir():
+        what = "a dataset store" if any((path / f).is_file() for f in ("zarr.json", ".zgroup")) else "a folder"
+        raise ShearcorrError(f"{path} is {what}, not a model file; give the .npz written by 'shearcorr train' "
+                             "first (shearcorr predict MODEL.npz DATA)")
     if not path.is_file():
         raise ShearcorrError(f"no such model file: {path}")
     arrays = _read_arrays(path)
@@ -146,15 +160,23 @@ def load_model(path) -> InversionModel:
         raise ShearcorrError(f"model file {path} has corrupted metadata") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ShearcorrError(f"{path} is not a shearcorr model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-    if meta.get("format_version") not in (1, FORMAT_VERSION):
-        raise ShearcorrError(f"{path} has model format version {meta.get('format_version')}; this shearcorr reads "
-                             f"version {FORMAT_VERSION}; retrain the model")
-    if _checksum(arrays) != meta.get("sha256"):
-        raise ShearcorrError(f"model file {path} is corrupted (array checksum mismatch)")
+    version = meta.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise ShearcorrError(f"{path} has model format version {version!r}; this shearcorr reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}; retrain the model")
+    if _checksum(arrays, meta if version >= 3 else None) != meta.get("sha256"):
+        raise ShearcorrError(f"model file {path} is corrupted (checksum mismatch of its "
+                             f"{'arrays or metadata' if version >= 3 else 'arrays'})")
     try:
-        for a in arrays.values():
+        for name, a in arrays.items():
             if a.dtype.kind not in "fiu":
                 raise ShearcorrError(f"{path} holds non-numeric arrays; refusing it")
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise ShearcorrError(f"model file {path} is damaged: {name} contains NaN or inf")
+        for name in ("train_index", "test_index"):
+            idx = arrays[name]
+            if idx.ndim != 1 or idx.dtype.kind not in "iu" or (idx.size and idx.min() < 0):
+                raise ShearcorrError(f"model file {path} is damaged: {name} must hold sample indices >= 0")
         targets = [str(t) for t in meta["targets"]]
         if not targets or any(t not in PARAM_NAMES for t in targets):
             raise ShearcorrError(f"{path} names unknown targets {targets}")
@@ -176,6 +198,8 @@ def load_model(path) -> InversionModel:
                 raise ShearcorrError(f"{path} is inconsistent: SVD components have shape {feats.components_.shape}")
         if feats.standardise:
             feats.mean_, feats.scale_ = arrays["feature_mean"], arrays["feature_scale"]
+            if not np.all(feats.scale_ > 0):
+                raise ShearcorrError(f"model file {path} is damaged: feature_scale must be > 0")
             width = feats._select(np.ones((1, feats.n_features_in_))).shape[1]
             if feats.mean_.shape != (width,) or feats.scale_.shape != (width,):
                 raise ShearcorrError(f"{path} is inconsistent: feature scaler does not match the feature width")

@@ -1,0 +1,199 @@
+"""What ``analyze`` refuses and what it flags: no number that does not mean what it says.
+
+Refused before any work (one-line :class:`~shearcorr.errors.ShearcorrError`):
+
+* options out of range (:func:`validate_options`): bin counts, a flow angle that is not a finite
+  angle, n_l2 outside the model's validated range, contrast, saturation, q limits;
+* more bins than the valid pixels can fill (:func:`check_bins`, at least :data:`MIN_PIXELS_PER_BIN`
+  pixels per bin), and speckles the frame cannot hold (:func:`check_speckle`: fewer than
+  :data:`MIN_SPECKLES_ACROSS` across the smaller side - also what keeps the smoothing windows of the
+  correlation map bounded);
+* a q range the user asked for outside the pair model's validated domain (:func:`model_q_range`:
+  the analytic engine's, :mod:`shearcorr.forward.domain`).
+
+Flagged in the result (``warnings`` of :class:`~.results.PairAnalysis`) and on stderr:
+
+* the default q range clipped to the model's domain;
+* a fitted parameter at a bound of the fit (:func:`fit_warnings`): its value and std are not a
+  measurement;
+* a flow direction that the pair does not define (no measurable shear, e.g. identical frames): its
+  value is reported as NaN (JSON ``null``);
+* speckles smaller than a pixel (the model ignores pixel integration).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ShearcorrError
+from ..forward.domain import GAMMA_MAX, N_L2_RANGE, Q_MAX_R0, analytic_q_min, check_box, max_d2
+from ..memory import require
+from ..params import SystemParams, finite_float
+
+__all__ = ["validate_options", "check_render", "check_bins", "check_speckle", "model_q_range", "fit_bounds", "fit_warnings",
+           "flow_defined", "MAX_N_Q", "MAX_N_PHI", "MIN_N_PHI", "MIN_PIXELS_PER_BIN", "MIN_SPECKLES_ACROSS",
+           "MAX_FLOW_DEG", "FLOW_SIGNIFICANCE"]
+
+#: Largest number of q bins and of azimuth bins, fewest azimuth bins (the flow needs 45 deg resolution).
+MAX_N_Q, MAX_N_PHI, MIN_N_PHI = 256, 720, 4
+#: Fewest valid pixels per (q, phi) bin on average (a usable bin needs >= 5 independent speckles).
+MIN_PIXELS_PER_BIN = 25
+#: Fewest speckles across the smaller side of the frame.
+MIN_SPECKLES_ACROSS = 16
+#: A flow angle is a detector azimuth in degrees within +-MAX_FLOW_DEG (it is defined modulo 180).
+MAX_FLOW_DEG = 360.0
+#: The flow direction is defined when gamma L exceeds this many of its standard errors.
+FLOW_SIGNIFICANCE = 2.0
+#: Relative distance to a bound below which a fitted parameter counts as "at the bound".
+AT_BOUND_RTOL = 1e-3
+#: Fit bounds of gamma L and D2 (R0) before the domain caps them.
+GAMMA_FIT_MAX, D2_FIT_MAX = 80.0, 6.0
+
+
+def _whole(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ShearcorrError(f"{name} must be a whole number in [{lo}, {hi}], got {value!r}")
+
+
+def validate_options(opt) -> None:
+    """Refuse :class:`~.analysis.AnalysisOptions` whose values cannot give a meaningful analysis."""
+    _whole("n_q (--n-q)", opt.n_q, 1, MAX_N_Q)
+    _whole("n_phi (--n-phi)", opt.n_phi, MIN_N_PHI, MAX_N_PHI)
+    _whole("seed", opt.seed, 0, 2**63 - 1)
+    if opt.flow_angle_deg is not None:
+        a = finite_float("flow angle (--flow-angle, degrees)", opt.flow_angle_deg)
+        if abs(a) > MAX_FLOW_DEG:
+            raise ShearcorrError(f"flow angle must be in [-{MAX_FLOW_DEG:g}, {MAX_FLOW_DEG:g}] degrees (it is defined "
+                                 f"modulo 180), got {a:g}")
+    n_l2 = finite_float("n_l2 (--n-l2)", opt.n_l2)
+    lo, hi = N_L2_RANGE
+    if not lo <= n_l2 <= hi:
+        raise ShearcorrError(f"n_l2 (--n-l2) must be in [{lo:g}, {hi:g}] (the model's validated range), got {n_l2:g}")
+    if opt.contrast is not None:
+        c = finite_float("contrast (--contrast)", opt.contrast)
+        if not 0 < c <= 1:
+            raise ShearcorrError(f"contrast (--contrast) must be in (0, 1], got {c:g}")
+    if opt.saturation is not None and not finite_float("saturation (--saturation)", opt.saturation) > 0:
+        raise ShearcorrError(f"saturation (--saturation) must be a positive count, got {opt.saturation!r}")
+    for name in ("q_min", "q_max"):
+        v = getattr(opt, name)
+        if v is not None and not finite_float(f"{name} (--{name.replace('_', '-')})", v) > 0:
+            raise ShearcorrError(f"{name} (--{name.replace('_', '-')}) must be > 0 (q R0), got {v!r}")
+    if opt.q_min is not None and opt.q_max is not None and not float(opt.q_min) < float(opt.q_max):
+        raise ShearcorrError(f"need q_min < q_max, got {opt.q_min:g} and {opt.q_max:g}")
+
+
+def check_bins(n_q: int, n_phi: int, n_valid: int) -> None:
+    """Refuse more (q, phi) bins than the valid pixels can fill."""
+    if n_q * n_phi * MIN_PIXELS_PER_BIN > n_valid:
+        raise ShearcorrError(f"{n_q} x {n_phi} = {n_q * n_phi} bins for {n_valid} valid pixels leave fewer than "
+                             f"{MIN_PIXELS_PER_BIN} pixels per bin; use fewer bins (--n-q, --n-phi)")
+
+
+def check_speckle(speckle_px: float, shape) -> list[str]:
+    """Refuse speckles too large for the frame (beam size or geometry wrong); flag sub-pixel speckles."""
+    side = min(shape)
+    if not math.isfinite(speckle_px) or speckle_px * MIN_SPECKLES_ACROSS > side:
+        raise ShearcorrError(f"the geometry gives speckles of {speckle_px:.3g} pixels, more than 1/{MIN_SPECKLES_ACROSS} "
+                             f"of the {shape[0]} x {shape[1]} frame; check beam_size_um, distance_m, pixel_size_m and "
+                             "wavelength in the geometry")
+    if speckle_px < 1.0:
+        return [f"speckles ({speckle_px:.2g} px) are smaller than a pixel: the contrast is low and the model ignores "
+                "pixel integration"]
+    return []
+
+
+def _system(opt, beam_size: float, gamma_l: float = 0.0, d2: float = 0.0) -> SystemParams:
+    return SystemParams(n_l2=opt.n_l2, rs=0.0, d2=d2, gamma_l=gamma_l, displacement=opt.displacement,
+                        beam_size=beam_size)
+
+
+def model_q_range(qr0: np.ndarray, valid: np.ndarray, opt, beam_size: float) -> tuple[float | None, float | None, list[str]]:
+    """The q limits (q R0) to bin: the user's (refused outside the model's validated domain) or the
+    frame's, clipped to the domain with a warning. Returns (q_min, q_max, warnings); None = the frame's."""
+    from .model import BASELINE_QD
+
+    # the engine's domain, and q large enough for the model's baseline B to be decorrelated with the
+    # largest D2 the domain allows (.model.decorrelated_d2)
+    system = _system(opt, beam_size)
+    lo_dom = max(analytic_q_min(system), BASELINE_QD / (0.999 * max_d2(system)))
+    hi_dom = Q_MAX_R0
+    qv = qr0[valid & (qr0 > 0)]
+    if qv.size == 0:
+        raise ShearcorrError("no valid pixel has q > 0; check the beam centre and the mask")
+    if lo_dom >= hi_dom:
+        raise ShearcorrError(f"no q is inside the model's validated domain for beam_size = {beam_size:.3g} R0 and "
+                             f"n_l2 = {opt.n_l2:g} (q R0 >= {lo_dom:.3g} and <= {hi_dom:g}); check beam_size_um and "
+                             "particle_radius_nm in the geometry")
+    where = "outside the pair model's validated domain (docs/theory.md section 7)"
+    notes = []
+    q_min, q_max = opt.q_min, opt.q_max
+    if q_min is not None and q_min < lo_dom:
+        raise ShearcorrError(f"--q-min {q_min:g} is {where}: with beam_size = {beam_size:.4g} R0 and n_l2 = {opt.n_l2:g} "
+                             f"use q R0 >= {lo_dom:.3g}")
+    if q_max is not None and q_max > hi_dom:
+        raise ShearcorrError(f"--q-max {q_max:g} is {where}: use q R0 <= {hi_dom:g}")
+    if q_min is None and qv.min() < lo_dom:
+        q_min = lo_dom
+        notes.append(f"q R0 < {lo_dom:.3g} left out: outside the pair model's validated domain for beam_size = "
+                     f"{beam_size:.4g} R0 and n_l2 = {opt.n_l2:g} (the frame reaches {qv.min():.3g})")
+    if q_max is None and qv.max() > hi_dom:
+        q_max = hi_dom
+        notes.append(f"q R0 > {hi_dom:g} left out: outside the pair model's validated domain (the frame reaches {qv.max():.3g})")
+    if (q_min is not None and q_min >= qv.max()) or (q_max is not None and q_max <= qv.min()):
+        raise ShearcorrError(f"the frame covers q R0 in [{qv.min():.3g}, {qv.max():.3g}], {where} (q R0 in "
+                             f"[{lo_dom:.3g}, {hi_dom:g}] for this beam and n_l2); check the geometry")
+    return q_min, q_max, notes
+
+
+def fit_bounds(opt, beam_size: float) -> dict:
+    """gamma_max and d2_max of the direct fit, capped so that every trial stays in the model's domain."""
+    gamma_max = min(GAMMA_FIT_MAX, 0.999 * GAMMA_MAX * beam_size)
+    d2_max = min(D2_FIT_MAX, 0.999 * max_d2(_system(opt, beam_size, gamma_l=gamma_max)))
+    return {"gamma_max": gamma_max, "d2_max": d2_max}
+
+
+def flow_defined(gamma_l: float, gamma_std: float) -> bool:
+    """Whether a pair defines a flow direction: gamma L significantly above zero."""
+    return bool(np.isfinite(gamma_l) and np.isfinite(gamma_std) and gamma_l > FLOW_SIGNIFICANCE * gamma_std
+                and gamma_l > 0)
+
+
+def fit_warnings(fit, bounds: dict, d2_min: float) -> list[str]:
+    """Warnings for fitted parameters at a bound of the fit and for an undefined flow direction."""
+    out = []
+    limits = {"gamma_l": (0.0, bounds["gamma_max"]), "d2": (d2_min, bounds["d2_max"])}
+    for name, (lo, hi) in limits.items():
+        if name not in fit.free:
+            continue
+        v = getattr(fit, name).value
+        span = hi - lo
+        for side, b in (("lower", lo), ("upper", hi)):
+            if abs(v - b) <= AT_BOUND_RTOL * span:
+                out.append(f"{name} = {v:.4g} R0 is at the {side} bound of the fit ({b:.4g}): not a measurement - "
+                           "check the geometry (beam size, q range) and the frames")
+    if "flow" in fit.free and not flow_defined(fit.gamma_l.value, fit.gamma_l.std):
+        out.append(f"the flow direction is undefined: no measurable shear (gamma_l = {fit.gamma_l.value:.3g} +- "
+                   f"{fit.gamma_l.std:.2g} R0); the flow angle is reported as null")
+    return out
+
+
+#: Working memory of the renderer per pixel and frame (bytes): q, phi, q_x, q_y, the complex amplitude,
+#: the intensity, the counts and the mask.
+RENDER_BYTES_PER_PIXEL = 160
+
+
+def check_render(params: SystemParams, counts, contrast, shape, n_frames: int) -> None:
+    """Refuse a synthetic rendering that is not physical or does not fit in memory (before any work):
+    particles sheared or displaced out of the simulated box, non-finite counts, a frame too large."""
+    check_box(params)
+    c = finite_float("counts (--counts)", counts)
+    if not c > 0:
+        raise ShearcorrError(f"counts must be > 0 (photons per pixel at q R0 = 0.5), got {c:g}")
+    if not 0 < finite_float("contrast (--contrast)", contrast) <= 1:
+        raise ShearcorrError(f"contrast must be in (0, 1], got {contrast}")
+    ny, nx = (int(v) for v in shape)
+    require(RENDER_BYTES_PER_PIXEL * ny * nx * max(int(n_frames), 2) / 2,
+            f"rendering {n_frames} frames of {ny} x {nx} pixels", "use a smaller frame (--size)")
