@@ -37,7 +37,7 @@ from shearcorr.errors import ShearcorrError
 from shearcorr.params import QGrid, SystemParams
 
 N_Q, N_THETA = 16, 17
-BASE = dict(n_l2=150.0, rs=0.1, d2=1.0, gamma_l=10.0, beam_size=800.0)
+BASE = dict(n_l2=150.0, rs=0.1, d2=1.0, gamma_l=10.0, beam_size=800.0, displacement="uniform")
 
 #: (axis, changes to BASE, q_min, q_max)
 POINTS = [
@@ -53,17 +53,24 @@ POINTS = [
     # added after the first pass (appended: a point's seed is 5000 + its index)
     ("window", {}, 0.0433, 0.433),
     ("window", {"beam_size": 50.0, "gamma_l": 0.625, "d2": 0.3}, 0.5, 5.0),
+    ("rs", {"rs": 0.6}, 0.5, 5.0),
+    ("n_l2", {"n_l2": 10.0}, 0.5, 5.0),
+    ("box", {"gamma_l": 560.0, "d2": 19.9}, 0.5, 5.0),
+    ("rs", {"rs": 0.5, "displacement": "stokes-einstein"}, 0.5, 5.0),
+    ("rs", {"rs": 0.6, "displacement": "stokes-einstein"}, 0.5, 5.0),
 ]
 
 
 def _key(axis, changes, q_min, q_max, configs, seed):
     p = {**BASE, **changes}
-    return f"{axis}_{p['n_l2']:g}_{p['rs']:g}_{p['d2']:g}_{p['gamma_l']:g}_{p['beam_size']:g}_{q_min:g}_{q_max:g}_{configs}_{seed}"
+    conv = "" if p["displacement"] == "uniform" else "_se"
+    return (f"{axis}_{p['n_l2']:g}_{p['rs']:g}_{p['d2']:g}_{p['gamma_l']:g}_{p['beam_size']:g}_{q_min:g}_{q_max:g}"
+            f"_{configs}_{seed}{conv}")
 
 
 def _params(changes):
     p = {**BASE, **changes}
-    return SystemParams(p["n_l2"], p["rs"], p["d2"], p["gamma_l"], beam_size=p["beam_size"])
+    return SystemParams(p["n_l2"], p["rs"], p["d2"], p["gamma_l"], beam_size=p["beam_size"], displacement=p["displacement"])
 
 
 def run(configs, outdir, only):
@@ -127,10 +134,10 @@ def table(configs, outdir):
         rows.append(score(axis, changes, q_min, q_max, np.load(path)))
         print(json.dumps(rows[-1]), flush=True)
     print()
-    print("| axis | n_l2 | rs | d2 | γL | L | q R0 | n_l2/(q_min L/2)² | χ²/dof map | χ²/dof axes | common mode (σ) | max abs Δg | max g MC / analytic | engine |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| axis | n_l2 | rs | d2 | γL | L | displacement | q R0 | n_l2/(q_min L/2)² | χ²/dof map | χ²/dof axes | common mode (σ) | max abs Δg | max g MC / analytic | engine |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['axis']} | {r['n_l2']:g} | {r['rs']:g} | {r['d2']:g} | {r['gamma_l']:g} | {r['beam_size']:g} | "
+        print(f"| {r['axis']} | {r['n_l2']:g} | {r['rs']:g} | {r['d2']:g} | {r['gamma_l']:g} | {r['beam_size']:g} | {r['displacement']} | "
               f"{r['q_min']:g}–{r['q_max']:g} | {r['window_eps']:.2g} | {r['chi2_map']:.3g} | {r['chi2_axes']:.3g} | {r['common_mode_sigma']:+.2f} | "
               f"{r['max_abs_dg']:.2g} | {r['g_mc_max']:.3g} / {r['g_an_max']:.3g} | {r['verdict']} |")
 

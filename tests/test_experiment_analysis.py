@@ -55,7 +55,8 @@ def test_synthetic_pairs_recovered(gl, d2, flow, seed):
     # the JSON users parse: keys and structure of result.json
     d = json.loads(r.to_json())
     assert set(d) == {"gamma_l", "d2", "rs", "flow_angle_deg", "contrast", "chi2", "methods", "inputs", "geometry",
-                      "provenance"}
+                      "provenance", "warnings"}
+    assert d["warnings"] == []  # a good pair: nothing at a bound, a defined flow, q inside the model's domain
     assert d["gamma_l"]["value_nm"] == pytest.approx(r.gamma_l.value * p.geometry.particle_radius_nm)
     assert d["methods"]["fit"]["gamma_l"] == [r.methods["fit"].gamma_l.value, r.methods["fit"].gamma_l.std]
 

@@ -288,7 +288,7 @@ def test_ensemble_dataset_and_dispatch():
 def test_arbitrary_grid():
     p = SystemParams(150, 0.2, 1.0, 10)
     theta = np.array([-1.0, 0.0, 0.7, np.pi / 2, 2.5, np.pi + 0.7])
-    _, g, _ = ensemble_arrays(p, QGrid(np.array([0.02, 0.3, 7.0]), theta))
+    _, g, _ = ensemble_arrays(p, QGrid(np.array([0.2, 0.3, 7.0]), theta))
     assert np.all(np.isfinite(g))
     np.testing.assert_allclose(g[:, 2], g[:, 5], atol=1e-12)  # I(q, theta + pi) = I(q, theta)
     assert np.all(g >= 1.0)

@@ -149,8 +149,9 @@ class QGrid:
             raise ShearcorrError(f"need n_q >= 1 and n_theta >= 1, got {n_q} and {n_theta}")
         from .memory import FLOAT, require
 
-        require(3 * FLOAT * (int(n_q) + int(n_theta)), f"a grid of {int(n_q)} q x {int(n_theta)} theta",
-                "use fewer q or theta values (--n-q, --n-theta)")
+        # every use of a grid builds (n_q, n_theta) maps (g, I, errors, ...): at least ten of them
+        require(FLOAT * (3 * (int(n_q) + int(n_theta)) + 10 * int(n_q) * int(n_theta)),
+                f"a grid of {int(n_q)} q x {int(n_theta)} theta", "use fewer q or theta values (--n-q, --n-theta)")
         return cls(np.geomspace(q_min, q_max, int(n_q)), np.linspace(0.0, np.pi, int(n_theta)))
 
     @property

@@ -104,7 +104,11 @@ def _warn(warnings, prefix: str = "") -> None:
         print(f"shearcorr: warning: {prefix}{w}", file=sys.stderr)
 
 
-def _frame_indices(text: str) -> list[int]:
+#: Memory kept per pair of a series until its results are written (maps, fit, model on the bins; bytes).
+PAIR_RESULT_BYTES = 4 * 1024**2
+
+
+def _frame_indices(text: str) -> range:
     """``START:STOP[:STEP]`` (integers, STOP excluded) -> the frame indices."""
     from ..errors import ShearcorrError
 
@@ -114,7 +118,14 @@ def _frame_indices(text: str) -> list[int]:
             raise ValueError
     except ValueError:
         raise ShearcorrError(f"--frames must be START:STOP or START:STOP:STEP (integers, STEP > 0), got {text!r}") from None
-    return list(range(*parts))
+    frames = range(*parts)
+    if len(frames) < 2:
+        raise ShearcorrError(f"--frames {text} selects {len(frames)} frame(s); a series needs at least 2")
+    from ..memory import require
+
+    # every pair's result (maps, fits) stays in memory until series.json is written
+    require(len(frames) * PAIR_RESULT_BYTES, f"--frames {text} ({len(frames)} frames)", "analyse fewer frames per run")
+    return frames
 
 
 def run_series(args) -> None:

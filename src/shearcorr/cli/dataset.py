@@ -35,7 +35,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--include-I", dest="include_I", action="store_true", help="also store <I(q, theta)>")
     r.add_argument("--include-err", dest="include_err", action="store_true", default=None,
                    help="also store g_err (default: yes for mc, no for analytic)")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing store made with other settings")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an existing store (or --netcdf file); without it a store made with the same "
+                        "settings is resumed and one made with other settings is refused")
     r.add_argument("--netcdf", default=None, metavar="OUT.nc", help="also export the finished set to NetCDF (small sets)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
 
@@ -84,7 +86,7 @@ def run_generate(args) -> None:
     if args.n is None or args.output is None:
         raise ShearcorrError("dataset needs --n N and -o STORE (e.g. shearcorr dataset --n 6000 -o paper.zarr)")
     if args.netcdf is not None:
-        check_output_file(args.netcdf, suffixes=(".nc", ".nc4", ".h5"), overwrite=True)
+        check_output_file(args.netcdf, suffixes=(".nc", ".nc4", ".h5"), overwrite=args.overwrite)  # before any work
     ranges, fixed = _range_or_fixed(args)
     grid = grid_from_args(args)
     with executor_from(workers=args.workers, scheduler=args.scheduler) as executor:
@@ -92,7 +94,7 @@ def run_generate(args) -> None:
             args.output, n=args.n, seed=args.seed, design=args.design, ranges=ranges, fixed=fixed, grid=grid,
             engine=args.engine, configs=args.configs, displacement=args.displacement, executor=executor,
             chunk_size=args.chunk_size, include_I=args.include_I, include_err=args.include_err,
-            overwrite=args.overwrite, progress=not args.no_progress,
+            overwrite=args.overwrite, progress=not args.no_progress,  # the bar itself only on a terminal
         )
     if args.netcdf is not None:
         export_netcdf(path, args.netcdf)

@@ -48,6 +48,7 @@ def register(sub) -> None:
                    help="--model ard: training rows used to optimise the kernel hyperparameters (default 1000)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="BLAS threads while training (default: idle CPUs from the load average, at least 1)")
+    add_overwrite(p, "model file")
     p.set_defaults(func=run_train)
 
     for name, help_, description, (data, data_help), json_help, func in (

@@ -273,10 +273,9 @@ def generate(
         lock.bind(path)
         _, done, cs, _ = _store.read_state(path)
         if not create:
-            if not _store.has_checksums(path):
-                raise ShearcorrError(f"{path} was written without sample checksums (an older shearcorr); it cannot be "
-                                     "resumed safely - regenerate it with --overwrite")
             done = _drop_damaged(path, done, progress)
+            if not _store.has_checksums(path):  # a store written before checksums: its intact samples get them
+                _store.add_checksums(path, done, cs)
         tasks = deque(task(a, min(a + cs, n)) for a in range(0, n, cs) if not done[a:min(a + cs, n)].all())
         return _drive(path, tasks, executor, n=n, n_done=int(done.sum()), progress=progress, lock=lock)
 

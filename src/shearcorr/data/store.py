@@ -139,6 +139,27 @@ def has_checksums(path: Path) -> bool:
         return integrity.DIGEST in ds
 
 
+def add_checksums(path: Path, done: np.ndarray, chunk_size: int) -> None:
+    """Give a store written before checksums existed its ``checksum`` variable: the digests of its
+    finished samples as they are now (call it after :func:`damaged_chunks` dropped inconsistent ones)."""
+    n = done.size
+    digest = np.zeros(n, dtype=np.uint64)
+    with _open(path) as ds:
+        attrs = dict(ds.attrs)
+        for a in range(0, n, chunk_size):
+            b = min(a + chunk_size, n)
+            idx = np.flatnonzero(done[a:b])
+            if idx.size:
+                data = {k: np.asarray(ds[k].isel(sample=slice(a, b)).values)[idx] for k in integrity.DATA_ORDER if k in ds}
+                rows = np.column_stack([np.asarray(ds[p].isel(sample=slice(a, b)).values)[idx] for p in PARAM_NAMES])
+                digest[a + idx] = integrity.digests(rows, integrity.as_stored(data))
+    var = xr.Dataset({integrity.DIGEST: ("sample", digest)}, attrs=attrs)  # appending rewrites the group's attrs
+    var[integrity.DIGEST].attrs["long_name"] = "BLAKE2b-64 of the sample's parameters (float64) and data as stored"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        var.to_zarr(path, mode="a", encoding={integrity.DIGEST: {"chunks": (chunk_size,)}}, consolidated=False)
+
+
 def damaged_chunks(path: Path) -> list[tuple[int, int, str]]:
     """``(start, stop, reason)`` of every chunk of the store whose finished samples fail verification."""
     with _open(path) as ds:

@@ -30,7 +30,7 @@ from .frames import FramePair, load_pair, make_pair
 from .geometry import DetectorGeometry, load_geometry
 from .inference import D2_MIN, fit_pair
 from .model import BinnedPairModel
-from .regression import default_cache_dir, gpr_predict, model_predict
+from .regression import GPR_BOX, default_cache_dir, gpr_predict, model_predict
 from .results import ChiSquare, Contrast, FlowAngle, Length, PairAnalysis, RsEstimate
 
 __all__ = ["analyze", "AnalysisOptions"]
@@ -205,10 +205,11 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     t0 = time.perf_counter()
     opt = AnalysisOptions() if options is None else options
     out = None if output is None else check_output_folder(output, overwrite=overwrite)
+    cache, notes = checks.cache_folder(opt.cache_dir, default_cache_dir) if opt.method != "fit" else (None, [])
     pair, geo = _read(before, after, geometry, opt, frame_index, frame_index_after)
     checks.check_bins(opt.n_q, opt.n_phi, int(pair.valid.sum()))
     spx = _speckle_px(geo, pair.valid)
-    notes = checks.check_speckle(spx, pair.before.shape)
+    notes += checks.check_speckle(spx, pair.before.shape)
     q_min, q_max, q_notes = checks.model_q_range(geo.qr0, pair.valid, opt, geo.beam_size_r0)
     qe = q_bin_edges(geo.qr0, pair.valid, opt.n_q, q_min, q_max)
     map_opts = dict(contrast=opt.contrast, photon_counts=opt.photon_counts, speckle_px=spx)
@@ -223,8 +224,7 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     cm.C_err = cm.errors(fit.beta.value * y_fit)  # errors at the prediction (see CorrelationMap.errors)
     methods = {"fit": fit}
     if opt.method in ("gpr", "both"):
-        cache = default_cache_dir() if opt.cache_dir is None else opt.cache_dir
-        methods["gpr"] = gpr_predict(cm, mdl_th, cache_dir=cache, seed=opt.seed)
+        methods["gpr"] = gpr_predict(cm, mdl_th, cache_dir=cache, seed=opt.seed, box=checks.gpr_box(GPR_BOX, bounds))
     if opt.model is not None:
         methods["model"] = model_predict(opt.model, pair, geo, phi_offset=flow, **map_opts)
     provenance = {"shearcorr_version": __version__, "method": opt.method, "engine": "analytic",

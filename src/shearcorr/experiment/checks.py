@@ -24,6 +24,7 @@ Flagged in the result (``warnings`` of :class:`~.results.PairAnalysis`) and on s
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from ..forward.domain import GAMMA_MAX, N_L2_RANGE, Q_MAX_R0, analytic_q_min, ch
 from ..memory import require
 from ..params import SystemParams, finite_float
 
-__all__ = ["validate_options", "check_render", "check_bins", "check_speckle", "model_q_range", "fit_bounds", "fit_warnings",
+__all__ = ["validate_options", "check_render", "check_bins", "cache_folder", "gpr_box", "check_speckle", "model_q_range", "fit_bounds", "fit_warnings",
            "flow_defined", "MAX_N_Q", "MAX_N_PHI", "MIN_N_PHI", "MIN_PIXELS_PER_BIN", "MIN_SPECKLES_ACROSS",
            "MAX_FLOW_DEG", "FLOW_SIGNIFICANCE"]
 
@@ -142,8 +143,8 @@ def model_q_range(qr0: np.ndarray, valid: np.ndarray, opt, beam_size: float) -> 
     if q_max is None and qv.max() > hi_dom:
         q_max = hi_dom
         notes.append(f"q R0 > {hi_dom:g} left out: outside the pair model's validated domain (the frame reaches {qv.max():.3g})")
-    if (q_min is not None and q_min >= qv.max()) or (q_max is not None and q_max <= qv.min()):
-        raise ShearcorrError(f"the frame covers q R0 in [{qv.min():.3g}, {qv.max():.3g}], {where} (q R0 in "
+    if notes and ((q_min is not None and q_min >= qv.max()) or (q_max is not None and q_max <= qv.min())):
+        raise ShearcorrError(f"the frame covers q R0 in [{qv.min():.3g}, {qv.max():.3g}], all {where} (q R0 in "
                              f"[{lo_dom:.3g}, {hi_dom:g}] for this beam and n_l2); check the geometry")
     return q_min, q_max, notes
 
@@ -197,3 +198,32 @@ def check_render(params: SystemParams, counts, contrast, shape, n_frames: int) -
     ny, nx = (int(v) for v in shape)
     require(RENDER_BYTES_PER_PIXEL * ny * nx * max(int(n_frames), 2) / 2,
             f"rendering {n_frames} frames of {ny} x {nx} pixels", "use a smaller frame (--size)")
+
+
+def cache_folder(cache_dir, default):
+    """The cache folder of the geometry-specific GPR, created and tried before any work.
+
+    A folder the user named (``--cache``) that cannot be written is refused (one line); the default
+    one (``default()``) that cannot be written turns caching off, with a warning. Returns (folder or
+    None, warnings).
+    """
+    from ..files import check_parent
+
+    explicit = cache_dir is not None
+    folder = Path(cache_dir) if explicit else Path(default())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        check_parent(folder / "probe")
+    except (OSError, ShearcorrError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if explicit:
+            raise ShearcorrError(f"the cache folder {folder} cannot be written ({why}); pass another --cache folder") from None
+        return None, [f"the default cache folder {folder} cannot be written ({why}); the geometry-specific GPR is not cached"]
+    return folder, []
+
+
+def gpr_box(box, bounds: dict) -> tuple:
+    """The GPR's (gamma L, D2, R_s) training box, capped by the fit bounds (the model's domain)."""
+    (g0, g1), (d0, d1), rs = box
+    return ((min(g0, 0.5 * bounds["gamma_max"]), min(g1, bounds["gamma_max"])),
+            (min(d0, 0.5 * bounds["d2_max"]), min(d1, bounds["d2_max"])), rs)

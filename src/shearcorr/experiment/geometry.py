@@ -37,6 +37,17 @@ Q_UNITS = dict(zip(CHOICES["q_unit"], (1.0, 10.0)))
 HC_KEV_ANGSTROM = 12.398419843320026
 
 
+def _shape(shape) -> tuple[int, int]:
+    """A detector shape [rows, cols] as two whole numbers >= 1 (one-line error otherwise)."""
+    try:
+        ny, nx = shape
+        if any(isinstance(v, bool) or float(v) != int(v) or int(v) < 1 for v in (ny, nx)):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise ShearcorrError(f"geometry: shape must be [rows, cols], two whole numbers >= 1, got {shape!r}") from None
+    return int(ny), int(nx)
+
+
 def _pos(name, v) -> float:
     v = finite_float(f"geometry: {name}", v)
     if v <= 0:
@@ -121,14 +132,20 @@ def flat_detector(shape, beam_center, pixel_size, distance, *, wavelength=None, 
     wavelength : float, optional
         X-ray wavelength in angstrom (or give ``energy_kev``; lambda = 12.398 / E).
     """
-    ny, nx = (int(s) for s in shape)
+    ny, nx = _shape(shape)
     if ny < 2 or nx < 2:
         raise ShearcorrError(f"geometry: detector shape must be at least 2 x 2, got {shape}")
     try:
-        cx, cy = (float(v) for v in beam_center)
+        cx, cy = (finite_float("geometry: beam_center_px", v) for v in beam_center)
     except (TypeError, ValueError):
-        raise ShearcorrError(f"geometry: beam_center_px must be [col, row], got {beam_center!r}") from None
-    py, px = (pixel_size, pixel_size) if np.ndim(pixel_size) == 0 else tuple(pixel_size)
+        raise ShearcorrError(f"geometry: beam_center_px must be [col, row] (column first, then row; pixels, "
+                             f"0-based), got {beam_center!r}") from None
+    if np.ndim(pixel_size) == 0:
+        py = px = pixel_size
+    elif isinstance(pixel_size, (list, tuple, np.ndarray)) and len(pixel_size) == 2:
+        py, px = pixel_size
+    else:
+        raise ShearcorrError(f"geometry: pixel_size_m must be one number or [row, col], got {pixel_size!r}")
     py, px = _pos("pixel_size_m", py), _pos("pixel_size_m", px)
     dist = _pos("distance_m", distance)
     if (wavelength is None) == (energy_kev is None):
@@ -146,8 +163,12 @@ def flat_detector(shape, beam_center, pixel_size, distance, *, wavelength=None, 
 
 
 def _parse_poni(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ShearcorrError(f"{path} is not a text file; a .poni file is pyFAI's 'Key: value' text") from None
     out = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or ":" not in line:
             continue
@@ -179,19 +200,32 @@ def from_poni(path, shape, *, particle_radius_nm, beam_size_nm, q_unit="1/nm") -
         info = {"type": "poni", "poni": str(path), "reader": f"pyFAI {pyFAI.version}"}
         return DetectorGeometry(q_nm, -chi, particle_radius_nm, beam_size_nm, q_unit, info)
     p = _parse_poni(path)
+    need_pyfai = "pip install 'shearcorr[pyfai]'"
     try:
         cfg = json.loads(p.get("detector_config", "{}"))
-        pix1 = float(cfg.get("pixel1", p.get("pixelsize1", "nan")))
-        pix2 = float(cfg.get("pixel2", p.get("pixelsize2", "nan")))
-        dist, poni1, poni2 = float(p["distance"]), float(p["poni1"]), float(p["poni2"])
-        lam_m = float(p["wavelength"])
-        rots = [float(p.get(k, 0.0)) for k in ("rot1", "rot2", "rot3")]
-    except (KeyError, ValueError, json.JSONDecodeError) as exc:
-        raise ShearcorrError(f"{path} is not a readable poni file ({exc}); or install pyFAI: pip install pyFAI") from None
+    except (ValueError, RecursionError):
+        raise ShearcorrError(f"{path}: Detector_config is not JSON; fix the poni file") from None
+    if not isinstance(cfg, dict):
+        raise ShearcorrError(f"{path}: Detector_config must be a JSON object like {{\"pixel1\": 7.5e-05, ...}}, "
+                             f"got {type(cfg).__name__}")
+    detector = p.get("detector", "Detector").strip()
+    if "pixel1" not in cfg and "pixelsize1" not in p and detector.lower() not in ("", "detector"):
+        raise ShearcorrError(f"{path} names the detector {detector!r}, whose pixel size only pyFAI knows; {need_pyfai}")
+    try:
+        pix1 = _pos("poni pixel1", cfg.get("pixel1", p.get("pixelsize1")))
+        pix2 = _pos("poni pixel2", cfg.get("pixel2", p.get("pixelsize2")))
+        dist, poni1, poni2 = (_pos("poni Distance", p["distance"]), finite_float("poni Poni1", p["poni1"]),
+                              finite_float("poni Poni2", p["poni2"]))
+        lam_m = _pos("poni Wavelength", p["wavelength"])
+        rots = [finite_float(f"poni {k}", p.get(k, 0.0)) for k in ("rot1", "rot2", "rot3")]
+    except KeyError as exc:
+        raise ShearcorrError(f"{path} has no {exc.args[0]!r} entry; not a readable poni file (or {need_pyfai})") from None
     if any(abs(r) > 1e-6 for r in rots):
-        raise ShearcorrError(f"{path} describes a tilted detector; reading tilts needs pyFAI: pip install pyFAI")
-    if int(cfg.get("orientation", 3)) != 3:
-        raise ShearcorrError(f"{path} uses detector orientation {cfg['orientation']}; reading it needs pyFAI: pip install pyFAI")
+        raise ShearcorrError(f"{path} describes a tilted detector; reading tilts needs pyFAI: {need_pyfai}")
+    orientation = cfg.get("orientation", 3)
+    if orientation not in (3, "3"):
+        raise ShearcorrError(f"{path} uses detector orientation {orientation!r}; shearcorr reads orientation 3 "
+                             f"(pyFAI's default) itself, others need pyFAI: {need_pyfai}")
     geo = flat_detector(shape, (poni2 / pix2 - 0.5, poni1 / pix1 - 0.5), (pix1, pix2), dist,
                         wavelength=lam_m * 1e10, particle_radius_nm=particle_radius_nm,
                         beam_size_nm=beam_size_nm, q_unit=q_unit)
@@ -209,6 +243,13 @@ def from_maps(q, phi, *, q_unit, phi_unit="rad", convention="aps", particle_radi
     check_choice("azimuth_convention", convention, what="geometry: azimuth_convention")
     q = np.asarray(q, dtype=np.float64) * Q_UNITS[q_unit]
     ph = np.asarray(phi, dtype=np.float64)
+    for name, arr in (("q_map", q), ("phi_map", ph)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        if bad:
+            raise ShearcorrError(f"geometry: the {name} holds {bad} NaN or inf values; give every pixel a finite value "
+                                 "(exclude pixels with the mask instead)")
+    if np.any(q < 0):
+        raise ShearcorrError("geometry: the q_map holds negative values; |q| is >= 0")
     if phi_unit == "deg":
         ph = np.radians(ph)
     if convention == "pyfai":
@@ -223,7 +264,8 @@ def load_geometry(path, shape) -> DetectorGeometry:
 
     Keys: ``particle_radius_nm``, ``beam_size_um`` (required), ``q_unit`` (default ``1/nm``),
     ``shape`` ([rows, cols], optional, checked against the frames) and
-    either ``beam_center_px`` + ``pixel_size_m`` + ``distance_m`` + (``wavelength_angstrom`` |
+    either ``beam_center_px`` ([col, row]: column first, as x then y; 0-based pixel centres) +
+    ``pixel_size_m`` (one number or [row, col]) + ``distance_m`` + (``wavelength_angstrom`` |
     ``energy_kev``), or ``poni``, or ``q_map`` + ``phi_map`` (.npy; ``phi_unit``,
     ``azimuth_convention``). Relative file names are relative to the JSON file.
     """
@@ -231,9 +273,12 @@ def load_geometry(path, shape) -> DetectorGeometry:
     if not path.is_file():
         raise ShearcorrError(f"no such geometry file: {path}")
     try:
-        spec = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ShearcorrError(f"geometry file {path} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ShearcorrError(f"geometry file {path} is nested too deeply to be a geometry; it holds one JSON object "
+                             "of numbers and file names (docs/experiment.md)") from None
     if not isinstance(spec, dict):
         raise ShearcorrError(f"geometry file {path} must hold a JSON object")
     for key in ("particle_radius_nm", "beam_size_um"):
@@ -243,6 +288,9 @@ def load_geometry(path, shape) -> DetectorGeometry:
                   beam_size_nm=1000.0 * _pos("beam_size_um", spec["beam_size_um"]))
     q_unit = spec.get("q_unit", "1/nm")
     base = path.parent
+    for key in ("poni", "q_map", "phi_map"):
+        if key in spec and not isinstance(spec[key], str):
+            raise ShearcorrError(f"geometry file {path}: {key!r} must be a file name, got {spec[key]!r}")
     if "poni" in spec:
         geo = from_poni(base / spec["poni"], shape, q_unit=q_unit, **common)
     elif "q_map" in spec or "phi_map" in spec:
@@ -259,7 +307,7 @@ def load_geometry(path, shape) -> DetectorGeometry:
         geo = flat_detector(shape, spec["beam_center_px"], spec["pixel_size_m"], spec["distance_m"],
                             wavelength=spec.get("wavelength_angstrom"), energy_kev=spec.get("energy_kev"),
                             q_unit=q_unit, **common)
-    if "shape" in spec and [int(v) for v in spec["shape"]] != list(shape):
+    if "shape" in spec and list(_shape(spec["shape"])) != list(shape):
         raise ShearcorrError(f"geometry is for a {spec['shape'][0]} x {spec['shape'][1]} detector but the frames are {shape[0]} x {shape[1]}")
     geo.check_shape(shape)
     return geo

@@ -35,15 +35,15 @@ __all__ = ["WINDOW_EPS_MAX", "GAMMA_MAX", "BOX_SIGMAS", "RS_MAX", "N_L2_RANGE", 
            "analytic_q_min", "max_d2", "largest_step", "check_box", "analytic_bytes", "mc_bytes", "check_memory"]
 
 #: Largest n_l2 / (q_min L / 2)^2 (relative size of the neglected window pairings on the axes).
-WINDOW_EPS_MAX = 0.05
+WINDOW_EPS_MAX = 0.25
 #: Largest shear strain gamma = gamma_l / beam_size.
-GAMMA_MAX = 0.5
+GAMMA_MAX = 0.9
 #: The box margin (L/2)(1 - gamma) must hold this many displacement stds.
 BOX_SIGMAS = 6.0
 #: Largest polydispersity R_s.
 RS_MAX = 0.5
 #: Validated range of the mean number of particles in the beam.
-N_L2_RANGE = (1.0, 3000.0)
+N_L2_RANGE = (20.0, 3000.0)
 #: Largest q R0.
 Q_MAX_R0 = 60.0
 _DOC = "docs/theory.md section 7"

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..plots import require_matplotlib
 
-__all__ = ["frame_with_mask", "correlation_map", "g_theta", "g_q", "flow_series", "save_figures"]
+__all__ = ["frame_with_mask", "correlation_map", "g_theta", "g_q", "flow_series", "save_figures", "log_axis_labels"]
 
 
 def frame_with_mask(frame, valid, ax=None, title=""):
@@ -63,7 +63,21 @@ def g_q(cm, model_y, ax=None):
     """g(q) - 1 = mean over theta of (C - 1)/beta, data with errors and the fitted model."""
     ax = _profile(cm, model_y, 1, ax)
     ax.set(xscale="log", xlabel="q R0", ylabel="g(q) - 1 (normalised)")
+    log_axis_labels(ax.xaxis, float(np.min(cm.q)), float(np.max(cm.q)))
     return ax
+
+
+def log_axis_labels(axis, lo: float, hi: float) -> None:
+    """Plain-number labels on a log axis spanning [lo, hi]: 1-2-3-5 steps within about a decade, 1-2-5
+    within two and a half, decades beyond, and no labelled minor ticks (matplotlib's "2x10^-1, 3x10^-1"
+    minor labels overlap on short ranges)."""
+    from matplotlib import ticker
+
+    decades = float(np.log10(hi / lo)) if hi > lo > 0 else 1.0
+    subs = (1.0, 2.0, 3.0, 5.0) if decades <= 1.2 else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)
+    axis.set_major_locator(ticker.LogLocator(base=10.0, subs=subs))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def flow_series(joint, ax=None):

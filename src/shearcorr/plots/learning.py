@@ -23,6 +23,15 @@ def _ax(ax):
     return ax
 
 
+def _room_for_labels(ax) -> None:
+    """Twin axes and colour bars put labels between panels: let the figure make room for them
+    (constrained layout) unless its maker chose a layout; otherwise a panel's right-hand label lands on
+    the next panel's ticks (the ACF label of Fig. 6a, the colour-bar label next to sigma)."""
+    fig = ax.figure
+    if fig.get_layout_engine() is None:
+        fig.set_layout_engine("constrained")
+
+
 def plot_singular_values(singular_values, *, top: int = 3, ax=None):
     """Fig. 4a: singular value vs rank (log scale), the top ``top`` circled in red."""
     ax = _ax(ax)
@@ -53,15 +62,17 @@ def figure_svd_space(projections, params: dict, *, max_points: int = 3000, seed:
     idx = np.arange(proj.shape[0])
     if idx.size > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_points, replace=False))
-    fig = plt.figure(figsize=(4.0 * len(params), 3.8))
+    fig = plt.figure(figsize=(4.6 * len(params), 3.8))
     for i, (name, values) in enumerate(params.items()):
         ax = fig.add_subplot(1, len(params), i + 1, projection="3d")
         sc = ax.scatter(proj[idx, 0], proj[idx, 1], proj[idx, 2], c=np.asarray(values)[idx], s=2, cmap="viridis")
         ax.set_xlabel("FV0")
         ax.set_ylabel("FV1")
-        ax.set_zlabel("FV2")
+        ax.set_zlabel("FV2", labelpad=6)
         ax.set_title(LABELS.get(name, name))
-        fig.colorbar(sc, ax=ax, shrink=0.6, pad=0.1)
+        # the z axis (ticks and the FV2 label) is drawn on the right: the colour bar goes below, where
+        # it hides nothing (on the right it covered the FV2 label)
+        fig.colorbar(sc, ax=ax, orientation="horizontal", shrink=0.6, pad=0.12, fraction=0.05)
     fig.tight_layout()
     return fig
 
@@ -69,6 +80,7 @@ def figure_svd_space(projections, params: dict, *, max_points: int = 3000, seed:
 def plot_pddf_acf(stats, *, ax=None):
     """Fig. 6a: PDDF p(z) (left axis) and ACF C_mu(z) of each target (right axis)."""
     ax = _ax(ax)
+    _room_for_labels(ax)
     ax.plot(stats.z, stats.pddf, "k-", label="p(z)")
     ax.set_xlabel(r"pair distance $z$")
     ax.set_ylabel(r"PDDF $p(z)$")
@@ -89,13 +101,14 @@ def plot_lml(l_values, sigma_values, lml, *, optimum=None, title: str = "", ax=N
     Values far below the maximum are clipped (max - 5 |max| or max - 1e4) so the contours show the peak.
     """
     ax = _ax(ax)
+    _room_for_labels(ax)
     z = np.asarray(lml, dtype=np.float64)
     top = np.nanmax(z)
     floor = top - max(1e4, 0.0) if not np.isfinite(top) else top - min(1e4, 5 * abs(top) + 50)
     z = np.clip(z, floor, None)
     L, S = np.meshgrid(np.asarray(l_values), np.asarray(sigma_values), indexing="ij")
     cs = ax.contourf(L, S, z, levels=levels, cmap="viridis")
-    ax.figure.colorbar(cs, ax=ax, label="log marginal likelihood")
+    ax.figure.colorbar(cs, ax=ax, label="LML (log marginal likelihood)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     if optimum is not None:
