@@ -239,20 +239,34 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
 
 def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
     """Rename the finished folder ``tmp`` to ``out``; an existing ``out`` is moved aside first and
-    deleted only after the rename, so a failure never leaves ``out`` half-written."""
-    if out.exists():
-        if not overwrite and (not out.is_dir() or any(out.iterdir())):
-            raise ShearcorrError(f"output {out} appeared while working and is not empty; nothing was replaced")
-        old = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name) + "old.", dir=out.parent))
-        out.rename(old / "x")
+    deleted only after the rename, so a failure never leaves ``out`` half-written. Two runs publishing
+    the same ``out`` at once: one wins, the other gets a one-line error; ``out`` is always complete."""
+    raced = ShearcorrError(f"output {out} was written by another run at the same time; this run's result was not "
+                           "published (the other one is complete)")
+    if not out.exists():
         try:
             tmp.rename(out)
-        except BaseException:
-            (old / "x").rename(out)  # put the old output back
+        except OSError:
+            if out.exists():
+                raise raced from None
             raise
+        return
+    if not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise ShearcorrError(f"output {out} appeared while working and is not empty; nothing was replaced")
+    old = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name) + "old.", dir=out.parent))
+    try:
+        with contextlib.suppress(FileNotFoundError):  # another run may have moved it first
+            out.rename(old / "x")
+        try:
+            tmp.rename(out)
+        except OSError:
+            if out.exists():
+                raise raced from None
+            with contextlib.suppress(OSError):
+                (old / "x").rename(out)  # put the old output back
+            raise
+    finally:
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 @contextlib.contextmanager

@@ -119,11 +119,19 @@ def grid_from_dataset(ds: xr.Dataset) -> QGrid:
 def save_result(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write a result to NetCDF-4 atomically (:func:`shearcorr.files.atomic_file`).
 
-    An existing file at ``path`` is replaced only once the new one is complete.
+    An existing file at ``path`` is replaced only once the new one is complete. The file is built in
+    memory and written with plain file I/O: the HDF5 library, writing to a full disk itself, raised an
+    unhelpful error and then crashed the interpreter (segmentation fault, issue 14); now a full disk is
+    a one-line error and nothing is left behind.
     """
+    from .memory import require
+
     path = Path(path)
-    with atomic_file(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+    size = sum(v.nbytes for v in ds.variables.values())
+    require(2 * size + 1024**2, f"writing {path.name} ({size / 1024**2:.3g} MiB of data)", "write a smaller result")
+    data = ds.to_netcdf(engine="h5netcdf")  # bytes of the complete file
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
     return path
 
 

@@ -214,10 +214,14 @@ def write_synth(pair: SynthPair, out, fmt="npy", *, overwrite: bool = False) -> 
             if fmt == "npy":
                 np.save(tmp / f"{name}.npy", arr.astype(np.int32))
             else:
+                import io
+
                 import h5py
 
-                with h5py.File(tmp / f"{name}.h5", "w") as fh:
+                buf = io.BytesIO()  # built in memory: HDF5 writing to a full disk crashes the interpreter
+                with h5py.File(buf, "w") as fh:
                     fh.create_dataset("entry/data/data", data=arr.astype(np.int32)[None], compression="gzip")
+                (tmp / f"{name}.h5").write_bytes(buf.getvalue())
         np.save(tmp / "mask.npy", pair.mask.astype(np.uint8))
         (tmp / "geometry.json").write_text(json.dumps(pair.geometry_spec, indent=2) + "\n")
         truth = dict(pair.truth, files={"before": f"before.{fmt}", "after": f"after.{fmt}", "mask": "mask.npy",
