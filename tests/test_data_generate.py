@@ -91,8 +91,7 @@ def test_overwrite_replaces_only_after_validation(reference, tmp_path):
     generate_with(path, n=4, seed=1, grid=GRID, workers=1, overwrite=True, progress=False)
     ds = open_dataset(path, load=True)
     assert ds.sizes["sample"] == 4 and json.loads(ds.attrs["design"])["seed"] == 1 and bool(ds["done"].all())
-    # no temporary leftovers; the store's lock file (data/lock.py) stays
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.zarr.shearcorr-lock", "x.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zarr"]  # no temporary or lock file left
 
 
 def test_refuses_foreign_folder_and_bad_arguments(tmp_path):

@@ -21,9 +21,12 @@ def test_a_second_lock_is_refused_with_the_holder_named(tmp_path):
         with pytest.raises(ShearcorrError, match=rf"s.zarr is being written by another shearcorr run \(pid {os.getpid()} on host"):
             StoreLock().acquire(store)
         first.acquire(store)  # re-acquiring one's own lock is a no-op
-    with StoreLock() as again:  # released on exit (and by the kernel when a process dies, kill -9 included)
+    assert not lock_path(store).exists()  # released and deleted on exit
+    lock_path(store).write_text('{"pid": 1, "host": "h"}')  # left by a killed driver: blocks nobody
+    with StoreLock() as again:
         again.acquire(store)
-    assert str(os.getpid()) in holder(store)
+        assert str(os.getpid()) in holder(store)
+    assert not lock_path(store).exists()
 
 
 def test_a_replaced_store_stops_the_driver(tmp_path):

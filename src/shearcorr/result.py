@@ -106,7 +106,8 @@ def params_from_attrs(attrs: dict[str, Any]) -> SystemParams:
             beam_size=attrs.get("beam_size", 800.0),
         )
     except KeyError as exc:
-        raise ShearcorrError(f"result has no parameter {exc.args[0]!r} in its attrs; is it a shearcorr file?") from None
+        raise ShearcorrError(f"the result has no parameter {exc.args[0]!r} in its attributes; is it a file written by "
+                             "'shearcorr simulate'?") from None
 
 
 def grid_from_dataset(ds: xr.Dataset) -> QGrid:

@@ -62,6 +62,28 @@ def _failure(exc: BaseException) -> tuple[str, int]:
             f"(set SHEARCORR_DEBUG=1 to see the traceback)"), 1
 
 
+@contextlib.contextmanager
+def _quiet_libraries():
+    """Numerical libraries' warnings and log records (numpy's RuntimeWarning, tifffile's log lines, zarr's
+    notices) are not messages to a CLI user: shearcorr says what matters in its own lines. With
+    SHEARCORR_DEBUG set they are shown."""
+    if os.environ.get("SHEARCORR_DEBUG"):
+        yield
+        return
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``shearcorr`` with ``argv``; returns the exit status.
 
@@ -75,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        status = args.func(args)
+        with _quiet_libraries():
+            status = args.func(args)
     except KeyboardInterrupt:
         print("shearcorr: interrupted; files already written are complete (run the same command to resume)", file=sys.stderr)
         return 130

@@ -36,6 +36,10 @@ def run(args) -> None:
         raise ShearcorrError(f"output {out} is a file; give a folder")
     wanted = ("fig1", "fig2", "fig3") if args.figure == "all" else (args.figure,)
     result = load_result(args.result) if args.result else None  # fail before any long computation
+    if result is not None:
+        from ..result import params_from_attrs
+
+        params_from_attrs(result.attrs)  # the parameters Fig. 2 prints and compares with eq. 5
     if out.is_dir():  # the folder may hold other files; each figure is an output of its own
         for name in wanted:
             check_output_file(out / f"{name}.png", overwrite=args.overwrite)

@@ -240,6 +240,7 @@ def generate(
         raise ShearcorrError("configs applies to engine 'mc' only; drop it or use engine='mc'")
     configs = int(configs or 0)
     engine_arrays(engine)  # a missing engine is an error now, not in every task
+    _check_domain(dsg, grid, engine, displacement)
     if chunk_size is not None:
         _whole("chunk_size", chunk_size)
         chunk_size = min(int(chunk_size), int(n))  # a chunk never holds more than the whole dataset
@@ -278,6 +279,24 @@ def generate(
                 _store.add_checksums(path, done, cs)
         tasks = deque(task(a, min(a + cs, n)) for a in range(0, n, cs) if not done[a:min(a + cs, n)].all())
         return _drive(path, tasks, executor, n=n, n_done=int(done.sum()), progress=progress, lock=lock)
+
+
+def _check_domain(dsg, grid: QGrid, engine, displacement: str) -> None:
+    """Refuse a design that reaches outside the engine's domain before the store is made: its extreme
+    corners (largest rs, d2, gamma_l with the smallest and the largest n_l2) for the analytic engine,
+    the simulated box for Monte Carlo (:mod:`shearcorr.forward.domain`)."""
+    if callable(engine):
+        return
+    from ..forward.domain import check_analytic, check_box
+
+    lo = {p: dsg.fixed[p] if p in dsg.fixed else dsg.ranges[p][0] for p in PARAM_NAMES}
+    hi = {p: dsg.fixed[p] if p in dsg.fixed else dsg.ranges[p][1] for p in PARAM_NAMES}
+    for n_l2 in (lo["n_l2"], hi["n_l2"]):
+        corner = SystemParams(n_l2, hi["rs"], hi["d2"], hi["gamma_l"], displacement=displacement)
+        if engine == "analytic":
+            check_analytic(corner, grid)
+        else:
+            check_box(corner)
 
 
 def _check_memory(n: int, grid: QGrid, chunk_size: int | None, include_I: bool, include_err: bool) -> None:

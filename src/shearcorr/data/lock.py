@@ -7,10 +7,11 @@ the store; a second driver is refused with the holder's pid, host, start time an
 releases the lock when its process ends in any way (``kill -9`` included), so a leftover lock file
 never blocks anybody; NFS file systems support it through their lock manager.
 
-The lock file is a hidden sibling of the store, ``.<store name>.shearcorr-lock`` (a few hundred bytes,
-kept: deleting a lock file that another process may be opening is itself a race). It is outside the
-store because Zarr warns about foreign files inside one, and because a replaced store must keep its
-lock. :meth:`StoreLock.check` (before every chunk write) also stops a driver whose store folder was
+The lock file is a hidden sibling of the store, ``.<store name>.shearcorr-lock``, outside the store
+because Zarr warns about foreign files inside one and because a replaced store must keep its lock. It
+is deleted when the driver ends (a killed driver leaves it; it blocks nobody and the next driver
+deletes it). Deleting a lock file is safe because a driver that locked a file checks that the path
+still names that file, and otherwise starts over (the classic lock-then-verify protocol). :meth:`StoreLock.check` (before every chunk write) also stops a driver whose store folder was
 replaced behind its back (by hand, or by a shearcorr without this lock) instead of writing into the
 new one. Readers (train, predict, info) take no lock: they read finished, checksummed samples only.
 """
@@ -33,6 +34,9 @@ except ImportError:  # pragma: no cover - non-POSIX: no locking (documented)
     fcntl = None
 
 __all__ = ["StoreLock", "lock_path", "holder"]
+
+#: Attempts to lock when the lock file is deleted under us by a driver that just finished.
+ATTEMPTS = 20
 
 
 def lock_path(store: str | os.PathLike) -> Path:
@@ -58,6 +62,7 @@ class StoreLock:
 
     def __init__(self):
         self._fd: int | None = None
+        self._file: Path | None = None
         self._store_inode: int | None = None
 
     def acquire(self, store: str | os.PathLike) -> None:
@@ -65,6 +70,13 @@ class StoreLock:
         store = Path(store)
         if self._fd is not None:
             return
+        for _ in range(ATTEMPTS):
+            if self._try(store):
+                return
+        raise ShearcorrError(f"could not lock {store}: its lock file {lock_path(store)} keeps changing; run again")
+
+    def _try(self, store: Path) -> bool:
+        """One attempt; False when the lock file was deleted or replaced between opening and locking."""
         file = lock_path(store)
         try:
             fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o666)
@@ -83,15 +95,16 @@ class StoreLock:
             same = os.stat(file).st_ino == os.fstat(fd).st_ino
         except OSError:
             same = False
-        if not same:  # the lock file was removed between our open and our lock
+        if not same:  # the previous holder deleted the file between our open and our lock: start over
             os.close(fd)
-            raise ShearcorrError(f"the lock file {file} was removed while locking it; run again")
+            return False
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                 "command": " ".join(sys.argv)[:300]}
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
-        self._fd = fd
+        self._fd, self._file = fd, file
+        return True
 
     def bind(self, store: str | os.PathLike) -> None:
         """Remember which store folder this driver writes (after creating or opening it)."""
@@ -110,8 +123,10 @@ class StoreLock:
                                  "writing into the new store (run again to resume it)")
 
     def release(self) -> None:
-        """Release the lock (closing the file releases it; the file stays)."""
+        """Delete the lock file (still holding it: see the module docstring), then release the lock."""
         if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._file)
             with contextlib.suppress(OSError):
                 os.close(self._fd)
         self._fd = None

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._version import __version__
 from ..choices import check_choice
+from ..errors import ShearcorrError
 from ..files import atomic_folder, check_output_folder, json_text
 from . import checks
 from .correlation import correlation_map, q_bin_edges
@@ -115,7 +116,20 @@ def _one_blas_thread(func):
 
 
 def _read(before, after, geometry, opt: AnalysisOptions, frame_index, frame_index_after):
-    """The frame pair (from arrays or files) and its geometry, checked against each other."""
+    """The frame pair (from arrays or files) and its geometry, checked against each other. A reader
+    library's own exception on a damaged file (an HDF5 link loop or missing external file, a truncated
+    TIFF, ...) becomes one line naming the files."""
+    try:
+        return _read_files(before, after, geometry, opt, frame_index, frame_index_after)
+    except (ShearcorrError, MemoryError):
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError, IndexError) as exc:
+        files = ", ".join(str(f) for f in (before, after, opt.mask) if f is not None and not isinstance(f, np.ndarray))
+        raise ShearcorrError(f"cannot read the frames or mask ({files}): {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}; check the files, --dataset and --frame-index") from None
+
+
+def _read_files(before, after, geometry, opt: AnalysisOptions, frame_index, frame_index_after):
     if isinstance(before, np.ndarray) or isinstance(after, np.ndarray):
         pair = make_pair(np.asarray(before), np.asarray(after), opt.mask if isinstance(opt.mask, np.ndarray) else None,
                          opt.saturation, {"before": "array", "after": "array"})

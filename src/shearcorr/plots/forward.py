@@ -188,11 +188,13 @@ def fig2(result, fig=None):
     ndarray of 3 Axes
     """
     from ..physics import g_theory
+    from ..result import params_from_attrs
 
     plt = require_matplotlib()
+    params = params_from_attrs(result.attrs)  # a file without the parameters: one-line error, not a KeyError
     q, theta = result["q"].values, result["theta"].values
     g = result["g"].values
-    g5 = g_theory(q, theta, float(result.attrs["d2"]), float(result.attrs["gamma_l"]))
+    g5 = g_theory(q, theta, params.d2, params.gamma_l)
     if fig is None:
         fig = plt.figure(figsize=(14, 4.4))
     axes = np.array(fig.subplots(1, 3)).ravel()
@@ -203,7 +205,7 @@ def fig2(result, fig=None):
     tag = f"{engine}, {n} configs" if engine == "mc" else engine
     plot_polar_map(g, q, theta, axes[1], vmin=lo, vmax=hi, cmap="magma", title=rf"(b) $g(\mathbf{{q}})$ ({tag})")
     plot_polar_map(g5, q, theta, axes[2], vmin=lo, vmax=hi, cmap="magma", title="(c) eq. 5")
-    fig.suptitle(_param_text(result.attrs), fontsize=10)
+    fig.suptitle(_param_text(params.to_dict()), fontsize=10)
     fig.tight_layout()
     return axes
 
