@@ -101,7 +101,11 @@ def score(axis, changes, q_min, q_max, mc) -> dict:
         check_analytic(params, grid)
         verdict = "inside"
     except ShearcorrError as exc:
-        verdict = str(exc).split(";")[0]
+        text = str(exc)
+        verdict = next((short for key, short in (("window terms", "refused: window terms"), ("gamma_l <=", "refused: gamma"),
+                                                 ("simulated box", "refused: box"), ("rs <=", "refused: rs"),
+                                                 ("<= n_l2 <=", "refused: n_l2"), ("q R0 <=", "refused: q_max"))
+                        if key in text), text.split(";")[0])
     # the engine's arithmetic without its domain check (to show what it would answer outside)
     nr, nl = default_resolution(params, grid.q[-1])
     with np.errstate(all="ignore"):

@@ -86,6 +86,39 @@ def test_damaged_files_are_refused(tiny_dataset, tmp_path):
         load_model(tmp_path / "missing.npz")
 
 
+def test_the_checksum_covers_the_json_hyperparameters(tiny_dataset, tmp_path):
+    """Issue 14: y_std = 0 or alpha = inf in the JSON loaded, and predict --json printed NaN. From format
+    version 3 the SHA-256 covers the JSON too; and whatever the checksum, values are checked."""
+    from shearcorr.inverse.modelfile import FORMAT_VERSION, _checksum
+
+    model, _ = train(tiny_dataset, PaperTraining(n_grid=6))
+    path = save_model(model, tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta").tobytes())
+    assert meta["format_version"] == FORMAT_VERSION == 3 and meta["sha256"] == _checksum(arrays, meta)
+
+    def write(m, name):
+        np.savez(tmp_path / name, meta=np.frombuffer(json.dumps(m).encode(), dtype=np.uint8), **arrays)
+        return tmp_path / name
+
+    edited = json.loads(json.dumps(meta))
+    edited["hyperparameters"]["d2"]["y_std"] = 2.0 * edited["hyperparameters"]["d2"]["y_std"]
+    with pytest.raises(ShearcorrError, match="checksum mismatch of its arrays or metadata"):
+        load_model(write(edited, "edited.npz"))
+    for key, value, needle in (("y_std", 0.0, "y_std must be > 0"), ("l", float("inf"), "not finite"),
+                               ("sigma", -0.1, "sigma must be >= 0")):
+        bad = json.loads(json.dumps(meta))
+        bad["hyperparameters"]["rs"][key] = value
+        bad["sha256"] = _checksum(arrays, bad)  # consistent checksum: the values themselves are refused
+        with pytest.raises(ShearcorrError, match=needle):
+            load_model(write(bad, f"{key}.npz"))
+    old = json.loads(json.dumps(meta))
+    old["format_version"] = 2  # version-2 files: the checksum covers the arrays only, and they still load
+    old["sha256"] = _checksum(arrays)
+    assert load_model(write(old, "v2.npz")).targets == model.targets
+
+
 class _Boom:
     def __reduce__(self):
         return (pytest.fail, ("unpickled!",))

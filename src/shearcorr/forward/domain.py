@@ -43,7 +43,7 @@ BOX_SIGMAS = 6.0
 #: Largest polydispersity R_s.
 RS_MAX = 0.5
 #: Validated range of the mean number of particles in the beam.
-N_L2_RANGE = (20.0, 3000.0)
+N_L2_RANGE = (10.0, 3000.0)
 #: Largest q R0.
 Q_MAX_R0 = 60.0
 _DOC = "docs/theory.md section 7"
