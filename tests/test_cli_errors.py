@@ -340,3 +340,16 @@ def test_progress_bars_only_on_a_terminal(tmp_path, capsys):
     assert main(["dataset", "--n", "8", "--n-q", "5", "--n-theta", "5", "--workers", "1", "-o", str(out)]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err and err.strip().startswith("shearcorr dataset: 8/8 samples done")
+
+
+def test_predict_json_is_strict_json(c, capsys):
+    """predict --json printed NaN / Infinity (not JSON); every value is now a number or null."""
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON constant {token}")
+
+    assert main(["predict", str(c["root"] / "m.npz"), str(c["root"] / "one.nc"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert set(out) == {"rs", "d2", "gamma_l"} and all(np.isfinite(v["std"]) for v in out.values())
+    assert main(["predict", str(c["root"] / "m.npz"), str(c["root"] / "s.zarr"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert len(out["sample"]) == 20

@@ -77,12 +77,15 @@ def test_a_flipped_parameter_bit_is_detected_too(clean, tmp_path):
 
 def test_a_garbage_chunk_is_one_line_and_repaired(clean, tmp_path):
     path = _copy(clean, tmp_path)
+    partial = _chunk_files(path, "g")[0].with_suffix("." + "ab" * 16 + ".partial")
+    partial.write_bytes(b"half a chunk")  # Zarr's temporary, left by a driver killed while writing
     _chunk_files(path, "g_theta")[2].write_bytes(b"garbage" * 7)
     with pytest.raises(ShearcorrError, match=r"samples 8\.\.11 are damaged \(unreadable"):
         open_dataset(path)
     _chunk_files(path, "done")[0].write_bytes(b"\x00garbage")  # the done flags of chunk 0 as well
     generate_with(path, workers=1, **KW)
     assert_same_data(open_dataset(path), open_dataset(clean))
+    assert not partial.exists()  # removed by the resume, which holds the lock
 
 
 @pytest.mark.parametrize("edit, needle", [

@@ -274,6 +274,7 @@ def generate(
         lock.bind(path)
         _, done, cs, _ = _store.read_state(path)
         if not create:
+            _store.remove_partials(path)  # half-written chunk files of a killed driver (we hold the lock)
             done = _drop_damaged(path, done, progress)
             if not _store.has_checksums(path):  # a store written before checksums: its intact samples get them
                 _store.add_checksums(path, done, cs)

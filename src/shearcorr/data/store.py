@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,23 @@ def read_state(path: Path) -> tuple[dict[str, Any], np.ndarray, int, QGrid]:
         done = _read_done(ds, int(ds.sizes["sample"]), cs)
         grid = QGrid(ds["q"].values, ds["theta"].values)
     return attrs, done, cs, grid
+
+
+#: Zarr's own temporaries of a chunk write (``<chunk>.<uuid hex>.partial``), left by a killed writer.
+_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+def remove_partials(path: Path) -> int:
+    """Delete the half-written chunk files a killed driver left inside the store; returns how many.
+
+    Call only while holding the store's lock (:class:`.lock.StoreLock`): then no live process writes the
+    store, so every such file is stale. Only Zarr's own naming is touched."""
+    removed = 0
+    for f in path.rglob("*.partial"):
+        if f.is_file() and _PARTIAL.search(f.name):
+            f.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def has_checksums(path: Path) -> bool:
