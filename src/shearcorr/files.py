@@ -148,6 +148,7 @@ def clean_stale(folder: str | os.PathLike, name: str) -> list[Path]:
 
 def _probe(folder: Path) -> None:
     """Create and delete a file in ``folder``: the only sure test that it can be written."""
+    clean_stale(folder, "probe")  # a probe of a run killed between creating and deleting it
     try:
         fd, name = tempfile.mkstemp(prefix=temp_prefix("probe"), dir=folder)
     except OSError as exc:
