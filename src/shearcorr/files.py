@@ -95,7 +95,9 @@ def write_error(exc: BaseException, path: str | os.PathLike, *, kept: bool = Tru
     ``kept``: say that an existing output at ``path`` was left unchanged (true for atomic writes).
     """
     code = _errno_of(exc)
-    why = WRITE_ERRNOS.get(code) or f"{getattr(exc, 'strerror', None) or exc}"
+    why = WRITE_ERRNOS.get(code)
+    if why is None:  # e.g. numpy's "16384 requested and 4968 written": a short write, no errno
+        why = f"{' '.join(str(getattr(exc, 'strerror', None) or exc).split())}; check the free space and the file-size limit"
     tail = "; any existing output there is unchanged" if kept else ""
     return ShearcorrError(f"cannot write {path}: {why}{tail}")
 
@@ -233,7 +235,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if is_write_error(exc):
+        if isinstance(exc, OSError):  # the block writes the output: any OSError there is a failed write
             raise write_error(exc, path) from None
         raise
 
@@ -290,7 +292,7 @@ def atomic_folder(out: str | os.PathLike, *, overwrite: bool = False) -> Iterato
         _publish(tmp, out, overwrite)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if is_write_error(exc):
+        if isinstance(exc, OSError):  # the block writes the output: any OSError there is a failed write
             raise write_error(exc, out) from None
         raise
 

@@ -30,7 +30,7 @@ import numpy as np
 from .._version import __version__
 from ..choices import check_choice
 from ..errors import ShearcorrError
-from ..files import check_parent
+from ..files import check_parent, write_error
 from ..forward import engine_arrays
 from ..memory import FLOAT, format_bytes, require
 from ..parallel import executor_from, executor_workers
@@ -359,7 +359,11 @@ def _drive(path: Path, tasks: deque, executor, *, n: int, n_done: int, progress:
                 task = inflight.pop(fut)
                 result = fut.result()
                 lock.check(path)  # never write into a store that replaced ours
-                _store.write_chunk(path, task.start, task.stop, result, task.rows)
+                try:
+                    _store.write_chunk(path, task.start, task.stop, result, task.rows)
+                except OSError as exc:  # a full disk, a size limit: finished chunks stay, the run resumes
+                    raise ShearcorrError(f"{write_error(exc, path, kept=False)}; the finished chunks are kept - run "
+                                         "the same command again to resume") from None
                 del result
                 computed += task.stop - task.start
                 bar.update(task.stop - task.start)

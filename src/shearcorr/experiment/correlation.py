@@ -54,11 +54,13 @@ MIN_ROW_SPECKLES = 10
 #: Speckle size (pixels) assumed when the caller gives none.
 DEFAULT_SPECKLE_PX = 2.0
 #: The correlation area sums the autocorrelation of u over lags up to this many speckle sizes ...
-LAG_SPECKLES = 1.5
+#: (2.1 and 5.7 below: the windows validated with 1.5 and 4 when speckle_px came out sqrt(2) too large;
+#: issue 14 corrected speckle_px, these keep the same windows in pixels)
+LAG_SPECKLES = 2.1
 #: ... and at most this many pixels (the box filter's half width).
 MAX_LAG_PX = 12
-#: u is centred on its local mean over a window of +- this many speckle sizes (~8 speckles across).
-CENTRING_SPECKLES = 4
+#: u is centred on its local mean over a window of +- this many speckle sizes (~11 speckles across).
+CENTRING_SPECKLES = 5.7
 
 
 @dataclass
