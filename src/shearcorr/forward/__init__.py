@@ -26,6 +26,7 @@ def simulate(
     configs: int | None = None,
     seed=None,
     progress: bool = False,
+    beam=None,
 ) -> xr.Dataset:
     """Ensemble-averaged I, g(q, theta), g(q), g(theta) for one parameter set.
 
@@ -42,6 +43,9 @@ def simulate(
         Seed of the Monte Carlo draws (``engine="mc"``).
     progress : bool
         Show a progress bar (Monte Carlo).
+    beam : shearcorr.beam.Beam, optional
+        Beam footprint, coherence and scattering geometry (docs/theory.md section 7); default the
+        paper's coherent square of side ``params.beam_size`` in the 1-2 geometry.
 
     Returns
     -------
@@ -54,10 +58,10 @@ def simulate(
             raise ShearcorrError("engine 'mc' needs a number of configurations; pass configs (CLI: --configs N)")
         from .montecarlo import simulate_mc
 
-        return simulate_mc(params, grid, configs=configs, seed=seed, progress=progress)
+        return simulate_mc(params, grid, configs=configs, seed=seed, progress=progress, beam=beam)
     from .analytic import ensemble
 
-    return ensemble(params, grid)
+    return ensemble(params, grid, beam=beam)
 
 
 def _analytic_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:

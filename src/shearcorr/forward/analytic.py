@@ -217,6 +217,9 @@ def ensemble_arrays(
     error: str = "bound",
     finite_n: bool = True,
     edges: bool = True,
+    beam=None,
+    pixel=None,
+    flow_angle: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Exact ensemble averages on a polar grid: the fast path without xarray.
 
@@ -236,27 +239,50 @@ def ensemble_arrays(
         Physics switches for limit tests. ``finite_n=False``: N -> infinity at fixed n_l2
         (S/N deterministic). ``edges=False``: no beam edges (bulk pair phase, p11 = 1/4).
         Together with rs = 0 they give eq. 5 (:func:`shearcorr.physics.g_theory`).
+    beam : shearcorr.beam.Beam, optional
+        The beam (footprint, coherence, geometry; :mod:`shearcorr.beam`). None or the paper's beam
+        (a coherent square of side ``beam_size`` in the 1-2 geometry) uses the exact path of this
+        module; any other beam the general engine :mod:`.beamengine` (docs/theory.md section 7).
+    pixel : shearcorr.beam.PixelResponse, optional
+        Detector pixel footprint and point spread (the pair model of ``analyze``); needs the general engine.
+    flow_angle : float
+        Detector azimuth of the flow (rad): orients the pixel response relative to the flow.
 
     Returns
     -------
     I, g, g_err : ndarray, shape (n_q, n_theta), float64
         :math:`E[I]` (eq. 1, isotropic), :math:`g = E[I I'] / E[I]^2` (eq. 4, E I' = E I) and the
-        numerical error of g.
+        numerical error of g (for the general engine: its documented model-error bound,
+        :data:`shearcorr.forward.beamengine.BEAM_ERROR_BOUND`).
     """
     grid = _check(params, grid)
     nr, nl = default_resolution(params, grid.q[-1]) if resolution is None else (int(resolution[0]), int(resolution[1]))
     if error not in ("bound", "estimate"):
         raise ShearcorrError(f"error must be 'bound' or 'estimate', got {error!r}")
     q, theta = np.asarray(grid.q), np.asarray(grid.theta)
-    EI, EII = _moments(params, q, theta, nr, nl, finite_n, edges)
+    moments, bound = _moments, DEFAULT_ERROR_BOUND
+    if pixel is not None or (beam is not None and not beam.is_paper(params.beam_size)):
+        if not edges:
+            raise ShearcorrError("edges=False is a limit test of the paper's beam; it has no meaning with a beam or pixels")
+        from .beamengine import BEAM_ERROR_BOUND, beam_moments
+
+        from ..beam import Beam
+
+        bm = Beam() if beam is None else beam
+        bound = BEAM_ERROR_BOUND
+
+        def moments(params, q, theta, nr, nl, finite_n, edges):
+            return beam_moments(params, q, theta, bm, pixel=pixel, flow_angle=flow_angle, n_radius=nr, n_laplace=nl,
+                                finite_n=finite_n)
+    EI, EII = moments(params, q, theta, nr, nl, finite_n, edges)
     g = EII / EI[:, None] ** 2
     if error == "estimate":
-        EI2, EII2 = _moments(params, q, theta, 2 * nr, 2 * nl, finite_n, edges)
+        EI2, EII2 = moments(params, q, theta, 2 * nr, 2 * nl, finite_n, edges)
         g2 = EII2 / EI2[:, None] ** 2
         g_err = np.abs(g2 - g) + 1e-9
         g, EI = g2, EI2
     else:
-        g_err = np.full(g.shape, DEFAULT_ERROR_BOUND)
+        g_err = np.full(g.shape, bound)
     I = np.broadcast_to(EI[:, None], g.shape).copy()
     return I, g, g_err
 
@@ -267,23 +293,29 @@ def ensemble(
     *,
     resolution: tuple[int, int] | None = None,
     error: str = "bound",
+    beam=None,
 ) -> xr.Dataset:
     """Semi-analytic ensemble result: same layout as the Monte Carlo engine (:mod:`shearcorr.result`).
 
     ``engine="analytic"``, ``configs=0``, ``seed=None``; ``g_err`` is the numerical error of g
-    (see :func:`ensemble_arrays`); ``I_err`` = 0. Quadrature settings are recorded in the attrs.
+    (see :func:`ensemble_arrays`); ``I_err`` = 0. Quadrature settings are recorded in the attrs, and
+    the beam (:meth:`shearcorr.beam.Beam.to_dict`, JSON) when one is given.
     """
     grid = _check(params, grid)
     nr, nl = default_resolution(params, grid.q[-1]) if resolution is None else (int(resolution[0]), int(resolution[1]))
-    I, g, g_err = ensemble_arrays(params, grid, resolution=(nr, nl), error=error)
+    I, g, g_err = ensemble_arrays(params, grid, resolution=(nr, nl), error=error, beam=beam)
     n_q, n_t = grid.shape
+    attrs = {
+        "analytic_n_radius": nr if params.rs > 0 else 1,
+        "analytic_n_laplace": nl,
+        "analytic_error": error,
+        "analytic_neglected": "position pairings O(N_W/(qL/2)^2) on the axes, O(N_W/(qL/2)^4) elsewhere",
+    }
+    if beam is not None:
+        import json
+
+        attrs["beam"] = json.dumps(beam.resolved(params.beam_size).to_dict())
     return make_result(
         grid, params, I=I, g=g, g_err=g_err, engine="analytic", configs=0, seed=None,
-        g_q_err=g_err.max(axis=1), g_theta_err=g_err.max(axis=0),
-        attrs={
-            "analytic_n_radius": nr if params.rs > 0 else 1,
-            "analytic_n_laplace": nl,
-            "analytic_error": error,
-            "analytic_neglected": "position pairings O(N_W/(qL/2)^2) on the axes, O(N_W/(qL/2)^4) elsewhere",
-        },
+        g_q_err=g_err.max(axis=1), g_theta_err=g_err.max(axis=0), attrs=attrs,
     )

@@ -1,0 +1,436 @@
+r"""The beam and the instrument: footprint, transverse coherence, scattering geometry, detector response.
+
+One frozen, validated description shared by the analytic engine, the Monte Carlo engine, the
+synthetic-frame renderer, ``geometry.json`` and ``analyze`` (theory: ``docs/theory.md`` section 7).
+
+Frames and units. Lengths are in units of the particle radius R0 (the model's unit); the physical
+description (``geometry.json``) is converted with the particle radius (:meth:`Beam.from_spec`). The
+model plane is spanned by the flow axis x and a second axis y in the detector plane: the velocity
+gradient in the ``"1-2"`` geometry, the vorticity in the ``"1-3"`` geometry. Footprint sizes and
+coherence lengths are given **along the flow and across it** (the footprint axes are assumed aligned
+with the flow, as for horizontal/vertical slits and a horizontal or vertical flow).
+
+* Footprint (intensity I_b(r), maximum 1): ``"square"`` / ``"rectangular"`` slits (uniform, hard
+  edges; full widths), ``"gaussian"`` (FWHM along and across the flow), ``"measured"`` (a 2-D
+  intensity map sampled on a regular grid, centred on the beam).
+* Coherence: a Gaussian Schell-model beam, cross-spectral density
+  :math:`J(\mathbf r_1, \mathbf r_2) = a(\mathbf r_1)\,a(\mathbf r_2)\,\mu(\mathbf r_1 - \mathbf r_2)` with
+  :math:`a = \sqrt{I_b}` and :math:`\mu(\boldsymbol\rho) = \exp(-\rho_x^2/2\xi_x^2 - \rho_y^2/2\xi_y^2)`;
+  :math:`\xi` are the rms transverse coherence lengths; None (or inf) is a coherent axis.
+* Geometry: ``"1-2"`` -- beam along the vorticity (3), flow--gradient (1--2) plane on the detector:
+  the affine displacement :math:`\gamma y` depends on the in-plane coordinate and the beam size L
+  multiplies :math:`\gamma` in the decorrelation (the paper's model; rheo-SANS "1-2 plane" cells).
+  ``"1-3"`` -- beam along the velocity gradient (2) through a gap (sample thickness) h, flow--vorticity
+  (1--3) plane on the detector: the displacement :math:`\gamma (y_d - y_0)` depends on the depth
+  :math:`y_d` along the beam, h multiplies :math:`\gamma` (the "radial" beam of Couette cells and the
+  axial beam of plate--plate / cone--plate cells). The "tangential" Couette beam (along the flow,
+  2--3 plane) has no flow component of q and carries no affine signal; it is not modelled.
+  ``gamma_l`` always means :math:`\gamma` times the shear length: the beam size L (``beam_size``) in
+  1-2, the gap h in 1-3.
+* Detector (:class:`PixelResponse`): the q-space footprint of one pixel and a Gaussian point-spread
+  function. The measured intensity is the coherent one convolved in q with the source's angular
+  spread, the pixel and the PSF; in the pair correlation all three act through the transfer
+  :math:`M(\boldsymbol\rho) = |\mu(\boldsymbol\rho)|^2\,|\hat R_{pix}(\boldsymbol\rho)|^2\,|\hat R_{psf}(\boldsymbol\rho)|^2`
+  (:func:`transfer`), a function of the separation :math:`\boldsymbol\rho` of two scatterers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ShearcorrError
+
+__all__ = ["Beam", "PixelResponse", "PROFILES", "PLANES", "FWHM_PER_SIGMA", "transfer", "coherent_modes"]
+
+PROFILES = ("square", "rectangular", "gaussian", "measured")
+PLANES = ("1-2", "1-3")
+#: FWHM of a Gaussian intensity profile in units of its standard deviation, 2 sqrt(2 ln 2).
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+#: A Gaussian footprint is truncated where its intensity falls below exp(-GAUSS_CUT^2 / 2) per axis.
+GAUSS_CUT = 5.5
+#: A measured profile must fall below this fraction of its maximum on the edge of its map.
+MEASURED_EDGE_TOL = 1e-3
+
+
+def _pair(name, v, *, allow_inf=False) -> tuple[float, float]:
+    vals = (v, v) if np.ndim(v) == 0 else tuple(v)
+    if len(vals) != 2:
+        raise ShearcorrError(f"beam: {name} must be one number or two (along the flow, across it), got {v!r}")
+    out = []
+    for x in vals:
+        try:
+            x = float(x)
+        except (TypeError, ValueError):
+            raise ShearcorrError(f"beam: {name} must be numbers, got {v!r}") from None
+        if not (x > 0) or (math.isinf(x) and not allow_inf) or math.isnan(x):
+            raise ShearcorrError(f"beam: {name} must be positive{' (inf = coherent)' if allow_inf else ''} and finite, got {v!r}")
+        out.append(x)
+    return out[0], out[1]
+
+
+@dataclass(frozen=True, eq=False)
+class Beam:
+    """Beam footprint, transverse coherence and scattering geometry (lengths in R0; module docstring).
+
+    Parameters
+    ----------
+    profile : {"square", "rectangular", "gaussian", "measured"}
+    size : float or (float, float), optional
+        Slit widths (square, rectangular) or FWHM (gaussian), along the flow and across it, in R0.
+        None: a square / Gaussian of the model's ``beam_size`` (resolved by :meth:`resolved`).
+    coherence : float or (float, float), optional
+        rms transverse coherence lengths xi (Gaussian Schell model), along and across the flow, R0;
+        None (default) or inf: coherent (:meth:`to_dict` writes an infinite length as null).
+    plane : {"1-2", "1-3"}
+        Scattering geometry (module docstring).
+    gap : float, optional
+        Gap / sample thickness h along the beam (R0); required for, and only used by, ``"1-3"``.
+    zero_velocity : float
+        ``"1-3"``: depth of the zero-velocity plane from the middle of the gap (R0), in [-h/2, h/2]
+        (0: counter-moving walls; +-h/2: a fixed wall, e.g. the outer cylinder of a Couette cell).
+    profile_map : array-like of shape (ny, nx), optional
+        ``"measured"``: intensity on a regular grid, row index along +y (across the flow), column
+        index along +x (flow); the beam centre is the centre of the map.
+    profile_step : float or (float, float), optional
+        ``"measured"``: grid step along x and y (R0).
+    """
+
+    profile: str = "square"
+    size: tuple[float, float] | None = None
+    coherence: tuple[float, float] | None = None
+    plane: str = "1-2"
+    gap: float | None = None
+    zero_velocity: float = 0.0
+    profile_map: np.ndarray | None = field(default=None, repr=False)
+    profile_step: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        if self.profile not in PROFILES:
+            raise ShearcorrError(f"beam: profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+        if self.plane not in PLANES:
+            raise ShearcorrError(f"beam: plane must be one of {', '.join(PLANES)} (1-2: beam along the vorticity; "
+                                 f"1-3: beam along the velocity gradient through the gap), got {self.plane!r}")
+        if self.size is not None:
+            if self.profile == "measured":
+                raise ShearcorrError("beam: a measured profile takes its size from profile_map and profile_step; drop size")
+            size = _pair("size", self.size)
+            if self.profile == "square" and abs(size[0] - size[1]) > 1e-9 * size[0]:
+                raise ShearcorrError(f"beam: a square beam has one size, got {self.size!r}; use profile 'rectangular'")
+            object.__setattr__(self, "size", size)
+        elif self.profile == "rectangular":
+            raise ShearcorrError("beam: a rectangular beam needs size = (along the flow, across it)")
+        if self.coherence is not None:
+            coh = _pair("coherence", self.coherence, allow_inf=True)
+            object.__setattr__(self, "coherence", None if all(math.isinf(c) for c in coh) else coh)
+        if self.plane == "1-3":
+            if self.gap is None:
+                raise ShearcorrError("beam: the 1-3 geometry needs the gap h (sample thickness along the beam)")
+            gap = float(self.gap)
+            if not (gap > 0 and math.isfinite(gap)):
+                raise ShearcorrError(f"beam: gap must be a positive length, got {self.gap!r}")
+            object.__setattr__(self, "gap", gap)
+            z0 = float(self.zero_velocity)
+            if not abs(z0) <= 0.5 * gap:
+                raise ShearcorrError(f"beam: zero_velocity must lie in the gap, |z0| <= h/2 = {0.5 * gap:g}, got {z0:g}")
+            object.__setattr__(self, "zero_velocity", z0)
+        else:
+            if self.gap is not None:
+                raise ShearcorrError("beam: gap is used only by the 1-3 geometry (in 1-2 the beam size is the shear length)")
+            if float(self.zero_velocity) != 0.0:
+                raise ShearcorrError("beam: zero_velocity is supported only in the 1-3 geometry (1-2 puts it at the beam centre)")
+        if self.profile == "measured":
+            self._check_measured()
+        elif self.profile_map is not None or self.profile_step is not None:
+            raise ShearcorrError("beam: profile_map / profile_step belong to profile 'measured'")
+
+    def _check_measured(self):
+        if self.profile_map is None or self.profile_step is None:
+            raise ShearcorrError("beam: a measured profile needs profile_map (2-D intensity) and profile_step (grid step, R0)")
+        m = np.array(self.profile_map, dtype=np.float64)
+        if m.ndim != 2 or min(m.shape) < 8:
+            raise ShearcorrError(f"beam: profile_map must be a 2-D array of at least 8 x 8, got shape {m.shape}")
+        if not np.all(np.isfinite(m)) or m.min() < 0 or m.max() <= 0:
+            raise ShearcorrError("beam: profile_map must be finite, non-negative and not all zero")
+        m /= m.max()
+        edge = max(m[0].max(), m[-1].max(), m[:, 0].max(), m[:, -1].max())
+        if edge > MEASURED_EDGE_TOL:
+            raise ShearcorrError(f"beam: the measured profile is {edge:.2g} of its maximum on the edge of the map; "
+                                 f"give a map that extends until the intensity is below {MEASURED_EDGE_TOL:g}")
+        m.flags.writeable = False
+        object.__setattr__(self, "profile_map", m)
+        object.__setattr__(self, "profile_step", _pair("profile_step", self.profile_step))
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict:
+        """JSON-serialisable description (lengths in R0); the measured map is summarised by a hash."""
+        coh = None if self.coherence is None else [c if math.isfinite(c) else None for c in self.coherence]
+        d = {"profile": self.profile, "size": list(self.size) if self.size else None, "coherence": coh,
+             "plane": self.plane}
+        if self.plane == "1-3":
+            d.update(gap=self.gap, zero_velocity=self.zero_velocity)
+        if self.profile == "measured":
+            d.update(profile_shape=list(self.profile_map.shape), profile_step=list(self.profile_step),
+                     profile_sha256=hashlib.sha256(self.profile_map.tobytes()).hexdigest()[:16])
+        return d
+
+    def key(self) -> str:
+        """Short hash of the description (cache keys)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def __eq__(self, other):
+        return isinstance(other, Beam) and self.key() == other.key()
+
+    def __hash__(self):
+        return hash(self.key())
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def is_slit(self) -> bool:
+        """Uniform footprint with hard edges (intensity 0 or 1)."""
+        return self.profile in ("square", "rectangular")
+
+    @property
+    def coherent(self) -> bool:
+        return self.coherence is None
+
+    def resolved(self, beam_size: float) -> Beam:
+        """The same beam with ``size`` filled from the model's ``beam_size`` where it was left None."""
+        if self.size is not None or self.profile == "measured":
+            return self
+        return Beam(self.profile, (beam_size, beam_size), self.coherence, self.plane, self.gap, self.zero_velocity)
+
+    def is_paper(self, beam_size: float) -> bool:
+        """The paper's beam: square of side ``beam_size``, coherent, 1-2 geometry (exact default path)."""
+        return (self.profile == "square" and self.coherent and self.plane == "1-2"
+                and (self.size is None or abs(self.size[0] - beam_size) <= 1e-12 * beam_size))
+
+    def shear_length(self, beam_size: float) -> float:
+        """The length that multiplies gamma in gamma_l: beam_size (1-2) or the gap (1-3)."""
+        return self.gap if self.plane == "1-3" else float(beam_size)
+
+    def half_extent(self) -> tuple[float, float]:
+        """Half-widths (x, y) of the region where the footprint intensity is non-negligible (R0)."""
+        if self.profile == "measured":
+            ny, nx = self.profile_map.shape
+            return 0.5 * (nx - 1) * self.profile_step[0], 0.5 * (ny - 1) * self.profile_step[1]
+        sx, sy = self.size
+        if self.profile == "gaussian":
+            return GAUSS_CUT * sx / FWHM_PER_SIGMA, GAUSS_CUT * sy / FWHM_PER_SIGMA
+        return 0.5 * sx, 0.5 * sy
+
+    def box_half_width(self, beam_size: float) -> float:
+        """Half-width B of the simulation box [-B, B]^2: beam_size for footprints that fit in
+        [-L/2, L/2]^2 (the paper's box), else twice the largest footprint half-extent."""
+        return max(float(beam_size), 2.0 * max(self.half_extent()))
+
+    def intensity(self, x, y) -> np.ndarray:
+        """Footprint intensity I_b(x, y) (maximum 1); x along the flow, y across (R0)."""
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if self.is_slit:
+            return ((np.abs(x) < 0.5 * self.size[0]) & (np.abs(y) < 0.5 * self.size[1])).astype(np.float64)
+        if self.profile == "gaussian":
+            sx, sy = (s / FWHM_PER_SIGMA for s in self.size)
+            ex, ey = self.half_extent()
+            val = np.exp(-0.5 * ((x / sx) ** 2 + (y / sy) ** 2))
+            return np.where((np.abs(x) < ex) & (np.abs(y) < ey), val, 0.0)
+        return self._interp_measured(x, y)
+
+    def _interp_measured(self, x, y):
+        m = self.profile_map
+        ny, nx = m.shape
+        fx = x / self.profile_step[0] + 0.5 * (nx - 1)
+        fy = y / self.profile_step[1] + 0.5 * (ny - 1)
+        from scipy.ndimage import map_coordinates
+
+        coords = np.stack([np.ravel(fy), np.ravel(fx)])
+        out = map_coordinates(m, coords, order=3, mode="constant", cval=0.0, prefilter=True)
+        return np.clip(out, 0.0, None).reshape(np.broadcast(x, y).shape)
+
+    def amplitude(self, x, y) -> np.ndarray:
+        """Field amplitude a = sqrt(I_b) (real: no wavefront curvature, see docs/theory.md)."""
+        return np.sqrt(self.intensity(x, y))
+
+    def coherence_transfer(self, rho_x, rho_y) -> np.ndarray:
+        r""":math:`|\mu(\boldsymbol\rho)|^2 = \exp(-\rho_x^2/\xi_x^2 - \rho_y^2/\xi_y^2)` (1 when coherent)."""
+        rho_x, rho_y = np.asarray(rho_x, dtype=np.float64), np.asarray(rho_y, dtype=np.float64)
+        if self.coherence is None:
+            return np.ones(np.broadcast_shapes(rho_x.shape, rho_y.shape))
+        xi_x, xi_y = self.coherence
+        return np.exp(-(rho_x / xi_x) ** 2 - (rho_y / xi_y) ** 2)
+
+    # ------------------------------------------------------------------ physical units
+    @classmethod
+    def from_spec(cls, spec: dict, *, particle_radius_nm: float) -> Beam:
+        """Beam from the ``"beam"`` object of ``geometry.json`` (physical units, docs/experiment.md).
+
+        Keys: ``profile``; ``size_um`` (slit widths or, for gaussian, FWHM; one number or [along the
+        flow, across]); ``coherence_length_um`` (rms xi, one number or two; omit for coherent);
+        ``plane`` ("1-2" | "1-3"); ``gap_um`` and ``zero_velocity_um`` (1-3); ``profile_file`` (.npy,
+        relative paths already resolved by the caller into ``profile_map``) and ``profile_step_um``.
+        """
+        if not isinstance(spec, dict):
+            raise ShearcorrError("geometry: 'beam' must be a JSON object (docs/experiment.md, 'Describe your beamline')")
+        known = {"profile", "size_um", "coherence_length_um", "plane", "gap_um", "zero_velocity_um", "profile_file",
+                 "profile_map", "profile_step_um"}
+        extra = sorted(set(spec) - known)
+        if extra:
+            raise ShearcorrError(f"geometry: unknown beam key(s) {', '.join(extra)}; known: {', '.join(sorted(known - {'profile_map'}))}")
+        r = float(particle_radius_nm)
+        um = 1000.0 / r  # 1 um in R0
+
+        def conv(key, allow_inf=False):
+            if key not in spec or spec[key] is None:
+                return None
+            v = spec[key]
+            vals = [v] if np.ndim(v) == 0 else list(v)
+            try:
+                vals = [math.inf if (allow_inf and isinstance(x, str) and x.lower() in ("inf", "infinity")) else float(x)
+                        for x in vals]
+            except (TypeError, ValueError):
+                raise ShearcorrError(f"geometry: beam {key} must be a number or two numbers (um), got {v!r}") from None
+            out = [x * um for x in vals]
+            return out[0] if len(out) == 1 else tuple(out)
+
+        return cls(profile=spec.get("profile", "square"), size=conv("size_um"),
+                   coherence=conv("coherence_length_um", allow_inf=True), plane=str(spec.get("plane", "1-2")),
+                   gap=conv("gap_um"), zero_velocity=conv("zero_velocity_um") or 0.0,
+                   profile_map=spec.get("profile_map"), profile_step=conv("profile_step_um"))
+
+
+@dataclass(frozen=True)
+class PixelResponse:
+    """Detector response in q: the footprint of one pixel and a Gaussian point-spread function.
+
+    Parameters
+    ----------
+    col, row : (float, float)
+        q-space vectors (1/R0, detector frame: APS x = +column, y = up) spanned by one pixel step
+        along increasing column and row (the local Jacobian of q; :meth:`DetectorGeometry.pixel_response`).
+    psf_sigma_px : float
+        rms width of a Gaussian point-spread function, in pixels (0: none).
+    """
+
+    col: tuple[float, float]
+    row: tuple[float, float]
+    psf_sigma_px: float = 0.0
+
+    def __post_init__(self):
+        for name in ("col", "row"):
+            v = tuple(float(x) for x in getattr(self, name))
+            if len(v) != 2 or not all(math.isfinite(x) for x in v):
+                raise ShearcorrError(f"pixel response: {name} must be a finite 2-vector, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, v)
+        s = float(self.psf_sigma_px)
+        if not (s >= 0 and math.isfinite(s)):
+            raise ShearcorrError(f"psf_sigma_px must be >= 0 (pixels), got {self.psf_sigma_px!r}")
+        object.__setattr__(self, "psf_sigma_px", s)
+
+    def to_dict(self) -> dict:
+        return {"pixel_q_col": list(self.col), "pixel_q_row": list(self.row), "psf_sigma_px": self.psf_sigma_px}
+
+    def transfer(self, rho_x, rho_y, flow_angle: float = 0.0) -> np.ndarray:
+        r""":math:`|\hat R(\boldsymbol\rho)|^2` of pixel box and PSF in the flow frame (x at detector azimuth
+        ``flow_angle``): :math:`\prod_{j\in\{col,row\}} \mathrm{sinc}^2(\boldsymbol\rho\cdot\mathbf j/2)\,
+        \exp(-\sigma^2\sum_j(\boldsymbol\rho\cdot\mathbf j)^2)`."""
+        rho_x, rho_y = np.asarray(rho_x, dtype=np.float64), np.asarray(rho_y, dtype=np.float64)
+        c, s = math.cos(flow_angle), math.sin(flow_angle)
+        out = 1.0
+        gauss = 0.0
+        for jx, jy in (self.col, self.row):
+            ax, ay = c * jx + s * jy, -s * jx + c * jy  # the pixel vector in the flow frame
+            proj = rho_x * ax + rho_y * ay
+            out = out * np.sinc(proj / (2.0 * np.pi)) ** 2
+            gauss = gauss + proj * proj
+        if self.psf_sigma_px > 0:
+            out = out * np.exp(-(self.psf_sigma_px**2) * gauss)
+        return np.broadcast_to(out, np.broadcast_shapes(rho_x.shape, rho_y.shape))
+
+
+def transfer(beam: Beam, pixel: PixelResponse | None = None, flow_angle: float = 0.0):
+    r"""The pair transfer :math:`M(\rho_x, \rho_y)` (callable) of coherence, pixel and PSF, or None when it is 1."""
+    parts = []
+    if beam.coherence is not None:
+        parts.append(beam.coherence_transfer)
+    if pixel is not None:
+        parts.append(lambda rx, ry: pixel.transfer(rx, ry, flow_angle))
+    if not parts:
+        return None
+
+    def M(rx, ry):
+        out = parts[0](rx, ry)
+        for p in parts[1:]:
+            out = out * p(rx, ry)
+        return out
+
+    return M
+
+
+def _modes_1d(amp, xi, half, n=160, eps=1e-5):
+    """Coherent modes of J(x1, x2) = a(x1) a(x2) exp(-(x1 - x2)^2 / (2 xi^2)) on [-half, half]:
+    eigenvalues and a Nystrom evaluator of the orthonormal modes."""
+    from numpy.polynomial.legendre import leggauss
+
+    t, w = leggauss(n)
+    xs, ws = half * t, half * w
+    ax = amp(xs)
+    kern = (lambda d: np.exp(-0.5 * (d / xi) ** 2)) if math.isfinite(xi) else (lambda d: np.ones_like(d))
+    sq = np.sqrt(ws)
+    A = sq[:, None] * ax[:, None] * kern(xs[:, None] - xs[None, :]) * ax[None, :] * sq[None, :]
+    lam, U = np.linalg.eigh(A)
+    lam, U = lam[::-1], U[:, ::-1]
+    keep = max(1, int(np.searchsorted(np.cumsum(lam) / lam.sum(), 1.0 - eps)) + 1)
+    lam, phi_nodes = lam[:keep], U[:, :keep] / sq[:, None]
+
+    def evaluate(x):
+        x = np.asarray(x, dtype=np.float64)
+        kx = amp(x)[..., None] * kern(x[..., None] - xs) * (ax * ws)
+        return (kx @ phi_nodes) / lam
+
+    return lam, evaluate
+
+
+def coherent_modes(beam: Beam, eps: float = 1e-5):
+    r"""Coherent-mode decomposition of the beam's cross-spectral density, for brute-force rendering.
+
+    :math:`J(\mathbf r_1, \mathbf r_2) = \sum_m \nu_m E_m(\mathbf r_1) E_m(\mathbf r_2)`, so a partially
+    coherent intensity is :math:`I(\mathbf q) = \sum_m \nu_m |\sum_i w_i E_m(\mathbf r_i) e^{-i\mathbf q\cdot\mathbf r_i}|^2`.
+    Separable footprints (slits, Gaussian): products of the 1-D Mercer modes of
+    :math:`a(x_1)a(x_2)\mu_x(x_1 - x_2)` (Nystrom on 160 Gauss-Legendre nodes); a measured map:
+    :math:`a(\mathbf r)` times the 1-D Mercer modes of :math:`\mu_x, \mu_y` over the map (exact, not
+    orthogonal). Modes are kept in order of weight until a fraction ``1 - eps`` of the trace.
+
+    Returns
+    -------
+    nu : ndarray (n_modes,)
+    evaluate : callable (x, y) -> ndarray (n_modes, n) of mode amplitudes at the points.
+    """
+    if beam.coherence is None:
+        return np.ones(1), lambda x, y: beam.amplitude(x, y)[None, ...]
+    hx, hy = beam.half_extent()
+    xi_x, xi_y = beam.coherence
+    if beam.profile == "measured":  # a(r) times the Mercer modes of mu over the map
+        ax = ay = lambda t: np.ones_like(np.asarray(t, dtype=np.float64))  # noqa: E731
+    elif beam.is_slit:
+        ax = lambda x: (np.abs(x) < 0.5 * beam.size[0]).astype(np.float64)  # noqa: E731
+        ay = lambda y: (np.abs(y) < 0.5 * beam.size[1]).astype(np.float64)  # noqa: E731
+    else:
+        sx, sy = (s / FWHM_PER_SIGMA for s in beam.size)
+        ax = lambda x: np.where(np.abs(x) < hx, np.exp(-0.25 * (x / sx) ** 2), 0.0)  # noqa: E731
+        ay = lambda y: np.where(np.abs(y) < hy, np.exp(-0.25 * (y / sy) ** 2), 0.0)  # noqa: E731
+    lx, ex = _modes_1d(ax, xi_x, hx, eps=eps)
+    ly, ey = _modes_1d(ay, xi_y, hy, eps=eps)
+    nu = (lx[:, None] * ly[None, :]).ravel()
+    order = np.argsort(nu)[::-1]
+    keep = order[: max(1, int(np.searchsorted(np.cumsum(nu[order]) / nu.sum(), 1.0 - eps)) + 1)]
+    ix, iy = keep // ly.size, keep % ly.size
+
+    def evaluate(x, y):
+        e = (ex(x)[..., ix] * ey(y)[..., iy]).T
+        return e * beam.amplitude(x, y)[None, ...] if beam.profile == "measured" else e
+
+    return nu[keep], evaluate
