@@ -43,12 +43,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .choices import CHOICES, check_choice
 from .errors import ShearcorrError
 
 __all__ = ["Beam", "PixelResponse", "PROFILES", "PLANES", "FWHM_PER_SIGMA", "transfer", "coherent_modes"]
 
-PROFILES = ("square", "rectangular", "gaussian", "measured")
-PLANES = ("1-2", "1-3")
+PROFILES = CHOICES["beam_profile"]
+PLANES = CHOICES["plane"]
 #: FWHM of a Gaussian intensity profile in units of its standard deviation, 2 sqrt(2 ln 2).
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: A Gaussian footprint is truncated where its intensity falls below exp(-GAUSS_CUT^2 / 2) per axis.
@@ -110,11 +111,8 @@ class Beam:
     profile_step: tuple[float, float] | None = None
 
     def __post_init__(self):
-        if self.profile not in PROFILES:
-            raise ShearcorrError(f"beam: profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
-        if self.plane not in PLANES:
-            raise ShearcorrError(f"beam: plane must be one of {', '.join(PLANES)} (1-2: beam along the vorticity; "
-                                 f"1-3: beam along the velocity gradient through the gap), got {self.plane!r}")
+        check_choice("beam_profile", self.profile, what="beam: profile")
+        check_choice("plane", self.plane, what="beam: plane (1-2: beam along the vorticity; 1-3: along the velocity gradient)")
         if self.size is not None:
             if self.profile == "measured":
                 raise ShearcorrError("beam: a measured profile takes its size from profile_map and profile_step; drop size")
@@ -301,6 +299,23 @@ class Beam:
                    gap=conv("gap_um"), zero_velocity=conv("zero_velocity_um") or 0.0,
                    profile_map=spec.get("profile_map"), profile_step=conv("profile_step_um"))
 
+    def to_spec(self, particle_radius_nm: float) -> dict:
+        """Physical description (the ``"beam"`` object of geometry.json), inverse of :meth:`from_spec`; a
+        measured map stays an array under ``profile_map`` (the caller writes it to a file and names it
+        in ``profile_file``)."""
+        um = float(particle_radius_nm) / 1000.0  # 1 R0 in um
+        d = {"profile": self.profile, "plane": self.plane}
+        if self.size is not None:
+            d["size_um"] = [self.size[0] * um, self.size[1] * um]
+        if self.coherence is not None:
+            d["coherence_length_um"] = [c * um if math.isfinite(c) else "inf" for c in self.coherence]
+        if self.plane == "1-3":
+            d["gap_um"] = self.gap * um
+            d["zero_velocity_um"] = self.zero_velocity * um
+        if self.profile == "measured":
+            d["profile_map"] = np.asarray(self.profile_map)
+            d["profile_step_um"] = [self.profile_step[0] * um, self.profile_step[1] * um]
+        return d
 
 @dataclass(frozen=True)
 class PixelResponse:
@@ -313,11 +328,15 @@ class PixelResponse:
         along increasing column and row (the local Jacobian of q; :meth:`DetectorGeometry.pixel_response`).
     psf_sigma_px : float
         rms width of a Gaussian point-spread function, in pixels (0: none).
+    variation : float
+        Largest relative deviation of the pixel's q-area from the median over the detector (information:
+        the model uses one pixel response per analysis).
     """
 
     col: tuple[float, float]
     row: tuple[float, float]
     psf_sigma_px: float = 0.0
+    variation: float = 0.0
 
     def __post_init__(self):
         for name in ("col", "row"):
@@ -331,7 +350,8 @@ class PixelResponse:
         object.__setattr__(self, "psf_sigma_px", s)
 
     def to_dict(self) -> dict:
-        return {"pixel_q_col": list(self.col), "pixel_q_row": list(self.row), "psf_sigma_px": self.psf_sigma_px}
+        return {"pixel_q_col": list(self.col), "pixel_q_row": list(self.row), "psf_sigma_px": self.psf_sigma_px,
+                "pixel_area_variation": self.variation}
 
     def transfer(self, rho_x, rho_y, flow_angle: float = 0.0) -> np.ndarray:
         r""":math:`|\hat R(\boldsymbol\rho)|^2` of pixel box and PSF in the flow frame (x at detector azimuth

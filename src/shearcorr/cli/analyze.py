@@ -36,6 +36,13 @@ def register(sub) -> None:
     s.add_argument("--counts", type=float, default=10.0, help="mean photons per pixel at q R0 = 0.5 (default 10)")
     s.add_argument("--size", type=int, default=1024, help="frame size in pixels, square (default 1024)")
     s.add_argument("--format", choices=CHOICES["frame_format"], default="npy", help="frame files (default npy)")
+    s.add_argument("--speckle-px", type=float, default=2.2, help="pixels per speckle (2 pi / L) at the centre (default 2.2)")
+    s.add_argument("--pixel-subsamples", type=int, default=4,
+                   help="Gauss-Legendre points per pixel and axis: pixel integration (default 4; 1 = point sampling)")
+    s.add_argument("--psf-sigma-px", type=float, default=0.0, help="detector point-spread rms, pixels (default 0)")
+    from ._beam import add_beam_args
+
+    add_beam_args(s)
     s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     s.add_argument("-o", "--output", required=True, help="output folder (created)")
     s.set_defaults(func=run_synth)
@@ -67,6 +74,11 @@ def _add_analysis_args(p) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of bootstraps (default 0)")
+    g = p.add_argument_group("instrument (the beam itself is described in the geometry file)")
+    g.add_argument("--point-pixels", action="store_true",
+                   help="model point-like pixels (default: each pixel integrates its footprint in q, as a detector does)")
+    g.add_argument("--psf-sigma-px", type=float, default=None,
+                   help="detector point-spread rms in pixels (default: the geometry file's psf_sigma_px, else 0)")
 
 
 def _options(args):
@@ -78,7 +90,7 @@ def _options(args):
         saturation=args.saturation, contrast=args.contrast, flow_angle_deg=args.flow_angle, method=args.method,
         model=args.model, n_q=args.n_q, n_phi=args.n_phi, q_min=args.q_min, q_max=args.q_max, n_l2=args.n_l2,
         displacement=args.displacement, photon_counts=not args.not_photon_counts, cache_dir=args.cache,
-        plots=not args.no_plots, seed=args.seed)
+        plots=not args.no_plots, seed=args.seed, pixel_integration=not args.point_pixels, psf_sigma_px=args.psf_sigma_px)
 
 
 def _pv(d) -> str:
@@ -122,10 +134,20 @@ def run_series(args) -> None:
 
 
 def run_synth(args) -> None:
+    import math
+
     from ..experiment import render_pair, write_synth
+    from ._beam import beam_from_args
     from ._common import params_from_args
 
-    pair = render_pair(params_from_args(args), flow_angle_deg=args.flow_angle, contrast=args.contrast,
-                       counts=args.counts, shape=(args.size, args.size), seed=args.seed)
+    params = params_from_args(args)
+    if not args.speckle_px > 0:
+        from ..errors import ShearcorrError
+
+        raise ShearcorrError(f"--speckle-px must be > 0, got {args.speckle_px:g}")
+    pair = render_pair(params, flow_angle_deg=args.flow_angle, contrast=args.contrast,
+                       counts=args.counts, shape=(args.size, args.size), seed=args.seed,
+                       dq=2 * math.pi / params.beam_size / args.speckle_px, beam=beam_from_args(args, params.beam_size),
+                       pixel_subsamples=args.pixel_subsamples, psf_sigma_px=args.psf_sigma_px)
     write_synth(pair, args.output, args.format)
     print(f"wrote {args.output}: before/after.{args.format}, mask.npy, geometry.json, truth.json")

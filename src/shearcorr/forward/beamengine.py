@@ -52,6 +52,20 @@ SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL = 5.0, 5, 16, 1e-8
 S_MAX_FRACTION = 0.05
 
 
+#: Cache of the beam's precomputable pieces (bulk transfers, Psi tables, profile grids), keyed by the beam,
+#: the pixel response and the flow angle: a fit or a dataset at one instrument computes them once.
+_CACHE: dict = {}
+_CACHE_SIZE = 24
+
+
+def _cached(key, make):
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
 def _s_nodes(s, Y, n_cheb=None):
     """Chebyshev nodes in ln s over the radius nodes that carry weight, and the interpolation matrix."""
     ls = np.log(np.maximum(s, 1e-300))
@@ -77,7 +91,8 @@ def _tau_max(N, one_minus_phi_at):
 class _Beam:
     """Everything the moments need from the beam for one parameter set (see module docstring)."""
 
-    def __init__(self, params, q, theta, beam: Beam, M, s, Y, n_pair_levels=None):
+    def __init__(self, params, q, theta, beam: Beam, M, s, Y, n_pair_levels=None, mkey=None):
+        self.mkey = mkey
         L = params.beam_size
         self.beam = beam = beam.resolved(L)
         self.B = B = beam.box_half_width(L)
@@ -137,8 +152,9 @@ class _Beam:
                     Z = K**2
                 else:
                     B0 = slits.rect_bulk(kabs, g, Lx, Ly, B)
-                    Qb = _tabulate(lambda k: slits.bulk_transfer_12(M, k, g, Lx, Ly, B), kabs)
-                    ce = float(slits.bulk_transfer_12(M, np.zeros(1), g, Lx, Ly, B)[0] / slits.rect_bulk(0.0, g, Lx, Ly, B) ** 2)
+                    bt = _cached(("bulk12", self.mkey, Lx, Ly, B), lambda: slits.BulkTransfer12(M, Lx, Ly, B))
+                    Qb = _tabulate(lambda k: bt(k, g), kabs)
+                    ce = float(bt(np.zeros(1), g)[0] / slits.rect_bulk(0.0, g, Lx, Ly, B) ** 2)
                     G = np.exp(-0.5 * (q[:, None] * s0) ** 2)
                     Z = ce * K**2 + G**2 * (Qb - ce * B0**2)
                 self.V, self.Z = None, (Z / ub2)[..., None, None]
@@ -151,8 +167,9 @@ class _Beam:
                 self.V = np.concatenate([G[..., None], np.broadcast_to(P.T[None], (q.size,) + P.T.shape)], axis=-1)
                 Z = coef[..., :, None] * coef[..., None, :]
                 if M is not None:
-                    Qb = _tabulate(lambda k: slits.bulk_transfer_12(M, k, g, Lx, Ly, B), kabs)
-                    ce = float(slits.bulk_transfer_12(M, np.zeros(1), g, Lx, Ly, B)[0] / slits.rect_bulk(0.0, g, Lx, Ly, B) ** 2)
+                    bt = _cached(("bulk12", self.mkey, Lx, Ly, B), lambda: slits.BulkTransfer12(M, Lx, Ly, B))
+                    Qb = _tabulate(lambda k: bt(k, g), kabs)
+                    ce = float(bt(np.zeros(1), g)[0] / slits.rect_bulk(0.0, g, Lx, Ly, B) ** 2)
                     Z = ce * Z
                     Z[..., 0, 0] += Qb - ce * B0**2
                 self.Z = Z / ub2
@@ -162,7 +179,8 @@ class _Beam:
             else:
                 sig, P = _s_nodes(s, Y)
             disps = [slits.GapDisplacement(g, beam.gap, beam.zero_velocity, sc) for sc in sig]
-            Qx = slits.gap_transfer_13(M, qx, disps, Lx, Ly, B)  # (nq, nt, nc, nc) complex
+            cache = lambda make: _cached(("psi13", self.mkey, Lx, Ly, B), make)  # noqa: E731
+            Qx = slits.gap_transfer_13(M, qx, disps, Lx, Ly, B, psi_cache=cache)
             az = np.stack([slits.gap_z_factor(qy, sc, Ly) for sc in sig], axis=-1)  # (nq, nt, nc)
             self.Z = np.real(Qx) * az[..., :, None] * az[..., None, :] / ub2
             self.V = None if P is None else np.broadcast_to(P.T[None], (q.size,) + P.T.shape)
@@ -170,7 +188,7 @@ class _Beam:
 
     # ------------------------------------------------------------------ smooth
     def _smooth(self, params, q, qx, qy, beam, M, s, Y, uniform, n_pair_levels):
-        grid = ProfileGrid(beam, self.B)
+        grid = _cached(("grid", beam.key(), self.B), lambda: ProfileGrid(beam, self.B))
         self.ubar = grid.ubar
         lu, lw = grid.levels(N_LEVELS)
         self.lev_u, self.lev_up, self.lev_w = lu, lu, lw[:, None] * np.ones((1, s.size))
@@ -180,7 +198,7 @@ class _Beam:
         g = self.gamma
         if beam.plane == "1-2":
             kabs = np.abs(qx) * g
-            Q = np.real(_tabulate(lambda k: grid.transfer_12(M, k, g, u_nodes), kabs, trailing=(nc, nc)))
+            Q = np.real(_tabulate(lambda k: grid.transfer_12(M, k, g, u_nodes, key=self.mkey), kabs, trailing=(nc, nc)))
             if uniform:
                 G2 = np.exp(-(q[:, None] * float(s[0])) ** 2)
                 self.Z, self.V = G2[..., None, None] * Q / ub2, None
@@ -197,7 +215,7 @@ class _Beam:
             n_t = int(np.clip(np.ceil(3 + 6 * (hi - lo) / sx), 3, 10))
             c = np.cos(np.pi * (np.arange(n_t) + 0.5) / n_t)
             t_nodes = 0.5 * (lo + hi) + 0.5 * (hi - lo) * c
-            Gam = grid.transfer_13(M, t_nodes, u_nodes).reshape(nc, n_t, nc, n_t)
+            Gam = grid.transfer_13(M, t_nodes, u_nodes, key=self.mkey).reshape(nc, n_t, nc, n_t)
             Pt = np.stack([_lagrange_phase(d, qx, lo, hi, n_t) for d in disps], axis=-2)  # (nq, nt, ns, n_t)
             # Z_{(s c),(s' d)} = sum_ab Gam[c a d b] P[s a] P*[s' b] e^{-qz^2 (s^2 + s'^2)/2}
             Z = np.einsum("cadb,...sa,...rb->...scrd", Gam, Pt, np.conj(Pt))
@@ -234,7 +252,9 @@ def beam_moments(params, q, theta, beam: Beam, *, pixel=None, flow_angle: float 
     Y = F2 * (lam * v)
     s = displacement_std(R, params.d2, params.displacement, params.r0)
     M = transfer(beam.resolved(params.beam_size), pixel, flow_angle)
-    bm = _Beam(params, q, theta, beam, M, s, Y, n_pair_levels)
+    mkey = (beam.resolved(params.beam_size).key(), None if pixel is None else (pixel.col, pixel.row, pixel.psf_sigma_px),
+            round(float(flow_angle), 12) if pixel is not None else 0.0)
+    bm = _Beam(params, q, theta, beam, M, s, Y, n_pair_levels, mkey)
     N, ubar = bm.N, bm.ubar
     lu, lup, lw = bm.lev_u, bm.lev_up, bm.lev_w  # (nl,), (nl,), (nl, nz)
     V = bm.V

@@ -12,9 +12,9 @@ illumination level: with Chebyshev nodes :math:`u_c` in [0, 1] and their Lagrang
 (1-2 geometry, :meth:`ProfileGrid.transfer_12`); in the 1-3 geometry the shift is the depth-dependent
 t and :math:`\Gamma_{(ca),(db)} = \iint f_{ca} f_{db} M` at Chebyshev nodes :math:`t_a`
 (:meth:`ProfileGrid.transfer_13`). Cross-correlations by zero-padded FFT on a grid over the
-simulation box; M enters through its singular value decomposition on the lag grid (exact to 1e-10
-of its largest singular value), so any M (pixels at any angle) costs a few rank-1 sums. The transit
+simulation box. The transit
 shift is applied exactly (the profile is evaluated at shifted points, not Taylor-expanded).
+M multiplies the cross-correlation on the lag grid (any M: pixels at any angle to the flow).
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ from ..beam import FWHM_PER_SIGMA, Beam
 from .slits import _lagrange
 
 __all__ = ["ProfileGrid", "level_rule", "chebyshev_levels"]
-
-#: Relative singular-value cut-off of the transfer M on the lag grid.
-SVD_TOL = 1e-10
-
 
 def level_rule(u: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss rule (nodes, weights summing to 1) for the distribution of the values ``u`` (equal
@@ -96,50 +92,47 @@ class ProfileGrid:
         """Gauss rule for the illumination level u over the box (nodes, weights)."""
         return level_rule(self.u, n)
 
-    def _factors(self, M, key):
-        """Low-rank factors of M on the lag grid: list of (s, U(rho_y), ifft(V)(kappa_x))."""
+    def _transfer_grid(self, M, key):
+        """M on the lag grid (rows rho_y, columns rho_x), cached per key; None when M = 1."""
         if M is None:
             return None
         if key not in self._svd:
             RX, RY = np.meshgrid(self.lag, self.lag, indexing="xy")
-            Mg = np.asarray(M(RX, RY), dtype=np.float64)
-            U, s, Vt = np.linalg.svd(Mg)
-            r = int(np.sum(s > SVD_TOL * s[0]))
-            self._svd[key] = [(s[i], U[:, i], np.fft.ifft(Vt[i])) for i in range(r)]
+            self._svd[key] = np.asarray(M(RX, RY), dtype=np.float64)
         return self._svd[key]
 
-    def _corr_x_marginal(self, Fc, Fd, factors):
-        r""":math:`\sum_{\rho_x} M(\rho)\,C_{cd}(\rho)` as a function of :math:`\rho_y` (C: cross-correlation)."""
+    @staticmethod
+    def _corr_x_marginal(Fc, Fd, Mg):
+        r""":math:`\sum_{\rho_x} M(\rho)\,C_{cd}(\rho)` as a function of :math:`\rho_y` (C: the cross-correlation
+        :math:`\sum_r f_c(r + \rho) f_d(r)`, by the correlation theorem)."""
         P = Fc * np.conj(Fd)
-        if factors is None:
+        n = Mg.shape[1] if Mg is not None else 2 * (P.shape[1] - 1)
+        if Mg is None:
             return np.real(np.fft.ifft(P[:, 0]))  # sum over rho_x: the kappa_x = 0 column
-        out = np.zeros(P.shape[0])
-        for s, Uy, iv in factors:
-            out += s * Uy * np.real(np.fft.ifft(P @ iv))
-        return out
+        return np.sum(Mg * np.fft.irfft2(P, s=(P.shape[0], n)), axis=1)
 
     def _fft(self, f):
-        return np.fft.fft2(f, s=(2 * self.n, 2 * self.n))
+        return np.fft.rfft2(f, s=(2 * self.n, 2 * self.n))
 
     def transfer_12(self, M, k, gamma: float, u_nodes, key=None) -> np.ndarray:
-        r""":math:`Q_{cd}(k)/(4B^2)^2` for :math:`f_c = a(\mathbf r)\,a(x + \gamma y, y)\,\ell_c(u)`;
-        shape k.shape + (n_c, n_c), complex Hermitian in (c, d)."""
+        r""":math:`\mathrm{Re}\,Q_{cd}(k)/(4B^2)^2` for :math:`f_c = a(\mathbf r)\,a(x + \gamma y, y)\,\ell_c(u)`;
+        shape k.shape + (n_c, n_c), symmetric in (c, d) (only the real part enters the pair term,
+        whose other factor is symmetric)."""
         a_sh = self.beam.amplitude(self.X + gamma * self.Y, self.Y)
         f = self.a * a_sh
         L = _lagrange(2.0 * self.u.ravel() - 1.0, len(u_nodes)).reshape(self.u.shape + (len(u_nodes),)) \
             if len(u_nodes) > 1 else np.ones(self.u.shape + (1,))
         Fs = [self._fft(f * L[..., c]) for c in range(L.shape[-1])]
-        factors = self._factors(M, key if key is not None else id(M))
+        Mg = self._transfer_grid(M, key if key is not None else id(M))
         nc = len(Fs)
         D = np.zeros((nc, nc, 2 * self.n))
         for c in range(nc):
             for d in range(c, nc):
-                D[c, d] = self._corr_x_marginal(Fs[c], Fs[d], factors) * self.h**3
+                D[c, d] = self._corr_x_marginal(Fs[c], Fs[d], Mg) * self.h**3
                 if d != c:
                     D[d, c] = D[c, d][(-np.arange(2 * self.n)) % (2 * self.n)]  # C_dc(rho) = C_cd(-rho), M even
         k = np.asarray(k, dtype=np.float64)
-        ph = np.exp(1j * k.ravel()[:, None] * self.lag[None, :])  # (nk, N)
-        Q = np.einsum("kr,cdr->kcd", ph, D) * self.h
+        Q = (np.cos(k.ravel()[:, None] * self.lag[None, :]) @ D.reshape(nc * nc, -1).T) * self.h  # real part
         return Q.reshape(k.shape + (nc, nc)) / (4.0 * self.B**2) ** 2
 
     def transfer_13(self, M, t_nodes, u_nodes, key=None) -> np.ndarray:
@@ -151,11 +144,10 @@ class ProfileGrid:
         for c in range(L.shape[-1]):
             for t in t_nodes:
                 Fs.append(self._fft(self.a * self.beam.amplitude(self.X + t, self.Y) * L[..., c]))
-        factors = self._factors(M, key if key is not None else id(M))
+        Mg = self._transfer_grid(M, key if key is not None else id(M))
         m = len(Fs)
         G = np.zeros((m, m))
-        # full sum over rho: sum_rho_y of the x-marginal (with M) -- M(rho_y) factor inside the SVD sum
         for i in range(m):
             for j in range(i, m):
-                G[i, j] = G[j, i] = np.sum(self._corr_x_marginal(Fs[i], Fs[j], factors)) * self.h**4
+                G[i, j] = G[j, i] = np.sum(self._corr_x_marginal(Fs[i], Fs[j], Mg)) * self.h**4
         return G / (4.0 * self.B**2) ** 2

@@ -97,6 +97,9 @@ class GapDisplacement:
         self.degenerate = width <= 1e-12 * max(1.0, gap)
         pad = 8.0 * self.s
         lo, hi = self.t1 - pad, self.t2 + pad
+        if self.degenerate and self.s <= 0:  # no displacement at all: a point mass at t = 0
+            self.t, self.w, self.cuts = np.zeros(1), np.ones(1), [-1e-9, 1e-9]
+            return
         cuts = sorted({lo, hi, *[c for c in (0.0, self.t1 + pad, self.t2 - pad) if lo < c < hi]})
         self.t, w = panel_nodes(cuts, n)
         self.cuts = cuts
@@ -245,7 +248,8 @@ def bulk_transfer_12(M, k, gamma: float, Lx: float, Ly: float, B: float) -> np.n
     return BulkTransfer12(M, Lx, Ly, B)(k, gamma)
 
 
-def gap_transfer_13(M, qx, disps, Lx: float, Lz: float, B: float, *, n_cheb: int = 12, n_z: int = 32) -> np.ndarray:
+def gap_transfer_13(M, qx, disps, Lx: float, Lz: float, B: float, *, n_cheb: int = 12, n_z: int = 32,
+                    psi_cache=None) -> np.ndarray:
     r"""Pair factor of the flow direction under M, 1-3 geometry, for displacement distributions ``disps``
     (one :class:`GapDisplacement` per displacement std):
 
@@ -255,6 +259,7 @@ def gap_transfer_13(M, qx, disps, Lx: float, Lz: float, B: float, *, n_cheb: int
     (bulk across the flow; its s-edges enter via :func:`gap_z_factor`). Gamma is smooth on each
     quadrant of signs of (t, t') and is interpolated from ``n_cheb`` Chebyshev nodes per panel.
     Returns shape qx.shape + (n, n), divided by (4B^2)^2 L_z^2 so that M = 1 gives X_c X_d^* / (4B^2)^2.
+    ``psi_cache(make)`` may return a cached :class:`PsiTable` (it depends on M and the footprint only).
     """
     qx = np.asarray(qx, dtype=np.float64)
     lo = min(d.cuts[0] for d in disps)
@@ -270,7 +275,12 @@ def gap_transfer_13(M, qx, disps, Lx: float, Lz: float, B: float, *, n_cheb: int
     if M is None:
         Gam = np.outer(np.maximum(Lx - np.abs(tn), 0), np.maximum(Lx - np.abs(tn), 0)) * Lz * Lz
     else:
-        psi = PsiTable(M, rz, Lx + 2.0 * max(abs(lo), abs(hi)) + 1.0)
+        reach = max(Lx + 2.0 * max(abs(lo), abs(hi)), 2.0 * Lx) + 1.0  # the table covers shifts up to Lx/2 at least
+
+        def make():
+            return PsiTable(M, rz, reach)
+
+        psi = make() if psi_cache is None or reach > 2.0 * Lx + 1.0 else psi_cache(make)
         a, b = _x_interval(tn, Lx)
         Gam = np.zeros((tn.size, tn.size))
         for j in range(rz.size):
@@ -279,8 +289,9 @@ def gap_transfer_13(M, qx, disps, Lx: float, Lz: float, B: float, *, n_cheb: int
     P = []
     for d in disps:
         rows = []
+        which = np.searchsorted(np.array([p[1] for p in panels[:-1]]), d.t, side="right")  # one panel per node
         for i, (p0, p1) in enumerate(panels):
-            inside = (d.t >= p0) & (d.t <= p1)
+            inside = which == i
             tt = d.t[inside]
             L = _lagrange((2.0 * tt - p0 - p1) / (p1 - p0), n_cheb)  # (m, n_cheb)
             ph = np.exp(1j * qx[..., None] * tt) * d.w[inside]  # (..., m)
