@@ -222,9 +222,13 @@ class Beam:
         return 0.5 * sx, 0.5 * sy
 
     def box_half_width(self, beam_size: float) -> float:
-        """Half-width B of the simulation box [-B, B]^2: beam_size for footprints that fit in
-        [-L/2, L/2]^2 (the paper's box), else twice the largest footprint half-extent."""
-        return max(float(beam_size), 2.0 * max(self.half_extent()))
+        """Half-width B of the simulation box [-B, B]^2. Slits: the paper's rule, the footprint fills half
+        the box width (B = L for the paper's beam). Smooth footprints: their extent (where the intensity
+        has fallen below exp(-GAUSS_CUT^2/2)) plus L/4 for particles that move in."""
+        half = max(self.half_extent())
+        if self.is_slit:
+            return max(float(beam_size), 2.0 * half)
+        return max(float(beam_size), half + 0.25 * float(beam_size))
 
     def intensity(self, x, y) -> np.ndarray:
         """Footprint intensity I_b(x, y) (maximum 1); x along the flow, y across (R0)."""
