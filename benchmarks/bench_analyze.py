@@ -64,6 +64,8 @@ def main():
     g.add_argument("--pixel-subsamples", type=int, default=4)
     g.add_argument("--psf-sigma-px", type=float, default=0.0)
     g.add_argument("--told", nargs="+", default=["right", "point", "paper"], choices=tuple(TOLD))
+    g.add_argument("--contrast-range", type=float, nargs=2, default=(0.2, 0.5), metavar=("LO", "HI"),
+                   help="extra coherent fraction of the renderer (its point-sampled contrast), drawn per pair")
     a = ap.parse_args()
     if a.instrument:
         instrument_study(a)
@@ -159,7 +161,7 @@ def instrument_study(a):
     width = a.beam_width if len(a.beam_width) > 1 else a.beam_width * 2
     for i in range(a.pairs):
         gl, d2, rs, fl = rng.uniform(5, 30), rng.uniform(0.5, 3), rng.uniform(0, 0.3), rng.uniform(-90, 90)
-        beta = rng.uniform(0.5, 1.0)
+        beta = rng.uniform(*a.contrast_range)
         spx = rng.uniform(*a.speckle_px_range)
         lo, hi = a.coherence_range
         coh = None if hi <= 0 else tuple(rng.uniform(lo, hi, 2) * a.beam_size)
@@ -182,7 +184,8 @@ def instrument_study(a):
         print(line + f" render {t_render:.0f}s", flush=True)
     print(f"instrument: {a.beam_profile} {a.beam_width} x L, coherence {a.coherence_range} x L, plane {a.plane}"
           f"{' gap %g' % a.gap if a.plane == '1-3' else ''}, {a.speckle_px_range} px/speckle, "
-          f"{a.pixel_subsamples}^2 sub-pixels, psf {a.psf_sigma_px} px, {a.pairs} pairs of {a.size}^2, seed {a.seed}")
+          f"{a.pixel_subsamples}^2 sub-pixels, psf {a.psf_sigma_px} px, contrast {a.contrast_range}, {a.pairs} pairs of "
+          f"{a.size}^2, seed {a.seed}")
     for told, rows in res.items():
         R = np.array(rows)
         out = []

@@ -10,7 +10,7 @@ or :func:`shearcorr.forward.beammc.beam_configuration` for another beam):
 2. Sample frame: the flow (x of the model) points along detector azimuth ``flow_angle``, so a point
    at azimuth phi sees q = |q| (cos(phi - flow), sin(phi - flow)) in the sample frame.
 3. The field: every lit particle (footprint intensity u > 0) scatters with the field of each coherent
-   mode of the beam (:func:`shearcorr.beam.coherent_modes`: one mode, the footprint amplitude, for a
+   mode of the beam (:func:`shearcorr.forward.modes.coherent_modes`: one mode, the footprint amplitude, for a
    coherent beam; an explicit sum of modes for a partially coherent one),
    :math:`I(\mathbf q) = \sum_k \nu_k |A_k(\mathbf q)|^2 / S`, :math:`S = \sum u V^2` (eq. 1); amplitudes by
    :func:`shearcorr.forward.montecarlo.amplitude_at`.
@@ -126,11 +126,12 @@ def render_frame(x, y, radius, geometry, *, flow_angle_deg: float, rng, contrast
     psf_sigma_px : float
         rms of a Gaussian point-spread function applied to the pixel intensities (pixels).
     modes : (nu, evaluate), optional
-        Precomputed :func:`shearcorr.beam.coherent_modes` of ``beam`` (reused across frames).
+        Precomputed :func:`shearcorr.forward.modes.coherent_modes` of ``beam`` (reused across frames).
     """
     from numpy.polynomial.legendre import leggauss
 
-    from ..beam import Beam, coherent_modes
+    from ..beam import Beam
+    from ..forward.modes import coherent_modes
     from ..forward.montecarlo import amplitude_at
 
     x, y, radius = (np.asarray(v, dtype=np.float64) for v in (x, y, radius))
@@ -183,7 +184,7 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
     ny, nx = (int(s) for s in shape)
     if ny < 64 or nx < 64:
         raise ShearcorrError(f"frame shape must be at least 64 x 64, got {shape}")
-    from ..beam import coherent_modes
+    from ..forward.modes import coherent_modes
 
     L = params.beam_size
     paper = beam is None or beam.is_paper(L)

@@ -51,7 +51,7 @@ import xarray as xr
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 from ..physics import displacement_std, form_factor
-from .quadrature import chebyshev_interpolation, laplace_nodes, radius_nodes, radius_range
+from .quadrature import laplace_nodes, log_s_nodes, radius_nodes, radius_range
 from ..result import make_result
 from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
 
@@ -100,14 +100,8 @@ def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb):
     L = params.beam_size
     sc = np.minimum(s, S_MAX_FRACTION * L)
     ls = np.log(np.maximum(sc, 1e-300))
-    wgt = Y.max(axis=0)  # weight of node j in every sum that contains K (lambda v F^2)
-    rel = wgt > SE_WEIGHT_TOL * wgt.max()
-    lo, hi = ls[rel].min(), ls[rel].max()
-    if n_cheb is None:
-        n_cheb = int(np.clip(np.ceil(SE_CHEB_PER_LN_S * (hi - lo)), SE_CHEB_MIN, SE_CHEB_MAX))
-    if hi - lo < 1e-12:
-        lo, hi = lo - 1e-6, hi + 1e-6
-    sig, P = chebyshev_interpolation(lo, hi, n_cheb, ls)
+    # weight of node j in every sum that contains K: max over q of lambda v F^2
+    sig, P = log_s_nodes(ls, Y.max(axis=0), SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL, n_cheb)
     th = np.arctan2(qy[0], qx[0])
     mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
     C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)

@@ -36,7 +36,8 @@ import numpy as np
 from ..beam import Beam, transfer
 from ..errors import ShearcorrError
 from ..physics import displacement_std, form_factor
-from .quadrature import chebyshev_interpolation, laplace_nodes, radius_nodes
+from .analytic import SE_CHEB_MAX, SE_CHEB_MIN, SE_CHEB_PER_LN_S, SE_WEIGHT_TOL
+from .quadrature import laplace_nodes, log_s_nodes, radius_nodes
 from . import slits
 from .profiles import ProfileGrid, chebyshev_levels
 
@@ -46,8 +47,6 @@ __all__ = ["beam_moments", "BEAM_ERROR_BOUND"]
 BEAM_ERROR_BOUND = 5e-4
 #: Illumination-level Gauss nodes (smooth footprints) and Chebyshev pair levels (monodisperse, polydisperse).
 N_LEVELS, N_PAIR_LEVELS_MONO, N_PAIR_LEVELS_POLY = 16, 4, 8
-#: Stokes-Einstein: Chebyshev nodes in ln s per unit ln s, clipped (as in .analytic).
-SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL = 5.0, 5, 16, 1e-8
 #: Displacements are clipped at this fraction of the smallest footprint width in the edge formulas.
 S_MAX_FRACTION = 0.05
 
@@ -67,17 +66,11 @@ def _cached(key, make):
 
 
 def _s_nodes(s, Y, n_cheb=None):
-    """Chebyshev nodes in ln s over the radius nodes that carry weight, and the interpolation matrix."""
-    ls = np.log(np.maximum(s, 1e-300))
-    wgt = Y.max(axis=0)
-    rel = wgt > SE_WEIGHT_TOL * wgt.max()
-    lo, hi = ls[rel].min(), ls[rel].max()
-    if n_cheb is None:
-        n_cheb = int(np.clip(np.ceil(SE_CHEB_PER_LN_S * (hi - lo)), SE_CHEB_MIN, SE_CHEB_MAX))
-    if hi - lo < 1e-12:
-        lo, hi = lo - 1e-6, hi + 1e-6
-    sig, P = chebyshev_interpolation(lo, hi, n_cheb, ls)
-    return np.exp(sig), P  # (nc,), (nc, nz)
+    """Chebyshev nodes in ln s over the radius nodes that carry weight (as in :mod:`.analytic`) and the
+    interpolation matrix; returns (s nodes, P (n_cheb, n_radius))."""
+    sig, P = log_s_nodes(np.log(np.maximum(s, 1e-300)), Y.max(axis=0), SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX,
+                         SE_WEIGHT_TOL, n_cheb)
+    return np.exp(sig), P
 
 
 def _tau_max(N, one_minus_phi_at):

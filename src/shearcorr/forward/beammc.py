@@ -9,7 +9,7 @@ Extends :mod:`.montecarlo` (the paper's beam keeps its own, unchanged path). A c
   gamma = gamma_l / h (y is the vorticity axis in the detector plane).
 
 Every particle with non-zero illumination scatters, its field weighted by the beam's coherent modes
-(:func:`shearcorr.beam.coherent_modes`):
+(:func:`shearcorr.forward.modes.coherent_modes`):
 
 .. math:: I(\mathbf q) = \frac{\sum_k \nu_k\,|\sum_i E_k(\mathbf r_i) V_i F(qR_i) e^{-i\mathbf q\cdot\mathbf r_i}|^2}
           {\sum_i u(\mathbf r_i) V_i^2},\qquad u = I_b(\mathbf r)
@@ -26,7 +26,8 @@ import math
 
 import numpy as np
 
-from ..beam import Beam, coherent_modes
+from ..beam import Beam
+from .modes import coherent_modes
 from ..errors import ShearcorrError
 from ..physics import displacement_std, sample_radii, sphere_volume
 from . import kernels

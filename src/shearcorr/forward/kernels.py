@@ -199,6 +199,17 @@ def intensity_map(q, cos_t, sin_t, x, y, radius, inv_s):
     return out
 
 
+@njit(fastmath=_FM_SAFE, error_model="numpy", cache=True)
+def _mono_weights(q, radius, mono):
+    """V F(q R) per q for equal radii (``mono``; else zeros): the weights shared by all particles."""
+    wq = np.zeros(q.size, dtype=np.float32)
+    if mono and radius.size > 0:
+        r = radius[0]
+        for iq in range(q.size):
+            wq[iq] = np.float32(_VOL * r * r * r * form_factor64(q[iq] * r))
+    return wq
+
+
 @njit(parallel=True, fastmath=_FM_SAFE, error_model="numpy", cache=True)
 def chunk_intensities(q, cos_t, sin_t, x, y, radius, off, inv_s, mono):
     """Intensity maps (eq. 1) of a chunk of configurations, shape (m, n_q, n_theta), float64.
@@ -212,11 +223,7 @@ def chunk_intensities(q, cos_t, sin_t, x, y, radius, off, inv_s, mono):
     """
     nq, nt, m = q.size, cos_t.size, off.size - 1
     out = np.empty((m, nq, nt))
-    wq = np.zeros(nq, dtype=np.float32)
-    if mono and radius.size > 0:
-        r = radius[0]
-        for iq in range(nq):
-            wq[iq] = np.float32(_VOL * r * r * r * form_factor64(q[iq] * r))
+    wq = _mono_weights(q, radius, mono)
     for c in prange(m):
         o0, o1 = off[c], off[c + 1]
         n = o1 - o0
@@ -310,11 +317,7 @@ def chunk_intensities_modes(q, cos_t, sin_t, x, y, radius, amps, nu, off, inv_s,
     nq, nt, m = q.size, cos_t.size, off.size - 1
     nm = nu.size
     out = np.zeros((m, nq, nt))
-    wq = np.zeros(nq, dtype=np.float32)
-    if mono and radius.size > 0:
-        r = radius[0]
-        for iq in range(nq):
-            wq[iq] = np.float32(_VOL * r * r * r * form_factor64(q[iq] * r))
+    wq = _mono_weights(q, radius, mono)
     for c in prange(m):
         o0, o1 = off[c], off[c + 1]
         n = o1 - o0

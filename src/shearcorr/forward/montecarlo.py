@@ -222,7 +222,7 @@ def amplitude_at(qx, qy, x, y, radius, weights=None) -> np.ndarray:
         Particle positions and radii (r0). No window is applied: pass the particles that scatter.
     weights : array-like of shape (n,), optional
         Real field amplitudes :math:`a_i` of the illumination at the particles (a beam mode,
-        :func:`shearcorr.beam.coherent_modes`); default 1 (the paper's uniform window).
+        :func:`shearcorr.forward.modes.coherent_modes`); default 1 (the paper's uniform window).
 
     Returns
     -------
