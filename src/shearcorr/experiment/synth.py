@@ -50,6 +50,9 @@ __all__ = ["SynthPair", "render_pair", "render_series", "render_frame", "write_s
 R0_NM, LAMBDA_A, PIXEL_M = 10.0, 1.0, 55e-6
 #: Default Gauss-Legendre points per pixel and axis (4 x 4 integrates the speckle to ~1e-3 at 2.2 px per speckle).
 PIXEL_SUBSAMPLES = 4
+#: Coherent modes of a partially coherent beam are kept to 1 - MODE_EPS of the trace (the rest, nearly
+#: incoherent, changes the contrast by that fraction, which the analysis estimates from the data).
+MODE_EPS = 1e-4
 
 
 class SynthPair:
@@ -139,7 +142,7 @@ def render_frame(x, y, radius, geometry, *, flow_angle_deg: float, rng, contrast
     if n_sub < 1:
         raise ShearcorrError(f"pixel_subsamples must be >= 1, got {pixel_subsamples}")
     beam = (Beam() if beam is None else beam).resolved(geometry.beam_size_r0)
-    nu, evaluate = coherent_modes(beam) if modes is None else modes
+    nu, evaluate = coherent_modes(beam, MODE_EPS) if modes is None else modes
     u = beam.intensity(x, y)
     lit = u > 0
     xs, ys, rs, us = x[lit], y[lit], radius[lit], u[lit]
@@ -211,7 +214,7 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
         from ..forward.beammc import beam_configuration
 
         cfg = beam_configuration(params, beam, s_conf)
-    modes = coherent_modes((beam if beam is not None else _paper_beam()).resolved(L))
+    modes = coherent_modes((beam if beam is not None else _paper_beam()).resolved(L), MODE_EPS)
     rng = np.random.default_rng(s_phot)
     step_rng = np.random.default_rng(s_steps)
     positions = [(cfg.x, cfg.y), (cfg.x_after, cfg.y_after)]

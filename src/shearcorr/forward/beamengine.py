@@ -45,8 +45,11 @@ __all__ = ["beam_moments", "BEAM_ERROR_BOUND"]
 
 #: Documented bound of the model error of g for non-paper beams (docs/theory.md section 7).
 BEAM_ERROR_BOUND = 5e-4
-#: Illumination-level Gauss nodes (smooth footprints) and Chebyshev pair levels (monodisperse, polydisperse).
-N_LEVELS, N_PAIR_LEVELS_MONO, N_PAIR_LEVELS_POLY = 16, 4, 8
+#: Illumination-level Gauss nodes of smooth footprints.
+N_LEVELS = 16
+#: Chebyshev pair levels of smooth footprints for rs = 0, 0 < rs <= 0.15 and rs > 0.15 (docs/theory.md 7.2:
+#: against 12 levels, at n_l2 = 30 -- the hardest --, 4 levels give 2e-6 at rs = 0.15, 5 give 7e-8; 8 give 2.4e-5 at rs = 0.3).
+N_PAIR_LEVELS = ((0.0, 4), (0.15, 5), (np.inf, 8))
 #: Displacements are clipped at this fraction of the smallest footprint width in the edge formulas.
 S_MAX_FRACTION = 0.05
 
@@ -185,7 +188,7 @@ class _Beam:
         self.ubar = grid.ubar
         lu, lw = grid.levels(N_LEVELS)
         self.lev_u, self.lev_up, self.lev_w = lu, lu, lw[:, None] * np.ones((1, s.size))
-        nc = n_pair_levels or (N_PAIR_LEVELS_MONO if params.rs == 0 else N_PAIR_LEVELS_POLY)
+        nc = n_pair_levels or next(n for rs_max, n in N_PAIR_LEVELS if params.rs <= rs_max)
         u_nodes = chebyshev_levels(nc)
         ub2 = self.ubar**2
         g = self.gamma

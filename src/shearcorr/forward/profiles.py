@@ -114,23 +114,59 @@ class ProfileGrid:
     def _fft(self, f):
         return np.fft.rfft2(f, s=(2 * self.n, 2 * self.n))
 
+    def _levels(self, u_nodes):
+        n = len(u_nodes)
+        if n == 1:
+            return np.ones(self.u.shape + (1,))
+        return _lagrange(2.0 * self.u.ravel() - 1.0, n).reshape(self.u.shape + (n,))
+
+    def _pair_d(self, fs, Mg) -> np.ndarray:
+        """D_ij(rho_y) = h^3 sum_rho_x M C_ij for the functions ``fs``; shape (n, n, N)."""
+        Fs = [self._fft(f) for f in fs]
+        n = len(Fs)
+        D = np.zeros((n, n, 2 * self.n))
+        rev = (-np.arange(2 * self.n)) % (2 * self.n)
+        for c in range(n):
+            for d in range(c, n):
+                D[c, d] = self._corr_x_marginal(Fs[c], Fs[d], Mg) * self.h**3
+                if d != c:
+                    D[d, c] = D[c, d][rev]  # C_dc(rho) = C_cd(-rho), M even
+        return D
+
+    def _d_12(self, M, gamma, u_nodes, key):
+        r"""D_cd(rho_y; gamma) of the pair densities :math:`f_c = a(\mathbf r)\,a(x + \gamma y, y)\,\ell_c(u)`.
+
+        Gaussian footprints: the shift is a Taylor series, :math:`a(x + \gamma y) = \sum_{m\le 3}
+        (\gamma y)^m \partial_x^m a / m!` (analytic derivatives; remainder (gamma y / 2 sigma)^4 / 24, below
+        3e-5 relative for gamma L <= 40), so :math:`D = \sum_{m, m'} \gamma^{m + m'} D_{(cm)(dm')}`, tabulated
+        once per instrument and levels: a fit or a dataset then costs no FFT per call. Measured
+        footprints: evaluated at the shifted points for every gamma.
+        """
+        Mg = self._transfer_grid(M, key if key is not None else id(M))
+        Lc = self._levels(u_nodes)
+        nc = Lc.shape[-1]
+        if self.beam.profile != "gaussian":
+            f = self.a * self.beam.amplitude(self.X + gamma * self.Y, self.Y)
+            return self._pair_d([f * Lc[..., c] for c in range(nc)], Mg)
+        tkey = ("taylor12", key if key is not None else id(M), tuple(np.round(u_nodes, 12)))
+        if tkey not in self._svd:
+            sx = self.beam.size[0] / FWHM_PER_SIGMA
+            t = self.X / (2.0 * sx * sx)  # d/dx ln a = -x / (2 sigma^2)
+            c2 = 1.0 / (2.0 * sx * sx)
+            derivs = [np.ones_like(t), -t, t * t - c2, -(t**3) + 3.0 * c2 * t]  # (d^m a / dx^m) / a
+            fact = (1.0, 1.0, 2.0, 6.0)
+            fs = [self.u * (self.Y**m) * derivs[m] / fact[m] * Lc[..., c] for c in range(nc) for m in range(4)]
+            self._svd[tkey] = self._pair_d(fs, Mg).reshape(nc, 4, nc, 4, -1)
+        Dt = self._svd[tkey]
+        g = gamma ** np.arange(4)
+        return np.einsum("cmdnr,m,n->cdr", Dt, g, g)
+
     def transfer_12(self, M, k, gamma: float, u_nodes, key=None) -> np.ndarray:
         r""":math:`\mathrm{Re}\,Q_{cd}(k)/(4B^2)^2` for :math:`f_c = a(\mathbf r)\,a(x + \gamma y, y)\,\ell_c(u)`;
         shape k.shape + (n_c, n_c), symmetric in (c, d) (only the real part enters the pair term,
         whose other factor is symmetric)."""
-        a_sh = self.beam.amplitude(self.X + gamma * self.Y, self.Y)
-        f = self.a * a_sh
-        L = _lagrange(2.0 * self.u.ravel() - 1.0, len(u_nodes)).reshape(self.u.shape + (len(u_nodes),)) \
-            if len(u_nodes) > 1 else np.ones(self.u.shape + (1,))
-        Fs = [self._fft(f * L[..., c]) for c in range(L.shape[-1])]
-        Mg = self._transfer_grid(M, key if key is not None else id(M))
-        nc = len(Fs)
-        D = np.zeros((nc, nc, 2 * self.n))
-        for c in range(nc):
-            for d in range(c, nc):
-                D[c, d] = self._corr_x_marginal(Fs[c], Fs[d], Mg) * self.h**3
-                if d != c:
-                    D[d, c] = D[c, d][(-np.arange(2 * self.n)) % (2 * self.n)]  # C_dc(rho) = C_cd(-rho), M even
+        D = self._d_12(M, gamma, u_nodes, key)
+        nc = D.shape[0]
         k = np.asarray(k, dtype=np.float64)
         Q = (np.cos(k.ravel()[:, None] * self.lag[None, :]) @ D.reshape(nc * nc, -1).T) * self.h  # real part
         return Q.reshape(k.shape + (nc, nc)) / (4.0 * self.B**2) ** 2
@@ -138,8 +174,7 @@ class ProfileGrid:
     def transfer_13(self, M, t_nodes, u_nodes, key=None) -> np.ndarray:
         r""":math:`\Gamma_{(ca),(db)}/(4B^2)^2` for :math:`f_{ca} = a(\mathbf r)\,a(x + t_a, y)\,\ell_c(u)`,
         shape (n_c n_t, n_c n_t), index c * n_t + a."""
-        L = _lagrange(2.0 * self.u.ravel() - 1.0, len(u_nodes)).reshape(self.u.shape + (len(u_nodes),)) \
-            if len(u_nodes) > 1 else np.ones(self.u.shape + (1,))
+        L = self._levels(u_nodes)
         Fs = []
         for c in range(L.shape[-1]):
             for t in t_nodes:
