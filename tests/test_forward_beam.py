@@ -225,3 +225,21 @@ def test_full_map_validation_vs_monte_carlo(case):
     m = simulate(params, grid, engine="mc", configs=10000, seed=2000, beam=beam)
     chi = chi2_per_dof(m.g.values, a.g.values, m.g_err.values)
     assert 0.7 <= chi <= 1.4, chi
+
+
+def test_a_dataset_with_a_beam_records_it_and_refuses_another(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shearcorr.data import generate, open_dataset
+    from shearcorr.forward import BeamEngine
+
+    grid = QGrid(np.geomspace(0.5, 5.0, 5), np.linspace(0.0, np.pi, 6))
+    gap = Beam("square", plane="1-3", gap=2000.0)
+    with ThreadPoolExecutor(1) as ex:
+        path = generate(tmp_path / "d.zarr", n=3, seed=1, grid=grid, engine=BeamEngine(gap), executor=ex, progress=False)
+    ds = open_dataset(path, load=True)
+    assert gap.key() in ds.attrs["engine"]
+    p = SystemParams(*(float(ds[k].values[1]) for k in ("n_l2", "rs", "d2", "gamma_l")))
+    assert np.allclose(ds.g.values[1], ensemble_arrays(p, grid, beam=gap)[1], atol=1e-6)
+    with pytest.raises(ShearcorrError, match="engine"):
+        generate(path, n=3, seed=1, grid=grid, engine=BeamEngine(Beam("square", plane="1-3", gap=1000.0)), progress=False)

@@ -15,7 +15,7 @@ from ..choices import check_choice
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 
-__all__ = ["simulate", "engine_arrays"]
+__all__ = ["simulate", "engine_arrays", "BeamEngine"]
 
 
 def simulate(
@@ -97,3 +97,33 @@ def engine_arrays(engine: str | Callable) -> Callable:
     except (ImportError, AttributeError) as exc:
         raise ShearcorrError(f"engine {engine!r} is not available ({type(exc).__name__}: {exc})") from None
     return arrays
+
+
+class BeamEngine:
+    """An engine with a beam, for datasets: ``shearcorr.data.generate(..., engine=BeamEngine(beam))``.
+
+    A picklable callable ``f(params, grid, *, configs, seed) -> (I, g, g_err)`` (the engine interface of
+    :func:`engine_arrays`) that runs the analytic or Monte Carlo engine with ``beam``
+    (:class:`shearcorr.beam.Beam`). The store records it as its engine, named with the beam's key
+    (``shearcorr.forward:BeamEngine[analytic, <key>]``), so a store is never resumed with another beam;
+    the trained models of such a store hold g of that beam (docs/theory.md section 7).
+    """
+
+    def __init__(self, beam, engine: str = "analytic"):
+        from ..beam import Beam
+
+        if not isinstance(beam, Beam):
+            raise ShearcorrError(f"beam must be a shearcorr.beam.Beam, got {type(beam).__name__}")
+        self.beam, self.engine = beam, check_choice("engine", engine)
+        self.__qualname__ = f"BeamEngine[{engine}, {beam.key()}]"
+        self.__module__ = __name__
+
+    def __call__(self, params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
+        if self.engine == "mc":
+            from .montecarlo import simulate_mc
+
+            ds = simulate_mc(params, grid, configs=configs, seed=seed, beam=self.beam)
+            return ds["I"].values, ds["g"].values, ds["g_err"].values
+        from .analytic import ensemble_arrays
+
+        return ensemble_arrays(params, grid, beam=self.beam)
