@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..beam import Beam, transfer
+from ..beam import FWHM_PER_SIGMA, Beam, transfer
 from ..errors import ShearcorrError
 from ..physics import displacement_std, form_factor
 from .analytic import SE_CHEB_MAX, SE_CHEB_MIN, SE_CHEB_PER_LN_S, SE_WEIGHT_TOL
@@ -52,6 +52,8 @@ N_LEVELS = 16
 N_PAIR_LEVELS = ((0.0, 4), (0.15, 5), (np.inf, 8))
 #: Displacements are clipped at this fraction of the smallest footprint width in the edge formulas.
 S_MAX_FRACTION = 0.05
+#: A measured footprint is taken to vary over this many of its samples (nodes in the 1-3 shift).
+MEASURED_SCALE_STEPS = 4
 
 
 #: Cache of the beam's precomputable pieces (bulk transfers, Psi tables, profile grids), keyed by the beam,
@@ -148,9 +150,7 @@ class _Beam:
                     Z = K**2
                 else:
                     B0 = slits.rect_bulk(kabs, g, Lx, Ly, B)
-                    bt = _cached(("bulk12", self.mkey, Lx, Ly, B), lambda: slits.BulkTransfer12(M, Lx, Ly, B))
-                    Qb = _tabulate(lambda k: bt(k, g), kabs)
-                    ce = float(bt(np.zeros(1), g)[0] / slits.rect_bulk(0.0, g, Lx, Ly, B) ** 2)
+                    Qb, ce = self._bulk_transfer(M, kabs, Lx, Ly)
                     G = np.exp(-0.5 * (q[:, None] * s0) ** 2)
                     Z = ce * K**2 + G**2 * (Qb - ce * B0**2)
                 self.V, self.Z = None, (Z / ub2)[..., None, None]
@@ -163,9 +163,7 @@ class _Beam:
                 self.V = np.concatenate([G[..., None], np.broadcast_to(P.T[None], (q.size,) + P.T.shape)], axis=-1)
                 Z = coef[..., :, None] * coef[..., None, :]
                 if M is not None:
-                    bt = _cached(("bulk12", self.mkey, Lx, Ly, B), lambda: slits.BulkTransfer12(M, Lx, Ly, B))
-                    Qb = _tabulate(lambda k: bt(k, g), kabs)
-                    ce = float(bt(np.zeros(1), g)[0] / slits.rect_bulk(0.0, g, Lx, Ly, B) ** 2)
+                    Qb, ce = self._bulk_transfer(M, kabs, Lx, Ly)
                     Z = ce * Z
                     Z[..., 0, 0] += Qb - ce * B0**2
                 self.Z = Z / ub2
@@ -181,6 +179,13 @@ class _Beam:
             self.Z = np.real(Qx) * az[..., :, None] * az[..., None, :] / ub2
             self.V = None if P is None else np.broadcast_to(P.T[None], (q.size,) + P.T.shape)
             self.u_a = np.ones(len(sig))
+
+    def _bulk_transfer(self, M, kabs, Lx, Ly):
+        """Pair transfer Q(k) of the s = 0 bulk under M (:class:`.slits.BulkTransfer12`, cached per instrument)
+        and the bulk contrast c_e = Q(0) / B(0)^2 that scales the edge terms (docs/theory.md 7.3)."""
+        g, B = self.gamma, self.B
+        bt = _cached(("bulk12", self.mkey, Lx, Ly, B), lambda: slits.BulkTransfer12(M, Lx, Ly, B))
+        return _tabulate(lambda k: bt(k, g), kabs), float(bt(np.zeros(1), g)[0] / slits.rect_bulk(0.0, g, Lx, Ly, B) ** 2)
 
     # ------------------------------------------------------------------ smooth
     def _smooth(self, params, q, qx, qy, beam, M, s, Y, uniform, n_pair_levels):
@@ -207,8 +212,10 @@ class _Beam:
             disps = [slits.GapDisplacement(g, beam.gap, beam.zero_velocity, sc) for sc in sig]
             lo = min(d.cuts[0] for d in disps)
             hi = max(d.cuts[-1] for d in disps)
-            sx = (min(beam.size) / 2.3548 if beam.profile == "gaussian" else min(beam.profile_step) * 4)
-            n_t = int(np.clip(np.ceil(3 + 6 * (hi - lo) / sx), 3, 10))
+            # the footprint varies on its rms width (Gaussian) or a few of its samples (measured): Chebyshev
+            # nodes in the shift t, more when the shift range is a larger fraction of that scale
+            scale = min(beam.size) / FWHM_PER_SIGMA if beam.profile == "gaussian" else MEASURED_SCALE_STEPS * min(beam.profile_step)
+            n_t = int(np.clip(np.ceil(3 + 6 * (hi - lo) / scale), 3, 10))
             c = np.cos(np.pi * (np.arange(n_t) + 0.5) / n_t)
             t_nodes = 0.5 * (lo + hi) + 0.5 * (hi - lo) * c
             Gam = grid.transfer_13(M, t_nodes, u_nodes, key=self.mkey).reshape(nc, n_t, nc, n_t)
