@@ -80,10 +80,9 @@ def _s_nodes(s, Y, n_cheb=None):
 
 def _tau_max(N, one_minus_phi_at):
     """Upper end of the Laplace range: where phi^(N-2) < 1e-17 (at least 40)."""
-    for t in np.geomspace(40.0, 1e9, 200):
-        if (N - 2) * np.log1p(-min(one_minus_phi_at(t), 1.0 - 1e-300)) < np.log(1e-17):
-            return float(t)
-    return 1e9
+    t = np.geomspace(40.0, 1e9, 200)
+    ok = (N - 2) * np.log1p(-np.minimum(one_minus_phi_at(t), 1.0 - 1e-300)) < np.log(1e-17)
+    return float(t[np.argmax(ok)]) if ok.any() else 1e9
 
 
 class _Beam:
@@ -271,8 +270,9 @@ def beam_moments(params, q, theta, beam: Beam, *, pixel=None, flow_angle: float 
     bv = b * v
     lamw = lam[None, :] * lw  # (nl, nz)
 
-    def omp(t, tu=1.0, uu=1.0):  # 1 - phi at (tau, upsilon) = (t tu, t uu)
-        return float(np.sum(lamw * -np.expm1(-bv[None, :] * t * (lu[:, None] * tu + lup[:, None] * uu))))
+    def omp(t, tu=1.0, uu=1.0):  # 1 - phi at (tau, upsilon) = (t tu, t uu), for an array of t
+        x = bv[None, :, None] * np.asarray(t)[None, None, :] * (lu[:, None, None] * tu + lup[:, None, None] * uu)
+        return np.einsum("lj,ljt->t", lamw, -np.expm1(-x))
 
     tmax = _tau_max(N, lambda t: omp(t, 1.0, 0.0))
     tau, om = laplace_nodes(n_laplace, tmax)
