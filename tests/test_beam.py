@@ -21,6 +21,9 @@ from shearcorr.errors import ShearcorrError
     (dict(coherence=-3.0), "coherence"),
     (dict(plane="2-3"), "plane"),
     (dict(profile="measured"), "profile_map"),
+    (dict(coherence=300.0, coherence_mix=[(1.0, 300.0, 300.0)]), "not both"),
+    (dict(coherence_mix=[(1.0, 300.0)]), "coherence_mix"),
+    (dict(coherence_mix=[(-1.0, 300.0, 300.0), (2.0, 1.0, 1.0)]), "weights"),
 ])
 def test_bad_beam_is_one_line_error(kwargs, fragment):
     with pytest.raises(ShearcorrError, match=fragment) as exc:
@@ -54,6 +57,18 @@ def test_dict_is_strict_json_and_spec_round_trip_in_physical_units():
         Beam.from_spec({"profile": "square", "fwhm_um": 3}, particle_radius_nm=10.0)
 
 
+def test_coherence_mixture():
+    mix = Beam("square", coherence_mix=[(2.0, math.inf, math.inf), (2.0, 50.0, 80.0)])
+    assert mix.coherence_mix == ((0.5, math.inf, math.inf), (0.5, 50.0, 80.0)) and not mix.coherent
+    assert Beam(coherence_mix=[(1.0, math.inf, math.inf)]).coherent
+    # far apart only the coherent component interferes: |mu|^2 -> w^2; at rho = 0 it is 1
+    assert mix.coherence_transfer(0.0, 0.0) == pytest.approx(1.0)
+    assert mix.coherence_transfer(2000.0, 0.0) == pytest.approx(0.25)
+    spec = json.loads(json.dumps(mix.to_spec(10.0)))
+    assert Beam.from_spec(spec, particle_radius_nm=10.0) == mix
+    json.dumps(mix.to_dict(), allow_nan=False)
+
+
 def test_paper_beam_and_resolution():
     assert Beam().is_paper(800.0) and Beam("square", 800.0).is_paper(800.0)
     assert not Beam("square", 700.0).is_paper(800.0) and not Beam(coherence=500.0).is_paper(800.0)
@@ -82,7 +97,8 @@ def test_pixel_transfer():
 
 
 @pytest.mark.parametrize("beam", [Beam("square", coherence=(240.0, 600.0)), Beam("gaussian", (800.0, 600.0), coherence=(300.0, 1e9)),
-                                  Beam("rectangular", (800.0, 500.0), coherence=(400.0, math.inf))])
+                                  Beam("rectangular", (800.0, 500.0), coherence=(400.0, math.inf)),
+                                  Beam("square", coherence_mix=[(0.7, math.inf, math.inf), (0.3, 60.0, 60.0)])])
 def test_coherent_modes_reproduce_the_cross_spectral_density(beam):
     """sum_k nu_k E_k(r1) E_k(r2) = a(r1) a(r2) mu(r1 - r2) (Gaussian Schell model) at random point pairs."""
     b = beam.resolved(800.0)
@@ -92,8 +108,9 @@ def test_coherent_modes_reproduce_the_cross_spectral_density(beam):
     r1 = rng.uniform(-0.9, 0.9, (2, 200)) * np.array([[hx], [hy]]) * (0.5 if b.profile == "gaussian" else 1.0)
     r2 = r1 + rng.normal(0, 150.0, r1.shape)
     J = np.einsum("k,kn,kn->n", nu, ev(*r1), ev(*r2))
-    xi = np.array(b.coherence)[:, None]
-    exact = b.amplitude(*r1) * b.amplitude(*r2) * np.prod(np.exp(-0.5 * ((r1 - r2) / xi) ** 2), axis=0)
+    mu = sum(w * np.exp(-0.5 * ((r1[0] - r2[0]) / xx) ** 2 - 0.5 * ((r1[1] - r2[1]) / xy) ** 2)
+             for w, xx, xy in b.coherence_components)
+    exact = b.amplitude(*r1) * b.amplitude(*r2) * mu
     assert np.max(np.abs(J - exact)) < 5e-3
     # the trace is the integrated intensity
     assert nu.sum() == pytest.approx(4 * hx * hy if b.is_slit else 2 * np.pi * np.prod(np.array(b.size) / FWHM_PER_SIGMA), rel=1e-5)

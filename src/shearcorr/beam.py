@@ -58,6 +58,27 @@ GAUSS_CUT = 5.5
 MEASURED_EDGE_TOL = 1e-3
 
 
+def _mixture(mix) -> tuple | None:
+    """Validated, normalised coherence components ((w, xi_x, xi_y), ...); None when all are coherent."""
+    try:
+        comps = [tuple(c) for c in mix]
+    except TypeError:
+        comps = None
+    if not comps or any(len(c) != 3 for c in comps):
+        raise ShearcorrError(f"beam: coherence_mix must be a list of (weight, xi_along, xi_across), got {mix!r}")
+    out = []
+    for w, *xi in comps:
+        w = float(w)
+        if not (w >= 0 and math.isfinite(w)):
+            raise ShearcorrError(f"beam: coherence_mix weights must be >= 0, got {w!r}")
+        out.append((w, *_pair("coherence_mix length", xi, allow_inf=True)))
+    total = sum(c[0] for c in out)
+    if not total > 0:
+        raise ShearcorrError("beam: coherence_mix weights must not all be zero")
+    out = tuple((w / total, x, y) for w, x, y in out if w > 0)
+    return None if all(math.isinf(x) and math.isinf(y) for _, x, y in out) else out
+
+
 def _pair(name, v, *, allow_inf=False) -> tuple[float, float]:
     vals = (v, v) if np.ndim(v) == 0 else tuple(v)
     if len(vals) != 2:
@@ -76,7 +97,7 @@ def _pair(name, v, *, allow_inf=False) -> tuple[float, float]:
 
 @dataclass(frozen=True, eq=False)
 class Beam:
-    """Beam footprint, transverse coherence and scattering geometry (lengths in R0; module docstring).
+    r"""Beam footprint, transverse coherence and scattering geometry (lengths in R0; module docstring).
 
     Parameters
     ----------
@@ -87,6 +108,11 @@ class Beam:
     coherence : float or (float, float), optional
         rms transverse coherence lengths xi (Gaussian Schell model), along and across the flow, R0;
         None (default) or inf: coherent (:meth:`to_dict` writes an infinite length as null).
+    coherence_mix : sequence of (weight, xi_along, xi_across), optional
+        Instead of ``coherence``: a degree of coherence that is a weighted sum of Gaussian Schell
+        components, :math:`\mu(\boldsymbol\rho) = \sum_k w_k \exp(-\rho_x^2/2\xi_{xk}^2 - \rho_y^2/2\xi_{yk}^2)`
+        (weights >= 0, normalised to sum 1; inf = a coherent component), e.g. a coherent mode with a
+        short-range halo: ``[(0.8, inf, inf), (0.2, 40, 40)]``.
     plane : {"1-2", "1-3"}
         Scattering geometry (module docstring).
     gap : float, optional
@@ -109,6 +135,7 @@ class Beam:
     zero_velocity: float = 0.0
     profile_map: np.ndarray | None = field(default=None, repr=False)
     profile_step: tuple[float, float] | None = None
+    coherence_mix: tuple | None = None
 
     def __post_init__(self):
         check_choice("beam_profile", self.profile, what="beam: profile")
@@ -123,8 +150,12 @@ class Beam:
         elif self.profile == "rectangular":
             raise ShearcorrError("beam: a rectangular beam needs size = (along the flow, across it)")
         if self.coherence is not None:
+            if self.coherence_mix is not None:
+                raise ShearcorrError("beam: give coherence or coherence_mix, not both")
             coh = _pair("coherence", self.coherence, allow_inf=True)
             object.__setattr__(self, "coherence", None if all(math.isinf(c) for c in coh) else coh)
+        if self.coherence_mix is not None:
+            object.__setattr__(self, "coherence_mix", _mixture(self.coherence_mix))
         if self.plane == "1-3":
             if self.gap is None:
                 raise ShearcorrError("beam: the 1-3 geometry needs the gap h (sample thickness along the beam)")
@@ -166,9 +197,12 @@ class Beam:
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:
         """JSON-serialisable description (lengths in R0); the measured map is summarised by a hash."""
-        coh = None if self.coherence is None else [c if math.isfinite(c) else None for c in self.coherence]
+        fin = lambda c: c if math.isfinite(c) else None  # noqa: E731 - strict JSON
+        coh = None if self.coherence is None else [fin(c) for c in self.coherence]
         d = {"profile": self.profile, "size": list(self.size) if self.size else None, "coherence": coh,
              "plane": self.plane}
+        if self.coherence_mix is not None:
+            d["coherence_mix"] = [[w, fin(x), fin(y)] for w, x, y in self.coherence_mix]
         if self.plane == "1-3":
             d.update(gap=self.gap, zero_velocity=self.zero_velocity)
         if self.profile == "measured":
@@ -194,13 +228,21 @@ class Beam:
 
     @property
     def coherent(self) -> bool:
-        return self.coherence is None
+        return self.coherence is None and self.coherence_mix is None
+
+    @property
+    def coherence_components(self) -> tuple | None:
+        """The degree of coherence as components ((weight, xi_along, xi_across), ...); None: coherent."""
+        if self.coherence_mix is not None:
+            return self.coherence_mix
+        return None if self.coherence is None else ((1.0, *self.coherence),)
 
     def resolved(self, beam_size: float) -> Beam:
         """The same beam with ``size`` filled from the model's ``beam_size`` where it was left None."""
         if self.size is not None or self.profile == "measured":
             return self
-        return Beam(self.profile, (beam_size, beam_size), self.coherence, self.plane, self.gap, self.zero_velocity)
+        return Beam(self.profile, (beam_size, beam_size), self.coherence, self.plane, self.gap, self.zero_velocity,
+                    coherence_mix=self.coherence_mix)
 
     def is_paper(self, beam_size: float) -> bool:
         """The paper's beam: square of side ``beam_size``, coherent, 1-2 geometry (exact default path)."""
@@ -258,12 +300,14 @@ class Beam:
         return np.sqrt(self.intensity(x, y))
 
     def coherence_transfer(self, rho_x, rho_y) -> np.ndarray:
-        r""":math:`|\mu(\boldsymbol\rho)|^2 = \exp(-\rho_x^2/\xi_x^2 - \rho_y^2/\xi_y^2)` (1 when coherent)."""
+        r""":math:`|\mu(\boldsymbol\rho)|^2`, :math:`\mu = \sum_k w_k \exp(-\rho_x^2/2\xi_{xk}^2 - \rho_y^2/2\xi_{yk}^2)`
+        (one component: :math:`\exp(-\rho_x^2/\xi_x^2 - \rho_y^2/\xi_y^2)`; 1 when coherent)."""
         rho_x, rho_y = np.asarray(rho_x, dtype=np.float64), np.asarray(rho_y, dtype=np.float64)
-        if self.coherence is None:
+        comps = self.coherence_components
+        if comps is None:
             return np.ones(np.broadcast_shapes(rho_x.shape, rho_y.shape))
-        xi_x, xi_y = self.coherence
-        return np.exp(-(rho_x / xi_x) ** 2 - (rho_y / xi_y) ** 2)
+        mu = sum(w * np.exp(-0.5 * (rho_x / xx) ** 2 - 0.5 * (rho_y / xy) ** 2) for w, xx, xy in comps)
+        return mu * mu
 
     # ------------------------------------------------------------------ physical units
     @classmethod
@@ -277,8 +321,8 @@ class Beam:
         """
         if not isinstance(spec, dict):
             raise ShearcorrError("geometry: 'beam' must be a JSON object (docs/experiment.md, 'Describe your beamline')")
-        known = {"profile", "size_um", "coherence_length_um", "plane", "gap_um", "zero_velocity_um", "profile_file",
-                 "profile_map", "profile_step_um"}
+        known = {"profile", "size_um", "coherence_length_um", "coherence_mix_um", "plane", "gap_um", "zero_velocity_um",
+                 "profile_file", "profile_map", "profile_step_um"}
         extra = sorted(set(spec) - known)
         if extra:
             raise ShearcorrError(f"geometry: unknown beam key(s) {', '.join(extra)}; known: {', '.join(sorted(known - {'profile_map'}))}")
@@ -298,10 +342,17 @@ class Beam:
             out = [x * um for x in vals]
             return out[0] if len(out) == 1 else tuple(out)
 
+        mix = spec.get("coherence_mix_um")
+        if mix is not None:
+            try:
+                mix = [(float(c[0]), *(math.inf if str(x).lower() in ("inf", "infinity") else float(x) * um for x in c[1:]))
+                       for c in mix]
+            except (TypeError, ValueError, IndexError):
+                raise ShearcorrError(f"geometry: beam coherence_mix_um must be [[weight, along_um, across_um], ...], got {mix!r}") from None
         return cls(profile=spec.get("profile", "square"), size=conv("size_um"),
                    coherence=conv("coherence_length_um", allow_inf=True), plane=str(spec.get("plane", "1-2")),
                    gap=conv("gap_um"), zero_velocity=conv("zero_velocity_um") or 0.0,
-                   profile_map=spec.get("profile_map"), profile_step=conv("profile_step_um"))
+                   profile_map=spec.get("profile_map"), profile_step=conv("profile_step_um"), coherence_mix=mix)
 
     def to_spec(self, particle_radius_nm: float) -> dict:
         """Physical description (the ``"beam"`` object of geometry.json), inverse of :meth:`from_spec`; a
@@ -313,6 +364,8 @@ class Beam:
             d["size_um"] = [self.size[0] * um, self.size[1] * um]
         if self.coherence is not None:
             d["coherence_length_um"] = [c * um if math.isfinite(c) else "inf" for c in self.coherence]
+        if self.coherence_mix is not None:
+            d["coherence_mix_um"] = [[w, *(x * um if math.isfinite(x) else "inf" for x in xi)] for w, *xi in self.coherence_mix]
         if self.plane == "1-3":
             d["gap_um"] = self.gap * um
             d["zero_velocity_um"] = self.zero_velocity * um
@@ -378,7 +431,7 @@ class PixelResponse:
 def transfer(beam: Beam, pixel: PixelResponse | None = None, flow_angle: float = 0.0):
     r"""The pair transfer :math:`M(\rho_x, \rho_y)` (callable) of coherence, pixel and PSF, or None when it is 1."""
     parts = []
-    if beam.coherence is not None:
+    if not beam.coherent:
         parts.append(beam.coherence_transfer)
     if pixel is not None:
         parts.append(lambda rx, ry: pixel.transfer(rx, ry, flow_angle))

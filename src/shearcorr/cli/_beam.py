@@ -17,6 +17,9 @@ def add_beam_args(p) -> None:
                    help="slit width(s) or Gaussian FWHM, along the flow [and across it] (default: the beam size)")
     g.add_argument("--coherence", type=float, nargs="+", default=None, metavar="XI",
                    help="rms transverse coherence length(s), along the flow [and across it] (default: coherent)")
+    g.add_argument("--coherence-mix", type=float, nargs="+", default=None, metavar="W XI_ALONG XI_ACROSS",
+                   help="a degree of coherence that is a weighted sum of Gaussian components: triples of weight and "
+                        "two rms lengths (inf = coherent), e.g. 0.8 inf inf 0.2 40 40 (a coherent mode with a halo)")
     g.add_argument("--plane", choices=CHOICES["plane"], default="1-2",
                    help="1-2: beam along the vorticity (default, the paper's); 1-3: beam along the velocity gradient")
     g.add_argument("--gap", type=float, default=None, help="1-3: gap / sample thickness h along the beam")
@@ -40,5 +43,12 @@ def beam_from_args(args, beam_size: float = 800.0):
         prof_map = read_frame(args.beam_profile_file)
     step = None if args.beam_profile_step is None else (
         tuple(args.beam_profile_step) if len(args.beam_profile_step) > 1 else args.beam_profile_step[0])
-    beam = Beam(args.beam_profile, width, coh, args.plane, args.gap, args.zero_velocity, prof_map, step)
+    mix = None
+    if args.coherence_mix is not None:
+        from ..errors import ShearcorrError
+
+        if len(args.coherence_mix) % 3:
+            raise ShearcorrError("--coherence-mix takes triples: weight, xi along the flow, xi across it")
+        mix = [tuple(args.coherence_mix[i:i + 3]) for i in range(0, len(args.coherence_mix), 3)]
+    beam = Beam(args.beam_profile, width, coh, args.plane, args.gap, args.zero_velocity, prof_map, step, mix)
     return None if beam.is_paper(beam_size) else beam

@@ -48,17 +48,17 @@ def coherent_modes(beam: Beam, eps: float = 1e-5):
     Separable footprints (slits, Gaussian): products of the 1-D Mercer modes of
     :math:`a(x_1)a(x_2)\mu_x(x_1 - x_2)` (Nystrom on 160 Gauss-Legendre nodes); a measured map:
     :math:`a(\mathbf r)` times the 1-D Mercer modes of :math:`\mu_x, \mu_y` over the map (exact, not
-    orthogonal). Modes are kept in order of weight until a fraction ``1 - eps`` of the trace.
+    orthogonal). A mixture of coherence components (:attr:`Beam.coherence_mix`) contributes the modes
+    of each, weighted. Modes are kept in order of weight until a fraction ``1 - eps`` of the trace.
 
     Returns
     -------
     nu : ndarray (n_modes,)
     evaluate : callable (x, y) -> ndarray (n_modes, n) of mode amplitudes at the points.
     """
-    if beam.coherence is None:
+    if beam.coherent:
         return np.ones(1), lambda x, y: beam.amplitude(x, y)[None, ...]
     hx, hy = beam.half_extent()
-    xi_x, xi_y = beam.coherence
     if beam.profile == "measured":  # a(r) times the Mercer modes of mu over the map
         ax = ay = lambda t: np.ones_like(np.asarray(t, dtype=np.float64))  # noqa: E731
     elif beam.is_slit:
@@ -68,15 +68,24 @@ def coherent_modes(beam: Beam, eps: float = 1e-5):
         sx, sy = (s / FWHM_PER_SIGMA for s in beam.size)
         ax = lambda x: np.where(np.abs(x) < hx, np.exp(-0.25 * (x / sx) ** 2), 0.0)  # noqa: E731
         ay = lambda y: np.where(np.abs(y) < hy, np.exp(-0.25 * (y / sy) ** 2), 0.0)  # noqa: E731
-    lx, ex = _modes_1d(ax, xi_x, hx, eps=eps)
-    ly, ey = _modes_1d(ay, xi_y, hy, eps=eps)
-    nu = (lx[:, None] * ly[None, :]).ravel()
-    order = np.argsort(nu)[::-1]
-    keep = order[: max(1, int(np.searchsorted(np.cumsum(nu[order]) / nu.sum(), 1.0 - eps)) + 1)]
-    ix, iy = keep // ly.size, keep % ly.size
+    parts = []  # a mixture of Gaussian Schell components: J = sum_k w_k J_k, the modes of all of them
+    for w, xi_x, xi_y in beam.coherence_components:
+        lx, ex = _modes_1d(ax, xi_x, hx, eps=eps)
+        ly, ey = _modes_1d(ay, xi_y, hy, eps=eps)
+        nu = w * (lx[:, None] * ly[None, :]).ravel()
+        parts.append((nu, ex, ey, ly.size))
+    allnu = np.concatenate([p[0] for p in parts])
+    order = np.argsort(allnu)[::-1]
+    keep = np.sort(order[: max(1, int(np.searchsorted(np.cumsum(allnu[order]) / allnu.sum(), 1.0 - eps)) + 1)])
+    offsets = np.cumsum([0] + [p[0].size for p in parts])
 
     def evaluate(x, y):
-        e = (ex(x)[..., ix] * ey(y)[..., iy]).T
+        cols = []
+        for (nu, ex, ey, ny), o0, o1 in zip(parts, offsets[:-1], offsets[1:]):
+            sel = keep[(keep >= o0) & (keep < o1)] - o0
+            if sel.size:
+                cols.append(ex(x)[..., sel // ny] * ey(y)[..., sel % ny])
+        e = np.moveaxis(np.concatenate(cols, axis=-1), -1, 0)
         return e * beam.amplitude(x, y)[None, ...] if beam.profile == "measured" else e
 
-    return nu[keep], evaluate
+    return allnu[keep], evaluate
