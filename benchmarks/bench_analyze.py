@@ -58,12 +58,17 @@ def main():
     g.add_argument("--beam-width", type=float, nargs="+", default=[1.0], help="footprint width(s) / beam size (slit or FWHM)")
     g.add_argument("--coherence-range", type=float, nargs=2, default=(0.0, 0.0), metavar=("LO", "HI"),
                    help="rms coherence lengths / beam size, drawn per pair and axis (0 0: coherent)")
+    g.add_argument("--coherence-axes", default="both", choices=("both", "along", "across"),
+                   help="partially coherent along the flow, across it, or both (the other axis coherent)")
     g.add_argument("--plane", default="1-2", choices=("1-2", "1-3"))
     g.add_argument("--gap", type=float, default=2000.0, help="1-3: gap h (R0)")
     g.add_argument("--speckle-px-range", type=float, nargs=2, default=(2.2, 3.2), metavar=("LO", "HI"))
     g.add_argument("--pixel-subsamples", type=int, default=4)
     g.add_argument("--psf-sigma-px", type=float, default=0.0)
     g.add_argument("--told", nargs="+", default=["right", "point", "paper"], choices=tuple(TOLD))
+    g.add_argument("--reference", action="store_true",
+                   help="also render each configuration with an ideal instrument (the same footprint and geometry, "
+                        "coherent, point pixels) and analyse it told so: paired ratios give the instrument-induced bias")
     g.add_argument("--contrast-range", type=float, nargs=2, default=(0.2, 0.5), metavar=("LO", "HI"),
                    help="extra coherent fraction of the renderer (its point-sampled contrast), drawn per pair")
     a = ap.parse_args()
@@ -158,6 +163,7 @@ def instrument_study(a):
     """Pairs rendered with the instrument of the options; each analysed told right and told wrong."""
     rng = np.random.default_rng(a.seed)
     res = {k: [] for k in a.told}
+    ref = []
     width = a.beam_width if len(a.beam_width) > 1 else a.beam_width * 2
     for i in range(a.pairs):
         gl, d2, rs, fl = rng.uniform(5, 30), rng.uniform(0.5, 3), rng.uniform(0, 0.3), rng.uniform(-90, 90)
@@ -165,6 +171,8 @@ def instrument_study(a):
         spx = rng.uniform(*a.speckle_px_range)
         lo, hi = a.coherence_range
         coh = None if hi <= 0 else tuple(rng.uniform(lo, hi, 2) * a.beam_size)
+        if coh is not None and a.coherence_axes != "both":
+            coh = (coh[0], np.inf) if a.coherence_axes == "along" else (np.inf, coh[1])
         beam = Beam(a.beam_profile, tuple(w * a.beam_size for w in width) if a.beam_profile != "square" else width[0] * a.beam_size,
                     coh, a.plane, a.gap if a.plane == "1-3" else None)
         params = SystemParams(a.n_l2, rs, d2, gl, beam_size=a.beam_size)
@@ -181,6 +189,14 @@ def instrument_study(a):
             res[told].append((gl, d2, r.gamma_l.value, r.gamma_l.std, r.d2.value, r.d2.std, dfl, r.flow_angle_deg.std,
                               r.chi2.reduced, r.contrast.value))
             line += f" {told}: {r.gamma_l.value:5.1f}+-{r.gamma_l.std:4.1f} {r.d2.value:4.2f}+-{r.d2.std:4.2f} ({time.perf_counter() - t0:.0f}s) |"
+        if a.reference:
+            ideal = Beam(beam.profile, beam.size, None, beam.plane, beam.gap)
+            pr = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size), seed=a.seed + i,
+                             dq=2 * np.pi / a.beam_size / spx, beam=ideal, pixel_subsamples=1)
+            r = analyze(pr.before, pr.after, pr.geometry, options=AnalysisOptions(mask=pr.mask, plots=False, n_l2=a.n_l2,
+                                                                                   beam=ideal, pixel_integration=False))
+            ref.append((r.gamma_l.value, r.d2.value))
+            line += f" ideal: {r.gamma_l.value:5.1f} {r.d2.value:4.2f} |"
         print(line + f" render {t_render:.0f}s", flush=True)
     print(f"instrument: {a.beam_profile} {a.beam_width} x L, coherence {a.coherence_range} x L, plane {a.plane}"
           f"{' gap %g' % a.gap if a.plane == '1-3' else ''}, {a.speckle_px_range} px/speckle, "
@@ -194,8 +210,16 @@ def instrument_study(a):
             z = (R[:, e] - R[:, t]) / R[:, s]
             out.append(f"{name} bias {rel.mean():+.3f} (+- {rel.std() / np.sqrt(len(rel)):.3f}), median |rel| {np.median(np.abs(rel)):.3f}, "
                        f"z mean {z.mean():+.2f} std {z.std():.2f}")
-        print(f"told {told:12s}: " + "; ".join(out) + f"; flow median |err| {np.median(np.abs(R[:, 6])):.2f} deg; "
-              f"chi2_red {R[:, 8].min():.2f}-{R[:, 8].max():.2f}", flush=True)
+        zg = (R[:, 2] - R[:, 0]) / R[:, 3]
+        robust = 1.4826 * np.median(np.abs(zg - np.median(zg)))
+        print(f"told {told:12s}: " + "; ".join(out) + f"; z(gamma_l) robust spread {robust:.2f}; flow median |err| "
+              f"{np.median(np.abs(R[:, 6])):.2f} deg; chi2_red {R[:, 8].min():.2f}-{R[:, 8].max():.2f}", flush=True)
+        if ref:
+            F = np.array(ref)
+            for name, e, k in (("gamma_l", 2, 0), ("d2", 4, 1)):
+                lr = np.log(R[:, e] / F[:, k])
+                print(f"    paired with the ideal instrument (same configurations): {name} ratio {np.exp(lr.mean()) - 1:+.3f} "
+                      f"(+- {lr.std(ddof=1) / np.sqrt(len(lr)):.3f})", flush=True)
 
 
 def timing(size):
