@@ -81,7 +81,7 @@ def _s_nodes(s, Y, n_cheb=None):
 def _tau_max(N, one_minus_phi_at):
     """Upper end of the Laplace range: where phi^(N-2) < 1e-17 (at least 40)."""
     t = np.geomspace(40.0, 1e9, 200)
-    ok = (N - 2) * np.log1p(-np.minimum(one_minus_phi_at(t), 1.0 - 1e-300)) < np.log(1e-17)
+    ok = (N - 2) * np.log1p(-np.minimum(one_minus_phi_at(t), 1.0 - 1e-15)) < np.log(1e-17)
     return float(t[np.argmax(ok)]) if ok.any() else 1e9
 
 
