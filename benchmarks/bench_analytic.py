@@ -7,11 +7,17 @@ Usage::
     python benchmarks/bench_analytic.py speedup [--configs 400]   # vs brute force at equal g(theta) error
     python benchmarks/bench_analytic.py validate [--configs 20000] [--mc-dir DIR] [--out table.json]  # chi^2 vs MC
     python benchmarks/bench_analytic.py table [--mc-dir DIR] [--out table.json]  # chi^2 of the current engine
+    python benchmarks/bench_analytic.py validate-beams [--configs 10000] [--mc-dir DIR] [--out beams.json]
+    python benchmarks/bench_analytic.py speed-beams      # one set per beam model on the 100 x 101 grid
 
 ``validate`` runs the 16 comparisons of docs/theory.md (8 parameter points x 2 conventions, full
 grid; rs = 0 is one model for both conventions, simulated once); it is the long validation (about
 30 CPU-minutes at 2e4 configurations). The Monte Carlo results are kept in ``--mc-dir`` (one .npz per
 point, resumable), so ``table`` can re-score a changed engine without re-simulating.
+
+``validate-beams`` is the table of docs/theory.md section 7: every beam model and the gap geometry
+(the cases ``BEAM_CASES`` of tests/test_forward_beam.py) against the brute-force Monte Carlo with
+coherent modes, on a 24 x 25 grid; the Monte Carlo results are kept in ``--mc-dir`` as well.
 """
 
 from __future__ import annotations
@@ -178,9 +184,71 @@ def table(configs, out, outdir):
             json.dump(rows, fh, indent=1)
 
 
+def _beam_cases():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_forward_beam import BEAM_CASES
+
+    return BEAM_CASES
+
+
+def _validate_beam_one(args):
+    name, configs, outdir, seed = args
+    from shearcorr.forward import simulate
+
+    params, beam = _beam_cases()[name]
+    grid = QGrid(np.geomspace(0.5, 5.0, 24), np.linspace(0.0, np.pi, 25))
+    path = os.path.join(outdir, f"beam_{name}_{configs}_{seed}.npz")
+    t0 = time.process_time()
+    if not os.path.exists(path):
+        m = simulate(params, grid, engine="mc", configs=configs, seed=seed, beam=beam)
+        np.savez(path, g=m.g.values, g_err=m.g_err.values, I=m.I.values, g_q=m.g_q.values, g_q_err=m.g_q_err.values,
+                 g_theta=m.g_theta.values, g_theta_err=m.g_theta_err.values, modes=m.attrs.get("beam_modes", 1))
+    t_mc = time.process_time() - t0
+    z = np.load(path)
+    t0 = time.process_time()
+    a = simulate(params, grid, beam=beam)
+    t_a = time.process_time() - t0
+    r = (z["g"] - a.g.values) / z["g_err"]
+    rq = (z["g_q"] - a.g_q.values) / z["g_q_err"]
+    rt = (z["g_theta"] - a.g_theta.values) / z["g_theta_err"]
+    return {"case": name, "beam": beam.to_dict(), "params": params.to_dict(), "configs": configs, "seed": seed,
+            "modes": int(z["modes"]), "chi2_map": float(np.mean(r**2)), "chi2_g_q": float(np.mean(rq**2)),
+            "chi2_g_theta": float(np.mean(rt**2)), "mean_r": float(r.mean()),
+            "common_mode_q": float(rq.mean()), "I_ratio": float(np.mean(z["I"][:, 0] / a.I.values[:, 0])),
+            "cpu_mc_s": round(t_mc, 1), "cpu_analytic_s": round(t_a, 3)}
+
+
+def validate_beams(configs, out, workers, outdir):
+    os.makedirs(outdir, exist_ok=True)
+    jobs = [(name, configs, outdir, 2000 + k) for k, name in enumerate(_beam_cases())]
+    rows = []
+    with ProcessPoolExecutor(workers) as ex:
+        for row in ex.map(_validate_beam_one, jobs):
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    if out:
+        with open(out, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+def speed_beams():
+    """CPU time of one parameter set per beam model (100 x 101 grid, second call: cached transfers)."""
+    from threadpoolctl import threadpool_limits
+
+    grid = QGrid()
+    for name, (params, beam) in _beam_cases().items():
+        with threadpool_limits(1):
+            wall, cpu = _time(lambda: ensemble_arrays(params, grid, beam=beam), repeat=3)
+        print(f"{name:14s} rs={params.rs:.2f} {params.displacement:16s}: {1e3 * cpu:7.1f} ms CPU ({1e3 * wall:7.1f} ms wall)",
+              flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["speed", "dataset", "speedup", "validate", "table"])
+    ap.add_argument("what", choices=["speed", "dataset", "speedup", "validate", "table", "validate-beams", "speed-beams"])
     ap.add_argument("--sets", type=int, default=200)
     ap.add_argument("--sets-se", type=int, default=None, help="sets for the Stokes-Einstein run (default --sets)")
     ap.add_argument("--workers", type=int, default=2)
@@ -196,6 +264,10 @@ def main():
         speedup(a.configs or 400)
     elif a.what == "validate":
         validate(a.configs or 20000, a.out, a.workers, a.mc_dir)
+    elif a.what == "validate-beams":
+        validate_beams(a.configs or 10000, a.out, a.workers, a.mc_dir)
+    elif a.what == "speed-beams":
+        speed_beams()
     else:
         table(a.configs or 20000, a.out, a.mc_dir)
 

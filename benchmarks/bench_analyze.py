@@ -12,6 +12,15 @@ the frames can do better on average), "disp" = one who knows the displacements o
 correlation of a pair contains, before speckle noise). ``--series K`` repeats every parameter set
 with K independent pairs (same flow) and analyses them with ``analyze_series`` (joint flow angle);
 ``--series-mode consecutive`` uses the K consecutive pairs of K + 1 frames of one sheared sample.
+
+The instrument (issue 12, docs/experiment.md "Describe your beamline"): ``--instrument`` renders every
+pair with the beam and detector given by ``--beam-profile``, ``--beam-width``, ``--coherence-range``
+(rms coherence lengths drawn per pair and axis, in units of the beam size), ``--plane``/``--gap``,
+``--speckle-px-range`` (pixels per speckle drawn per pair), ``--pixel-subsamples`` and
+``--psf-sigma-px``, and analyses each pair with the model told the instrument ("right") and told it
+wrong (``--told``: "point" = point pixels, "paper" = the paper's coherent square beam with point
+pixels, "paper-pixels" = the paper's beam with pixels). The timing compares the default analysis
+(pixel integration) with ``pixel_integration=False`` (the model of the previous versions) in one run.
 """
 
 import argparse
@@ -21,9 +30,14 @@ import time
 
 import numpy as np
 
+from shearcorr.beam import Beam
 from shearcorr.experiment import AnalysisOptions, PairFrames, analyze, analyze_series, render_pair
 from shearcorr.experiment.synth import flow_oracle, pair_configuration, render_series
 from shearcorr.params import SystemParams
+
+#: How a pair is analysed in the instrument study: told the instrument, or told it wrong.
+TOLD = {"right": {}, "point": {"pixel_integration": False}, "paper": {"pixel_integration": False, "beam": Beam()},
+        "paper-pixels": {"beam": Beam()}}
 
 
 def main():
@@ -38,7 +52,31 @@ def main():
     ap.add_argument("--series", type=int, default=0, help="K > 0: K pairs per parameter set, joint flow (analyze_series)")
     ap.add_argument("--series-mode", choices=("independent", "consecutive"), default="independent",
                     help="K independent pairs, or the K consecutive pairs of K + 1 frames of one sample (shared frames)")
+    g = ap.add_argument_group("instrument study (module docstring)")
+    g.add_argument("--instrument", action="store_true", help="run the instrument study instead of the default study")
+    g.add_argument("--beam-profile", default="square", choices=("square", "rectangular", "gaussian"))
+    g.add_argument("--beam-width", type=float, nargs="+", default=[1.0], help="footprint width(s) / beam size (slit or FWHM)")
+    g.add_argument("--coherence-range", type=float, nargs=2, default=(0.0, 0.0), metavar=("LO", "HI"),
+                   help="rms coherence lengths / beam size, drawn per pair and axis (0 0: coherent)")
+    g.add_argument("--coherence-axes", default="both", choices=("both", "along", "across"),
+                   help="partially coherent along the flow, across it, or both (the other axis coherent)")
+    g.add_argument("--plane", default="1-2", choices=("1-2", "1-3"))
+    g.add_argument("--gap", type=float, default=2000.0, help="1-3: gap h (R0)")
+    g.add_argument("--speckle-px-range", type=float, nargs=2, default=(2.2, 3.2), metavar=("LO", "HI"))
+    g.add_argument("--pixel-subsamples", type=int, default=4)
+    g.add_argument("--psf-sigma-px", type=float, default=0.0)
+    g.add_argument("--told", nargs="+", default=["right", "point", "paper"], choices=tuple(TOLD))
+    g.add_argument("--reference", action="store_true",
+                   help="also render each configuration with an ideal instrument (the same footprint and geometry, "
+                        "coherent, point pixels) and analyse it told so: paired ratios give the instrument-induced bias")
+    g.add_argument("--contrast-range", type=float, nargs=2, default=(0.2, 0.5), metavar=("LO", "HI"),
+                   help="extra coherent fraction of the renderer (its point-sampled contrast), drawn per pair")
     a = ap.parse_args()
+    if a.instrument:
+        instrument_study(a)
+        if a.timing_size > 0:
+            timing(a.timing_size)
+        return
     rng = np.random.default_rng(a.seed)
     rows, series = [], []
     for i in range(a.pairs):
@@ -121,24 +159,92 @@ def summarize_series(S, k):
           f"{np.median(S[:, 4]):.3f} / {np.median(S[:, 5]):.3f}")
 
 
+def instrument_study(a):
+    """Pairs rendered with the instrument of the options; each analysed told right and told wrong."""
+    rng = np.random.default_rng(a.seed)
+    res = {k: [] for k in a.told}
+    ref = []
+    width = a.beam_width if len(a.beam_width) > 1 else a.beam_width * 2
+    for i in range(a.pairs):
+        gl, d2, rs, fl = rng.uniform(5, 30), rng.uniform(0.5, 3), rng.uniform(0, 0.3), rng.uniform(-90, 90)
+        beta = rng.uniform(*a.contrast_range)
+        spx = rng.uniform(*a.speckle_px_range)
+        lo, hi = a.coherence_range
+        coh = None if hi <= 0 else tuple(rng.uniform(lo, hi, 2) * a.beam_size)
+        if coh is not None and a.coherence_axes != "both":
+            coh = (coh[0], np.inf) if a.coherence_axes == "along" else (np.inf, coh[1])
+        beam = Beam(a.beam_profile, tuple(w * a.beam_size for w in width) if a.beam_profile != "square" else width[0] * a.beam_size,
+                    coh, a.plane, a.gap if a.plane == "1-3" else None)
+        params = SystemParams(a.n_l2, rs, d2, gl, beam_size=a.beam_size)
+        t0 = time.perf_counter()
+        p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size), seed=a.seed + i,
+                        dq=2 * np.pi / a.beam_size / spx, beam=beam, pixel_subsamples=a.pixel_subsamples,
+                        psf_sigma_px=a.psf_sigma_px)
+        t_render = time.perf_counter() - t0
+        line = f"{i:2d} gl {gl:5.1f} d2 {d2:4.2f} {spx:.2f} px/speckle coh {'-' if coh is None else '%.2f,%.2f' % (coh[0] / a.beam_size, coh[1] / a.beam_size)} |"
+        for told in a.told:
+            t0 = time.perf_counter()
+            r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=a.n_l2, **TOLD[told]))
+            dfl = (r.flow_angle_deg.value - fl + 90) % 180 - 90
+            res[told].append((gl, d2, r.gamma_l.value, r.gamma_l.std, r.d2.value, r.d2.std, dfl, r.flow_angle_deg.std,
+                              r.chi2.reduced, r.contrast.value))
+            line += f" {told}: {r.gamma_l.value:5.1f}+-{r.gamma_l.std:4.1f} {r.d2.value:4.2f}+-{r.d2.std:4.2f} ({time.perf_counter() - t0:.0f}s) |"
+        if a.reference:
+            ideal = Beam(beam.profile, beam.size, None, beam.plane, beam.gap)
+            pr = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size), seed=a.seed + i,
+                             dq=2 * np.pi / a.beam_size / spx, beam=ideal, pixel_subsamples=1)
+            r = analyze(pr.before, pr.after, pr.geometry, options=AnalysisOptions(mask=pr.mask, plots=False, n_l2=a.n_l2,
+                                                                                   beam=ideal, pixel_integration=False))
+            ref.append((r.gamma_l.value, r.d2.value))
+            line += f" ideal: {r.gamma_l.value:5.1f} {r.d2.value:4.2f} |"
+        print(line + f" render {t_render:.0f}s", flush=True)
+    print(f"instrument: {a.beam_profile} {a.beam_width} x L, coherence {a.coherence_range} x L, plane {a.plane}"
+          f"{' gap %g' % a.gap if a.plane == '1-3' else ''}, {a.speckle_px_range} px/speckle, "
+          f"{a.pixel_subsamples}^2 sub-pixels, psf {a.psf_sigma_px} px, contrast {a.contrast_range}, {a.pairs} pairs of "
+          f"{a.size}^2, seed {a.seed}")
+    for told, rows in res.items():
+        R = np.array(rows)
+        out = []
+        for name, t, e, s in (("gamma_l", 0, 2, 3), ("d2", 1, 4, 5)):
+            rel = (R[:, e] - R[:, t]) / R[:, t]
+            z = (R[:, e] - R[:, t]) / R[:, s]
+            out.append(f"{name} bias {rel.mean():+.3f} (+- {rel.std() / np.sqrt(len(rel)):.3f}), median |rel| {np.median(np.abs(rel)):.3f}, "
+                       f"z mean {z.mean():+.2f} std {z.std():.2f}")
+        zg = (R[:, 2] - R[:, 0]) / R[:, 3]
+        robust = 1.4826 * np.median(np.abs(zg - np.median(zg)))
+        print(f"told {told:12s}: " + "; ".join(out) + f"; z(gamma_l) robust spread {robust:.2f}; flow median |err| "
+              f"{np.median(np.abs(R[:, 6])):.2f} deg; chi2_red {R[:, 8].min():.2f}-{R[:, 8].max():.2f}", flush=True)
+        if ref:
+            F = np.array(ref)
+            for name, e, k in (("gamma_l", 2, 0), ("d2", 4, 1)):
+                lr = np.log(R[:, e] / F[:, k])
+                print(f"    paired with the ideal instrument (same configurations): {name} ratio {np.exp(lr.mean()) - 1:+.3f} "
+                      f"(+- {lr.std(ddof=1) / np.sqrt(len(lr)):.3f})", flush=True)
+
+
 def timing(size):
-    """Wall time of one analysis of a size x size pair, model cached (second and later runs)."""
+    """Wall time of one analysis of a size x size pair, model cached (second and later runs): the default
+    (pixel-integrated) model and the point-pixel model of earlier versions, in the same run."""
     p = render_pair(SystemParams(150, 0.1, 1.5, 20), flow_angle_deg=30, shape=(size, size), seed=1)
     with tempfile.TemporaryDirectory() as cache:
         for method in ("fit", "both"):
-            analyze(p.before, p.after, p.geometry,
-                    options=AnalysisOptions(mask=p.mask, plots=False, method=method, cache_dir=cache))  # warm-up / cache
-            ts, cpu = [], []
-            for _ in range(3):
-                t, c = time.perf_counter(), time.process_time()
-                analyze(p.before, p.after, p.geometry,
-                        options=AnalysisOptions(mask=p.mask, plots=False, method=method, cache_dir=cache))
-                ts.append(time.perf_counter() - t)
-                cpu.append(time.process_time() - c)
-            # CPU time of this process: the wall time on an idle machine when the run is single-threaded
-            print(f"{size}x{size} analysis, method {method} (model cached): wall median {np.median(ts):.2f} s "
-                  f"of {', '.join(f'{v:.2f}' for v in ts)}; CPU median {np.median(cpu):.2f} s; "
-                  f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+            med = {}
+            for pix in (False, True):
+                opts = AnalysisOptions(mask=p.mask, plots=False, method=method, cache_dir=cache, pixel_integration=pix)
+                analyze(p.before, p.after, p.geometry, options=opts)  # warm-up / cache
+                ts, cpu = [], []
+                for _ in range(3):
+                    t, c = time.perf_counter(), time.process_time()
+                    analyze(p.before, p.after, p.geometry, options=opts)
+                    ts.append(time.perf_counter() - t)
+                    cpu.append(time.process_time() - c)
+                med[pix] = (np.median(ts), np.median(cpu))
+                # CPU time of this process: the wall time on an idle machine when the run is single-threaded
+                print(f"{size}x{size} analysis, method {method}, {'pixel-integrated' if pix else 'point-pixel'} model (cached): "
+                      f"wall median {np.median(ts):.2f} s of {', '.join(f'{v:.2f}' for v in ts)}; CPU median {np.median(cpu):.2f} s; "
+                      f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+            print(f"  method {method}: pixel-integrated / point-pixel = {med[True][0] / med[False][0]:.2f} (wall), "
+                  f"{med[True][1] / med[False][1]:.2f} (CPU)", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Where the semi-analytic engine is right: brute-force Monte Carlo at the edges of its assumptions.
 
-Prints one row per point (JSON lines) and a Markdown table for docs/theory.md section 7. Each point
+Prints one row per point (JSON lines) and a Markdown table for docs/theory.md section 8. Each point
 moves ONE assumption of the engine away from the paper's box, from inside to outside:
 
 * ``window``: the neglected window-transform pairings, relative size n_l2 / (q_min L / 2)^2 (section 1):

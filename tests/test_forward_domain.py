@@ -2,7 +2,7 @@
 line naming the limit; inputs inside keep working; memory is estimated before anything is allocated.
 
 The limits themselves were measured against brute-force Monte Carlo (benchmarks/bench_domain.py, table
-in docs/theory.md section 7); here the cases of issue 14 are checked to be refused, the edges of the
+in docs/theory.md section 8); here the cases of issue 14 are checked to be refused, the edges of the
 domain to be accepted, and the engine's answer outside to be really wrong (the reason for the refusal).
 """
 

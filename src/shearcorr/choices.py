@@ -34,6 +34,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "phi_unit": ("rad", "deg"),
     "azimuth_convention": ("aps", "pyfai"),
     "frame_format": ("npy", "h5"),
+    # the instrument (docs/theory.md section 7, docs/experiment.md "Describe your beamline")
+    "beam_profile": ("square", "rectangular", "gaussian", "measured"),
+    "plane": ("1-2", "1-3"),
     # figures of the forward model
     "figure": ("fig1", "fig2", "fig3", "all"),
 }

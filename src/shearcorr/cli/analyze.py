@@ -36,6 +36,13 @@ def register(sub) -> None:
     s.add_argument("--counts", type=finite, default=10.0, help="mean photons per pixel at q R0 = 0.5 (default 10)")
     s.add_argument("--size", type=positive_int, default=1024, help="frame size in pixels, square (default 1024)")
     s.add_argument("--format", choices=CHOICES["frame_format"], default="npy", help="frame files (default npy)")
+    s.add_argument("--speckle-px", type=finite, default=2.2, help="pixels per speckle (2 pi / L) at the centre (default 2.2)")
+    s.add_argument("--pixel-subsamples", type=positive_int, default=4,
+                   help="Gauss-Legendre points per pixel and axis: pixel integration (default 4; 1 = point sampling)")
+    s.add_argument("--psf-sigma-px", type=finite, default=0.0, help="detector point-spread rms, pixels (default 0)")
+    from ._beam import add_beam_args
+
+    add_beam_args(s)
     s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     s.add_argument("-o", "--output", required=True, help="output folder (created)")
     add_overwrite(s, "output folder")
@@ -68,6 +75,11 @@ def _add_analysis_args(p) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     add_overwrite(p, "output folder")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of bootstraps (default 0)")
+    g = p.add_argument_group("instrument (the beam itself is described in the geometry file)")
+    g.add_argument("--point-pixels", action="store_true",
+                   help="model point-like pixels (default: each pixel integrates its footprint in q, as a detector does)")
+    g.add_argument("--psf-sigma-px", type=finite, default=None,
+                   help="detector point-spread rms in pixels (default: the geometry file's psf_sigma_px, else 0)")
 
 
 def _options(args):
@@ -79,7 +91,7 @@ def _options(args):
         saturation=args.saturation, contrast=args.contrast, flow_angle_deg=args.flow_angle, method=args.method,
         model=args.model, n_q=args.n_q, n_phi=args.n_phi, q_min=args.q_min, q_max=args.q_max, n_l2=args.n_l2,
         displacement=args.displacement, photon_counts=not args.not_photon_counts, cache_dir=args.cache,
-        plots=not args.no_plots, seed=args.seed)
+        plots=not args.no_plots, seed=args.seed, pixel_integration=not args.point_pixels, psf_sigma_px=args.psf_sigma_px)
 
 
 def _pv(d) -> str:
@@ -144,12 +156,22 @@ def run_series(args) -> None:
 
 
 def run_synth(args) -> None:
+    import math
+
+    from ..errors import ShearcorrError
     from ..experiment import render_pair, write_synth
     from ..files import check_output_folder
+    from ._beam import beam_from_args
     from ._common import params_from_args
 
+    params = params_from_args(args)
+    if not args.speckle_px > 0 or args.psf_sigma_px < 0:
+        raise ShearcorrError(f"--speckle-px must be > 0 and --psf-sigma-px >= 0, got {args.speckle_px:g} and {args.psf_sigma_px:g}")
+    beam = beam_from_args(args, params.beam_size)
     check_output_folder(args.output, overwrite=args.overwrite)  # before the rendering
-    pair = render_pair(params_from_args(args), flow_angle_deg=args.flow_angle, contrast=args.contrast,
-                       counts=args.counts, shape=(args.size, args.size), seed=args.seed)
+    pair = render_pair(params, flow_angle_deg=args.flow_angle, contrast=args.contrast,
+                       counts=args.counts, shape=(args.size, args.size), seed=args.seed,
+                       dq=2 * math.pi / params.beam_size / args.speckle_px, beam=beam,
+                       pixel_subsamples=args.pixel_subsamples, psf_sigma_px=args.psf_sigma_px)
     write_synth(pair, args.output, args.format, overwrite=args.overwrite)
     print(f"wrote {args.output}: before/after.{args.format}, mask.npy, geometry.json, truth.json")

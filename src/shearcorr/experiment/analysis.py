@@ -57,6 +57,11 @@ class AnalysisOptions:
         displacement : model constants (not identifiable from a pair; recorded); cache_dir : cache of the
         geometry-specific GPR (default :func:`~.regression.default_cache_dir`); seed : bootstraps and
         configuration samples.
+    The instrument (docs/experiment.md "Describe your beamline", docs/theory.md section 7)
+        beam : a :class:`shearcorr.beam.Beam` in R0 that replaces the geometry's (default: the geometry
+        file's ``"beam"``, else the paper's coherent square); pixel_integration : the model integrates
+        each pixel's footprint in q (default True, as a real detector does; False: point pixels);
+        psf_sigma_px : detector point-spread rms in pixels (default: the geometry's).
     Output
         plots : write the PNGs.
     """
@@ -81,8 +86,16 @@ class AnalysisOptions:
     cache_dir: Any = None
     seed: int = 0
     plots: bool = True
+    beam: Any = None
+    pixel_integration: bool = True
+    psf_sigma_px: float | None = None
 
     def __post_init__(self):
+        if self.beam is not None:
+            from ..beam import Beam
+
+            if not isinstance(self.beam, Beam):
+                raise ShearcorrError(f"beam must be a shearcorr.beam.Beam, got {type(self.beam).__name__}")
         check_choice("method", self.method)
         check_choice("mask_convention", self.mask_convention, what="mask convention")
         check_choice("displacement", self.displacement)
@@ -156,14 +169,32 @@ def _speckle_px(geo: DetectorGeometry, valid) -> float:
     return (2 * np.pi / geo.beam_size_r0) / step if step > 0 else float("inf")
 
 
-def _model(opt: AnalysisOptions, q_edges, phi_edges, geo) -> BinnedPairModel:
+#: Refit with the pixel response re-oriented when the fitted flow moved this far from the start (rad).
+PIXEL_REORIENT = np.radians(5.0)
+
+
+def _instrument(opt: AnalysisOptions, geo, valid):
+    """(beam or None, pixel response or None) of the model: the options override the geometry file."""
+    beam = opt.beam if opt.beam is not None else geo.beam
+    if beam is not None and beam.is_paper(geo.beam_size_r0):
+        beam = None
+    pixel = None
+    if opt.pixel_integration:
+        pixel = geo.with_instrument(psf_sigma_px=opt.psf_sigma_px).pixel_response(valid)
+    return beam, pixel
+
+
+def _model(opt: AnalysisOptions, q_edges, phi_edges, geo, instrument=(None, None), flow=0.0) -> BinnedPairModel:
+    beam, pixel = instrument
     return BinnedPairModel(q_edges, phi_edges, n_l2=opt.n_l2, displacement=opt.displacement,
-                           beam_size=geo.beam_size_r0)
+                           beam_size=geo.beam_size_r0, beam=beam, pixel=pixel, flow_angle=flow)
 
 
-def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict, bounds: dict):
+def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict, bounds: dict, instrument=(None, None)):
     """Map in detector azimuth, the strip's flow estimate (unless fixed), the direct fit; returns
-    (map, fit, flow (rad), flow std (rad), strip estimate (deg, deg) or None)."""
+    (map, fit, flow (rad), flow std (rad), strip estimate (deg, deg) or None). The pixel response is
+    oriented by the start flow angle; when the fitted flow differs by more than
+    :data:`PIXEL_REORIENT`, the fit is repeated with the model re-oriented at the fitted angle."""
     cm = correlation_map(pair, geo, qe, opt.n_phi, **map_opts)
     fixed = opt.flow_angle_deg is not None
     if fixed:
@@ -171,12 +202,28 @@ def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict, 
     else:
         phi0, phi0_std = strip_angle(cm, seed=opt.seed)
         strip = (float(np.degrees(phi0)), float(np.degrees(phi0_std)))
-    fit = fit_pair(cm, _model(opt, qe, cm.phi_edges, geo), phi0=phi0, fit_flow=not fixed, seed=opt.seed, **bounds)
+    fit = fit_pair(cm, _model(opt, qe, cm.phi_edges, geo, instrument, phi0), phi0=phi0, fit_flow=not fixed, seed=opt.seed,
+                   **bounds)
+    if instrument[1] is not None and not fixed and abs(wrap_half(fit.flow_angle[0] - phi0)) > PIXEL_REORIENT:
+        phi1 = fit.flow_angle[0]
+        fit = fit_pair(cm, _model(opt, qe, cm.phi_edges, geo, instrument, phi1), phi0=phi1, fit_flow=True, seed=opt.seed,
+                       **bounds)
     flow, flow_std = (wrap_half(phi0), 0.0) if fixed else fit.flow_angle
     return cm, fit, flow, flow_std, strip
 
 
-def _result(opt: AnalysisOptions, pair: FramePair, geo, qe, cm_det, fit, methods, flow, flow_std, strip, spx):
+def _instrument_info(geo, instrument) -> dict:
+    """The instrument the model was told, for result.json (lengths in R0 and nm)."""
+    beam, pixel = instrument
+    info = {"shear_length_r0": geo.shear_length_r0 if beam is None else beam.shear_length(geo.beam_size_r0),
+            "pixel_response": None if pixel is None else pixel.to_dict(),
+            "beam": None if beam is None else beam.resolved(geo.beam_size_r0).to_dict()}
+    info["shear_length_nm"] = geo.length_nm(info["shear_length_r0"])
+    return info
+
+
+def _result(opt: AnalysisOptions, pair: FramePair, geo, qe, cm_det, fit, methods, flow, flow_std, strip, spx,
+            instrument=(None, None)):
     """The typed result: values of the reported method, contrast and chi^2 of the fit, inputs, provenance."""
     main = methods["gpr"] if opt.method == "gpr" else fit
     nm = geo.particle_radius_nm
@@ -192,7 +239,8 @@ def _result(opt: AnalysisOptions, pair: FramePair, geo, qe, cm_det, fit, methods
                     n_q=int(opt.n_q), n_phi=int(opt.n_phi), photon_counts=bool(opt.photon_counts)),
         geometry=dict(geo.info, particle_radius_nm=geo.particle_radius_nm, beam_size_nm=geo.beam_size_nm,
                       beam_size_r0=geo.beam_size_r0, q_unit=geo.q_unit, q_r0_range=[float(qe[0]), float(qe[-1])],
-                      q_range=[float(geo.q_to_unit(qe[0])), float(geo.q_to_unit(qe[-1]))], speckle_px=spx),
+                      q_range=[float(geo.q_to_unit(qe[0])), float(geo.q_to_unit(qe[-1]))], speckle_px=spx,
+                      instrument=_instrument_info(geo, instrument)),
     )
 
 
@@ -228,12 +276,13 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     qe = q_bin_edges(geo.qr0, pair.valid, opt.n_q, q_min, q_max)
     map_opts = dict(contrast=opt.contrast, photon_counts=opt.photon_counts, speckle_px=spx)
     bounds = checks.fit_bounds(opt, geo.beam_size_r0)
-    cm_det, fit, flow, flow_std, strip = _fit_in_detector_frame(pair, geo, qe, opt, map_opts, bounds)
+    instrument = _instrument(opt, geo, pair.valid)
+    cm_det, fit, flow, flow_std, strip = _fit_in_detector_frame(pair, geo, qe, opt, map_opts, bounds, instrument)
     notes += q_notes + checks.fit_warnings(fit, bounds, D2_MIN)
     # the same frames binned in theta from the flow (the correlation area does not depend on the offset)
     cm = correlation_map(pair, geo, qe, opt.n_phi, phi_offset=flow, area=np.asarray(cm_det.info["correlation_area_px"]),
                          **map_opts)
-    mdl_th = _model(opt, qe, cm.phi_edges, geo)
+    mdl_th = _model(opt, qe, cm.phi_edges, geo, instrument, flow)
     y_fit = mdl_th.y(fit.gamma_l.value, fit.d2.value, fit.rs.value, 0.0)
     cm.C_err = cm.errors(fit.beta.value * y_fit)  # errors at the prediction (see CorrelationMap.errors)
     methods = {"fit": fit}
@@ -242,10 +291,13 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     if opt.model is not None:
         methods["model"] = model_predict(opt.model, pair, geo, phi_offset=flow, **map_opts)
     provenance = {"shearcorr_version": __version__, "method": opt.method, "engine": "analytic",
-                  "model": "pair model (g - B)/(A - B) from the ensemble engine", "n_l2": float(opt.n_l2),
+                  "model": "pair model (g - B)/(A - B) from the ensemble engine"
+                           + (", pixel-integrated" if instrument[1] is not None else ", point pixels")
+                           + (f", beam {instrument[0].profile} ({instrument[0].plane})" if instrument[0] is not None else ""),
+                  "n_l2": float(opt.n_l2),
                   "displacement": opt.displacement, "seed": opt.seed, "time_s": round(time.perf_counter() - t0, 3)}
     shown = (flow, flow_std) if opt.flow_angle_deg is not None or checks.flow_defined(*fit.gamma_l) else (np.nan, np.nan)
-    result = PairAnalysis(**_result(opt, pair, geo, qe, cm_det, fit, methods, *shown, strip, spx),
+    result = PairAnalysis(**_result(opt, pair, geo, qe, cm_det, fit, methods, *shown, strip, spx, instrument),
                           provenance=provenance, warnings=tuple(notes), correlation_map=cm, model_y=y_fit)
     if out is not None:
         _write(out, result, pair, geo, opt.plots, overwrite)

@@ -128,7 +128,7 @@ def model_q_range(qr0: np.ndarray, valid: np.ndarray, opt, beam_size: float) -> 
         raise ShearcorrError(f"no q is inside the model's validated domain for beam_size = {beam_size:.3g} R0 and "
                              f"n_l2 = {opt.n_l2:g} (q R0 >= {lo_dom:.3g} and <= {hi_dom:g}); check beam_size_um and "
                              "particle_radius_nm in the geometry")
-    where = "outside the pair model's validated domain (docs/theory.md section 7)"
+    where = "outside the pair model's validated domain (docs/theory.md section 8)"
     notes = []
     q_min, q_max = opt.q_min, opt.q_max
     if q_min is not None and q_min < lo_dom:

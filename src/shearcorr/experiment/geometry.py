@@ -20,8 +20,9 @@ beam_size = L/R0, where R0 is the particle radius and L the beam size, both give
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,12 @@ class DetectorGeometry:
         Unit used to report q.
     info : dict
         How the geometry was defined (JSON-serialisable), for result.json.
+    beam : shearcorr.beam.Beam or None
+        The beam in model units (R0): footprint, coherence, scattering geometry (``"beam"`` of the
+        geometry file, docs/experiment.md "Describe your beamline"); None is the paper's coherent
+        square of side L in the 1-2 geometry.
+    psf_sigma_px : float
+        rms width of the detector's Gaussian point-spread function, in pixels (0: none).
     """
 
     q_nm: np.ndarray
@@ -81,6 +88,8 @@ class DetectorGeometry:
     beam_size_nm: float
     q_unit: str = "1/nm"
     info: dict = field(default_factory=dict)
+    beam: Any = None
+    psf_sigma_px: float = 0.0
 
     def __post_init__(self):
         check_choice("q_unit", self.q_unit, what="geometry: q_unit")
@@ -88,6 +97,10 @@ class DetectorGeometry:
         _pos("beam_size_nm", self.beam_size_nm)
         if np.shape(self.q_nm) != np.shape(self.phi) or np.ndim(self.q_nm) != 2:
             raise ShearcorrError(f"geometry: q and phi maps must be 2-D of one shape, got {np.shape(self.q_nm)} and {np.shape(self.phi)}")
+        psf = finite_float("geometry: psf_sigma_px", self.psf_sigma_px)
+        if psf < 0:
+            raise ShearcorrError(f"geometry: psf_sigma_px must be >= 0 (pixels), got {self.psf_sigma_px!r}")
+        object.__setattr__(self, "psf_sigma_px", psf)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -111,13 +124,67 @@ class DetectorGeometry:
         """Convert a length in R0 to nm."""
         return float(value_r0) * self.particle_radius_nm
 
+    def with_instrument(self, beam=None, psf_sigma_px=None) -> DetectorGeometry:
+        """A copy with another beam (R0 units) and/or point-spread width (None keeps the current one)."""
+        return replace(self, beam=self.beam if beam is None else beam,
+                       psf_sigma_px=self.psf_sigma_px if psf_sigma_px is None else psf_sigma_px)
+
+    @property
+    def shear_length_r0(self) -> float:
+        """The length that multiplies gamma in gamma_l: L (1-2 geometry) or the gap h (1-3), in R0."""
+        return self.beam.shear_length(self.beam_size_r0) if self.beam is not None else self.beam_size_r0
+
+    def _qvec(self):
+        q = self.qr0
+        return q * np.cos(self.phi), q * np.sin(self.phi)
+
+    def pixel_response(self, valid=None):
+        r"""The detector response in q (:class:`shearcorr.beam.PixelResponse`): the q-vectors spanned by
+        one pixel step along columns and rows (central differences of :math:`q R_0(\cos\phi, \sin\phi)`,
+        median over the valid interior pixels) and the point-spread width. The spread of the pixel
+        vectors over the detector is in ``PixelResponse`` ``.variation`` (relative, max over pixels)."""
+        from ..beam import PixelResponse
+
+        qx, qy = self._qvec()
+        ok = np.ones(self.shape, bool) if valid is None else np.asarray(valid, bool)
+        inner = ok[1:-1, 1:-1] & ok[1:-1, 2:] & ok[1:-1, :-2] & ok[2:, 1:-1] & ok[:-2, 1:-1]
+        if inner.sum() < 4:
+            raise ShearcorrError("geometry: too few valid pixels to measure the pixel size in q; check the mask")
+        cx = (0.5 * (qx[1:-1, 2:] - qx[1:-1, :-2]))[inner], (0.5 * (qy[1:-1, 2:] - qy[1:-1, :-2]))[inner]
+        rx = (0.5 * (qx[2:, 1:-1] - qx[:-2, 1:-1]))[inner], (0.5 * (qy[2:, 1:-1] - qy[:-2, 1:-1]))[inner]
+        area = np.abs(cx[0] * rx[1] - cx[1] * rx[0])
+        med = float(np.median(area))
+        return PixelResponse((float(np.median(cx[0])), float(np.median(cx[1]))),
+                             (float(np.median(rx[0])), float(np.median(rx[1]))), self.psf_sigma_px,
+                             variation=float(np.max(np.abs(area / med - 1.0))) if med > 0 else 0.0)
+
+    def qvec_at(self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+        """q R0 and azimuth phi at fractional pixel positions (row, col) (pixel centres at integers):
+        exact for a flat detector, bilinear in the q-vector maps otherwise (sub-pixel rendering)."""
+        rows, cols = np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
+        if self.info.get("type") == "flat":
+            cx, cy = self.info["beam_center_px"]
+            py, px = self.info["pixel_size_m"]
+            x = (cols - cx) * px
+            y = -(rows - cy) * py + 0.0
+            two_theta = np.arctan2(np.hypot(x, y), self.info["distance_m"])
+            q = 4.0 * np.pi * np.sin(two_theta / 2.0) / (self.info["wavelength_angstrom"] / 10.0) * self.particle_radius_nm
+            return q, np.arctan2(y, x)
+        from scipy.ndimage import map_coordinates
+
+        qx, qy = self._qvec()
+        coords = np.stack([rows.ravel(), cols.ravel()])
+        vx = map_coordinates(qx, coords, order=1, mode="nearest").reshape(rows.shape)
+        vy = map_coordinates(qy, coords, order=1, mode="nearest").reshape(rows.shape)
+        return np.hypot(vx, vy), np.arctan2(vy, vx)
+
     def check_shape(self, shape) -> None:
         if tuple(shape) != self.shape:
             raise ShearcorrError(f"geometry is for a {self.shape[0]} x {self.shape[1]} detector but the frames are {shape[0]} x {shape[1]}")
 
 
 def flat_detector(shape, beam_center, pixel_size, distance, *, wavelength=None, energy_kev=None,
-                  particle_radius_nm, beam_size_nm, q_unit="1/nm") -> DetectorGeometry:
+                  particle_radius_nm, beam_size_nm, q_unit="1/nm", beam=None, psf_sigma_px=0.0) -> DetectorGeometry:
     """Geometry of a flat detector normal to the beam.
 
     Parameters
@@ -131,6 +198,7 @@ def flat_detector(shape, beam_center, pixel_size, distance, *, wavelength=None, 
         Sample-detector distance in metres.
     wavelength : float, optional
         X-ray wavelength in angstrom (or give ``energy_kev``; lambda = 12.398 / E).
+    beam, psf_sigma_px : see :class:`DetectorGeometry`.
     """
     ny, nx = _shape(shape)
     if ny < 2 or nx < 2:
@@ -159,7 +227,7 @@ def flat_detector(shape, beam_center, pixel_size, distance, *, wavelength=None, 
     phi = np.arctan2(np.broadcast_to(y[:, None], r.shape), np.broadcast_to(x[None, :], r.shape))
     info = {"type": "flat", "shape": [ny, nx], "beam_center_px": [cx, cy], "pixel_size_m": [py, px],
             "distance_m": dist, "wavelength_angstrom": lam_a}
-    return DetectorGeometry(q_nm, phi, particle_radius_nm, beam_size_nm, q_unit, info)
+    return DetectorGeometry(q_nm, phi, particle_radius_nm, beam_size_nm, q_unit, info, beam, psf_sigma_px)
 
 
 def _parse_poni(path: Path) -> dict:
@@ -268,6 +336,9 @@ def load_geometry(path, shape) -> DetectorGeometry:
     ``pixel_size_m`` (one number or [row, col]) + ``distance_m`` + (``wavelength_angstrom`` |
     ``energy_kev``), or ``poni``, or ``q_map`` + ``phi_map`` (.npy; ``phi_unit``,
     ``azimuth_convention``). Relative file names are relative to the JSON file.
+    The instrument (optional): ``beam`` (an object with ``profile``, ``size_um``,
+    ``coherence_length_um``, ``plane``, ``gap_um``, ``zero_velocity_um``, ``profile_file``,
+    ``profile_step_um``; :meth:`shearcorr.beam.Beam.from_spec`) and ``psf_sigma_px``.
     """
     path = Path(path)
     if not path.is_file():
@@ -310,4 +381,19 @@ def load_geometry(path, shape) -> DetectorGeometry:
     if "shape" in spec and list(_shape(spec["shape"])) != list(shape):
         raise ShearcorrError(f"geometry is for a {spec['shape'][0]} x {spec['shape'][1]} detector but the frames are {shape[0]} x {shape[1]}")
     geo.check_shape(shape)
-    return geo
+    beam = _beam_from_spec(spec.get("beam"), base, common["particle_radius_nm"]) if spec.get("beam") is not None else None
+    return geo.with_instrument(beam=beam, psf_sigma_px=spec.get("psf_sigma_px", 0.0))
+
+
+def _beam_from_spec(bspec, base: Path, particle_radius_nm: float):
+    """The ``"beam"`` object of a geometry file as a :class:`shearcorr.beam.Beam` in R0 (reads ``profile_file``)."""
+    from ..beam import Beam
+
+    if not isinstance(bspec, dict):
+        raise ShearcorrError("geometry: 'beam' must be a JSON object (docs/experiment.md, 'Describe your beamline')")
+    bspec = dict(bspec)
+    if "profile_file" in bspec:
+        from .frames import read_frame
+
+        bspec["profile_map"] = read_frame(base / bspec.pop("profile_file"))
+    return Beam.from_spec(bspec, particle_radius_nm=particle_radius_nm)

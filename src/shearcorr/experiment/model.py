@@ -16,6 +16,13 @@ B = g with the particles decorrelated (d2 = 25 R0, c = 0: the baseline). For a m
 dispersion A - 1 = 1 - <1/N>, B = 1 and y_model -> eq. 5 - 1 with window-edge corrections.
 The model is averaged over each bin on a sub-grid (``n_sub_q`` x ``n_sub_phi`` points), because
 sinc^2 varies across an angular bin at large q gamma L.
+
+The instrument (docs/theory.md section 7): with a ``beam`` (footprint, coherence, 1-2 / 1-3
+geometry) and a ``pixel`` response (each pixel's footprint in q and the detector's point spread),
+g, A and B come from the general engine, which convolves the coherent pair correlation with the
+pixel: the pixel integration narrows the measured decorrelation like a smaller beam would, and is
+*not* absorbed by the contrast estimate. The pixel response is oriented by the detector azimuth of
+the flow, ``flow_angle``.
 """
 
 from __future__ import annotations
@@ -45,11 +52,13 @@ def decorrelated_d2(params: SystemParams, q_min: float | None = None) -> float:
     return min(want, 0.999 * max_d2(replace(params, gamma_l=0.0)))
 
 
-def ensemble_g(params: SystemParams, q, theta) -> np.ndarray:
-    """Ensemble g(q, theta) from the analytic engine (shape (len(q), len(theta)))."""
+def ensemble_g(params: SystemParams, q, theta, *, beam=None, pixel=None, flow_angle: float = 0.0) -> np.ndarray:
+    """Ensemble g(q, theta) from the analytic engine (shape (len(q), len(theta))); ``beam``, ``pixel`` and
+    ``flow_angle`` as in :func:`shearcorr.forward.analytic.ensemble_arrays`."""
     from ..forward.analytic import ensemble_arrays
 
-    return ensemble_arrays(params, QGrid(np.asarray(q, float), np.asarray(theta, float)))[1]
+    return ensemble_arrays(params, QGrid(np.asarray(q, float), np.asarray(theta, float)), beam=beam, pixel=pixel,
+                           flow_angle=flow_angle)[1]
 
 
 class BinnedPairModel:
@@ -66,10 +75,16 @@ class BinnedPairModel:
         Sub-grid points per bin (2 x 4 is within 2e-3 of 4 x 16 at gamma L = 30, q R0 <= 1.3).
     n_theta_fine : int, optional
         Points of the periodic theta grid over [0, pi) (default twice the angular sub-grid).
+    beam : shearcorr.beam.Beam, optional
+        Beam footprint, coherence and scattering geometry (R0); None: the paper's.
+    pixel : shearcorr.beam.PixelResponse, optional
+        Pixel footprint in q and point spread (:meth:`DetectorGeometry.pixel_response`); None: point pixels.
+    flow_angle : float
+        Detector azimuth of the flow (rad) used to orient the pixel response.
     """
 
     def __init__(self, q_edges, phi_edges, *, n_l2=150.0, displacement="uniform", beam_size=800.0,
-                 n_sub_q=2, n_sub_phi=4, n_theta_fine=None):
+                 n_sub_q=2, n_sub_phi=4, n_theta_fine=None, beam=None, pixel=None, flow_angle=0.0):
         self.q_edges = np.asarray(q_edges, float)
         self.phi_edges = np.asarray(phi_edges, float)
         self.n_q, self.n_phi = self.q_edges.size - 1, self.phi_edges.size - 1
@@ -84,6 +99,11 @@ class BinnedPairModel:
         self.n_fine = 2 * self.n_phi * self.sp if n_theta_fine is None else int(n_theta_fine)
         self.theta_fine = np.arange(self.n_fine) * (np.pi / self.n_fine)
         self.n_l2, self.displacement, self.beam_size = float(n_l2), displacement, float(beam_size)
+        self.beam, self.pixel, self.flow_angle = beam, pixel, float(flow_angle)
+        #: The instrument as JSON-able data (cache keys of models built on these bins).
+        self.instrument_key = {"beam": None if beam is None else beam.key(),
+                               "pixel": None if pixel is None else pixel.to_dict(),
+                               "flow_angle": round(self.flow_angle, 9) if pixel is not None else None}
         self._ab: dict = {}
         self._fine: dict = {}
         self.calls = 0
@@ -95,8 +115,8 @@ class BinnedPairModel:
     def _a_b(self, p: SystemParams):
         key = round(p.rs, 12)
         if key not in self._ab:
-            a = ensemble_g(replace(p, gamma_l=0.0, d2=0.0), self.q_sub, [0.0])[:, 0]
-            b = ensemble_g(replace(p, gamma_l=0.0, d2=decorrelated_d2(p, self.q_sub.min())), self.q_sub, [0.0])[:, 0]
+            a = self._g(replace(p, gamma_l=0.0, d2=0.0), [0.0])[:, 0]
+            b = self._g(replace(p, gamma_l=0.0, d2=decorrelated_d2(p, self.q_sub.min())), [0.0])[:, 0]
             if np.any(a - b <= 0):
                 raise ShearcorrError("the ensemble model has no correlation amplitude (A <= B); check n_l2 and the q range")
             if len(self._ab) > 64:
@@ -104,12 +124,17 @@ class BinnedPairModel:
             self._ab[key] = (a, b)
         return self._ab[key]
 
+    def _g(self, p: SystemParams, theta) -> np.ndarray:
+        if self.beam is None and self.pixel is None:
+            return ensemble_g(p, self.q_sub, theta)
+        return ensemble_g(p, self.q_sub, theta, beam=self.beam, pixel=self.pixel, flow_angle=self.flow_angle)
+
     def y_fine(self, gamma_l, d2, rs) -> np.ndarray:
         """y_model on (q_sub, theta_fine), shape (n_q * n_sub_q, n_fine); cached per parameter set."""
         p = self.params(gamma_l, d2, rs)
         key = (p.gamma_l, p.d2, p.rs)
         if key not in self._fine:
-            g = ensemble_g(p, self.q_sub, self.theta_fine)
+            g = self._g(p, self.theta_fine)
             self.calls += 1
             a, b = self._a_b(p)
             if len(self._fine) > 16:
@@ -156,15 +181,23 @@ def configuration_samples(model: BinnedPairModel, gamma_l, d2, rs, phi0=0.0, n_s
     out = np.empty((int(n_samples), model.n_q, model.n_phi))
     for k in range(int(n_samples)):
         p = model.params(gamma_l, d2, rs_k[k])
-        cfg = sample_configuration(p, seed, index=k)
-        mb, ma = cfg.in_beam_before, cfg.in_beam_after
-        both = mb & ma
+        if model.beam is None or model.beam.is_paper(p.beam_size):
+            cfg = sample_configuration(p, seed, index=k)
+        else:
+            from ..forward.beammc import beam_configuration
+
+            cfg = beam_configuration(p, model.beam, seed, index=k)
+        mb, ma = cfg.illumination_before, cfg.illumination_after
+        both = (mb > 0) & (ma > 0)
         w2 = sphere_volume(cfg.radius)[None, :] ** 2 * form_factor(qc[:, None] * cfg.radius[None, :]) ** 2
         P, Pa = (w2 * mb).sum(1), (w2 * ma).sum(1)
-        S4, S4a, S4b = (w2**2 * mb).sum(1), (w2**2 * ma).sum(1), (w2**2 * both).sum(1)
+        S4, S4a = (w2**2 * mb**2).sum(1), (w2**2 * ma**2).sum(1)
+        wab = w2 * np.sqrt(mb * ma)  # = w2 on the paper's window (exactly)
+        S4b = (wab**2 * both).sum(1)
+        wb = wab[:, both]
         dx, dy = (cfg.x_after - cfg.x)[both], (cfg.y_after - cfg.y)[both]
         ph = np.exp(-1j * (qx[:, :, None] * dx + qy[:, :, None] * dy))
-        s = np.matmul(ph, w2[:, both][:, :, None])[..., 0]
+        s = np.matmul(ph, wb[:, :, None])[..., 0]
         y1 = (np.abs(s) ** 2 - S4b[:, None]) / np.sqrt((P**2 - S4) * (Pa**2 - S4a))[:, None]
         out[k] = y1.reshape(model.n_q, model.n_phi, 2).mean(axis=2)
     return out

@@ -89,7 +89,8 @@ def _cache_path(model, ok, box, n_train, k, cache_dir, seed):
     key_src = json.dumps({"q": model.q_edges.round(10).tolist(), "phi": model.phi_edges.round(10).tolist(),
                           "ok": np.flatnonzero(ok).tolist(), "box": box, "n": n_train, "k": k, "n_l2": model.n_l2,
                           "disp": model.displacement, "L": model.beam_size, "sub": [model.sq, model.sp, model.n_fine],
-                          "seed": seed, "version": __version__}, sort_keys=True)
+                          "seed": seed, "version": __version__, "instrument": getattr(model, "instrument_key", None)},
+                         sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     return Path(cache_dir) / f"pairmodel-{key}.npz" if cache_dir is not None else None
 

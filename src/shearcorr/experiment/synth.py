@@ -1,22 +1,29 @@
 r"""Synthetic experiments: a frame pair with known truth, rendered from one Monte Carlo configuration.
 
-Pipeline (all lengths in R0; one configuration, :func:`shearcorr.forward.montecarlo.sample_configuration`):
+Pipeline (all lengths in R0; one configuration, :func:`shearcorr.forward.montecarlo.sample_configuration`,
+or :func:`shearcorr.forward.beammc.beam_configuration` for another beam):
 
 1. Detector: ``shape`` pixels, flat, beam centre in the middle; the distance is chosen so that one
    pixel spans ``dq`` in q R0 at the centre. The default ``dq = (2 pi / L) / 2.2`` samples the speckle
    (intensity autocorrelation width 2 pi / L) with 2.2 pixels, above Nyquist. Physical units:
    R0 = 10 nm, L = beam_size R0 (8 um), lambda = 1 A, 55 um pixels (distance ~ 10 m for the default).
-2. Sample frame: the flow (x of the model) points along detector azimuth ``flow_angle``, so a pixel
+2. Sample frame: the flow (x of the model) points along detector azimuth ``flow_angle``, so a point
    at azimuth phi sees q = |q| (cos(phi - flow), sin(phi - flow)) in the sample frame.
-3. Coherent amplitudes A, A' of the particles inside the beam window before / after the move
-   (:func:`shearcorr.forward.montecarlo.amplitude_at`), normalised by sum V^2 as eq. 1.
-4. Partial coherence: a Gaussian-Schell-like beam with one dominant coherent mode; the many weak
-   modes add up to the incoherent (ensemble) intensity P/S = sum w_i^2 / S of the same particles:
-   I = s |A|^2/S + (1 - s) P/S with s = sqrt(beta), so the speckle contrast is exactly beta (for a
-   point-like pixel; real pixel integration lowers it further - the analysis estimates beta from data).
-5. Photon counting: Poisson with mean ``counts`` photons per pixel at q R0 = 0.5 for a monodisperse
+3. The field: every lit particle (footprint intensity u > 0) scatters with the field of each coherent
+   mode of the beam (:func:`shearcorr.forward.modes.coherent_modes`: one mode, the footprint amplitude, for a
+   coherent beam; an explicit sum of modes for a partially coherent one),
+   :math:`I(\mathbf q) = \sum_k \nu_k |A_k(\mathbf q)|^2 / S`, :math:`S = \sum u V^2` (eq. 1); amplitudes by
+   :func:`shearcorr.forward.montecarlo.amplitude_at`.
+4. Pixels: each pixel integrates the intensity over its area: ``pixel_subsamples`` x ``pixel_subsamples``
+   Gauss-Legendre points per pixel at their exact q (:meth:`DetectorGeometry.qvec_at`; 1 = point
+   sampling). A Gaussian point-spread function (``psf_sigma_px``) then spreads the pixel intensities.
+   Nothing here uses the analytic model's Fourier shortcuts.
+5. Extra incoherence: ``contrast`` mixes in the incoherent intensity P/S of the same particles,
+   I = s I_field + (1 - s) P/S with s = sqrt(contrast) (the speckle contrast of a point-sampled
+   coherent beam is then exactly ``contrast``; beam coherence and pixels lower it further).
+6. Photon counting: Poisson with mean ``counts`` photons per pixel at q R0 = 0.5 for a monodisperse
    form factor (scaled by the actual I(q)).
-6. Mask (1 = valid, saved as mask.npy): a beam stop of radius ``beamstop`` (q R0) with its arm (a
+7. Mask (1 = valid, saved as mask.npy): a beam stop of radius ``beamstop`` (q R0) with its arm (a
    strip to the lower edge), a horizontal and a vertical module gap.
 """
 
@@ -37,9 +44,15 @@ from ..rng import child_seed, seed_sequence
 from .flow import wrap_half
 from .geometry import flat_detector
 
-__all__ = ["SynthPair", "render_pair", "render_series", "write_synth", "pair_configuration", "flow_oracle"]
+__all__ = ["SynthPair", "render_pair", "render_series", "render_frame", "write_synth", "pair_configuration",
+           "flow_oracle", "PIXEL_SUBSAMPLES"]
 
 R0_NM, LAMBDA_A, PIXEL_M = 10.0, 1.0, 55e-6
+#: Default Gauss-Legendre points per pixel and axis (4 x 4 integrates the speckle to ~1e-3 at 2.2 px per speckle).
+PIXEL_SUBSAMPLES = 4
+#: Coherent modes of a partially coherent beam are kept to 1 - MODE_EPS of the trace (the rest, nearly
+#: incoherent, changes the contrast by that fraction, which the analysis estimates from the data).
+MODE_EPS = 1e-4
 
 
 class SynthPair:
@@ -52,30 +65,121 @@ class SynthPair:
 
 
 def render_pair(params: SystemParams, *, flow_angle_deg=30.0, contrast=0.3, counts=10.0, shape=(1024, 1024),
-                dq=None, beamstop=0.15, seed=0) -> SynthPair:
-    """Render a synthetic frame pair (see module docstring). ``seed`` fixes configuration and photons."""
-    frames, mask, geo, spec, truth = _render(params, 2, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed)
+                dq=None, beamstop=0.15, seed=0, beam=None, pixel_subsamples=PIXEL_SUBSAMPLES, psf_sigma_px=0.0) -> SynthPair:
+    """Render a synthetic frame pair (see module docstring). ``seed`` fixes configuration and photons.
+
+    ``beam`` (:class:`shearcorr.beam.Beam`, R0; default the paper's coherent square), ``pixel_subsamples``
+    and ``psf_sigma_px`` describe the instrument; all three are written into ``geometry_spec``
+    (geometry.json) so that ``analyze`` is told the instrument the frames were made with.
+    """
+    frames, mask, geo, spec, truth = _render(params, 2, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed,
+                                             beam, pixel_subsamples, psf_sigma_px)
     return SynthPair(frames[0], frames[1], mask, geo, spec, truth)
 
 
 def render_series(params: SystemParams, n_frames: int, *, flow_angle_deg=30.0, contrast=0.3, counts=10.0,
-                  shape=(1024, 1024), dq=None, beamstop=0.15, seed=0):
+                  shape=(1024, 1024), dq=None, beamstop=0.15, seed=0, beam=None, pixel_subsamples=PIXEL_SUBSAMPLES,
+                  psf_sigma_px=0.0):
     """Frames of one sample through ``n_frames - 1`` successive rearrangements Gamma (shear steps).
 
     Frame k + 1 shows the particles of frame k moved by Gamma (eq. 3, fresh non-affine steps each
     time), so consecutive frames are pairs that share their particles and a frame. Frames 0 and 1
     equal :func:`render_pair` with the same arguments. Returns (frames list, mask, geometry, truth).
-    The box [-L, L]^2 must keep the window filled: n_frames * gamma_l / 2 < L / 2.
+    The box [-L, L]^2 must keep the window filled: n_frames * gamma_l / 2 < L / 2. Paper's beam only.
     """
     if int(n_frames) < 2:
         raise ShearcorrError(f"a series needs at least 2 frames, got {n_frames}")
+    if beam is not None and not beam.is_paper(params.beam_size):
+        raise ShearcorrError("series of more than two frames are rendered with the paper's beam only; use render_pair")
     if (int(n_frames) - 1) * params.gamma_l / 2 >= params.beam_size / 2:
         raise ShearcorrError(f"{n_frames} frames of gamma_l = {params.gamma_l:g} shear particles out of the simulation box; use fewer")
-    frames, mask, geo, _, truth = _render(params, int(n_frames), flow_angle_deg, contrast, counts, shape, dq, beamstop, seed)
+    frames, mask, geo, _, truth = _render(params, int(n_frames), flow_angle_deg, contrast, counts, shape, dq, beamstop,
+                                          seed, beam, pixel_subsamples, psf_sigma_px)
     return frames, mask, geo, truth
 
 
-def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed):
+def render_frame(x, y, radius, geometry, *, flow_angle_deg: float, rng, contrast: float = 1.0, counts: float = 10.0,
+                 beam=None, pixel_subsamples: int = PIXEL_SUBSAMPLES, psf_sigma_px: float = 0.0, modes=None) -> np.ndarray:
+    r"""One detector frame (photon counts) of particles at (x, y) with radii ``radius`` (R0, model frame).
+
+    .. math:: \bar n_p = c \int_{\rm pixel\ p} \Big[s\,\frac{\sum_k \nu_k |\sum_i E_k(\mathbf r_i)
+              V_i F(qR_i) e^{-i\mathbf q\cdot\mathbf r_i}|^2}{\sum_i u_i V_i^2}
+              + (1 - s)\,\frac{\sum_i u_i V_i^2 F^2(qR_i)}{\sum_i u_i V_i^2}\Big] * \mathrm{PSF},\quad
+              n_p \sim \mathrm{Poisson}(\bar n_p)
+
+    (module docstring; s = sqrt(contrast), c = ``counts`` / F(0.5)^2).
+
+    Parameters
+    ----------
+    x, y, radius : array-like (n,)
+        Positions along the flow and across it, and radii (R0).
+    geometry : DetectorGeometry
+        Per-pixel q; :meth:`DetectorGeometry.qvec_at` gives the sub-pixel q-vectors.
+    flow_angle_deg : float
+        Detector azimuth of the flow (degrees, APS convention).
+    rng : numpy Generator
+        Photon noise.
+    contrast, counts : float
+        Extra coherent fraction (module docstring) and photons per pixel at q R0 = 0.5.
+    beam : shearcorr.beam.Beam, optional
+        Footprint and coherence (R0); None: the paper's uniform, coherent window of side
+        ``geometry.beam_size_r0``.
+    pixel_subsamples : int
+        Gauss-Legendre points per pixel and axis (1: the intensity at the pixel centre).
+    psf_sigma_px : float
+        rms of a Gaussian point-spread function applied to the pixel intensities (pixels).
+    modes : (nu, evaluate), optional
+        Precomputed :func:`shearcorr.forward.modes.coherent_modes` of ``beam`` (reused across frames).
+    """
+    from numpy.polynomial.legendre import leggauss
+
+    from ..beam import Beam
+    from ..forward.modes import coherent_modes
+    from ..forward.montecarlo import amplitude_at
+
+    x, y, radius = (np.asarray(v, dtype=np.float64) for v in (x, y, radius))
+    n_sub = int(pixel_subsamples)
+    if n_sub < 1:
+        raise ShearcorrError(f"pixel_subsamples must be >= 1, got {pixel_subsamples}")
+    beam = (Beam() if beam is None else beam).resolved(geometry.beam_size_r0)
+    nu, evaluate = coherent_modes(beam, MODE_EPS) if modes is None else modes
+    u = beam.intensity(x, y)
+    lit = u > 0
+    xs, ys, rs, us = x[lit], y[lit], radius[lit], u[lit]
+    v2u = us * sphere_volume(rs) ** 2
+    S = float(v2u.sum())
+    ny, nx = geometry.shape
+    if S <= 0:
+        return rng.poisson(np.zeros((ny, nx))).astype(np.int64)
+    amps = evaluate(xs, ys)
+    rows, cols = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    t, w = leggauss(n_sub) if n_sub > 1 else (np.zeros(1), np.full(1, 2.0))
+    flow = np.radians(float(flow_angle_deg))
+    q_max = float(geometry.qr0.max()) * 1.01 + 1.0
+    qs = np.linspace(0.0, q_max, 4096)
+    P = (v2u[None, :] * form_factor(qs[:, None] * rs[None, :]) ** 2).sum(axis=1) / S  # incoherent I(q)
+    coh = np.zeros((ny, nx))
+    inc = np.zeros((ny, nx))
+    for a, wa in zip(t, w):
+        for b, wb in zip(t, w):
+            q, ph = geometry.qvec_at(rows + 0.5 * a, cols + 0.5 * b)
+            qx, qy = q * np.cos(ph - flow), q * np.sin(ph - flow)
+            wt = 0.25 * wa * wb
+            for k in range(nu.size):
+                coh += (wt * nu[k] / S) * np.abs(amplitude_at(qx, qy, xs, ys, rs, weights=amps[k])) ** 2
+            inc += wt * np.interp(q, qs, P)
+    s = np.sqrt(contrast)
+    intensity = s * coh + (1.0 - s) * inc
+    if psf_sigma_px > 0:
+        from scipy.ndimage import gaussian_filter
+
+        intensity = gaussian_filter(intensity, float(psf_sigma_px), mode="nearest")
+    scale = counts / float(form_factor(0.5) ** 2)
+    return rng.poisson(intensity * scale).astype(np.int64)
+
+
+def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed, beam=None,
+            pixel_subsamples=PIXEL_SUBSAMPLES, psf_sigma_px=0.0):
     from .checks import check_render
 
     check_render(params, counts, contrast, shape, n_frames)  # box, counts, memory (one-line errors)
@@ -86,45 +190,48 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
     ny, nx = (int(s) for s in shape)
     if ny < 64 or nx < 64:
         raise ShearcorrError(f"frame shape must be at least 64 x 64, got {shape}")
+    from ..forward.modes import coherent_modes
+
     L = params.beam_size
+    paper = beam is None or beam.is_paper(L)
     dq = (2 * np.pi / L) / 2.2 if dq is None else float(dq)
     k_nm = 2 * np.pi / (LAMBDA_A / 10.0)
     distance = PIXEL_M * k_nm / (dq / R0_NM)
     spec = {"shape": [ny, nx], "beam_center_px": [(nx - 1) / 2.0, (ny - 1) / 2.0], "pixel_size_m": PIXEL_M, "distance_m": distance,
             "wavelength_angstrom": LAMBDA_A, "particle_radius_nm": R0_NM, "beam_size_um": L * R0_NM / 1000.0,
             "q_unit": "1/nm"}
+    if not paper:
+        spec["beam"] = beam.to_spec(R0_NM)
+    if psf_sigma_px:
+        spec["psf_sigma_px"] = float(psf_sigma_px)
     geo = flat_detector((ny, nx), spec["beam_center_px"], PIXEL_M, distance, wavelength=LAMBDA_A,
-                        particle_radius_nm=R0_NM, beam_size_nm=L * R0_NM)
+                        particle_radius_nm=R0_NM, beam_size_nm=L * R0_NM, beam=None if paper else beam,
+                        psf_sigma_px=psf_sigma_px)
     from ..forward import montecarlo as conf
     from ..physics import rearrange
 
     s_conf, s_phot, s_steps = _streams(seed, 3)
-    cfg = conf.sample_configuration(params, s_conf)
-    q = geo.qr0
-    ang = geo.phi - np.radians(flow_angle_deg)
-    qx, qy = q * np.cos(ang), q * np.sin(ang)
-    s = np.sqrt(contrast)
-    scale = counts / float(form_factor(0.5) ** 2)
+    if paper:
+        cfg = conf.sample_configuration(params, s_conf)
+    else:
+        from ..forward.beammc import beam_configuration
+
+        cfg = beam_configuration(params, beam, s_conf)
+    modes = coherent_modes((beam if beam is not None else _paper_beam()).resolved(L), MODE_EPS)
     rng = np.random.default_rng(s_phot)
     step_rng = np.random.default_rng(s_steps)
-    half = 0.5 * L
     positions = [(cfg.x, cfg.y), (cfg.x_after, cfg.y_after)]
     frames, n_in = [], []
     for k in range(n_frames):
         if k >= 2:
             positions.append(rearrange(*positions[-1], cfg.radius, params, step_rng))
         xs, ys = positions[k]
-        inb = (np.abs(xs) < half) & (np.abs(ys) < half)
-        r = cfg.radius[inb]
-        A = conf.amplitude_at(qx, qy, xs[inb], ys[inb], r)
-        v2 = sphere_volume(r) ** 2
-        S = v2.sum()
-        # incoherent intensity sum_i w_i^2 / S on the ring q (isotropic)
-        qs = np.linspace(0, q.max() * 1.001, 2048)
-        P = (v2[None, :] * form_factor(qs[:, None] * r[None, :]) ** 2).sum(axis=1) / S
-        inc = np.interp(q, qs, P)
-        frames.append(rng.poisson((s * np.abs(A) ** 2 / S + (1 - s) * inc) * scale).astype(np.int64))
-        n_in.append(int(inb.sum()))
+        frames.append(render_frame(xs, ys, cfg.radius, geo, flow_angle_deg=flow_angle_deg, rng=rng, contrast=contrast,
+                                   counts=counts, beam=None if paper else beam, pixel_subsamples=pixel_subsamples,
+                                   psf_sigma_px=psf_sigma_px, modes=modes))
+        lit = (beam if not paper else _paper_beam()).resolved(L).intensity(xs, ys) > 0
+        n_in.append(int(lit.sum()))
+    q = geo.qr0
     rows, cols = np.mgrid[0:ny, 0:nx]
     cx, cy = spec["beam_center_px"]
     mask = q > beamstop
@@ -132,19 +239,32 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
     gy, gx = int(cy + ny // 4), int(cx - nx // 5)
     mask[gy:gy + max(4, ny // 128), :] = False
     mask[:, gx:gx + max(4, nx // 128)] = False
+    shear = L if paper else beam.shear_length(L)
     truth = {"gamma_l": params.gamma_l, "d2": params.d2, "rs": params.rs, "n_l2": params.n_l2,
              "displacement": params.displacement, "beam_size": params.beam_size,
              "flow_angle_deg": float(flow_angle_deg), "contrast": float(contrast), "counts": float(counts),
              "n_in_beam": n_in, "shape": [ny, nx], "dq_r0_per_pixel": dq,
              "speckle_px": (2 * np.pi / L) / dq, "seed": None if seed is None else int(seed),
+             "beam": None if paper else beam.resolved(L).to_dict(), "pixel_subsamples": int(pixel_subsamples),
+             "psf_sigma_px": float(psf_sigma_px), "shear_length": shear, "strain": params.gamma_l / shear,
              "shearcorr_version": __version__,
              "physical": {"particle_radius_nm": R0_NM, "gamma_l_nm": params.gamma_l * R0_NM, "d2_nm": params.d2 * R0_NM}}
     return frames, mask, geo, spec, truth
 
 
-def pair_configuration(params: SystemParams, seed=0):
+def _paper_beam():
+    from ..beam import Beam
+
+    return Beam()
+
+
+def pair_configuration(params: SystemParams, seed=0, beam=None):
     """The Monte Carlo configuration (:class:`shearcorr.forward.montecarlo.Configuration`) that
-    :func:`render_pair` renders with this ``params`` and ``seed`` (flow along the model's x axis)."""
+    :func:`render_pair` renders with this ``params``, ``seed`` and ``beam`` (flow along the model's x axis)."""
+    if beam is not None and not beam.is_paper(params.beam_size):
+        from ..forward.beammc import beam_configuration
+
+        return beam_configuration(params, beam, _streams(seed)[0])
     from ..forward.montecarlo import sample_configuration
 
     return sample_configuration(params, _streams(seed)[0])
@@ -223,7 +343,12 @@ def write_synth(pair: SynthPair, out, fmt="npy", *, overwrite: bool = False) -> 
                     fh.create_dataset("entry/data/data", data=arr.astype(np.int32)[None], compression="gzip")
                 (tmp / f"{name}.h5").write_bytes(buf.getvalue())
         np.save(tmp / "mask.npy", pair.mask.astype(np.uint8))
-        (tmp / "geometry.json").write_text(json.dumps(pair.geometry_spec, indent=2) + "\n")
+        spec = dict(pair.geometry_spec)
+        if "profile_map" in spec.get("beam", {}):  # a measured beam profile goes into its own file
+            spec["beam"] = dict(spec["beam"])
+            np.save(tmp / "beam_profile.npy", np.asarray(spec["beam"].pop("profile_map")))
+            spec["beam"]["profile_file"] = "beam_profile.npy"
+        (tmp / "geometry.json").write_text(json.dumps(spec, indent=2) + "\n")
         truth = dict(pair.truth, files={"before": f"before.{fmt}", "after": f"after.{fmt}", "mask": "mask.npy",
                                         "mask_convention": "valid", "dataset": "/entry/data/data" if fmt == "h5" else None})
         (tmp / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")

@@ -15,7 +15,7 @@ from ..choices import check_choice
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 
-__all__ = ["simulate", "engine_arrays"]
+__all__ = ["simulate", "engine_arrays", "BeamEngine"]
 
 
 def simulate(
@@ -26,6 +26,7 @@ def simulate(
     configs: int | None = None,
     seed=None,
     progress: bool = False,
+    beam=None,
 ) -> xr.Dataset:
     """Ensemble-averaged I, g(q, theta), g(q), g(theta) for one parameter set.
 
@@ -42,6 +43,9 @@ def simulate(
         Seed of the Monte Carlo draws (``engine="mc"``).
     progress : bool
         Show a progress bar (Monte Carlo).
+    beam : shearcorr.beam.Beam, optional
+        Beam footprint, coherence and scattering geometry (docs/theory.md section 7); default the
+        paper's coherent square of side ``params.beam_size`` in the 1-2 geometry.
 
     Returns
     -------
@@ -62,15 +66,15 @@ def simulate(
         from .domain import check_box, check_memory, mc_bytes
         from .montecarlo import simulate_mc
 
-        check_box(params)  # the box [-L, L]^2 must hold the sheared window (docs/theory.md section 7)
-        check_memory(mc_bytes(params, grid), "the Monte Carlo engine", grid)
-
-        return simulate_mc(params, grid, configs=configs, seed=seed, progress=progress)
+        if beam is None or beam.is_paper(params.beam_size):
+            check_box(params)  # the box [-L, L]^2 must hold the sheared window (docs/theory.md section 8)
+            check_memory(mc_bytes(params, grid), "the Monte Carlo engine", grid)
+        return simulate_mc(params, grid, configs=configs, seed=seed, progress=progress, beam=beam)
     if configs is not None:
         raise ShearcorrError("configs applies to engine 'mc' only (the analytic engine is exact); drop it or use engine='mc'")
     from .analytic import ensemble
 
-    return ensemble(params, grid)  # refuses inputs outside its validated domain (.domain.check_analytic)
+    return ensemble(params, grid, beam=beam)  # refuses inputs outside its validated domain (.domain.check_analytic)
 
 
 def _analytic_arrays(params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
@@ -106,3 +110,33 @@ def engine_arrays(engine: str | Callable) -> Callable:
     except (ImportError, AttributeError) as exc:
         raise ShearcorrError(f"engine {engine!r} is not available ({type(exc).__name__}: {exc})") from None
     return arrays
+
+
+class BeamEngine:
+    """An engine with a beam, for datasets: ``shearcorr.data.generate(..., engine=BeamEngine(beam))``.
+
+    A picklable callable ``f(params, grid, *, configs, seed) -> (I, g, g_err)`` (the engine interface of
+    :func:`engine_arrays`) that runs the analytic or Monte Carlo engine with ``beam``
+    (:class:`shearcorr.beam.Beam`). The store records it as its engine, named with the beam's key
+    (``shearcorr.forward:BeamEngine[analytic, <key>]``), so a store is never resumed with another beam;
+    the trained models of such a store hold g of that beam (docs/theory.md section 7).
+    """
+
+    def __init__(self, beam, engine: str = "analytic"):
+        from ..beam import Beam
+
+        if not isinstance(beam, Beam):
+            raise ShearcorrError(f"beam must be a shearcorr.beam.Beam, got {type(beam).__name__}")
+        self.beam, self.engine = beam, check_choice("engine", engine)
+        self.__qualname__ = f"BeamEngine[{engine}, {beam.key()}]"
+        self.__module__ = __name__
+
+    def __call__(self, params: SystemParams, grid: QGrid, *, configs: int, seed) -> tuple:
+        if self.engine == "mc":
+            from .montecarlo import simulate_mc
+
+            ds = simulate_mc(params, grid, configs=configs, seed=seed, beam=self.beam)
+            return ds["I"].values, ds["g"].values, ds["g_err"].values
+        from .analytic import ensemble_arrays
+
+        return ensemble_arrays(params, grid, beam=self.beam)

@@ -51,7 +51,7 @@ import xarray as xr
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 from ..physics import displacement_std, form_factor
-from .quadrature import chebyshev_interpolation, laplace_nodes, radius_nodes, radius_range
+from .quadrature import laplace_nodes, log_s_nodes, radius_nodes, radius_range
 from ..result import make_result
 from .domain import check_analytic
 from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
@@ -101,14 +101,8 @@ def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb):
     L = params.beam_size
     sc = np.minimum(s, S_MAX_FRACTION * L)
     ls = np.log(np.maximum(sc, 1e-300))
-    wgt = Y.max(axis=0)  # weight of node j in every sum that contains K (lambda v F^2)
-    rel = wgt > SE_WEIGHT_TOL * wgt.max()
-    lo, hi = ls[rel].min(), ls[rel].max()
-    if n_cheb is None:
-        n_cheb = int(np.clip(np.ceil(SE_CHEB_PER_LN_S * (hi - lo)), SE_CHEB_MIN, SE_CHEB_MAX))
-    if hi - lo < 1e-12:
-        lo, hi = lo - 1e-6, hi + 1e-6
-    sig, P = chebyshev_interpolation(lo, hi, n_cheb, ls)
+    # weight of node j in every sum that contains K: max over q of lambda v F^2
+    sig, P = log_s_nodes(ls, Y.max(axis=0), SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL, n_cheb)
     th = np.arctan2(qy[0], qx[0])
     mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
     C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)
@@ -218,6 +212,9 @@ def ensemble_arrays(
     error: str = "bound",
     finite_n: bool = True,
     edges: bool = True,
+    beam=None,
+    pixel=None,
+    flow_angle: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Exact ensemble averages on a polar grid: the fast path without xarray.
 
@@ -237,12 +234,21 @@ def ensemble_arrays(
         Physics switches for limit tests. ``finite_n=False``: N -> infinity at fixed n_l2
         (S/N deterministic). ``edges=False``: no beam edges (bulk pair phase, p11 = 1/4).
         Together with rs = 0 they give eq. 5 (:func:`shearcorr.physics.g_theory`).
+    beam : shearcorr.beam.Beam, optional
+        The beam (footprint, coherence, geometry; :mod:`shearcorr.beam`). None or the paper's beam
+        (a coherent square of side ``beam_size`` in the 1-2 geometry) uses the exact path of this
+        module; any other beam the general engine :mod:`.beamengine` (docs/theory.md section 7).
+    pixel : shearcorr.beam.PixelResponse, optional
+        Detector pixel footprint and point spread (the pair model of ``analyze``); needs the general engine.
+    flow_angle : float
+        Detector azimuth of the flow (rad): orients the pixel response relative to the flow.
 
     Returns
     -------
     I, g, g_err : ndarray, shape (n_q, n_theta), float64
         :math:`E[I]` (eq. 1, isotropic), :math:`g = E[I I'] / E[I]^2` (eq. 4, E I' = E I) and the
-        numerical error of g.
+        numerical error of g (for the general engine: its documented model-error bound,
+        :data:`shearcorr.forward.beamengine.BEAM_ERROR_BOUND`).
     """
     grid = _check(params, grid)
     check_analytic(params, grid)  # refuse inputs outside the validated domain (issue 14)
@@ -250,15 +256,29 @@ def ensemble_arrays(
     if error not in ("bound", "estimate"):
         raise ShearcorrError(f"error must be 'bound' or 'estimate', got {error!r}")
     q, theta = np.asarray(grid.q), np.asarray(grid.theta)
-    EI, EII = _moments(params, q, theta, nr, nl, finite_n, edges)
+    moments, bound = _moments, DEFAULT_ERROR_BOUND
+    if pixel is not None or (beam is not None and not beam.is_paper(params.beam_size)):
+        if not edges:
+            raise ShearcorrError("edges=False is a limit test of the paper's beam; it has no meaning with a beam or pixels")
+        from .beamengine import BEAM_ERROR_BOUND, beam_moments
+
+        from ..beam import Beam
+
+        bm = Beam() if beam is None else beam
+        bound = BEAM_ERROR_BOUND
+
+        def moments(params, q, theta, nr, nl, finite_n, edges):
+            return beam_moments(params, q, theta, bm, pixel=pixel, flow_angle=flow_angle, n_radius=nr, n_laplace=nl,
+                                finite_n=finite_n)
+    EI, EII = moments(params, q, theta, nr, nl, finite_n, edges)
     g = EII / EI[:, None] ** 2
     if error == "estimate":
-        EI2, EII2 = _moments(params, q, theta, 2 * nr, 2 * nl, finite_n, edges)
+        EI2, EII2 = moments(params, q, theta, 2 * nr, 2 * nl, finite_n, edges)
         g2 = EII2 / EI2[:, None] ** 2
         g_err = np.abs(g2 - g) + 1e-9
         g, EI = g2, EI2
     else:
-        g_err = np.full(g.shape, DEFAULT_ERROR_BOUND)
+        g_err = np.full(g.shape, bound)
     I = np.broadcast_to(EI[:, None], g.shape).copy()
     return I, g, g_err
 
@@ -269,23 +289,29 @@ def ensemble(
     *,
     resolution: tuple[int, int] | None = None,
     error: str = "bound",
+    beam=None,
 ) -> xr.Dataset:
     """Semi-analytic ensemble result: same layout as the Monte Carlo engine (:mod:`shearcorr.result`).
 
     ``engine="analytic"``, ``configs=0``, ``seed=None``; ``g_err`` is the numerical error of g
-    (see :func:`ensemble_arrays`); ``I_err`` = 0. Quadrature settings are recorded in the attrs.
+    (see :func:`ensemble_arrays`); ``I_err`` = 0. Quadrature settings are recorded in the attrs, and
+    the beam (:meth:`shearcorr.beam.Beam.to_dict`, JSON) when one is given.
     """
     grid = _check(params, grid)
     nr, nl = default_resolution(params, grid.q[-1]) if resolution is None else (int(resolution[0]), int(resolution[1]))
-    I, g, g_err = ensemble_arrays(params, grid, resolution=(nr, nl), error=error)
+    I, g, g_err = ensemble_arrays(params, grid, resolution=(nr, nl), error=error, beam=beam)
     n_q, n_t = grid.shape
+    attrs = {
+        "analytic_n_radius": nr if params.rs > 0 else 1,
+        "analytic_n_laplace": nl,
+        "analytic_error": error,
+        "analytic_neglected": "position pairings O(N_W/(qL/2)^2) on the axes, O(N_W/(qL/2)^4) elsewhere",
+    }
+    if beam is not None:
+        import json
+
+        attrs["beam"] = json.dumps(beam.resolved(params.beam_size).to_dict())
     return make_result(
         grid, params, I=I, g=g, g_err=g_err, engine="analytic", configs=0, seed=None,
-        g_q_err=g_err.max(axis=1), g_theta_err=g_err.max(axis=0),
-        attrs={
-            "analytic_n_radius": nr if params.rs > 0 else 1,
-            "analytic_n_laplace": nl,
-            "analytic_error": error,
-            "analytic_neglected": "position pairings O(N_W/(qL/2)^2) on the axes, O(N_W/(qL/2)^4) elsewhere",
-        },
+        g_q_err=g_err.max(axis=1), g_theta_err=g_err.max(axis=0), attrs=attrs,
     )

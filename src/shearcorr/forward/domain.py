@@ -4,7 +4,7 @@ The semi-analytic engine (:mod:`.analytic`, docs/theory.md) rests on assumptions
 paper's box and fail outside it; there it returns numbers that look like answers (g = 599 at
 gamma_l = 1e5, where brute force gives 1.01). :func:`check_analytic` refuses, with one line naming the
 limit, every input outside the domain validated against brute-force Monte Carlo
-(docs/theory.md section 7, ``benchmarks/bench_domain.py``):
+(docs/theory.md section 8, ``benchmarks/bench_domain.py``):
 
 * **window pairings** (section 1): the neglected terms are :math:`O(n_{l2}/(q L/2)^2)` on the axes;
   :math:`n_{l2}/(q_{\min} L/2)^2 \le` :data:`WINDOW_EPS_MAX`;
@@ -46,7 +46,7 @@ RS_MAX = 0.5
 N_L2_RANGE = (10.0, 3000.0)
 #: Largest q R0.
 Q_MAX_R0 = 60.0
-_DOC = "docs/theory.md section 7"
+_DOC = "docs/theory.md section 8"
 
 
 def largest_step(params: SystemParams) -> float:

@@ -38,6 +38,8 @@ __all__ = [
     "chunk_intensities",
     "accumulate_chunk",
     "amplitude_kernel",
+    "chunk_intensities_modes",
+    "amplitude_kernel_weighted",
     "N_MOMENTS",
 ]
 
@@ -197,6 +199,17 @@ def intensity_map(q, cos_t, sin_t, x, y, radius, inv_s):
     return out
 
 
+@njit(fastmath=_FM_SAFE, error_model="numpy", cache=True)
+def _mono_weights(q, radius, mono):
+    """V F(q R) per q for equal radii (``mono``; else zeros): the weights shared by all particles."""
+    wq = np.zeros(q.size, dtype=np.float32)
+    if mono and radius.size > 0:
+        r = radius[0]
+        for iq in range(q.size):
+            wq[iq] = np.float32(_VOL * r * r * r * form_factor64(q[iq] * r))
+    return wq
+
+
 @njit(parallel=True, fastmath=_FM_SAFE, error_model="numpy", cache=True)
 def chunk_intensities(q, cos_t, sin_t, x, y, radius, off, inv_s, mono):
     """Intensity maps (eq. 1) of a chunk of configurations, shape (m, n_q, n_theta), float64.
@@ -210,11 +223,7 @@ def chunk_intensities(q, cos_t, sin_t, x, y, radius, off, inv_s, mono):
     """
     nq, nt, m = q.size, cos_t.size, off.size - 1
     out = np.empty((m, nq, nt))
-    wq = np.zeros(nq, dtype=np.float32)
-    if mono and radius.size > 0:
-        r = radius[0]
-        for iq in range(nq):
-            wq[iq] = np.float32(_VOL * r * r * r * form_factor64(q[iq] * r))
+    wq = _mono_weights(q, radius, mono)
     for c in prange(m):
         o0, o1 = off[c], off[c + 1]
         n = o1 - o0
@@ -292,4 +301,67 @@ def amplitude_kernel(qx, qy, x, y, radius, mono):
                 t[i] = qx[p] * xt[i] + qy[p] * yt[i]
             re, im = _amplitude_sums(t, w, 1.0, n, buf)
             out[p] = complex(re, -im)  # e^{-i q.r}: imaginary part is -sum w sin
+    return out
+
+
+@njit(parallel=True, fastmath=_FM_SAFE, error_model="numpy", cache=True)
+def chunk_intensities_modes(q, cos_t, sin_t, x, y, radius, amps, nu, off, inv_s, mono):
+    r"""Partially coherent intensity maps of a chunk of configurations, shape (m, n_q, n_theta).
+
+    :math:`I = \sum_k \nu_k |\sum_i a_{ki} V_i F(qR_i) e^{-i\mathbf q\cdot\mathbf r_i}|^2\,/S`: one coherent
+    amplitude per beam mode k (``amps[k, i]``: the mode's field at particle i, float32), weighted by
+    the mode weights ``nu`` (float64). Otherwise as :func:`chunk_intensities` (configuration ``c``
+    scatters from particles ``off[c]:off[c+1]``; one thread per map, modes summed in order, so the
+    values do not depend on the number of threads).
+    """
+    nq, nt, m = q.size, cos_t.size, off.size - 1
+    nm = nu.size
+    out = np.zeros((m, nq, nt))
+    wq = _mono_weights(q, radius, mono)
+    for c in prange(m):
+        o0, o1 = off[c], off[c + 1]
+        n = o1 - o0
+        w0 = np.empty((nq, n), dtype=np.float32)
+        _weights(q, radius[o0:o1], mono, wq, w0)
+        w = np.empty((nq, n), dtype=np.float32)
+        t = np.empty(n)
+        buf = np.empty(n, dtype=np.float32)
+        xc, yc = x[o0:o1], y[o0:o1]
+        one = np.empty((nq, nt))
+        for k in range(nm):
+            for iq in range(nq):
+                for i in range(n):
+                    w[iq, i] = w0[iq, i] * amps[k, o0 + i]
+            for j in range(nt):
+                _map_column(q, cos_t[j], sin_t[j], xc, yc, w, inv_s[c], t, buf, one, j)
+            for iq in range(nq):
+                for j in range(nt):
+                    out[c, iq, j] += nu[k] * one[iq, j]
+    return out
+
+
+@njit(parallel=True, fastmath=_FM_SAFE, error_model="numpy", cache=True)
+def amplitude_kernel_weighted(qx, qy, x, y, radius, weight):
+    """A(q) = sum_i weight_i V_i F(|q| R_i) exp(-i q . r_i) for flat q-vector arrays; complex128.
+
+    As :func:`amplitude_kernel` with a per-particle real factor (the beam mode's field at the particle).
+    """
+    nqp, n = qx.size, x.size
+    out = np.empty(nqp, dtype=np.complex128)
+    xt = x * _INV_TWO_PI
+    yt = y * _INV_TWO_PI
+    vol = _VOL * radius**3 * weight
+    nblock = (nqp + _QBLOCK - 1) // _QBLOCK
+    for bidx in prange(nblock):
+        w = np.empty(n, dtype=np.float32)
+        t = np.empty(n)
+        buf = np.empty(n, dtype=np.float32)
+        for p in range(bidx * _QBLOCK, min(nqp, (bidx + 1) * _QBLOCK)):
+            qm = math.sqrt(qx[p] * qx[p] + qy[p] * qy[p])
+            for i in range(n):
+                w[i] = np.float32(vol[i] * form_factor64(qm * radius[i]))
+            for i in range(n):
+                t[i] = qx[p] * xt[i] + qy[p] * yt[i]
+            re, im = _amplitude_sums(t, w, 1.0, n, buf)
+            out[p] = complex(re, -im)
     return out

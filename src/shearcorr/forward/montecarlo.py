@@ -73,6 +73,9 @@ class Configuration:
         Positions after the move, Gamma(x, y).
     beam_size : float
         L; the beam window is [-L/2, L/2]^2.
+    beam : shearcorr.beam.Beam or None
+        The beam when it is not the paper's (then "in the beam" means lit: footprint intensity > 0,
+        and :attr:`illumination_before` / :attr:`illumination_after` give the intensity).
     """
 
     x: np.ndarray
@@ -81,15 +84,34 @@ class Configuration:
     x_after: np.ndarray
     y_after: np.ndarray
     beam_size: float
+    beam: object = None
+
+    @property
+    def illumination_before(self) -> np.ndarray:
+        """Footprint intensity at each particle before the move (1 inside the paper's window, else 0)."""
+        if self.beam is None:
+            return _in_window(self.x, self.y, self.beam_size).astype(np.float64)
+        return self.beam.intensity(self.x, self.y)
+
+    @property
+    def illumination_after(self) -> np.ndarray:
+        """Footprint intensity at each particle after the move."""
+        if self.beam is None:
+            return _in_window(self.x_after, self.y_after, self.beam_size).astype(np.float64)
+        return self.beam.intensity(self.x_after, self.y_after)
 
     @property
     def in_beam_before(self) -> np.ndarray:
-        """Boolean mask: particle strictly inside the window before the move."""
+        """Boolean mask: particle strictly inside the window (lit) before the move."""
+        if self.beam is not None:
+            return self.illumination_before > 0
         return _in_window(self.x, self.y, self.beam_size)
 
     @property
     def in_beam_after(self) -> np.ndarray:
-        """Boolean mask: particle strictly inside the window after the move."""
+        """Boolean mask: particle strictly inside the window (lit) after the move."""
+        if self.beam is not None:
+            return self.illumination_after > 0
         return _in_window(self.x_after, self.y_after, self.beam_size)
 
     @property
@@ -183,10 +205,10 @@ def intensity_pair(config: Configuration, grid: QGrid | None = None) -> tuple[np
     return out[0], out[1]
 
 
-def amplitude_at(qx, qy, x, y, radius) -> np.ndarray:
+def amplitude_at(qx, qy, x, y, radius, weights=None) -> np.ndarray:
     r"""Scattering amplitude at arbitrary q-vectors (numerator of eq. 1 before squaring).
 
-    .. math:: A(\mathbf q) = \sum_i V_i F(|\mathbf q| R_i)\, e^{-i (q_x x_i + q_y y_i)},
+    .. math:: A(\mathbf q) = \sum_i a_i V_i F(|\mathbf q| R_i)\, e^{-i (q_x x_i + q_y y_i)},
               \qquad V_i = \tfrac{4\pi}{3} R_i^3
 
     Parallel over q-points (numba); phases reduced exactly in float64, sin/cos in float32, so
@@ -198,6 +220,9 @@ def amplitude_at(qx, qy, x, y, radius) -> np.ndarray:
         Components of q (1/r0); any shape, flattened.
     x, y, radius : array-like of shape (n,)
         Particle positions and radii (r0). No window is applied: pass the particles that scatter.
+    weights : array-like of shape (n,), optional
+        Real field amplitudes :math:`a_i` of the illumination at the particles (a beam mode,
+        :func:`shearcorr.forward.modes.coherent_modes`); default 1 (the paper's uniform window).
 
     Returns
     -------
@@ -214,6 +239,13 @@ def amplitude_at(qx, qy, x, y, radius) -> np.ndarray:
         raise ShearcorrError("q-vectors must be finite; mask invalid pixels before calling amplitude_at")
     if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))) or np.any(~(rs > 0)):
         raise ShearcorrError("particle positions must be finite and radii > 0")
+    if weights is not None:
+        ws = np.ascontiguousarray(np.ravel(weights), dtype=np.float64)
+        if ws.size != xs.size or not np.all(np.isfinite(ws)):
+            raise ShearcorrError(f"weights must be {xs.size} finite numbers, one per particle")
+        out = kernels.amplitude_kernel_weighted(np.ascontiguousarray(qx_a.ravel()), np.ascontiguousarray(qy_a.ravel()),
+                                                xs, ys, rs, ws)
+        return out.reshape(qx_a.shape)
     mono = bool(rs.size == 0 or np.all(rs == rs[0]))
     out = kernels.amplitude_kernel(np.ascontiguousarray(qx_a.ravel()), np.ascontiguousarray(qy_a.ravel()),
                                    xs, ys, rs, mono)
@@ -261,6 +293,15 @@ class EnsembleAccumulator:
                                  self.block_sums)
         self.added += m
 
+    def add_maps(self, maps_before: np.ndarray, maps_after: np.ndarray) -> None:
+        """Add precomputed intensity maps (m, n_q, n_theta) before / after the move, in order."""
+        m = maps_before.shape[0]
+        if self.added + m > self.configs:
+            raise ShearcorrError(f"more configurations than announced ({self.configs}); create a new accumulator")
+        kernels.accumulate_chunk(np.ascontiguousarray(maps_before), np.ascontiguousarray(maps_after), self.added,
+                                 self.configs, self.n_blocks, self.sums, self.block_sums)
+        self.added += m
+
     def estimates(self) -> dict[str, np.ndarray]:
         """I, I_err, g, g_err, g_q_err, g_theta_err from the sums (NaN errors if fewer than 2 configs)."""
         n = self.added
@@ -306,7 +347,7 @@ class EnsembleAccumulator:
 
 
 def simulate_mc(params: SystemParams, grid: QGrid | None = None, *, configs: int, seed=None,
-                progress: bool = False) -> xr.Dataset:
+                progress: bool = False, beam=None) -> xr.Dataset:
     r"""Brute-force Monte Carlo ensemble average of I and g(q, theta) (paper eqs. 1, 4).
 
     .. math:: g(q,\theta) = \frac{\langle I I'\rangle}{\langle I\rangle\langle I'\rangle},\qquad
@@ -326,6 +367,9 @@ def simulate_mc(params: SystemParams, grid: QGrid | None = None, *, configs: int
         (recorded as ``seed = -1`` and ``seed_entropy``).
     progress : bool
         Show a tqdm progress bar (configurations/s, ETA) on stderr.
+    beam : shearcorr.beam.Beam, optional
+        Any beam but the paper's (None) is simulated by :func:`.beammc.simulate_beam_mc` (footprint,
+        coherent modes, 1-2 / 1-3 geometry; the same estimator and reproducibility rules).
 
     Returns
     -------
@@ -341,6 +385,10 @@ def simulate_mc(params: SystemParams, grid: QGrid | None = None, *, configs: int
         raise ShearcorrError(f"params must be a SystemParams, got {type(params).__name__}")
     grid = QGrid() if grid is None else grid
     configs = int(configs)
+    if beam is not None and not beam.is_paper(params.beam_size):
+        from .beammc import simulate_beam_mc
+
+        return simulate_beam_mc(params, grid, beam, configs=configs, seed=seed, progress=progress)
     ss, seed_int = _root_sequence(seed)
     acc = EnsembleAccumulator(grid, configs)
     from tqdm.auto import tqdm

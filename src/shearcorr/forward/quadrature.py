@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ShearcorrError
 
-__all__ = ["radius_nodes", "radius_range", "laplace_nodes", "chebyshev_interpolation"]
+__all__ = ["radius_nodes", "radius_range", "laplace_nodes", "chebyshev_interpolation", "log_s_nodes"]
 
 
 def radius_range(rs: float) -> tuple[float, float]:
@@ -108,3 +108,22 @@ def chebyshev_interpolation(lo: float, hi: float, n: int, x: np.ndarray) -> tupl
     cols = hit.any(axis=0)
     P[:, cols] = hit[:, cols].astype(np.float64)
     return nodes, P
+
+
+def log_s_nodes(ls: np.ndarray, weight: np.ndarray, per_ln_s: float, n_min: int, n_max: int, tol: float,
+                n_cheb: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Chebyshev nodes in ln s spanning the radius nodes that carry weight, and their interpolation matrix.
+
+    ``ls`` are the ln s of the radius nodes and ``weight`` their largest weight in any sum; nodes with
+    weight above ``tol`` times the largest set the span [lo, hi]; ``n_cheb`` defaults to
+    ceil(``per_ln_s`` x span) clipped to [``n_min``, ``n_max``]. Returns the nodes (in ln s) and
+    :func:`chebyshev_interpolation`'s matrix P (n_cheb, n_radius) (Stokes-Einstein pair phases,
+    docs/theory.md sections 3 and 7).
+    """
+    rel = weight > tol * weight.max()
+    lo, hi = ls[rel].min(), ls[rel].max()
+    if n_cheb is None:
+        n_cheb = int(np.clip(np.ceil(per_ln_s * (hi - lo)), n_min, n_max))
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1e-6, hi + 1e-6
+    return chebyshev_interpolation(lo, hi, n_cheb, ls)
