@@ -1,0 +1,194 @@
+r"""Amortized fits of many correlation maps at once: a grid start and a vectorised Gauss-Newton.
+
+Model of map m (bins b, shape (n_q, n_phi)):
+
+.. math:: c_{mb} = a_m\,s_b\,y_b(\gamma L_m, D_{2,m};\ \phi_0) + o_{mb}
+
+with y the interpolated pair model (:class:`.templates.PairTable`), s_b a known per-bin scale
+(1, or A - B for ensemble-normalised data), o_mb a known offset (0, or the finite-N baseline) and
+the amplitude a_m (the contrast, times the transit factor of stacks) fitted with the shape.
+
+1. Start: chi^2 with the amplitude profiled (variable projection) on a coarse (gamma L, D2) grid,
+   for all maps at once by two matrix products (maps x bins) @ (bins x grid points).
+2. Levenberg-Marquardt on (gamma L, D2, a) for every map together (3 x 3 normal equations per map,
+   damping per map, bounds by clipping), a fixed number of iterations or until every map converged.
+3. Covariance :math:`(J^T W J)^{-1}` per map, and the *gain* :math:`H J^T W` (3 x bins) that maps a
+   perturbation of the data to the parameters (linear jackknife of stacks, configuration spread).
+
+No engine call happens here: 20 000 maps of 576 bins take seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ShearcorrError
+
+__all__ = ["MapFits", "fit_maps", "PARAMS"]
+
+PARAMS = ("gamma_l", "d2", "amplitude")
+#: Coarse start grid: gamma L values (R0) and D2 values (R0) (clipped to the table).
+START_GAMMA = (0.0, 1.0, 2.5, 4.0, 6.0, 9.0, 13.0, 18.0, 25.0, 35.0, 50.0, 70.0, 100.0, 140.0)
+START_D2 = (0.0, 0.25, 0.5, 0.8, 1.2, 1.7, 2.3, 3.0)
+
+
+@dataclass
+class MapFits:
+    """Per-map results of :func:`fit_maps` (arrays over maps, NaN where a map has too few bins).
+
+    ``params`` (M, 3): gamma L, D2, amplitude; ``cov`` (M, 3, 3); ``chi2``, ``dof``, ``chi2_red``
+    (M,); ``prediction`` (M, n_q, n_phi); ``gain`` (M, 3, n_q, n_phi) if requested;
+    ``converged`` (M,) bool.
+    """
+
+    params: np.ndarray
+    cov: np.ndarray
+    chi2: np.ndarray
+    dof: np.ndarray
+    prediction: np.ndarray
+    converged: np.ndarray
+    gain: np.ndarray | None = None
+
+    @property
+    def chi2_red(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.chi2 / self.dof
+
+    @property
+    def std(self) -> np.ndarray:
+        """Standard errors (M, 3) from ``cov``."""
+        return np.sqrt(np.clip(np.diagonal(self.cov, axis1=-2, axis2=-1), 0, None))
+
+
+def _start(table, phi0, c, w, scale, gmax, dmax):
+    g = np.array([v for v in START_GAMMA if v <= gmax] or [0.0])
+    d = np.array([v for v in START_D2 if v <= dmax] or [0.0])
+    G, D = np.meshgrid(g, d, indexing="ij")
+    Y = table.y(G.ravel(), D.ravel(), phi0).reshape(G.size, -1) * scale.reshape(1, -1)  # (K, nb)
+    Yf = np.nan_to_num(Y)
+    num = (w * c) @ Yf.T  # (M, K)
+    den = w @ (Yf * Yf).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(den > 0, np.clip(num / den, 0.0, None), 0.0)
+        chi = (w * c * c).sum(1)[:, None] - 2 * a * num + a * a * den
+    k = np.argmin(np.where(np.isfinite(chi), chi, np.inf), axis=1)
+    return np.stack([G.ravel()[k], D.ravel()[k], a[np.arange(k.size), k]], axis=1)
+
+
+def fit_maps(table, phi0: float, data, sigma, *, scale=None, offset=None, start=None, amplitude_prior=None,
+             n_iter: int = 40, return_gain: bool = False, chunk: int = 2000) -> MapFits:
+    r"""Fit (gamma L, D2, amplitude) to every map (see the module docstring).
+
+    Parameters
+    ----------
+    table : PairTable
+        The interpolated pair model (its bins are the maps' bins).
+    phi0 : float
+        Flow angle (rad, detector azimuth) at which the bins are read.
+    data : ndarray (M, n_q, n_phi)
+        C - 1 of every map; NaN for unusable bins.
+    sigma : ndarray (M, n_q, n_phi)
+        Standard errors (NaN or <= 0: bin not used).
+    scale : ndarray (n_q, n_phi), optional
+        s_b (default 1).
+    offset : ndarray (M, n_q, n_phi) or (n_q, n_phi), optional
+        o_mb (default 0).
+    start : ndarray (M, 3), optional
+        Start values; default the grid search.
+    amplitude_prior : (mean, std), optional
+        Gaussian prior on the amplitude (e.g. the contrast measured at lag 0).
+    return_gain : bool
+        Also return :math:`H J^T W` per map.
+    """
+    c_all = np.asarray(data, dtype=np.float64)
+    if c_all.ndim != 3:
+        raise ShearcorrError(f"maps must have shape (n_maps, n_q, n_phi), got {c_all.shape}")
+    M, nq, nphi = c_all.shape
+    nb = nq * nphi
+    s_all = np.broadcast_to(np.asarray(sigma, dtype=np.float64), c_all.shape)
+    scale = np.ones((nq, nphi)) if scale is None else np.asarray(scale, dtype=np.float64)
+    off_all = np.zeros_like(c_all) if offset is None else np.broadcast_to(np.asarray(offset, dtype=np.float64), c_all.shape)
+    out_p = np.full((M, 3), np.nan)
+    out_cov = np.full((M, 3, 3), np.nan)
+    out_chi = np.full(M, np.nan)
+    out_dof = np.zeros(M, dtype=np.int64)
+    out_pred = np.full(c_all.shape, np.nan)
+    out_conv = np.zeros(M, dtype=bool)
+    out_gain = np.full((M, 3, nq, nphi), np.nan) if return_gain else None
+    for m0 in range(0, M, int(chunk)):
+        sl = slice(m0, min(M, m0 + int(chunk)))
+        res = _fit_chunk(table, phi0, c_all[sl], s_all[sl], scale, off_all[sl], None if start is None else start[sl],
+                         amplitude_prior, n_iter, return_gain)
+        out_p[sl], out_cov[sl], out_chi[sl], out_dof[sl], out_pred[sl], out_conv[sl] = res[:6]
+        if return_gain:
+            out_gain[sl] = res[6]
+    return MapFits(out_p, out_cov, out_chi, out_dof, out_pred, out_conv, out_gain)
+
+
+def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_gain):
+    M = c3.shape[0]
+    nq, nphi = scale.shape
+    ok = np.isfinite(c3) & np.isfinite(s3) & (s3 > 0) & np.isfinite(off3) & np.isfinite(scale)[None]
+    c = np.where(ok, c3 - off3, 0.0).reshape(M, -1)
+    w = np.where(ok, 1.0 / np.where(ok, s3, 1.0) ** 2, 0.0).reshape(M, -1)
+    sc = np.nan_to_num(scale).reshape(-1)
+    n_used = ok.reshape(M, -1).sum(1)
+    gmax, dmax = table.gamma_max, table.d2_max
+    x = _start(table, phi0, c, w, sc, gmax, dmax) if start is None else np.array(start, dtype=np.float64)
+    pm, ps = (None, None) if prior is None else (float(prior[0]), float(prior[1]))
+
+    def evaluate(x):
+        y, yg, yd = table.y(x[:, 0], x[:, 1], phi0, derivatives=True)
+        y, yg, yd = (v.reshape(M, -1) * sc for v in (y, yg, yd))
+        r = (c - x[:, 2:3] * y) * np.sqrt(w)
+        J = -np.stack([x[:, 2:3] * yg, x[:, 2:3] * yd, y], axis=1) * np.sqrt(w)[:, None, :]  # (M, 3, nb)
+        chi = (r * r).sum(1)
+        if pm is not None:
+            chi = chi + ((x[:, 2] - pm) / ps) ** 2
+        return r, J, chi, y
+
+    r, J, chi, y = evaluate(x)
+    lam = np.full(M, 1e-3)
+    conv = np.zeros(M, dtype=bool)
+    lo = np.array([0.0, 0.0, 0.0])
+    hi = np.array([gmax, dmax, np.inf])
+    for _ in range(int(n_iter)):
+        JtJ = np.einsum("mib,mjb->mij", J, J)
+        g = np.einsum("mib,mb->mi", J, r)
+        if pm is not None:
+            JtJ[:, 2, 2] += 1.0 / ps**2
+            g[:, 2] += (x[:, 2] - pm) / ps**2
+        A = JtJ + lam[:, None, None] * (np.eye(3)[None] * np.diagonal(JtJ, axis1=1, axis2=2)[:, :, None] + 1e-12 * np.eye(3))
+        step = -np.linalg.solve(A, g[..., None])[..., 0]
+        step[conv] = 0.0
+        xn = np.clip(x + step, lo, hi)
+        rn, Jn, chin, yn = evaluate(xn)
+        better = chin < chi - 1e-12 * (1 + chi)
+        small = np.all(np.abs(xn - x) <= 1e-7 * (1 + np.abs(x)), axis=1) | (np.abs(chi - chin) <= 1e-10 * (1 + chi))
+        conv |= small & ~better | (better & (np.abs(chi - chin) <= 1e-9 * (1 + chi)))
+        x = np.where(better[:, None], xn, x)
+        r = np.where(better[:, None], rn, r)
+        J = np.where(better[:, None, None], Jn, J)
+        y = np.where(better[:, None], yn, y)
+        chi = np.where(better, chin, chi)
+        lam = np.where(better, lam * 0.3, lam * 10.0)
+        if conv.all():
+            break
+    JtJ = np.einsum("mib,mjb->mij", J, J)
+    if pm is not None:
+        JtJ[:, 2, 2] += 1.0 / ps**2
+    cov = np.linalg.pinv(JtJ)
+    dof = n_used - 3 + (1 if pm is not None else 0)
+    bad = n_used < 5
+    x[bad] = np.nan
+    cov[bad] = np.nan
+    chi = np.where(bad, np.nan, chi)
+    pred = (x[:, 2:3] * y).reshape(M, nq, nphi) + np.where(np.isfinite(off3), off3, 0.0)
+    out = [x, cov, chi, np.maximum(dof, 0), pred, conv & ~bad]
+    if return_gain:
+        # d params = -H J^T sqrt(W) (delta c * sqrt(W)) with J already weighted: gain on delta c
+        gain = -np.einsum("mij,mjb->mib", cov, J * np.sqrt(w)[:, None, :])
+        out.append(gain.reshape(M, 3, nq, nphi))
+    return out
