@@ -225,7 +225,9 @@ def load_geometry(path, shape) -> DetectorGeometry:
     ``shape`` ([rows, cols], optional, checked against the frames) and
     either ``beam_center_px`` + ``pixel_size_m`` + ``distance_m`` + (``wavelength_angstrom`` |
     ``energy_kev``), or ``poni``, or ``q_map`` + ``phi_map`` (.npy; ``phi_unit``,
-    ``azimuth_convention``). Relative file names are relative to the JSON file.
+    ``azimuth_convention``), or ``aps_qmap`` (an APS 8-ID-I NeXus file with ``/xpcs/qmap``: beam
+    centre, distance, pixel size, energy; its mask is applied by the analyses, :mod:`.nexus`).
+    Relative file names are relative to the JSON file.
     """
     path = Path(path)
     if not path.is_file():
@@ -243,7 +245,11 @@ def load_geometry(path, shape) -> DetectorGeometry:
                   beam_size_nm=1000.0 * _pos("beam_size_um", spec["beam_size_um"]))
     q_unit = spec.get("q_unit", "1/nm")
     base = path.parent
-    if "poni" in spec:
+    if "aps_qmap" in spec:
+        from .nexus import aps_geometry
+
+        geo = aps_geometry(base / spec["aps_qmap"], shape, q_unit=q_unit, **common)[0]
+    elif "poni" in spec:
         geo = from_poni(base / spec["poni"], shape, q_unit=q_unit, **common)
     elif "q_map" in spec or "phi_map" in spec:
         if "q_map" not in spec or "phi_map" not in spec:

@@ -37,7 +37,8 @@ from ..rng import child_seed, seed_sequence
 from .flow import wrap_half
 from .geometry import flat_detector
 
-__all__ = ["SynthPair", "render_pair", "render_series", "write_synth", "pair_configuration", "flow_oracle"]
+__all__ = ["SynthPair", "render_pair", "render_series", "render_frame", "synth_detector", "write_synth", "pair_configuration",
+           "flow_oracle"]
 
 R0_NM, LAMBDA_A, PIXEL_M = 10.0, 1.0, 55e-6
 
@@ -75,15 +76,17 @@ def render_series(params: SystemParams, n_frames: int, *, flow_angle_deg=30.0, c
     return frames, mask, geo, truth
 
 
-def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed):
-    if not 0 < contrast <= 1:
-        raise ShearcorrError(f"contrast must be in (0, 1], got {contrast}")
-    if not counts > 0:
-        raise ShearcorrError(f"counts must be > 0 (photons per pixel at q R0 = 0.5), got {counts}")
+def synth_detector(shape, dq, beam_size: float, beamstop: float = 0.15, *, min_size: int = 64):
+    """The synthetic detector: flat, beam centre in the middle, one pixel spanning ``dq`` (q R0) at the
+    centre (default (2 pi / L) / 2.2); mask (True = valid) with a beam stop of radius ``beamstop``
+    (q R0) and its arm, a horizontal and a vertical module gap.
+
+    Returns (geometry, geometry.json dict, mask, dq).
+    """
     ny, nx = (int(s) for s in shape)
-    if ny < 64 or nx < 64:
-        raise ShearcorrError(f"frame shape must be at least 64 x 64, got {shape}")
-    L = params.beam_size
+    if ny < min_size or nx < min_size:
+        raise ShearcorrError(f"frame shape must be at least {min_size} x {min_size}, got {shape}")
+    L = float(beam_size)
     dq = (2 * np.pi / L) / 2.2 if dq is None else float(dq)
     k_nm = 2 * np.pi / (LAMBDA_A / 10.0)
     distance = PIXEL_M * k_nm / (dq / R0_NM)
@@ -92,16 +95,75 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
             "q_unit": "1/nm"}
     geo = flat_detector((ny, nx), spec["beam_center_px"], PIXEL_M, distance, wavelength=LAMBDA_A,
                         particle_radius_nm=R0_NM, beam_size_nm=L * R0_NM)
+    rows, cols = np.mgrid[0:ny, 0:nx]
+    cx, cy = spec["beam_center_px"]
+    mask = geo.qr0 > beamstop
+    mask &= ~((np.abs(cols - cx) < max(3, nx // 170)) & (rows > cy))  # beam-stop arm to the lower edge
+    gy, gx = int(cy + ny // 4), int(cx - nx // 5)
+    mask[gy:gy + max(4, ny // 128), :] = False
+    mask[:, gx:gx + max(4, nx // 128)] = False
+    return geo, spec, mask, dq
+
+
+def render_frame(x, y, radius, qr0, phi, *, beam_size: float, flow_angle_deg: float = 0.0, contrast: float = 0.3,
+                 counts: float = 10.0, rng=None) -> np.ndarray:
+    r"""One detector frame of the particles at (x, y) (steps 2-5 of the module docstring).
+
+    Parameters
+    ----------
+    x, y, radius : ndarray (n,)
+        Particle positions and radii (R0), flow along x; only those strictly inside the beam window
+        [-L/2, L/2]^2 scatter.
+    qr0, phi : ndarray
+        q R0 and detector azimuth (rad, APS convention) of every pixel (any shape).
+    beam_size : float
+        L / R0.
+    flow_angle_deg : float
+        Detector azimuth of the flow direction.
+    contrast : float
+        Speckle contrast beta in (0, 1]: I = sqrt(beta) |A|^2/S + (1 - sqrt(beta)) P/S.
+    counts : float
+        Mean photons per pixel at q R0 = 0.5 for a monodisperse form factor.
+    rng : numpy Generator, optional
+        Draws the Poisson counts (int64); None returns the expected counts (float64).
+    """
+    from ..forward import montecarlo as conf
+
+    half = 0.5 * float(beam_size)
+    inb = (np.abs(x) < half) & (np.abs(y) < half)
+    r = radius[inb]
+    ang = phi - np.radians(flow_angle_deg)
+    A = conf.amplitude_at(qr0 * np.cos(ang), qr0 * np.sin(ang), x[inb], y[inb], r)
+    v2 = sphere_volume(r) ** 2
+    S = v2.sum()
+    if not S > 0:  # empty beam: no photons
+        lam = np.zeros(np.shape(qr0))
+        return lam if rng is None else rng.poisson(lam).astype(np.int64)
+    # incoherent intensity sum_i w_i^2 / S on the ring q (isotropic)
+    qs = np.linspace(0, qr0.max() * 1.001, 2048)
+    if np.all(r == r[0]):  # one radius: P / S is the form factor squared
+        P = form_factor(qs * r[0]) ** 2
+    else:
+        P = (v2[None, :] * form_factor(qs[:, None] * r[None, :]) ** 2).sum(axis=1) / S
+    inc = np.interp(qr0, qs, P)
+    s = np.sqrt(contrast)
+    lam = (s * np.abs(A) ** 2 / S + (1 - s) * inc) * (counts / float(form_factor(0.5) ** 2))
+    return lam if rng is None else rng.poisson(lam).astype(np.int64)
+
+
+def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed):
+    if not 0 < contrast <= 1:
+        raise ShearcorrError(f"contrast must be in (0, 1], got {contrast}")
+    if not counts > 0:
+        raise ShearcorrError(f"counts must be > 0 (photons per pixel at q R0 = 0.5), got {counts}")
+    geo, spec, mask, dq = synth_detector(shape, dq, params.beam_size, beamstop)
+    ny, nx = geo.shape
+    L = params.beam_size
     from ..forward import montecarlo as conf
     from ..physics import rearrange
 
     s_conf, s_phot, s_steps = _streams(seed, 3)
     cfg = conf.sample_configuration(params, s_conf)
-    q = geo.qr0
-    ang = geo.phi - np.radians(flow_angle_deg)
-    qx, qy = q * np.cos(ang), q * np.sin(ang)
-    s = np.sqrt(contrast)
-    scale = counts / float(form_factor(0.5) ** 2)
     rng = np.random.default_rng(s_phot)
     step_rng = np.random.default_rng(s_steps)
     half = 0.5 * L
@@ -111,24 +173,9 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
         if k >= 2:
             positions.append(rearrange(*positions[-1], cfg.radius, params, step_rng))
         xs, ys = positions[k]
-        inb = (np.abs(xs) < half) & (np.abs(ys) < half)
-        r = cfg.radius[inb]
-        A = conf.amplitude_at(qx, qy, xs[inb], ys[inb], r)
-        v2 = sphere_volume(r) ** 2
-        S = v2.sum()
-        # incoherent intensity sum_i w_i^2 / S on the ring q (isotropic)
-        qs = np.linspace(0, q.max() * 1.001, 2048)
-        P = (v2[None, :] * form_factor(qs[:, None] * r[None, :]) ** 2).sum(axis=1) / S
-        inc = np.interp(q, qs, P)
-        frames.append(rng.poisson((s * np.abs(A) ** 2 / S + (1 - s) * inc) * scale).astype(np.int64))
-        n_in.append(int(inb.sum()))
-    rows, cols = np.mgrid[0:ny, 0:nx]
-    cx, cy = spec["beam_center_px"]
-    mask = q > beamstop
-    mask &= ~((np.abs(cols - cx) < max(3, nx // 170)) & (rows > cy))  # beam-stop arm to the lower edge
-    gy, gx = int(cy + ny // 4), int(cx - nx // 5)
-    mask[gy:gy + max(4, ny // 128), :] = False
-    mask[:, gx:gx + max(4, nx // 128)] = False
+        frames.append(render_frame(xs, ys, cfg.radius, geo.qr0, geo.phi, beam_size=L, flow_angle_deg=flow_angle_deg,
+                                   contrast=contrast, counts=counts, rng=rng))
+        n_in.append(int(((np.abs(xs) < half) & (np.abs(ys) < half)).sum()))
     truth = {"gamma_l": params.gamma_l, "d2": params.d2, "rs": params.rs, "n_l2": params.n_l2,
              "displacement": params.displacement, "beam_size": params.beam_size,
              "flow_angle_deg": float(flow_angle_deg), "contrast": float(contrast), "counts": float(counts),

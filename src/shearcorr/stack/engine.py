@@ -152,6 +152,7 @@ class _LagTask:
     lags: np.ndarray
     group_edges: np.ndarray  # absolute frame edges of the groups (sorted)
     tile: int
+    squares: bool = False
 
 
 def _band_view(G: np.ndarray, width: int) -> np.ndarray:
@@ -173,6 +174,7 @@ def _run_lag_task(task: _LagTask) -> dict:
     g_hi = np.searchsorted(task.group_edges, task.o1 - 1, side="right") - 1
     groups = np.arange(g_lo, g_hi + 1)
     S = np.zeros((groups.size, nl, plan.n_seg))
+    S2 = np.zeros((groups.size, nl, plan.n_seg)) if task.squares else None
     Q = np.zeros((task.o1 - task.o0, plan.n_seg))
     pixel_sum = np.zeros(nv)
     n_bad = 0
@@ -209,17 +211,25 @@ def _run_lag_task(task: _LagTask) -> dict:
             ug = gid[starts]
             if dense:
                 Bm = buf[r0:r0 + nb + W]
+                A2, B2 = (A * A, Bm * Bm) if task.squares else (None, None)
                 for s in range(plan.n_seg):
                     c0, c1 = offs[s], offs[s + 1]
                     G = A[:, c0:c1] @ Bm[:, c0:c1].T
                     band = _band_view(G, W + 1)[:, lags]
                     S[ug, :, s] += np.add.reduceat(band, starts, axis=0, dtype=np.float64)
+                    if task.squares:
+                        band2 = _band_view(A2[:, c0:c1] @ B2[:, c0:c1].T, W + 1)[:, lags]
+                        S2[ug, :, s] += np.add.reduceat(band2, starts, axis=0, dtype=np.float64)
             else:
                 for li, lag in enumerate(lags):
                     P = A * buf[r0 + lag:r0 + lag + nb]
                     seg = np.add.reduceat(P, offs[:-1], axis=1, dtype=np.float64)
                     S[ug, li, :] += np.add.reduceat(seg, starts, axis=0)
-    return {"o0": task.o0, "o1": task.o1, "groups": groups, "S": S, "Q": Q, "n_bad": n_bad, "pixel_sum": pixel_sum}
+                    if task.squares:
+                        seg2 = np.add.reduceat(P * P, offs[:-1], axis=1, dtype=np.float64)
+                        S2[ug, li, :] += np.add.reduceat(seg2, starts, axis=0)
+    return {"o0": task.o0, "o1": task.o1, "groups": groups, "S": S, "S2": S2, "Q": Q, "n_bad": n_bad,
+            "pixel_sum": pixel_sum}
 
 
 @dataclass
@@ -263,10 +273,22 @@ class LagSums:
     normalization: str
     n_flagged: int = 0
     info: dict = field(default_factory=dict)
+    squares: np.ndarray | None = None
 
     @property
     def n_pix_bin(self) -> np.ndarray:
         return self.plan.n_pix_bin
+
+    def pixel_variance(self, groups=None) -> np.ndarray:
+        r"""Variance of :math:`u = d_t d_{t+	au}` over the pixels and origins of a bin (frame
+        normalisation, ``squares=True``): shape (n_lags, n_q, n_phi)."""
+        if self.squares is None:
+            raise ShearcorrError("the pixel variance needs lag_sums(..., squares=True)")
+        sel = slice(None) if groups is None else np.asarray(groups)
+        n = self.n_pix_bin[None] * self.pairs[sel].sum(axis=0)[:, None, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = self.sums[sel].sum(axis=0) / n
+            return np.maximum(self.squares[sel].sum(axis=0) / n - m * m, 0.0)
 
     def correlation(self, groups=None) -> np.ndarray:
         r"""C - 1 per lag and bin, averaged over the origins of ``groups`` (default all):
@@ -311,7 +333,7 @@ def _group_edges(start, stop, groups) -> np.ndarray:
 
 def lag_sums(stack, plan: BinPlan, lags, *, start: int = 0, stop: int | None = None, groups=None,
              normalization: str = "time", flux=None, executor=None, tile: int = DEFAULT_TILE,
-             task_frames: int = DEFAULT_TASK_FRAMES, progress=None) -> LagSums:
+             task_frames: int = DEFAULT_TASK_FRAMES, squares: bool = False, progress=None) -> LagSums:
     r"""Lag correlations :math:`\langle d_t d_{t+\tau}\rangle` of a stack, per polar bin.
 
     Parameters
@@ -335,6 +357,8 @@ def lag_sums(stack, plan: BinPlan, lags, *, start: int = 0, stop: int | None = N
         Runs the tasks (one per ``task_frames`` origins); default: in this process.
     tile : int
         Origins per sgemm tile.
+    squares : bool
+        Also accumulate the squared products (pixel variances of the maps; ``"frame"`` normalisation).
 
     Returns
     -------
@@ -360,10 +384,12 @@ def lag_sums(stack, plan: BinPlan, lags, *, start: int = 0, stop: int | None = N
             raise ShearcorrError(f"the flux has {flux.size} values but the stack has {n} frames")
         if not np.all(np.isfinite(flux[start:stop]) & (flux[start:stop] > 0)):
             raise ShearcorrError("the flux factors must be finite and positive")
+    if squares and normalization != "frame":
+        raise ShearcorrError("pixel variances (squares=True) need the 'frame' normalisation")
     ref = provisional_ring_means(src, plan, start, stop, flux) if normalization == "time" else None
     norm = Normalization(normalization, ref, flux)
     edges = _group_edges(start, stop, groups)
-    tasks = [_LagTask(src, plan, norm, o, min(o + int(task_frames), stop), stop, lags, edges, int(tile))
+    tasks = [_LagTask(src, plan, norm, o, min(o + int(task_frames), stop), stop, lags, edges, int(tile), bool(squares))
              for o in range(start, stop, int(task_frames))]
     if executor is None:
         parts = []
@@ -380,15 +406,21 @@ def lag_sums(stack, plan: BinPlan, lags, *, start: int = 0, stop: int | None = N
                 progress(parts[-1]["o1"] - parts[-1]["o0"])
     ng = edges.size - 1
     S = np.zeros((ng, lags.size, plan.n_seg))
+    S2 = np.zeros((ng, lags.size, plan.n_seg)) if squares else None
     Q = np.zeros((stop - start, plan.n_seg))
     psum = np.zeros(plan.n_pix)
     n_bad = 0
     for p in parts:
         S[p["groups"]] += p["S"]
+        if squares:
+            S2[p["groups"]] += p["S2"]
         Q[p["o0"] - start:p["o1"] - start] = p["Q"]
         psum += p["pixel_sum"]
         n_bad += p["n_bad"]
-    return _finish_lags(plan, lags, start, stop, edges, S, Q, psum, norm, n_bad)
+    out = _finish_lags(plan, lags, start, stop, edges, S, Q, psum, norm, n_bad)
+    if squares:
+        out.squares = plan.to_bins(S2)
+    return out
 
 
 def _finish_lags(plan, lags, start, stop, edges, S, Q, psum, norm, n_bad) -> LagSums:

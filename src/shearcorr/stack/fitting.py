@@ -127,6 +127,35 @@ def fit_maps(table, phi0: float, data, sigma, *, scale=None, offset=None, start=
     return MapFits(out_p, out_cov, out_chi, out_dof, out_pred, out_conv, out_gain)
 
 
+def _one_sided_sigma(table, phi0, c, w, sc, x, chi, prior, j):
+    """Distance from the fitted gamma L (j = 0) or D2 (j = 1) to where chi^2 (the other held, the
+    amplitude profiled) has risen by 1 above it: a one-sided 1-sigma error near the bound 0, where
+    the Jacobian column vanishes (y is even in both)."""
+    top = table.gamma_max if j == 0 else table.d2_max
+    tests = x[:, j:j + 1] + np.geomspace(0.005 * top, top, 40)[None, :]
+    n = c.shape[0]
+    dchi = np.empty(tests.shape)
+    for k in range(tests.shape[1]):
+        g, d = (tests[:, k], x[:, 1]) if j == 0 else (x[:, 0], tests[:, k])
+        y = table.y(g, d, phi0).reshape(n, -1) * sc
+        num, den = (w * c * y).sum(1), (w * y * y).sum(1)
+        if prior is None:
+            a = np.clip(num / np.maximum(den, 1e-300), 0.0, None)
+            ch = (w * (c - a[:, None] * y) ** 2).sum(1)
+        else:
+            a = np.clip((num + prior[0] / prior[1] ** 2) / (den + 1.0 / prior[1] ** 2), 0.0, None)
+            ch = (w * (c - a[:, None] * y) ** 2).sum(1) + ((a - prior[0]) / prior[1]) ** 2
+        dchi[:, k] = ch - chi
+    out = tests[:, -1] - x[:, j]
+    for i in range(n):
+        hit = np.flatnonzero(dchi[i] >= 1.0)
+        if hit.size:
+            k = hit[0]
+            lo, hi = ((tests[i, k - 1], dchi[i, k - 1]) if k > 0 else (x[i, j], 0.0)), (tests[i, k], dchi[i, k])
+            out[i] = lo[0] + (1.0 - lo[1]) * (hi[0] - lo[0]) / max(hi[1] - lo[1], 1e-12) - x[i, j]
+    return out
+
+
 def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_gain):
     M = c3.shape[0]
     nq, nphi = scale.shape
@@ -186,6 +215,15 @@ def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_ga
     cov[bad] = np.nan
     chi = np.where(bad, np.nan, chi)
     pred = (x[:, 2:3] * y).reshape(M, nq, nphi) + np.where(np.isfinite(off3), off3, 0.0)
+    # gamma L at its lower bound: y is even in gamma L, so the Jacobian column vanishes there; its
+    # error is the gamma L where chi^2 (amplitude re-profiled) has risen by 1 (a one-sided 1-sigma)
+    for j, top in ((0, gmax), (1, dmax)):  # D2 too is even in the model
+        with np.errstate(invalid="ignore"):
+            at0 = ~bad & ((x[:, j] <= 1e-6 * (1.0 + top)) | ~(np.sqrt(np.abs(cov[:, j, j])) < 0.5 * x[:, j]))
+        if at0.any():
+            cov[at0, j, :] = 0.0
+            cov[at0, :, j] = 0.0
+            cov[at0, j, j] = _one_sided_sigma(table, phi0, c[at0], w[at0], sc, x[at0], chi[at0], prior, j) ** 2
     out = [x, cov, chi, np.maximum(dof, 0), pred, conv & ~bad]
     if return_gain:
         # d params = -H J^T sqrt(W) (delta c * sqrt(W)) with J already weighted: gain on delta c

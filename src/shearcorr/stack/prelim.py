@@ -74,3 +74,40 @@ def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=N
     g = float(np.clip(gamma_max, 5.0, TABLE_GAMMA_CAP))
     d = float(np.clip(d2_max, 0.5, TABLE_D2_CAP))
     return PairTable(model, rs, gamma_max=g, d2_max=d, executor=executor, cache_dir=cache_dir, **kw)
+
+
+def configuration_term(fits, model, phi0: float, *, n_configs: int = 32, rs_max: float = 0.3, seed=0,
+                       gamma_step: float = 0.25, d2_step: float = 0.25) -> np.ndarray:
+    r"""Covariance of (gamma L, D2, amplitude) per map from the map's own particles (as for a pair).
+
+    A map that compares one configuration with its rearranged self fluctuates around the ensemble
+    model with the finite sample of ~n_l2 particles (:func:`shearcorr.experiment.model.configuration_samples`,
+    R_s marginalised over U(0, rs_max)). The spread of ``n_configs`` single-configuration maps at the
+    fitted point, times the fitted amplitude, is propagated through each map's gain (sandwich
+    :math:`G\,\mathrm{Cov}\,G^T`). Amortized: the spread is computed once per cell of a grid in
+    (asinh(gamma L / 2), D2) with steps ``gamma_step``, ``d2_step`` and shared by the maps in it.
+    Returns (M, 3, 3); maps without a fit get NaN.
+    """
+    from ..experiment.model import configuration_samples
+
+    p = fits.params
+    M = p.shape[0]
+    out = np.full((M, 3, 3), np.nan)
+    good = np.all(np.isfinite(p), axis=1) & np.all(np.isfinite(fits.gain.reshape(M, 3, -1)), axis=(1, 2))
+    if not good.any():
+        return out
+    cell_u = np.round(np.arcsinh(p[good, 0] / 2.0) / gamma_step).astype(int)
+    cell_d = np.round(p[good, 1] / d2_step).astype(int)
+    keys = np.stack([cell_u, cell_d], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    rs_draw = (np.arange(n_configs) + 0.5) / n_configs * rs_max
+    idx = np.flatnonzero(good)
+    for k, (cu, cd) in enumerate(uniq):
+        gl, d2 = 2.0 * np.sinh(cu * gamma_step), max(cd * d2_step, 0.0)
+        ys = configuration_samples(model, gl, d2, rs_draw, phi0, n_samples=n_configs, seed=seed)
+        dev = (ys - ys.mean(axis=0)).reshape(n_configs, -1)  # (K, nb)
+        for m in idx[inv.ravel() == k]:
+            g = np.nan_to_num(fits.gain[m].reshape(3, -1)) * p[m, 2]
+            G = dev @ g.T  # (K, 3)
+            out[m] = G.T @ G / max(n_configs - 1, 1)
+    return out

@@ -8,7 +8,8 @@ interpolated:
 
 * nodes uniform in :math:`u = \operatorname{asinh}(\gamma L/\gamma_0)` (step ``du``; linear in
   gamma L below gamma_0 = 2 R0, logarithmic above, where the sinc^2 strip narrows as 1/gamma L)
-  and uniform in D2 (step ``dd``);
+  and in :math:`v = \operatorname{asinh}(D_2/D_0)` (step ``dd``; D_0 = 1 R0: steps of ~0.15 R0 up
+  to D2 ~ 1, growing beyond, where only the lowest q still correlate);
 * the values are y on the model's fine grid (q sub-points x periodic theta grid), so the flow angle
   can still move: bin averages at any flow angle come from :meth:`BinnedPairModel.y`'s linear
   interpolation in theta, applied to the interpolated fine map (both are linear, so interpolating
@@ -21,8 +22,9 @@ interpolated:
 * Catmull-Rom (local cubic) interpolation of r in both variables, with derivatives; y is even in
   gamma L and in D2, which gives the nodes below zero.
 
-Accuracy (measured, docs/stacks.md): with du = 0.15 and dd = 0.2, y on the fine grid is within
-3e-4 of the engine (median 1.3e-4) for gamma L up to 80 R0 and D2 up to 2.2 R0 at q R0 <= 1.4.
+Accuracy (measured, tests/test_stack_templates.py): with du = dd = 0.15 the bin-averaged y is within
+4e-4 of the engine's exact bin average for gamma L up to 60 R0 and D2 up to 2 R0 at q R0 <= 1.4
+(the pair model's own linear theta interpolation is off by up to 4e-3 there).
 The table depends on the bins, the model constants and R_s; it is cached on disk like the
 geometry-specific pair model (key: bins, sub-grids, n_l2, displacement, L, R_s, ranges, steps,
 shearcorr version).
@@ -44,10 +46,10 @@ from ..errors import ShearcorrError
 
 __all__ = ["PairTable", "bulk_y", "catmull_rom_weights", "GAMMA0", "DEFAULT_DU", "DEFAULT_DD"]
 
-#: gamma L (R0) where the node spacing turns from linear to logarithmic.
-GAMMA0 = 2.0
-#: Default node steps in asinh(gamma L / GAMMA0) and in D2 (R0).
-DEFAULT_DU, DEFAULT_DD = 0.15, 0.2
+#: gamma L and D2 (R0) where the node spacing turns from linear to logarithmic.
+GAMMA0, D0 = 2.0, 1.0
+#: Default node steps in asinh(gamma L / GAMMA0) and in asinh(D2 / D0).
+DEFAULT_DU, DEFAULT_DD = 0.15, 0.15
 
 
 def catmull_rom_weights(t: np.ndarray):
@@ -114,11 +116,11 @@ class PairTable:
         self.rs = float(rs)
         self.du, self.dd = float(du), float(dd)
         n_u = int(math.ceil(math.asinh(gamma_max / GAMMA0) / du)) + 2
-        n_d = int(math.ceil(d2_max / dd)) + 2
+        n_d = int(math.ceil(math.asinh(d2_max / D0) / dd)) + 2
         self.u_nodes = np.arange(n_u) * du
         self.d_nodes = np.arange(n_d) * dd
         self.gamma_max = float(GAMMA0 * math.sinh(self.u_nodes[-1]))
-        self.d2_max = float(self.d_nodes[-1])
+        self.d2_max = float(D0 * math.sinh(self.d_nodes[-1]))
         self.cached = False
         self.values = self._build(executor, cache_dir)  # (n_u, n_d, n_qsub, n_fine)
         self._bin_cache: dict = {}
@@ -130,7 +132,7 @@ class PairTable:
     def _key(self) -> str:
         m = self.model
         src = json.dumps({"q": m.q_edges.round(10).tolist(), "phi": m.phi_edges.round(10).tolist(),
-                          "sub": [m.sq, m.sp, m.n_fine], "n_l2": m.n_l2, "disp": m.displacement, "L": m.beam_size,
+                          "sub": [m.sq, m.sp, m.n_fine], "axes": "asinh/asinh", "n_l2": m.n_l2, "disp": m.displacement, "L": m.beam_size,
                           "rs": round(self.rs, 10), "nu": self.u_nodes.size, "nd": self.d_nodes.size, "du": self.du,
                           "dd": self.dd, "version": __version__}, sort_keys=True)
         return hashlib.sha256(src.encode()).hexdigest()[:24]
@@ -146,7 +148,8 @@ class PairTable:
             except (OSError, ValueError):
                 pass  # a damaged cache entry is rebuilt
         gl = GAMMA0 * np.sinh(self.u_nodes)
-        jobs = [(self.model, float(g), float(d), self.rs) for g in gl for d in self.d_nodes]
+        dl = D0 * np.sinh(self.d_nodes)
+        jobs = [(self.model, float(g), float(d), self.rs) for g in gl for d in dl]
         if executor is None:
             out = [_node_value(j) for j in jobs]
         else:
@@ -169,7 +172,7 @@ class PairTable:
         g = np.clip(np.asarray(gamma_l, dtype=np.float64), 0.0, self.gamma_max)
         d = np.clip(np.asarray(d2, dtype=np.float64), 0.0, self.d2_max)
         u = np.arcsinh(g / GAMMA0) / self.du
-        x = d / self.dd
+        x = np.arcsinh(d / D0) / self.dd
         iu = np.minimum(np.floor(u).astype(np.int64), self.u_nodes.size - 2)
         ix = np.minimum(np.floor(x).astype(np.int64), self.d_nodes.size - 2)
         wu, dwu = catmull_rom_weights(u - iu)
@@ -179,7 +182,8 @@ class PairTable:
         ku = np.where(ku >= self.u_nodes.size, 2 * (self.u_nodes.size - 1) - ku, ku)
         kx = np.where(kx >= self.d_nodes.size, 2 * (self.d_nodes.size - 1) - kx, kx)
         dudg = 1.0 / (self.du * np.sqrt(GAMMA0**2 + g**2))  # d u / d gamma L
-        return ku, kx, wu, dwu * dudg[..., None], wx, dwx / self.dd
+        dxdd = 1.0 / (self.dd * np.sqrt(D0**2 + d**2))  # d v / d D2
+        return ku, kx, wu, dwu * dudg[..., None], wx, dwx * dxdd[..., None]
 
     def bin_table(self, phi0: float) -> np.ndarray:
         """Node values averaged over the bins at flow angle ``phi0``: (n_u, n_d, n_q, n_phi)."""
