@@ -34,6 +34,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "phi_unit": ("rad", "deg"),
     "azimuth_convention": ("aps", "pyfai"),
     "frame_format": ("npy", "h5"),
+    # frame stacks (docs/stacks.md)
+    "stack_mode": ("steady", "twotime", "echo"),
+    "normalization": ("time", "frame"),
+    "protocol": ("steady", "startup", "oscillatory"),
+    "compression": ("lz4", "gzip", "none"),
     # figures of the forward model
     "figure": ("fig1", "fig2", "fig3", "all"),
 }

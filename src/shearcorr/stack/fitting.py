@@ -168,43 +168,45 @@ def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_ga
     x = _start(table, phi0, c, w, sc, gmax, dmax) if start is None else np.array(start, dtype=np.float64)
     pm, ps = (None, None) if prior is None else (float(prior[0]), float(prior[1]))
 
-    def evaluate(x):
+    sw = np.sqrt(w)
+
+    def evaluate(x, idx):
+        m = x.shape[0]
         y, yg, yd = table.y(x[:, 0], x[:, 1], phi0, derivatives=True)
-        y, yg, yd = (v.reshape(M, -1) * sc for v in (y, yg, yd))
-        r = (c - x[:, 2:3] * y) * np.sqrt(w)
-        J = -np.stack([x[:, 2:3] * yg, x[:, 2:3] * yd, y], axis=1) * np.sqrt(w)[:, None, :]  # (M, 3, nb)
+        y, yg, yd = (v.reshape(m, -1) * sc for v in (y, yg, yd))
+        r = (c[idx] - x[:, 2:3] * y) * sw[idx]
+        J = -np.stack([x[:, 2:3] * yg, x[:, 2:3] * yd, y], axis=1) * sw[idx][:, None, :]  # (m, 3, nb)
         chi = (r * r).sum(1)
         if pm is not None:
             chi = chi + ((x[:, 2] - pm) / ps) ** 2
         return r, J, chi, y
 
-    r, J, chi, y = evaluate(x)
+    r, J, chi, y = evaluate(x, slice(None))
     lam = np.full(M, 1e-3)
     conv = np.zeros(M, dtype=bool)
     lo = np.array([0.0, 0.0, 0.0])
     hi = np.array([gmax, dmax, np.inf])
     for _ in range(int(n_iter)):
-        JtJ = np.einsum("mib,mjb->mij", J, J)
-        g = np.einsum("mib,mb->mi", J, r)
+        act = np.flatnonzero(~conv)  # only the maps still moving are evaluated again
+        if act.size == 0:
+            break
+        Ja, ra = J[act], r[act]
+        JtJ = np.einsum("mib,mjb->mij", Ja, Ja)
+        g = np.einsum("mib,mb->mi", Ja, ra)
         if pm is not None:
             JtJ[:, 2, 2] += 1.0 / ps**2
-            g[:, 2] += (x[:, 2] - pm) / ps**2
-        A = JtJ + lam[:, None, None] * (np.eye(3)[None] * np.diagonal(JtJ, axis1=1, axis2=2)[:, :, None] + 1e-12 * np.eye(3))
+            g[:, 2] += (x[act, 2] - pm) / ps**2
+        A = JtJ + lam[act, None, None] * (np.eye(3)[None] * np.diagonal(JtJ, axis1=1, axis2=2)[:, :, None] + 1e-12 * np.eye(3))
         step = -np.linalg.solve(A, g[..., None])[..., 0]
-        step[conv] = 0.0
-        xn = np.clip(x + step, lo, hi)
-        rn, Jn, chin, yn = evaluate(xn)
-        better = chin < chi - 1e-12 * (1 + chi)
-        small = np.all(np.abs(xn - x) <= 1e-7 * (1 + np.abs(x)), axis=1) | (np.abs(chi - chin) <= 1e-10 * (1 + chi))
-        conv |= small & ~better | (better & (np.abs(chi - chin) <= 1e-9 * (1 + chi)))
-        x = np.where(better[:, None], xn, x)
-        r = np.where(better[:, None], rn, r)
-        J = np.where(better[:, None, None], Jn, J)
-        y = np.where(better[:, None], yn, y)
-        chi = np.where(better, chin, chi)
-        lam = np.where(better, lam * 0.3, lam * 10.0)
-        if conv.all():
-            break
+        xn = np.clip(x[act] + step, lo, hi)
+        rn, Jn, chin, yn = evaluate(xn, act)
+        ca = chi[act]
+        better = chin < ca - 1e-12 * (1 + ca)
+        small = np.all(np.abs(xn - x[act]) <= 1e-7 * (1 + np.abs(x[act])), axis=1) | (np.abs(ca - chin) <= 1e-10 * (1 + ca))
+        conv[act] = small & ~better | (better & (np.abs(ca - chin) <= 1e-9 * (1 + ca)))
+        b = act[better]
+        x[b], r[b], J[b], y[b], chi[b] = xn[better], rn[better], Jn[better], yn[better], chin[better]
+        lam[act] = np.where(better, lam[act] * 0.3, lam[act] * 10.0)
     JtJ = np.einsum("mib,mjb->mij", J, J)
     if pm is not None:
         JtJ[:, 2, 2] += 1.0 / ps**2

@@ -76,8 +76,8 @@ def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=N
     return PairTable(model, rs, gamma_max=g, d2_max=d, executor=executor, cache_dir=cache_dir, **kw)
 
 
-def configuration_term(fits, model, phi0: float, *, n_configs: int = 32, rs_max: float = 0.3, seed=0,
-                       gamma_step: float = 0.25, d2_step: float = 0.25) -> np.ndarray:
+def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max: float = 0.3, seed=0,
+                       gamma_step: float = 0.7, d2_step: float = 0.5) -> np.ndarray:
     r"""Covariance of (gamma L, D2, amplitude) per map from the map's own particles (as for a pair).
 
     A map that compares one configuration with its rearranged self fluctuates around the ensemble

@@ -31,6 +31,7 @@ it carries every correlation between lags, bins and overlapping pairs.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +67,8 @@ def lag_map_errors(jack: np.ndarray, n_pix: np.ndarray, c_pred: np.ndarray) -> n
     noisy variance would favour bins that fluctuated low. Returns (n_lags, n_q, n_phi).
     """
     G = jack.shape[0]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bins without pixels: all-NaN columns
         var = (G - 1.0) / G * np.nansum((jack - np.nanmean(jack, axis=0)) ** 2, axis=0)  # (nl, nq, np)
     npx = np.broadcast_to(n_pix, var.shape)
     z = var * npx
@@ -83,6 +85,16 @@ def lag_map_errors(jack: np.ndarray, n_pix: np.ndarray, c_pred: np.ndarray) -> n
         V = np.where(n > 0, (sz - kap * sx) / n, np.nan)
         V = np.where(V > 0, V, np.where(n > 0, sz / np.maximum(n, 1), np.nan))
         return np.sqrt((V[:, :, None] + kap[:, :, None] * x2) / np.where(npx > 0, npx, np.nan))
+
+
+def _one_sided_rs(resid, x, j, err, chi2, rs_max):
+    """R_s step above the fit where chi^2 (other parameters held) has risen by 1."""
+    for step in np.geomspace(0.002, rs_max, 60):
+        xp = x.copy()
+        xp[j] = min(x[j] + step, rs_max)
+        if float(np.sum(resid(xp, err) ** 2)) - chi2 >= 1.0:
+            return float(step)
+    return float(rs_max)
 
 
 @dataclass
@@ -261,6 +273,11 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
     std_jk = np.sqrt(np.clip(np.diag(cov), 0, None))
     std_nom = np.sqrt(np.clip(np.diag(H), 0, None) * max(chi2 / max(dof, 1), 1.0))
     names = [STEADY_PARAMS[i] for i in free]
+    if 4 in free:  # R_s near 0: the baseline grows as R_s^4, the linear error vanishes; one-sided instead
+        j = free.index(4)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            infl = float(np.nanmedian(np.where(np.arange(len(free)) != j, std_jk / std_nom, np.nan)))
+        std_jk[j] = max(std_jk[j], _one_sided_rs(resid, sol.x, j, err, chi2, hi_full[4]) * max(infl, 1.0))
     values = {n: float(v[i]) for i, n in enumerate(STEADY_PARAMS)}
     std = {n: 0.0 for n in STEADY_PARAMS}
     nom = {n: 0.0 for n in STEADY_PARAMS}

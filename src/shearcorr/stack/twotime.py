@@ -21,6 +21,7 @@ Full-resolution C(t1, t2) of a few chosen bins (every frame pair) is kept as XPC
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,10 @@ from ..errors import ShearcorrError
 from .engine import Normalization, load_frames
 from .plan import BinPlan, as_source
 
-__all__ = ["TwoTimeMaps", "twotime_maps", "time_bin_edges", "variance_law"]
+__all__ = ["TwoTimeMaps", "twotime_maps", "time_bin_edges", "variance_law", "TwoTimeAnalysis", "analyze_twotime"]
+
+#: Diagonal offsets (log-spaced) whose averaged maps give the flow angle, start values and table range.
+PRELIM_OFFSETS = 4
 
 
 def time_bin_edges(start: int, stop: int, n_bins: int) -> np.ndarray:
@@ -322,12 +326,13 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
     if not beta0 > 0:
         raise ShearcorrError(f"the frames show no speckle (contrast {beta0:.3g}); check the data")
     # diagonal averages for the flow angle, start values and the table range
-    offsets = sorted({int(v) for v in np.unique(np.round(np.geomspace(1, K - 1, min(8, K - 1)))) if v >= 1})
+    offsets = sorted({int(v) for v in np.unique(np.round(np.geomspace(1, K - 1, min(PRELIM_OFFSETS, K - 1)))) if v >= 1})
     prelim = []
     phi = None if flow_angle is None else float(flow_angle)
     for dlt in offsets:
         sel = (ls - ks) == dlt
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # empty bins
             cm = np.nanmean(c[sel], axis=0)
             em = np.sqrt(np.nanmean(err0[sel] ** 2, axis=0) / sel.sum())
         snr = float(np.nansum((cm / em) ** 2))
