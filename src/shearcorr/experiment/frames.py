@@ -131,9 +131,12 @@ class FrameStack:
             tifffile = _tifffile()
             try:
                 with tifffile.TiffFile(path) as tf:
-                    pages = tf.pages
-                    return [tuple(p.shape) for p in pages], np.dtype(pages[0].dtype), "tiff"
-            except (tifffile.TiffFileError, ValueError, OSError) as exc:
+                    shapes = [tuple(p.shape) for p in tf.pages]
+                    dtype = np.dtype(tf.pages[0].dtype)
+                if len(shapes) == 1 and len(shapes[0]) == 3:  # one page holding a stack: read it once
+                    self._array = tifffile.imread(path)
+                return shapes, dtype, "tiff"
+            except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
                 raise ShearcorrError(f"cannot read {path} as TIFF ({exc})") from None
         if name.endswith(FABIO_SUFFIXES):
             self._array = _read_fabio(path)
@@ -161,7 +164,7 @@ class FrameStack:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_handle"] = None
-        if self.kind in ("npy", "hdf5", "zarr", "tiff"):
+        if self.kind in ("npy", "hdf5", "zarr") or (self.kind == "tiff" and self._counts.size > 1):
             state["_array"] = None
         return state
 

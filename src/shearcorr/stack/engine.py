@@ -234,7 +234,7 @@ def _run_lag_task(task: _LagTask) -> dict:
 
 @dataclass
 class LagSums:
-    """Lag correlations of a stack, per group of origins, before and after the normalisation fix.
+    r"""Lag correlations of a stack, per group of origins, before and after the normalisation fix.
 
     Attributes
     ----------

@@ -165,17 +165,24 @@ def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_ga
     sc = np.nan_to_num(scale).reshape(-1)
     n_used = ok.reshape(M, -1).sum(1)
     gmax, dmax = table.gamma_max, table.d2_max
-    x = _start(table, phi0, c, w, sc, gmax, dmax) if start is None else np.array(start, dtype=np.float64)
+    x0 = _start(table, phi0, c, w, sc, gmax, dmax) if start is None else np.array(start, dtype=np.float64)
+    x0 = np.nan_to_num(np.clip(x0, 0.0, [gmax, dmax, np.inf]))
     pm, ps = (None, None) if prior is None else (float(prior[0]), float(prior[1]))
-
+    # the optimiser works on (gamma L^2, D2^2, a): y is even in gamma L and in D2, so their own
+    # Jacobian columns vanish at 0 and a fit that touches 0 would stay there; in the squares it does not
+    x = np.c_[x0[:, 0] ** 2, x0[:, 1] ** 2, x0[:, 2]]
+    eps = (1e-2, 1e-3)  # below these, gamma L and D2 are evaluated at the floor (y changes by < 1e-5)
     sw = np.sqrt(w)
 
-    def evaluate(x, idx):
-        m = x.shape[0]
-        y, yg, yd = table.y(x[:, 0], x[:, 1], phi0, derivatives=True)
+    def evaluate(z, idx):
+        m = z.shape[0]
+        g = np.maximum(np.sqrt(z[:, 0]), eps[0])
+        d = np.maximum(np.sqrt(z[:, 1]), eps[1])
+        y, yg, yd = table.y(g, d, phi0, derivatives=True)
         y, yg, yd = (v.reshape(m, -1) * sc for v in (y, yg, yd))
-        r = (c[idx] - x[:, 2:3] * y) * sw[idx]
-        J = -np.stack([x[:, 2:3] * yg, x[:, 2:3] * yd, y], axis=1) * sw[idx][:, None, :]  # (m, 3, nb)
+        yg, yd = yg / (2 * g[:, None]), yd / (2 * d[:, None])  # d/d(gamma L^2), d/d(D2^2)
+        r = (c[idx] - z[:, 2:3] * y) * sw[idx]
+        J = -np.stack([z[:, 2:3] * yg, z[:, 2:3] * yd, y], axis=1) * sw[idx][:, None, :]  # (m, 3, nb)
         chi = (r * r).sum(1)
         if pm is not None:
             chi = chi + ((x[:, 2] - pm) / ps) ** 2
@@ -185,7 +192,7 @@ def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_ga
     lam = np.full(M, 1e-3)
     conv = np.zeros(M, dtype=bool)
     lo = np.array([0.0, 0.0, 0.0])
-    hi = np.array([gmax, dmax, np.inf])
+    hi = np.array([gmax**2, dmax**2, np.inf])
     for _ in range(int(n_iter)):
         act = np.flatnonzero(~conv)  # only the maps still moving are evaluated again
         if act.size == 0:
@@ -210,7 +217,15 @@ def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_ga
     JtJ = np.einsum("mib,mjb->mij", J, J)
     if pm is not None:
         JtJ[:, 2, 2] += 1.0 / ps**2
-    cov = np.linalg.pinv(JtJ)
+    # back to (gamma L, D2, a): Jacobian of the squares T = diag(1/(2 gamma L), 1/(2 D2), 1)
+    gam, dd = np.sqrt(x[:, 0]), np.sqrt(x[:, 1])
+    T = np.zeros((M, 3, 3))
+    T[:, 0, 0] = 1.0 / (2 * np.maximum(gam, eps[0]))
+    T[:, 1, 1] = 1.0 / (2 * np.maximum(dd, eps[1]))
+    T[:, 2, 2] = 1.0
+    covz = np.linalg.pinv(JtJ)
+    cov = T @ covz @ T
+    x = np.c_[gam, dd, x[:, 2]]
     dof = n_used - 3 + (1 if pm is not None else 0)
     bad = n_used < 5
     x[bad] = np.nan
@@ -229,6 +244,10 @@ def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_ga
     out = [x, cov, chi, np.maximum(dof, 0), pred, conv & ~bad]
     if return_gain:
         # d params = -H J^T sqrt(W) (delta c * sqrt(W)) with J already weighted: gain on delta c
-        gain = -np.einsum("mij,mjb->mib", cov, J * np.sqrt(w)[:, None, :])
+        gain = -np.einsum("mij,mjk,mkb->mib", T, covz, J * np.sqrt(w)[:, None, :])
+        for j in (0, 1):  # at the bounds the one-sided error holds; no linear gain
+            with np.errstate(invalid="ignore"):
+                flat = ~bad & (x[:, j] <= 2 * np.sqrt(np.abs(cov[:, j, j])))
+            gain[flat, j] = 0.0
         out.append(gain.reshape(M, 3, nq, nphi))
     return out

@@ -47,7 +47,7 @@ def time_bin_edges(start: int, stop: int, n_bins: int) -> np.ndarray:
 
 @dataclass
 class TwoTimeMaps:
-    """Two-time correlations of a stack on time bins.
+    r"""Two-time correlations of a stack on time bins.
 
     Attributes
     ----------
@@ -291,7 +291,7 @@ def _pairs_errors(tt, ks, ls, area, c_pred):
 
 def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, executor=None, cache_dir=None,
                     configuration: bool = True, min_signal: float = 25.0, seed=0) -> TwoTimeAnalysis:
-    """Amortized fits of every pair of time bins (k < l) of ``tt`` (no engine call per pair).
+    r"""Amortized fits of every pair of time bins (k < l) of ``tt`` (no engine call per pair).
 
     1. Every map divided, bin by bin, by the lag-0 contrast of the frames of its two time bins
        (:math:`r_{kl} = C_{kl}/\sqrt{c_{0,k} c_{0,l}}`: the speckle contrast of the configuration in a
