@@ -175,8 +175,8 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
                   q_max=None, n_l2=150.0, displacement="uniform", max_lag=DEFAULTS["max_lag"], normalization=None,
                   groups=DEFAULTS["groups"], time_bins=DEFAULTS["time_bins"], c2_bins=None, period=None, period_s=None,
                   timestamps=None, max_cycles=DEFAULTS["max_cycles"], flow_angle_deg=None, frame_time=None, flux=None,
-                  fit_exponent=True, fit_transit=True, executor=None, cache_dir=None, plots=True, overwrite=False,
-                  seed=0) -> StackResult:
+                  fit_exponent=True, fit_transit=True, executor=None, cache_dir=None, table_steps=None, plots=True,
+                  overwrite=False, seed=0) -> StackResult:
     """Analyse a stack of frames (module docstring); return the result and write it to ``output``.
 
     Parameters
@@ -202,6 +202,8 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         Per-frame flux (monitor), divides the frames (steady "time" normalisation).
     executor : executor, optional
         Runs the reading and correlation tasks and the table (process pool or Dask client executor).
+    table_steps : dict, optional
+        Node steps ``du``, ``dd`` of the pair table (:mod:`.templates`; default 0.15: y within 4e-4).
     """
     from ..experiment.correlation import q_bin_edges
     from ..experiment.geometry import DetectorGeometry, load_geometry
@@ -250,7 +252,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         lag = lag_sums(src, plan, np.arange(int(max_lag) + 1), start=start, stop=stop, groups=g, normalization=norm,
                        flux=flux_arr, executor=executor)
         analysis = analyze_steady(lag, model, flow_angle=phi, fit_exponent=fit_exponent, fit_transit=fit_transit,
-                                  executor=executor, cache_dir=cache_dir, seed=seed)
+                                  executor=executor, cache_dir=cache_dir, table_steps=table_steps, seed=seed)
         ctx["lag"] = lag
     elif mode == "twotime":
         from .twotime import analyze_twotime, twotime_maps
@@ -258,13 +260,14 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         labels = _c2_labels(c2_bins, plan, phi)
         maps = twotime_maps(src, plan, start=start, stop=stop, n_bins=int(time_bins), selected=labels, executor=executor)
         analysis = analyze_twotime(maps, model, flow_angle=phi, area=area, executor=executor, cache_dir=cache_dir,
-                                   seed=seed)
+                                   table_steps=table_steps, seed=seed)
     else:
         from .echo import analyze_echo, echo_period
 
         p = echo_period(n, period, times=None if times is None else times[start:stop], period_s=period_s)
         analysis = analyze_echo(src, plan, model, period=p, start=start, stop=stop, max_cycles=int(max_cycles),
-                                flow_angle=phi, area=area, executor=executor, cache_dir=cache_dir, seed=seed)
+                                flow_angle=phi, area=area, executor=executor, cache_dir=cache_dir,
+                                table_steps=table_steps, seed=seed)
     from .output import summarize, write_result
 
     options = {"mode": mode, "frames": [start, stop], "dataset": getattr(src, "dataset", dataset), "n_q": int(n_q),

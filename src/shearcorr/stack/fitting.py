@@ -185,7 +185,7 @@ def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_ga
         J = -np.stack([z[:, 2:3] * yg, z[:, 2:3] * yd, y], axis=1) * sw[idx][:, None, :]  # (m, 3, nb)
         chi = (r * r).sum(1)
         if pm is not None:
-            chi = chi + ((x[:, 2] - pm) / ps) ** 2
+            chi = chi + ((z[:, 2] - pm) / ps) ** 2
         return r, J, chi, y
 
     r, J, chi, y = evaluate(x, slice(None))

@@ -44,6 +44,8 @@ __all__ = ["SteadyFit", "fit_steady", "overlap_fraction", "lag_map_errors", "STE
 STEADY_PARAMS = ("shear_rate", "diffusion", "exponent", "transit", "rs", "beta", "flow_angle")
 #: Points of the y average in the overlap fraction.
 _N_Y = 257
+#: R_s grid of the baseline interpolation: step and upper end (the fit's bound).
+RS_STEP, RS_MAX = 0.015, 0.45
 #: sqrt(2/pi): mean |step| of a unit Gaussian.
 _MEAN_ABS = math.sqrt(2.0 / math.pi)
 
@@ -136,34 +138,42 @@ class SteadyFit:
 
 
 class _Baseline:
-    """Bin-level (A - B) and B_true - 1 of the ensemble engine at R_s (cached per R_s)."""
+    """Bin-level (A - B) and B_true - 1 of the ensemble engine as functions of R_s.
+
+    Both are smooth in R_s (B - 1 grows as R_s^4 at small R_s): the engine is called on a grid of
+    R_s (step :data:`RS_STEP` over [0, RS_MAX]) once, when first needed, and interpolated (cubic),
+    so a fit over R_s costs no engine call per iteration.
+    """
 
     def __init__(self, model):
-        self.model = model
-        self._cache: dict = {}
-        L = model.beam_size
         from ..experiment.model import D_DECORRELATED
 
+        self.model = model
         self.d_dec = D_DECORRELATED
         # the engine's decorrelated baseline has lost particles by the D_DECORRELATED steps
-        self.f_eng = (1.0 - D_DECORRELATED * _MEAN_ABS / L) ** 2
+        self.f_eng = (1.0 - D_DECORRELATED * _MEAN_ABS / model.beam_size) ** 2
+        self._spline = None
+
+    def _build(self):
+        from scipy.interpolate import CubicSpline
+
+        from ..experiment.model import ensemble_g
+
+        m = self.model
+        grid = np.arange(0.0, RS_MAX + RS_STEP / 2, RS_STEP)
+        vals = []
+        for rs in grid:
+            a = ensemble_g(m.params(0.0, 0.0, rs), m.q_sub, [0.0])[:, 0]
+            b = ensemble_g(m.params(0.0, self.d_dec, rs), m.q_sub, [0.0])[:, 0]
+            vals.append(np.stack([(a - b).reshape(m.n_q, m.sq).mean(1), (b - 1.0).reshape(m.n_q, m.sq).mean(1)]))
+        self._spline = CubicSpline(grid, np.array(vals), axis=0)
 
     def __call__(self, rs):
-        key = round(float(rs), 6)
-        if key not in self._cache:
-            from ..experiment.model import ensemble_g
-
-            m = self.model
-            p = m.params(0.0, 0.0, key)
-            a = ensemble_g(p, m.q_sub, [0.0])[:, 0]
-            b = ensemble_g(m.params(0.0, self.d_dec, key), m.q_sub, [0.0])[:, 0]
-            rows = lambda v: v.reshape(m.n_q, m.sq).mean(axis=1)  # noqa: E731
-            S = np.repeat(rows(a - b)[:, None], m.n_phi, axis=1)
-            base = np.repeat(rows(b - 1.0)[:, None], m.n_phi, axis=1) / self.f_eng
-            if len(self._cache) > 256:
-                self._cache.clear()
-            self._cache[key] = (S, base)
-        return self._cache[key]
+        if self._spline is None:
+            self._build()
+        S, B1 = self._spline(float(np.clip(rs, 0.0, RS_MAX)))
+        n_phi = self.model.n_phi
+        return np.repeat(S[:, None], n_phi, axis=1), np.repeat(B1[:, None], n_phi, axis=1) / self.f_eng
 
 
 def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0, beta0, tau_ref=None,
@@ -208,7 +218,7 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
     # per-parameter scales and bounds
     vmax = L / max(float(pos.max()), 1.0)
     lo_full = np.array([0.0, 1e-8, 0.1, 0.0, 0.0, 1e-6, phi0 - np.pi / 4])
-    hi_full = np.array([np.inf, np.inf, 2.5, vmax, 0.45, 2.0, phi0 + np.pi / 4])
+    hi_full = np.array([np.inf, np.inf, 2.5, vmax, RS_MAX, 2.0, phi0 + np.pi / 4])
     xs_full = np.array([max(full0[0], 1e-4), max(full0[1], 1e-3), 0.1, max(vmax / 20, 1e-3), 0.05, 0.05, 0.02])
     ok = np.isfinite(c)
 
