@@ -143,9 +143,11 @@ def _area(src, plan_valid, geo, qe, n_phi, start):
     ok = plan_valid[:, 1:] & plan_valid[:, :-1]
     step = float(np.median(dq[ok])) if ok.any() else float(np.median(dq))
     speckle_px = (2 * np.pi / geo.beam_size_r0) / max(step, 1e-12)
-    two = np.asarray(src.read(start, start + 2), dtype=np.float64)
-    cm = correlation_map(np.where(plan_valid, two[0], 0.0), np.where(plan_valid, two[1], 0.0), plan_valid, geo.qr0,
-                         geo.phi, qe, n_phi, speckle_px=speckle_px)
+    from ..experiment.frames import make_pair
+
+    two = np.asarray(src.read(start, start + 2))
+    pair = make_pair(two[0], two[1], plan_valid, sources={"before": "stack", "after": "stack"})
+    cm = correlation_map(pair, geo, qe, n_phi, speckle_px=speckle_px)
     return np.asarray(cm.info["correlation_area_px"], dtype=np.float64), speckle_px
 
 

@@ -47,8 +47,9 @@ def map_as_cmap(c, sigma, plan, beta: float, beta_err: float):
 def pair_fit_map(c, sigma, plan, model, *, beta: float, beta_err: float, phi0=None, seed=0) -> dict:
     """Direct pair fit of one stack map (flow angle free unless ``phi0`` is given).
 
-    Returns the :func:`~shearcorr.experiment.inference.fit_pair` dictionary plus ``strip`` (the
-    model-free flow estimate, rad) when the flow is free.
+    Returns the estimates of the :class:`~shearcorr.experiment.inference.PairFit` as a dict of
+    (value, std): ``gamma_l``, ``d2``, ``flow_angle`` (rad), ``beta``, and ``chi2_red``; with the flow
+    free also ``strip`` (the model-free flow estimate, rad).
     """
     from ..experiment.flow import strip_angle
     from ..experiment.inference import fit_pair
@@ -56,12 +57,14 @@ def pair_fit_map(c, sigma, plan, model, *, beta: float, beta_err: float, phi0=No
     cm = map_as_cmap(c, sigma, plan, beta, beta_err)
     if cm.ok.sum() < 8:
         raise ShearcorrError(f"only {int(cm.ok.sum())} usable bins in a stack map; use fewer bins or check the mask")
+    strip = None
     if phi0 is None:
         strip = strip_angle(cm, seed=seed)[0]
-        out = fit_pair(cm, model, phi0=strip, fit_flow=True, n_configs=0, seed=seed)
-        out["strip"] = strip
-        return out
-    return fit_pair(cm, model, phi0=float(phi0), fit_flow=False, n_configs=0, seed=seed)
+        f = fit_pair(cm, model, phi0=strip, fit_flow=True, n_configs=0, seed=seed)
+    else:
+        f = fit_pair(cm, model, phi0=float(phi0), fit_flow=False, n_configs=0, seed=seed)
+    return {"gamma_l": tuple(f.gamma_l), "d2": tuple(f.d2), "flow_angle": tuple(f.flow_angle), "beta": tuple(f.beta),
+            "chi2_red": f.chi2_red, "strip": strip}
 
 
 def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=None, cache_dir=None, du=None, dd=None):
