@@ -48,6 +48,8 @@ def check_mask_plausible(valid: np.ndarray, convention: str, source) -> np.ndarr
     """Refuse a mask that keeps under 15 % of the pixels: with ``convention="valid"`` that is almost
     always a pyFAI mask (1 = masked) read with the wrong convention, and the other way round."""
     frac = float(np.mean(valid)) if valid.size else 0.0
+    if not valid.any():
+        raise ShearcorrError(f"the mask {source} leaves all {valid.size} pixels masked; check the mask convention")
     if frac < MIN_VALID_FRACTION:
         other = "masked" if convention == "valid" else "valid"
         raise ShearcorrError(f"the mask {source} keeps only {100 * frac:.1f} % of the pixels as valid with "
