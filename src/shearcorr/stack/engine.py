@@ -108,7 +108,7 @@ def load_frames(source, plan: BinPlan, norm: Normalization, i0: int, i1: int, ke
             fill = ring_s / ring_n if norm.mode == "frame" else norm.ref[None, :] * flux[:, None]
         rows, cols = np.nonzero(bad)
         x[rows, cols] = np.nan_to_num(fill[rows, plan.pix_ring[cols]])
-    Q = np.add.reduceat(x, starts, axis=1, dtype=np.float64)
+    Q = _segment_sums(x, plan.seg_offsets)
     lo = 0 if keep[0] is None else max(keep[0] - i0, 0)
     hi = k if keep[1] is None else min(keep[1] - i0, k)
     pixel_sum = x[lo:hi].sum(axis=0, dtype=np.float64) if hi > lo else np.zeros(plan.n_pix)
@@ -121,6 +121,13 @@ def load_frames(source, plan: BinPlan, norm: Normalization, i0: int, i1: int, ke
     x *= inv[:, plan.pix_ring]
     x -= 1.0
     return x, Q, bad_rows, pixel_sum
+
+
+def _segment_sums(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Sums of the columns of every segment, (k, n_seg) float64 (numba)."""
+    out = np.zeros((x.shape[0], offsets.size - 1))
+    _kernels()["segsum"](x, offsets, out)
+    return out
 
 
 def provisional_ring_means(source, plan: BinPlan, start: int, stop: int, flux=None, n_sample: int = N_PROVISIONAL):
@@ -161,6 +168,41 @@ def _band_view(G: np.ndarray, width: int) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(G, shape=(G.shape[0], width), strides=(s0 + s1, s1), writeable=False)
 
 
+def _band_sums(gram, nb, lags, gid, out):
+    """out[s, gid[r], l] += gram[s, r, r + lags[l]] (float64): the lag band of every segment's tile
+    product, summed per group of origins (numba, compiled on first use)."""
+    return _kernels()["band"](gram, nb, lags, gid, out)
+
+
+_KERNELS: dict = {}
+
+
+def _kernels() -> dict:
+    """The engine's two small loops, compiled with numba on first use (cached on disk)."""
+    if not _KERNELS:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def band(gram, nb, lags, gid, out):
+            for s in range(gram.shape[0]):
+                for r in range(nb):
+                    g = gid[r]
+                    for li in range(lags.size):
+                        out[s, g, li] += gram[s, r, r + lags[li]]
+
+        @numba.njit(cache=True, nogil=True)
+        def segsum(x, offsets, out):
+            for i in range(x.shape[0]):
+                for s in range(offsets.size - 1):
+                    acc = 0.0
+                    for p in range(offsets[s], offsets[s + 1]):
+                        acc += x[i, p]
+                    out[i, s] = acc
+
+        _KERNELS.update(band=band, segsum=segsum)
+    return _KERNELS
+
+
 def _run_lag_task(task: _LagTask) -> dict:
     """Lag sums of the origins [o0, o1) of one task (see :func:`lag_sums`)."""
     from threadpoolctl import threadpool_limits
@@ -180,6 +222,7 @@ def _run_lag_task(task: _LagTask) -> dict:
     n_bad = 0
     cap = W + 2 * b
     buf = np.zeros((cap, nv), dtype=np.float32)
+    gram = np.zeros((plan.n_seg, b, b + W), dtype=np.float32) if dense else None
     base, filled = task.o0, 0  # buf[j] holds frame base + j; rows >= filled are zero
     last = min(task.o1 + W, task.stop)
     with threadpool_limits(limits=1, user_api="blas"):
@@ -211,15 +254,14 @@ def _run_lag_task(task: _LagTask) -> dict:
             ug = gid[starts]
             if dense:
                 Bm = buf[r0:r0 + nb + W]
-                A2, B2 = (A * A, Bm * Bm) if task.squares else (None, None)
-                for s in range(plan.n_seg):
-                    c0, c1 = offs[s], offs[s + 1]
-                    G = A[:, c0:c1] @ Bm[:, c0:c1].T
-                    band = _band_view(G, W + 1)[:, lags]
-                    S[ug, :, s] += np.add.reduceat(band, starts, axis=0, dtype=np.float64)
-                    if task.squares:
-                        band2 = _band_view(A2[:, c0:c1] @ B2[:, c0:c1].T, W + 1)[:, lags]
-                        S2[ug, :, s] += np.add.reduceat(band2, starts, axis=0, dtype=np.float64)
+                for sq in ((False, True) if task.squares else (False,)):
+                    a_, b_ = (A * A, Bm * Bm) if sq else (A, Bm)
+                    for s in range(plan.n_seg):  # one sgemm per segment, into one scratch array
+                        c0, c1 = offs[s], offs[s + 1]
+                        np.matmul(a_[:, c0:c1], b_[:, c0:c1].T, out=gram[s, :nb, :nb + W])
+                    acc = np.zeros((plan.n_seg, ug.size, nl))
+                    _band_sums(gram, nb, lags, (gid - gid[0]).astype(np.int64), acc)
+                    (S2 if sq else S)[ug] += acc.transpose(1, 2, 0)
             else:
                 for li, lag in enumerate(lags):
                     P = A * buf[r0 + lag:r0 + lag + nb]

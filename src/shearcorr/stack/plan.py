@@ -108,10 +108,12 @@ class BinPlan:
 
 
 def _sum_into(a: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
-    """out[..., k] = sum of a[..., j] over j with idx[j] == k (a one-hot product, float64)."""
-    onehot = np.zeros((idx.size, n))
-    onehot[np.arange(idx.size), idx] = 1.0
-    return a @ onehot
+    """out[..., k] = sum of a[..., j] over j with idx[j] == k (a sparse one-hot product, float64)."""
+    from scipy.sparse import csr_matrix
+
+    onehot = csr_matrix((np.ones(idx.size), (np.arange(idx.size), idx)), shape=(idx.size, n))
+    flat = a.reshape(-1, a.shape[-1])
+    return np.asarray((onehot.T @ flat.T).T).reshape(a.shape[:-1] + (n,))
 
 
 def make_plan(valid, qr0, phi, q_edges, n_phi: int = 36, *, n_sub: int = N_SUB_RING) -> BinPlan:
