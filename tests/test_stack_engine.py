@@ -123,3 +123,22 @@ def test_engine_refusals():
         lag_sums(stack, plan, [0, 1], start=5, stop=20)
     with pytest.raises(ShearcorrError, match="frames are"):
         lag_sums(stack[:, :-1], plan, [0, 1])
+
+
+@pytest.mark.slow
+def test_process_pool_gives_identical_numbers(tmp_path):
+    """Work units are fixed frame ranges reduced in order: a process pool changes nothing (the file is
+    opened in each worker by its path)."""
+    from shearcorr.experiment.frames import open_stack
+    from shearcorr.parallel import local_pool
+
+    stack, plan = _toy(T=50)
+    np.save(tmp_path / "s.npy", stack)
+    src = open_stack(tmp_path / "s.npy")
+    ref = lag_sums(src, plan, np.arange(6), groups=5, task_frames=12)
+    pool = local_pool(2)
+    try:
+        par = lag_sums(src, plan, np.arange(6), groups=5, task_frames=12, executor=pool)
+    finally:
+        pool.shutdown()
+    assert np.array_equal(ref.sums, par.sums) and np.array_equal(ref.poisson, par.poisson)

@@ -1,5 +1,6 @@
-"""The three modes end to end on small synthetic stacks (one realisation each: sanity and shapes of
-the outputs; the calibrated synthetic-truth studies are the slow tests and benchmarks/bench_stack.py)."""
+"""The three modes end to end on small synthetic stacks: quick smoke runs in the default suite (tiny
+frames, coarse tables: outputs and loose physics), one realisation each at a useful size (slow), and
+the calibrated synthetic-truth studies in benchmarks/bench_stack.py (docs/stacks.md)."""
 
 import json
 
@@ -24,6 +25,7 @@ def test_overlap_fraction_limits():
     assert overlap_fraction(0.0, 0.04, L) == pytest.approx(1 - 0.04 / 4, abs=1e-4)  # shear only: 1 - gamma L / (4 L)
 
 
+@pytest.mark.slow
 def test_steady_mode_recovers_the_shear_rate(tmp_path):
     st = steady_stack(P, 240, shear_rate=8 / 800, diffusion=0.2, transit=40.0, shape=(64, 64), dq=DQ, seed=3,
                       frame_time=0.01)
@@ -45,6 +47,7 @@ def test_steady_mode_recovers_the_shear_rate(tmp_path):
         assert json.loads(fh["entry/process/parameters/data"][()])["mode"] == "steady"
 
 
+@pytest.mark.slow
 def test_twotime_mode_follows_a_startup(tmp_path):
     st = startup_stack(P, 36, start_frame=12, shear_rate=3 / 800, diffusion_rest=0.01, diffusion_flow=0.05,
                        shape=(64, 64), dq=DQ, seed=4)
@@ -60,6 +63,7 @@ def test_twotime_mode_follows_a_startup(tmp_path):
     assert np.nanmax(a.gamma_l[0, 1:12]) < 3.0  # at rest before the start-up
 
 
+@pytest.mark.slow
 def test_echo_mode_measures_the_irreversible_step(tmp_path):
     st = oscillatory_stack(P, 16, 8, strain_amplitude=0.04, d2_cycle=1.4, irreversible_fraction=0.4, shape=(64, 64),
                            dq=DQ, seed=5)
@@ -69,3 +73,25 @@ def test_echo_mode_measures_the_irreversible_step(tmp_path):
     truth = st.truth["d2_irreversible"]
     assert abs(d / truth - 1) < 0.15 and abs(d - truth) < 4 * s
     assert r.summary["flow_angle_deg"]["source"] == "quarter-period pairs"
+
+
+SMOKE = {"n_q": 4, "n_phi": 8, "table_steps": {"du": 0.4, "dd": 0.4}}
+
+
+def test_smoke_all_modes(tmp_path):
+    st = steady_stack(P, 90, shear_rate=8 / 800, diffusion=0.2, transit=40.0, shape=(48, 48), dq=DQ, seed=1)
+    r = analyze_stack(st.frames, st.geometry, tmp_path / "s", mode="steady", max_lag=4, mask=st.mask, groups=8,
+                      normalization="frame", cache_dir=tmp_path / "cache", **SMOKE)
+    assert abs(r.summary["shear_rate"]["value"] / 0.01 - 1) < 0.25
+    assert (tmp_path / "s" / "result.h5").is_file() and r.summary["rs"]["constrained"] is False
+    su = startup_stack(P, 20, start_frame=8, shear_rate=4 / 800, diffusion_rest=0.01, diffusion_flow=0.05, shape=(48, 48),
+                       dq=DQ, seed=2)
+    t = analyze_stack(su.frames, su.geometry, None, mode="twotime", time_bins=20, mask=su.mask, cache_dir=tmp_path / "cache",
+                      **SMOKE).analysis
+    ramp = t.gamma_l[0, 10:]
+    assert np.nanmax(t.gamma_l[0, 1:8]) < np.nanmedian(ramp) and np.all(np.isfinite(t.gamma_l_std[0, 1:]))
+    osc = oscillatory_stack(P, 8, 4, strain_amplitude=0.04, d2_cycle=1.4, irreversible_fraction=0.4, shape=(48, 48),
+                            dq=DQ, seed=3)
+    e = analyze_stack(osc.frames, osc.geometry, None, mode="echo", period=4, mask=osc.mask, max_cycles=2,
+                      cache_dir=tmp_path / "cache", **SMOKE).analysis
+    assert abs(e.d2_irreversible[0] / osc.truth["d2_irreversible"] - 1) < 0.3

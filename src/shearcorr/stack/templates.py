@@ -84,6 +84,11 @@ def bulk_y(q, theta, gamma_l, d2, derivatives: bool = False):
     return y.astype(np.float64), (2.0 * sinc * dsinc * a * e).astype(np.float64), (-2.0 * (q * q) * d * y).astype(np.float64)
 
 
+def _node_batch(jobs):
+    """Residuals of several nodes (one task of an executor)."""
+    return [_node_value(j) for j in jobs]
+
+
 def _node_value(args):
     """Residual of one node (module-level so that a process pool can run it)."""
     model, gl, d2, rs = args
@@ -153,8 +158,10 @@ class PairTable:
         jobs = [(self.model, float(g), float(d), self.rs) for g in gl for d in dl]
         if executor is None:
             out = [_node_value(j) for j in jobs]
-        else:
-            out = list(executor.map(_node_value, jobs, chunksize=max(1, len(jobs) // 32)))
+        else:  # batches of nodes, results collected in order
+            size = max(1, len(jobs) // 32)
+            futures = [executor.submit(_node_batch, jobs[i:i + size]) for i in range(0, len(jobs), size)]
+            out = [v for f in futures for v in f.result()]
         vals = np.stack(out).reshape(self.u_nodes.size, self.d_nodes.size, *out[0].shape)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
