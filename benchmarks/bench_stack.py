@@ -146,8 +146,9 @@ t = time.perf_counter()
 r = analyze_stack({str(data / 'big/stack.h5')!r}, {str(data / 'big/geometry.json')!r}, mode="steady", frames={frames!r},
                   max_lag={max_lag}, plots=False, cache_dir={str(data / 'cache')!r}{extra})
 s = r.summary
-print(json.dumps({{"seconds": time.perf_counter() - t, "shear_rate": s["shear_rate"], "diffusion": s["diffusion"],
-                   "msd_exponent": s["msd_exponent"], "chi2_red": s["chi2"]["reduced"]}}))
+print(json.dumps({{"seconds": time.perf_counter() - t, "timing": s["provenance"]["timing"], "shear_rate": s["shear_rate"],
+                   "diffusion": s["diffusion"], "msd_exponent": s["msd_exponent"], "rs": s["rs"],
+                   "chi2_red": s["chi2"]["reduced"]}}))
 """
 
 
@@ -174,7 +175,8 @@ from shearcorr.stack import analyze_stack
 t = time.perf_counter()
 r = analyze_stack({str(data / 'big/stack.h5')!r}, {str(data / 'big/geometry.json')!r}, mode="twotime",
                   time_bins={args.time_bins}, plots=False, cache_dir={str(data / 'cache')!r})
-print(json.dumps({{"seconds": time.perf_counter() - t, "fitted": r.summary["fitted_pairs"], "pairs": r.summary["pairs"]}}))
+print(json.dumps({{"seconds": time.perf_counter() - t, "timing": r.summary["provenance"]["timing"],
+                   "fitted": r.summary["fitted_pairs"], "pairs": r.summary["pairs"]}}))
 """
     rc, wall, peak, out, err = _run_child(code)
     print(json.dumps({"rc": rc, "wall_s": round(wall, 1), "peak_rss_gb_children": round(peak, 2),

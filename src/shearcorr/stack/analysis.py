@@ -212,6 +212,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     from ..experiment.model import BinnedPairModel
     from ..files import check_output_folder
     from .plan import make_plan
+    from .templates import pixel_weights
 
     t0 = time.perf_counter()
     check_choice("stack_mode", mode, what="mode")
@@ -233,6 +234,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     plan = make_plan(valid, geo.qr0, geo.phi, qe, int(n_phi))
     model = BinnedPairModel(qe, plan.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0)
     area, speckle_px = _area(src, plan.valid_image(), geo, qe, int(n_phi), start)
+    weights = pixel_weights(plan, geo.qr0, geo.phi, model)
     times = _read_aux(src, timestamps, src.n_frames, "time-stamp")
     if frame_time is None and times is not None and times.size > 1:
         frame_time = float(np.median(np.diff(times[start:stop])))
@@ -242,6 +244,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     phi = None if flow_angle_deg is None else np.radians(float(flow_angle_deg))
     ctx = dict(plan=plan, model=model, geometry=geo, start=start, stop=stop, area=area, speckle_px=speckle_px,
                frame_time=frame_time, counts=counts)
+    timing = {"setup_s": round(time.perf_counter() - t0, 3)}
     if mode == "steady":
         from .engine import lag_sums
         from .steady import analyze_steady
@@ -251,25 +254,30 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
             raise ShearcorrError(f"the stack has {n} frames, not more than the lag window of {max_lag} frames; "
                                  "use a smaller --max-lag or more frames")
         g = int(min(groups, max(2, n // max(int(max_lag), 1))))
+        t_c = time.perf_counter()
         lag = lag_sums(src, plan, np.arange(int(max_lag) + 1), start=start, stop=stop, groups=g, normalization=norm,
                        flux=flux_arr, executor=executor)
+        timing["correlation_s"] = round(time.perf_counter() - t_c, 3)
         analysis = analyze_steady(lag, model, flow_angle=phi, fit_exponent=fit_exponent, fit_transit=fit_transit,
-                                  executor=executor, cache_dir=cache_dir, table_steps=table_steps, seed=seed)
+                                  executor=executor, cache_dir=cache_dir, table_steps=table_steps, weights=weights,
+                                  seed=seed)
         ctx["lag"] = lag
     elif mode == "twotime":
         from .twotime import analyze_twotime, twotime_maps
 
         labels = _c2_labels(c2_bins, plan, phi)
+        t_c = time.perf_counter()
         maps = twotime_maps(src, plan, start=start, stop=stop, n_bins=int(time_bins), selected=labels, executor=executor)
+        timing["correlation_s"] = round(time.perf_counter() - t_c, 3)
         analysis = analyze_twotime(maps, model, flow_angle=phi, area=area, executor=executor, cache_dir=cache_dir,
-                                   table_steps=table_steps, seed=seed)
+                                   table_steps=table_steps, weights=weights, seed=seed)
     else:
         from .echo import analyze_echo, echo_period
 
         p = echo_period(n, period, times=None if times is None else times[start:stop], period_s=period_s)
         analysis = analyze_echo(src, plan, model, period=p, start=start, stop=stop, max_cycles=int(max_cycles),
                                 flow_angle=phi, area=area, executor=executor, cache_dir=cache_dir,
-                                table_steps=table_steps, seed=seed)
+                                table_steps=table_steps, weights=weights, seed=seed)
     from .output import summarize, write_result
 
     options = {"mode": mode, "frames": [start, stop], "dataset": getattr(src, "dataset", dataset), "n_q": int(n_q),
@@ -279,7 +287,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
                else None, "max_cycles": int(max_cycles), "flow_angle_deg": flow_angle_deg, "frame_time": frame_time,
                "fit_exponent": bool(fit_exponent), "fit_transit": bool(fit_transit), "seed": seed}
     summary = summarize(mode, analysis, ctx, src, options)
-    summary["provenance"] = {"shearcorr_version": __version__, "time_s": round(time.perf_counter() - t0, 3),
+    summary["provenance"] = {"shearcorr_version": __version__, "time_s": round(time.perf_counter() - t0, 3), "timing": timing,
                              "engine": "analytic (pair model on a table)", "n_l2": float(n_l2), "displacement": displacement}
     result = StackResult(mode=mode, summary=summary, analysis=analysis, plan=plan, geometry=geo, extra=ctx)
     if out is not None:

@@ -140,7 +140,7 @@ def _map_errors(lag, groups, area, c_pred):
 
 
 def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_cycles: int = 4, flow_angle=None,
-                 area=None, executor=None, cache_dir=None, table_steps=None, configuration: bool = True,
+                 area=None, executor=None, cache_dir=None, table_steps=None, weights=None, configuration: bool = True,
                  seed=0) -> EchoAnalysis:
     """The echo mode on frames [start, stop) of ``stack`` (module docstring).
 
@@ -194,7 +194,8 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
         phi, flow_source = float(first["flow_angle"][0]), "echo strip (weak: give --flow-angle if known)"
     d2k = max(first["d2"][0], 0.1) * np.sqrt(K) * 1.6 + 0.5
     gk = max(first["gamma_l"][0], 1.0) * K * 1.6 + 5.0
-    table = build_table(model, 0.15, gk, d2k, executor=executor, cache_dir=cache_dir, **dict(table_steps or {}))
+    table = build_table(model, 0.15, gk, d2k, executor=executor, cache_dir=cache_dir, weights=weights,
+                        **dict(table_steps or {}))
     prior = (1.0, AMPLITUDE_PRIOR)
     # per cycle (lag 1): every cycle n with its successor, normalised by both cycles' lag-0 maps
     cyc = np.arange(N - 1)

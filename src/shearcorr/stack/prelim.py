@@ -67,8 +67,10 @@ def pair_fit_map(c, sigma, plan, model, *, beta: float, beta_err: float, phi0=No
             "chi2_red": f.chi2_red, "strip": strip}
 
 
-def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=None, cache_dir=None, du=None, dd=None):
-    """A :class:`.templates.PairTable` over [0, gamma_max] x [0, d2_max] (capped), cached on disk."""
+def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=None, cache_dir=None, du=None, dd=None,
+                weights=None):
+    """A :class:`.templates.PairTable` over [0, gamma_max] x [0, d2_max] (capped), cached on disk;
+    ``weights``: the pixel weights of the sub-grid (:func:`.templates.pixel_weights`)."""
     kw = {}
     if du is not None:
         kw["du"] = du
@@ -76,7 +78,7 @@ def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=N
         kw["dd"] = dd
     g = float(np.clip(gamma_max, 5.0, TABLE_GAMMA_CAP))
     d = float(np.clip(d2_max, 0.5, TABLE_D2_CAP))
-    return PairTable(model, rs, gamma_max=g, d2_max=d, executor=executor, cache_dir=cache_dir, **kw)
+    return PairTable(model, rs, gamma_max=g, d2_max=d, executor=executor, cache_dir=cache_dir, weights=weights, **kw)
 
 
 def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max: float = 0.3, seed=0,

@@ -343,7 +343,8 @@ def _per_lag(table, fit, c, jack, model, normalization):
 
 
 def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transit=True, fit_rs=None,
-                   rs_start: float = 0.15, executor=None, cache_dir=None, table_steps=None, seed=0) -> SteadyAnalysis:
+                   rs_start: float = 0.15, executor=None, cache_dir=None, table_steps=None, weights=None,
+                   seed=0) -> SteadyAnalysis:
     """The steady mode on lag sums (:class:`.engine.LagSums` with lag 0 and >= 2 further lags).
 
     1. Lag maps and their delete-one-group jackknife; errors by :func:`lag_map_errors`.
@@ -377,7 +378,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     sr = max(second["gamma_l"][0] / (tb * L), first["gamma_l"][0] / L, 1e-6)
     D = max(second["d2"][0] ** 2 / (2 * tb), 1e-4)
     d2_w = max(np.sqrt(2 * D * W) * 1.6, second["d2"][0] * np.sqrt(W / tb) * 1.3) + 0.5
-    steps = dict(table_steps or {})
+    steps = dict(table_steps or {}, weights=weights)
     rs_tab = float(rs_start)
     table = build_table(model, rs_tab, 1.6 * sr * L * W + 10.0, d2_w, executor=executor, cache_dir=cache_dir, **steps)
     start = {"shear_rate": sr, "diffusion": D, "exponent": 1.0, "transit": 0.0, "rs": rs_tab}

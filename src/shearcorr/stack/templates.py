@@ -44,7 +44,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import ShearcorrError
 
-__all__ = ["PairTable", "bulk_y", "catmull_rom_weights", "GAMMA0", "DEFAULT_DU", "DEFAULT_DD"]
+__all__ = ["PairTable", "bulk_y", "pixel_weights", "catmull_rom_weights", "GAMMA0", "DEFAULT_DU", "DEFAULT_DD"]
 
 #: gamma L and D2 (R0) where the node spacing turns from linear to logarithmic.
 GAMMA0, D0 = 2.0, 1.0
@@ -84,6 +84,41 @@ def bulk_y(q, theta, gamma_l, d2, derivatives: bool = False):
     return y.astype(np.float64), (2.0 * sinc * dsinc * a * e).astype(np.float64), (-2.0 * (q * q) * d * y).astype(np.float64)
 
 
+def _normalised_weights(model, weights) -> np.ndarray:
+    """Weights of the sub-grid points of every bin, (n_q, n_sub_q, n_phi, n_sub_phi), summing to 1 per
+    bin (uniform when None; a bin with no weight falls back to uniform)."""
+    shape = (model.n_q, model.sq, model.n_phi, model.sp)
+    if weights is None:
+        return np.full(shape, 1.0 / (model.sq * model.sp))
+    w = np.asarray(weights, dtype=np.float64).reshape(shape)
+    tot = w.sum(axis=(1, 3), keepdims=True)
+    return np.where(tot > 0, w / np.where(tot > 0, tot, 1.0), 1.0 / (model.sq * model.sp))
+
+
+def pixel_weights(plan, qr0, phi, model) -> np.ndarray:
+    r"""Share of every bin's pixels in each cell of the model's sub-grid, (n_q, n_sub_q, n_phi, n_sub_phi).
+
+    The pair model averages a bin on a sub-grid uniform in ln q and azimuth; the detector fills a
+    bin with pixels at density :math:`\propto q^2` per unit ln q (and masks cut bins unevenly). With
+    these weights the table's bin average samples q and azimuth as the pixels do (measured: an
+    unweighted average biased the steady shear rate by +2 % with 8 q bins over a decade, docs/stacks.md).
+    """
+    idx = plan.index
+    q = np.asarray(qr0).ravel()[idx]
+    ph = np.mod(np.asarray(phi).ravel()[idx], np.pi)
+    b = plan.seg_bin[np.repeat(np.arange(plan.n_seg), plan.n_pix_seg)]
+    iq, ip = b // plan.n_phi, b % plan.n_phi
+    lq = np.log(plan.q_edges)
+    fq = (np.log(q) - lq[iq]) / (lq[iq + 1] - lq[iq])
+    dphi = np.pi / plan.n_phi
+    fp = (ph - ip * dphi) / dphi
+    sq = np.clip((fq * model.sq).astype(int), 0, model.sq - 1)
+    sp = np.clip((fp * model.sp).astype(int), 0, model.sp - 1)
+    flat = ((iq * model.sq + sq) * plan.n_phi + ip) * model.sp + sp
+    counts = np.bincount(flat, minlength=plan.n_q * model.sq * plan.n_phi * model.sp).astype(np.float64)
+    return counts.reshape(plan.n_q, model.sq, plan.n_phi, model.sp)
+
+
 def _node_batch(jobs):
     """Residuals of several nodes (one task of an executor)."""
     return [_node_value(j) for j in jobs]
@@ -115,10 +150,11 @@ class PairTable:
     """
 
     def __init__(self, model, rs: float, *, gamma_max: float = 120.0, d2_max: float = 3.0, du: float = DEFAULT_DU,
-                 dd: float = DEFAULT_DD, executor=None, cache_dir=None):
+                 dd: float = DEFAULT_DD, executor=None, cache_dir=None, weights=None):
         if not (gamma_max > 0 and d2_max > 0 and du > 0 and dd > 0):
             raise ShearcorrError("the pair table needs positive ranges and steps")
         self.model = model
+        self.weights = _normalised_weights(model, weights)
         self.rs = float(rs)
         self.du, self.dd = float(du), float(dd)
         n_u = int(math.ceil(math.asinh(gamma_max / GAMMA0) / du)) + 2
@@ -203,7 +239,7 @@ class PairTable:
             f = t - np.floor(t)
             v = self.values[..., i0] * (1 - f) + self.values[..., (i0 + 1) % m.n_fine] * f
             nu, nd = self.values.shape[:2]
-            out = v.reshape(nu, nd, m.n_q, m.sq, m.n_phi, m.sp).mean(axis=(3, 5))
+            out = np.einsum("abqipj,qipj->abqp", v.reshape(nu, nd, m.n_q, m.sq, m.n_phi, m.sp), self.weights)
             if len(self._bin_cache) > 8:
                 self._bin_cache.clear()
             self._bin_cache[key] = out
@@ -213,7 +249,8 @@ class PairTable:
         """Bin average of the control variate at the model's sub-grid points."""
         m = self.model
         out = bulk_y(m.q_sub, m.phi_sub - phi0, gamma_l, d2, derivatives)
-        avg = lambda v: v.reshape(v.shape[:-2] + (m.n_q, m.sq, m.n_phi, m.sp)).mean(axis=(-3, -1))  # noqa: E731
+        w = self.weights
+        avg = lambda v: np.einsum("...qipj,qipj->...qp", v.reshape(v.shape[:-2] + w.shape), w)  # noqa: E731
         return tuple(avg(v) for v in out) if derivatives else avg(out)
 
     def y(self, gamma_l, d2, phi0: float, derivatives: bool = False):

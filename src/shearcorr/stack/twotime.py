@@ -290,7 +290,8 @@ def _pairs_errors(tt, ks, ls, area, c_pred):
 
 
 def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, executor=None, cache_dir=None,
-                    table_steps=None, configuration: bool = True, min_signal: float = 25.0, seed=0) -> TwoTimeAnalysis:
+                    table_steps=None, weights=None, configuration: bool = True, min_signal: float = 25.0,
+                    seed=0) -> TwoTimeAnalysis:
     r"""Amortized fits of every pair of time bins (k < l) of ``tt`` (no engine call per pair).
 
     1. Every map divided, bin by bin, by the lag-0 contrast of the frames of its two time bins
@@ -350,6 +351,7 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
     g_hi = max(p[1] for p in prelim)
     d_hi = max(p[2] for p in prelim)
     table = build_table(model, 0.15, 1.6 * g_hi + 10.0, 1.6 * d_hi + 0.5, executor=executor, cache_dir=cache_dir,
+                        weights=weights,
                         **dict(table_steps or {}))
     first = fit_maps(table, phi, c, err0)
     err1 = ratio_errors(e_c0, den, d2b, first.prediction)
