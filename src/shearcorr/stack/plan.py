@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ShearcorrError
 from ..experiment.correlation import N_SUB_RING
 
-__all__ = ["BinPlan", "make_plan", "ArraySource", "DaskSource", "as_source", "sentinel_value"]
+__all__ = ["BinPlan", "make_plan", "ArraySource", "DaskSource", "as_source"]
 
 
 @dataclass(frozen=True)
@@ -207,13 +207,3 @@ def as_source(stack):
     if type(stack).__module__.startswith("dask"):
         return DaskSource(stack)
     return ArraySource(stack)
-
-
-def sentinel_value(dtype) -> float | None:
-    """The detector flag of an unsigned integer dtype (2^n - 1: gaps, dead and hot pixels) or None."""
-    dt = np.dtype(dtype)
-    if np.issubdtype(dt, np.unsignedinteger):
-        return float(np.iinfo(dt).max)
-    if np.issubdtype(dt, np.signedinteger):
-        return float(np.iinfo(dt).max)
-    return None

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ShearcorrError
-from .engine import Normalization, load_frames
+from .normalize import Normalization, load_frames
 from .plan import BinPlan, as_source
 
 __all__ = ["TwoTimeMaps", "twotime_maps", "time_bin_edges", "variance_law", "TwoTimeAnalysis", "analyze_twotime"]
