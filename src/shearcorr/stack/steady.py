@@ -21,9 +21,11 @@ diffusive, < 1 sub-, > 1 super-diffusive):
   and relative to the shear-only fraction the engine already holds, the coherent term:
   :math:`T_\tau = (f_\tau/f_\tau^{v=0})^2`.
 
-Fit: weighted least squares over (shear rate, D, alpha, v, R_s, beta, flow angle); errors of the
-lag maps from the variance across groups of time origins (a per (lag, q row) law
-V + kappa c^2 at the prediction, as for pairs). Uncertainties: a linear delete-one-group jackknife
+Fit: weighted least squares over (shear rate, D, alpha, v, R_s, beta, flow angle) of the lag-0 map and
+of every other lag divided by lag 0 bin by bin (the speckle contrast of a bin -- a random number of its
+finite set of speckles, the same for many frames when the beam content renews slowly -- cancels);
+errors of the ratio maps from the variance across groups of time origins (a per (lag, q row) law
+V + kappa r^2 at the prediction, as for pairs), of lag 0 from the scatter of its bins in a q row. Uncertainties: a linear delete-one-group jackknife
 of the whole fit (the origins of one group removed, :math:`\delta\theta_g = H J^T W (c_{(g)} - c)`):
 it carries every correlation between lags, bins and overlapping pairs.
 """
@@ -220,8 +222,6 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
     lo_full = np.array([0.0, 1e-8, 0.1, 0.0, 0.0, 1e-6, phi0 - np.pi / 4])
     hi_full = np.array([np.inf, np.inf, 2.5, vmax, RS_MAX, 2.0, phi0 + np.pi / 4])
     xs_full = np.array([max(full0[0], 1e-4), max(full0[1], 1e-3), 0.1, max(vmax / 20, 1e-3), 0.05, 0.05, 0.02])
-    ok = np.isfinite(c)
-
     def maps(v):
         sr, D, al, tr, rs, beta, ph = v
         gl = sr * L * pos
@@ -246,13 +246,32 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         v[free] = x
         return v
 
+    # lag 0 as it is; every other lag divided by lag 0, bin by bin: the speckle contrast of a bin is a
+    # random number fixed by its finite set of speckles and, when the beam content renews slowly, by
+    # the same configuration for many frames -- common to all lags, it cancels in the ratio
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c0 = np.where(c[0] > 0, c[0], np.nan)
+        d = np.concatenate([c[:1], c[1:] / c0[None]])
+        jd = np.concatenate([jack[:, :1], jack[:, 1:] / np.where(jack[:, :1] > 0, jack[:, :1], np.nan)], axis=1)
+        # lag 0: the bins of a q row scatter by their own speckle statistics around one value
+        row_sd = np.array([np.nanstd(row) if np.isfinite(row).sum() > 2 else np.nan for row in c[0]])
+    err0 = np.broadcast_to(row_sd[:, None], c.shape[1:])
+
+    def ratio(m):
+        return np.concatenate([m[:1], m[1:] / m[:1]])
+
+    def errors(pred):
+        e = lag_map_errors(jd, n_pix, pred)
+        e[0] = err0
+        return e
+
     def resid(x, err):
-        r = (c - maps(full_of(x))) / err
+        r = (d - ratio(maps(full_of(x)))) / err
         return r[ok]
 
     x0 = np.clip(full0[free], lo_full[free] + 1e-12, hi_full[free] - 1e-12)
-    err = lag_map_errors(jack, n_pix, np.zeros_like(c))
-    ok &= np.isfinite(err) & (err > 0)
+    err = errors(np.zeros_like(d))
+    ok = np.isfinite(d) & np.isfinite(err) & (err > 0)
     if ok.sum() < len(free) + 5:
         raise ShearcorrError(f"only {int(ok.sum())} usable (lag, bin) values for the steady fit; use more frames or fewer bins")
     for k in range(3):
@@ -260,8 +279,8 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
                             diff_step=1e-4, xtol=1e-10, ftol=1e-10, max_nfev=max_nfev)
         x0 = sol.x
         if k < 2:
-            err = lag_map_errors(jack, n_pix, maps(full_of(x0)))
-            ok = np.isfinite(c) & np.isfinite(err) & (err > 0)
+            err = errors(ratio(maps(full_of(x0))))
+            ok = np.isfinite(d) & np.isfinite(err) & (err > 0)
     v = full_of(sol.x)
     pred = maps(v)
     r = resid(sol.x, err)
@@ -276,7 +295,7 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         J[:, j] = (resid(xp, err) - resid(xm, err)) / (2 * h)
     H = np.linalg.pinv(J.T @ J)
     G = jack.shape[0]
-    dev = np.stack([((jack[g] - c) / err)[ok] for g in range(G)])  # (G, n): weighted perturbations
+    dev = np.stack([((jd[g] - d) / err)[ok] for g in range(G)])  # (G, n): weighted perturbations
     dth = -(dev @ J) @ H  # (G, k): delta of the parameters when group g is removed
     dth = np.nan_to_num(dth)
     cov = (G - 1.0) / G * (dth - dth.mean(0)).T @ (dth - dth.mean(0))
@@ -294,7 +313,7 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
     for j, n in enumerate(names):
         std[n], nom[n] = float(std_jk[j]), float(std_nom[j])
     return SteadyFit(values=values, std=std, std_nominal=nom, free=names, cov=cov, tau_ref=tau_ref, lags=lags,
-                     prediction=pred, errors=err, chi2=chi2, dof=dof,
+                     prediction=pred, errors=np.concatenate([err[:1], err[1:] * c0[None]]), chi2=chi2, dof=dof,
                      info={"beam_size": L, "normalization": normalization, "n_groups": int(G), "success": bool(sol.success),
                            "nfev": int(sol.nfev), "n_values": int(r.size), "table_rs": table.rs})
 
@@ -318,25 +337,31 @@ class SteadyAnalysis:
 
 
 def _per_lag(table, fit, c, jack, model, normalization):
-    """Each lag alone: (gamma L, D2, amplitude) with the baseline of the global fit held fixed."""
+    """Each lag alone on the ratio to lag 0: (gamma L, D2, amplitude = transit factor), baseline held."""
     from .fitting import fit_maps
 
     v = fit.values
     pos = fit.lags[1:].astype(np.float64)
     L = model.beam_size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c0 = np.where(c[0] > 0, c[0], np.nan)
+        r = c[1:] / c0[None]
+        jr = jack[:, 1:] / np.where(jack[:, :1] > 0, jack[:, :1], np.nan)
+        err = fit.errors[1:] / c0[None]
     if normalization == "time":
         S, B1 = _Baseline(model)(v["rs"])
         f = overlap_fraction(v["transit"] * pos, v["shear_rate"] * pos, L)
         keep = (1.0 - fit.d2(pos) * _MEAN_ABS / L) ** 2
-        offset = B1[None] * (f * keep)[:, None, None]
+        den = v["beta"] * S + B1
+        scale, offset = v["beta"] * S / den, (B1 / den)[None] * (f * keep)[:, None, None]
     else:
-        S, offset = np.ones(c.shape[1:]), None
-    start = np.stack([fit.gamma_l(pos), fit.d2(pos), np.full(pos.size, v["beta"])], axis=1)
-    mf = fit_maps(table, v["flow_angle"], c[1:], fit.errors[1:], scale=S, offset=offset, start=start, return_gain=True)
+        scale, offset = np.ones(c.shape[1:]), None
+    f_tr = overlap_fraction(v["transit"] * pos, v["shear_rate"] * pos, L) / overlap_fraction(0.0 * pos, v["shear_rate"] * pos, L)
+    start = np.stack([fit.gamma_l(pos), fit.d2(pos), f_tr**2], axis=1)
+    mf = fit_maps(table, v["flow_angle"], r, err, scale=scale, offset=offset, start=start, return_gain=True)
     G = jack.shape[0]
-    dev = jack[:, 1:] - c[None, 1:]  # (G, nl, nq, nphi)
-    dp = np.einsum("lkqp,glqp->glk", np.nan_to_num(mf.gain), np.nan_to_num(dev))
-    std = np.sqrt((G - 1.0) / G * ((dp - dp.mean(0)) ** 2).sum(0))
+    dp = np.einsum("lkqp,glqp->glk", np.nan_to_num(mf.gain), np.nan_to_num(jr - r[None]))
+    std = np.maximum(np.sqrt((G - 1.0) / G * ((dp - dp.mean(0)) ** 2).sum(0)), np.nan_to_num(mf.std) * 0)
     p = mf.params
     return {"gamma_l": p[:, 0], "gamma_l_std": std[:, 0], "d2": p[:, 1], "d2_std": std[:, 1], "amplitude": p[:, 2],
             "amplitude_std": std[:, 2], "chi2_red": mf.chi2_red, "std_nominal": mf.std}
