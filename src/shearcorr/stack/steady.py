@@ -367,6 +367,50 @@ def _per_lag(table, fit, c, jack, model, normalization):
             "amplitude_std": std[:, 2], "chi2_red": mf.chi2_red, "std_nominal": mf.std}
 
 
+def independent_configurations(values: dict, n_frames: int, beam_size: float) -> float:
+    r"""How many independent configurations of the beam a stack samples: one, plus the beam content
+    renewed over the stack, by transit (|v| per frame) and by shear exchange at the edges
+    (:math:`\dot\gamma L/4` per frame): :math:`K = 1 + (|v| + \dot\gamma L/4)(T - 1)/L`."""
+    L = float(beam_size)
+    return 1.0 + (abs(values["transit"]) + values["shear_rate"] * L / 4.0) * max(n_frames - 1, 0) / L
+
+
+def _configuration_term(fit, per, table, model, n_frames, seed, n_configs=24, rs_max=0.3):
+    """The particles' own sampling error (the single-pair configuration term), over K independent
+    configurations: added in quadrature to the jackknife std of the shear rate and D (whose groups of
+    time origins share the configurations when the beam content renews slowly), and to R_s as the
+    relative error sqrt(2/K) of the baseline (a variance estimated from K samples; B - 1 ~ R_s^4)."""
+    from ..experiment.model import configuration_samples
+    from .fitting import fit_maps
+
+    v = fit.values
+    L = fit.info["beam_size"]
+    K = independent_configurations(v, n_frames, L)
+    pos = fit.lags[1:].astype(np.float64)
+    gl = fit.gamma_l(pos)
+    i = int(np.argmin(np.abs(gl - 10.0)))  # a lag where the strip is well resolved
+    tau, g_c, d_c = float(pos[i]), float(gl[i]), float(fit.d2(pos[i]))
+    rs_draw = (np.arange(n_configs) + 0.5) / n_configs * rs_max
+    ys = configuration_samples(model, g_c, d_c, rs_draw, v["flow_angle"], n_samples=n_configs, seed=seed)
+    amp = float(per["amplitude"][i]) if np.isfinite(per["amplitude"][i]) else 1.0
+    clean = amp * table.y(g_c, d_c, v["flow_angle"])
+    mf = fit_maps(table, v["flow_angle"], clean[None], np.ones((1,) + clean.shape), start=np.array([[g_c, d_c, amp]]),
+                  return_gain=True)
+    dev = amp * (ys - ys.mean(axis=0))
+    dp = np.einsum("kqp,gqp->gk", np.nan_to_num(mf.gain[0]), np.nan_to_num(dev))  # (configs, 3)
+    cov = np.cov(dp[:, :2].T) / K
+    sr_c = float(np.sqrt(cov[0, 0])) / (L * tau)
+    d_c_std = float(np.sqrt(cov[1, 1])) * d_c / tau  # D = D2^2 / (2 tau) locally
+    out = {"independent_configurations": K, "lag_frames": tau, "shear_rate_std": sr_c, "diffusion_std": d_c_std}
+    fit.std["shear_rate"] = float(np.hypot(fit.std["shear_rate"], sr_c))
+    fit.std["diffusion"] = float(np.hypot(fit.std["diffusion"], d_c_std))
+    if "rs" in fit.free:
+        rs_c = 0.25 * v["rs"] * np.sqrt(2.0 / K)
+        fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
+        out["rs_std"] = float(rs_c)
+    return out
+
+
 def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transit=True, fit_rs=None,
                    rs_start: float = 0.15, executor=None, cache_dir=None, table_steps=None, weights=None,
                    seed=0) -> SteadyAnalysis:
@@ -420,6 +464,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
                          start=start)
         rebuilt = True
     per = _per_lag(table, fit, c, jack, model, norm)
+    config = _configuration_term(fit, per, table, model, lag.stop - lag.start, seed)
     edge = bool(fit.gamma_l(W) > 0.98 * table.gamma_max or fit.d2(W) > 0.98 * table.d2_max)
     return SteadyAnalysis(fit=fit, lags=lags, c=c, errors=fit.errors, per_lag=per, flow_angle=fit.values["flow_angle"],
                           info={"start": {"lag_a": 1, "lag_b": tb, "gamma_l_a": first["gamma_l"][0],
@@ -427,4 +472,4 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
                                           "flow_angle_pair_fit": phi},
                                 "table": {"rs": table.rs, "gamma_max": table.gamma_max, "d2_max": table.d2_max,
                                           "nodes": table.n_nodes, "cached": table.cached, "rebuilt_at_fitted_rs": rebuilt},
-                                "table_edge_reached": edge})
+                                "table_edge_reached": edge, "configurations": config})
