@@ -4,7 +4,7 @@ Each study renders ``--n`` stacks with known truth (seeds 1000 + i), analyses th
 options of :func:`shearcorr.stack.analyze_stack` and prints per-stack values, the median relative
 errors and the z-score mean and spread z = (fit - truth) / std.
 
-* steady: 160^2 frames (0.5 pixel per speckle, q R0 up to ~1.8), 800 frames, shear rate 4/800 per
+* steady: 160^2 frames (0.5 pixel per speckle, q R0 up to ~1.8), 600 frames, shear rate 4/800 per
   frame, D = 0.125 R0^2 per frame, transit 40 R0 per frame, R_s cycling over 0.10 / 0.15 / 0.20 / 0.25;
   lags 0..10, the 'time' normalisation (R_s from the baseline);
 * twotime: start-up stacks of 60 frames on 96^2 (0.5 pixel per speckle), rest until frame 15, then
@@ -44,7 +44,7 @@ def study_steady(args):
     for i in range(args.n):
         rs = (0.10, 0.15, 0.20, 0.25)[i % 4]
         t0 = time.perf_counter()
-        st = steady_stack(SystemParams(n_l2=150, rs=rs, d2=1.0, gamma_l=10.0), 800, shear_rate=4 / 800, diffusion=0.125,
+        st = steady_stack(SystemParams(n_l2=150, rs=rs, d2=1.0, gamma_l=10.0), 600, shear_rate=4 / 800, diffusion=0.125,
                           transit=40.0, shape=(160, 160), dq=2 * SPECKLE, seed=1000 + i)
         t1 = time.perf_counter()
         r = analyze_stack(st.frames, st.geometry, None, mode="steady", mask=st.mask, max_lag=10,

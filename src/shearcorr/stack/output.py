@@ -24,7 +24,11 @@ import numpy as np
 from .._version import __version__
 from ..files import atomic_folder, json_text
 
-__all__ = ["summarize", "write_result"]
+__all__ = ["summarize", "write_result", "MIN_CONFIGURATIONS_RS"]
+
+#: Independent configurations a stack must sample before its R_s (from the baseline) is reported as
+#: constrained (the baseline is a variance over configurations: relative error sqrt(2/K)).
+MIN_CONFIGURATIONS_RS = 10
 
 
 def _pv(value, std, **kw) -> dict:
@@ -75,6 +79,7 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
                   "sub-diffusive" if alpha < 1 else "super-diffusive")
         pl = analysis.per_lag
         lags = f.lags[1:]
+        k_conf = analysis.info["configurations"]["independent_configurations"]
         out.update({
             "shear_rate": _per_time(v["shear_rate"], s["shear_rate"], ft, "1/frame", "1/s"),
             "gamma_l_per_frame": _pv(v["shear_rate"] * L, s["shear_rate"] * L, unit="R0",
@@ -86,8 +91,12 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
             "peclet": _pv(pe, abs(pe) * np.sqrt(max(rel, 0.0)), definition="Pe = shear rate x R0^2 / D with R0 the particle "
                           "radius and D the non-affine diffusion coefficient at tau_ref; dimensionless"),
             "transit": _per_time(v["transit"], s["transit"], ft, "R0/frame", "um/s", r0 / 1000.0),
-            "rs": _pv(v["rs"], s["rs"], constrained="rs" in f.free, note=None if "rs" in f.free else
-                      "R_s needs the 'time' normalisation (ensemble baseline)"),
+            "rs": _pv(v["rs"], s["rs"], constrained=bool("rs" in f.free and k_conf >= MIN_CONFIGURATIONS_RS),
+                      note=None if "rs" in f.free and k_conf >= MIN_CONFIGURATIONS_RS else
+                      "R_s needs the 'time' normalisation (ensemble baseline)" if "rs" not in f.free else
+                      f"R_s from the baseline needs >= {MIN_CONFIGURATIONS_RS} independent configurations; "
+                      f"this stack samples {k_conf:.1f}"),
+            "configurations": analysis.info["configurations"],
             "contrast": _pv(v["beta"], s["beta"]),
             "flow_angle_deg": _flow(v["flow_angle"], s["flow_angle"]),
             "chi2": {"chi2": f.chi2, "dof": f.dof, "reduced": f.chi2_red},
