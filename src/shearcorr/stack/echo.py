@@ -160,7 +160,7 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
         Correlation area per q row in pixels (speckle size); default 1 (one pixel per speckle).
     """
     from .engine import lag_sums
-    from .fitting import fit_maps
+    from .fitting import MIN_DOF_SCALE, fit_maps
     from .prelim import build_table, configuration_term, pair_fit_map
 
     n_frames = stop - start
@@ -209,7 +209,9 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
     f1 = fit_maps(table, phi, maps, e0 / den, start=start_p, amplitude_prior=prior)
     errs = ratio_errors(e0, den, d2r, f1.prediction)
     fits = fit_maps(table, phi, maps, errs, start=f1.params, return_gain=True, amplitude_prior=prior)
-    cov = fits.cov * np.maximum(fits.chi2_red, 1.0)[:, None, None]
+    # speckle part scaled by chi2_red both ways (Birge ratio; >= 50 bins per map): the error law is
+    # approximate for averaged maps, the fit's own residuals measure its scale
+    cov = fits.cov * np.where(fits.dof >= MIN_DOF_SCALE, fits.chi2_red, np.maximum(fits.chi2_red, 1.0))[:, None, None]
     if configuration:
         cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed))
     std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))

@@ -26,9 +26,12 @@ import numpy as np
 
 from ..errors import ShearcorrError
 
-__all__ = ["MapFits", "fit_maps", "PARAMS"]
+__all__ = ["MapFits", "fit_maps", "PARAMS", "MIN_DOF_SCALE"]
 
 PARAMS = ("gamma_l", "d2", "amplitude")
+#: Maps with at least this many degrees of freedom get their speckle errors scaled by chi2_red
+#: (both ways: the error law of averaged maps is approximate, the residuals measure its scale).
+MIN_DOF_SCALE = 50
 #: Coarse start grid: gamma L values (R0) and D2 values (R0) (clipped to the table).
 START_GAMMA = (0.0, 1.0, 2.5, 4.0, 6.0, 9.0, 13.0, 18.0, 25.0, 35.0, 50.0, 70.0, 100.0, 140.0)
 START_D2 = (0.0, 0.25, 0.5, 0.8, 1.2, 1.7, 2.3, 3.0)

@@ -306,7 +306,7 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
        prediction); covariance (J^T W J)^-1 max(1, chi2_red) plus the single-pair configuration
        term (:func:`.prelim.configuration_term`).
     """
-    from .fitting import fit_maps
+    from .fitting import MIN_DOF_SCALE, fit_maps
     from .prelim import build_table, configuration_term, pair_fit_map
 
     K = tt.n_bins
@@ -360,7 +360,9 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
         w = np.where(np.isfinite(c) & np.isfinite(err1) & (err1 > 0), 1.0 / err1**2, 0.0)
         chi_null = np.sum(w * np.nan_to_num(c) ** 2, axis=(1, 2))
     gain_sig = chi_null - fits.chi2
-    cov = fits.cov * np.maximum(fits.chi2_red, 1.0)[:, None, None]
+    # speckle part scaled by chi2_red both ways (Birge ratio; >= 50 bins per map): the error law is
+    # approximate for averaged maps, the fit's own residuals measure its scale
+    cov = fits.cov * np.where(fits.dof >= MIN_DOF_SCALE, fits.chi2_red, np.maximum(fits.chi2_red, 1.0))[:, None, None]
     if configuration:
         cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed))
     std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
