@@ -142,3 +142,12 @@ def test_process_pool_gives_identical_numbers(tmp_path):
     finally:
         pool.shutdown()
     assert np.array_equal(ref.sums, par.sums) and np.array_equal(ref.poisson, par.poisson)
+
+
+def test_dask_array_source_gives_identical_numbers():
+    da = pytest.importorskip("dask.array")
+    stack, plan = _toy(T=30)
+    ref = lag_sums(stack, plan, [0, 1, 4], groups=3, normalization="time", task_frames=8)
+    lazy = lag_sums(da.from_array(stack, chunks=(5, -1, -1)), plan, [0, 1, 4], groups=3, normalization="time",
+                    task_frames=8)
+    assert np.array_equal(ref.sums, lazy.sums)
