@@ -44,7 +44,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import ShearcorrError
 
-__all__ = ["PairTable", "bulk_y", "pixel_weights", "catmull_rom_weights", "GAMMA0", "DEFAULT_DU", "DEFAULT_DD"]
+__all__ = ["PairTable", "bulk_y", "bulk_cells", "pixel_weights", "catmull_rom_weights", "GAMMA0", "DEFAULT_DU", "DEFAULT_DD"]
 
 #: gamma L and D2 (R0) where the node spacing turns from linear to logarithmic.
 GAMMA0, D0 = 2.0, 1.0
@@ -122,6 +122,68 @@ def pixel_weights(plan, qr0, phi, model) -> np.ndarray:
 def _node_batch(jobs):
     """Residuals of several nodes (one task of an executor)."""
     return [_node_value(j) for j in jobs]
+
+
+def _sinc2_t_average(a, t1, t2):
+    r"""Average of :math:`\mathrm{sinc}^2(a t)` over t in [t2, t1] (sinc(x) = sin x / x) and its
+    derivative in a, from the antiderivative :math:`F(x) = \mathrm{Si}(2x) - \sin^2 x/x`."""
+    from scipy.special import sici
+
+    dt = t1 - t2
+    x1, x2 = a * t1, a * t2
+    small = np.abs(a * dt) < 1e-3
+
+    def F(x):
+        xs = np.where(np.abs(x) < 1e-8, 1e-8, x)
+        return sici(2 * xs)[0] - np.sin(xs) ** 2 / xs
+
+    def s2(x):
+        xs = np.where(np.abs(x) < 1e-8, 1e-8, x)
+        return np.where(np.abs(x) < 1e-8, 1.0, (np.sin(xs) / xs) ** 2)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = np.where(small, 1.0, a * dt)
+        avg = np.where(small, s2(0.5 * (x1 + x2)), (F(x1) - F(x2)) / den)
+        aa = np.where(np.abs(a) < 1e-12, 1e-12, a)
+        d_avg = np.where(small, 0.0, (t1 * s2(x1) - t2 * s2(x2)) / den - avg / aa)
+    if np.any(small):  # derivative of the midpoint value where the cell is too short for F
+        xm = 0.5 * (x1 + x2)
+        tm = 0.5 * (t1 + t2)
+        xs = np.where(np.abs(xm) < 1e-8, 1e-8, xm)
+        sinc = np.sin(xs) / xs
+        ds = np.where(np.abs(xm) < 1e-8, -xm / 3.0, (np.cos(xs) - sinc) / xs)
+        d_avg = np.where(small, 2 * sinc * ds * tm, d_avg)
+    return avg, d_avg
+
+
+def bulk_cells(q, theta_lo, theta_hi, gamma_l, d2, derivatives: bool = False):
+    r"""The control variate :math:`\mathrm{sinc}^2(q\gamma L\cos\theta/2)\,e^{-q^2D_2^2}` averaged over
+    azimuth cells [theta_lo, theta_hi] (exactly for the sinc^2, whatever its width: the average over
+    theta of a cell is the average over t = cos(theta), the Jacobian being nearly constant in a cell;
+    cells are split where cos(theta) turns, at 0 and pi). Shapes: q (nq,), theta_lo/hi (nt,), points
+    P...; returns (P..., nq, nt) (and d/d(gamma L), d/d(D2) with ``derivatives``)."""
+    g = np.asarray(gamma_l, dtype=np.float64)[..., None, None]
+    d = np.asarray(d2, dtype=np.float64)[..., None, None]
+    q = np.asarray(q, dtype=np.float64)[:, None]
+    lo = np.asarray(theta_lo, dtype=np.float64)
+    hi = np.asarray(theta_hi, dtype=np.float64)
+    shift = np.floor(lo / np.pi) * np.pi
+    lo, hi = lo - shift, hi - shift  # lo in [0, pi)
+    a = 0.5 * q * g  # (..., nq, 1)
+    width = hi - lo
+    # piece 1: [lo, min(hi, pi)]; piece 2 (a cell crossing pi): [pi, hi], equivalent to [0, hi - pi]
+    h1 = np.minimum(hi, np.pi)
+    w1 = (h1 - lo) / width
+    avg1, dav1 = _sinc2_t_average(a, np.cos(lo), np.cos(h1))
+    h2 = np.maximum(hi - np.pi, 0.0)
+    avg2, dav2 = _sinc2_t_average(a, np.ones_like(h2), np.cos(h2))
+    s2 = w1 * avg1 + (1 - w1) * np.where(h2 > 0, avg2, 0.0)
+    e = np.exp(-(q * q) * d * d)
+    y = s2 * e
+    if not derivatives:
+        return y
+    ds2 = w1 * dav1 + (1 - w1) * np.where(h2 > 0, dav2, 0.0)
+    return y, ds2 * 0.5 * q * e, -2.0 * (q * q) * d * y
 
 
 def _node_value(args):
@@ -246,9 +308,11 @@ class PairTable:
         return self._bin_cache[key]
 
     def _bulk(self, gamma_l, d2, phi0, derivatives):
-        """Bin average of the control variate at the model's sub-grid points."""
+        """Bin average of the control variate: exact integrals over the azimuth cells of the model's
+        sub-grid (:func:`bulk_cells`) at its q sub-points, weighted by the pixels."""
         m = self.model
-        out = bulk_y(m.q_sub, m.phi_sub - phi0, gamma_l, d2, derivatives)
+        half = 0.5 * np.diff(m.phi_edges)[0] / m.sp
+        out = bulk_cells(m.q_sub, m.phi_sub - phi0 - half, m.phi_sub - phi0 + half, gamma_l, d2, derivatives)
         w = self.weights
         avg = lambda v: np.einsum("...qipj,qipj->...qp", v.reshape(v.shape[:-2] + w.shape), w)  # noqa: E731
         return tuple(avg(v) for v in out) if derivatives else avg(out)
