@@ -135,10 +135,14 @@ def _run_child(code, limit_as=None, timeout=3600):
             resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
 
     t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, preexec_fn=limit,
                        env=dict(os.environ, PYTHONPATH=str(HERE.parent / "src")))
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = after.ru_maxrss / 1e6
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    print(json.dumps({"cpu_s": round(cpu, 1), "load_average_1min": os.getloadavg()[0]}), flush=True)
     return p.returncode, wall, peak, p.stdout.strip(), p.stderr.strip()[-2000:]
 
 
