@@ -37,6 +37,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     # the instrument (docs/theory.md section 7, docs/experiment.md "Describe your beamline")
     "beam_profile": ("square", "rectangular", "gaussian", "measured"),
     "plane": ("1-2", "1-3"),
+    # frame stacks (docs/stacks.md)
+    "stack_mode": ("steady", "twotime", "echo"),
+    "normalization": ("time", "frame"),
+    "protocol": ("steady", "startup", "oscillatory"),
+    "compression": ("lz4", "gzip", "none"),
     # figures of the forward model
     "figure": ("fig1", "fig2", "fig3", "all"),
 }

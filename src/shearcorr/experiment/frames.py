@@ -1,13 +1,17 @@
-"""Detector frames and masks: read two frames, build the mask of valid pixels.
+"""Detector frames, stacks and masks: read frames lazily, build the mask of valid pixels.
 
-Formats (chosen by suffix): HDF5/NeXus (``.h5 .hdf5 .nxs .hdf``; a dataset path, and for a 3-D
-stack a frame index), NumPy ``.npy``, TIFF (``.tif .tiff``; multi-page as a stack), and EDF/CBF
-through the optional ``fabio`` package. Inside shearcorr a mask is a boolean array, **True = valid**.
+Formats (chosen by suffix): HDF5/NeXus (``.h5 .hdf5 .nxs .hdf``; a dataset path, compressed Eiger
+data through hdf5plugin, Eiger master files with ``data_NNNNNN`` blocks, :mod:`.nexus`), Zarr
+(``.zarr`` folders), NumPy ``.npy`` (memory-mapped), TIFF (``.tif .tiff``; multi-page as a stack),
+and EDF/CBF through the optional ``fabio`` package. A 3-D stack is read lazily, a few frames at a
+time (:class:`FrameStack`). Inside shearcorr a mask is a boolean array, **True = valid**.
 
-Pixels are masked (never silently used) when they are flagged invalid by the user mask, negative,
-non-finite (NaN/inf are treated as detector flags and masked, with their count reported), or at or
-above the saturation level. Frames of different shapes, a mask of another shape and a mask that
-leaves no valid pixel are errors.
+Pixels are masked (never silently used) when they are flagged invalid by the user mask, by the
+detector (the dtype's maximum 2^n - 1 of integer data: module gaps, dead and hot pixels; the NeXus
+``pixel_mask`` next to the frames), negative, non-finite (NaN/inf, masked and counted), or at or
+above the saturation level. Frames of different shapes, a mask of another shape, a mask that leaves
+no valid pixel and a "valid" mask that keeps under 15 % of the pixels (a pyFAI mask, 1 = masked,
+read with the wrong convention) are errors.
 """
 
 from __future__ import annotations
@@ -20,11 +24,37 @@ import numpy as np
 from ..choices import check_choice
 from ..errors import ShearcorrError
 
-__all__ = ["read_frame", "read_mask", "FramePair", "load_pair", "HDF5_SUFFIXES"]
+__all__ = ["read_frame", "read_mask", "FramePair", "make_pair", "load_pair", "FrameStack", "open_stack",
+           "sentinel_value", "check_mask_plausible", "HDF5_SUFFIXES"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi")
 TIFF_SUFFIXES = (".tif", ".tiff")
 FABIO_SUFFIXES = (".edf", ".cbf", ".edf.gz", ".cbf.gz")
+ZARR_SUFFIXES = (".zarr",)
+#: A "valid" mask keeping fewer pixels than this is taken for a mask in the other convention.
+MIN_VALID_FRACTION = 0.15
+
+
+def sentinel_value(dtype) -> float | None:
+    """The detector flag of integer data, the dtype's maximum 2^n - 1 (gaps, dead and hot pixels of
+    Eiger, Lambda, Pilatus), or None for floating-point data."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        return float(np.iinfo(dt).max)
+    return None
+
+
+def check_mask_plausible(valid: np.ndarray, convention: str, source) -> np.ndarray:
+    """Refuse a mask that keeps under 15 % of the pixels: with ``convention="valid"`` that is almost
+    always a pyFAI mask (1 = masked) read with the wrong convention, and the other way round."""
+    frac = float(np.mean(valid)) if valid.size else 0.0
+    if not valid.any():
+        raise ShearcorrError(f"the mask {source} leaves all {valid.size} pixels masked; check the mask convention")
+    if frac < MIN_VALID_FRACTION:
+        other = "masked" if convention == "valid" else "valid"
+        raise ShearcorrError(f"the mask {source} keeps only {100 * frac:.1f} % of the pixels as valid with "
+                             f"--mask-convention {convention}; if 1 marks the bad pixels (pyFAI), pass --mask-convention {other}")
+    return valid
 
 
 def _pick(arr: np.ndarray, path: Path, frame_index: int | None) -> np.ndarray:
@@ -44,78 +74,221 @@ def _pick(arr: np.ndarray, path: Path, frame_index: int | None) -> np.ndarray:
     return arr
 
 
-def _read_hdf5(path: Path, dataset: str | None) -> np.ndarray:
+class FrameStack:
+    """A lazily read stack of frames (frames first): HDF5/NeXus, Zarr, ``.npy``, TIFF, or an array.
+
+    ``read(i0, i1)`` returns frames [i0, i1) in their stored dtype; the file is opened in the process
+    that reads (the object pickles to its path, for process pools and Dask workers). Attributes:
+    ``n_frames``, ``frame_shape``, ``dtype``, ``path``, ``dataset``, ``description`` (JSON dict).
+    """
+
+    def __init__(self, path, dataset: str | None = None, *, array=None):
+        self.path = None if path is None else Path(path)
+        self.dataset = dataset
+        self._array = array
+        self._handle = None
+        if array is not None:
+            a = np.asarray(array)
+            shapes, self.dtype, self.kind = [a.shape], a.dtype, "array"
+        else:
+            shapes, self.dtype, self.kind = self._inspect()
+        frame_shapes = {tuple(sh[1:]) if len(sh) == 3 else tuple(sh) for sh in shapes}
+        if len(frame_shapes) != 1:
+            raise ShearcorrError(f"{self.path} holds frames of different shapes {sorted(frame_shapes)}; one stack needs one frame shape")
+        self.frame_shape = frame_shapes.pop()
+        if len(self.frame_shape) != 2:
+            raise ShearcorrError(f"{self.path or 'the array'} holds data of shape {shapes[0]}; expected 2-D frames or a 3-D stack")
+        self._counts = np.array([sh[0] if len(sh) == 3 else 1 for sh in shapes], dtype=np.int64)
+        self.is_stack = len(shapes) > 1 or len(shapes[0]) == 3
+        self.n_frames = int(self._counts.sum())
+        if not (np.issubdtype(self.dtype, np.number) or self.dtype == bool):
+            raise ShearcorrError(f"{self.path} does not hold numbers (dtype {self.dtype})")
+        self.description = {"file": None if self.path is None else str(self.path), "dataset": self.dataset,
+                            "format": self.kind, "n_frames": self.n_frames, "frame_shape": list(self.frame_shape),
+                            "dtype": str(self.dtype)}
+
+    def _inspect(self):
+        path = self.path
+        name = path.name.lower()
+        if name.endswith(ZARR_SUFFIXES):
+            arr = self._zarr()
+            return [arr.shape], np.dtype(arr.dtype), "zarr"
+        if not path.is_file():
+            raise ShearcorrError(f"no such file: {path}")
+        if name.endswith(HDF5_SUFFIXES):
+            from .nexus import find_frames, open_hdf5
+
+            with open_hdf5(path) as fh:
+                blocks = find_frames(fh, self.dataset, path)
+                if self.dataset is None:
+                    self.dataset = blocks[0].parent.name if len(blocks) > 1 else blocks[0].name
+                return [b.shape for b in blocks], np.dtype(blocks[0].dtype), "hdf5"
+        if name.endswith(".npy"):
+            try:
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            except ValueError as exc:
+                raise ShearcorrError(f"cannot read {path} as a NumPy array ({exc})") from None
+            return [arr.shape], arr.dtype, "npy"
+        if name.endswith(TIFF_SUFFIXES):
+            tifffile = _tifffile()
+            try:
+                with tifffile.TiffFile(path) as tf:
+                    shapes = [tuple(p.shape) for p in tf.pages]
+                    dtype = np.dtype(tf.pages[0].dtype)
+                if len(shapes) == 1 and len(shapes[0]) == 3:  # one page holding a stack: read it once
+                    self._array = tifffile.imread(path)
+                return shapes, dtype, "tiff"
+            except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
+                raise ShearcorrError(f"cannot read {path} as TIFF ({exc})") from None
+        if name.endswith(FABIO_SUFFIXES):
+            self._array = _read_fabio(path)
+            return [self._array.shape], self._array.dtype, "fabio"
+        raise ShearcorrError(f"unknown frame format {path.suffix!r} for {path}; use .h5/.nxs, .zarr, .npy, .tif or .edf/.cbf")
+
+    def _zarr(self):
+        try:
+            import zarr
+        except ImportError:  # pragma: no cover - zarr is a core dependency
+            raise ShearcorrError("reading Zarr stacks needs zarr") from None
+        try:
+            obj = zarr.open(str(self.path), mode="r")
+        except Exception as exc:  # zarr raises several types for a missing or damaged store
+            raise ShearcorrError(f"cannot open {self.path} as a Zarr store ({type(exc).__name__}: {exc})") from None
+        if self.dataset:
+            try:
+                obj = obj[self.dataset.strip("/")]
+            except KeyError:
+                raise ShearcorrError(f"dataset {self.dataset!r} does not exist in {self.path}") from None
+        if not hasattr(obj, "shape"):
+            raise ShearcorrError(f"{self.path} is a Zarr group; give the array with --dataset")
+        return obj
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_handle"] = None
+        if self.kind in ("npy", "hdf5", "zarr") or (self.kind == "tiff" and self._counts.size > 1):
+            state["_array"] = None
+        return state
+
+    def read(self, i0: int, i1: int) -> np.ndarray:
+        """Frames [i0, i1) as an array (k, ny, nx) of the stored dtype."""
+        i0, i1 = int(i0), int(i1)
+        if not 0 <= i0 <= i1 <= self.n_frames:
+            raise ShearcorrError(f"frames {i0}:{i1} are outside the stack of {self.n_frames} frames")
+        if self._array is not None:
+            a = np.asarray(self._array)
+            return a[i0:i1] if a.ndim == 3 else a[None][i0:i1]
+        if self.kind == "npy":
+            a = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            return np.asarray(a[i0:i1] if a.ndim == 3 else a[None][i0:i1])
+        if self.kind == "zarr":
+            a = self._zarr()
+            return np.asarray(a[i0:i1] if a.ndim == 3 else a[()][None][i0:i1])
+        if self.kind == "tiff":
+            tifffile = _tifffile()
+            try:
+                return np.stack([tifffile.imread(self.path, key=k) for k in range(i0, i1)]) if i1 > i0 else \
+                    np.zeros((0,) + self.frame_shape, self.dtype)
+            except (tifffile.TiffFileError, ValueError, OSError) as exc:
+                raise ShearcorrError(f"cannot read frames {i0}..{i1 - 1} of {self.path} ({exc})") from None
+        return self._read_hdf5(i0, i1)
+
+    def _read_hdf5(self, i0, i1):
+        from .nexus import find_frames, open_hdf5, read_error
+
+        if self._handle is None:
+            fh = open_hdf5(self.path)
+            self._handle = (fh, find_frames(fh, self.dataset, self.path))
+        _, blocks = self._handle
+        ends = np.cumsum(self._counts)
+        out = []
+        t = i0
+        try:
+            while t < i1:
+                b = int(np.searchsorted(ends, t, side="right"))
+                lo = t - (ends[b] - self._counts[b])
+                hi = min(i1 - t + lo, self._counts[b])
+                ds = blocks[b]
+                out.append(ds[lo:hi] if ds.ndim == 3 else ds[()][None])
+                t += hi - lo
+        except OSError as exc:
+            raise read_error(exc, self.path, f"frames {i0}..{i1 - 1}") from None
+        return np.concatenate(out) if out else np.zeros((0,) + self.frame_shape, self.dtype)
+
+    def detector_mask(self) -> np.ndarray | None:
+        """The NeXus ``pixel_mask`` of an HDF5 file as bool (True = valid), or None."""
+        if self.kind != "hdf5":
+            return None
+        from .nexus import find_pixel_mask, open_hdf5
+
+        with open_hdf5(self.path) as fh:
+            m = find_pixel_mask(fh)
+        if m is not None and m.shape != tuple(self.frame_shape):
+            raise ShearcorrError(f"the pixel_mask of {self.path} is {m.shape} but the frames are {self.frame_shape}")
+        return m
+
+
+def open_stack(path, dataset: str | None = None) -> FrameStack:
+    """A :class:`FrameStack` over ``path`` (``dataset``: HDF5 dataset or Eiger data group, Zarr array)."""
+    return FrameStack(path, dataset)
+
+
+def _tifffile():
     try:
-        import h5py
+        import tifffile
     except ImportError:
-        raise ShearcorrError("reading HDF5 frames needs h5py: pip install 'shearcorr[io]'") from None
+        raise ShearcorrError("reading TIFF frames needs tifffile: pip install 'shearcorr[io]'") from None
+    return tifffile
+
+
+def _read_fabio(path: Path) -> np.ndarray:
     try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise ShearcorrError(f"cannot open {path} as HDF5 ({exc})") from None
-    with fh:
-        if dataset is None:
-            found: list[str] = []
-            fh.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim in (2, 3) else None)
-            if len(found) != 1:
-                listing = ", ".join(found[:5]) or "none"
-                raise ShearcorrError(f"{path}: give the dataset path with --dataset (2-D/3-D datasets found: {listing})")
-            dataset = found[0]
-        if dataset not in fh:
-            raise ShearcorrError(f"dataset {dataset!r} does not exist in {path}")
-        obj = fh[dataset]
-        if not isinstance(obj, h5py.Dataset):
-            raise ShearcorrError(f"{dataset!r} in {path} is a group, not a dataset; give the path of the image data")
-        return obj[()]
+        import fabio
+    except ImportError:
+        raise ShearcorrError("reading EDF/CBF frames needs fabio: pip install 'shearcorr[fabio]'") from None
+    img = fabio.open(str(path))
+    if img.nframes > 1:
+        return np.stack([img.getframe(i).data for i in range(img.nframes)])
+    return img.data
 
 
-def _read_any(path: Path, dataset: str | None) -> np.ndarray:
-    if not path.is_file():
-        raise ShearcorrError(f"no such file: {path}")
-    name = path.name.lower()
-    if name.endswith(HDF5_SUFFIXES):
-        return _read_hdf5(path, dataset)
-    if name.endswith(".npy"):
-        try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise ShearcorrError(f"cannot read {path} as a NumPy array ({exc})") from None
-    if name.endswith(TIFF_SUFFIXES):
-        try:
-            import tifffile
-        except ImportError:
-            raise ShearcorrError("reading TIFF frames needs tifffile: pip install 'shearcorr[io]'") from None
-        return tifffile.imread(path)
-    if name.endswith(FABIO_SUFFIXES):
-        try:
-            import fabio
-        except ImportError:
-            raise ShearcorrError("reading EDF/CBF frames needs fabio: pip install 'shearcorr[fabio]'") from None
-        img = fabio.open(str(path))
-        if img.nframes > 1:
-            return np.stack([img.getframe(i).data for i in range(img.nframes)])
-        return img.data
-    raise ShearcorrError(f"unknown frame format {path.suffix!r} for {path}; use .h5/.nxs, .npy, .tif or .edf/.cbf")
+def _read_raw(path, dataset: str | None, frame_index: int | None) -> np.ndarray:
+    """One 2-D frame in its stored dtype (only that frame is read from a stack)."""
+    path = Path(path)
+    st = open_stack(path, dataset)
+    if st.is_stack:
+        if frame_index is None:
+            if st.n_frames == 1:
+                return st.read(0, 1)[0]
+            raise ShearcorrError(f"{path} holds a stack of {st.n_frames} frames; choose one with --frame-index")
+        if not -st.n_frames <= frame_index < st.n_frames:
+            raise ShearcorrError(f"frame index {frame_index} is outside the stack of {st.n_frames} frames in {path}")
+        k = frame_index % st.n_frames
+        return st.read(k, k + 1)[0]
+    if frame_index not in (None, 0):
+        raise ShearcorrError(f"{path} holds a single 2-D frame; frame index {frame_index} does not exist")
+    return st.read(0, 1)[0]
 
 
 def read_frame(path, dataset: str | None = None, frame_index: int | None = None) -> np.ndarray:
-    """Read one 2-D detector frame as float64.
+    """Read one 2-D detector frame as float64 (detector flags 2^n - 1 of integer data become NaN).
 
     Parameters
     ----------
     path : path-like
-        HDF5/NeXus, ``.npy``, TIFF, or EDF/CBF (fabio) file.
+        HDF5/NeXus, Zarr, ``.npy``, TIFF, or EDF/CBF (fabio) file.
     dataset : str, optional
         HDF5 dataset path (e.g. ``/entry/data/data``); may be omitted when the file holds exactly
         one 2-D or 3-D dataset.
     frame_index : int, optional
-        Index into a 3-D stack (first axis).
+        Index into a 3-D stack (first axis); only that frame is read.
     """
-    path = Path(path)
-    arr = _pick(_read_any(path, dataset), path, frame_index)
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ShearcorrError(f"{path} does not hold numbers (dtype {arr.dtype})")
-    return np.asarray(arr, dtype=np.float64)
+    arr = _read_raw(path, dataset, frame_index)
+    out = np.asarray(arr, dtype=np.float64)
+    sent = sentinel_value(arr.dtype)
+    if sent is not None and arr.dtype != bool:
+        out[arr >= sent] = np.nan
+    return out
 
 
 def read_mask(path, convention: str = "valid", dataset: str | None = None) -> np.ndarray:
@@ -124,8 +297,8 @@ def read_mask(path, convention: str = "valid", dataset: str | None = None) -> np
     ``convention="valid"``: non-zero means valid (APS); ``"masked"``: non-zero means masked (pyFAI).
     """
     check_choice("mask_convention", convention, what="mask convention")
-    raw = read_frame(path, dataset=dataset)
-    if not np.all(np.isfinite(raw)):
+    raw = _read_raw(path, dataset, None)
+    if np.issubdtype(raw.dtype, np.floating) and not np.all(np.isfinite(raw)):
         raise ShearcorrError(f"mask {path} contains NaN/inf; a mask holds 0 and 1")
     nonzero = raw != 0
     return nonzero if convention == "valid" else ~nonzero
@@ -144,14 +317,33 @@ class FramePair:
     n_flagged: dict
     sources: dict
 
+    def restrict(self, mask: np.ndarray, reason: str) -> "FramePair":
+        """The pair with the pixels outside ``mask`` (True = valid) also masked, counted as ``reason``."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.valid.shape:
+            raise ShearcorrError(f"the {reason} has shape {mask.shape} but the frames are {self.valid.shape}")
+        valid = self.valid & mask
+        if not valid.any():
+            raise ShearcorrError(f"the {reason} leaves no valid pixel")
+        n = dict(self.n_flagged, **{reason: int((self.valid & ~mask).sum())})
+        return FramePair(np.where(valid, self.before, 0.0), np.where(valid, self.after, 0.0), valid, n, self.sources)
+
 
 def make_pair(before: np.ndarray, after: np.ndarray, mask: np.ndarray | None = None,
-              saturation: float | None = None, sources: dict | None = None) -> FramePair:
+              saturation: float | None = None, sources: dict | None = None, *,
+              detector_mask: np.ndarray | None = None) -> FramePair:
     """Combine two frames and an optional mask (True = valid) into a :class:`FramePair`.
 
-    A pixel is valid when it is valid in the user mask and, in *both* frames, finite, >= 0 and
-    below ``saturation`` (counts; None = no saturation level).
+    A pixel is valid when it is valid in the user mask and in the detector's ``detector_mask``
+    (NeXus pixel_mask, True = valid) and, in *both* frames, not the detector flag 2^n - 1 of integer
+    data, finite, >= 0 and below ``saturation`` (counts; None = no saturation level).
     """
+    flags = None
+    for arr in (before, after):
+        sent = sentinel_value(np.asarray(arr).dtype) if np.asarray(arr).dtype != bool else None
+        if sent is not None:
+            f = np.asarray(arr) >= sent
+            flags = f if flags is None else (flags | f if flags.shape == f.shape else flags)
     b, a = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
     if b.ndim != 2 or a.ndim != 2:
         raise ShearcorrError(f"frames must be 2-D, got shapes {b.shape} and {a.shape}")
@@ -165,6 +357,15 @@ def make_pair(before: np.ndarray, after: np.ndarray, mask: np.ndarray | None = N
             raise ShearcorrError(f"the mask has shape {mask.shape} but the frames are {b.shape}")
         flagged["mask"] = int((~mask).sum())
         valid &= mask
+    if detector_mask is not None:
+        dm = np.asarray(detector_mask, dtype=bool)
+        if dm.shape != b.shape:
+            raise ShearcorrError(f"the detector pixel_mask has shape {dm.shape} but the frames are {b.shape}")
+        flagged["pixel_mask"] = int((valid & ~dm).sum())
+        valid &= dm
+    if flags is not None:
+        flagged["detector_flag"] = int((valid & flags).sum())
+        valid &= ~flags
     finite = np.isfinite(b) & np.isfinite(a)
     flagged["non_finite"] = int((valid & ~finite).sum())
     valid &= finite
@@ -192,15 +393,25 @@ def load_pair(before, after, *, dataset: str | None = None, dataset_after: str |
     """Read the two frames (and a mask file) and build the :class:`FramePair`.
 
     ``after`` may be the same file as ``before`` with another ``frame_index_after`` (two frames of
-    one stack). ``mask`` is a path or a bool array (True = valid) or None.
+    one stack). ``mask`` is a path or a bool array (True = valid) or None. Detector flags 2^n - 1
+    and a NeXus ``pixel_mask`` in the frames' HDF5 file are masked automatically.
     """
-    b = read_frame(before, dataset, frame_index)
-    a = read_frame(after, dataset_after or dataset,
-                   frame_index_after if frame_index_after is not None else frame_index)
+    from .nexus import pixel_mask
+
+    b = _read_raw(before, dataset, frame_index)
+    a = _read_raw(after, dataset_after or dataset, frame_index_after if frame_index_after is not None else frame_index)
     m = None
     if mask is not None:
-        m = mask if isinstance(mask, np.ndarray) else read_mask(mask, mask_convention, mask_dataset)
+        if isinstance(mask, np.ndarray):
+            m = mask
+        else:
+            m = check_mask_plausible(read_mask(mask, mask_convention, mask_dataset), mask_convention, mask)
+    det = None
+    for path in dict.fromkeys([before, after]):
+        pm = pixel_mask(path)
+        if pm is not None:
+            det = pm if det is None else det & pm
     src = {"before": str(before), "after": str(after), "dataset": dataset, "frame_index": frame_index,
            "frame_index_after": frame_index_after, "mask": None if mask is None or isinstance(mask, np.ndarray) else str(mask),
-           "mask_convention": mask_convention, "saturation": saturation}
-    return make_pair(b, a, m, saturation, src)
+           "mask_convention": mask_convention, "saturation": saturation, "pixel_mask": det is not None}
+    return make_pair(b, a, m, saturation, src, detector_mask=det)

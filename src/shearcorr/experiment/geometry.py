@@ -335,7 +335,9 @@ def load_geometry(path, shape) -> DetectorGeometry:
     either ``beam_center_px`` ([col, row]: column first, as x then y; 0-based pixel centres) +
     ``pixel_size_m`` (one number or [row, col]) + ``distance_m`` + (``wavelength_angstrom`` |
     ``energy_kev``), or ``poni``, or ``q_map`` + ``phi_map`` (.npy; ``phi_unit``,
-    ``azimuth_convention``). Relative file names are relative to the JSON file.
+    ``azimuth_convention``), or ``aps_qmap`` (an APS 8-ID-I NeXus file with ``/xpcs/qmap``: beam
+    centre, distance, pixel size, energy; its mask is applied by the analyses, :mod:`.nexus`).
+    Relative file names are relative to the JSON file.
     The instrument (optional): ``beam`` (an object with ``profile``, ``size_um``,
     ``coherence_length_um``, ``plane``, ``gap_um``, ``zero_velocity_um``, ``profile_file``,
     ``profile_step_um``; :meth:`shearcorr.beam.Beam.from_spec`) and ``psf_sigma_px``.
@@ -359,10 +361,14 @@ def load_geometry(path, shape) -> DetectorGeometry:
                   beam_size_nm=1000.0 * _pos("beam_size_um", spec["beam_size_um"]))
     q_unit = spec.get("q_unit", "1/nm")
     base = path.parent
-    for key in ("poni", "q_map", "phi_map"):
+    for key in ("poni", "q_map", "phi_map", "aps_qmap"):
         if key in spec and not isinstance(spec[key], str):
             raise ShearcorrError(f"geometry file {path}: {key!r} must be a file name, got {spec[key]!r}")
-    if "poni" in spec:
+    if "aps_qmap" in spec:
+        from .nexus import aps_geometry
+
+        geo = aps_geometry(base / spec["aps_qmap"], shape, q_unit=q_unit, **common)[0]
+    elif "poni" in spec:
         geo = from_poni(base / spec["poni"], shape, q_unit=q_unit, **common)
     elif "q_map" in spec or "phi_map" in spec:
         if "q_map" not in spec or "phi_map" not in spec:

@@ -44,7 +44,7 @@ from ..rng import child_seed, seed_sequence
 from .flow import wrap_half
 from .geometry import flat_detector
 
-__all__ = ["SynthPair", "render_pair", "render_series", "render_frame", "write_synth", "pair_configuration",
+__all__ = ["SynthPair", "render_pair", "render_series", "render_frame", "synth_detector", "write_synth", "pair_configuration",
            "flow_oracle", "PIXEL_SUBSAMPLES"]
 
 R0_NM, LAMBDA_A, PIXEL_M = 10.0, 1.0, 55e-6
@@ -178,6 +178,41 @@ def render_frame(x, y, radius, geometry, *, flow_angle_deg: float, rng, contrast
     return rng.poisson(intensity * scale).astype(np.int64)
 
 
+def synth_detector(shape, dq, beam_size: float, beamstop: float = 0.15, *, beam=None, psf_sigma_px: float = 0.0,
+                   min_size: int = 64):
+    """The synthetic detector: flat, beam centre in the middle, one pixel spanning ``dq`` (q R0) at the
+    centre (default (2 pi / L) / 2.2, 2.2 pixels per speckle); mask (True = valid) with a beam stop of
+    radius ``beamstop`` (q R0) and its arm, a horizontal and a vertical module gap. ``beam`` (not the
+    paper's) and ``psf_sigma_px`` go into the geometry and its ``geometry.json`` dict.
+
+    Returns (geometry, geometry.json dict, mask (ny, nx) bool, dq).
+    """
+    ny, nx = (int(s) for s in shape)
+    if ny < min_size or nx < min_size:
+        raise ShearcorrError(f"frame shape must be at least {min_size} x {min_size}, got {shape}")
+    L = float(beam_size)
+    dq = (2 * np.pi / L) / 2.2 if dq is None else float(dq)
+    k_nm = 2 * np.pi / (LAMBDA_A / 10.0)
+    distance = PIXEL_M * k_nm / (dq / R0_NM)
+    spec = {"shape": [ny, nx], "beam_center_px": [(nx - 1) / 2.0, (ny - 1) / 2.0], "pixel_size_m": PIXEL_M, "distance_m": distance,
+            "wavelength_angstrom": LAMBDA_A, "particle_radius_nm": R0_NM, "beam_size_um": L * R0_NM / 1000.0,
+            "q_unit": "1/nm"}
+    if beam is not None:
+        spec["beam"] = beam.to_spec(R0_NM)
+    if psf_sigma_px:
+        spec["psf_sigma_px"] = float(psf_sigma_px)
+    geo = flat_detector((ny, nx), spec["beam_center_px"], PIXEL_M, distance, wavelength=LAMBDA_A,
+                        particle_radius_nm=R0_NM, beam_size_nm=L * R0_NM, beam=beam, psf_sigma_px=psf_sigma_px)
+    rows, cols = np.mgrid[0:ny, 0:nx]
+    cx, cy = spec["beam_center_px"]
+    mask = geo.qr0 > beamstop
+    mask &= ~((np.abs(cols - cx) < max(3, nx // 170)) & (rows > cy))  # beam-stop arm to the lower edge
+    gy, gx = int(cy + ny // 4), int(cx - nx // 5)
+    mask[gy:gy + max(4, ny // 128), :] = False
+    mask[:, gx:gx + max(4, nx // 128)] = False
+    return geo, spec, mask, dq
+
+
 def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beamstop, seed, beam=None,
             pixel_subsamples=PIXEL_SUBSAMPLES, psf_sigma_px=0.0):
     from .checks import check_render
@@ -187,26 +222,12 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
         raise ShearcorrError(f"contrast must be in (0, 1], got {contrast}")
     if not counts > 0:
         raise ShearcorrError(f"counts must be > 0 (photons per pixel at q R0 = 0.5), got {counts}")
-    ny, nx = (int(s) for s in shape)
-    if ny < 64 or nx < 64:
-        raise ShearcorrError(f"frame shape must be at least 64 x 64, got {shape}")
     from ..forward.modes import coherent_modes
 
     L = params.beam_size
     paper = beam is None or beam.is_paper(L)
-    dq = (2 * np.pi / L) / 2.2 if dq is None else float(dq)
-    k_nm = 2 * np.pi / (LAMBDA_A / 10.0)
-    distance = PIXEL_M * k_nm / (dq / R0_NM)
-    spec = {"shape": [ny, nx], "beam_center_px": [(nx - 1) / 2.0, (ny - 1) / 2.0], "pixel_size_m": PIXEL_M, "distance_m": distance,
-            "wavelength_angstrom": LAMBDA_A, "particle_radius_nm": R0_NM, "beam_size_um": L * R0_NM / 1000.0,
-            "q_unit": "1/nm"}
-    if not paper:
-        spec["beam"] = beam.to_spec(R0_NM)
-    if psf_sigma_px:
-        spec["psf_sigma_px"] = float(psf_sigma_px)
-    geo = flat_detector((ny, nx), spec["beam_center_px"], PIXEL_M, distance, wavelength=LAMBDA_A,
-                        particle_radius_nm=R0_NM, beam_size_nm=L * R0_NM, beam=None if paper else beam,
-                        psf_sigma_px=psf_sigma_px)
+    geo, spec, mask, dq = synth_detector(shape, dq, L, beamstop, beam=None if paper else beam, psf_sigma_px=psf_sigma_px)
+    ny, nx = geo.shape
     from ..forward import montecarlo as conf
     from ..physics import rearrange
 
@@ -231,14 +252,6 @@ def _render(params, n_frames, flow_angle_deg, contrast, counts, shape, dq, beams
                                    psf_sigma_px=psf_sigma_px, modes=modes))
         lit = (beam if not paper else _paper_beam()).resolved(L).intensity(xs, ys) > 0
         n_in.append(int(lit.sum()))
-    q = geo.qr0
-    rows, cols = np.mgrid[0:ny, 0:nx]
-    cx, cy = spec["beam_center_px"]
-    mask = q > beamstop
-    mask &= ~((np.abs(cols - cx) < max(3, nx // 170)) & (rows > cy))  # beam-stop arm to the lower edge
-    gy, gx = int(cy + ny // 4), int(cx - nx // 5)
-    mask[gy:gy + max(4, ny // 128), :] = False
-    mask[:, gx:gx + max(4, nx // 128)] = False
     shear = L if paper else beam.shear_length(L)
     truth = {"gamma_l": params.gamma_l, "d2": params.d2, "rs": params.rs, "n_l2": params.n_l2,
              "displacement": params.displacement, "beam_size": params.beam_size,

@@ -1,0 +1,134 @@
+"""Synthetic-truth studies of the three stack modes (used by ``bench_stack.py study-*``).
+
+Each study renders ``--n`` stacks with known truth (seeds 1000 + i), analyses them with the default
+options of :func:`shearcorr.stack.analyze_stack` and prints per-stack values, the median relative
+errors and the z-score mean and spread z = (fit - truth) / std.
+
+* steady: 160^2 frames (0.5 pixel per speckle, q R0 up to ~1.8), 600 frames, shear rate 4/800 per
+  frame, D = 0.125 R0^2 per frame, transit 40 R0 per frame, R_s cycling over 0.10 / 0.15 / 0.20 / 0.25;
+  lags 0..10, the 'time' normalisation (R_s from the baseline);
+* twotime: start-up stacks of 60 frames on 96^2 (0.5 pixel per speckle), rest until frame 15, then
+  2 R0 per frame with a 5-frame exponential rise; one frame per time bin; z over every fitted pair;
+* echo: 30 cycles of 8 frames on 128^2 (1 pixel per speckle), strain amplitude 0.03, d2_cycle 1.2,
+  irreversible fraction 0.3 (D_irr = 0.657 R0); D_irr per file and per cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+SPECKLE = 2 * np.pi / 800
+
+
+def _z(v, t, s):
+    v, t, s = (np.asarray(a, dtype=float) for a in (v, t, s))
+    return (v - t) / s
+
+
+def _summary(name, vals, truths, stds):
+    z = _z(vals, truths, stds)
+    rel = np.abs(np.asarray(vals) / np.asarray(truths) - 1)
+    return {"quantity": name, "n": int(len(z)), "median_abs_rel_err": float(np.median(rel)), "max_abs_rel_err": float(rel.max()),
+            "z_mean": float(np.mean(z)), "z_std": float(np.std(z, ddof=1)) if len(z) > 1 else None}
+
+
+def study_steady(args):
+    from shearcorr.params import SystemParams
+    from shearcorr.stack import analyze_stack
+    from shearcorr.stack.synth import steady_stack
+
+    rows = []
+    for i in range(args.n):
+        rs = (0.10, 0.15, 0.20, 0.25)[i % 4]
+        t0 = time.perf_counter()
+        st = steady_stack(SystemParams(n_l2=150, rs=rs, d2=1.0, gamma_l=10.0), 600, shear_rate=4 / 800, diffusion=0.125,
+                          transit=40.0, shape=(160, 160), dq=2 * SPECKLE, seed=1000 + i)
+        t1 = time.perf_counter()
+        r = analyze_stack(st.frames, st.geometry, None, mode="steady", mask=st.mask, max_lag=10,
+                          cache_dir=f"{args.data}/cache")
+        s = r.summary
+        row = {"seed": 1000 + i, "rs_true": rs, "render_s": round(t1 - t0, 1), "analysis_s": round(time.perf_counter() - t1, 1),
+               "shear_rate": s["shear_rate"], "diffusion": s["diffusion"], "msd_exponent": s["msd_exponent"],
+               "rs": s["rs"], "peclet": s["peclet"], "flow": s["flow_angle_deg"], "chi2_red": s["chi2"]["reduced"]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    out = [
+        _summary("shear_rate", [r["shear_rate"]["value"] for r in rows], [0.005] * len(rows), [r["shear_rate"]["std"] for r in rows]),
+        _summary("diffusion", [r["diffusion"]["value"] for r in rows], [0.125] * len(rows), [r["diffusion"]["std"] for r in rows]),
+        _summary("msd_exponent", [r["msd_exponent"]["value"] for r in rows], [1.0] * len(rows),
+                 [r["msd_exponent"]["std"] for r in rows]),
+        _summary("peclet", [r["peclet"]["value"] for r in rows], [0.04] * len(rows), [r["peclet"]["std"] for r in rows]),
+        _summary("flow_deg", [r["flow"]["value"] for r in rows], [30.0] * len(rows), [r["flow"]["std"] for r in rows]),
+    ]
+    rs_err = [r["rs"]["value"] - r["rs_true"] for r in rows]
+    zrs = _z([r["rs"]["value"] for r in rows], [r["rs_true"] for r in rows], [r["rs"]["std"] for r in rows])
+    out.append({"quantity": "rs", "n": len(rows), "max_abs_err": float(np.max(np.abs(rs_err))),
+                "median_abs_err": float(np.median(np.abs(rs_err))), "z_mean": float(zrs.mean()),
+                "z_std": float(zrs.std(ddof=1))})
+    print(json.dumps(out, indent=1))
+
+
+def study_twotime(args):
+    from shearcorr.params import SystemParams
+    from shearcorr.stack import analyze_stack
+    from shearcorr.stack.synth import startup_stack
+
+    zg, zd, rows = [], [], []
+    for i in range(args.n):
+        st = startup_stack(SystemParams(n_l2=150, rs=0.0, d2=1.0, gamma_l=10.0), 60, start_frame=15, shear_rate=2 / 800,
+                           diffusion_rest=0.01, diffusion_flow=0.05, ramp_frames=5, shape=(96, 96), dq=2 * SPECKLE,
+                           seed=2000 + i)
+        r = analyze_stack(st.frames, st.geometry, None, mode="twotime", mask=st.mask, time_bins=60, n_q=10, n_phi=18,
+                          cache_dir=f"{args.data}/cache")
+        a = r.analysis
+        strain, msd = np.asarray(st.truth["strain"]), np.asarray(st.truth["msd"])
+        tg = np.abs(strain[None, :] - strain[:, None]) * 800
+        td = np.sqrt(np.abs(msd[None, :] - msd[:, None]))
+        iu = np.triu_indices(60, 1)
+        ok = np.isfinite(a.gamma_l[iu]) & (a.gamma_l_std[iu] > 0) & (a.d2_std[iu] > 0)
+        zg.append(((a.gamma_l - tg) / a.gamma_l_std)[iu][ok])
+        zd.append(((a.d2 - td) / a.d2_std)[iu][ok])
+        ramp = ((a.gamma_l[0, 16:] - tg[0, 16:]) / a.gamma_l_std[0, 16:])
+        rows.append({"seed": 2000 + i, "fitted": int(ok.sum()), "z_gamma_std": float(np.std(zg[-1])),
+                     "ramp_z_mean": float(np.nanmean(ramp)), "ramp_z_std": float(np.nanstd(ramp)),
+                     "ramp_within_2sigma": float(np.nanmean(np.abs(ramp) < 2))})
+        print(json.dumps(rows[-1]), flush=True)
+    zg, zd = np.concatenate(zg), np.concatenate(zd)
+    print(json.dumps({"pairs": int(zg.size), "z_gamma_mean": float(zg.mean()), "z_gamma_std": float(zg.std()),
+                      "z_d2_mean": float(zd.mean()), "z_d2_std": float(zd.std()),
+                      "gamma_within_1sigma": float(np.mean(np.abs(zg) < 1)), "gamma_within_2sigma": float(np.mean(np.abs(zg) < 2))},
+                     indent=1))
+
+
+def study_echo(args):
+    from shearcorr.params import SystemParams
+    from shearcorr.stack import analyze_stack
+    from shearcorr.stack.synth import oscillatory_stack
+
+    rows, zc = [], []
+    for i in range(args.n):
+        st = oscillatory_stack(SystemParams(n_l2=150, rs=0.0, d2=1.0, gamma_l=10.0), 30, 8, strain_amplitude=0.03,
+                               d2_cycle=1.2, irreversible_fraction=0.3, shape=(128, 128), seed=3000 + i)
+        r = analyze_stack(st.frames, st.geometry, None, mode="echo", mask=st.mask, period=8, n_q=12, n_phi=18,
+                          cache_dir=f"{args.data}/cache")
+        e = r.analysis
+        t = st.truth["d2_irreversible"]
+        pc = e.per_cycle
+        zc.append((pc["d2"] - t) / pc["d2_std"])
+        rows.append({"seed": 3000 + i, "d_irr": e.d2_irreversible, "truth": t, "rel_err": e.d2_irreversible[0] / t - 1,
+                     "per_cycle_median_rel_err": float(np.median(np.abs(pc["d2"] / t - 1))),
+                     "per_cycle_z_std": float(np.std(zc[-1]))})
+        print(json.dumps(rows[-1]), flush=True)
+    zc = np.concatenate(zc)
+    print(json.dumps({"files": len(rows), "d_irr": _summary("d_irr", [r["d_irr"][0] for r in rows], [r["truth"] for r in rows],
+                                                             [r["d_irr"][1] for r in rows]),
+                      "per_cycle_z_mean": float(zc.mean()), "per_cycle_z_std": float(zc.std()),
+                      "per_cycle_median_abs_rel_err": float(np.median([r["per_cycle_median_rel_err"] for r in rows]))},
+                     indent=1))
+
+
+def run_study(kind, args):
+    {"steady": study_steady, "twotime": study_twotime, "echo": study_echo}[kind](args)

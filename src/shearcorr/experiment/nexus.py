@@ -1,0 +1,208 @@
+"""HDF5 / NeXus conventions of beamline files: compressed Eiger data, pixel masks, the APS 8-ID-I qmap.
+
+* Compression: Eiger and most XPCS files compress frames with bitshuffle/LZ4 (or Blosc, Zstd); the
+  HDF5 filters come with ``hdf5plugin``, imported (when installed) before any file is opened. A
+  missing filter or a damaged chunk is reported in one line naming the file, the frames and the fix.
+* Eiger master files keep the frames in blocks ``/entry/data/data_000001``, ``data_000002``, ...
+  (often external links to data files); a group holding such blocks is read as one stack.
+* NeXus detector mask: ``/entry/instrument/detector/pixel_mask`` (or ``detectorSpecific/pixel_mask``),
+  0 = good pixel, any set bit = gap, dead, hot or noisy. Read automatically next to the frames.
+* APS 8-ID-I (``/xpcs/qmap`` in result files, ``/qmap`` in qmap files): ``mask`` (1 = valid),
+  ``beam_center_x`` / ``beam_center_y`` (pixels: column / row), ``detector_distance`` (m),
+  ``pixel_size`` (m), ``energy`` (keV; else ``/entry/instrument/incident_beam/incident_energy``).
+  The azimuth there is phi = -atan2(row - bcy, col - bcx), the convention shearcorr uses.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ShearcorrError
+
+__all__ = ["open_hdf5", "h5py_module", "read_error", "find_frames", "pixel_mask", "find_pixel_mask", "aps_qmap",
+           "aps_geometry", "is_aps_file", "PIXEL_MASK_PATHS", "APS_QMAP_GROUPS"]
+
+#: Where NeXus/Eiger files keep the detector's pixel mask (0 = good).
+PIXEL_MASK_PATHS = ("/entry/instrument/detector/pixel_mask", "/entry/instrument/detector/detectorSpecific/pixel_mask",
+                    "/entry/instrument/detector_1/pixel_mask")
+#: Groups holding the APS 8-ID-I q map.
+APS_QMAP_GROUPS = ("/xpcs/qmap", "/qmap")
+_BLOCK = re.compile(r"^data_\d+$")
+
+
+def h5py_module():
+    """``h5py`` with the compression filters of ``hdf5plugin`` registered (when it is installed)."""
+    try:
+        import h5py
+    except ImportError:
+        raise ShearcorrError("reading HDF5 files needs h5py: pip install 'shearcorr[io]'") from None
+    try:
+        import hdf5plugin  # noqa: F401  (registers bitshuffle/LZ4, Blosc, Zstd ... with HDF5)
+    except ImportError:
+        pass
+    return h5py
+
+
+def open_hdf5(path):
+    """Open ``path`` read-only (filters registered); a one-line error if it is not an HDF5 file."""
+    h5py = h5py_module()
+    path = Path(path)
+    if not path.is_file():
+        raise ShearcorrError(f"no such file: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ShearcorrError(f"cannot open {path} as HDF5 ({_first_line(exc)})") from None
+
+
+def _first_line(exc) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def read_error(exc: Exception, path, what: str) -> ShearcorrError:
+    """A one-line error for a failed HDF5 read: a missing compression filter or a damaged chunk."""
+    text = _first_line(exc)
+    low = str(exc).lower()
+    if "filter" in low and ("not" in low or "available" in low or "registered" in low):
+        try:
+            import hdf5plugin  # noqa: F401
+
+            hint = "the file uses an HDF5 filter that hdf5plugin does not provide"
+        except ImportError:
+            hint = "the file is compressed with a plugin filter: pip install 'shearcorr[io]' (hdf5plugin)"
+        return ShearcorrError(f"cannot read {what} of {path}: {hint} ({text})")
+    return ShearcorrError(f"cannot read {what} of {path}: the data are damaged (corrupt compressed chunk?) ({text})")
+
+
+def find_frames(fh, dataset: str | None, path) -> list:
+    """The HDF5 dataset(s) holding the frames: one 2-D/3-D dataset, or the ``data_NNNNNN`` blocks of
+    an Eiger master file (``dataset`` naming their group, or ``/entry/data`` by default)."""
+    h5py = h5py_module()
+    if dataset is None:
+        if "entry/data" in fh and isinstance(fh["entry/data"], h5py.Group) and _blocks(fh["entry/data"]):
+            dataset = "/entry/data"
+        else:
+            found: list[str] = []
+            fh.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim in (2, 3)
+                          and not name.endswith("pixel_mask") else None)
+            if len(found) != 1:
+                listing = ", ".join(found[:5]) or "none"
+                raise ShearcorrError(f"{path}: give the dataset path with --dataset (2-D/3-D datasets found: {listing})")
+            dataset = found[0]
+    try:
+        obj = fh[dataset]
+    except KeyError:
+        raise ShearcorrError(f"dataset {dataset!r} does not exist in {path}") from None
+    except OSError as exc:  # a dangling external link
+        raise ShearcorrError(f"dataset {dataset!r} of {path} cannot be opened ({_first_line(exc)})") from None
+    if isinstance(obj, h5py.Dataset):
+        return [obj]
+    blocks = _blocks(obj)
+    if not blocks:
+        raise ShearcorrError(f"{dataset!r} in {path} is a group, not a dataset; give the path of the image data")
+    return blocks
+
+
+def _blocks(group) -> list:
+    """The data_NNNNNN datasets of an Eiger master file's data group, in order (dangling links skipped)."""
+    out = []
+    for name in sorted(k for k in group.keys() if _BLOCK.match(k)):
+        try:
+            out.append(group[name])
+        except (KeyError, OSError):
+            continue
+    return out
+
+
+def find_pixel_mask(fh) -> np.ndarray | None:
+    """The NeXus pixel mask of a file as bool, True = valid (pixel_mask == 0), or None."""
+    for p in PIXEL_MASK_PATHS:
+        if p in fh:
+            try:
+                raw = np.asarray(fh[p][()])
+            except OSError:
+                continue
+            if raw.ndim == 2:
+                return raw == 0
+    return None
+
+
+def pixel_mask(path) -> np.ndarray | None:
+    """:func:`find_pixel_mask` of the file ``path`` (None for non-HDF5 files)."""
+    from .frames import HDF5_SUFFIXES
+
+    if not str(path).lower().endswith(HDF5_SUFFIXES):
+        return None
+    with open_hdf5(path) as fh:
+        return find_pixel_mask(fh)
+
+
+def is_aps_file(path) -> bool:
+    """True if ``path`` is an HDF5 file with an APS 8-ID-I q map (:data:`APS_QMAP_GROUPS`)."""
+    from .frames import HDF5_SUFFIXES
+
+    if not str(path).lower().endswith(HDF5_SUFFIXES) or not Path(path).is_file():
+        return False
+    with open_hdf5(path) as fh:
+        return any(g in fh for g in APS_QMAP_GROUPS)
+
+
+def _scalar(fh, path, name):
+    try:
+        v = float(np.asarray(fh[path][()]).reshape(-1)[0])
+    except (KeyError, OSError, ValueError, IndexError, TypeError):
+        raise ShearcorrError(f"{name} ({path}) is missing or unreadable in the APS file") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ShearcorrError(f"{name} ({path}) in the APS file must be a positive number, got {v}")
+    return v
+
+
+def aps_qmap(path) -> dict:
+    """Read the APS 8-ID-I q map: ``mask`` (bool, True = valid), ``beam_center_px`` ([col, row]),
+    ``distance_m``, ``pixel_size_m``, ``energy_kev``, and the group it came from."""
+    with open_hdf5(path) as fh:
+        group = next((g for g in APS_QMAP_GROUPS if g in fh), None)
+        if group is None:
+            raise ShearcorrError(f"{path} has no APS q map ({' or '.join(APS_QMAP_GROUPS)})")
+        try:
+            mask = np.asarray(fh[f"{group}/mask"][()])
+        except (KeyError, OSError):
+            raise ShearcorrError(f"{path}: {group}/mask is missing or unreadable") from None
+        if mask.ndim != 2:
+            raise ShearcorrError(f"{path}: {group}/mask must be 2-D, got shape {mask.shape}")
+        bcx = float(np.asarray(fh[f"{group}/beam_center_x"][()]).reshape(-1)[0]) if f"{group}/beam_center_x" in fh else None
+        bcy = float(np.asarray(fh[f"{group}/beam_center_y"][()]).reshape(-1)[0]) if f"{group}/beam_center_y" in fh else None
+        if bcx is None or bcy is None or not (np.isfinite(bcx) and np.isfinite(bcy)):
+            raise ShearcorrError(f"{path}: {group}/beam_center_x and beam_center_y are needed (pixels)")
+        dist = _scalar(fh, f"{group}/detector_distance", "the detector distance")
+        pix = _scalar(fh, f"{group}/pixel_size", "the pixel size")
+        if f"{group}/energy" in fh:
+            e_path = f"{group}/energy"
+        elif "/entry/instrument/incident_beam/incident_energy" in fh:
+            e_path = "/entry/instrument/incident_beam/incident_energy"
+        else:
+            raise ShearcorrError(f"{path}: no incident energy ({group}/energy or /entry/instrument/incident_beam/incident_energy)")
+        energy = _scalar(fh, e_path, "the incident energy")
+        unit = fh[e_path].attrs.get("units", b"keV")
+        unit = unit.decode() if isinstance(unit, bytes) else str(unit)
+        if unit.strip().lower() == "ev" or energy > 1000.0:  # eV written where keV is the convention
+            energy /= 1000.0
+    return {"mask": mask != 0, "beam_center_px": [bcx, bcy], "distance_m": dist, "pixel_size_m": pix,
+            "energy_kev": energy, "group": group, "file": str(path)}
+
+
+def aps_geometry(path, shape, *, particle_radius_nm: float, beam_size_nm: float, q_unit: str = "1/angstrom"):
+    """Flat-detector geometry and mask (True = valid) from an APS 8-ID-I file (:func:`aps_qmap`)."""
+    from .geometry import DetectorGeometry, flat_detector
+
+    qm = aps_qmap(path)
+    if tuple(qm["mask"].shape) != tuple(shape):
+        raise ShearcorrError(f"the APS q map of {path} is {qm['mask'].shape[0]} x {qm['mask'].shape[1]} but the frames are "
+                             f"{shape[0]} x {shape[1]}")
+    geo = flat_detector(shape, qm["beam_center_px"], qm["pixel_size_m"], qm["distance_m"], energy_kev=qm["energy_kev"],
+                        particle_radius_nm=particle_radius_nm, beam_size_nm=beam_size_nm, q_unit=q_unit)
+    info = dict(geo.info, type="aps_qmap", aps_file=str(path), aps_group=qm["group"])
+    return DetectorGeometry(geo.q_nm, geo.phi, particle_radius_nm, beam_size_nm, q_unit, info), qm["mask"]

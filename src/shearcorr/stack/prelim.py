@@ -1,0 +1,118 @@
+"""Helpers shared by the stack modes: a stack map as a pair map, start values, the pair table.
+
+A correlation map of a stack (a lag average, a pair of time bins, an echo) with standard errors
+is wrapped as a :class:`~shearcorr.experiment.correlation.CorrelationMap`, so the pair analysis'
+own tools apply unchanged: the flow-angle strip estimate (:func:`shearcorr.experiment.flow.strip_angle`)
+and the direct fit (:func:`shearcorr.experiment.inference.fit_pair`, without the single-pair
+configuration term, which a stack map averaged over many configurations does not have). They give
+the flow angle and the start values; the amortized fits then use the pair table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShearcorrError
+from .templates import PairTable
+
+__all__ = ["map_as_cmap", "pair_fit_map", "build_table", "TABLE_GAMMA_CAP", "TABLE_D2_CAP"]
+
+#: Largest gamma L (R0) and D2 (R0) a table covers: beyond, the maps hold no correlation at q R0 >= 0.15.
+TABLE_GAMMA_CAP, TABLE_D2_CAP = 800.0, 8.0
+
+
+def map_as_cmap(c, sigma, plan, beta: float, beta_err: float):
+    """A CorrelationMap holding C - 1 = ``c`` with errors ``sigma`` (n_q, n_phi) on the plan's bins.
+
+    The variance law of the pair is set up so that :meth:`CorrelationMap.errors` at c = 0 returns
+    the row medians of ``sigma`` scaled by the pixel counts, and grows with c^2 as ``sigma`` does.
+    """
+    from ..experiment.correlation import CorrelationMap
+
+    npix = plan.n_pix_bin.astype(np.float64)
+    s = np.asarray(sigma, dtype=np.float64)
+    good = np.isfinite(c) & np.isfinite(s) & (s > 0)
+    var_u = np.where(good, s**2 * npix, np.nan)
+    with np.errstate(invalid="ignore"):
+        V = np.array([np.nanmedian(row) if np.isfinite(row).any() else np.nan for row in var_u])
+    phi_edges = plan.phi_edges
+    return CorrelationMap(q=plan.q, phi=0.5 * (phi_edges[:-1] + phi_edges[1:]), q_edges=plan.q_edges, phi_edges=phi_edges,
+                          C=np.where(good, 1.0 + c, np.nan), C_err=np.where(good, s, np.nan), n_pix=npix,
+                          n_eff=np.where(good, npix, 0.0), beta=float(beta), beta_err=float(beta_err),
+                          beta_frames=(float(beta), float(beta)), ring_q=plan.q, ring_I=(None, None),
+                          var_u=np.nan_to_num(var_u), area=np.ones_like(npix), var_d=np.stack([np.sqrt(V), np.sqrt(V)], axis=1),
+                          info={"source": "stack map"})
+
+
+def pair_fit_map(c, sigma, plan, model, *, beta: float, beta_err: float, phi0=None, seed=0) -> dict:
+    """Direct pair fit of one stack map (flow angle free unless ``phi0`` is given).
+
+    Returns the estimates of the :class:`~shearcorr.experiment.inference.PairFit` as a dict of
+    (value, std): ``gamma_l``, ``d2``, ``flow_angle`` (rad), ``beta``, and ``chi2_red``; with the flow
+    free also ``strip`` (the model-free flow estimate, rad).
+    """
+    from ..experiment.flow import strip_angle
+    from ..experiment.inference import fit_pair
+
+    cm = map_as_cmap(c, sigma, plan, beta, beta_err)
+    if cm.ok.sum() < 8:
+        raise ShearcorrError(f"only {int(cm.ok.sum())} usable bins in a stack map; use fewer bins or check the mask")
+    strip = None
+    if phi0 is None:
+        strip = strip_angle(cm, seed=seed)[0]
+        f = fit_pair(cm, model, phi0=strip, fit_flow=True, n_configs=0, seed=seed)
+    else:
+        f = fit_pair(cm, model, phi0=float(phi0), fit_flow=False, n_configs=0, seed=seed)
+    return {"gamma_l": tuple(f.gamma_l), "d2": tuple(f.d2), "flow_angle": tuple(f.flow_angle), "beta": tuple(f.beta),
+            "chi2_red": f.chi2_red, "strip": strip}
+
+
+def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=None, cache_dir=None, du=None, dd=None,
+                weights=None):
+    """A :class:`.templates.PairTable` over [0, gamma_max] x [0, d2_max] (capped), cached on disk;
+    ``weights``: the pixel weights of the sub-grid (:func:`.templates.pixel_weights`)."""
+    kw = {}
+    if du is not None:
+        kw["du"] = du
+    if dd is not None:
+        kw["dd"] = dd
+    g = float(np.clip(gamma_max, 5.0, TABLE_GAMMA_CAP))
+    d = float(np.clip(d2_max, 0.5, TABLE_D2_CAP))
+    return PairTable(model, rs, gamma_max=g, d2_max=d, executor=executor, cache_dir=cache_dir, weights=weights, **kw)
+
+
+def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max: float = 0.3, seed=0,
+                       gamma_step: float = 0.7, d2_step: float = 0.5) -> np.ndarray:
+    r"""Covariance of (gamma L, D2, amplitude) per map from the map's own particles (as for a pair).
+
+    A map that compares one configuration with its rearranged self fluctuates around the ensemble
+    model with the finite sample of ~n_l2 particles (:func:`shearcorr.experiment.model.configuration_samples`,
+    R_s marginalised over U(0, rs_max)). The spread of ``n_configs`` single-configuration maps at the
+    fitted point, times the fitted amplitude, is propagated through each map's gain (sandwich
+    :math:`G\,\mathrm{Cov}\,G^T`). Amortized: the spread is computed once per cell of a grid in
+    (asinh(gamma L / 2), D2) with steps ``gamma_step``, ``d2_step`` and shared by the maps in it.
+    Returns (M, 3, 3); maps without a fit get NaN.
+    """
+    from ..experiment.model import configuration_samples
+
+    p = fits.params
+    M = p.shape[0]
+    out = np.full((M, 3, 3), np.nan)
+    good = np.all(np.isfinite(p), axis=1) & np.all(np.isfinite(fits.gain.reshape(M, 3, -1)), axis=(1, 2))
+    if not good.any():
+        return out
+    cell_u = np.round(np.arcsinh(p[good, 0] / 2.0) / gamma_step).astype(int)
+    cell_d = np.round(p[good, 1] / d2_step).astype(int)
+    keys = np.stack([cell_u, cell_d], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    rs_draw = (np.arange(n_configs) + 0.5) / n_configs * rs_max
+    idx = np.flatnonzero(good)
+    for k, (cu, cd) in enumerate(uniq):
+        gl, d2 = 2.0 * np.sinh(cu * gamma_step), max(cd * d2_step, 0.0)
+        ys = configuration_samples(model, gl, d2, rs_draw, phi0, n_samples=n_configs, seed=seed)
+        dev = (ys - ys.mean(axis=0)).reshape(n_configs, -1)  # (K, nb)
+        for m in idx[inv.ravel() == k]:
+            g = np.nan_to_num(fits.gain[m].reshape(3, -1)) * p[m, 2]
+            G = dev @ g.T  # (K, 3)
+            out[m] = G.T @ G / max(n_configs - 1, 1)
+    return out

@@ -1,0 +1,384 @@
+r"""Two-time correlations C(t1, t2) of a stack on a grid of time bins, by two Gram matrices per segment.
+
+Time bins: ``n_bins`` consecutive ranges of frames. With :math:`\bar d_k(p)` the mean of the
+normalised pixel values over the frames of bin k (``"frame"`` normalisation: each frame divided by its
+own ring means), the correlation averaged over all frame pairs of two bins is exactly
+
+.. math:: C_{kl} - 1 = \langle \bar d_k \bar d_l \rangle_b \quad (k \ne l),\qquad
+          C_{kk} - 1 = \frac{n_k^2\langle \bar d_k^2\rangle_b - \sum_{t\in k}\langle d_t^2\rangle_b}{n_k(n_k - 1)}
+
+(bilinearity; the diagonal leaves out the pairs t = t'), so the whole map is the Gram matrix
+:math:`\bar D_s \bar D_s^T` of the time-binned frames per segment (one sgemm of n_bins x n_bins
+over the pixels) -- the stack is read once and only n_bins averaged frames are kept. A second Gram
+matrix of the squares gives the pixel variance of :math:`u = \bar d_k \bar d_l` in every bin and
+pair of time bins, i.e. the same error model as one frame pair (:mod:`shearcorr.experiment.correlation`:
+:math:`\sigma^2 = (V_r + \kappa_r c^2)\,a_r/n_b` with :math:`V_r = \langle\bar d_k^2\rangle_r
+\langle\bar d_l^2\rangle_r`).
+
+Full-resolution C(t1, t2) of a few chosen bins (every frame pair) is kept as XPCS users know it
+(``/xpcs/twotime/correlation_map/c2_NNNNN``, :mod:`.output`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ShearcorrError
+from .normalize import Normalization, load_frames
+from .plan import BinPlan, as_source
+
+__all__ = ["TwoTimeMaps", "twotime_maps", "time_bin_edges", "variance_law", "TwoTimeAnalysis", "analyze_twotime"]
+
+#: Diagonal offsets (log-spaced) whose averaged maps give the flow angle, start values and table range.
+PRELIM_OFFSETS = 4
+
+
+def time_bin_edges(start: int, stop: int, n_bins: int) -> np.ndarray:
+    """Frame edges of ``n_bins`` near-equal time bins over [start, stop) (at least one frame each)."""
+    n = stop - start
+    if n < 2:
+        raise ShearcorrError(f"a two-time analysis needs at least 2 frames, got {n}")
+    k = int(min(max(int(n_bins), 2), n))
+    return np.unique(np.linspace(start, stop, k + 1).round().astype(np.int64))
+
+
+@dataclass
+class TwoTimeMaps:
+    r"""Two-time correlations of a stack on time bins.
+
+    Attributes
+    ----------
+    edges : ndarray (K + 1,)
+        Frame edges of the time bins.
+    C : ndarray (K, K, n_q, n_phi)
+        C - 1 averaged over the frame pairs of two time bins (symmetric; see the module docstring).
+    var_u : ndarray (K, K, n_q, n_phi)
+        Pixel variance of :math:`\bar d_k\bar d_l` per bin (off-diagonal).
+    row_var : ndarray (K, n_q)
+        :math:`\langle\bar d_k^2\rangle` per q row (shot noise included): V_r of the error law.
+    n_pix : ndarray (n_q, n_phi)
+    ring_mean : ndarray (n_frames, n_rings)
+        Ring means of every frame (counts per pixel).
+    contrast : ndarray (K, n_q)
+        Shot-noise-corrected lag-0 correlation per time bin and q row (the speckle contrast).
+    selected : dict
+        Bin label (1-based: iq * n_phi + iphi + 1) -> full-resolution C - 1 (n_frames, n_frames).
+    """
+
+    plan: BinPlan
+    edges: np.ndarray
+    C: np.ndarray
+    var_u: np.ndarray
+    row_var: np.ndarray
+    n_pix: np.ndarray
+    ring_mean: np.ndarray
+    contrast: np.ndarray
+    mean_image: np.ndarray
+    selected: dict = field(default_factory=dict)
+    n_flagged: int = 0
+    contrast_bin: np.ndarray | None = None  # (K, n_q, n_phi): lag-0 contrast per bin and time bin
+    bin_var: np.ndarray | None = None  # (K, n_q, n_phi): <dbar_k^2> per bin (shot noise included)
+
+    @property
+    def n_bins(self) -> int:
+        return self.edges.size - 1
+
+    @property
+    def centers(self) -> np.ndarray:
+        """Time-bin centres in frames (mean frame index)."""
+        return 0.5 * (self.edges[:-1] + self.edges[1:] - 1)
+
+
+@dataclass(frozen=True)
+class _TTTask:
+    source: object
+    plan: BinPlan
+    k0: int
+    k1: int
+    edges: np.ndarray
+    sel_cols: np.ndarray
+    chunk: int = 64
+
+
+def _run_tt_task(task: _TTTask) -> dict:
+    plan, e = task.plan, task.edges
+    f0, f1 = int(e[task.k0]), int(e[task.k1])
+    nk = task.k1 - task.k0
+    D = np.zeros((nk, plan.n_pix), dtype=np.float32)
+    dsq = np.zeros((nk, plan.n_seg))
+    Q = np.zeros((f1 - f0, plan.n_seg))
+    pois = np.zeros((f1 - f0, plan.n_seg))
+    sel = np.zeros((f1 - f0, task.sel_cols.size), dtype=np.float32)
+    psum = np.zeros(plan.n_pix)
+    n_bad = 0
+    norm = Normalization("frame")
+    offs = plan.seg_offsets[:-1]
+    for j0 in range(f0, f1, task.chunk):
+        j1 = min(f1, j0 + task.chunk)
+        x, q, bad, ps = load_frames(task.source, plan, norm, j0, j1)
+        Q[j0 - f0:j1 - f0] = q
+        psum += ps
+        n_bad += int(bad.sum())
+        sel[j0 - f0:j1 - f0] = x[:, task.sel_cols]
+        rm = plan.to_rings(q) / plan.n_pix_ring[None, :]
+        with np.errstate(divide="ignore"):
+            inv = np.where(rm > 0, 1.0 / rm, 0.0)[:, plan.seg_ring]
+        pois[j0 - f0:j1 - f0] = q * inv**2
+        kk = np.searchsorted(e, np.arange(j0, j1), side="right") - 1 - task.k0
+        sq = np.add.reduceat(x * x, offs, axis=1, dtype=np.float64)
+        for k in np.unique(kk):
+            rows = kk == k
+            D[k] += x[rows].sum(axis=0, dtype=np.float64).astype(np.float32)
+            dsq[k] += sq[rows].sum(axis=0)
+    return {"k0": task.k0, "k1": task.k1, "D": D, "dsq": dsq, "Q": Q, "pois": pois, "sel": sel, "pixel_sum": psum,
+            "n_bad": n_bad}
+
+
+def twotime_maps(stack, plan: BinPlan, *, start: int = 0, stop: int | None = None, n_bins: int = 200, selected=(),
+                 executor=None, task_frames: int = 256) -> TwoTimeMaps:
+    """Two-time maps of ``stack`` on ``n_bins`` time bins (module docstring).
+
+    Parameters
+    ----------
+    stack : frame source, ndarray or dask array
+    plan : BinPlan
+    start, stop : int
+        Frames [start, stop).
+    n_bins : int
+        Time bins (at most the number of frames).
+    selected : iterable of int
+        Bin labels (1-based, iq * n_phi + iphi + 1) whose full-resolution C(t1, t2) is kept.
+    executor : executor, optional
+        Runs the reading tasks (one per ~``task_frames`` frames).
+    """
+    from threadpoolctl import threadpool_limits
+
+    src = as_source(stack)
+    stop = int(src.n_frames) if stop is None else int(stop)
+    if not (0 <= start < stop <= src.n_frames):
+        raise ShearcorrError(f"frames {start}:{stop} are outside the stack of {src.n_frames} frames")
+    if tuple(src.frame_shape) != tuple(plan.shape):
+        raise ShearcorrError(f"the stack's frames are {tuple(src.frame_shape)} but the geometry and mask are {tuple(plan.shape)}")
+    edges = time_bin_edges(start, stop, n_bins)
+    K = edges.size - 1
+    labels = [int(v) for v in selected]
+    for lab in labels:
+        if not 1 <= lab <= plan.n_bins:
+            raise ShearcorrError(f"selected bin {lab} does not exist (bins are 1..{plan.n_bins})")
+    seg_of_bin = {lab: np.flatnonzero(plan.seg_bin == lab - 1) for lab in labels}
+    cols = {lab: np.concatenate([np.arange(plan.seg_offsets[s], plan.seg_offsets[s + 1]) for s in segs])
+            if segs.size else np.zeros(0, dtype=np.int64) for lab, segs in seg_of_bin.items()}
+    sel_cols = np.concatenate([cols[lab] for lab in labels]) if labels else np.zeros(0, dtype=np.int64)
+    per = max(1, int(round(task_frames / max((stop - start) / K, 1))))
+    tasks = [_TTTask(src, plan, k, min(K, k + per), edges, sel_cols) for k in range(0, K, per)]
+    parts = [_run_tt_task(t) for t in tasks] if executor is None else [f.result() for f in
+                                                                        [executor.submit(_run_tt_task, t) for t in tasks]]
+    D = np.concatenate([p["D"] for p in parts])
+    dsq = np.concatenate([p["dsq"] for p in parts])
+    Q = np.concatenate([p["Q"] for p in parts])
+    pois = np.concatenate([p["pois"] for p in parts])
+    sel = np.concatenate([p["sel"] for p in parts])
+    psum = np.sum([p["pixel_sum"] for p in parts], axis=0)
+    n_k = np.diff(edges).astype(np.float64)
+    D /= n_k[:, None].astype(np.float32)
+    npix_b = plan.n_pix_bin.ravel()
+    G1 = np.zeros((plan.n_bins, K, K))
+    G2 = np.zeros((plan.n_bins, K, K))
+    diag_seg = np.zeros((K, plan.n_seg))
+    with threadpool_limits(limits=1, user_api="blas"):
+        for s in range(plan.n_seg):
+            X = D[:, plan.seg_offsets[s]:plan.seg_offsets[s + 1]]
+            g = X @ X.T
+            X2 = X * X
+            G1[plan.seg_bin[s]] += g
+            G2[plan.seg_bin[s]] += X2 @ X2.T
+            diag_seg[:, s] = np.diagonal(g)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        C = G1 / npix_b[:, None, None]
+        var_u = np.maximum(G2 / npix_b[:, None, None] - C**2, 0.0)
+        # diagonal: drop the pairs t = t' (shot noise and the speckle of one frame)
+        dsq_b = plan.to_bins(dsq).reshape(K, -1).T  # (nbins, K)
+        corr = (n_k**2 * np.diagonal(G1, axis1=1, axis2=2) - dsq_b) / (n_k * np.maximum(n_k - 1, 1))
+        idx = np.arange(K)
+        C[:, idx, idx] = np.where(n_k > 1, corr, np.nan) / npix_b[:, None]
+        var_u[:, idx, idx] = np.nan
+        row_var = plan.to_bins(diag_seg).sum(axis=2) / plan.n_pix_bin.sum(axis=1)[None, :]
+        T_frames = stop - start
+        frame_bin = np.searchsorted(edges, np.arange(start, stop), side="right") - 1
+        pois_k = np.zeros((K, plan.n_seg))
+        np.add.at(pois_k, frame_bin, pois)
+        row_pix = plan.n_pix_bin.sum(axis=1)[None, :]
+        contrast = (plan.to_bins(dsq - pois_k).sum(axis=2)) / (n_k[:, None] * row_pix)
+        contrast_bin = plan.to_bins(dsq - pois_k) / (n_k[:, None, None] * plan.n_pix_bin[None])
+        bin_var = plan.to_bins(diag_seg) / plan.n_pix_bin[None]
+    C[npix_b == 0] = np.nan
+    C = np.moveaxis(C, 0, -1).reshape(K, K, plan.n_q, plan.n_phi)
+    var_u = np.moveaxis(var_u, 0, -1).reshape(K, K, plan.n_q, plan.n_phi)
+    selected_maps = {}
+    off = 0
+    for lab in labels:
+        n_b = cols[lab].size
+        if n_b:
+            X = sel[:, off:off + n_b].astype(np.float64)
+            c2 = X @ X.T / n_b
+            segs = seg_of_bin[lab]
+            d0 = (np.einsum("ij,ij->i", X, X) - pois[:, segs].sum(axis=1)) / n_b
+            c2[np.diag_indices_from(c2)] = d0
+            selected_maps[lab] = c2
+        off += n_b
+    ring_mean = plan.to_rings(Q) / plan.n_pix_ring[None, :]
+    mean_image = np.full(int(np.prod(plan.shape)), np.nan)
+    mean_image[plan.index] = psum / T_frames
+    return TwoTimeMaps(plan=plan, edges=edges, C=C, var_u=var_u, row_var=row_var, n_pix=plan.n_pix_bin,
+                       ring_mean=ring_mean, contrast=contrast, mean_image=mean_image.reshape(plan.shape),
+                       selected=selected_maps, n_flagged=int(sum(p["n_bad"] for p in parts)),
+                       contrast_bin=contrast_bin, bin_var=bin_var)
+
+
+def variance_law(var_u, row_var_a, row_var_b, area, n_pix, c_pred, ok=None):
+    r"""Standard errors of many maps by the pair's variance law, vectorised over maps.
+
+    Per map m and q row r: :math:`\mathrm{Var}_b(u) = V_{mr} + \kappa_{mr} c_b^2` with
+    :math:`V_{mr} = \langle d_a^2\rangle_r\langle d_b^2\rangle_r` (measured) and kappa regressed on the
+    bins' pixel variances at the predicted c (weights: pixels per bin), as
+    :meth:`shearcorr.experiment.correlation.CorrelationMap.errors`; then
+    :math:`\sigma_b = \sqrt{(V + \kappa c^2)\,a_r/n_b}`.
+
+    Shapes: var_u, c_pred (M, n_q, n_phi); row_var_a, row_var_b (M, n_q); area (n_q,);
+    n_pix (n_q, n_phi).
+    """
+    c2 = np.asarray(c_pred, dtype=np.float64) ** 2
+    ok = np.isfinite(var_u) & np.isfinite(c2) & (n_pix[None] > 0) if ok is None else ok
+    c2o = np.where(ok, c2, 0.0)
+    w = np.where(ok, n_pix[None] / area[None, :, None], 0.0)
+    V = (row_var_a * row_var_b)[:, :, None]
+    s2 = (w * c2o * c2o).sum(2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kap = np.where(s2 > 0, (w * c2o * (np.where(ok, var_u, 0.0) - V)).sum(2) / s2, 0.0)
+        kap = np.clip(np.nan_to_num(kap), 0.0, None)
+        return np.sqrt((V + kap[:, :, None] * c2) * area[None, :, None] / np.where(n_pix > 0, n_pix, np.nan)[None])
+
+
+@dataclass
+class TwoTimeAnalysis:
+    """gamma L(t1, t2) and D2(t1, t2) on the time bins (lengths in R0; arrays (K, K), symmetric, NaN
+    on the diagonal and where a pair of bins holds no significant correlation).
+
+    ``signal``: the chi^2 gain of the fit over "no correlation" (>= ``min_signal`` to be fitted).
+    ``flow_angle``: rad (detector azimuth). ``times``: bin centres (frames).
+    """
+
+    maps: TwoTimeMaps
+    times: np.ndarray
+    gamma_l: np.ndarray
+    gamma_l_std: np.ndarray
+    d2: np.ndarray
+    d2_std: np.ndarray
+    amplitude: np.ndarray
+    chi2_red: np.ndarray
+    signal: np.ndarray
+    flow_angle: float
+    info: dict = field(default_factory=dict)
+
+
+def _pairs_errors(tt, ks, ls, area, c_pred):
+    var_u = tt.var_u[ks, ls]
+    return variance_law(var_u, tt.row_var[ks], tt.row_var[ls], area, tt.n_pix, c_pred)
+
+
+def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, executor=None, cache_dir=None,
+                    table_steps=None, weights=None, configuration: bool = True, min_signal: float = 25.0,
+                    seed=0) -> TwoTimeAnalysis:
+    r"""Amortized fits of every pair of time bins (k < l) of ``tt`` (no engine call per pair).
+
+    1. Every map divided, bin by bin, by the lag-0 contrast of the frames of its two time bins
+       (:math:`r_{kl} = C_{kl}/\sqrt{c_{0,k} c_{0,l}}`: the speckle contrast of the configuration in a
+       bin is common to all maps of slowly renewed samples and cancels, as for echoes); errors by the
+       pair's variance law at c = 0 (:func:`variance_law`, area per q row from ``area``, pixels per
+       speckle, default 1) times :math:`\sqrt{1-\rho^2}` (:func:`.echo.ratio_errors`).
+    2. Flow angle (unless given) and start values: the pair fit (:func:`.prelim.pair_fit_map`) of
+       the maps averaged along the diagonals |k - l| = 1, 2, 4, ... (their largest gamma L and D2
+       also set the range of the pair table).
+    3. :func:`.fitting.fit_maps` for all pairs at once, twice (errors at c = 0, then at the
+       prediction); covariance (J^T W J)^-1 max(1, chi2_red) plus the single-pair configuration
+       term (:func:`.prelim.configuration_term`).
+    """
+    from .fitting import MIN_DOF_SCALE, fit_maps
+    from .prelim import build_table, configuration_term, pair_fit_map
+
+    K = tt.n_bins
+    if K < 3:
+        raise ShearcorrError(f"a two-time analysis needs at least 3 time bins, got {K}")
+    area = np.ones(tt.plan.n_q) if area is None else np.asarray(area, dtype=np.float64)
+    from .echo import ratio_errors
+
+    ks, ls = np.triu_indices(K, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = np.sqrt(np.where((tt.contrast_bin[ks] > 0) & (tt.contrast_bin[ls] > 0),
+                               tt.contrast_bin[ks] * tt.contrast_bin[ls], np.nan))
+        d2b = np.sqrt(tt.bin_var[ks] * tt.bin_var[ls])
+    e_c0 = _pairs_errors(tt, ks, ls, area, np.zeros_like(den))
+    c = tt.C[ks, ls] / den  # ratio to the lag-0 maps of the same frames (docs: echo.ratio_errors)
+    err0 = e_c0 / den
+    beta0 = float(np.nanmean(tt.contrast))
+    if not beta0 > 0:
+        raise ShearcorrError(f"the frames show no speckle (contrast {beta0:.3g}); check the data")
+    # diagonal averages for the flow angle, start values and the table range
+    offsets = sorted({int(v) for v in np.unique(np.round(np.geomspace(1, K - 1, min(PRELIM_OFFSETS, K - 1)))) if v >= 1})
+    prelim = []
+    phi = None if flow_angle is None else float(flow_angle)
+    for dlt in offsets:
+        sel = (ls - ks) == dlt
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # empty bins
+            cm = np.nanmean(c[sel], axis=0)
+            em = np.sqrt(np.nanmean(err0[sel] ** 2, axis=0) / sel.sum())
+        snr = float(np.nansum((cm / em) ** 2))
+        if not snr > 4.0 * np.isfinite(cm).sum():  # hardly any correlation left at this offset
+            continue
+        try:
+            f = pair_fit_map(cm, em, tt.plan, model, beta=1.0, beta_err=0.5, phi0=phi, seed=seed)
+        except ShearcorrError:
+            continue
+        if phi is None:
+            phi = float(f["flow_angle"][0])
+        prelim.append((dlt, f["gamma_l"][0], f["d2"][0], f["chi2_red"]))
+    if phi is None:
+        raise ShearcorrError("no pair of time bins holds enough correlation to find the flow direction; give --flow-angle")
+    g_hi = max(p[1] for p in prelim)
+    d_hi = max(p[2] for p in prelim)
+    table = build_table(model, 0.15, 1.6 * g_hi + 10.0, 1.6 * d_hi + 0.5, executor=executor, cache_dir=cache_dir,
+                        weights=weights,
+                        **dict(table_steps or {}))
+    first = fit_maps(table, phi, c, err0)
+    err1 = ratio_errors(e_c0, den, d2b, first.prediction)
+    fits = fit_maps(table, phi, c, err1, start=first.params, return_gain=configuration)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(np.isfinite(c) & np.isfinite(err1) & (err1 > 0), 1.0 / err1**2, 0.0)
+        chi_null = np.sum(w * np.nan_to_num(c) ** 2, axis=(1, 2))
+    gain_sig = chi_null - fits.chi2
+    # speckle part scaled by chi2_red both ways (Birge ratio; >= 50 bins per map): the error law is
+    # approximate for averaged maps, the fit's own residuals measure its scale
+    cov = fits.cov * np.where(fits.dof >= MIN_DOF_SCALE, fits.chi2_red, np.maximum(fits.chi2_red, 1.0))[:, None, None]
+    if configuration:
+        cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed))
+    std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
+    ok = np.isfinite(gain_sig) & (gain_sig >= min_signal)
+    out = {name: np.full((K, K), np.nan) for name in ("gamma_l", "gamma_l_std", "d2", "d2_std", "amplitude", "chi2_red",
+                                                        "signal")}
+    cols = {"gamma_l": fits.params[:, 0], "gamma_l_std": std[:, 0], "d2": fits.params[:, 1], "d2_std": std[:, 1],
+            "amplitude": fits.params[:, 2], "chi2_red": fits.chi2_red}
+    for name, v in cols.items():
+        v = np.where(ok, v, np.nan)
+        out[name][ks, ls] = v
+        out[name][ls, ks] = v
+    out["signal"][ks, ls] = gain_sig
+    out["signal"][ls, ks] = gain_sig
+    return TwoTimeAnalysis(maps=tt, times=tt.centers, flow_angle=phi, **out,
+                           info={"n_pairs": int(ks.size), "n_fitted": int(ok.sum()), "min_signal": float(min_signal),
+                                 "prelim": [{"offset_bins": d, "gamma_l": g, "d2": e, "chi2_red": r} for d, g, e, r in prelim],
+                                 "table": {"gamma_max": table.gamma_max, "d2_max": table.d2_max, "nodes": table.n_nodes},
+                                 "configuration_term": bool(configuration), "contrast": beta0})

@@ -1,0 +1,128 @@
+"""Real files in: lazy stacks (HDF5 incl. bitshuffle/LZ4, Eiger master blocks, Zarr, .npy, TIFF),
+detector flags and NeXus pixel masks, implausible masks, damaged chunks, the APS 8-ID-I q map."""
+
+import numpy as np
+import pytest
+
+from shearcorr.errors import ShearcorrError
+from shearcorr.experiment.frames import load_pair, make_pair, open_stack, read_frame
+
+h5py = pytest.importorskip("h5py")
+
+
+def test_compressed_eiger_stack_reads_lazily_and_masks_flags(tmp_path):
+    hdf5plugin = pytest.importorskip("hdf5plugin")
+    data = np.random.default_rng(0).poisson(5, (6, 20, 24)).astype(np.uint32)
+    data[:, 5, :] = 2**32 - 1  # a module gap
+    with h5py.File(tmp_path / "s.h5", "w") as fh:
+        fh.create_dataset("entry/data/data", data=data, chunks=(1, 20, 24), **hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+        pm = np.zeros((20, 24), np.uint32)
+        pm[0, 0] = 4  # a dead pixel flagged by the detector
+        fh["entry/instrument/detector/pixel_mask"] = pm
+    st = open_stack(tmp_path / "s.h5")
+    assert (st.n_frames, st.frame_shape, st.dataset) == (6, (20, 24), "/entry/data/data")
+    np.testing.assert_array_equal(st.read(2, 4), data[2:4])
+    assert st.detector_mask().sum() == 20 * 24 - 1
+    assert np.isnan(read_frame(tmp_path / "s.h5", frame_index=1)[5]).all()  # flags become NaN in float frames
+    pair = load_pair(tmp_path / "s.h5", tmp_path / "s.h5", frame_index=0, frame_index_after=3)
+    assert pair.n_flagged["pixel_mask"] == 1 and pair.n_flagged["detector_flag"] == 24
+    assert not pair.valid[5].any() and not pair.valid[0, 0]
+
+
+def test_eiger_master_blocks_and_shape_mismatch(tmp_path):
+    a, b = np.ones((3, 8, 9), np.uint16), 2 * np.ones((2, 8, 9), np.uint16)
+    with h5py.File(tmp_path / "m.h5", "w") as fh:
+        fh["entry/data/data_000001"] = a
+        fh["entry/data/data_000002"] = b
+    st = open_stack(tmp_path / "m.h5")
+    assert st.n_frames == 5
+    np.testing.assert_array_equal(st.read(2, 4)[:, 0, 0], [1, 2])
+    with h5py.File(tmp_path / "bad.h5", "w") as fh:
+        fh["entry/data/data_000001"] = a
+        fh["entry/data/data_000002"] = np.ones((2, 8, 10), np.uint16)
+    with pytest.raises(ShearcorrError, match="frames of different shapes"):
+        open_stack(tmp_path / "bad.h5")
+
+
+def test_damaged_compressed_chunk_is_one_line(tmp_path):
+    data = np.random.default_rng(1).poisson(50, (4, 64, 64)).astype(np.uint32)
+    with h5py.File(tmp_path / "c.h5", "w") as fh:
+        ds = fh.create_dataset("entry/data/data", data=data, chunks=(1, 64, 64), compression="gzip")
+        off = ds.id.get_chunk_info(2).byte_offset
+    raw = bytearray((tmp_path / "c.h5").read_bytes())
+    raw[off + 10:off + 400] = bytes(390)
+    (tmp_path / "c.h5").write_bytes(bytes(raw))
+    st = open_stack(tmp_path / "c.h5")
+    st.read(0, 2)
+    with pytest.raises(ShearcorrError, match="cannot read frames 2..2 of .*damaged") as exc:
+        st.read(2, 3)
+    assert "\n" not in str(exc.value)
+
+
+def test_other_stack_formats(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    zarr = pytest.importorskip("zarr")
+    data = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
+    np.save(tmp_path / "s.npy", data)
+    z = zarr.open(str(tmp_path / "s.zarr"), mode="w", shape=data.shape, chunks=(1, 4, 5), dtype=data.dtype)
+    z[:] = data
+    tifffile.imwrite(tmp_path / "s.tif", data, photometric="minisblack")
+    for name in ("s.npy", "s.zarr", "s.tif"):
+        st = open_stack(tmp_path / name)
+        assert st.n_frames == 3
+        np.testing.assert_array_equal(st.read(1, 3), data[1:3])
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tw:
+        tw.write(data[0], photometric="minisblack")
+        tw.write(np.zeros((4, 6), np.uint16), photometric="minisblack")
+    with pytest.raises(ShearcorrError, match="different shapes"):
+        open_stack(tmp_path / "mixed.tif")
+
+
+def test_sentinels_in_arrays_and_implausible_masks(tmp_path):
+    b = np.full((10, 10), 7, np.uint32)
+    a = b.copy()
+    a[2, :] = 2**32 - 1
+    pair = make_pair(b, a)
+    assert pair.n_flagged["detector_flag"] == 10 and not pair.valid[2].any()
+    pyfai = np.zeros((10, 10), np.uint8)
+    pyfai[0, :5] = 1  # 1 = masked (pyFAI), 5 % of the pixels
+    np.save(tmp_path / "m.npy", pyfai)
+    np.save(tmp_path / "f.npy", b)
+    with pytest.raises(ShearcorrError, match="keeps only 5.0 % .*--mask-convention masked"):
+        load_pair(tmp_path / "f.npy", tmp_path / "f.npy", mask=tmp_path / "m.npy")
+    ok = load_pair(tmp_path / "f.npy", tmp_path / "f.npy", mask=tmp_path / "m.npy", mask_convention="masked")
+    assert ok.valid.sum() == 95
+
+
+def _aps_file(path, shape=(32, 40)):
+    with h5py.File(path, "w") as fh:
+        q = fh.create_group("xpcs/qmap")
+        m = np.ones(shape, np.int32)
+        m[:, :3] = 0
+        q["mask"] = m
+        q["beam_center_x"], q["beam_center_y"] = 20.5, 15.0
+        q["detector_distance"], q["pixel_size"], q["energy"] = 5.0, 75e-6, 10.0
+    return m.astype(bool)
+
+
+def test_aps_qmap_geometry_and_mask(tmp_path):
+    import json
+
+    from shearcorr.experiment.geometry import flat_detector, load_geometry
+    from shearcorr.experiment.nexus import aps_geometry, is_aps_file
+
+    mask = _aps_file(tmp_path / "r.hdf")
+    assert is_aps_file(tmp_path / "r.hdf")
+    geo, m = aps_geometry(tmp_path / "r.hdf", (32, 40), particle_radius_nm=10.0, beam_size_nm=8000.0)
+    ref = flat_detector((32, 40), (20.5, 15.0), 75e-6, 5.0, energy_kev=10.0, particle_radius_nm=10.0, beam_size_nm=8000.0)
+    np.testing.assert_allclose(geo.q_nm, ref.q_nm)
+    np.testing.assert_allclose(geo.phi, ref.phi)
+    # APS azimuth: phi = -atan2(row - bcy, col - bcx)
+    rows, cols = np.mgrid[0:32, 0:40]
+    np.testing.assert_allclose(np.exp(1j * geo.phi), np.exp(-1j * np.arctan2(rows - 15.0, cols - 20.5)), atol=1e-12)
+    assert np.array_equal(m, mask)
+    (tmp_path / "g.json").write_text(json.dumps({"aps_qmap": "r.hdf", "particle_radius_nm": 10, "beam_size_um": 8}))
+    g2 = load_geometry(tmp_path / "g.json", (32, 40))
+    assert g2.info["type"] == "aps_qmap"
+    with pytest.raises(ShearcorrError, match="APS q map of .* is 32 x 40 but the frames are 30 x 40"):
+        load_geometry(tmp_path / "g.json", (30, 40))

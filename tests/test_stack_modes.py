@@ -1,0 +1,97 @@
+"""The three modes end to end on small synthetic stacks: quick smoke runs in the default suite (tiny
+frames, coarse tables: outputs and loose physics), one realisation each at a useful size (slow), and
+the calibrated synthetic-truth studies in benchmarks/bench_stack.py (docs/stacks.md)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from shearcorr.params import SystemParams
+from shearcorr.stack import analyze_stack
+from shearcorr.stack.steady import overlap_fraction
+from shearcorr.stack.synth import oscillatory_stack, startup_stack, steady_stack
+
+P = SystemParams(n_l2=150, rs=0.0, d2=1.0, gamma_l=10.0)
+DQ = 2 * (2 * np.pi / 800)  # half a pixel per speckle: q R0 up to ~0.5 on 64^2 frames
+FAST = {"n_q": 6, "n_phi": 12, "table_steps": {"du": 0.25, "dd": 0.25}}
+
+
+def test_overlap_fraction_limits():
+    L = 800.0
+    assert overlap_fraction(0.0, 0.0, L) == pytest.approx(1.0)
+    assert overlap_fraction(L, 0.0, L) == pytest.approx(0.0)
+    assert overlap_fraction(80.0, 0.0, L) == pytest.approx(0.9)
+    assert overlap_fraction(0.0, 0.04, L) == pytest.approx(1 - 0.04 / 4, abs=1e-4)  # shear only: 1 - gamma L / (4 L)
+
+
+@pytest.mark.slow
+def test_steady_mode_recovers_the_shear_rate(tmp_path):
+    st = steady_stack(P, 240, shear_rate=8 / 800, diffusion=0.2, transit=40.0, shape=(64, 64), dq=DQ, seed=3,
+                      frame_time=0.01)
+    r = analyze_stack(st.frames, st.geometry, tmp_path / "out", mode="steady", max_lag=6, mask=st.mask,
+                      cache_dir=tmp_path / "cache", plots=True, frame_time=0.01, **FAST)
+    s = json.loads((tmp_path / "out" / "result.json").read_text())
+    sr = s["shear_rate"]["per_frame"]
+    assert s["shear_rate"]["unit"] == "1/s"
+    assert abs(sr["value"] / 0.01 - 1) < 0.08 and abs(sr["value"] - 0.01) < 4 * sr["std"]
+    assert abs(s["flow_angle_deg"]["value"] - 30.0) < 3.0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gamma_l.png", "lag_maps.png", "msd.png",
+                                                                    "result.h5", "result.json"]
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "out" / "result.h5") as fh:
+        assert fh["entry/process"].attrs["NX_class"] == "NXprocess"
+        g2 = fh["xpcs/multitau/normalized_g2"][()]
+        roi = fh["xpcs/qmap/dynamic_roi_map"][()]
+        assert g2.shape == (6, r.plan.n_bins) and roi.max() <= r.plan.n_bins
+        assert json.loads(fh["entry/process/parameters/data"][()])["mode"] == "steady"
+
+
+@pytest.mark.slow
+def test_twotime_mode_follows_a_startup(tmp_path):
+    st = startup_stack(P, 36, start_frame=12, shear_rate=3 / 800, diffusion_rest=0.01, diffusion_flow=0.05,
+                       shape=(64, 64), dq=DQ, seed=4)
+    r = analyze_stack(st.frames, st.geometry, None, mode="twotime", time_bins=36, mask=st.mask,
+                      cache_dir=tmp_path / "cache", **FAST)
+    a = r.analysis
+    strain = np.asarray(st.truth["strain"])
+    true_g = (strain[None, :] - strain[:, None]) * 800
+    iu = np.triu_indices(36, 1)
+    ok = np.isfinite(a.gamma_l[iu]) & (true_g[iu] < 40)
+    z = ((a.gamma_l - true_g) / a.gamma_l_std)[iu][ok]
+    assert ok.sum() > 200 and abs(np.median(z)) < 0.7 and 0.6 < np.std(z) < 1.6
+    assert np.nanmax(a.gamma_l[0, 1:12]) < 3.0  # at rest before the start-up
+
+
+@pytest.mark.slow
+def test_echo_mode_measures_the_irreversible_step(tmp_path):
+    st = oscillatory_stack(P, 16, 8, strain_amplitude=0.04, d2_cycle=1.4, irreversible_fraction=0.4, shape=(64, 64),
+                           dq=DQ, seed=5)
+    r = analyze_stack(st.frames, st.geometry, None, mode="echo", period=8, mask=st.mask, cache_dir=tmp_path / "cache",
+                      max_cycles=3, **FAST)
+    d, s = r.analysis.d2_irreversible
+    truth = st.truth["d2_irreversible"]
+    assert abs(d / truth - 1) < 0.15 and abs(d - truth) < 4 * s
+    assert r.summary["flow_angle_deg"]["source"] == "quarter-period pairs"
+
+
+SMOKE = {"n_q": 4, "n_phi": 8, "table_steps": {"du": 0.4, "dd": 0.4}}
+
+
+def test_smoke_all_modes(tmp_path):
+    st = steady_stack(P, 90, shear_rate=8 / 800, diffusion=0.2, transit=40.0, shape=(48, 48), dq=DQ, seed=1)
+    r = analyze_stack(st.frames, st.geometry, tmp_path / "s", mode="steady", max_lag=4, mask=st.mask, groups=8,
+                      normalization="frame", cache_dir=tmp_path / "cache", **SMOKE)
+    assert abs(r.summary["shear_rate"]["value"] / 0.01 - 1) < 0.25
+    assert (tmp_path / "s" / "result.h5").is_file() and r.summary["rs"]["constrained"] is False
+    su = startup_stack(P, 20, start_frame=8, shear_rate=4 / 800, diffusion_rest=0.01, diffusion_flow=0.05, shape=(48, 48),
+                       dq=DQ, seed=2)
+    t = analyze_stack(su.frames, su.geometry, None, mode="twotime", time_bins=20, mask=su.mask, cache_dir=tmp_path / "cache",
+                      **SMOKE).analysis
+    ramp = t.gamma_l[0, 10:]
+    assert np.nanmax(t.gamma_l[0, 1:8]) < np.nanmedian(ramp) and np.all(np.isfinite(t.gamma_l_std[0, 1:]))
+    osc = oscillatory_stack(P, 8, 4, strain_amplitude=0.04, d2_cycle=1.4, irreversible_fraction=0.4, shape=(48, 48),
+                            dq=DQ, seed=3)
+    e = analyze_stack(osc.frames, osc.geometry, None, mode="echo", period=4, mask=osc.mask, max_cycles=2,
+                      cache_dir=tmp_path / "cache", **SMOKE).analysis
+    assert abs(e.d2_irreversible[0] / osc.truth["d2_irreversible"] - 1) < 0.3
