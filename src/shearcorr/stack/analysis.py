@@ -232,7 +232,10 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     valid, counts = _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset)
     qe = q_bin_edges(geo.qr0, valid, int(n_q), q_min, q_max)
     plan = make_plan(valid, geo.qr0, geo.phi, qe, int(n_phi))
-    model = BinnedPairModel(qe, plan.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0)
+    beam = geo.beam if geo.beam is not None and not geo.beam.is_paper(geo.beam_size_r0) else None
+    # the geometry file's beam enters the model; pixels are modelled as points (docs/stacks.md)
+    model = BinnedPairModel(qe, plan.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0,
+                            beam=beam)
     area, speckle_px = _area(src, plan.valid_image(), geo, qe, int(n_phi), start)
     weights = pixel_weights(plan, geo.qr0, geo.phi, model)
     times = _read_aux(src, timestamps, src.n_frames, "time-stamp")
