@@ -61,6 +61,8 @@ _STEPS = (2e-4, 2e-3, 2e-3, 2.5)
 _SCAN_D2 = (0.5, 1.0, 1.7, 2.6)
 _SCAN_GAMMA = (6.0, 12.0, 20.0, 30.0, 45.0)
 N_STARTS = 2
+#: Exclude the grid points where the engine neglects window-shape pairings (:func:`engine_points`).
+EXCLUDE_AXES = True
 #: Size of the coarse sub-grid of the full map used by the scan and the first (diagonal) fit.
 _SUB_Q, _SUB_THETA = 12, 25
 #: Rebuild the covariance at the solution when it moved by more than this (R_s absolute; D2, gamma L
@@ -136,13 +138,29 @@ def _profile_matrix(grid: QGrid, observable: str) -> np.ndarray | None:
     return P
 
 
+def engine_points(grid: QGrid, beam_size: float = 800.0) -> np.ndarray:
+    r"""Grid points where the analytic engine is exact to < 1e-5: outside the main lobe of the window
+    transform around the q_x = 0 and q_y = 0 axes, :math:`|q_x|L/2 \ge \pi` and :math:`|q_y|L/2 \ge \pi`.
+
+    Inside it the engine neglects position pairings of relative size :math:`N_W/(qL/2)^2` (up to ~2e-3
+    in g at q R0 = 0.5, docs/theory.md §1); they are present in real data and in Monte Carlo, coherent
+    along the axis columns, and would bias gamma L. On the paper's grid this drops the theta = 0, pi/2,
+    pi columns. Returns a bool array (n_q, n_theta), True = used.
+    """
+    half = 0.5 * beam_size * np.asarray(grid.q)[:, None]
+    return (np.abs(half * np.cos(grid.theta)[None, :]) >= np.pi) & (np.abs(half * np.sin(grid.theta)[None, :]) >= np.pi)
+
+
 class _Problem:
     """Data, model and covariance of one fit (latent vector x; see the module docstring)."""
 
     def __init__(self, data, grid, observable, configs, g_err, estimator, displacement, n_l2, prior, samples, seed):  # noqa: PLR0913
         self.grid, self.observable, self.estimator, self.displacement = grid, observable, estimator, displacement
         self.P = _profile_matrix(grid, observable)
+        self.sel = np.flatnonzero(engine_points(grid)) if observable == "g" and EXCLUDE_AXES else None
         self.d = np.asarray(data, dtype=np.float64).ravel()
+        if self.sel is not None:
+            self.d = self.d[self.sel]
         self.configs, self.g_err, self.samples, self.seed = configs, g_err, samples, seed
         self.n_l2_fixed, self.prior = n_l2, prior
         self.names = ["rs2", "d2", "gamma_l"] + ([] if n_l2 is not None else ["n_l2"])
@@ -162,7 +180,9 @@ class _Problem:
                             displacement=self.displacement)
 
     def reduce(self, g: np.ndarray) -> np.ndarray:
-        return g.ravel() if self.P is None else self.P @ g.ravel()
+        if self.P is not None:
+            return self.P @ g.ravel()
+        return g.ravel() if self.sel is None else g.ravel()[self.sel]
 
     def model(self, x, grid=None) -> np.ndarray:
         """E[g_hat_N] at latent x on ``grid`` (default the data's); A, B, E[U^k] cached per (N, R_s)."""
@@ -194,7 +214,7 @@ class _Problem:
             nm = nm.with_errors(self.g_err)
         self.error_scale = getattr(nm, "error_scale", None)
         if self.P is None:
-            self.whiten = nm.whitener()
+            self.whiten = nm.whitener(self.sel)
         else:
             nt = self.grid.theta.size
             _, C = nm.profile_covariance()
@@ -418,12 +438,14 @@ def fit_g(data, grid: QGrid, *, configs=None, g_err=None, estimator: str = "symm
                      warnings=warnings)
 
 
-def fit_dataset(ds, *, observable: str = "g", estimator: str | None = None, n_l2: float | None = None,
-                **options) -> FitResult:
-    """:func:`fit_g` on a result file's Dataset: g, g_err and the attrs ``configs``, ``estimator``,
-    ``displacement`` (files of other codes may carry only g, g_err and configs).
+def fit_dataset(ds, *, observable: str = "g", estimator: str | None = None, configs=None,
+                n_l2: float | None = None, **options) -> FitResult:
+    """:func:`fit_g` on one result (an xarray Dataset with dims q, theta): its g, g_err and attrs.
 
-    ``configs`` = 0 or an analytic engine means noise-free model output.
+    Attributes used (files of other codes may carry only g, g_err and ``configs``): ``configs`` (N;
+    0 or absent with an ``engine`` "analytic" means noise-free model output), ``estimator`` (default
+    "symmetric"), ``displacement`` (default "uniform"). ``estimator`` and ``configs`` given here
+    override the attributes.
     """
     from ..result import grid_from_dataset
 
@@ -433,12 +455,12 @@ def fit_dataset(ds, *, observable: str = "g", estimator: str | None = None, n_l2
     g = np.asarray(ds["g"].transpose("q", "theta").values, dtype=np.float64)
     err = np.asarray(ds["g_err"].transpose("q", "theta").values, dtype=np.float64) if "g_err" in ds else None
     attrs = ds.attrs
-    configs = attrs.get("configs")
-    exact = str(attrs.get("engine", "")) == "analytic" or configs in (0, None)
-    if exact and str(attrs.get("engine", "")) == "analytic":
-        configs, err = None, None
-    elif configs in (0, None):
-        configs = None
+    analytic = str(attrs.get("engine", "")) == "analytic"
+    if configs is None:
+        configs = attrs.get("configs")
+        configs = None if configs is None or float(configs) <= 0 else float(configs)
+    if analytic and configs is None:
+        err = None  # the analytic engine's g_err is a numerical bound, not noise
     est = estimator or str(attrs.get("estimator", "symmetric"))
     disp = str(attrs.get("displacement", "uniform"))
     data = {"g": g, "g_theta": g.mean(axis=0), "g_q": g.mean(axis=1)}[check_choice("observable", observable)]

@@ -227,9 +227,12 @@ class EnsembleNoise:
         v = self.var.ravel()
         return np.maximum(v - np.sum(self.factor**2, axis=1), DIAGONAL_FLOOR * v)
 
-    def whitener(self) -> Whitener:
-        """:class:`Whitener` of this covariance (residuals data - mean -> independent unit normals)."""
-        return Whitener(self.diagonal, self.factor)
+    def whitener(self, index=None) -> Whitener:
+        """:class:`Whitener` of this covariance (residuals data - mean -> independent unit normals),
+        restricted to the flat grid-point indices ``index`` when given."""
+        if index is None:
+            return Whitener(self.diagonal, self.factor)
+        return Whitener(self.diagonal[index], self.factor[index])
 
     def chi2(self, data) -> float:
         """:math:`(d - E\\hat g)^T \\Sigma^{-1} (d - E\\hat g)` of a map ``data`` (n_q, n_theta)."""
