@@ -69,3 +69,17 @@ def test_grid_log_constructor_and_equality():
         QGrid.log(2.0, 1.0)
     with pytest.raises(ShearcorrError, match="n_q >= 1"):
         QGrid.log(0.5, 5, 0, 10)
+
+
+def test_grid_comparison_tolerates_float32_and_names_the_largest_difference():
+    """A grid stored as float32 by another code (relative differences ~6e-8) is the same grid; a real
+    difference is refused with the grid point and the size of the largest difference."""
+    g = QGrid()
+    g32 = QGrid(g.q.astype(np.float32), g.theta.astype(np.float32))
+    assert g32 == g and g.difference(g32) is None
+    q = g.q.copy()
+    q[37] *= 1.001
+    msg = g.difference(QGrid(q, g.theta))
+    assert "q[37]" in msg and "relative difference 0.001" in msg
+    assert "theta" in g.difference(QGrid(g.q, g.theta + np.r_[np.zeros(100), 1e-3]))
+    assert "100 q x 50 theta" in g.difference(QGrid(g.q, np.linspace(0, np.pi, 50)))

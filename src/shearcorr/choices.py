@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("grid", "sklearn"),
     "transform": ("none", "log"),
     "observable": ("g", "g_theta", "g_q"),
+    "estimator": ("symmetric", "before", "pooled"),
     # experiment (docs/experiment.md)
     "method": ("fit", "gpr", "both"),
     "pairing": ("consecutive", "disjoint"),

@@ -110,6 +110,10 @@ class SystemParams:
         return asdict(self)
 
 
+#: Tolerances of grid comparisons: relative in q, absolute (rad) in theta. float32 storage (6e-8) passes.
+GRID_RTOL, GRID_ATOL = 1e-6, 1e-6
+
+
 @dataclass(frozen=True)
 class QGrid:
     """Polar grid of scattering vectors: magnitudes ``q`` (1/r0) and angles ``theta`` (rad from flow).
@@ -168,14 +172,26 @@ class QGrid:
             "grid_q_max": float(self.q[-1]),
         }
 
+    def difference(self, other: "QGrid") -> str | None:
+        """None if ``other`` is the same grid within :data:`GRID_RTOL` (relative, q) and :data:`GRID_ATOL`
+        (rad, theta), else one line naming the largest difference. Grids stored as float32 by other
+        codes differ by ~6e-8 relative and count as the same."""
+        if self.q.shape != other.q.shape or self.theta.shape != other.theta.shape:
+            return (f"{other.q.size} q x {other.theta.size} theta instead of {self.q.size} q x {self.theta.size} "
+                    f"theta")
+        dq = np.abs(other.q / self.q - 1.0)
+        dt = np.abs(other.theta - self.theta)
+        if dq.max() > GRID_RTOL:
+            i = int(np.argmax(dq))
+            return f"q[{i}] = {other.q[i]:.8g} instead of {self.q[i]:.8g} (relative difference {dq[i]:.2g})"
+        if dt.max() > GRID_ATOL:
+            j = int(np.argmax(dt))
+            return f"theta[{j}] = {other.theta[j]:.8g} instead of {self.theta[j]:.8g} (difference {dt[j]:.2g} rad)"
+        return None
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, QGrid):
             return NotImplemented
-        return (
-            self.q.shape == other.q.shape
-            and self.theta.shape == other.theta.shape
-            and bool(np.allclose(self.q, other.q, rtol=1e-9, atol=0))
-            and bool(np.allclose(self.theta, other.theta, rtol=1e-9, atol=1e-12))
-        )
+        return self.difference(other) is None
 
     __hash__ = None  # type: ignore[assignment]

@@ -19,7 +19,7 @@ from ._common import OneLineParser
 __all__ = ["main", "build_parser"]
 
 #: Command modules, in the order they appear in ``shearcorr --help``.
-COMMAND_MODULES = ("simulate", "plot", "dataset", "train", "analyze", "stack", "reproduce")
+COMMAND_MODULES = ("simulate", "plot", "dataset", "train", "fit", "analyze", "stack", "reproduce")
 
 
 def build_parser() -> OneLineParser:

@@ -49,6 +49,7 @@ __all__ = [
     "amplitude_at",
     "EnsembleAccumulator",
     "simulate_mc",
+    "replicas",
 ]
 
 #: Configurations per random-number chunk (fixed: part of the definition of a seeded result).
@@ -406,3 +407,38 @@ def simulate_mc(params: SystemParams, grid: QGrid | None = None, *, configs: int
     return make_result(grid, params, I=est["I"], I_err=est["I_err"], g=est["g"], g_err=est["g_err"],
                        g_q_err=est["g_q_err"], g_theta_err=est["g_theta_err"], engine="mc", configs=configs,
                        seed=seed_int, attrs=attrs)
+
+
+def replicas(params: SystemParams, grid: QGrid, configs: int, n_replicas: int, seed=0) -> tuple[np.ndarray, np.ndarray]:
+    r"""``n_replicas`` independent Monte Carlo estimates of g over ``configs`` configurations each.
+
+    Replica r uses the consecutive chunks ``r * configs / CHUNK`` ... of the run seeded by ``seed`` (so
+    the replicas never share a configuration), accumulated as in :func:`simulate_mc`. For the
+    statistics of the estimator (:mod:`shearcorr.inverse.noise`: its bias and covariance over many
+    replicas) without the per-call overhead of :func:`simulate_mc`.
+
+    Parameters
+    ----------
+    params : SystemParams
+    grid : QGrid
+    configs : int
+        Configurations per replica, a multiple of :data:`CHUNK` (64).
+    n_replicas : int
+    seed : int
+
+    Returns
+    -------
+    (g, g_err) : two float64 arrays of shape (n_replicas, n_q, n_theta)
+    """
+    if int(configs) < CHUNK or int(configs) % CHUNK:
+        raise ShearcorrError(f"configs per replica must be a multiple of {CHUNK}, got {configs}")
+    ss, _ = _root_sequence(seed)
+    per = int(configs) // CHUNK
+    g, g_err = np.empty((int(n_replicas), *grid.shape)), np.empty((int(n_replicas), *grid.shape))
+    for r in range(int(n_replicas)):
+        acc = EnsembleAccumulator(grid, int(configs))
+        for j in range(r * per, (r + 1) * per):
+            acc.add_chunk(params, *_draw_chunk(params, ss, j))
+        est = acc.estimates()
+        g[r], g_err[r] = est["g"], est["g_err"]
+    return g, g_err

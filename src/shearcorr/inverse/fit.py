@@ -1,19 +1,35 @@
-r"""Direct physics fit: least squares of the analytic engine to a measured g (a second inversion method).
+r"""The likelihood fit: generalised least squares of the ensemble model to a measured g, with honest errors.
 
-Model :math:`m(p)` = the analytic engine's g(q, theta) (:func:`shearcorr.forward.analytic.ensemble_arrays`),
-reduced to the chosen observable (``"g"``: the full map, ``"g_theta"``: mean over q, ``"g_q"``: mean over
-theta). With data d and errors e (ones when none are given) :func:`scipy.optimize.least_squares` (trust
-region reflective, bounds = the physical/design ranges) minimises
+Model: :math:`m(p) = E[\hat g_N](p)`, the analytic engine's g plus the O(1/N) bias of the estimator
+that averaged N configurations (:func:`shearcorr.inverse.noise.expected_g`), reduced to the observable
+(the full map ``"g"``, or the profiles ``"g_theta"`` / ``"g_q"``). Noise: the covariance
+:math:`\Sigma = D + UU^T` of :class:`~shearcorr.inverse.noise.EnsembleNoise` (speckle part independent
+between grid points, configuration part shared by all of them), evaluated at the current estimate and
+scaled per q row to the data's own g_err when they carry one. The fit minimises
 
-.. math:: \chi^2(p) = \sum_k \Big(\frac{d_k - m_k(p)}{e_k}\Big)^2 .
+.. math:: \chi^2(p) = (d - m(p))^T\,\Sigma^{-1}\,(d - m(p)) + \Big(\frac{n_{L^2} - \mu_n}{\sigma_n}\Big)^2
 
-Uncertainties from the Jacobian J at the optimum: :math:`C = (J^TJ)^{-1}` (pseudo-inverse), scaled by
-the reduced :math:`\chi^2_\nu = \chi^2/(N - n_p)` when no errors are given (the residual scatter then
-estimates the error). For noise-free analytic data :math:`\chi^2_\nu \to 0` and so do the errors - they
-mean "numerically exact", not "physically certain". A parameter at a bound whose derivative vanishes
-(R_s -> 0, where g depends on R_s only through R_s^2) gets an infinite std.
+(trust-region reflective, whitened residuals :math:`\Sigma^{-1/2}(d - m)` by Woodbury). n_l2 hardly
+changes g (the paper's Fig. 5a), so it is handled explicitly: fitted with a Gaussian prior
+(:data:`N_L2_PRIOR`, the mean and std of the paper's U(100, 200)), or fixed when given. It is never
+held at its start silently: the model is defined for whole particle numbers N = round(4 n_l2), so its
+derivative is taken over :data:`N_L2_STEP` particles.
 
-n_l2 hardly changes g (the paper's Fig. 5a): it is held fixed (default 150) unless ``fit_n_l2=True``.
+Parameters are fitted in latent coordinates :math:`(R_s^2, D_2, \gamma L, n_{L^2})`: g depends on R_s
+through :math:`R_s^2` (log-normal moments are :math:`e^{k^2 R_s^2/2}`), so the likelihood is regular at
+R_s = 0 in :math:`u = R_s^2` (its derivative in R_s vanishes there, and (J^TJ)^-1 at that bound is
+meaningless). Covariance of the latent parameters :math:`C = (\tilde J^T\tilde J)^{-1}` (whitened
+Jacobian, plus the prior); central intervals :math:`u \pm z\sigma_u` mapped back (R_s = sqrt of the
+interval clipped at 0), so R_s intervals are right near 0. At the truth, C is the Cramér-Rao bound
+(:mod:`shearcorr.inverse.crb`).
+
+Start values: a coarse scan of (D2, gamma L) on a subsampled map, then the best :data:`N_STARTS`
+starts are fitted with a diagonal covariance, and the best is refined with the full covariance
+rebuilt at that solution (a second rebuild when the estimate moves by more than its std).
+
+Without ``configs`` and without ``g_err`` the data are taken as noise-free model output (unit weights,
+std scaled by the residual scatter, which then means "numerically exact", not "physically certain").
+Without ``configs`` but with ``g_err``, N is inferred from g_err and the model variance.
 """
 
 from __future__ import annotations
@@ -23,19 +39,35 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import least_squares
+from scipy.stats import norm
 
 from ..choices import check_choice
 from ..errors import ShearcorrError
 from ..files import JSONRecord
 from ..params import QGrid, SystemParams
 
-__all__ = ["FitResult", "fit_g", "FIT_BOUNDS", "START"]
+__all__ = ["FitResult", "fit_g", "fit_dataset", "FIT_BOUNDS", "N_L2_PRIOR", "PARAMETERS"]
 
-#: Bounds of the fitted parameters (a little wider than the paper's design ranges).
-FIT_BOUNDS = {"n_l2": (20.0, 400.0), "rs": (0.0, 0.6), "d2": (0.05, 6.0), "gamma_l": (0.0, 60.0)}
-
-#: Starting point: the centre of the paper's ranges.
-START = {"n_l2": 150.0, "rs": 0.15, "d2": 1.75, "gamma_l": 17.5}
+#: Fitted parameters, in the order of the latent vector (R_s^2, D2, gamma L, n_l2).
+PARAMETERS = ("rs", "d2", "gamma_l", "n_l2")
+#: Bounds of the fitted parameters (wider than the paper's design ranges).
+FIT_BOUNDS = {"rs": (0.0, 0.6), "d2": (0.05, 6.0), "gamma_l": (0.0, 60.0), "n_l2": (25.0, 600.0)}
+#: Gaussian prior of n_l2 when it is fitted: mean and std of the paper's U(100, 200).
+N_L2_PRIOR = (150.0, 100.0 / np.sqrt(12.0))
+#: Finite-difference steps of the latent parameters (absolute for R_s^2; relative for D2, gamma L; n_l2 in
+#: units of a quarter particle: 10 particles, since N = round(4 n_l2) is a whole number).
+_STEPS = (2e-4, 2e-3, 2e-3, 2.5)
+#: Starts of the coarse scan and how many are refined.
+_SCAN_D2 = (0.5, 1.0, 1.7, 2.6)
+_SCAN_GAMMA = (6.0, 12.0, 20.0, 30.0, 45.0)
+N_STARTS = 2
+#: Exclude the grid points where the engine neglects window-shape pairings (:func:`engine_points`).
+EXCLUDE_AXES = True
+#: Size of the coarse sub-grid of the full map used by the scan and the first (diagonal) fit.
+_SUB_Q, _SUB_THETA = 12, 25
+#: Rebuild the covariance at the solution when it moved by more than this (R_s absolute; D2, gamma L
+#: relative; n_l2 relative): the covariance changes slowly with the parameters.
+_REBUILD_CHANGE = (0.05, 0.05, 0.05, 0.25)
 
 
 @dataclass(frozen=True)
@@ -45,112 +77,392 @@ class FitResult(JSONRecord):
     Attributes
     ----------
     values, std : dict of str to float
-        Fitted value and standard error per fitted parameter (inf: unconstrained, see the module doc).
-    chi2_red : float
-        chi^2 / (N - n_p) at the optimum.
+        Estimate and standard error of every parameter (n_l2 too; its std is 0 when it was fixed).
+        For R_s the std is half the width of the central 68 % interval (the interval is exact in R_s^2).
+    intervals : dict of str to dict
+        ``{"68": [lo, hi], "95": [lo, hi]}`` per parameter.
+    latent : dict
+        Latent estimate and covariance (names ``rs2, d2, gamma_l[, n_l2]``): what z-scores use.
+    chi2, dof, chi2_red : float, int, float
+        Generalised chi^2 at the optimum (prior term excluded) and chi^2 / dof.
+    configs : float or None
+        N used by the noise model (given or inferred; None for noise-free data).
+    estimator, displacement : str
+    n_l2_mode : str
+        ``"prior"`` (fitted with :data:`N_L2_PRIOR`), ``"free"`` or ``"fixed"``.
     success : bool
-        The optimiser's convergence flag.
     n_eval : int
-        Engine evaluations (excluding Jacobian columns).
+        Engine evaluations.
     seconds : float
-    message : str
-        The optimiser's message.
-    fixed : dict of str to float
-        Parameters held fixed (n_l2 unless it was fitted).
+    warnings : list of str
+        Parameters at a bound, chi^2 far from 1, data errors inconsistent with the model, inferred N.
     """
 
     values: dict
     std: dict
+    intervals: dict
+    latent: dict
+    chi2: float
+    dof: int
     chi2_red: float
+    configs: float | None
+    estimator: str
+    displacement: str
+    n_l2_mode: str
     success: bool
     n_eval: int
     seconds: float
-    message: str = ""
-    fixed: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """JSON-able copy (an infinite std becomes ``null`` in :meth:`to_json`)."""
-        return {"values": dict(self.values), "std": dict(self.std), "chi2_red": self.chi2_red, "success": self.success,
-                "n_eval": self.n_eval, "seconds": self.seconds, "message": self.message, "fixed": dict(self.fixed)}
+        out = {k: getattr(self, k) for k in ("values", "std", "intervals", "chi2", "dof", "chi2_red", "configs",
+                                             "estimator", "displacement", "n_l2_mode", "success", "n_eval",
+                                             "seconds", "warnings")}
+        out["latent"] = {"names": list(self.latent["names"]), "value": list(map(float, self.latent["value"])),
+                         "cov": np.asarray(self.latent["cov"]).tolist()}
+        return out
 
 
-def _reduce(g: np.ndarray, observable: str) -> np.ndarray:
+def _profile_matrix(grid: QGrid, observable: str) -> np.ndarray | None:
+    nq, nt = grid.shape
     if observable == "g":
-        return g.ravel()
+        return None
     if observable == "g_theta":
-        return g.mean(axis=0)
-    return g.mean(axis=1)
+        P = np.zeros((nt, nq * nt))
+        for j in range(nt):
+            P[j, j::nt] = 1.0 / nq
+        return P
+    P = np.zeros((nq, nq * nt))
+    for i in range(nq):
+        P[i, i * nt:(i + 1) * nt] = 1.0 / nt
+    return P
 
 
-def fit_g(data, grid: QGrid, *, observable: str = "g", errors=None, n_l2: float = 150.0, fit_n_l2: bool = False,
-          start: dict | None = None, displacement: str = "uniform", max_nfev: int = 200) -> FitResult:
-    """Fit (rs, d2, gamma_l[, n_l2]) of the analytic engine to a measured g.
+def engine_points(grid: QGrid, beam_size: float = 800.0) -> np.ndarray:
+    r"""Grid points where the analytic engine is exact to < 1e-5: outside the main lobe of the window
+    transform around the q_x = 0 and q_y = 0 axes, :math:`|q_x|L/2 \ge \pi` and :math:`|q_y|L/2 \ge \pi`.
+
+    Inside it the engine neglects position pairings of relative size :math:`N_W/(qL/2)^2` (up to ~2e-3
+    in g at q R0 = 0.5, docs/theory.md §1); they are present in real data and in Monte Carlo, coherent
+    along the axis columns, and would bias gamma L. On the paper's grid this drops the theta = 0, pi/2,
+    pi columns. Returns a bool array (n_q, n_theta), True = used.
+    """
+    half = 0.5 * beam_size * np.asarray(grid.q)[:, None]
+    return (np.abs(half * np.cos(grid.theta)[None, :]) >= np.pi) & (np.abs(half * np.sin(grid.theta)[None, :]) >= np.pi)
+
+
+class _Problem:
+    """Data, model and covariance of one fit (latent vector x; see the module docstring)."""
+
+    def __init__(self, data, grid, observable, configs, g_err, estimator, displacement, n_l2, prior, samples, seed):  # noqa: PLR0913
+        self.grid, self.observable, self.estimator, self.displacement = grid, observable, estimator, displacement
+        self.P = _profile_matrix(grid, observable)
+        self.sel = np.flatnonzero(engine_points(grid)) if observable == "g" and EXCLUDE_AXES else None
+        self.d = np.asarray(data, dtype=np.float64).ravel()
+        if self.sel is not None:
+            self.d = self.d[self.sel]
+        self.configs, self.g_err, self.samples, self.seed = configs, g_err, samples, seed
+        self.n_l2_fixed, self.prior = n_l2, prior
+        self.names = ["rs2", "d2", "gamma_l"] + ([] if n_l2 is not None else ["n_l2"])
+        lo = [FIT_BOUNDS["rs"][0] ** 2, FIT_BOUNDS["d2"][0], FIT_BOUNDS["gamma_l"][0]]
+        hi = [FIT_BOUNDS["rs"][1] ** 2, FIT_BOUNDS["d2"][1], FIT_BOUNDS["gamma_l"][1]]
+        if n_l2 is None:
+            lo.append(FIT_BOUNDS["n_l2"][0])
+            hi.append(FIT_BOUNDS["n_l2"][1])
+        self.lo, self.hi = np.array(lo), np.array(hi)
+        self.n_eval = 0
+        self._limits: dict = {}
+        self.whiten = None  # set by use_covariance
+
+    def params(self, x) -> SystemParams:
+        n_l2 = self.n_l2_fixed if self.n_l2_fixed is not None else x[3]
+        return SystemParams(n_l2=n_l2, rs=np.sqrt(max(x[0], 0.0)), d2=x[1], gamma_l=x[2],
+                            displacement=self.displacement)
+
+    def reduce(self, g: np.ndarray) -> np.ndarray:
+        if self.P is not None:
+            return self.P @ g.ravel()
+        return g.ravel() if self.sel is None else g.ravel()[self.sel]
+
+    def model(self, x, grid=None) -> np.ndarray:
+        """E[g_hat_N] at latent x on ``grid`` (default the data's); A, B, E[U^k] cached per (N, R_s)."""
+        from .noise import ensemble_limits, expected_g
+
+        self.n_eval += 1
+        grid = grid or self.grid
+        p = self.params(x)
+        limits = None
+        if self.configs is not None:
+            key = (id(grid), p.n_particles, p.rs)
+            if key not in self._limits:
+                if len(self._limits) > 32:
+                    self._limits.clear()
+                self._limits[key] = ensemble_limits(p, grid.q)
+            limits = self._limits[key]
+        return expected_g(p, grid, self.configs, estimator=self.estimator, limits=limits)
+
+    def use_covariance(self, x, *, full: bool) -> None:
+        """Whitener of the noise covariance at x (diagonal only unless ``full``); unit weights if noise-free."""
+        from .noise import ensemble_noise
+
+        if self.configs is None:
+            self.whiten, self.error_scale = (lambda r: r), None
+            return
+        nm = ensemble_noise(self.params(x), self.grid, self.configs, estimator=self.estimator,
+                            n_samples=self.samples if full else 0, seed=self.seed)
+        if self.g_err is not None:
+            nm = nm.with_errors(self.g_err)
+        self.error_scale = getattr(nm, "error_scale", None)
+        if self.P is None:
+            self.whiten = nm.whitener(self.sel)
+        else:
+            nt = self.grid.theta.size
+            _, C = nm.profile_covariance()
+            sl = slice(0, nt) if self.observable == "g_theta" else slice(nt, None)
+            Linv = np.linalg.inv(np.linalg.cholesky(C[sl, sl]))
+            self.whiten = lambda r: Linv @ r
+
+    def residual(self, x) -> np.ndarray:
+        r = self.whiten(self.d - self.reduce(self.model(x)))
+        if self.n_l2_fixed is None and self.prior is not None:
+            r = np.append(r, (x[3] - self.prior[0]) / self.prior[1])
+        self._last = (x.copy(), r)
+        return r
+
+    def jacobian(self, x) -> np.ndarray:
+        """Forward differences (steps :data:`_STEPS`), reusing the residual at x the optimiser just had."""
+        last = getattr(self, "_last", None)
+        f0 = last[1] if last is not None and np.array_equal(last[0], x) else self.residual(x)
+        J = np.empty((f0.size, x.size))
+        for j in range(x.size):
+            h = _STEPS[j] if j in (0, 3) else _STEPS[j] * max(abs(x[j]), 0.5)
+            if x[j] + h > self.hi[j]:
+                h = -h
+            xp = x.copy()
+            xp[j] += h
+            J[:, j] = (self.residual(xp) - f0) / h
+        return J
+
+    def solve(self, x0, scale=None, *, coarse: bool = False):
+        """least_squares from x0; ``scale``: the expected std of each latent parameter (stops at ~1 % of it)."""
+        x0 = np.clip(x0, self.lo, self.hi)
+        scale = np.array([0.02, 0.5, 5.0, 30.0])[: x0.size] if scale is None else np.maximum(scale, 1e-9)
+        return least_squares(self.residual, x0, jac=self.jacobian, bounds=(self.lo, self.hi), method="trf",
+                             x_scale=scale, xtol=1e-3 if coarse else 1e-4, ftol=1e-5, max_nfev=8 if coarse else 40)
+
+
+def _subgrid(grid: QGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a coarse sub-grid (<= _SUB_Q x _SUB_THETA points) for the scan and the first fit."""
+    iq = np.unique(np.linspace(0, grid.q.size - 1, min(grid.q.size, _SUB_Q)).round().astype(int))
+    it = np.unique(np.linspace(0, grid.theta.size - 1, min(grid.theta.size, _SUB_THETA)).round().astype(int))
+    return iq, it
+
+
+def _scan_start(prob: "_Problem") -> list[np.ndarray]:
+    """Best starts from a coarse (D2, gamma L) scan of the exact model (unit weights)."""
+    from ..forward.analytic import ensemble_arrays
+
+    rs2 = 0.15**2
+    n_l2 = prob.n_l2_fixed if prob.n_l2_fixed is not None else N_L2_PRIOR[0]
+    scored = []
+    for d2 in _SCAN_D2:
+        for gl in _SCAN_GAMMA:
+            x = np.array([rs2, d2, gl] + ([] if prob.n_l2_fixed is not None else [n_l2]))
+            prob.n_eval += 1
+            m = prob.reduce(ensemble_arrays(prob.params(x), prob.grid)[1])
+            scored.append((float(np.sum((prob.d - m) ** 2)), x))
+    scored.sort(key=lambda t: t[0])
+    return [t[1] for t in scored[:N_STARTS]]
+
+
+def _intervals(x, cov, names) -> tuple[dict, dict, dict]:
+    """values, std and central intervals of the physical parameters from the latent estimate."""
+    values, std, iv = {}, {}, {}
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    for k, name in enumerate(names):
+        phys = "rs" if name == "rs2" else name
+        bands = {}
+        for level in (0.68, 0.95):
+            z = norm.ppf(0.5 + level / 2.0)
+            lo, hi = x[k] - z * sd[k], x[k] + z * sd[k]
+            if name == "rs2":
+                lo, hi = np.sqrt(max(lo, 0.0)), np.sqrt(max(hi, 0.0))
+            bands[f"{int(round(100 * level))}"] = [float(lo), float(hi)]
+        values[phys] = float(np.sqrt(max(x[k], 0.0))) if name == "rs2" else float(x[k])
+        std[phys] = float((bands["68"][1] - bands["68"][0]) / 2.0) if name == "rs2" else float(sd[k])
+        iv[phys] = bands
+    return values, std, iv
+
+
+def _infer_configs(prob: _Problem, x) -> float:
+    """Effective N from the data's g_err and the model variance at x (median over the grid)."""
+    from .noise import ensemble_noise
+
+    nm = ensemble_noise(prob.params(x), prob.grid, 1e6, estimator=prob.estimator, n_samples=0)
+    e = np.asarray(prob.g_err, dtype=np.float64)
+    ok = np.isfinite(e) & (e > 0)
+    return float(np.median(nm.var[ok] * 1e6 / e[ok] ** 2))
+
+
+def fit_g(data, grid: QGrid, *, configs=None, g_err=None, estimator: str = "symmetric",
+          displacement: str = "uniform", observable: str = "g", n_l2: float | None = None,
+          n_l2_prior: tuple[float, float] | None = N_L2_PRIOR, noise_samples: int = 64, seed: int = 0) -> FitResult:
+    """Fit (R_s, D2, gamma L, n_l2) of the ensemble model to a measured g (module docstring).
 
     Parameters
     ----------
     data : array-like
-        Measured g(q, theta) of shape grid.shape (``observable="g"``), g(theta) (n_theta,) or g(q) (n_q,).
+        g(q, theta) of shape ``grid.shape`` (observable "g"), or g(theta) (n_theta,) / g(q) (n_q,).
     grid : QGrid
-        Grid of the data.
-    observable : {"g", "g_theta", "g_q"}, default "g"
-    errors : array-like, optional
-        Standard errors of ``data`` (same shape); without them the covariance is scaled by chi^2_nu.
-    n_l2 : float, default 150
-        Value of n_l2 when it is not fitted (also its start value when it is).
-    fit_n_l2 : bool, default False
-    start : dict, optional
-        Starting values (default the centre of the paper's ranges).
+        Grid of the data (q in 1/r0, theta in rad from the flow axis).
+    configs : float, optional
+        N, configurations (or frame pairs) averaged in ``data``; sets the bias and the covariance.
+    g_err : array-like (n_q, n_theta), optional
+        The data's standard errors of g: they set the scale of the covariance per q row (and N when
+        ``configs`` is not given).
+    estimator : {"symmetric", "before", "pooled"}
+        How ``data`` was estimated (:mod:`shearcorr.inverse.noise`).
     displacement : {"uniform", "stokes-einstein"}
-        Convention of the engine (must match the data's).
-    max_nfev : int, default 200
-        Budget of engine evaluations (excluding Jacobian columns).
+        Convention of the model (must match the data's).
+    observable : {"g", "g_theta", "g_q"}
+    n_l2 : float, optional
+        Fix n_l2; by default it is fitted with the prior ``n_l2_prior``.
+    n_l2_prior : (mean, std) or None
+        Gaussian prior of a fitted n_l2; None fits it without a prior.
+    noise_samples : int, default 64
+        Configurations sampled for the shared part of the covariance (0: diagonal covariance).
+    seed : int, default 0
+        Seed of those configurations.
 
     Returns
     -------
     FitResult
     """
-    from ..forward.analytic import ensemble_arrays
-
+    t0 = time.perf_counter()
     check_choice("observable", observable)
+    check_choice("estimator", estimator)
+    check_choice("displacement", displacement)
     d = np.asarray(data, dtype=np.float64)
     expected = {"g": grid.shape, "g_theta": (grid.theta.size,), "g_q": (grid.q.size,)}[observable]
     if d.shape != expected:
         raise ShearcorrError(f"{observable} data has shape {d.shape}, the grid needs {expected}")
-    e = np.ones_like(d) if errors is None else np.asarray(errors, dtype=np.float64)
-    if e.shape != d.shape or np.any(~np.isfinite(e)) or np.any(e <= 0):
-        raise ShearcorrError("errors must be positive, finite and shaped like the data")
-    d, e = d.ravel(), e.ravel()
-    names = ["rs", "d2", "gamma_l"] + (["n_l2"] if fit_n_l2 else [])
-    s = dict(START, n_l2=n_l2, **(start or {}))
-    lo = np.array([FIT_BOUNDS[n][0] for n in names])
-    hi = np.array([FIT_BOUNDS[n][1] for n in names])
-    x0 = np.clip(np.array([s[n] for n in names], dtype=np.float64), lo, hi)
-    # keep the start strictly inside so the first finite differences are two-sided where possible
-    x0 = np.clip(x0, lo + 1e-3 * (hi - lo), hi - 1e-3 * (hi - lo))
-    n_eval = 0
-
-    def residual(x):
-        nonlocal n_eval
-        n_eval += 1
-        p = dict(zip(names, x))
-        params = SystemParams(n_l2=p.get("n_l2", n_l2), rs=p["rs"], d2=p["d2"], gamma_l=p["gamma_l"],
-                              displacement=displacement)
-        _, g, _ = ensemble_arrays(params, grid)
-        return (d - _reduce(np.asarray(g, dtype=np.float64), observable)) / e
-
-    t0 = time.perf_counter()
-    res = least_squares(residual, x0, bounds=(lo, hi), x_scale=hi - lo, max_nfev=max_nfev, method="trf")
-    dt = time.perf_counter() - t0
-    dof = max(d.size - len(names), 1)
-    chi2 = float(np.sum(res.fun**2) / dof)
-    J = res.jac
+    if not np.all(np.isfinite(d)):
+        raise ShearcorrError("the data hold NaN or inf; a fit needs a finite g at every grid point")
+    if g_err is not None:
+        g_err = np.asarray(g_err, dtype=np.float64)
+        if g_err.shape != grid.shape:
+            raise ShearcorrError(f"g_err has shape {g_err.shape}, the grid needs {grid.shape}")
+        if not np.any(np.isfinite(g_err) & (g_err > 0)):
+            g_err = None
+    if configs is not None:
+        try:
+            configs = float(configs)
+        except (TypeError, ValueError):
+            raise ShearcorrError(f"configs must be a number >= 2, got {configs!r}") from None
+        if not configs >= 2 or not np.isfinite(configs):
+            configs = None if configs in (0.0, float("inf")) else configs
+            if configs is not None:
+                raise ShearcorrError(f"configs must be >= 2 (configurations averaged), got {configs:g}")
+    if n_l2 is not None:
+        SystemParams(n_l2=n_l2, rs=0, d2=0, gamma_l=0)  # validates
+    warnings: list[str] = []
+    args = (observable, configs, g_err, estimator, displacement, None if n_l2 is None else float(n_l2), n_l2_prior,
+            int(noise_samples), seed)
+    prob = _Problem(d, grid, *args)
+    noisy = configs is not None or g_err is not None
+    if not noisy:
+        prob.prior = None  # noise-free model output determines n_l2 by itself
+    # stage 1: scan and first fit on a coarse sub-grid (full map) with a diagonal covariance
+    if observable == "g":
+        iq, it = _subgrid(grid)
+        sub = QGrid(grid.q[iq], grid.theta[it])
+        data_sub, err_sub = d[np.ix_(iq, it)], None if g_err is None else g_err[np.ix_(iq, it)]
+    else:
+        sub, data_sub, err_sub = grid, d, g_err
+    # the first fit holds n_l2 at its prior mean: it is the slow, weakly determined direction
+    n_first = prob.n_l2_fixed if prob.n_l2_fixed is not None else (n_l2_prior or N_L2_PRIOR)[0]
+    coarse = _Problem(data_sub, sub, observable, configs, err_sub, estimator, displacement, n_first, None,
+                      0, seed)
+    starts = _scan_start(coarse)
+    if configs is None and g_err is not None:
+        prob.configs = coarse.configs = _infer_configs(coarse, starts[0])  # noqa: SIM114
+        warnings.append(f"configs not given: N = {prob.configs:.0f} inferred from g_err and the model variance")
+    coarse.use_covariance(starts[0], full=False)
+    first = coarse.solve(starts[0], coarse=True)
+    if not first.success or first.cost > 2.0 * max(first.fun.size, 1):  # a poor minimum: try the other starts
+        first = min([first] + [coarse.solve(x, coarse=True) for x in starts[1:]], key=lambda sol: sol.cost)
+    x = first.x if prob.n_l2_fixed is not None else np.append(first.x, n_first)
+    scale = None
+    if noisy:
+        sd = np.sqrt(np.clip(np.diag(np.linalg.pinv(first.jac.T @ first.jac)), 1e-18, None))
+        scale = sd if prob.n_l2_fixed is not None else np.append(sd, (n_l2_prior or N_L2_PRIOR)[1])
+    # stage 2: the full data with the full covariance at the estimate (rebuilt if the estimate moves)
+    for _ in range(2):
+        prob.use_covariance(x, full=noisy)
+        best = prob.solve(x, scale)
+        old, x = x, best.x
+        change = np.abs(np.array([np.sqrt(max(x[0], 0)) - np.sqrt(max(old[0], 0)), *((x[1:] - old[1:]) / old[1:])]))
+        if not noisy or np.all(change < np.array(_REBUILD_CHANGE)[: x.size]):
+            break
+    prob.n_eval += coarse.n_eval
+    J = best.jac
+    n_prior = 1 if (prob.n_l2_fixed is None and prob.prior is not None) else 0
+    r = best.fun[: best.fun.size - n_prior]
+    dof = max(r.size - x.size, 1)
+    chi2 = float(r @ r)
     cov = np.linalg.pinv(J.T @ J)
-    with np.errstate(invalid="ignore"):
-        std = np.sqrt(np.clip(np.diag(cov), 0, None) * (chi2 if errors is None else 1.0))
-    # zero-derivative directions: pinv gives 0 variance; report them as unconstrained
-    dead = np.linalg.norm(J, axis=0) == 0
-    std[dead] = np.inf
-    fixed = {} if fit_n_l2 else {"n_l2": float(n_l2)}
-    return FitResult(values={n: float(v) for n, v in zip(names, res.x)}, std={n: float(v) for n, v in zip(names, std)},
-                     chi2_red=chi2, success=bool(res.success), n_eval=n_eval, seconds=dt, message=str(res.message),
-                     fixed=fixed)
+    if not noisy:
+        cov = cov * chi2 / dof  # noise-free: the residual scatter sets the scale
+    values, std, iv = _intervals(x, cov, prob.names)
+    if prob.n_l2_fixed is not None:
+        values["n_l2"], std["n_l2"] = prob.n_l2_fixed, 0.0
+        iv["n_l2"] = {"68": [prob.n_l2_fixed] * 2, "95": [prob.n_l2_fixed] * 2}
+    for k, name in enumerate(prob.names):
+        span = prob.hi[k] - prob.lo[k]
+        if name != "rs2" and (x[k] - prob.lo[k] < 1e-6 * span or prob.hi[k] - x[k] < 1e-6 * span):
+            warnings.append(f"{name} is at its fit bound {x[k]:.4g}; the interval is not reliable")
+    if prob.error_scale is not None:
+        s = np.asarray(prob.error_scale)
+        if np.any(s < 0.5) or np.any(s > 2.0):
+            warnings.append(f"the data's g_err differ from the model's by a factor {np.sqrt(s.min()):.2g}-"
+                            f"{np.sqrt(s.max()):.2g}; check configs and the estimator")
+    red = chi2 / dof
+    if noisy and not 0.5 < red < 2.0:
+        warnings.append(f"chi2/dof = {red:.2f}: the model does not describe the data within their noise")
+    return FitResult(values=values, std=std, intervals=iv,
+                     latent={"names": prob.names, "value": x.copy(), "cov": cov},
+                     chi2=chi2, dof=int(dof), chi2_red=float(red), configs=prob.configs, estimator=estimator,
+                     displacement=displacement,
+                     n_l2_mode="fixed" if prob.n_l2_fixed is not None else ("prior" if prob.prior else "free"),
+                     success=bool(best.success), n_eval=prob.n_eval, seconds=time.perf_counter() - t0,
+                     warnings=warnings)
+
+
+def fit_dataset(ds, *, observable: str = "g", estimator: str | None = None, configs=None,
+                n_l2: float | None = None, **options) -> FitResult:
+    """:func:`fit_g` on one result (an xarray Dataset with dims q, theta): its g, g_err and attrs.
+
+    Attributes used (files of other codes may carry only g, g_err and ``configs``): ``configs`` (N;
+    0 or absent with an ``engine`` "analytic" means noise-free model output), ``estimator`` (default
+    "symmetric"), ``displacement`` (default "uniform"). ``estimator`` and ``configs`` given here
+    override the attributes.
+    """
+    from ..result import grid_from_dataset
+
+    if "g" not in ds:
+        raise ShearcorrError("the file has no g(q, theta); fit needs the full map")
+    grid = grid_from_dataset(ds)
+    g = np.asarray(ds["g"].transpose("q", "theta").values, dtype=np.float64)
+    err = np.asarray(ds["g_err"].transpose("q", "theta").values, dtype=np.float64) if "g_err" in ds else None
+    attrs = ds.attrs
+    analytic = str(attrs.get("engine", "")) == "analytic"
+    if configs is None:
+        configs = attrs.get("configs")
+        configs = None if configs is None or float(configs) <= 0 else float(configs)
+    if analytic and configs is None:
+        err = None  # the analytic engine's g_err is a numerical bound, not noise
+    est = estimator or str(attrs.get("estimator", "symmetric"))
+    disp = str(attrs.get("displacement", "uniform"))
+    data = {"g": g, "g_theta": g.mean(axis=0), "g_q": g.mean(axis=1)}[check_choice("observable", observable)]
+    return fit_g(data, grid, configs=configs, g_err=err, estimator=est, displacement=disp, observable=observable,
+                 n_l2=n_l2, **options)

@@ -109,12 +109,11 @@ class InversionModel:
         return "ard" if isinstance(next(iter(self.regressors.values())), ARDGPR) else "paper"
 
     def check_grid(self, grid: QGrid) -> None:
-        """Refuse data on a grid other than the training grid (one-line ShearcorrError)."""
-        if grid != self.grid:
-            raise ShearcorrError(
-                f"data grid ({grid.q.size} q in [{grid.q[0]:g}, {grid.q[-1]:g}], {grid.theta.size} theta) differs "
-                f"from the model's ({self.grid.q.size} q in [{self.grid.q[0]:g}, {self.grid.q[-1]:g}], "
-                f"{self.grid.theta.size} theta); interpolate the data onto the model grid or train on this grid")
+        """Refuse data on a grid other than the training grid (one line naming the largest difference)."""
+        diff = self.grid.difference(grid)
+        if diff is not None:
+            raise ShearcorrError(f"the data grid differs from the model's: {diff}; interpolate the data onto the "
+                                 "model grid or train on this grid")
 
     def is_training_dataset(self, ds) -> bool:
         """True if ``ds`` is the dataset the model was trained on (same parameter fingerprint)."""
