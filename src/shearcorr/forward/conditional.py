@@ -13,7 +13,7 @@ with :math:`w_i = V_i F(qR_i)`, :math:`P = \sum m w^2`, :math:`S = \sum m V^2` (
 Their spread over configurations is the part of the estimator noise that is *shared by all grid
 points* (a configuration with a rare large particle moves g at every q and theta); the rest, the speckle
 noise given Z, is nearly independent between grid points more than a speckle apart
-(:mod:`shearcorr.inverse.noise`, docs/theory.md §7).
+(:mod:`shearcorr.inverse.noise`, docs/theory.md §9).
 
 Configurations are those of the Monte Carlo engine (:func:`shearcorr.forward.montecarlo._draw_chunk`),
 so the same ``seed`` gives the same samples on any machine.
