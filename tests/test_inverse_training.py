@@ -60,3 +60,18 @@ def test_bad_requests_are_one_line_errors(tiny_dataset):
         train(tiny_dataset, "paper")
     with pytest.raises(ShearcorrError, match="too few"):
         train(tiny_dataset.isel(sample=slice(0, 2)), PaperTraining(n_grid=4))
+
+
+def test_the_same_seed_gives_the_same_model_whatever_the_load(tiny_dataset, monkeypatch):
+    """Issue 14: the default BLAS thread count followed the load average, and the optimiser turned the
+    round-off of 1 vs 2 threads into different hyperparameters. The default is now fixed."""
+    import os
+
+    models = []
+    for load in (0.0, 8.0):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        models.append(train(tiny_dataset, ARDTraining(n_components=2, restarts=1), targets=("gamma_l",), seed=3)[0])
+    a, b = (m.regressors["gamma_l"] for m in models)
+    np.testing.assert_array_equal(a.length_scale_, b.length_scale_)
+    with pytest.raises(ShearcorrError, match="threads must be a positive integer"):
+        train(tiny_dataset, ARDTraining(n_components=2, restarts=0), targets=("gamma_l",), threads=0)

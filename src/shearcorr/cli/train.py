@@ -47,7 +47,7 @@ def register(sub) -> None:
     p.add_argument("--max-opt-samples", type=positive_int, default=1000,
                    help="--model ard: training rows used to optimise the kernel hyperparameters (default 1000)")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="BLAS threads while training (default: idle CPUs from the load average, at least 1)")
+                   help="BLAS threads while training (default 1: the same seed gives the same model; other counts change round-off)")
     add_overwrite(p, "model file")
     p.set_defaults(func=run_train)
 

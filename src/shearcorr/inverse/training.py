@@ -20,7 +20,6 @@ Strategies (how features and regressors are chosen; each a small class with ``fi
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -45,21 +44,20 @@ ARD_TRANSFORMS = {"n_l2": "log", "rs": "none", "d2": "log", "gamma_l": "log"}
 
 
 def blas_threads(threads: int | None = None):
-    """Context manager limiting BLAS/OpenMP threads to ``threads`` (default: the idle CPUs, at least 1).
+    """Context manager limiting BLAS/OpenMP threads to ``threads`` (default 1).
 
-    OpenBLAS otherwise starts one thread per core regardless of other processes, and its threads spin
-    while they wait: on a busy machine that oversubscribes the cores and stalls every eigendecomposition
-    (measured on the 2-core machine at load ~8: ``eigh`` of a 2500 x 2500 matrix 7.7 s with 1 thread,
-    19.1 s with 2). The default is the number of CPUs available to the process minus the 1-minute load
-    average (rounded), clipped to [1, CPUs]; results do not depend on it beyond round-off.
+    The thread count changes the order of floating-point sums inside BLAS/LAPACK; the hyperparameter
+    optimiser amplifies those round-off differences into different optima (issue 14: a gamma L length
+    scale of 9.53 with 1 thread, 9.06 with 2, and different predictions). The default, one thread, makes
+    a trained model a function of the data and the seed only, whatever the machine's load; a given
+    ``threads`` reproduces itself. One thread is also the fast choice on a busy machine: OpenBLAS threads
+    spin while they wait (2-core machine at load ~8: ``eigh`` of a 2500 x 2500 matrix 7.7 s with 1
+    thread, 19.1 s with 2).
     """
     from threadpoolctl import threadpool_limits
 
-    if threads is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        threads = int(min(cpus, max(1, round(cpus - load))))
-    if int(threads) < 1:
+    threads = 1 if threads is None else threads
+    if isinstance(threads, bool) or int(threads) != threads or int(threads) < 1:
         raise ShearcorrError(f"threads must be a positive integer, got {threads}")
     return threadpool_limits(limits=int(threads))
 
@@ -248,7 +246,7 @@ def train(ds, strategy: PaperTraining | ARDTraining | None = None, *, targets=TA
         Seeded split (:func:`~shearcorr.inverse.evaluation.split_indices`) of the finished samples; the
         seed also seeds the optimiser's restarts.
     threads : int, optional
-        BLAS threads during training (:func:`blas_threads`; default the idle CPUs).
+        BLAS threads during training (:func:`blas_threads`; default 1: the model does not depend on the load).
     log : callable(str), optional
         Progress messages.
 

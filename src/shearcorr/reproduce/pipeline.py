@@ -6,7 +6,8 @@ training + evaluation for each model row (Table I), PDDF/ACF and parity plots (F
 identifiability (:mod:`.diagnostics`), the direct physics fit on test samples, a brute-force Monte Carlo
 spot check against the analytic engine, and a Monte Carlo ("noisy") test set for models trained on
 analytic data. Everything is computed in ``DIR/.staging``; figures are moved into ``DIR/figures`` and
-``DIR/report.md`` is written (atomically) only when every stage has succeeded, so a failed run never
+``DIR/report.md`` is written (atomically) only when every stage has succeeded (the trained models go
+to ``DIR/models/ROW.model`` for ``shearcorr predict``), so a failed run never
 leaves a report that looks complete.
 """
 
@@ -23,7 +24,8 @@ import numpy as np
 
 from ..files import atomic_file, check_output_folder
 from ..params import PARAM_NAMES, QGrid
-from .render import PAPER_ERR, PAPER_ROWS, ROW_LABELS, ROWS, DirectFit, NoisyTest, ReportData, SVDSummary, render
+from .render import (PAPER_ERR, PAPER_ROWS, ROW_LABELS, ROWS, DirectFit, NoisyFit, NoisyTest, ReportData, SVDSummary,
+                     render)
 
 __all__ = ["ReproduceConfig", "QUICK", "FULL", "reproduce"]
 
@@ -213,9 +215,43 @@ def _noisy_test(R: ReportData, models: dict, mc) -> None:
     R.mc_chi2 = [s.chi2 for s in mc_vs_analytic(mc)]
 
 
+def _noisy_fit(R: ReportData, mc, grid: QGrid) -> None:
+    """The direct fit with the noise model on every Monte Carlo test set (n_l2 with its prior), and the
+    Cramer-Rao bound of each set at its truth (same noise model, same prior). Coverage counts the fit's
+    intervals (exact in R_s^2, one-sided at R_s = 0), not mean +- k std."""
+    from ..inverse.crb import cramer_rao
+    from ..inverse.evaluation import interval_coverage, relative_error, z_scores
+    from ..inverse.fit import fit_dataset
+    from ..params import SystemParams
+
+    configs = int(mc.attrs["configs"])
+    truth = {t: mc[t].values for t in ("rs", "d2", "gamma_l", "n_l2")}
+    fits, crb = [], []
+    for i in range(mc.sizes["sample"]):
+        fits.append(fit_dataset(mc.isel(sample=i)))
+        p = SystemParams(*(float(truth[t][i]) for t in ("n_l2", "rs", "d2", "gamma_l")),
+                         displacement=str(mc.attrs.get("displacement", "uniform")))
+        crb.append(cramer_rao(p, grid, configs).std)
+    shown = ("rs", "d2", "gamma_l")
+    val = {t: np.array([f.values[t] for f in fits]) for t in shown}
+    std = {t: np.array([f.std[t] for f in fits]) for t in shown}
+    iv = {(t, k): np.array([f.intervals[t][k] for f in fits]) for t in shown for k in ("68", "95")}
+    R.noisy_fit = NoisyFit(
+        n=len(fits), configs=configs,
+        err={t: relative_error(truth[t], val[t]) for t in shown},
+        coverage68={t: interval_coverage(truth[t], *iv[t, "68"].T) for t in shown},
+        coverage95={t: interval_coverage(truth[t], *iv[t, "95"].T) for t in shown},
+        z_std={t: float(np.std(z_scores(truth[t], val[t], std[t]))) for t in shown},
+        rms_over_crb={t: float(np.sqrt(np.mean((val[t] - truth[t]) ** 2)) / np.sqrt(np.mean([c[t] ** 2 for c in crb])))
+                      for t in shown},
+        chi2_red_median=float(np.median([f.chi2_red for f in fits])),
+        seconds_per_sample=float(np.mean([f.seconds for f in fits])))
+
+
 def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log=print,
               config: ReproduceConfig | None = None) -> Path:
-    """Run the whole pipeline and write ``out_dir/report.md`` with Figs. 1-7 (PNG) and the tables.
+    """Run the whole pipeline and write ``out_dir/report.md`` with Figs. 1-7 (PNG), the tables and the
+    trained models (``out_dir/models/ROW.model``).
 
     Parameters
     ----------
@@ -234,6 +270,7 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
         Explicit sizes (overrides ``quick``; used by tests).
     """
     from ..data import generate, open_dataset
+    from ..inverse.modelfile import save_model
     from ..parallel import executor_from
     from ..plots import require_matplotlib
     from .diagnostics import mc_vs_analytic, rs_degeneracy, rs_identifiability
@@ -272,13 +309,19 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
             R.spot = mc_vs_analytic(_monte_carlo_sets(staging, "spot.zarr", cfg.spot_sets, cfg.spot_configs, seed + 1,
                                                       grid, executor))
         with L.stage(f"9/9 Monte Carlo test set: {cfg.mc_sets} sets x {cfg.mc_configs} configurations"):
-            _noisy_test(R, models, _monte_carlo_sets(staging, "mc_test.zarr", cfg.mc_sets, cfg.mc_configs, seed + 2,
-                                                     grid, executor))
+            mc = _monte_carlo_sets(staging, "mc_test.zarr", cfg.mc_sets, cfg.mc_configs, seed + 2, grid, executor)
+            _noisy_test(R, models, mc)
+            _noisy_fit(R, mc, grid)
+        with L.stage("trained models -> models/"):
+            (staging / "models").mkdir()
+            for row, model in models.items():
+                save_model(model, staging / "models" / f"{row}.model")
     R.n_train, R.n_test = len(models["g_theta"].train_index), len(models["g_theta"].test_index)
     R.times, R.total_seconds = L.times, time.perf_counter() - L.t0
-    (out / "figures").mkdir(exist_ok=True)
-    for f in figs.iterdir():
-        os.replace(f, out / "figures" / f.name)
+    for sub in ("figures", "models"):
+        (out / sub).mkdir(exist_ok=True)
+        for f in (staging / sub).iterdir():
+            os.replace(f, out / sub / f.name)
     with atomic_file(out / "report.md") as tmp:
         tmp.write_text(render(R), encoding="utf-8")
     shutil.rmtree(staging, ignore_errors=True)
