@@ -32,7 +32,8 @@ def test_cli_train_evaluate_predict(store, tmp_path, capsys):
 
     api = evaluate(load_model(model), open_dataset(store))
     assert api.n_samples == 18 and api.selection.startswith("held-out")
-    assert res == {"err": api.err, "coverage68": api.coverage68, "coverage95": api.coverage95}
+    assert res == {"err": api.err, "coverage68": api.coverage68, "coverage95": api.coverage95, "z_std": api.z_std,
+                   "n_samples": 18, "selection": api.selection, "warning": None}
     # 42 training samples on 10 x 11: coarse, but D2 and gamma L are learned (a constant guess, the
     # training mean, gives Err ~ 0.30 for both on U(0.5, 3) and U(5, 30))
     assert res["err"]["d2"] < 0.15 and res["err"]["gamma_l"] < 0.25
@@ -47,6 +48,12 @@ def test_cli_train_evaluate_predict(store, tmp_path, capsys):
     assert set(pred) == {"rs", "d2", "gamma_l"} and pred["d2"]["std"] > 0
     assert main(["predict", str(model), str(store)]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 61
+    # a noisy input (Monte Carlo, 200 configurations) for a model trained on noise-free g: warned
+    mc = tmp_path / "mc.nc"
+    save_result(simulate(SystemParams(150, 0.1, 1.5, 15.0), QGrid.log(*GRID), engine="mc", configs=200, seed=1), mc)
+    assert main(["predict", str(model), str(mc)]) == 0
+    err = capsys.readouterr().err
+    assert "average over 200 configurations but the model was trained on noise-free g" in err and "shearcorr fit" in err
 
 
 def test_cli_refuses_model_on_other_grid(store, tmp_path, capsys):

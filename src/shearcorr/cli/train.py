@@ -109,15 +109,22 @@ def run_evaluate(args) -> None:
     from ..inverse.modelfile import load_model
 
     model = load_model(args.model)
-    res = evaluate(model, _open_store(args.dataset))
+    ds = _open_store(args.dataset)
+    warning = model.noise_warning(ds)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    res = evaluate(model, ds)
     if args.json:
-        print(json_text({"err": res.err, "coverage68": res.coverage68, "coverage95": res.coverage95}))
+        print(json_text({"err": res.err, "coverage68": res.coverage68, "coverage95": res.coverage95,
+                         "z_std": res.z_std, "n_samples": res.n_samples, "selection": res.selection,
+                         "warning": warning}))
         return
     noise = "input noise propagated from g_err" if res.input_noise else "no g_err: noise-free input assumed"
     print(f"{res.n_samples} samples ({res.selection}; {noise})")
-    print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7}")
+    print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7} {'z std':>6}")
     for t in model.targets:
-        print(f"{t:<8} {100 * res.err[t]:7.2f}% {100 * res.coverage68[t]:6.1f}% {100 * res.coverage95[t]:6.1f}%")
+        print(f"{t:<8} {100 * res.err[t]:7.2f}% {100 * res.coverage68[t]:6.1f}% {100 * res.coverage95[t]:6.1f}% "
+              f"{res.z_std[t]:6.2f}")
 
 
 def run_predict(args) -> None:
@@ -140,6 +147,9 @@ def run_predict(args) -> None:
         ds = load_result(path)
         pred = model.predict(ds)
         ids = None
+    warning = model.noise_warning(ds)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     out = {t: {"mean": [float(v) for v in np.clip(m, 0, None)], "std": [float(v) for v in s]}
            for t, (m, s) in pred.items()}
     if ids is None:

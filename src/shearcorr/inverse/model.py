@@ -115,6 +115,39 @@ class InversionModel:
             raise ShearcorrError(f"the data grid differs from the model's: {diff}; interpolate the data onto the "
                                  "model grid or train on this grid")
 
+    def trained_configs(self) -> float:
+        """N of the training data: ``inf`` for the analytic engine (noise-free), else the store's ``configs``."""
+        attrs = self.provenance.get("dataset_attrs", {})
+        if str(attrs.get("engine", "analytic")) == "analytic":
+            return float("inf")
+        return float(attrs.get("configs", float("inf")))
+
+    def noise_warning(self, ds) -> str | None:
+        """A warning when the input's noise lies outside what the model was trained on, else None.
+
+        The input's N is its ``configs`` attribute (0 or absent with engine "analytic": noise-free); a
+        file with finite ``g_err`` and no ``configs`` counts as noisy. The models of ``shearcorr train``
+        learn from their store's g: trained on the analytic engine they never saw the estimator's bias
+        and correlated noise, and their errors on noisy input exceed the stated std (docs/results.md).
+        """
+        trained = self.trained_configs()
+        attrs = ds.attrs
+        n = attrs.get("configs")
+        n = float(n) if n is not None and float(n) > 0 else None
+        if n is None and str(attrs.get("engine", "")) != "analytic" and input_errors(ds) is not None:
+            n = float("nan")  # noisy, N unknown
+        if n is None:
+            return None
+        what = "an unknown number of" if n != n else f"{n:.0f}"
+        if trained == float("inf"):
+            return (f"the input is an average over {what} configurations but the model was trained on noise-free "
+                    "g: its errors are larger and its stds too small there (docs/results.md); `shearcorr fit` "
+                    "models that noise")
+        if n != n or not trained / 2 <= n <= 2 * trained:
+            return (f"the input is an average over {what} configurations, the model was trained on {trained:.0f}; "
+                    "outside a factor 2 of that its stds are not calibrated; `shearcorr fit` models any N")
+        return None
+
     def is_training_dataset(self, ds) -> bool:
         """True if ``ds`` is the dataset the model was trained on (same parameter fingerprint)."""
         return dataset_fingerprint(ds) == self.provenance.get("dataset_fingerprint")
