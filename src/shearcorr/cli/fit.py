@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..choices import CHOICES
-from ._common import positive_int, seed_int
+from ._common import finite, positive_int, seed_int
 
 
 def register(sub) -> None:
@@ -11,9 +11,9 @@ def register(sub) -> None:
                        description="Fit the analytic ensemble model, with the estimator's finite-N bias and the "
                                    "correlated noise covariance, to g(q, theta) of a result file (shearcorr simulate, "
                                    "or another code's NetCDF/HDF5 with g, g_err, configs) or of every sample of a "
-                                   "dataset store (docs/inversion.md, 'The likelihood fit').")
+                                   "dataset store (docs/inversion.md, 'Direct fit with the noise model').")
     p.add_argument("g_file", help="result NetCDF (.nc/.h5) or dataset store")
-    p.add_argument("--configs", type=float, default=None,
+    p.add_argument("--configs", type=finite, default=None,
                    help="configurations (or frame pairs) averaged in g (default: the file's 'configs' attribute; "
                         "inferred from g_err when absent)")
     p.add_argument("--estimator", choices=CHOICES["estimator"], default=None,
@@ -21,7 +21,7 @@ def register(sub) -> None:
                         "pooled (<I> over both); default: the file's 'estimator' attribute, else symmetric")
     p.add_argument("--observable", choices=CHOICES["observable"], default="g",
                    help="fit the full map g (default) or its profiles g_theta / g_q")
-    p.add_argument("--n-l2", type=float, default=None,
+    p.add_argument("--n-l2", type=finite, default=None,
                    help="fix n_l2 (default: fitted with the prior N(150, 28.9), the paper's U(100, 200))")
     p.add_argument("--noise-samples", type=positive_int, default=64,
                    help="configurations sampled for the shared noise covariance (default 64)")
