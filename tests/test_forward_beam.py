@@ -210,8 +210,10 @@ def test_matches_monte_carlo_with_coherent_modes_coarse_grid(beam, params):
 
 
 def test_bad_input_is_one_line_error():
-    with pytest.raises(ShearcorrError, match="simulation box"):
+    with pytest.raises(ShearcorrError, match="simulation box"):  # 1-3: gamma = gamma_l / gap, the engine's own box
         ensemble_arrays(SystemParams(150, 0, 1, 790), SMALL, beam=Beam("square", plane="1-3", gap=500.0))
+    with pytest.raises(ShearcorrError, match="validated domain"):  # the paper's beam: gamma_l <= 0.9 L (section 8)
+        ensemble_arrays(SystemParams(150, 0, 1, 790), SMALL)
     with pytest.raises(ShearcorrError, match="edges=False"):
         ensemble_arrays(SystemParams(150, 0, 1, 10), SMALL, beam=Beam(coherence=300.0), edges=False)
 

@@ -251,7 +251,8 @@ def ensemble_arrays(
         :data:`shearcorr.forward.beamengine.BEAM_ERROR_BOUND`).
     """
     grid = _check(params, grid)
-    check_analytic(params, grid)  # refuse inputs outside the validated domain (issue 14)
+    paper_box = beam is None or beam.is_paper(params.beam_size)
+    check_analytic(params, grid, box=paper_box)  # refuse inputs outside the validated domain (issue 14)
     nr, nl = default_resolution(params, grid.q[-1]) if resolution is None else (int(resolution[0]), int(resolution[1]))
     if error not in ("bound", "estimate"):
         raise ShearcorrError(f"error must be 'bound' or 'estimate', got {error!r}")

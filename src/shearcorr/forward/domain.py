@@ -70,7 +70,7 @@ def analytic_q_min(params: SystemParams) -> float:
     return 2.0 * math.sqrt(params.n_l2 / WINDOW_EPS_MAX) / params.beam_size
 
 
-def check_analytic(params: SystemParams, grid: QGrid) -> None:
+def check_analytic(params: SystemParams, grid: QGrid, *, box: bool = True) -> None:
     """Refuse (one-line ShearcorrError naming the limit) a system or grid outside the analytic engine's
     validated domain (module docstring), then an input whose working memory does not fit.
 
@@ -78,6 +78,10 @@ def check_analytic(params: SystemParams, grid: QGrid) -> None:
     ----------
     params : SystemParams
     grid : QGrid
+    box : bool
+        Check the paper's box limits (gamma, non-affine steps). False for other beams: their shear
+        length and box differ (1-3: gamma = gamma_l / gap), and the general engine checks its own box
+        (:mod:`shearcorr.forward.beamengine`).
     """
     L = params.beam_size
     where = f"outside the analytic engine's validated domain ({_DOC})"
@@ -86,11 +90,11 @@ def check_analytic(params: SystemParams, grid: QGrid) -> None:
         raise ShearcorrError(f"n_l2 = {params.n_l2:g} is {where}: {lo:g} <= n_l2 <= {hi:g}; use a value in that range")
     if params.rs > RS_MAX:
         raise ShearcorrError(f"rs = {params.rs:g} is {where}: rs <= {RS_MAX:g} (heavy-tailed radii); use a smaller rs")
-    gamma = params.gamma_l / L
-    if gamma > GAMMA_MAX:
+    if box and params.gamma_l / L > GAMMA_MAX:
         raise ShearcorrError(f"gamma_l = {params.gamma_l:g} is {where}: gamma_l <= {GAMMA_MAX:g} x beam_size = "
                              f"{GAMMA_MAX * L:g} R0 (the sheared window must stay inside the simulated box)")
-    check_box(params)
+    if box:
+        check_box(params)
     q = grid.q
     q_min = analytic_q_min(params)
     if q[0] < q_min:
