@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..choices import CHOICES
-from ._common import add_overwrite, positive_int, seed_int, whole_int
+from ._common import add_overwrite, finite, positive_int, seed_int, whole_int
 
 
 def register(sub) -> None:
@@ -36,7 +36,7 @@ def register(sub) -> None:
                         "--components each (default; --no-pca-blocks: of the concatenation)")
     p.add_argument("--targets", nargs="+", choices=CHOICES["parameter"], default=["rs", "d2", "gamma_l"],
                    help="parameters to learn (default rs d2 gamma_l; n_l2 is not recoverable)")
-    p.add_argument("--test-fraction", type=float, default=0.3, help="held-out fraction (default 0.3)")
+    p.add_argument("--test-fraction", type=finite, default=0.3, help="held-out fraction (default 0.3)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the train/test split and restarts (default 0)")
     p.add_argument("--optimizer", choices=CHOICES["optimizer"], default="grid",
                    help="--model paper: grid: eigen-trick LML grid + refinement (fast, default); sklearn: then "
