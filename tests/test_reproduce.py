@@ -64,7 +64,7 @@ def test_reproduce_tiny_configuration(tmp_path):
         assert (tmp_path / "rep" / "figures" / name).stat().st_size > 1000
     assert not (tmp_path / "rep" / ".staging").exists()
     assert any("9/9" in m for m in lines)
-    assert "| direct fit with the noise model (n_l2 with its prior) |" in text and "Cramer-Rao bound" in text
+    assert "| direct fit with the noise model (n_l2 with its prior) |" in text and "RMS/CRB R_s/D_2/gammaL" in text
     assert "*Fig. 6: (a) PDDF/ACF" in text and "| n_l2 |" in text and "nan" not in text
     # the trained models are kept for predict
     from shearcorr.inverse.modelfile import load_model

@@ -205,20 +205,31 @@ def _monte_carlo_sets(staging: Path, name: str, n: int, configs: int, seed: int,
     return open_dataset(staging / name, load=True)
 
 
-def _noisy_test(R: ReportData, models: dict, mc) -> None:
-    """Models trained on analytic data on the Monte Carlo test set, with and without the input noise."""
+def _rms_over_crb(truth, estimate, crb) -> float:
+    """sqrt(mean((estimate - truth)^2)) / sqrt(mean(CRB std^2)) over the test sets (1: the information limit)."""
+    e = np.asarray(estimate, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
+    return float(np.sqrt(np.mean(e**2)) / np.sqrt(np.mean(np.asarray(crb, dtype=np.float64) ** 2)))
+
+
+def _noisy_test(R: ReportData, models: dict, mc, crb: list) -> None:
+    """Models trained on analytic data on the Monte Carlo test set, with and without the input noise,
+    and their RMS error over the Cramer-Rao bound of each set (``crb``: per set {target: std})."""
     from ..inverse.evaluation import evaluate
     from .diagnostics import mc_vs_analytic
 
     for f in ROWS:
-        R.noisy[f] = NoisyTest(evaluate(models[f], mc), evaluate(models[f], mc, input_noise=False).coverage95)
+        e = evaluate(models[f], mc)
+        ratio = {t: _rms_over_crb(e.predictions[t].true, np.clip(e.predictions[t].mean, 0, None), [c[t] for c in crb])
+                 for t in ("rs", "d2", "gamma_l")}
+        R.noisy[f] = NoisyTest(e, evaluate(models[f], mc, input_noise=False).coverage95, ratio)
     R.mc_chi2 = [s.chi2 for s in mc_vs_analytic(mc)]
 
 
-def _noisy_fit(R: ReportData, mc, grid: QGrid) -> None:
+def _noisy_fit(R: ReportData, mc, grid: QGrid) -> list:
     """The direct fit with the noise model on every Monte Carlo test set (n_l2 with its prior), and the
     Cramer-Rao bound of each set at its truth (same noise model, same prior). Coverage counts the fit's
-    intervals (exact in R_s^2, one-sided at R_s = 0), not mean +- k std."""
+    intervals (exact in R_s^2, one-sided at R_s = 0), not mean +- k std. Returns the bounds (per set
+    {target: std})."""
     from ..inverse.crb import cramer_rao
     from ..inverse.evaluation import interval_coverage, relative_error, z_scores
     from ..inverse.fit import fit_dataset
@@ -242,10 +253,10 @@ def _noisy_fit(R: ReportData, mc, grid: QGrid) -> None:
         coverage68={t: interval_coverage(truth[t], *iv[t, "68"].T) for t in shown},
         coverage95={t: interval_coverage(truth[t], *iv[t, "95"].T) for t in shown},
         z_std={t: float(np.std(z_scores(truth[t], val[t], std[t]))) for t in shown},
-        rms_over_crb={t: float(np.sqrt(np.mean((val[t] - truth[t]) ** 2)) / np.sqrt(np.mean([c[t] ** 2 for c in crb])))
-                      for t in shown},
+        rms_over_crb={t: _rms_over_crb(truth[t], val[t], [c[t] for c in crb]) for t in shown},
         chi2_red_median=float(np.median([f.chi2_red for f in fits])),
         seconds_per_sample=float(np.mean([f.seconds for f in fits])))
+    return crb
 
 
 def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log=print,
@@ -310,8 +321,7 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
                                                       grid, executor))
         with L.stage(f"9/9 Monte Carlo test set: {cfg.mc_sets} sets x {cfg.mc_configs} configurations"):
             mc = _monte_carlo_sets(staging, "mc_test.zarr", cfg.mc_sets, cfg.mc_configs, seed + 2, grid, executor)
-            _noisy_test(R, models, mc)
-            _noisy_fit(R, mc, grid)
+            _noisy_test(R, models, mc, _noisy_fit(R, mc, grid))
         with L.stage("trained models -> models/"):
             (staging / "models").mkdir()
             for row, model in models.items():
