@@ -108,3 +108,22 @@ def test_result_is_strict_json_and_bad_input_is_refused(g_true):
         fit_g(np.where(g_true > 1.5, np.nan, g_true), GRID)
     with pytest.raises(ShearcorrError, match="estimator"):
         fit_g(g_true, GRID, estimator="jackknife")
+
+
+def test_cli_fit_of_a_monte_carlo_file(tmp_path, capsys):
+    """`shearcorr fit FILE --json` on a Monte Carlo result: N from the file's configs, D2 and gamma L
+    within 4 reported std of the truth; a missing file is one line, exit 2."""
+    from shearcorr.cli import main
+    from shearcorr.forward import simulate
+    from shearcorr.result import save_result
+
+    path = tmp_path / "mc.nc"
+    save_result(simulate(TRUE, GRID, engine="mc", configs=256, seed=4), path)
+    capsys.readouterr()
+    assert main(["fit", str(path), "--json", "--n-l2", "150"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["configs"] == 256 and r["n_l2_mode"] == "fixed"
+    for name in ("d2", "gamma_l"):
+        assert abs(r["values"][name] - getattr(TRUE, name)) < 4 * r["std"][name], (name, r["values"], r["std"])
+    assert main(["fit", str(tmp_path / "none.nc")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

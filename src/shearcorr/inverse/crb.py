@@ -14,7 +14,7 @@ For R_s the bound is given in :math:`u = R_s^2`; :math:`\sigma_{R_s} = \sigma_u/
 :math:`R_s \gg \sqrt{\sigma_u}` -- below that R_s is not identifiable from the data (the report says
 where).
 
-The Jacobian is the fit's own (forward differences, :data:`shearcorr.inverse.fit._STEPS`), so the bound
+The Jacobian is the fit's own (forward differences, :data:`shearcorr.inverse.likelihood.STEPS`), so the bound
 and the fit's Laplace covariance are the same object evaluated at the truth and at the estimate.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from ..files import JSONRecord
 from ..params import QGrid, SystemParams
-from .fit import N_L2_PRIOR
+from .likelihood import N_L2_PRIOR
 
 __all__ = ["CramerRao", "cramer_rao"]
 
@@ -72,14 +72,14 @@ def cramer_rao(params: SystemParams, grid: QGrid, configs, *, estimator: str = "
         (None: without a prior).
     noise_samples, seed : covariance settings (:func:`shearcorr.inverse.noise.ensemble_noise`).
     """
-    from .fit import _Problem
+    from .likelihood import Likelihood
 
     n_l2 = float(params.n_l2) if n_l2_fixed else None
     truth = [params.rs**2, params.d2, params.gamma_l] + ([] if n_l2_fixed else [params.n_l2])
     x = np.array(truth, dtype=np.float64)
     nq, nt = grid.shape
     size = {"g": nq * nt, "g_theta": nt, "g_q": nq}[observable]
-    prob = _Problem(np.zeros(size), grid, observable, float(configs), None, estimator, params.displacement,
+    prob = Likelihood(np.zeros(size), grid, observable, float(configs), None, estimator, params.displacement,
                     n_l2, None if n_l2_fixed else n_l2_prior, int(noise_samples), seed)
     prob.d = prob.reduce(prob.model(x))
     prob.use_covariance(x, full=True)

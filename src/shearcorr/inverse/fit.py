@@ -38,31 +38,22 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import least_squares
 from scipy.stats import norm
 
 from ..choices import check_choice
 from ..errors import ShearcorrError
 from ..files import JSONRecord
 from ..params import QGrid, SystemParams
+from .likelihood import N_L2_PRIOR, Likelihood
 
-__all__ = ["FitResult", "fit_g", "fit_dataset", "FIT_BOUNDS", "N_L2_PRIOR", "PARAMETERS"]
+__all__ = ["FitResult", "fit_g", "fit_dataset", "PARAMETERS"]
 
 #: Fitted parameters, in the order of the latent vector (R_s^2, D2, gamma L, n_l2).
 PARAMETERS = ("rs", "d2", "gamma_l", "n_l2")
-#: Bounds of the fitted parameters (wider than the paper's design ranges).
-FIT_BOUNDS = {"rs": (0.0, 0.6), "d2": (0.05, 6.0), "gamma_l": (0.0, 60.0), "n_l2": (25.0, 600.0)}
-#: Gaussian prior of n_l2 when it is fitted: mean and std of the paper's U(100, 200).
-N_L2_PRIOR = (150.0, 100.0 / np.sqrt(12.0))
-#: Finite-difference steps of the latent parameters (absolute for R_s^2; relative for D2, gamma L; n_l2 in
-#: units of a quarter particle: 10 particles, since N = round(4 n_l2) is a whole number).
-_STEPS = (2e-4, 2e-3, 2e-3, 2.5)
 #: Starts of the coarse scan and how many are refined.
 _SCAN_D2 = (0.5, 1.0, 1.7, 2.6)
 _SCAN_GAMMA = (6.0, 12.0, 20.0, 30.0, 45.0)
 N_STARTS = 2
-#: Exclude the grid points where the engine neglects window-shape pairings (:func:`engine_points`).
-EXCLUDE_AXES = True
 #: Size of the coarse sub-grid of the full map used by the scan and the first (diagonal) fit.
 _SUB_Q, _SUB_THETA = 12, 25
 #: Rebuild the covariance at the solution when it moved by more than this (R_s absolute; D2, gamma L
@@ -123,134 +114,6 @@ class FitResult(JSONRecord):
         return out
 
 
-def _profile_matrix(grid: QGrid, observable: str) -> np.ndarray | None:
-    nq, nt = grid.shape
-    if observable == "g":
-        return None
-    if observable == "g_theta":
-        P = np.zeros((nt, nq * nt))
-        for j in range(nt):
-            P[j, j::nt] = 1.0 / nq
-        return P
-    P = np.zeros((nq, nq * nt))
-    for i in range(nq):
-        P[i, i * nt:(i + 1) * nt] = 1.0 / nt
-    return P
-
-
-def engine_points(grid: QGrid, beam_size: float = 800.0) -> np.ndarray:
-    r"""Grid points where the analytic engine is exact to < 1e-5: outside the main lobe of the window
-    transform around the q_x = 0 and q_y = 0 axes, :math:`|q_x|L/2 \ge \pi` and :math:`|q_y|L/2 \ge \pi`.
-
-    Inside it the engine neglects position pairings of relative size :math:`N_W/(qL/2)^2` (up to ~2e-3
-    in g at q R0 = 0.5, docs/theory.md §1); they are present in real data and in Monte Carlo, coherent
-    along the axis columns, and would bias gamma L. On the paper's grid this drops the theta = 0, pi/2,
-    pi columns. Returns a bool array (n_q, n_theta), True = used.
-    """
-    half = 0.5 * beam_size * np.asarray(grid.q)[:, None]
-    return (np.abs(half * np.cos(grid.theta)[None, :]) >= np.pi) & (np.abs(half * np.sin(grid.theta)[None, :]) >= np.pi)
-
-
-class _Problem:
-    """Data, model and covariance of one fit (latent vector x; see the module docstring)."""
-
-    def __init__(self, data, grid, observable, configs, g_err, estimator, displacement, n_l2, prior, samples, seed):  # noqa: PLR0913
-        self.grid, self.observable, self.estimator, self.displacement = grid, observable, estimator, displacement
-        self.P = _profile_matrix(grid, observable)
-        self.sel = np.flatnonzero(engine_points(grid)) if observable == "g" and EXCLUDE_AXES else None
-        self.d = np.asarray(data, dtype=np.float64).ravel()
-        if self.sel is not None:
-            self.d = self.d[self.sel]
-        self.configs, self.g_err, self.samples, self.seed = configs, g_err, samples, seed
-        self.n_l2_fixed, self.prior = n_l2, prior
-        self.names = ["rs2", "d2", "gamma_l"] + ([] if n_l2 is not None else ["n_l2"])
-        lo = [FIT_BOUNDS["rs"][0] ** 2, FIT_BOUNDS["d2"][0], FIT_BOUNDS["gamma_l"][0]]
-        hi = [FIT_BOUNDS["rs"][1] ** 2, FIT_BOUNDS["d2"][1], FIT_BOUNDS["gamma_l"][1]]
-        if n_l2 is None:
-            lo.append(FIT_BOUNDS["n_l2"][0])
-            hi.append(FIT_BOUNDS["n_l2"][1])
-        self.lo, self.hi = np.array(lo), np.array(hi)
-        self.n_eval = 0
-        self._limits: dict = {}
-        self.whiten = None  # set by use_covariance
-
-    def params(self, x) -> SystemParams:
-        n_l2 = self.n_l2_fixed if self.n_l2_fixed is not None else x[3]
-        return SystemParams(n_l2=n_l2, rs=np.sqrt(max(x[0], 0.0)), d2=x[1], gamma_l=x[2],
-                            displacement=self.displacement)
-
-    def reduce(self, g: np.ndarray) -> np.ndarray:
-        if self.P is not None:
-            return self.P @ g.ravel()
-        return g.ravel() if self.sel is None else g.ravel()[self.sel]
-
-    def model(self, x, grid=None) -> np.ndarray:
-        """E[g_hat_N] at latent x on ``grid`` (default the data's); A, B, E[U^k] cached per (N, R_s)."""
-        from .noise import ensemble_limits, expected_g
-
-        self.n_eval += 1
-        grid = grid or self.grid
-        p = self.params(x)
-        limits = None
-        if self.configs is not None:
-            key = (id(grid), p.n_particles, p.rs)
-            if key not in self._limits:
-                if len(self._limits) > 32:
-                    self._limits.clear()
-                self._limits[key] = ensemble_limits(p, grid.q)
-            limits = self._limits[key]
-        return expected_g(p, grid, self.configs, estimator=self.estimator, limits=limits)
-
-    def use_covariance(self, x, *, full: bool) -> None:
-        """Whitener of the noise covariance at x (diagonal only unless ``full``); unit weights if noise-free."""
-        from .noise import ensemble_noise
-
-        if self.configs is None:
-            self.whiten, self.error_scale = (lambda r: r), None
-            return
-        nm = ensemble_noise(self.params(x), self.grid, self.configs, estimator=self.estimator,
-                            n_samples=self.samples if full else 0, seed=self.seed)
-        if self.g_err is not None:
-            nm = nm.with_errors(self.g_err)
-        self.error_scale = getattr(nm, "error_scale", None)
-        if self.P is None:
-            self.whiten = nm.whitener(self.sel)
-        else:
-            nt = self.grid.theta.size
-            _, C = nm.profile_covariance()
-            sl = slice(0, nt) if self.observable == "g_theta" else slice(nt, None)
-            Linv = np.linalg.inv(np.linalg.cholesky(C[sl, sl]))
-            self.whiten = lambda r: Linv @ r
-
-    def residual(self, x) -> np.ndarray:
-        r = self.whiten(self.d - self.reduce(self.model(x)))
-        if self.n_l2_fixed is None and self.prior is not None:
-            r = np.append(r, (x[3] - self.prior[0]) / self.prior[1])
-        self._last = (x.copy(), r)
-        return r
-
-    def jacobian(self, x) -> np.ndarray:
-        """Forward differences (steps :data:`_STEPS`), reusing the residual at x the optimiser just had."""
-        last = getattr(self, "_last", None)
-        f0 = last[1] if last is not None and np.array_equal(last[0], x) else self.residual(x)
-        J = np.empty((f0.size, x.size))
-        for j in range(x.size):
-            h = _STEPS[j] if j in (0, 3) else _STEPS[j] * max(abs(x[j]), 0.5)
-            if x[j] + h > self.hi[j]:
-                h = -h
-            xp = x.copy()
-            xp[j] += h
-            J[:, j] = (self.residual(xp) - f0) / h
-        return J
-
-    def solve(self, x0, scale=None, *, coarse: bool = False):
-        """least_squares from x0; ``scale``: the expected std of each latent parameter (stops at ~1 % of it)."""
-        x0 = np.clip(x0, self.lo, self.hi)
-        scale = np.array([0.02, 0.5, 5.0, 30.0])[: x0.size] if scale is None else np.maximum(scale, 1e-9)
-        return least_squares(self.residual, x0, jac=self.jacobian, bounds=(self.lo, self.hi), method="trf",
-                             x_scale=scale, xtol=1e-3 if coarse else 1e-4, ftol=1e-5, max_nfev=8 if coarse else 40)
-
-
 def _subgrid(grid: QGrid) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a coarse sub-grid (<= _SUB_Q x _SUB_THETA points) for the scan and the first fit."""
     iq = np.unique(np.linspace(0, grid.q.size - 1, min(grid.q.size, _SUB_Q)).round().astype(int))
@@ -258,7 +121,7 @@ def _subgrid(grid: QGrid) -> tuple[np.ndarray, np.ndarray]:
     return iq, it
 
 
-def _scan_start(prob: "_Problem") -> list[np.ndarray]:
+def _scan_start(prob: Likelihood) -> list[np.ndarray]:
     """Best starts from a coarse (D2, gamma L) scan of the exact model (unit weights)."""
     from ..forward.analytic import ensemble_arrays
 
@@ -294,7 +157,7 @@ def _intervals(x, cov, names) -> tuple[dict, dict, dict]:
     return values, std, iv
 
 
-def _infer_configs(prob: _Problem, x) -> float:
+def _infer_configs(prob: Likelihood, x) -> float:
     """Effective N from the data's g_err and the model variance at x (median over the grid)."""
     from .noise import ensemble_noise
 
@@ -368,7 +231,7 @@ def fit_g(data, grid: QGrid, *, configs=None, g_err=None, estimator: str = "symm
     warnings: list[str] = []
     args = (observable, configs, g_err, estimator, displacement, None if n_l2 is None else float(n_l2), n_l2_prior,
             int(noise_samples), seed)
-    prob = _Problem(d, grid, *args)
+    prob = Likelihood(d, grid, *args)
     noisy = configs is not None or g_err is not None
     if not noisy:
         prob.prior = None  # noise-free model output determines n_l2 by itself
@@ -381,7 +244,7 @@ def fit_g(data, grid: QGrid, *, configs=None, g_err=None, estimator: str = "symm
         sub, data_sub, err_sub = grid, d, g_err
     # the first fit holds n_l2 at its prior mean: it is the slow, weakly determined direction
     n_first = prob.n_l2_fixed if prob.n_l2_fixed is not None else (n_l2_prior or N_L2_PRIOR)[0]
-    coarse = _Problem(data_sub, sub, observable, configs, err_sub, estimator, displacement, n_first, None,
+    coarse = Likelihood(data_sub, sub, observable, configs, err_sub, estimator, displacement, n_first, None,
                       0, seed)
     starts = _scan_start(coarse)
     if configs is None and g_err is not None:
