@@ -71,3 +71,5 @@ def test_reproduce_tiny_configuration(tmp_path):
 
     assert load_model(tmp_path / "rep" / "models" / "ard_both.model").kind == "ard"
     assert load_model(tmp_path / "rep" / "models" / "g_theta.model").kind == "paper"
+    noisy = load_model(tmp_path / "rep" / "models" / "both_noisy.model")
+    assert noisy.noise_configs == 20 and "| paper GPR, g(theta)+g(q), trained for N = 20 (noise-aware) |" in text

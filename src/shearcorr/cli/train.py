@@ -46,6 +46,12 @@ def register(sub) -> None:
                    help="L-BFGS-B restarts (default 1 for --model ard, 10 for --model paper --optimizer sklearn)")
     p.add_argument("--max-opt-samples", type=positive_int, default=1000,
                    help="--model ard: training rows used to optimise the kernel hyperparameters (default 1000)")
+    p.add_argument("--noise-configs", type=finite, default=None, metavar="N",
+                   help="train for inputs averaged over N configurations (Monte Carlo, frame-pair averages): each "
+                        "training profile drawn with the estimator's bias and noise (docs/inversion.md); default: "
+                        "noise-free training on the exact profiles")
+    p.add_argument("--estimator", choices=CHOICES["estimator"], default="symmetric",
+                   help="with --noise-configs: how the inputs will be estimated (default symmetric)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="BLAS threads while training (default 1: the same seed gives the same model; other counts change round-off)")
     add_overwrite(p, "model file")
@@ -96,7 +102,8 @@ def run_train(args) -> None:
     strategy = _strategy(args)
     ds = _open_store(args.dataset)
     model, info = train(ds, strategy, targets=args.targets, test_fraction=args.test_fraction, seed=args.seed,
-                        threads=args.threads, log=lambda m: print(m, file=sys.stderr))
+                        threads=args.threads, noise_configs=args.noise_configs, estimator=args.estimator,
+                        log=lambda m: print(m, file=sys.stderr))
     model.provenance["dataset_path"] = str(Path(args.dataset).resolve())
     save_model(model, args.output)
     print(f"wrote {args.output}: {args.model} GPR ({info.feature}) for {', '.join(model.targets)} on "

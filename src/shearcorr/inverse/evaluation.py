@@ -144,6 +144,10 @@ class Evaluation(JSONRecord):
         return out
 
 
+#: Seed offset of the noisy held-out inputs of a noise-aware model (its training draws use the split seed).
+HELD_OUT_STREAM = 1_000_003
+
+
 def evaluate(model: InversionModel, ds, *, index=None, input_noise: bool = True) -> Evaluation:
     """Err, 68/95 % coverage and z-score spread per target on a dataset.
 
@@ -168,8 +172,17 @@ def evaluate(model: InversionModel, ds, *, index=None, input_noise: bool = True)
         raise ShearcorrError(f"dataset has no true values of {', '.join(missing)}; cannot evaluate")
     model.check_grid(grid_from_dataset(ds))
     t0 = time.perf_counter()
-    P = profiles(ds, sample=index)
-    err = input_errors(ds, sample=index) if input_noise else None
+    if model.noise_configs is not None and model.is_training_dataset(ds):
+        # a noise-aware model on its own (analytic) dataset: held-out inputs drawn as it was trained,
+        # with another stream than the training draws
+        from .augment import noisy_profiles
+
+        prov = model.provenance
+        P = noisy_profiles(ds, index, model.noise_configs, estimator=prov.get("estimator", "symmetric"),
+                           seed=int(prov.get("split_seed", 0)) + HELD_OUT_STREAM)
+    else:
+        P = profiles(ds, sample=index)
+    err = input_errors(ds, sample=index) if input_noise and model.noise_configs is None else None
     latent = model.predict_latent(P, err)
     pred = model.predict_profiles(P, err)
     dt = (time.perf_counter() - t0) / len(index)

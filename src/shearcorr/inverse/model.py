@@ -115,8 +115,17 @@ class InversionModel:
             raise ShearcorrError(f"the data grid differs from the model's: {diff}; interpolate the data onto the "
                                  "model grid or train on this grid")
 
+    @property
+    def noise_configs(self) -> float | None:
+        """N the training inputs were drawn for (:func:`shearcorr.inverse.augment.noisy_profiles`), or None."""
+        n = self.provenance.get("noise_configs")
+        return None if n is None else float(n)
+
     def trained_configs(self) -> float:
-        """N of the training data: ``inf`` for the analytic engine (noise-free), else the store's ``configs``."""
+        """N of the training inputs: ``noise_configs`` for a noise-aware model, ``inf`` for the analytic
+        engine's exact g (noise-free), else the store's ``configs``."""
+        if self.noise_configs is not None:
+            return self.noise_configs
         attrs = self.provenance.get("dataset_attrs", {})
         if str(attrs.get("engine", "analytic")) == "analytic":
             return float("inf")
@@ -131,12 +140,17 @@ class InversionModel:
         and correlated noise, and their errors on noisy input exceed the stated std (docs/results.md).
         """
         trained = self.trained_configs()
+        if self.noise_configs is not None and self.is_training_dataset(ds):
+            return None  # evaluate draws its held-out inputs at the trained N
         attrs = ds.attrs
         n = attrs.get("configs")
         n = float(n) if n is not None and float(n) > 0 else None
         if n is None and str(attrs.get("engine", "")) != "analytic" and input_errors(ds) is not None:
             n = float("nan")  # noisy, N unknown
         if n is None:
+            if trained < float("inf"):
+                return (f"the input is noise-free but the model was trained for averages over {trained:.0f} "
+                        "configurations: its stds are too wide for it")
             return None
         what = "an unknown number of" if n != n else f"{n:.0f}"
         if trained == float("inf"):
@@ -195,7 +209,8 @@ class InversionModel:
                 for t, (m, s) in latent.items()}
 
     def predict(self, ds, *, sample=None, input_noise: bool = True) -> dict[str, Prediction]:
-        """``{target: (mean, std)}`` for a result or dataset (grid checked; g_err propagated if present)."""
+        """``{target: (mean, std)}`` for a result or dataset (grid checked; g_err propagated if present,
+        except for a noise-aware model, whose GP learned the input noise from its training draws)."""
         self.check_grid(grid_from_dataset(ds))
-        err = input_errors(ds, sample=sample) if input_noise else None
+        err = input_errors(ds, sample=sample) if input_noise and self.noise_configs is None else None
         return self.predict_profiles(profiles(ds, sample=sample), err)

@@ -231,7 +231,8 @@ STRATEGIES = {"ard": ARDTraining, "paper": PaperTraining}
 
 
 def train(ds, strategy: PaperTraining | ARDTraining | None = None, *, targets=TARGETS, test_fraction: float = 0.3,
-          seed: int = 0, threads: int | None = None, log=None) -> tuple[InversionModel, TrainingInfo]:
+          seed: int = 0, threads: int | None = None, noise_configs: float | None = None, estimator: str = "symmetric",
+          log=None) -> tuple[InversionModel, TrainingInfo]:
     r"""Train one GPR per target on the training split of a dataset.
 
     Parameters
@@ -247,6 +248,12 @@ def train(ds, strategy: PaperTraining | ARDTraining | None = None, *, targets=TA
         seed also seeds the optimiser's restarts.
     threads : int, optional
         BLAS threads during training (:func:`blas_threads`; default 1: the model does not depend on the load).
+    noise_configs : float, optional
+        Train for inputs averaged over N configurations: each training profile is drawn as that
+        estimator would give it (:func:`shearcorr.inverse.augment.noisy_profiles`; needs an analytic
+        dataset with the full map g). Default: the dataset's exact profiles (a noise-free model).
+    estimator : {"symmetric", "before", "pooled"}
+        Estimator of those inputs (with ``noise_configs``).
     log : callable(str), optional
         Progress messages.
 
@@ -267,7 +274,13 @@ def train(ds, strategy: PaperTraining | ARDTraining | None = None, *, targets=TA
     tr, te = split_indices(done.size, test_fraction, seed)
     train_index, test_index = done[tr], done[te]
     t0 = time.perf_counter()
-    P = profiles(ds, sample=train_index)
+    if noise_configs is None:
+        P = profiles(ds, sample=train_index)
+    else:
+        from .augment import noisy_profiles
+
+        log(f"drawing the training inputs as {estimator} estimates over N = {noise_configs:g} configurations")
+        P = noisy_profiles(ds, train_index, noise_configs, estimator=estimator, seed=seed, log=log)
     Y = np.column_stack([np.asarray(ds[t].values, dtype=np.float64)[train_index] for t in targets])
     with blas_threads(threads):
         fitted = strategy.fit(P, Y, targets, n_theta=grid.theta.size, seed=seed, t0=t0, log=log)
@@ -282,6 +295,8 @@ def train(ds, strategy: PaperTraining | ARDTraining | None = None, *, targets=TA
         "optimizer": fitted.provenance["optimizer"],
         "restarts": fitted.provenance["restarts"],
         "train_seconds": float(t_fit),
+        "noise_configs": None if noise_configs is None else float(noise_configs),
+        "estimator": estimator,
         "shearcorr_version": __version__,
         **{k: v for k, v in fitted.provenance.items() if k not in ("optimizer", "restarts")},
     }
