@@ -12,8 +12,9 @@ or :func:`shearcorr.forward.beammc.beam_configuration` for another beam):
 3. The field: every lit particle (footprint intensity u > 0) scatters with the field of each coherent
    mode of the beam (:func:`shearcorr.forward.modes.coherent_modes`: one mode, the footprint amplitude, for a
    coherent beam; an explicit sum of modes for a partially coherent one),
-   :math:`I(\mathbf q) = \sum_k \nu_k |A_k(\mathbf q)|^2 / S`, :math:`S = \sum u V^2` (eq. 1); amplitudes by
-   :func:`shearcorr.forward.montecarlo.amplitude_at`.
+   :math:`I(\mathbf q) = \sum_k \nu_k |A_k(\mathbf q)|^2 / S`, :math:`S = \sum u V^2` (eq. 1); all modes at
+   once by :func:`shearcorr.forward.modes.intensity_at` (the sum over modes of
+   :func:`shearcorr.forward.montecarlo.amplitude_at`, phases computed once per q-point).
 4. Pixels: each pixel integrates the intensity over its area: ``pixel_subsamples`` x ``pixel_subsamples``
    Gauss-Legendre points per pixel at their exact q (:meth:`DetectorGeometry.qvec_at`; 1 = point
    sampling). A Gaussian point-spread function (``psf_sigma_px``) then spreads the pixel intensities.
@@ -134,8 +135,7 @@ def render_frame(x, y, radius, geometry, *, flow_angle_deg: float, rng, contrast
     from numpy.polynomial.legendre import leggauss
 
     from ..beam import Beam
-    from ..forward.modes import coherent_modes
-    from ..forward.montecarlo import amplitude_at
+    from ..forward.modes import coherent_modes, intensity_at
 
     x, y, radius = (np.asarray(v, dtype=np.float64) for v in (x, y, radius))
     n_sub = int(pixel_subsamples)
@@ -165,8 +165,7 @@ def render_frame(x, y, radius, geometry, *, flow_angle_deg: float, rng, contrast
             q, ph = geometry.qvec_at(rows + 0.5 * a, cols + 0.5 * b)
             qx, qy = q * np.cos(ph - flow), q * np.sin(ph - flow)
             wt = 0.25 * wa * wb
-            for k in range(nu.size):
-                coh += (wt * nu[k] / S) * np.abs(amplitude_at(qx, qy, xs, ys, rs, weights=amps[k])) ** 2
+            coh += (wt / S) * intensity_at(qx, qy, xs, ys, rs, amps, nu)
             inc += wt * np.interp(q, qs, P)
     s = np.sqrt(contrast)
     intensity = s * coh + (1.0 - s) * inc

@@ -40,6 +40,7 @@ __all__ = [
     "amplitude_kernel",
     "chunk_intensities_modes",
     "amplitude_kernel_weighted",
+    "intensity_kernel_modes",
     "N_MOMENTS",
 ]
 
@@ -364,4 +365,63 @@ def amplitude_kernel_weighted(qx, qy, x, y, radius, weight):
                 t[i] = qx[p] * xt[i] + qy[p] * yt[i]
             re, im = _amplitude_sums(t, w, 1.0, n, buf)
             out[p] = complex(re, -im)
+    return out
+
+
+@njit(fastmath=_FM_FAST, error_model="numpy", cache=True)
+def _cis_turns(t, n, buf, cs, sn):
+    """cs, sn = cos, sin(2 pi t_i) (float32), phases reduced exactly as in :func:`_amplitude_sums`."""
+    for i in range(n):
+        p = t[i]
+        buf[i] = np.float32(p - np.floor(p + 0.5))
+    for i in range(n):
+        cs[i], sn[i] = cis_turn32(buf[i])
+
+
+@njit(fastmath=_FM_FAST, error_model="numpy", cache=True)
+def _mode_sums(f, a, cs, sn, n, wk):
+    """(sum_i f_i a_i cs_i, sum_i f_i a_i sn_i), float32 accumulation (``a``: one mode's row)."""
+    for i in range(n):
+        wk[i] = np.float32(f[i] * a[i])
+    re = np.float32(0.0)
+    im = np.float32(0.0)
+    for i in range(n):
+        re += wk[i] * cs[i]
+        im += wk[i] * sn[i]
+    return re, im
+
+
+@njit(parallel=True, fastmath=_FM_SAFE, error_model="numpy", cache=True)
+def intensity_kernel_modes(qx, qy, x, y, radius, amps, nu):
+    """I(q) = sum_k nu_k |sum_i amps[k, i] V_i F(|q| R_i) exp(-i q . r_i)|^2 for flat q-vector arrays.
+
+    Every beam mode of :func:`amplitude_kernel_weighted` at once: the phases and form factors of a
+    q-point are computed once and shared by the modes (``amps`` float64 (n_modes, n), ``nu`` float64
+    (n_modes,)); float64 result, the modes summed in order (thread-count independent).
+    """
+    nqp, n, nm = qx.size, x.size, nu.size
+    out = np.empty(nqp)
+    xt = x * _INV_TWO_PI
+    yt = y * _INV_TWO_PI
+    vol = _VOL * radius**3
+    nblock = (nqp + _QBLOCK - 1) // _QBLOCK
+    for bidx in prange(nblock):
+        f = np.empty(n)
+        t = np.empty(n)
+        buf = np.empty(n, dtype=np.float32)
+        cs = np.empty(n, dtype=np.float32)
+        sn = np.empty(n, dtype=np.float32)
+        wk = np.empty(n, dtype=np.float32)
+        for p in range(bidx * _QBLOCK, min(nqp, (bidx + 1) * _QBLOCK)):
+            qm = math.sqrt(qx[p] * qx[p] + qy[p] * qy[p])
+            for i in range(n):
+                f[i] = vol[i] * form_factor64(qm * radius[i])
+            for i in range(n):
+                t[i] = qx[p] * xt[i] + qy[p] * yt[i]
+            _cis_turns(t, n, buf, cs, sn)
+            acc = 0.0
+            for k in range(nm):
+                re, im = _mode_sums(f, amps[k], cs, sn, n, wk)
+                acc += nu[k] * (np.float64(re) * re + np.float64(im) * im)
+            out[p] = acc
     return out

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..beam import FWHM_PER_SIGMA, Beam
 
-__all__ = ["coherent_modes"]
+__all__ = ["coherent_modes", "intensity_at"]
 
 
 def _modes_1d(amp, xi, half, n=160, eps=1e-5):
@@ -89,3 +89,44 @@ def coherent_modes(beam: Beam, eps: float = 1e-5):
         return e * beam.amplitude(x, y)[None, ...] if beam.profile == "measured" else e
 
     return allnu[keep], evaluate
+
+
+def intensity_at(qx, qy, x, y, radius, amps, nu) -> np.ndarray:
+    r"""Partially coherent intensity at arbitrary q-vectors, every mode at once (unnormalised).
+
+    .. math:: I(\mathbf q) = \sum_k \nu_k \Big|\sum_i E_k(\mathbf r_i) V_i F(|\mathbf q| R_i)
+              e^{-i\mathbf q\cdot\mathbf r_i}\Big|^2
+
+    Equal to summing ``nu[k] * |amplitude_at(qx, qy, x, y, radius, weights=amps[k])|**2`` over the
+    modes (:func:`shearcorr.forward.montecarlo.amplitude_at`, same float32 phase sums), but the phases
+    and form factors are computed once per q-point, not once per mode.
+
+    Parameters
+    ----------
+    qx, qy : array-like, same shape
+        Components of q (1/r0); finite.
+    x, y, radius : array-like of shape (n,)
+        Particle positions and radii (r0); the particles that scatter.
+    amps : array-like of shape (n_modes, n)
+        Field of each coherent mode at the particles (the ``evaluate`` of :func:`coherent_modes`).
+    nu : array-like of shape (n_modes,)
+        Mode weights.
+
+    Returns
+    -------
+    float64 ndarray of the shape of ``qx`` (units r0^6).
+    """
+    from ..errors import ShearcorrError
+    from . import kernels
+
+    qx_a, qy_a = np.asarray(qx, dtype=np.float64), np.asarray(qy, dtype=np.float64)
+    xs, ys, rs = (np.ascontiguousarray(np.ravel(v), dtype=np.float64) for v in (x, y, radius))
+    a = np.ascontiguousarray(np.atleast_2d(amps), dtype=np.float64)
+    w = np.ascontiguousarray(np.ravel(nu), dtype=np.float64)
+    if qx_a.shape != qy_a.shape or not (np.all(np.isfinite(qx_a)) and np.all(np.isfinite(qy_a))):
+        raise ShearcorrError("qx and qy must be finite arrays of the same shape")
+    if not (xs.size == ys.size == rs.size) or a.shape != (w.size, xs.size):
+        raise ShearcorrError(f"amps must have shape (modes, particles) = ({w.size}, {xs.size}), got {a.shape}")
+    out = kernels.intensity_kernel_modes(np.ascontiguousarray(qx_a.ravel()), np.ascontiguousarray(qy_a.ravel()),
+                                         xs, ys, rs, a, w)
+    return out.reshape(qx_a.shape)
