@@ -9,7 +9,7 @@ is asserted. Parts (``python benchmarks/bench_stack.py PART [options]``):
                in-memory normalised frames, in the same run;
 * ``steady``   the 1-Mpx stack, lags 0..100, correlated and fitted (subprocess: wall time, peak RSS)
                for 250 / 500 / 1000 frames;
-* ``twotime``  the same stack on 200 x 200 time bins;
+* ``twotime``  the same stack on 200 x 200 time bins (``--maps-only``: the correlation step alone);
 * ``dask``     the same numbers through a Dask LocalCluster (2 workers) and locally;
 * ``bigger``   a stack larger than the memory the process may use (RLIMIT_AS) completes;
 * ``study-steady``, ``study-twotime``, ``study-echo``  synthetic-truth studies (z-scores).
@@ -174,9 +174,35 @@ def part_steady(args):
         print("time per frame (s):", [round(w / r["frames"], 3) for w, r in zip(t, rows)])
 
 
+_MAPS_ONLY = """
+import json, time
+from shearcorr.experiment.correlation import q_bin_edges
+from shearcorr.experiment.frames import open_stack
+from shearcorr.experiment.geometry import load_geometry
+from shearcorr.stack.analysis import DEFAULTS
+from shearcorr.stack.plan import make_plan
+from shearcorr.stack.twotime import twotime_maps
+src = open_stack({stack!r})
+geo = load_geometry({geometry!r}, src.frame_shape)
+valid = src.detector_mask()
+plan = make_plan(valid, geo.qr0, geo.phi, q_bin_edges(geo.qr0, valid, DEFAULTS["n_q"]), DEFAULTS["n_phi"])
+t = time.perf_counter()
+tt = twotime_maps(src, plan, n_bins={bins})
+print(json.dumps({{"twotime_maps_s": time.perf_counter() - t, "n_bins": tt.n_bins}}))
+"""
+
+
 def part_twotime(args):
-    """200 x 200 time bins of the 1-Mpx stack (subprocess: wall, peak RSS)."""
+    """200 x 200 time bins of the 1-Mpx stack (subprocess: wall, peak RSS); ``--maps-only``: the
+    correlation step (two-time maps) alone, without the fits."""
     data = Path(args.data)
+    if args.maps_only:
+        code = _MAPS_ONLY.format(stack=str(data / "big/stack.h5"), geometry=str(data / "big/geometry.json"),
+                                 bins=args.time_bins)
+        rc, wall, peak, out, err = _run_child(code)
+        print(json.dumps({"rc": rc, "wall_s": round(wall, 1), "peak_rss_gb_children": round(peak, 2),
+                          "result": json.loads(out.splitlines()[-1]) if rc == 0 else err}))
+        return
     code = f"""
 import json, time
 from shearcorr.stack import analyze_stack
@@ -241,6 +267,7 @@ def main(argv=None):
     ap.add_argument("--max-lag", type=int, default=100)
     ap.add_argument("--frame-counts", type=int, nargs="+", default=[250, 500, 1000])
     ap.add_argument("--time-bins", type=int, default=200)
+    ap.add_argument("--maps-only", action="store_true", help="twotime: the correlation step alone")
     ap.add_argument("--limit-gb", type=float, default=3.0)
     ap.add_argument("--n", type=int, default=10, help="stacks per study")
     args = ap.parse_args(argv)
