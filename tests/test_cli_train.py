@@ -54,6 +54,15 @@ def test_cli_train_evaluate_predict(store, tmp_path, capsys):
     assert main(["predict", str(model), str(mc)]) == 0
     err = capsys.readouterr().err
     assert "average over 200 configurations but the model was trained on noise-free g" in err and "shearcorr fit" in err
+    # a noise-aware model for N = 200: no warning on that input, and its held-out inputs are drawn at N
+    noisy = tmp_path / "m200.npz"
+    assert main(["train", str(store), "-o", str(noisy), "--model", "paper", "--feature", "both", "--grid-size", "5",
+                 "--noise-configs", "200"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(noisy), str(mc)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["evaluate", str(noisy), str(store)]) == 0
+    assert "inputs drawn as averages over N = 200" in capsys.readouterr().out
 
 
 def test_cli_refuses_model_on_other_grid(store, tmp_path, capsys):

@@ -126,7 +126,11 @@ def run_evaluate(args) -> None:
                          "z_std": res.z_std, "n_samples": res.n_samples, "selection": res.selection,
                          "warning": warning}))
         return
-    noise = "input noise propagated from g_err" if res.input_noise else "no g_err: noise-free input assumed"
+    if model.noise_configs is not None:
+        noise = (f"noise-aware model: inputs drawn as averages over N = {model.noise_configs:g}"
+                 if model.is_training_dataset(ds) else "noise-aware model: its GP carries the input noise")
+    else:
+        noise = "input noise propagated from g_err" if res.input_noise else "no g_err: noise-free input assumed"
     print(f"{res.n_samples} samples ({res.selection}; {noise})")
     print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7} {'z std':>6}")
     for t in model.targets:

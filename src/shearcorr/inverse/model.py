@@ -140,7 +140,7 @@ class InversionModel:
         and correlated noise, and their errors on noisy input exceed the stated std (docs/results.md).
         """
         trained = self.trained_configs()
-        if self.noise_configs is not None and self.is_training_dataset(ds):
+        if self.noise_configs is not None and "sample" in ds.dims and self.is_training_dataset(ds):
             return None  # evaluate draws its held-out inputs at the trained N
         attrs = ds.attrs
         n = attrs.get("configs")
