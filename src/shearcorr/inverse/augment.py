@@ -29,22 +29,12 @@ from ..choices import check_choice
 from ..errors import ShearcorrError
 from ..params import PARAM_NAMES, SystemParams
 from ..rng import as_generator, child_seed
+from .likelihood import profile_operator
 
 __all__ = ["noisy_profiles", "REFERENCE"]
 
 #: Parameter set whose shared-noise factor is used for every sample (centre of the paper's priors).
 REFERENCE = SystemParams(150.0, 0.15, 1.75, 17.5)
-
-
-def _profile_rows(shape) -> np.ndarray:
-    """R: (n_theta + n_q, n_q n_theta) averaging a map into [g(theta) | g(q)]."""
-    nq, nt = shape
-    R = np.zeros((nt + nq, nq * nt))
-    for j in range(nt):
-        R[j, j::nt] = 1.0 / nq
-    for i in range(nq):
-        R[nt + i, i * nt:(i + 1) * nt] = 1.0 / nt
-    return R
 
 
 def noisy_profiles(ds, index, configs: float, *, estimator: str = "symmetric", seed=0, log=None) -> np.ndarray:
@@ -81,7 +71,7 @@ def noisy_profiles(ds, index, configs: float, *, estimator: str = "symmetric", s
     if str(ds.attrs.get("engine", "analytic")) != "analytic":
         raise ShearcorrError("noise-aware training draws the noise itself: train it on an analytic-engine dataset")
     grid = grid_from_dataset(ds)
-    R = _profile_rows(grid.shape)
+    R = profile_operator(grid.shape)
     disp = str(ds.attrs.get("displacement", "uniform"))
     ref = ensemble_noise(replace(REFERENCE, displacement=disp), grid, 1e6, estimator=estimator)  # any N: ratios below
     share = np.clip((ref.factor**2).sum(axis=1) / ref.var.ravel(), 0.0, 0.95)

@@ -12,7 +12,7 @@ from scipy.optimize import least_squares
 
 from ..params import QGrid, SystemParams
 
-__all__ = ["Likelihood", "engine_points", "profile_matrix", "FIT_BOUNDS", "N_L2_PRIOR", "STEPS", "EXCLUDE_AXES"]
+__all__ = ["Likelihood", "engine_points", "profile_matrix", "profile_operator", "FIT_BOUNDS", "N_L2_PRIOR", "STEPS", "EXCLUDE_AXES"]
 
 #: Bounds of the fitted parameters (wider than the paper's design ranges).
 FIT_BOUNDS = {"rs": (0.0, 0.6), "d2": (0.05, 6.0), "gamma_l": (0.0, 60.0), "n_l2": (25.0, 600.0)}
@@ -25,20 +25,25 @@ STEPS = (2e-4, 2e-3, 2e-3, 2.5)
 EXCLUDE_AXES = True
 
 
+def profile_operator(shape) -> np.ndarray:
+    """R, shape (n_theta + n_q, n_q n_theta): the profile row [g(theta) | g(q)] = R g of a map g (n_q, n_theta)
+    flattened row-major (plain means over q and over theta, as the data's profiles)."""
+    nq, nt = shape
+    R = np.zeros((nt + nq, nq * nt))
+    for j in range(nt):
+        R[j, j::nt] = 1.0 / nq
+    for i in range(nq):
+        R[nt + i, i * nt:(i + 1) * nt] = 1.0 / nt
+    return R
+
+
 def profile_matrix(grid: QGrid, observable: str) -> np.ndarray | None:
-    """Rows averaging the map into g(theta) (n_theta rows) or g(q) (n_q rows); None for the full map."""
-    nq, nt = grid.shape
+    """The rows of :func:`profile_operator` for g(theta) or g(q); None for the full map."""
     if observable == "g":
         return None
-    if observable == "g_theta":
-        P = np.zeros((nt, nq * nt))
-        for j in range(nt):
-            P[j, j::nt] = 1.0 / nq
-        return P
-    P = np.zeros((nq, nq * nt))
-    for i in range(nq):
-        P[i, i * nt:(i + 1) * nt] = 1.0 / nt
-    return P
+    R = profile_operator(grid.shape)
+    nt = grid.theta.size
+    return R[:nt] if observable == "g_theta" else R[nt:]
 
 
 def engine_points(grid: QGrid, beam_size: float = 800.0) -> np.ndarray:

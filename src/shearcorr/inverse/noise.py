@@ -263,12 +263,9 @@ class EnsembleNoise:
 
     def profile_covariance(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and covariance of the profile row [g(theta) | g(q)] (unweighted means, as the data's)."""
-        nq, nt = self.grid.shape
-        P = np.zeros((nt + nq, nq * nt))
-        for j in range(nt):
-            P[j, j::nt] = 1.0 / nq
-        for i in range(nq):
-            P[nt + i, i * nt:(i + 1) * nt] = 1.0 / nt
+        from .likelihood import profile_operator
+
+        P = profile_operator(self.grid.shape)
         PU = P @ self.factor
         mean = np.concatenate([self.mean.mean(axis=0), self.mean.mean(axis=1)])
         return mean, (P * self.diagonal[None, :]) @ P.T + PU @ PU.T
