@@ -1,0 +1,318 @@
+r"""The steady-shear model of the lag maps and its fit (used by :mod:`.steady`).
+
+Data: :math:`c_{\tau b}` = C - 1 of bin b averaged over all time origins at lag tau
+(:func:`.engine.lag_sums`), tau = 0 (the contrast, shot noise removed) and 1..W.
+
+Model (docs/stacks.md derives it). With gamma L(tau) = (shear rate) x tau x L and the non-affine
+mean-squared displacement per axis :math:`D_2^2(\tau) = 2 D \tau_r (\tau/\tau_r)^\alpha`
+(tau_r = the geometric mean of the fitted lags, D the diffusion coefficient there, alpha = 1
+diffusive, < 1 sub-, > 1 super-diffusive):
+
+.. math:: c_{\tau b} = \beta\,S_b\,T_\tau\,y_b\big(\gamma L(\tau), D_2(\tau);\ \phi_0\big) + (B_b - 1)\,f_\tau
+
+* y: the pair model (:class:`.templates.PairTable`) -- the same model as one frame pair;
+* ``normalization="time"`` (frames divided by the ring mean averaged over time): an average over
+  time origins is an ensemble average, so the finite-N baseline B - 1 of the ensemble engine comes
+  back: :math:`S = A - B` and B - 1 from the engine at R_s, which is fitted (n_l2 is given);
+* ``normalization="frame"``: S = 1 and no baseline term (the pair's self-calibrated contrast);
+* transit: particles carried through the beam by the mean velocity v at its centre. The fraction
+  of particles in the beam at both times, :math:`f_\tau = \langle \max(0, 1 - |v\tau + \dot\gamma
+  \tau y|/L)\rangle_y`, scales the baseline (its covariance counts shared particles) and, squared
+  and relative to the shear-only fraction the engine already holds, the coherent term:
+  :math:`T_\tau = (f_\tau/f_\tau^{v=0})^2`.
+
+Fit: weighted least squares over (shear rate, D, alpha, v, R_s, beta, flow angle) of the lag-0 map and
+of every other lag divided by lag 0 bin by bin (the speckle contrast of a bin -- a random number of its
+finite set of speckles, the same for many frames when the beam content renews slowly -- cancels);
+errors of the ratio maps from the variance across groups of time origins (a per (lag, q row) law
+V + kappa r^2 at the prediction, as for pairs), of lag 0 from the scatter of its bins in a q row. Uncertainties: a linear delete-one-group jackknife
+of the whole fit (the origins of one group removed, :math:`\delta\theta_g = H J^T W (c_{(g)} - c)`):
+it carries every correlation between lags, bins and overlapping pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from ..errors import ShearcorrError
+
+__all__ = ["SteadyFit", "Baseline", "fit_steady", "overlap_fraction", "lag_map_errors", "STEADY_PARAMS", "MEAN_ABS"]
+
+STEADY_PARAMS = ("shear_rate", "diffusion", "exponent", "transit", "rs", "beta", "flow_angle")
+#: Points of the y average in the overlap fraction.
+_N_Y = 257
+#: R_s grid of the baseline interpolation: step and upper end (the fit's bound).
+RS_STEP, RS_MAX = 0.015, 0.45
+#: sqrt(2/pi): mean |step| of a unit Gaussian.
+MEAN_ABS = math.sqrt(2.0 / math.pi)
+
+
+def overlap_fraction(shift, gamma, beam_size: float) -> np.ndarray:
+    r"""Fraction of the particles in the window [-L/2, L/2]^2 that are still inside after the move
+    x -> x + shift + gamma y (uniform density, y uniform over the window):
+    :math:`\langle\max(0, 1 - |s + \gamma y|/L)\rangle_y`. Broadcasts over ``shift`` and ``gamma``."""
+    L = float(beam_size)
+    y = (np.arange(_N_Y) + 0.5) / _N_Y * L - L / 2
+    s = np.asarray(shift, dtype=np.float64)[..., None] + np.asarray(gamma, dtype=np.float64)[..., None] * y
+    return np.clip(1.0 - np.abs(s) / L, 0.0, None).mean(axis=-1)
+
+
+def lag_map_errors(jack: np.ndarray, n_pix: np.ndarray, c_pred: np.ndarray) -> np.ndarray:
+    r"""Standard errors of lag maps from their delete-one-group jackknife maps, smoothed by a law.
+
+    Per lag and q row, the jackknife variance of every bin times its pixel count is regressed on
+    the predicted correlation: :math:`n_b\,\mathrm{Var}_b = V + \kappa c_b^2` (V, kappa >= 0,
+    least squares), as the variance law of a pair (:meth:`CorrelationMap.errors`); a bin's own
+    noisy variance would favour bins that fluctuated low. Returns (n_lags, n_q, n_phi).
+    """
+    G = jack.shape[0]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bins without pixels: all-NaN columns
+        var = (G - 1.0) / G * np.nansum((jack - np.nanmean(jack, axis=0)) ** 2, axis=0)  # (nl, nq, np)
+    npx = np.broadcast_to(n_pix, var.shape)
+    z = var * npx
+    x2 = np.asarray(c_pred, dtype=np.float64) ** 2
+    ok = np.isfinite(z) & np.isfinite(x2) & (npx > 0) & (z > 0)
+    zz, xx = np.where(ok, z, 0.0), np.where(ok, x2, 0.0)
+    n = ok.sum(axis=2)
+    sx, sz = xx.sum(2), zz.sum(2)
+    sxx, sxz = (xx * xx).sum(2), (xx * zz).sum(2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        det = n * sxx - sx * sx
+        kap = np.where(det > 1e-300, (n * sxz - sx * sz) / det, 0.0)
+        kap = np.clip(np.nan_to_num(kap), 0.0, None)
+        V = np.where(n > 0, (sz - kap * sx) / n, np.nan)
+        V = np.where(V > 0, V, np.where(n > 0, sz / np.maximum(n, 1), np.nan))
+        return np.sqrt((V[:, :, None] + kap[:, :, None] * x2) / np.where(npx > 0, npx, np.nan))
+
+
+def _one_sided_rs(resid, x, j, err, chi2, rs_max):
+    """R_s step above the fit where chi^2 (other parameters held) has risen by 1."""
+    for step in np.geomspace(0.002, rs_max, 60):
+        xp = x.copy()
+        xp[j] = min(x[j] + step, rs_max)
+        if float(np.sum(resid(xp, err) ** 2)) - chi2 >= 1.0:
+            return float(step)
+    return float(rs_max)
+
+
+@dataclass
+class SteadyFit:
+    """Result of :func:`fit_steady`.
+
+    ``values``/``std``/``std_nominal``: dicts over :data:`STEADY_PARAMS` (frames, R0, rad);
+    ``free``: fitted parameter names; ``cov``: jackknife covariance of the free parameters;
+    ``tau_ref``: the reference lag of D (frames); ``prediction``: model maps (n_lags, n_q, n_phi);
+    ``errors``: the standard errors used; ``chi2``, ``dof``.
+    """
+
+    values: dict
+    std: dict
+    std_nominal: dict
+    free: list
+    cov: np.ndarray
+    tau_ref: float
+    lags: np.ndarray
+    prediction: np.ndarray
+    errors: np.ndarray
+    chi2: float
+    dof: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def chi2_red(self) -> float:
+        return self.chi2 / max(self.dof, 1)
+
+    def gamma_l(self, lags) -> np.ndarray:
+        """gamma L (R0) of the fitted model at ``lags`` (frames)."""
+        return self.values["shear_rate"] * self.info["beam_size"] * np.asarray(lags, dtype=np.float64)
+
+    def d2(self, lags) -> np.ndarray:
+        """D2 (R0) of the fitted model at ``lags`` (frames)."""
+        t = np.asarray(lags, dtype=np.float64)
+        v = self.values
+        return np.sqrt(2.0 * v["diffusion"] * self.tau_ref * (t / self.tau_ref) ** v["exponent"])
+
+
+class Baseline:
+    """Bin-level (A - B) and B_true - 1 of the ensemble engine as functions of R_s.
+
+    Both are smooth in R_s (B - 1 grows as R_s^4 at small R_s): the engine is called on a grid of
+    R_s (step :data:`RS_STEP` over [0, RS_MAX]) once, when first needed, and interpolated (cubic),
+    so a fit over R_s costs no engine call per iteration.
+    """
+
+    def __init__(self, model):
+        from ..experiment.model import D_DECORRELATED
+
+        self.model = model
+        self.d_dec = D_DECORRELATED
+        # the engine's decorrelated baseline has lost particles by the D_DECORRELATED steps
+        self.f_eng = (1.0 - D_DECORRELATED * MEAN_ABS / model.beam_size) ** 2
+        self._spline = None
+
+    def _build(self):
+        from scipy.interpolate import CubicSpline
+
+        from ..experiment.model import ensemble_g
+
+        m = self.model
+        grid = np.arange(0.0, RS_MAX + RS_STEP / 2, RS_STEP)
+        vals = []
+        for rs in grid:
+            a = ensemble_g(m.params(0.0, 0.0, rs), m.q_sub, [0.0])[:, 0]
+            b = ensemble_g(m.params(0.0, self.d_dec, rs), m.q_sub, [0.0])[:, 0]
+            vals.append(np.stack([(a - b).reshape(m.n_q, m.sq).mean(1), (b - 1.0).reshape(m.n_q, m.sq).mean(1)]))
+        self._spline = CubicSpline(grid, np.array(vals), axis=0)
+
+    def __call__(self, rs):
+        if self._spline is None:
+            self._build()
+        S, B1 = self._spline(float(np.clip(rs, 0.0, RS_MAX)))
+        n_phi = self.model.n_phi
+        return np.repeat(S[:, None], n_phi, axis=1), np.repeat(B1[:, None], n_phi, axis=1) / self.f_eng
+
+
+def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0, beta0, tau_ref=None,
+               fit_exponent=True, fit_transit=True, fit_rs=None, start=None, max_nfev=200) -> SteadyFit:
+    """Fit the steady-shear model to lag maps (module docstring).
+
+    Parameters
+    ----------
+    c : ndarray (n_lags, n_q, n_phi)
+        C - 1 per lag (lag 0 = contrast), NaN for unusable bins.
+    jack : ndarray (n_groups, n_lags, n_q, n_phi)
+        Delete-one-group maps (:meth:`.engine.LagSums.jackknife`).
+    lags : array of int
+        The lags of ``c`` (frames), including 0.
+    table : PairTable
+        Interpolated pair model; its ``model`` (BinnedPairModel) gives the bins and constants.
+    n_pix : ndarray (n_q, n_phi)
+        Pixels per bin.
+    normalization : {"time", "frame"}
+    phi0 : float
+        Start value of the flow angle (rad, detector azimuth).
+    beta0 : float
+        Start value of the contrast.
+    start : dict, optional
+        Start values of shear_rate (per frame), diffusion (R0^2 per frame), exponent, transit, rs.
+    fit_rs : bool, optional
+        Fit R_s (default: with the "time" normalisation only, where the baseline carries it).
+    """
+    lags = np.asarray(lags, dtype=np.int64)
+    c = np.asarray(c, dtype=np.float64)
+    if c.shape[0] != lags.size or lags[0] != 0 or lags.size < 3:
+        raise ShearcorrError("the steady fit needs lag 0 and at least two further lags")
+    L = model.beam_size
+    pos = lags[1:].astype(np.float64)
+    tau_ref = float(np.exp(np.mean(np.log(pos)))) if tau_ref is None else float(tau_ref)
+    fit_rs = (normalization == "time") if fit_rs is None else bool(fit_rs)
+    base = Baseline(model)
+    st = dict(start or {})
+    full0 = np.array([st.get("shear_rate", 0.01), st.get("diffusion", 0.1), st.get("exponent", 1.0),
+                      st.get("transit", 0.0), st.get("rs", table.rs), beta0, phi0])
+    free = [0, 1] + ([2] if fit_exponent else []) + ([3] if fit_transit else []) + ([4] if fit_rs else []) + [5, 6]
+    # per-parameter scales and bounds
+    vmax = L / max(float(pos.max()), 1.0)
+    lo_full = np.array([0.0, 1e-8, 0.1, 0.0, 0.0, 1e-6, phi0 - np.pi / 4])
+    hi_full = np.array([np.inf, np.inf, 2.5, vmax, RS_MAX, 2.0, phi0 + np.pi / 4])
+    xs_full = np.array([max(full0[0], 1e-4), max(full0[1], 1e-3), 0.1, max(vmax / 20, 1e-3), 0.05, 0.05, 0.02])
+    def maps(v):
+        sr, D, al, tr, rs, beta, ph = v
+        gl = sr * L * pos
+        d2 = np.sqrt(np.clip(2.0 * D * tau_ref * (pos / tau_ref) ** al, 0.0, None))
+        y = table.y(gl, d2, ph)  # (nl-1, nq, nphi)
+        f = overlap_fraction(tr * pos, sr * pos, L)
+        f0 = overlap_fraction(0.0 * pos, sr * pos, L)
+        keep = (1.0 - d2 * MEAN_ABS / L) ** 2  # particles lost by their non-affine steps
+        T = (f / f0)[:, None, None] ** 2
+        out = np.empty(c.shape)
+        if normalization == "time":
+            S, B1 = base(rs)
+            out[0] = beta * S + B1
+            out[1:] = beta * S[None] * T * y + B1[None] * (f * keep)[:, None, None]
+        else:
+            out[0] = beta
+            out[1:] = beta * T * y
+        return out
+
+    def full_of(x):
+        v = full0.copy()
+        v[free] = x
+        return v
+
+    # lag 0 as it is; every other lag divided by lag 0, bin by bin: the speckle contrast of a bin is a
+    # random number fixed by its finite set of speckles and, when the beam content renews slowly, by
+    # the same configuration for many frames -- common to all lags, it cancels in the ratio
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c0 = np.where(c[0] > 0, c[0], np.nan)
+        d = np.concatenate([c[:1], c[1:] / c0[None]])
+        jd = np.concatenate([jack[:, :1], jack[:, 1:] / np.where(jack[:, :1] > 0, jack[:, :1], np.nan)], axis=1)
+        # lag 0: the bins of a q row scatter by their own speckle statistics around one value
+        row_sd = np.array([np.nanstd(row) if np.isfinite(row).sum() > 2 else np.nan for row in c[0]])
+    err0 = np.broadcast_to(row_sd[:, None], c.shape[1:])
+
+    def ratio(m):
+        return np.concatenate([m[:1], m[1:] / m[:1]])
+
+    def errors(pred):
+        e = lag_map_errors(jd, n_pix, pred)
+        e[0] = err0
+        return e
+
+    def resid(x, err):
+        r = (d - ratio(maps(full_of(x)))) / err
+        return r[ok]
+
+    x0 = np.clip(full0[free], lo_full[free] + 1e-12, hi_full[free] - 1e-12)
+    err = errors(np.zeros_like(d))
+    ok = np.isfinite(d) & np.isfinite(err) & (err > 0)
+    if ok.sum() < len(free) + 5:
+        raise ShearcorrError(f"only {int(ok.sum())} usable (lag, bin) values for the steady fit; use more frames or fewer bins")
+    for k in range(3):
+        sol = least_squares(resid, x0, bounds=(lo_full[free], hi_full[free]), args=(err,), x_scale=xs_full[free],
+                            diff_step=1e-4, xtol=1e-10, ftol=1e-10, max_nfev=max_nfev)
+        x0 = sol.x
+        if k < 2:
+            err = errors(ratio(maps(full_of(x0))))
+            ok = np.isfinite(d) & np.isfinite(err) & (err > 0)
+    v = full_of(sol.x)
+    pred = maps(v)
+    r = resid(sol.x, err)
+    chi2, dof = float(np.sum(r**2)), int(r.size - len(free))
+    # Jacobian (weighted) at the solution, by central differences
+    J = np.empty((r.size, len(free)))
+    for j in range(len(free)):
+        h = 1e-4 * xs_full[free][j]
+        xp, xm = sol.x.copy(), sol.x.copy()
+        xp[j] += h
+        xm[j] -= h
+        J[:, j] = (resid(xp, err) - resid(xm, err)) / (2 * h)
+    H = np.linalg.pinv(J.T @ J)
+    G = jack.shape[0]
+    dev = np.stack([((jd[g] - d) / err)[ok] for g in range(G)])  # (G, n): weighted perturbations
+    dth = -(dev @ J) @ H  # (G, k): delta of the parameters when group g is removed
+    dth = np.nan_to_num(dth)
+    cov = (G - 1.0) / G * (dth - dth.mean(0)).T @ (dth - dth.mean(0))
+    std_jk = np.sqrt(np.clip(np.diag(cov), 0, None))
+    std_nom = np.sqrt(np.clip(np.diag(H), 0, None) * max(chi2 / max(dof, 1), 1.0))
+    names = [STEADY_PARAMS[i] for i in free]
+    if 4 in free:  # R_s near 0: the baseline grows as R_s^4, the linear error vanishes; one-sided instead
+        j = free.index(4)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            infl = float(np.nanmedian(np.where(np.arange(len(free)) != j, std_jk / std_nom, np.nan)))
+        std_jk[j] = max(std_jk[j], _one_sided_rs(resid, sol.x, j, err, chi2, hi_full[4]) * max(infl, 1.0))
+    values = {n: float(v[i]) for i, n in enumerate(STEADY_PARAMS)}
+    std = {n: 0.0 for n in STEADY_PARAMS}
+    nom = {n: 0.0 for n in STEADY_PARAMS}
+    for j, n in enumerate(names):
+        std[n], nom[n] = float(std_jk[j]), float(std_nom[j])
+    return SteadyFit(values=values, std=std, std_nominal=nom, free=names, cov=cov, tau_ref=tau_ref, lags=lags,
+                     prediction=pred, errors=np.concatenate([err[:1], err[1:] * c0[None]]), chi2=chi2, dof=dof,
+                     info={"beam_size": L, "normalization": normalization, "n_groups": int(G), "success": bool(sol.success),
+                           "nfev": int(sol.nfev), "n_values": int(r.size), "table_rs": table.rs})
