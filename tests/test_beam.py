@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from shearcorr.beam import FWHM_PER_SIGMA, Beam, PixelResponse, transfer
+from shearcorr.beam import FWHM_PER_SIGMA, Beam
+from shearcorr.pixels import PixelResponse, transfer
 from shearcorr.forward.modes import coherent_modes
 from shearcorr.errors import ShearcorrError
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from numpy.polynomial.legendre import leggauss
 
-from shearcorr.beam import FWHM_PER_SIGMA, Beam, PixelResponse
+from shearcorr.beam import FWHM_PER_SIGMA, Beam
+from shearcorr.pixels import PixelResponse
 from shearcorr.errors import ShearcorrError
 from shearcorr.forward import simulate
 from shearcorr.forward.analytic import default_resolution, ensemble_arrays

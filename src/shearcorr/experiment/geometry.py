@@ -139,11 +139,11 @@ class DetectorGeometry:
         return q * np.cos(self.phi), q * np.sin(self.phi)
 
     def pixel_response(self, valid=None):
-        r"""The detector response in q (:class:`shearcorr.beam.PixelResponse`): the q-vectors spanned by
+        r"""The detector response in q (:class:`shearcorr.pixels.PixelResponse`): the q-vectors spanned by
         one pixel step along columns and rows (central differences of :math:`q R_0(\cos\phi, \sin\phi)`,
         median over the valid interior pixels) and the point-spread width. The spread of the pixel
         vectors over the detector is in ``PixelResponse`` ``.variation`` (relative, max over pixels)."""
-        from ..beam import PixelResponse
+        from ..pixels import PixelResponse
 
         qx, qy = self._qvec()
         ok = np.ones(self.shape, bool) if valid is None else np.asarray(valid, bool)

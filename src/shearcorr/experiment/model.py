@@ -77,7 +77,7 @@ class BinnedPairModel:
         Points of the periodic theta grid over [0, pi) (default twice the angular sub-grid).
     beam : shearcorr.beam.Beam, optional
         Beam footprint, coherence and scattering geometry (R0); None: the paper's.
-    pixel : shearcorr.beam.PixelResponse, optional
+    pixel : shearcorr.pixels.PixelResponse, optional
         Pixel footprint in q and point spread (:meth:`DetectorGeometry.pixel_response`); None: point pixels.
     flow_angle : float
         Detector azimuth of the flow (rad) used to orient the pixel response.

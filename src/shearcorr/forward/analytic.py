@@ -238,7 +238,7 @@ def ensemble_arrays(
         The beam (footprint, coherence, geometry; :mod:`shearcorr.beam`). None or the paper's beam
         (a coherent square of side ``beam_size`` in the 1-2 geometry) uses the exact path of this
         module; any other beam the general engine :mod:`.beamengine` (docs/theory.md section 7).
-    pixel : shearcorr.beam.PixelResponse, optional
+    pixel : shearcorr.pixels.PixelResponse, optional
         Detector pixel footprint and point spread (the pair model of ``analyze``); needs the general engine.
     flow_angle : float
         Detector azimuth of the flow (rad): orients the pixel response relative to the flow.

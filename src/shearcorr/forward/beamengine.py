@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..beam import FWHM_PER_SIGMA, Beam, transfer
+from ..beam import FWHM_PER_SIGMA, Beam
+from ..pixels import transfer
 from ..errors import ShearcorrError
 from ..physics import displacement_std, form_factor
 from .analytic import SE_CHEB_MAX, SE_CHEB_MIN, SE_CHEB_PER_LN_S, SE_WEIGHT_TOL
