@@ -46,10 +46,8 @@ from ..files import JSONRecord
 from ..params import QGrid, SystemParams
 from .likelihood import N_L2_PRIOR, Likelihood
 
-__all__ = ["FitResult", "fit_g", "fit_dataset", "PARAMETERS"]
+__all__ = ["FitResult", "fit_g", "fit_dataset"]
 
-#: Fitted parameters, in the order of the latent vector (R_s^2, D2, gamma L, n_l2).
-PARAMETERS = ("rs", "d2", "gamma_l", "n_l2")
 #: Starts of the coarse scan and how many are refined.
 _SCAN_D2 = (0.5, 1.0, 1.7, 2.6)
 _SCAN_GAMMA = (6.0, 12.0, 20.0, 30.0, 45.0)
