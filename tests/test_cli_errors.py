@@ -40,7 +40,8 @@ def c(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_errors")
     write_synth(render_pair(SystemParams(150, 0.1, 1.5, 20), shape=(128, 128), seed=1), root / "pair")
     generate_with(root / "s.zarr", workers=1, n=20, seed=0, grid=QGrid.log(*GRID), chunk_size=5, progress=False)
-    assert main(["train", str(root / "s.zarr"), "-o", str(root / "m.npz"), "--model", "paper", "--grid-size", "4"]) == 0
+    assert main(["train", str(root / "s.zarr"), "-o", str(root / "m.npz"), "--model", "paper", "--grid-size", "4",
+                 "--noise-configs", "inf"]) == 0  # one noise-free model: the single-model file layout
     save_result(simulate(SystemParams(150, 0.1, 1.5, 15), QGrid.log(*GRID)), root / "one.nc")
     ro = root / "ro"
     ro.mkdir()
@@ -195,6 +196,8 @@ CASES = [
     ("analyze --cache unwritable", lambda c: _pair_args(c, "--method", "gpr", "--cache", os.path.join(c["ro"], "cache")), "cache folder"),
     # arguments out of range
     ("train --restarts -1", lambda c: ["train", c["root"] / "s.zarr", "-o", c["tmp"] / "m.npz", "--restarts", "-1"], "--restarts: must be >= 0"),
+    ("train --noise-configs 1", lambda c: ["train", c["root"] / "s.zarr", "-o", c["tmp"] / "m.npz", "--noise-configs", "300", "1"], "must be >= 2 configurations (or inf"),
+    ("train --noise-configs twice", lambda c: ["train", c["root"] / "s.zarr", "-o", c["tmp"] / "m.npz", "--noise-configs", "300", "300"], "noise levels must be distinct"),
     ("analyze --n-phi 0", lambda c: _pair_args(c, "--n-phi", "0"), "--n-phi: must be >= 1"),
     ("analyze --n-phi -1", lambda c: _pair_args(c, "--n-phi", "-1"), "--n-phi: must be >= 1"),
     ("analyze --n-phi 100000 (hung)", lambda c: _pair_args(c, "--n-phi", "100000"), "n_phi (--n-phi) must be a whole number in [4, 720]"),

@@ -85,6 +85,17 @@ def _whole_at_least(minimum: int, name: str = ""):
     return parse
 
 
+def noise_level(text: str) -> float:
+    """argparse type: configurations averaged, a number >= 2, or inf (noise-free)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of configurations or inf, got {text!r}") from None
+    if not (value == float("inf") or value >= 2):
+        raise argparse.ArgumentTypeError(f"must be >= 2 configurations (or inf: noise-free), got {text!r}")
+    return value
+
+
 def finite(text: str) -> float:
     """argparse type: a finite number (nan and inf are refused here, in one line)."""
     try:

@@ -12,21 +12,24 @@ import sys
 from pathlib import Path
 
 from ..choices import CHOICES
-from ._common import add_overwrite, finite, positive_int, seed_int, whole_int
+from ._common import add_overwrite, finite, noise_level, positive_int, seed_int, whole_int
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train per-target GPR models on a dataset",
                        description="Train one Gaussian-process regressor per target (paper Sec. II C) on the "
-                                   "training split of a dataset store and save a safe model file (.npz).")
+                                   "training split of a dataset store and save a safe model file (.npz). By "
+                                   "default a family of noise-aware models, one for inputs averaged over each of "
+                                   "300, 2000 and 20000 configurations; predict uses the member nearest the "
+                                   "input's N (docs/inversion.md).")
     p.add_argument("dataset", help="dataset store (shearcorr dataset -o STORE)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
-    p.add_argument("--model", choices=CHOICES["model"], default="ard",
-                   help="ard (default): z-scored profile, top principal components, ARD kernel, log targets; "
-                        "paper: the paper's isotropic RBF on the raw feature")
-    p.add_argument("--feature", choices=CHOICES["feature"], default=None,
-                   help="GPR input: g(theta) (paper's), g(q), both, or SVD projections "
-                        "(default: both for --model ard, g_theta for --model paper)")
+    p.add_argument("--model", choices=CHOICES["model"], default="paper",
+                   help="paper (default): the paper's isotropic RBF on the raw feature; ard: z-scored profile, top "
+                        "principal components, ARD kernel, log targets (best on noise-free input, slow to train on "
+                        "noisy draws)")
+    p.add_argument("--feature", choices=CHOICES["feature"], default="both",
+                   help="GPR input: g(theta) (the paper's own), g(q), both (default), or SVD projections")
     p.add_argument("--k", type=positive_int, default=3, help="singular vectors for --feature svd (default 3)")
     p.add_argument("--components", type=positive_int, default=8,
                    help="principal components of the z-scored input (per block with --pca-blocks), --model ard "
@@ -46,10 +49,11 @@ def register(sub) -> None:
                    help="L-BFGS-B restarts (default 1 for --model ard, 10 for --model paper --optimizer sklearn)")
     p.add_argument("--max-opt-samples", type=positive_int, default=1000,
                    help="--model ard: training rows used to optimise the kernel hyperparameters (default 1000)")
-    p.add_argument("--noise-configs", type=finite, default=None, metavar="N",
-                   help="train for inputs averaged over N configurations (Monte Carlo, frame-pair averages): each "
-                        "training profile drawn with the estimator's bias and noise (docs/inversion.md); default: "
-                        "noise-free training on the exact profiles")
+    p.add_argument("--noise-configs", type=noise_level, nargs="+", default=None, metavar="N",
+                   help="noise levels of the models: one model per N, for inputs averaged over N configurations "
+                        "(Monte Carlo, frame-pair averages), each training profile drawn with the estimator's bias "
+                        "and noise; inf: a noise-free model on the exact profiles (docs/inversion.md; default "
+                        "300 2000 20000)")
     p.add_argument("--estimator", choices=CHOICES["estimator"], default="symmetric",
                    help="with --noise-configs: how the inputs will be estimated (default symmetric)")
     p.add_argument("--threads", type=positive_int, default=None,
@@ -82,9 +86,7 @@ def _strategy(args):
     """The training strategy of ``--model`` with the options that apply to it."""
     from ..inverse.training import ARDTraining, PaperTraining
 
-    common = {"k": args.k}
-    if args.feature is not None:
-        common["feature"] = args.feature
+    common = {"k": args.k, "feature": args.feature}
     if args.restarts is not None:
         common["restarts"] = args.restarts
     if args.model == "paper":
@@ -96,18 +98,36 @@ def _strategy(args):
 def run_train(args) -> None:
     from ..files import check_output_file
     from ..inverse.modelfile import save_model
-    from ..inverse.training import train
+    from ..inverse.training import train_family
 
+    import time
+
+    t0 = time.perf_counter()
     check_output_file(args.output, suffixes=(".npz",), overwrite=args.overwrite)
     strategy = _strategy(args)
     ds = _open_store(args.dataset)
-    model, info = train(ds, strategy, targets=args.targets, test_fraction=args.test_fraction, seed=args.seed,
-                        threads=args.threads, noise_configs=args.noise_configs, estimator=args.estimator,
-                        log=lambda m: print(m, file=sys.stderr))
-    model.provenance["dataset_path"] = str(Path(args.dataset).resolve())
-    save_model(model, args.output)
-    print(f"wrote {args.output}: {args.model} GPR ({info.feature}) for {', '.join(model.targets)} on "
-          f"{len(model.train_index)} samples ({info.train_seconds:.1f} s)")
+    family, _ = train_family(ds, strategy, levels=args.noise_configs, targets=args.targets,
+                                 test_fraction=args.test_fraction, seed=args.seed, threads=args.threads,
+                                 estimator=args.estimator, log=lambda m: print(m, file=sys.stderr))
+    for m in family.members:
+        m.provenance["dataset_path"] = str(Path(args.dataset).resolve())
+    save_model(family, args.output)
+    levels = ", ".join(_level(v) for v in family.levels)
+    print(f"wrote {args.output}: {args.model} GPR ({strategy.feature}) for {', '.join(family.targets)} on "
+          f"{len(family.train_index)} samples, inputs {levels} "
+          f"({time.perf_counter() - t0:.1f} s)")
+
+
+def _warnings(model, ds) -> str | None:
+    """The model's warnings about this input (noise level, displacement convention), printed to stderr."""
+    found = [w for w in (model.noise_warning(ds), model.displacement_warning(ds)) if w]
+    for w in found:
+        print(f"warning: {w}", file=sys.stderr)
+    return "; ".join(found) or None
+
+
+def _level(n: float) -> str:
+    return "noise-free" if n == float("inf") else f"N = {n:g}"
 
 
 def run_evaluate(args) -> None:
@@ -117,25 +137,31 @@ def run_evaluate(args) -> None:
 
     model = load_model(args.model)
     ds = _open_store(args.dataset)
-    warning = model.noise_warning(ds)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
-    res = evaluate(model, ds)
+    warning = _warnings(model, ds)
+    # on its own dataset every level is scored on held-out inputs drawn at its N; elsewhere the member
+    # for the data's N
+    levels = model.levels if model.is_training_dataset(ds) else (None,)
+    results = [evaluate(model, ds, configs=lv) for lv in levels]
     if args.json:
-        print(json_text({"err": res.err, "coverage68": res.coverage68, "coverage95": res.coverage95,
-                         "z_std": res.z_std, "n_samples": res.n_samples, "selection": res.selection,
-                         "warning": warning}))
+        rows = [{"trained_configs": r.trained_configs, "err": r.err, "coverage68": r.coverage68,
+                 "coverage95": r.coverage95, "z_std": r.z_std} for r in results]
+        print(json_text({**rows[-1], "levels": rows, "n_samples": results[0].n_samples,
+                         "selection": results[0].selection, "warning": warning}))
         return
-    if model.noise_configs is not None:
-        noise = (f"noise-aware model: inputs drawn as averages over N = {model.noise_configs:g}"
-                 if model.is_training_dataset(ds) else "noise-aware model: its GP carries the input noise")
-    else:
-        noise = "input noise propagated from g_err" if res.input_noise else "no g_err: noise-free input assumed"
-    print(f"{res.n_samples} samples ({res.selection}; {noise})")
-    print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7} {'z std':>6}")
-    for t in model.targets:
-        print(f"{t:<8} {100 * res.err[t]:7.2f}% {100 * res.coverage68[t]:6.1f}% {100 * res.coverage95[t]:6.1f}% "
-              f"{res.z_std[t]:6.2f}")
+    for res in results:
+        member = model.member(res.trained_configs)
+        if member.noise_configs is not None:
+            noise = (f"model for N = {member.noise_configs:g}: held-out inputs drawn as averages over that N"
+                     if member.is_training_dataset(ds) else
+                     f"model for N = {member.noise_configs:g}: its GP carries the input noise")
+        else:
+            noise = ("noise-free model: input noise propagated from g_err" if res.input_noise
+                     else "noise-free model, no g_err: noise-free input assumed")
+        print(f"{res.n_samples} samples ({res.selection}; {noise})")
+        print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7} {'z std':>6}")
+        for t in model.targets:
+            print(f"{t:<8} {100 * res.err[t]:7.2f}% {100 * res.coverage68[t]:6.1f}% {100 * res.coverage95[t]:6.1f}% "
+                  f"{res.z_std[t]:6.2f}")
 
 
 def run_predict(args) -> None:
@@ -158,9 +184,10 @@ def run_predict(args) -> None:
         ds = load_result(path)
         pred = model.predict(ds)
         ids = None
-    warning = model.noise_warning(ds)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+    warning = _warnings(model, ds)
+    if len(model.levels) > 1:
+        print(f"model for {_level(model.member_for(ds).trained_configs())} (the input's N: "
+              f"{model.input_configs(ds):.0f})", file=sys.stderr)
     out = {t: {"mean": [float(v) for v in np.clip(m, 0, None)], "std": [float(v) for v in s]}
            for t, (m, s) in pred.items()}
     if ids is None:

@@ -165,6 +165,9 @@ def gpr_predict(cmap, model, *, box=GPR_BOX, n_train=256, k=8, cache_dir=None, n
 def model_predict(path, pair, geo, *, phi_offset, contrast=None, photon_counts=True, speckle_px=None) -> ModelPrediction:
     """Predict with a ``shearcorr train`` model: the frames are binned onto the model's own grid.
 
+    Of a family of models (the default of ``shearcorr train``) the member of the highest N (a noise-free
+    one if present) predicts: a single pair's map is not an N-configuration average.
+
     Parameters
     ----------
     path : path
@@ -178,7 +181,7 @@ def model_predict(path, pair, geo, *, phi_offset, contrast=None, photon_counts=T
     """
     from ..inverse.modelfile import load_model
 
-    model = load_model(path)
+    model = load_model(path).member(float("inf"))  # of a family: the member of the least noise
     gq, gt = model.grid.q, model.grid.theta
     qv = geo.qr0[pair.valid]
     if gq[0] < qv.min() * 0.999 or gq[-1] > qv.max() * 1.001:

@@ -122,6 +122,8 @@ class Evaluation(JSONRecord):
         Whether the input noise g_err was propagated.
     predictions : dict of str to Predicted
         The arrays behind the numbers (not part of :meth:`to_dict` unless asked).
+    trained_configs : float
+        N the predicting model (or family member) was trained for (inf: noise-free).
     """
 
     err: dict
@@ -133,12 +135,14 @@ class Evaluation(JSONRecord):
     seconds_per_sample: float
     input_noise: bool
     predictions: dict
+    trained_configs: float = float("inf")
 
     def to_dict(self, *, predictions: bool = False) -> dict:
         """JSON-able summary; with ``predictions`` also ``{target: {true, mean, std}}`` lists."""
         out = {"err": dict(self.err), "coverage68": dict(self.coverage68), "coverage95": dict(self.coverage95),
                "z_std": dict(self.z_std), "n_samples": self.n_samples, "selection": self.selection,
-               "seconds_per_sample": self.seconds_per_sample, "input_noise": self.input_noise}
+               "seconds_per_sample": self.seconds_per_sample, "input_noise": self.input_noise,
+               "trained_configs": self.trained_configs}
         if predictions:
             out["predictions"] = {t: p._asdict() for t, p in self.predictions.items()}
         return out
@@ -148,13 +152,18 @@ class Evaluation(JSONRecord):
 HELD_OUT_STREAM = 1_000_003
 
 
-def evaluate(model: InversionModel, ds, *, index=None, input_noise: bool = True) -> Evaluation:
+def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None) -> Evaluation:
     """Err, 68/95 % coverage and z-score spread per target on a dataset.
 
-    Samples: ``index`` if given, else :func:`evaluation_samples`. With ``input_noise`` (default) and a
-    dataset carrying finite ``g_err`` (engine "mc"), the linearised input-noise variance is added
-    (:mod:`shearcorr.inverse.model`); ``Evaluation.input_noise`` says whether it was.
+    ``model``: an :class:`InversionModel` or a :class:`~shearcorr.inverse.family.ModelFamily`, whose
+    member for the data's N predicts (:meth:`~shearcorr.inverse.family.ModelFamily.member_for`), or
+    the member nearest to ``configs`` when given (on the training dataset: the held-out inputs are
+    then drawn at that member's N). Samples: ``index`` if given, else :func:`evaluation_samples`.
+    With ``input_noise`` (default) and a dataset carrying finite ``g_err`` (engine "mc"), a
+    noise-free model adds the linearised input-noise variance (:mod:`shearcorr.inverse.model`);
+    ``Evaluation.input_noise`` says whether it was.
     """
+    model = model.member(configs) if configs is not None else model.member_for(ds)
     if index is None:
         index, how = evaluation_samples(model, ds)
     else:
@@ -200,5 +209,5 @@ def evaluate(model: InversionModel, ds, *, index=None, input_noise: bool = True)
         coverage68={t: interval_coverage(truth[t], *iv[0.68][t]) for t in model.targets},
         coverage95={t: interval_coverage(truth[t], *iv[0.95][t]) for t in model.targets},
         z_std=z_std, n_samples=int(len(index)), selection=how, seconds_per_sample=dt, input_noise=err is not None,
-        predictions={t: Predicted(truth[t], *pred[t]) for t in model.targets},
+        predictions={t: Predicted(truth[t], *pred[t]) for t in model.targets}, trained_configs=model.trained_configs(),
     )

@@ -131,6 +131,19 @@ class InversionModel:
             return float("inf")
         return float(attrs.get("configs", float("inf")))
 
+    @property
+    def levels(self) -> tuple:
+        """``(trained N,)``: a single model as a family of one (:class:`~shearcorr.inverse.family.ModelFamily`)."""
+        return (self.trained_configs(),)
+
+    def member(self, configs=None) -> "InversionModel":
+        """Itself (the interface of :meth:`ModelFamily.member <shearcorr.inverse.family.ModelFamily.member>`)."""
+        return self
+
+    def member_for(self, ds, *, sample=None) -> "InversionModel":
+        """Itself (the interface of :meth:`ModelFamily.member_for <shearcorr.inverse.family.ModelFamily.member_for>`)."""
+        return self
+
     def noise_warning(self, ds) -> str | None:
         """A warning when the input's noise lies outside what the model was trained on, else None.
 
@@ -161,6 +174,16 @@ class InversionModel:
             return (f"the input is an average over {what} configurations, the model was trained on {trained:.0f}; "
                     "outside a factor 2 of that its stds are not calibrated; `shearcorr fit` models any N")
         return None
+
+    def displacement_warning(self, ds) -> str | None:
+        """A warning when the input's displacement convention (its ``displacement`` attribute, if any)
+        differs from the training dataset's: the map from g to D2 differs between them."""
+        trained = str(self.provenance.get("dataset_attrs", {}).get("displacement", "uniform"))
+        given = ds.attrs.get("displacement")
+        if given is None or str(given) == trained:
+            return None
+        return (f"the input's displacements are {given}, the model was trained on {trained}: retrain on a dataset "
+                f"generated with --displacement {given}, or use `shearcorr fit`")
 
     def is_training_dataset(self, ds) -> bool:
         """True if ``ds`` is the dataset the model was trained on (same parameter fingerprint)."""

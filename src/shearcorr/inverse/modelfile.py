@@ -12,6 +12,10 @@ Layout (format ``shearcorr-gpr-model``, version 2; version 1 files, paper models
     alpha_<target>        (n,) alpha = (K + sigma I)^-1 u_standardised, one per target
     length_scale_<target> (d,) ARD length scales (model "ard")
 
+A family of models (:class:`~shearcorr.inverse.family.ModelFamily`, format version 4) stores each
+member's arrays under the prefix ``m<i>_`` and its JSON document (below, without format and checksum)
+as item i of ``members``; one checksum covers all.
+
 JSON: format, format_version, shearcorr_version, model ("paper" or "ard"), feature, n_theta, k,
 standardise, n_components, pca_blocks, targets, kernel convention, per-target hyperparameters (paper:
 ``{l, sigma, y_mean, y_std, lml}``; ard: ``{amplitude, noise, y_mean, y_std, transform, lml}``),
@@ -50,8 +54,10 @@ __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "shearcorr-gpr-model"
 FORMAT_VERSION = 3
+#: Format version of a file holding a family of models (one prefix ``m<i>_`` per member's arrays).
+FAMILY_VERSION = 4
 #: Versions this shearcorr reads (1 and 2: the checksum covers the arrays only).
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
 KERNEL = "k(x,x') = exp(-|x-x'|^2 / (2 l)) + sigma delta; l = sklearn length_scale^2; targets standardised"
 KERNEL_ARD = ("k(x,x') = amplitude exp(-sum_d (x_d-x'_d)^2 / (2 length_scale_d^2)) + noise delta; "
               "u = transform(y) standardised")
@@ -69,9 +75,8 @@ def _checksum(arrays: dict, meta: dict | None = None) -> str:
     return h.hexdigest()
 
 
-def save_model(model: InversionModel, path) -> Path:
-    """Write ``model`` to ``path`` (.npz) atomically (:func:`shearcorr.files.atomic_file`)."""
-    path = Path(path)
+def _payload(model: InversionModel) -> tuple[dict, dict]:
+    """Arrays and JSON metadata (without format and checksum) of one model."""
     first = next(iter(model.regressors.values()))
     arrays = {
         "grid_q": np.asarray(model.grid.q, dtype=np.float64),
@@ -104,13 +109,34 @@ def save_model(model: InversionModel, path) -> Path:
         else:
             hyper[t] = {"l": gp.l_, "sigma": gp.sigma_, "y_mean": gp.y_mean_, "y_std": gp.y_std_, "lml": lml}
     meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "shearcorr_version": __version__, "model": kind,
+        "shearcorr_version": __version__, "model": kind,
         "feature": f.feature, "n_theta": int(f.n_theta), "k": int(f.k), "standardise": bool(f.standardise),
         "n_components": int(f.n_components), "pca_blocks": bool(getattr(f, "pca_blocks", False)),
         "n_features_in": int(f.n_features_in_),
         "targets": list(model.regressors), "kernel": KERNEL_ARD if kind == "ard" else KERNEL,
         "hyperparameters": hyper, "provenance": model.provenance,
     }
+    return arrays, meta
+
+
+def save_model(model, path) -> Path:
+    """Write a model or a :class:`~shearcorr.inverse.family.ModelFamily` to ``path`` (.npz) atomically
+    (:func:`shearcorr.files.atomic_file`); a family of one member is written as that member."""
+    from .family import ModelFamily
+
+    path = Path(path)
+    members = model.members if isinstance(model, ModelFamily) else (model,)
+    if len(members) == 1:
+        arrays, meta = _payload(members[0])
+        meta.update(format=FORMAT, format_version=FORMAT_VERSION)
+    else:
+        arrays, metas = {}, []
+        for i, m in enumerate(members):
+            a, mm = _payload(m)
+            arrays.update({f"m{i}_{k}": v for k, v in a.items()})
+            metas.append(mm)
+        meta = {"format": FORMAT, "format_version": FAMILY_VERSION, "shearcorr_version": __version__,
+                "members": metas}
     meta = json.loads(json.dumps(meta, allow_nan=True))  # the exact document that is stored (tuples -> lists)
     meta["sha256"] = _checksum(arrays, meta)
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
@@ -142,8 +168,10 @@ def _read_arrays(path: Path) -> dict:
         raise ShearcorrError(f"model file {path} is corrupted or truncated ({type(exc).__name__}: {exc})") from None
 
 
-def load_model(path) -> InversionModel:
-    """Load a model written by :func:`save_model`; never unpickles; clear errors for damaged files."""
+def load_model(path):
+    """Load a model (:class:`InversionModel`) or a family of models
+    (:class:`~shearcorr.inverse.family.ModelFamily`) written by :func:`save_model`; never unpickles;
+    clear errors for damaged files."""
     path = Path(path)
     if path.is_dir():
         what = "a dataset store" if any((path / f).is_file() for f in ("zarr.json", ".zgroup")) else "a folder"
@@ -167,6 +195,24 @@ def load_model(path) -> InversionModel:
     if _checksum(arrays, meta if version >= 3 else None) != meta.get("sha256"):
         raise ShearcorrError(f"model file {path} is corrupted (checksum mismatch of its "
                              f"{'arrays or metadata' if version >= 3 else 'arrays'})")
+    if version == FAMILY_VERSION:
+        metas = meta.get("members")
+        if not isinstance(metas, list) or len(metas) < 2:
+            raise ShearcorrError(f"model file {path} is damaged: a family file lists no members")
+        members = []
+        for i, mm in enumerate(metas):
+            pre = f"m{i}_"
+            if not isinstance(mm, dict):
+                raise ShearcorrError(f"model file {path} is damaged: member {i} has no metadata")
+            members.append(_build(path, {k[len(pre):]: v for k, v in arrays.items() if k.startswith(pre)}, mm))
+        from .family import ModelFamily
+
+        return ModelFamily(tuple(members))
+    return _build(path, arrays, meta)
+
+
+def _build(path: Path, arrays: dict, meta: dict) -> InversionModel:
+    """One model from its arrays and metadata, every shape and value checked (module docstring)."""
     try:
         for name, a in arrays.items():
             if a.dtype.kind not in "fiu":

@@ -37,7 +37,7 @@ from .features import ProfileFeatures, finished_samples, profiles
 from .gpr import SIGMA_BOUNDS, LMLSearch, PaperGPR, default_bounds, optimise_hyperparameters
 from .model import InversionModel, dataset_fingerprint
 
-__all__ = ["train", "PaperTraining", "ARDTraining", "STRATEGIES", "TrainingInfo", "ARD_TRANSFORMS", "blas_threads"]
+__all__ = ["train", "train_family", "PaperTraining", "ARDTraining", "STRATEGIES", "TrainingInfo", "ARD_TRANSFORMS", "blas_threads"]
 
 #: Target transform of the ARD strategy (R_s can be 0, so it stays linear).
 ARD_TRANSFORMS = {"n_l2": "log", "rs": "none", "d2": "log", "gamma_l": "log"}
@@ -250,8 +250,8 @@ def train(ds, strategy: PaperTraining | ARDTraining | None = None, *, targets=TA
         BLAS threads during training (:func:`blas_threads`; default 1: the model does not depend on the load).
     noise_configs : float, optional
         Train for inputs averaged over N configurations: each training profile is drawn as that
-        estimator would give it (:func:`shearcorr.inverse.augment.noisy_profiles`; needs an analytic
-        dataset with the full map g). Default: the dataset's exact profiles (a noise-free model).
+        estimator would give it (:class:`shearcorr.inverse.augment.NoiseDraws`; needs an analytic
+        dataset with the full map g). Default (or inf): the dataset's exact profiles (a noise-free model).
     estimator : {"symmetric", "before", "pooled"}
         Estimator of those inputs (with ``noise_configs``).
     log : callable(str), optional
@@ -261,47 +261,102 @@ def train(ds, strategy: PaperTraining | ARDTraining | None = None, *, targets=TA
     -------
     (InversionModel, TrainingInfo)
     """
+    level = float("inf") if noise_configs is None else float(noise_configs)
+    ((model, info),) = _train_levels(ds, ARDTraining() if strategy is None else strategy, (level,), targets=targets,
+                                     test_fraction=test_fraction, seed=seed, threads=threads, estimator=estimator, log=log)
+    return model, info
+
+
+def train_family(ds, strategy: PaperTraining | ARDTraining | None = None, *, levels=None, targets=TARGETS,
+                 test_fraction: float = 0.3, seed: int = 0, threads: int | None = None, estimator: str = "symmetric",
+                 log=None):
+    r"""Train a :class:`~shearcorr.inverse.family.ModelFamily`: one model per noise level, same split.
+
+    The default of ``shearcorr train``: the paper GPR on g(theta)+g(q) (``PaperTraining(feature="both")``,
+    chosen by its accuracy and calibration on noisy Monte Carlo inputs, docs/inversion.md) for inputs
+    averaged over 300, 2000 and 20 000 configurations (:data:`~shearcorr.inverse.family.DEFAULT_LEVELS`).
+    The noise coefficients of the training samples are computed once for all levels
+    (:class:`~shearcorr.inverse.augment.NoiseDraws`); every level draws from the same normals (seed
+    ``seed``), scaled by its :math:`1/\sqrt N`.
+
+    Parameters
+    ----------
+    levels : sequence of float, optional
+        N of each member (>= 2; inf for a noise-free member). Default ``DEFAULT_LEVELS``.
+    strategy, targets, test_fraction, seed, threads, estimator, log
+        As in :func:`train` (default strategy ``PaperTraining(feature="both")``).
+
+    Returns
+    -------
+    (ModelFamily, dict of level to TrainingInfo)
+    """
+    from .family import DEFAULT_LEVELS, ModelFamily
+
+    levels = DEFAULT_LEVELS if levels is None else tuple(float(v) for v in levels)
+    if not levels:
+        raise ShearcorrError("a model family needs at least one noise level")
+    if len(set(levels)) != len(levels):
+        raise ShearcorrError(f"noise levels must be distinct, got {', '.join(f'{v:g}' for v in levels)}")
+    strategy = PaperTraining(feature="both") if strategy is None else strategy
+    pairs = _train_levels(ds, strategy, levels, targets=targets, test_fraction=test_fraction, seed=seed,
+                          threads=threads, estimator=estimator, log=log)
+    return ModelFamily(tuple(m for m, _ in pairs)), {lv: info for lv, (_, info) in zip(levels, pairs)}
+
+
+def _train_levels(ds, strategy, levels, *, targets, test_fraction, seed, threads, estimator, log) -> list:
+    """(model, info) per noise level (inf: the exact profiles), one split and one set of noise coefficients."""
     log = log or (lambda msg: None)
-    strategy = ARDTraining() if strategy is None else strategy
     if not isinstance(strategy, (PaperTraining, ARDTraining)):
         raise ShearcorrError(f"strategy must be a PaperTraining or ARDTraining, got {type(strategy).__name__}")
     targets = tuple(targets)
     bad = [t for t in targets if t not in PARAM_NAMES]
     if bad or not targets:
         raise ShearcorrError(f"targets must be among {', '.join(PARAM_NAMES)}, got {', '.join(map(str, targets)) or 'none'}")
+    for v in levels:
+        if not (v == float("inf") or (np.isfinite(v) and v >= 2)):
+            raise ShearcorrError(f"configs of the training noise must be a number >= 2 (or inf: noise-free), got {v:g}")
     grid = grid_from_dataset(ds)
     done = finished_samples(ds)
     tr, te = split_indices(done.size, test_fraction, seed)
     train_index, test_index = done[tr], done[te]
-    t0 = time.perf_counter()
-    if noise_configs is None:
-        P = profiles(ds, sample=train_index)
-    else:
-        from .augment import noisy_profiles
-
-        log(f"drawing the training inputs as {estimator} estimates over N = {noise_configs:g} configurations")
-        P = noisy_profiles(ds, train_index, noise_configs, estimator=estimator, seed=seed, log=log)
     Y = np.column_stack([np.asarray(ds[t].values, dtype=np.float64)[train_index] for t in targets])
-    with blas_threads(threads):
-        fitted = strategy.fit(P, Y, targets, n_theta=grid.theta.size, seed=seed, t0=t0, log=log)
-    t_fit = time.perf_counter() - t0
-    prov = {
-        "dataset_fingerprint": dataset_fingerprint(ds),
-        "dataset_attrs": {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in ds.attrs.items()},
-        "n_samples": int(ds.sizes["sample"]),
-        "test_fraction": float(test_fraction),
-        "split_seed": int(seed),
-        "model": strategy.name,
-        "optimizer": fitted.provenance["optimizer"],
-        "restarts": fitted.provenance["restarts"],
-        "train_seconds": float(t_fit),
-        "noise_configs": None if noise_configs is None else float(noise_configs),
-        "estimator": estimator,
-        "shearcorr_version": __version__,
-        **{k: v for k, v in fitted.provenance.items() if k not in ("optimizer", "restarts")},
-    }
-    model = InversionModel(grid=grid, features=fitted.features, regressors=fitted.regressors, train_index=train_index,
-                           test_index=test_index, provenance=prov)
-    info = TrainingInfo(model=strategy.name, feature=strategy.feature, targets=targets, train_seconds=t_fit,
-                        hyper=fitted.hyper, **fitted.extra)
-    return model, info
+    draws = None
+    t_draws = 0.0
+    if any(np.isfinite(v) for v in levels):
+        from .augment import NoiseDraws
+
+        t0 = time.perf_counter()
+        log(f"noise coefficients of {train_index.size} training samples ({estimator} estimator)")
+        draws = NoiseDraws(ds, train_index, estimator=estimator, log=log)
+        t_draws = time.perf_counter() - t0
+    out = []
+    for level in levels:
+        t0 = time.perf_counter()
+        if np.isfinite(level):
+            log(f"training inputs drawn as {estimator} estimates over N = {level:g} configurations")
+            P = draws.profiles(level, seed)
+        else:
+            P = profiles(ds, sample=train_index)
+        with blas_threads(threads):
+            fitted = strategy.fit(P, Y, targets, n_theta=grid.theta.size, seed=seed, t0=t0, log=log)
+        t_fit = time.perf_counter() - t0 + (t_draws if np.isfinite(level) else 0.0)
+        prov = {
+            "dataset_fingerprint": dataset_fingerprint(ds),
+            "dataset_attrs": {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in ds.attrs.items()},
+            "n_samples": int(ds.sizes["sample"]),
+            "test_fraction": float(test_fraction),
+            "split_seed": int(seed),
+            "model": strategy.name,
+            "optimizer": fitted.provenance["optimizer"],
+            "restarts": fitted.provenance["restarts"],
+            "train_seconds": float(t_fit),
+            "noise_configs": None if not np.isfinite(level) else float(level),
+            "estimator": estimator,
+            "shearcorr_version": __version__,
+            **{k: v for k, v in fitted.provenance.items() if k not in ("optimizer", "restarts")},
+        }
+        model = InversionModel(grid=grid, features=fitted.features, regressors=fitted.regressors,
+                               train_index=train_index, test_index=test_index, provenance=prov)
+        out.append((model, TrainingInfo(model=strategy.name, feature=strategy.feature, targets=targets,
+                                        train_seconds=t_fit, hyper=fitted.hyper, **fitted.extra)))
+    return out
