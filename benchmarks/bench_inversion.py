@@ -4,7 +4,8 @@ information limit, and the checks of the noise model (zero-mean bias, chi^2 cali
 Usage (each part prints a table; everything is cached under --cache so a rerun only re-scores)::
 
     python benchmarks/bench_inversion.py levels  [--sets 30] [--levels 20000 2000 300] [--displacement uniform stokes-einstein]
-                                                 [--model model.npz] [--cache bench_inversion_cache]
+                                                 [--model family.npz [family_se.npz]] [--no-fit]
+                                                 [--cache bench_inversion_cache]
     python benchmarks/bench_inversion.py bias    [--replicas 100] [--configs 128 320 960]
     python benchmarks/bench_inversion.py chi2    [--replicas 100] [--configs 320]
 
@@ -80,46 +81,71 @@ def run_levels(args) -> dict:
             for i in range(ds.sizes["sample"]):
                 one = ds.isel(sample=i)
                 p = SystemParams(*(float(one[k]) for k in ("n_l2", "rs", "d2", "gamma_l")), displacement=disp)
-                c0 = time.process_time()
-                f = fit_dataset(one)
-                cpu.append(time.process_time() - c0)
                 lat_truth = [p.rs**2, p.d2, p.gamma_l]
                 crb = (cramer_rao(p, grid, level).std if level is not None else None)
-                rows.append({"truth": {"rs": p.rs, "d2": p.d2, "gamma_l": p.gamma_l}, "values": f.values,
-                             "intervals": f.intervals, "latent": list(f.latent["value"][:3]),
-                             "latent_std": list(np.sqrt(np.diag(f.latent["cov"]))[:3]), "latent_truth": lat_truth,
-                             "crb": [crb["rs2"], crb["d2"], crb["gamma_l"]] if crb else [np.nan] * 3,
-                             "chi2_red": f.chi2_red})
+                row = {"truth": {"rs": p.rs, "d2": p.d2, "gamma_l": p.gamma_l}, "latent_truth": lat_truth,
+                       "crb": [crb["rs2"], crb["d2"], crb["gamma_l"]] if crb else [np.nan] * 3}
+                if not args.no_fit:
+                    c0 = time.process_time()
+                    f = fit_dataset(one)
+                    cpu.append(time.process_time() - c0)
+                    row.update(values=f.values, intervals=f.intervals, latent=list(f.latent["value"][:3]),
+                               latent_std=list(np.sqrt(np.diag(f.latent["cov"]))[:3]), chi2_red=f.chi2_red)
+                rows.append(row)
             key = f"{disp}/{'noise-free' if level is None else level}"
-            if level is None:
+            report[key] = {}
+            if args.no_fit:
+                pass
+            elif level is None:
                 from shearcorr.inverse.evaluation import relative_error
 
                 report[key] = {"fit": {n: {"err": relative_error([r["truth"][n] for r in rows],
                                                                  [r["values"][n] for r in rows])} for n in NAMES}}
             else:
                 report[key] = {"fit": _score(rows)}
-            report[key]["fit_cpu_s_median"] = float(np.median(cpu))
+            if cpu:
+                report[key]["fit_cpu_s_median"] = float(np.median(cpu))
             if args.model:
-                report[key]["model"] = _model_scores(args.model, ds, level)
-            print(f"{key}: {args.sets} sets in {time.perf_counter() - t0:.0f} s (fit CPU median {np.median(cpu):.2f} s)")
+                report[key]["model"] = _model_scores(_model_for(args.model, disp), ds, rows)
+            print(f"{key}: {args.sets} sets in {time.perf_counter() - t0:.0f} s"
+                  + (f" (fit CPU median {np.median(cpu):.2f} s)" if cpu else ""))
             for who, sc in report[key].items():
                 if not isinstance(sc, dict):
                     continue
-                print(f"  {who:6s} " + " | ".join(
+                member = f" (member N = {sc['trained_configs']:g})" if "trained_configs" in sc else ""
+                print(f"  {who:6s}{member} " + " | ".join(
                     f"{n}: Err {100 * s['err']:.2f} %" + ("" if "z_std" not in s else
                     f", cov68/95 {100 * s['cov68']:.0f}/{100 * s['cov95']:.0f} %, z std {s['z_std']:.2f}, "
-                    f"rms/CRB {s.get('rms_over_crb', float('nan')):.2f}") for n, s in sc.items()))
+                    f"rms/CRB {s.get('rms_over_crb', float('nan')):.2f}") for n, s in sc.items() if n in NAMES))
     return report
 
 
-def _model_scores(path: str, ds, level) -> dict:
-    """The amortized model's Err, coverage and z spread on a test store (its own noise handling)."""
-    from shearcorr.inverse.evaluation import evaluate
+def _model_for(paths: list, displacement: str):
+    """The model (or family) of ``paths`` trained on ``displacement`` (else the first one)."""
     from shearcorr.inverse.modelfile import load_model
 
-    ev = evaluate(load_model(path), ds)
-    return {n: {"err": ev.err[n], "cov68": ev.coverage68[n], "cov95": ev.coverage95[n], "z_std": ev.z_std[n]}
-            for n in NAMES if n in ev.err}
+    models = [load_model(p) for p in paths]
+    for m in models:
+        if m.provenance.get("dataset_attrs", {}).get("displacement", "uniform") == displacement:
+            return m
+    return models[0]
+
+
+def _model_scores(model, ds, rows) -> dict:
+    """The amortized model's Err, coverage, z spread and rms(error / CRB) (latent R_s^2, D2, gamma L, as
+    the fit's) on a test store, with the member of a family chosen for the store's N."""
+    from shearcorr.inverse.evaluation import evaluate
+
+    ev = evaluate(model, ds)
+    out = {"trained_configs": ev.trained_configs, "seconds_per_sample": ev.seconds_per_sample}
+    for k, n in enumerate(NAMES):
+        if n not in ev.err:
+            continue
+        est = np.clip(ev.predictions[n].mean, 0, None)
+        eff = np.array([((e**2 if n == "rs" else e) - r["latent_truth"][k]) / r["crb"][k] for e, r in zip(est, rows)])
+        out[n] = {"err": ev.err[n], "cov68": ev.coverage68[n], "cov95": ev.coverage95[n], "z_std": ev.z_std[n],
+                  "rms_over_crb": float(np.sqrt(np.mean(eff**2)))}
+    return out
 
 
 def run_bias(args) -> dict:
@@ -188,7 +214,10 @@ def main() -> None:
     lv.add_argument("--sets", type=int, default=30)
     lv.add_argument("--levels", nargs="+", default=["exact", "20000", "2000", "300"])
     lv.add_argument("--displacement", nargs="+", default=["uniform", "stokes-einstein"])
-    lv.add_argument("--model", default=None, help="a model file of shearcorr train to score next to the fit")
+    lv.add_argument("--model", nargs="+", default=None,
+                    help="model files of shearcorr train to score next to the fit (each displacement convention is "
+                         "scored with the model trained on it)")
+    lv.add_argument("--no-fit", action="store_true", help="score the models only")
     lv.add_argument("--cache", default="bench_inversion_cache")
     for name, default in (("bias", [128, 320, 960]), ("chi2", [320])):
         p = sub.add_parser(name)

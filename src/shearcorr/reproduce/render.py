@@ -25,9 +25,10 @@ ARD_ROWS = ("ard_both", "ard_g_theta")
 ROWS = PAPER_ROWS + ARD_ROWS
 #: The noise-aware model of the Monte Carlo test (trained for that test's N; not in the analytic tables).
 NOISY_ROW = "both_noisy"
-ROW_LABELS = {NOISY_ROW: "paper GPR, g(theta)+g(q), trained for N = {n} (noise-aware)","g_theta": "paper GPR, g(theta) (the paper's configuration)", "g_q": "paper GPR, g(q)",
+ROW_LABELS = {NOISY_ROW: "paper GPR, g(theta)+g(q), trained for N = {n} (noise-aware: the default family's member)",
+              "g_theta": "paper GPR, g(theta) (the paper's configuration)", "g_q": "paper GPR, g(q)",
               "both": "paper GPR, g(theta)+g(q)", "svd": "paper GPR, SVD k=3 of g(theta)",
-              "ard_both": "ARD GPR, {pca} of z-scored g(theta), g(q) (default)",
+              "ard_both": "ARD GPR, {pca} of z-scored g(theta), g(q)",
               "ard_g_theta": "ARD GPR, {pca} of z-scored g(theta)"}
 #: Targets of the report's tables (n_l2 is trained too, to show it is not recoverable).
 SHOWN = ("rs", "d2", "gamma_l")
@@ -121,6 +122,11 @@ class ReportData:
     times: dict = field(default_factory=dict)
     total_seconds: float = 0.0
 
+    @property
+    def rows(self) -> tuple:
+        """The model rows of this run (``config.rows``), in :data:`ROWS` order."""
+        return tuple(f for f in ROWS if f in self.config.rows)
+
 
 def _pct(v) -> str:
     return f"{100 * v:.2f} %"
@@ -184,7 +190,7 @@ def _table1(R: ReportData) -> list[str]:
         "n_l2, D_2, gamma L modelled as log values; length scales in units of the components): " + "; ".join(
             f"{f}/{t}: amplitude {h['amplitude']:.3g}, noise {h['noise']:.2g}, length scales "
             + " ".join(f"{v:.3g}" for v in h["length_scale"])
-            for f in ARD_ROWS for t, h in R.infos[f].hyper.items() if t != "n_l2") + ".", ""]
+            for f in ARD_ROWS if f in R.infos for t, h in R.infos[f].hyper.items() if t != "n_l2") + ".", ""]
     return lines
 
 
@@ -194,7 +200,7 @@ def _errors(R: ReportData) -> list[str]:
              "| input | Err R_s | Err D_2 | Err gamma L | Err nL^2 (not recoverable) | cov68 R_s/D_2/gammaL | cov95 R_s/D_2/gammaL |",
              "|---|---|---|---|---|---|---|",
              f"| paper (g(theta), MC data) | {_pct(PAPER_ERR['rs'])} | {_pct(PAPER_ERR['d2'])} | {_pct(PAPER_ERR['gamma_l'])} | - | - | - |"]
-    for f in ROWS:
+    for f in R.rows:
         e = R.evals[f]
         lines.append(f"| {R.labels[f]} | {_pct(e.err['rs'])} | {_pct(e.err['d2'])} | {_pct(e.err['gamma_l'])} | "
                      f"{_pct(e.err['n_l2'])} | {_per_target(e.coverage68)} | {_per_target(e.coverage95)} |")
@@ -203,7 +209,7 @@ def _errors(R: ReportData) -> list[str]:
                  f"{_pct(fit.err['d2'])} | {_pct(fit.err['gamma_l'])} | fixed at 150 | - | - |")
     lines += ["", f"Best input (sum of Err / paper's Err): **{R.best_row}**.", "",
               f"GPR on the same {fit.n} samples as the fit: " + "; ".join(
-                  f"{f}: " + ", ".join(f"{t} {_pct(v)}" for t, v in fit.gpr_err_same[f].items()) for f in ROWS) + ".", ""]
+                  f"{f}: " + ", ".join(f"{t} {_pct(v)}" for t, v in fit.gpr_err_same[f].items()) for f in R.rows) + ".", ""]
     return lines
 
 
@@ -256,7 +262,9 @@ def _monte_carlo(R: ReportData) -> list[str]:
               "square error over the root-mean-square Cramer-Rao bound of each set at its truth (n_l2 with its "
               "prior; 1 = the information limit; efficiency = 1 / RMS/CRB). The GPR models are trained on "
               "noise-free g, except the noise-aware one (its training inputs drawn with the estimator's bias and "
-              "noise at the test's N, docs/inversion.md; its std is the GP's own, no input-noise term)."]
+              "noise at the test's N, docs/inversion.md; its std is the GP's own, no input-noise term): it is the "
+              "member for this N of the family that `shearcorr train` makes by default (N = 300, 2000, 20000; "
+              "the report trains only this member)."]
     return lines + [""]
 
 
@@ -268,9 +276,9 @@ def _timings(R: ReportData) -> list[str]:
     lines = ["## Timings", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in R.times.items()]
     lines += ["", "Training (LML grid + refinement + factorisation, 4 targets): " + ", ".join(
-        f"{f} {R.infos[f].train_seconds:.1f} s" for f in (*ROWS, NOISY_ROW) if f in R.infos)
+        f"{f} {R.infos[f].train_seconds:.1f} s" for f in (*R.rows, NOISY_ROW) if f in R.infos)
         + f". PDDF/ACF of {R.n_train} training vectors: {R.pddf_seconds:.2f} s. Prediction per sample: "
-        + ", ".join(f"{f} {1e3 * R.evals[f].seconds_per_sample:.2f} ms" for f in ROWS)
+        + ", ".join(f"{f} {1e3 * R.evals[f].seconds_per_sample:.2f} ms" for f in R.rows)
         + f"; direct fit {R.fit.seconds_per_sample:.2f} s per sample (noise-free), "
         + f"{R.noisy_fit.seconds_per_sample:.2f} s per Monte Carlo set (noise model).", ""]
     return lines
