@@ -38,7 +38,7 @@ def test_cli_train_evaluate_predict(store, tmp_path, capsys):
         api = evaluate(family, open_dataset(store), configs=level)
         assert api.n_samples == 18 and api.selection.startswith("held-out") and api.trained_configs == level
         assert row == {"trained_configs": level, "err": api.err, "coverage68": api.coverage68,
-                       "coverage95": api.coverage95, "z_std": api.z_std}
+                       "coverage95": api.coverage95, "z_std": api.z_std, "rms_over_crb": None}
     # 42 training samples on 10 x 11: coarse, but D2 and gamma L are learned (a constant guess, the
     # training mean, gives Err ~ 0.30 for both on U(0.5, 3) and U(5, 30)); less noise, smaller errors
     err = {r["trained_configs"]: r["err"] for r in res["levels"]}

@@ -62,7 +62,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_train)
 
     for name, help_, description, (data, data_help), json_help, func in (
-            ("evaluate", "Err and 68/95 %% coverage of a model on a dataset",
+            ("evaluate", "Err, 68/95 %% coverage, z std (and RMS/CRB) of a model on a dataset",
              "Evaluate a model on a dataset: its held-out split if it is the training dataset, otherwise all "
              "finished samples.", ("dataset", "dataset store"), "print {err, coverage68, coverage95} as JSON",
              run_evaluate),
@@ -73,6 +73,10 @@ def register(sub) -> None:
         c.add_argument("model", help="model file (.npz) from shearcorr train")
         c.add_argument(data, help=data_help)
         c.add_argument("--json", action="store_true", help=json_help)
+        if name == "evaluate":
+            c.add_argument("--crb", action="store_true",
+                           help="also the RMS error over the Cramer-Rao bound per target (noisy inputs only: Monte "
+                                "Carlo data with configs, or a noise-aware model's held-out draws; 1-3 s per sample)")
         c.set_defaults(func=func)
 
 
@@ -141,10 +145,10 @@ def run_evaluate(args) -> None:
     # on its own dataset every level is scored on held-out inputs drawn at its N; elsewhere the member
     # for the data's N
     levels = model.levels if model.is_training_dataset(ds) else (None,)
-    results = [evaluate(model, ds, configs=lv) for lv in levels]
+    results = [evaluate(model, ds, configs=lv, crb=args.crb) for lv in levels]
     if args.json:
         rows = [{"trained_configs": r.trained_configs, "err": r.err, "coverage68": r.coverage68,
-                 "coverage95": r.coverage95, "z_std": r.z_std} for r in results]
+                 "coverage95": r.coverage95, "z_std": r.z_std, "rms_over_crb": r.rms_over_crb} for r in results]
         print(json_text({**rows[-1], "levels": rows, "n_samples": results[0].n_samples,
                          "selection": results[0].selection, "warning": warning}))
         return
@@ -158,10 +162,11 @@ def run_evaluate(args) -> None:
             noise = ("noise-free model: input noise propagated from g_err" if res.input_noise
                      else "noise-free model, no g_err: noise-free input assumed")
         print(f"{res.n_samples} samples ({res.selection}; {noise})")
-        print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7} {'z std':>6}")
+        crb = res.rms_over_crb or {}
+        print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7} {'z std':>6}" + (f" {'RMS/CRB':>8}" if crb else ""))
         for t in model.targets:
             print(f"{t:<8} {100 * res.err[t]:7.2f}% {100 * res.coverage68[t]:6.1f}% {100 * res.coverage95[t]:6.1f}% "
-                  f"{res.z_std[t]:6.2f}")
+                  f"{res.z_std[t]:6.2f}" + (f" {crb[t]:8.2f}" if t in crb else ""))
 
 
 def run_predict(args) -> None:

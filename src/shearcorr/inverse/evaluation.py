@@ -31,7 +31,7 @@ from .features import finished_samples, profiles
 from .model import InversionModel, input_errors
 
 __all__ = ["relative_error", "coverage", "interval_coverage", "z_scores", "split_indices", "evaluation_samples",
-           "evaluate", "Evaluation", "Predicted", "LEVELS"]
+           "evaluate", "Evaluation", "Predicted", "LEVELS", "crb_stds", "rms_over_crb"]
 
 #: Central posterior intervals whose coverage is reported.
 LEVELS = (0.68, 0.95)
@@ -69,6 +69,35 @@ def z_scores(true, mean, std) -> np.ndarray:
     t, m, s = (np.asarray(a, dtype=np.float64) for a in (true, mean, std))
     with np.errstate(divide="ignore", invalid="ignore"):
         return (t - m) / s
+
+
+def crb_stds(ds, index, configs: float, *, estimator: str = "symmetric") -> dict:
+    """Cramér–Rao bound on the std of R_s, D2 and gamma L at the truth of each sample ``index`` of ``ds``,
+    for a g averaged over ``configs`` configurations, n_l2 estimated with its prior
+    (:func:`shearcorr.inverse.crb.cramer_rao`; ~1-3 s per sample). Returns ``{target: ndarray (n,)}``
+    (R_s by the delta method from R_s^2: inf at R_s = 0)."""
+    from ..params import PARAM_NAMES, SystemParams
+    from .crb import cramer_rao
+
+    grid = grid_from_dataset(ds)
+    disp = str(ds.attrs.get("displacement", "uniform"))
+    cols = {t: np.asarray(ds[t].values, dtype=np.float64) for t in PARAM_NAMES}
+    out = {t: np.empty(len(index)) for t in ("rs", "d2", "gamma_l")}
+    for k, i in enumerate(np.asarray(index, dtype=np.int64)):
+        std = cramer_rao(SystemParams(*(cols[t][i] for t in PARAM_NAMES), displacement=disp), grid, configs,
+                         estimator=estimator).std
+        for t in out:
+            out[t][k] = std[t]
+    return out
+
+
+def rms_over_crb(true, estimate, crb_std) -> float:
+    r"""Root-mean-square error over the root-mean-square Cramér–Rao std, :math:`\sqrt{\langle(\hat y - y)^2\rangle
+    / \langle\sigma_{CRB}^2\rangle}` over samples (1: at the information limit; efficiency = its inverse).
+    Samples whose bound is infinite (R_s = 0) are left out."""
+    t, e, c = (np.asarray(a, dtype=np.float64) for a in (true, estimate, crb_std))
+    ok = np.isfinite(c)
+    return float(np.sqrt(np.mean((e[ok] - t[ok]) ** 2) / np.mean(c[ok] ** 2))) if ok.any() else float("nan")
 
 
 def split_indices(n: int, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +153,9 @@ class Evaluation(JSONRecord):
         The arrays behind the numbers (not part of :meth:`to_dict` unless asked).
     trained_configs : float
         N the predicting model (or family member) was trained for (inf: noise-free).
+    rms_over_crb : dict or None
+        With ``evaluate(..., crb=True)`` on noisy inputs: :func:`rms_over_crb` per target (predictions
+        clipped at 0) against the bound at each sample's truth for the inputs' N.
     """
 
     err: dict
@@ -136,13 +168,14 @@ class Evaluation(JSONRecord):
     input_noise: bool
     predictions: dict
     trained_configs: float = float("inf")
+    rms_over_crb: dict | None = None
 
     def to_dict(self, *, predictions: bool = False) -> dict:
         """JSON-able summary; with ``predictions`` also ``{target: {true, mean, std}}`` lists."""
         out = {"err": dict(self.err), "coverage68": dict(self.coverage68), "coverage95": dict(self.coverage95),
                "z_std": dict(self.z_std), "n_samples": self.n_samples, "selection": self.selection,
                "seconds_per_sample": self.seconds_per_sample, "input_noise": self.input_noise,
-               "trained_configs": self.trained_configs}
+               "trained_configs": self.trained_configs, "rms_over_crb": self.rms_over_crb}
         if predictions:
             out["predictions"] = {t: p._asdict() for t, p in self.predictions.items()}
         return out
@@ -152,7 +185,7 @@ class Evaluation(JSONRecord):
 HELD_OUT_STREAM = 1_000_003
 
 
-def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None) -> Evaluation:
+def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, crb: bool = False) -> Evaluation:
     """Err, 68/95 % coverage and z-score spread per target on a dataset.
 
     ``model``: an :class:`InversionModel` or a :class:`~shearcorr.inverse.family.ModelFamily`, whose
@@ -161,9 +194,14 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None) -
     then drawn at that member's N). Samples: ``index`` if given, else :func:`evaluation_samples`.
     With ``input_noise`` (default) and a dataset carrying finite ``g_err`` (engine "mc"), a
     noise-free model adds the linearised input-noise variance (:mod:`shearcorr.inverse.model`);
-    ``Evaluation.input_noise`` says whether it was.
+    ``Evaluation.input_noise`` says whether it was. With ``crb`` and noisy inputs (Monte Carlo data
+    with ``configs``, or the held-out draws of a noise-aware model) also the RMS error over the
+    Cramér–Rao bound per target (:func:`crb_stds`; seconds per sample).
     """
     model = model.member(configs) if configs is not None else model.member_for(ds)
+    drawn = model.noise_configs is not None and model.is_training_dataset(ds)
+    data_configs = model.noise_configs if drawn else ds.attrs.get("configs")
+    data_configs = float(data_configs) if data_configs is not None and float(data_configs) >= 2 else None
     if index is None:
         index, how = evaluation_samples(model, ds)
     else:
@@ -181,7 +219,7 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None) -
         raise ShearcorrError(f"dataset has no true values of {', '.join(missing)}; cannot evaluate")
     model.check_grid(grid_from_dataset(ds))
     t0 = time.perf_counter()
-    if model.noise_configs is not None and model.is_training_dataset(ds):
+    if drawn:
         # a noise-aware model on its own (analytic) dataset: held-out inputs drawn as it was trained,
         # with another stream than the training draws
         from .augment import noisy_profiles
@@ -210,4 +248,11 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None) -
         coverage95={t: interval_coverage(truth[t], *iv[0.95][t]) for t in model.targets},
         z_std=z_std, n_samples=int(len(index)), selection=how, seconds_per_sample=dt, input_noise=err is not None,
         predictions={t: Predicted(truth[t], *pred[t]) for t in model.targets}, trained_configs=model.trained_configs(),
+        rms_over_crb=None if not crb or data_configs is None else _crb_ratios(ds, index, data_configs, truth, pred, model),
     )
+
+
+def _crb_ratios(ds, index, configs, truth, pred, model) -> dict:
+    """:func:`rms_over_crb` of each shown target of ``model`` (estimator from its provenance)."""
+    stds = crb_stds(ds, index, configs, estimator=model.provenance.get("estimator", "symmetric"))
+    return {t: rms_over_crb(truth[t], np.clip(pred[t].mean, 0, None), stds[t]) for t in stds if t in pred}

@@ -207,21 +207,15 @@ def _monte_carlo_sets(staging: Path, name: str, n: int, configs: int, seed: int,
     return open_dataset(staging / name, load=True)
 
 
-def _rms_over_crb(truth, estimate, crb) -> float:
-    """sqrt(mean((estimate - truth)^2)) / sqrt(mean(CRB std^2)) over the test sets (1: the information limit)."""
-    e = np.asarray(estimate, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
-    return float(np.sqrt(np.mean(e**2)) / np.sqrt(np.mean(np.asarray(crb, dtype=np.float64) ** 2)))
-
-
-def _noisy_test(R: ReportData, models: dict, mc, crb: list) -> None:
+def _noisy_test(R: ReportData, models: dict, mc, crb: dict) -> None:
     """Models trained on analytic data on the Monte Carlo test set, with and without the input noise,
-    and their RMS error over the Cramer-Rao bound of each set (``crb``: per set {target: std})."""
-    from ..inverse.evaluation import evaluate
+    and their RMS error over the Cramer-Rao bound of each set (``crb``: {target: std per set})."""
+    from ..inverse.evaluation import evaluate, rms_over_crb
     from .diagnostics import mc_vs_analytic
 
     for f in models:
         e = evaluate(models[f], mc)
-        ratio = {t: _rms_over_crb(e.predictions[t].true, np.clip(e.predictions[t].mean, 0, None), [c[t] for c in crb])
+        ratio = {t: rms_over_crb(e.predictions[t].true, np.clip(e.predictions[t].mean, 0, None), crb[t])
                  for t in ("rs", "d2", "gamma_l")}
         R.noisy[f] = NoisyTest(e, evaluate(models[f], mc, input_noise=False).coverage95, ratio)
     R.mc_chi2 = [s.chi2 for s in mc_vs_analytic(mc)]
@@ -241,24 +235,18 @@ def _noise_aware_model(R: ReportData, L: _Log, store: Path):
     return model
 
 
-def _noisy_fit(R: ReportData, mc, grid: QGrid) -> list:
+def _noisy_fit(R: ReportData, mc) -> dict:
     """The direct fit with the noise model on every Monte Carlo test set (n_l2 with its prior), and the
     Cramer-Rao bound of each set at its truth (same noise model, same prior). Coverage counts the fit's
-    intervals (exact in R_s^2, one-sided at R_s = 0), not mean +- k std. Returns the bounds (per set
-    {target: std})."""
-    from ..inverse.crb import cramer_rao
-    from ..inverse.evaluation import interval_coverage, relative_error, z_scores
+    intervals (exact in R_s^2, one-sided at R_s = 0), not mean +- k std. Returns the bounds
+    ({target: std per set})."""
+    from ..inverse.evaluation import crb_stds, interval_coverage, relative_error, rms_over_crb, z_scores
     from ..inverse.fit import fit_dataset
-    from ..params import SystemParams
 
     configs = int(mc.attrs["configs"])
     truth = {t: mc[t].values for t in ("rs", "d2", "gamma_l", "n_l2")}
-    fits, crb = [], []
-    for i in range(mc.sizes["sample"]):
-        fits.append(fit_dataset(mc.isel(sample=i)))
-        p = SystemParams(*(float(truth[t][i]) for t in ("n_l2", "rs", "d2", "gamma_l")),
-                         displacement=str(mc.attrs.get("displacement", "uniform")))
-        crb.append(cramer_rao(p, grid, configs).std)
+    fits = [fit_dataset(mc.isel(sample=i)) for i in range(mc.sizes["sample"])]
+    crb = crb_stds(mc, np.arange(mc.sizes["sample"]), configs)
     shown = ("rs", "d2", "gamma_l")
     val = {t: np.array([f.values[t] for f in fits]) for t in shown}
     std = {t: np.array([f.std[t] for f in fits]) for t in shown}
@@ -269,7 +257,7 @@ def _noisy_fit(R: ReportData, mc, grid: QGrid) -> list:
         coverage68={t: interval_coverage(truth[t], *iv[t, "68"].T) for t in shown},
         coverage95={t: interval_coverage(truth[t], *iv[t, "95"].T) for t in shown},
         z_std={t: float(np.std(z_scores(truth[t], val[t], std[t]))) for t in shown},
-        rms_over_crb={t: _rms_over_crb(truth[t], val[t], [c[t] for c in crb]) for t in shown},
+        rms_over_crb={t: rms_over_crb(truth[t], val[t], crb[t]) for t in shown},
         chi2_red_median=float(np.median([f.chi2_red for f in fits])),
         seconds_per_sample=float(np.mean([f.seconds for f in fits])))
     return crb
@@ -338,7 +326,7 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
         with L.stage(f"9/9 Monte Carlo test set: {cfg.mc_sets} sets x {cfg.mc_configs} configurations"):
             mc = _monte_carlo_sets(staging, "mc_test.zarr", cfg.mc_sets, cfg.mc_configs, seed + 2, grid, executor)
             models[NOISY_ROW] = _noise_aware_model(R, L, staging / "dataset.zarr")
-            _noisy_test(R, models, mc, _noisy_fit(R, mc, grid))
+            _noisy_test(R, models, mc, _noisy_fit(R, mc))
         with L.stage("trained models -> models/"):
             (staging / "models").mkdir()
             for row, model in models.items():
