@@ -113,27 +113,9 @@ class NoiseDraws:
 
 
 def noisy_profiles(ds, index, configs: float, *, estimator: str = "symmetric", seed=0, log=None) -> np.ndarray:
-    """Profile rows of the samples ``index`` of a dataset as an N-configuration estimate would give them.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        An analytic-engine dataset with the full map ``g`` (sample, q, theta) and the parameters.
-    index : array-like of int
-        Samples.
-    configs : float
-        N, configurations averaged (>= 2).
-    estimator : {"symmetric", "before", "pooled"}
-        The estimator of the data the model will meet (:mod:`shearcorr.inverse.noise`).
-    seed : int
-        Seed of the draws (module docstring).
-    log : callable(str), optional
-        Progress messages.
-
-    Returns
-    -------
-    ndarray (len(index), n_theta + n_q)
-    """
+    """Profile rows (len(index), n_theta + n_q) of the samples ``index`` of an analytic dataset as an
+    estimate over ``configs`` = N >= 2 configurations gives them (module docstring):
+    ``NoiseDraws(ds, index, estimator=estimator, log=log).profiles(configs, seed)``."""
     n = float(configs)
     if not (np.isfinite(n) and n >= 2):
         raise ShearcorrError(f"configs of the training noise must be a number >= 2, got {configs!r}")
