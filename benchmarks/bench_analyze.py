@@ -4,7 +4,8 @@
 
 Prints per pair the truth and the estimates, then: flow-angle errors, median relative errors of
 gamma_l and d2, z-score spread (std of (estimate - truth)/std; ~1 when the errors are honest), what
-R_s does, and the wall time of one analysis of a timing-size pair (model cached, second run).
+R_s does, and the wall and CPU time of one analysis of a timing-size pair (model cached, after a warm-up;
+``--timing-repeats`` analyses per model, the point-pixel and the pixel-integrated model interleaved).
 
 Flow-angle bounds per pair (``experiment.synth.flow_oracle`` on the very configuration rendered):
 "full" = an observer who knows every particle's position and displacement (no method working from

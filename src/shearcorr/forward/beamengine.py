@@ -169,7 +169,8 @@ class _Beam:
                 s0 = float(s[0])
                 # K = slits.rect_pair_phase(qx, qy, s0, ...), keeping its bulk factor B0 (even in q_x)
                 B0 = slits.rect_bulk(qx * g, g, Lx, Ly, B)
-                K = B0 * np.exp(-0.5 * (qx * qx + qy * qy) * s0 * s0) + slits.rect_edge_correction(qx, qy, s0, g, Lx, Ly, B)
+                K = (B0 * np.exp(-0.5 * (qx * qx + qy * qy) * s0 * s0)
+                     + slits.rect_edge_correction(qx, qy, s0, g, Lx, Ly, B))
                 if M is None:
                     Z = K**2
                 else:
