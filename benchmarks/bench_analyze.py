@@ -4,7 +4,8 @@
 
 Prints per pair the truth and the estimates, then: flow-angle errors, median relative errors of
 gamma_l and d2, z-score spread (std of (estimate - truth)/std; ~1 when the errors are honest), what
-R_s does, and the wall time of one analysis of a timing-size pair (model cached, second run).
+R_s does, and the wall and CPU time of one analysis of a timing-size pair (model cached, after a warm-up;
+``--timing-repeats`` analyses per model, the point-pixel and the pixel-integrated model interleaved).
 
 Flow-angle bounds per pair (``experiment.synth.flow_oracle`` on the very configuration rendered):
 "full" = an observer who knows every particle's position and displacement (no method working from
@@ -24,6 +25,7 @@ pixels, "paper-pixels" = the paper's beam with pixels). The timing compares the 
 """
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -45,6 +47,7 @@ def main():
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--timing-size", type=int, default=1024, help="0 skips the timing")
+    ap.add_argument("--timing-repeats", type=int, default=5, help="timed analyses per model and method (interleaved)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--beam-size", type=float, default=800.0, help="L / R0 of the synthetic pairs (recorded in their geometry)")
     ap.add_argument("--n-l2", type=float, default=150.0, help="particles in the beam of the synthetic pairs (model uses the same)")
@@ -75,7 +78,7 @@ def main():
     if a.instrument:
         instrument_study(a)
         if a.timing_size > 0:
-            timing(a.timing_size)
+            timing(a.timing_size, a.timing_repeats)
         return
     rng = np.random.default_rng(a.seed)
     rows, series = [], []
@@ -101,7 +104,7 @@ def main():
     if series:
         summarize_series(np.array(series), a.series)
     if a.timing_size > 0:
-        timing(a.timing_size)
+        timing(a.timing_size, a.timing_repeats)
 
 
 def summarize(R):
@@ -222,29 +225,37 @@ def instrument_study(a):
                       f"(+- {lr.std(ddof=1) / np.sqrt(len(lr)):.3f})", flush=True)
 
 
-def timing(size):
-    """Wall time of one analysis of a size x size pair, model cached (second and later runs): the default
-    (pixel-integrated) model and the point-pixel model of earlier versions, in the same run."""
+def timing(size, repeats=5):
+    """Wall and CPU time of one analysis of a size x size pair, model cached (runs after a warm-up): the default
+    (pixel-integrated) model and the point-pixel model of earlier versions, in the same run and interleaved
+    (point, pixel, point, pixel, ...) so that a changing load on the shared machine affects both alike."""
     p = render_pair(SystemParams(150, 0.1, 1.5, 20), flow_angle_deg=30, shape=(size, size), seed=1)
+    name = {False: "point-pixel", True: "pixel-integrated"}
     with tempfile.TemporaryDirectory() as cache:
         for method in ("fit", "both"):
-            med = {}
+            opts = {pix: AnalysisOptions(mask=p.mask, plots=False, method=method, cache_dir=cache, pixel_integration=pix)
+                    for pix in (False, True)}
+            ts, cpu = {False: [], True: []}, {False: [], True: []}
             for pix in (False, True):
-                opts = AnalysisOptions(mask=p.mask, plots=False, method=method, cache_dir=cache, pixel_integration=pix)
-                analyze(p.before, p.after, p.geometry, options=opts)  # warm-up / cache
-                ts, cpu = [], []
-                for _ in range(3):
+                analyze(p.before, p.after, p.geometry, options=opts[pix])  # warm-up / cache
+            for _ in range(repeats):
+                for pix in (False, True):
                     t, c = time.perf_counter(), time.process_time()
-                    analyze(p.before, p.after, p.geometry, options=opts)
-                    ts.append(time.perf_counter() - t)
-                    cpu.append(time.process_time() - c)
-                med[pix] = (np.median(ts), np.median(cpu))
+                    analyze(p.before, p.after, p.geometry, options=opts[pix])
+                    ts[pix].append(time.perf_counter() - t)
+                    cpu[pix].append(time.process_time() - c)
+            for pix in (False, True):
                 # CPU time of this process: the wall time on an idle machine when the run is single-threaded
-                print(f"{size}x{size} analysis, method {method}, {'pixel-integrated' if pix else 'point-pixel'} model (cached): "
-                      f"wall median {np.median(ts):.2f} s of {', '.join(f'{v:.2f}' for v in ts)}; CPU median {np.median(cpu):.2f} s; "
-                      f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
-            print(f"  method {method}: pixel-integrated / point-pixel = {med[True][0] / med[False][0]:.2f} (wall), "
-                  f"{med[True][1] / med[False][1]:.2f} (CPU)", flush=True)
+                print(f"{size}x{size} analysis, method {method}, {name[pix]} model (cached): wall median "
+                      f"{np.median(ts[pix]):.2f} s of {', '.join(f'{v:.2f}' for v in ts[pix])}; CPU median "
+                      f"{np.median(cpu[pix]):.2f} s of {', '.join(f'{v:.2f}' for v in cpu[pix])}", flush=True)
+            ratio_w = np.array(ts[True]) / np.array(ts[False])
+            ratio_c = np.array(cpu[True]) / np.array(cpu[False])
+            print(f"  method {method}: pixel-integrated / point-pixel = {np.median(ts[True]) / np.median(ts[False]):.2f} (wall), "
+                  f"{np.median(cpu[True]) / np.median(cpu[False]):.2f} (CPU) [ratios of medians]; median of the {repeats} "
+                  f"interleaved per-repeat ratios {np.median(ratio_w):.2f} (wall), {np.median(ratio_c):.2f} (CPU); peak RSS "
+                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; load average "
+                  f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
 
 
 if __name__ == "__main__":

@@ -198,7 +198,8 @@ def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict, 
     """Map in detector azimuth, the strip's flow estimate (unless fixed), the direct fit; returns
     (map, fit, flow (rad), flow std (rad), strip estimate (deg, deg) or None). The pixel response is
     oriented by the start flow angle; when the fitted flow differs by more than
-    :data:`PIXEL_REORIENT`, the fit is repeated with the model re-oriented at the fitted angle."""
+    :data:`PIXEL_REORIENT`, the fit's passes are repeated from its solution with the model re-oriented at
+    the fitted angle (``fit_pair(reorient=...)``)."""
     cm = correlation_map(pair, geo, qe, opt.n_phi, **map_opts)
     fixed = opt.flow_angle_deg is not None
     if fixed:
@@ -206,12 +207,13 @@ def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict, 
     else:
         phi0, phi0_std = strip_angle(cm, seed=opt.seed)
         strip = (float(np.degrees(phi0)), float(np.degrees(phi0_std)))
+    reorient = None
+    if instrument[1] is not None and not fixed:
+        def reorient(phi):
+            return _model(opt, qe, cm.phi_edges, geo, instrument, phi)
+
     fit = fit_pair(cm, _model(opt, qe, cm.phi_edges, geo, instrument, phi0), phi0=phi0, fit_flow=not fixed, seed=opt.seed,
-                   **bounds)
-    if instrument[1] is not None and not fixed and abs(wrap_half(fit.flow_angle[0] - phi0)) > PIXEL_REORIENT:
-        phi1 = fit.flow_angle[0]
-        fit = fit_pair(cm, _model(opt, qe, cm.phi_edges, geo, instrument, phi1), phi0=phi1, fit_flow=True, seed=opt.seed,
-                       **bounds)
+                   reorient=reorient, reorient_tol=PIXEL_REORIENT, **bounds)
     flow, flow_std = (wrap_half(phi0), 0.0) if fixed else fit.flow_angle
     return cm, fit, flow, flow_std, strip
 

@@ -145,16 +145,21 @@ def _start(P: _Problem, err, fit_flow, grid_gamma, grid_d2, n_scan):
     return best[1]
 
 
-def _refine(P: _Problem, cmap, x0, err, lo, hi):
-    """Pass 1 (row-constant errors), pass 2 (errors at the prediction), final fit; returns (solution, errors)."""
+def _refine(P: _Problem, cmap, x0, err, lo, hi, starts=None):
+    """Pass 1 (row-constant errors), pass 2 (errors at the prediction), final fit; returns (solution, errors,
+    the solution of each pass). Each pass starts at the previous pass' solution, or at ``starts[k]`` (the
+    passes of a fit of a slightly different model: each pass converges to its own minimum either way)."""
+    xs = []
     for k in range(3):
-        sol = least_squares(P.profile_residuals, np.clip(x0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), args=(err,),
+        start = x0 if starts is None else starts[k]
+        sol = least_squares(P.profile_residuals, np.clip(start, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), args=(err,),
                             x_scale=X_SCALE[P.free], **LSQ)
         x0 = sol.x
+        xs.append(sol.x)
         if k < 2:
             m_full = P.model.y(*P.full(x0))
             err = cmap.errors(P.beta_at(m_full[P.ok], err) * m_full)[P.ok]
-    return sol, err
+    return sol, err, xs
 
 
 def _jacobian(P: _Problem, v, err, beta):
@@ -172,7 +177,7 @@ def _jacobian(P: _Problem, v, err, beta):
 
 def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3, gamma_max=80.0, d2_max=6.0,
              grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=32,
-             seed=0) -> PairFit:
+             reorient=None, reorient_tol=np.radians(5.0), seed=0) -> PairFit:
     r"""Direct physics fit of a :class:`CorrelationMap` with a :class:`BinnedPairModel` (same bins).
 
     Model :math:`C_b - 1 = \beta\,y(q_b, \phi_b - \phi_0; \gamma L, D_2, R_s)`; beta enters linearly
@@ -190,6 +195,13 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
        weights do not depend on the bins' own fluctuations).
     3. Pass 2: errors from :meth:`CorrelationMap.errors` at the pass-1 prediction, refit.
 
+    4. Re-orientation (``reorient``, a function flow angle (rad) -> model, for a model whose pixel response
+       is oriented by the flow, :attr:`.model.BinnedPairModel.flow_angle`): when the fitted flow differs
+       from the model's orientation by more than ``reorient_tol`` (rad), steps 2-3 are repeated with
+       ``reorient(fitted flow)``, once, each pass starting from the same pass of the first model (flow
+       bounds re-centred on the solution); the covariance is computed only for the final model. Each pass
+       converges to the same minimum as a new fit from the grid scan would, without repeating the scan.
+
     Bounds: gamma L in [0, gamma_max], D2 in [0.01, d2_max], R_s in [0, rs_max], flow within +-45 deg
     of the start. Covariance: (J^T J)^-1 of the free parameters (and beta with its prior) at the
     solution, scaled by chi2_red when > 1, plus the intrinsic single-pair term: the spread of
@@ -202,11 +214,18 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
     rs_fixed = 0.5 * rs_max
     free = [0, 1] + ([2] if fit_rs else []) + ([3] if fit_flow else [])
     P = _Problem(cmap, model, free, np.array([0.0, 0.0, rs_fixed, 0.0 if phi0 is None else float(phi0)]))
-    err = cmap.errors(np.zeros(cmap.C.shape))[ok]
-    x0 = _start(P, err, fit_flow, grid_gamma, grid_d2, n_scan)
-    lo_f = np.array([0.0, D2_MIN, 0.0, x0[-1] - FLOW_HALF_RANGE if fit_flow else 0.0])
-    hi_f = np.array([gamma_max, d2_max, rs_max, x0[-1] + FLOW_HALF_RANGE if fit_flow else 0.0])
-    sol, err = _refine(P, cmap, x0, err, lo_f[free], hi_f[free])
+    err0 = cmap.errors(np.zeros(cmap.C.shape))[ok]
+    x0 = _start(P, err0, fit_flow, grid_gamma, grid_d2, n_scan)
+
+    def bounds(flow0):
+        lo_f = np.array([0.0, D2_MIN, 0.0, flow0 - FLOW_HALF_RANGE if fit_flow else 0.0])
+        hi_f = np.array([gamma_max, d2_max, rs_max, flow0 + FLOW_HALF_RANGE if fit_flow else 0.0])
+        return lo_f[free], hi_f[free]
+
+    sol, err, passes = _refine(P, cmap, x0, err0, *bounds(x0[-1]))
+    if reorient is not None and fit_flow and abs(wrap_half(sol.x[-1] - model.flow_angle)) > reorient_tol:
+        model = P.model = reorient(wrap_half(float(sol.x[-1])))
+        sol, err, _ = _refine(P, cmap, sol.x, err0, *bounds(sol.x[-1]), starts=passes)
     gl, d2, rs, ph = P.full(sol.x)
     m_full = model.y(gl, d2, rs, ph)
     beta = P.beta_at(m_full[ok], err)

@@ -63,12 +63,17 @@ _CACHE: dict = {}
 _CACHE_SIZE = 24
 
 
-def _cached(key, make):
-    if key not in _CACHE:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = make()
-    return _CACHE[key]
+#: Cache of the Laplace range (:func:`_tau_max_marginal`), separate so that a fit over R_s does not evict the above.
+_TAU_CACHE: dict = {}
+
+
+def _cached(key, make, cache=None, size=_CACHE_SIZE):
+    cache = _CACHE if cache is None else cache
+    if key not in cache:
+        if len(cache) >= size:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
 
 
 def _s_nodes(s, Y, n_cheb=None):
@@ -84,6 +89,23 @@ def _tau_max(N, one_minus_phi_at):
     t = np.geomspace(40.0, 1e9, 200)
     ok = (N - 2) * np.log1p(-np.minimum(one_minus_phi_at(t), 1.0 - 1e-15)) < np.log(1e-17)
     return float(t[np.argmax(ok)]) if ok.any() else 1e9
+
+
+def _tau_max_marginal(N, bv, lam, lu, lw):
+    r""":func:`_tau_max` of :math:`1 - arphi(	au, 0) = \sum_{u>0} \sum_j \lambda_j W_{uj}(1 - e^{-b v_j 	au u})`,
+    with :math:`W_{uj}` the weight of the level *before* u summed over the levels after (``lw`` summed over
+    the rows of equal ``lu``). It depends on the beam, the radius nodes and N only (for slits the split
+    of p_in into p10 + p11 drops out), so it is cached on these (W rounded to 1e-12 relative): a fit
+    computes it once per instrument."""
+    us = np.unique(lu[lu > 0])
+    W = np.stack([lam * lw[lu == u].sum(axis=0) for u in us]) if us.size else np.zeros((0, bv.size))
+    key = ("tau_max", int(N), bv.tobytes(), us.tobytes(), np.round(W, 12).tobytes())
+
+    def make():
+        return _tau_max(N, lambda t: np.einsum("uj,ujt->t", W, -np.expm1(
+            -bv[None, :, None] * us[:, None, None] * np.asarray(t)[None, None, :])))
+
+    return _cached(key, make, _TAU_CACHE, 64)
 
 
 class _Beam:
@@ -145,11 +167,13 @@ class _Beam:
             kabs = np.abs(qx) * g
             if uniform:
                 s0 = float(s[0])
-                K = slits.rect_pair_phase(qx, qy, s0, g, Lx, Ly, B)
+                # K = slits.rect_pair_phase(qx, qy, s0, ...), keeping its bulk factor B0 (even in q_x)
+                B0 = slits.rect_bulk(qx * g, g, Lx, Ly, B)
+                K = (B0 * np.exp(-0.5 * (qx * qx + qy * qy) * s0 * s0)
+                     + slits.rect_edge_correction(qx, qy, s0, g, Lx, Ly, B))
                 if M is None:
                     Z = K**2
                 else:
-                    B0 = slits.rect_bulk(kabs, g, Lx, Ly, B)
                     Qb, ce = self._bulk_transfer(M, kabs, Lx, Ly)
                     G = np.exp(-0.5 * (q[:, None] * s0) ** 2)
                     Z = ce * K**2 + G**2 * (Qb - ce * B0**2)
@@ -185,7 +209,7 @@ class _Beam:
         and the bulk contrast c_e = Q(0) / B(0)^2 that scales the edge terms (docs/theory.md 7.3)."""
         g, B = self.gamma, self.B
         bt = _cached(("bulk12", self.mkey, Lx, Ly, B), lambda: slits.BulkTransfer12(M, Lx, Ly, B))
-        return _tabulate(lambda k: bt(k, g), kabs), float(bt(np.zeros(1), g)[0] / slits.rect_bulk(0.0, g, Lx, Ly, B) ** 2)
+        return bt(kabs, g), float(bt(np.zeros(1), g)[0] / slits.rect_bulk(0.0, g, Lx, Ly, B) ** 2)
 
     # ------------------------------------------------------------------ smooth
     def _smooth(self, params, q, qx, qy, beam, M, s, Y, uniform, n_pair_levels):
@@ -271,11 +295,7 @@ def beam_moments(params, q, theta, beam: Beam, *, pixel=None, flow_angle: float 
     bv = b * v
     lamw = lam[None, :] * lw  # (nl, nz)
 
-    def omp(t, tu=1.0, uu=1.0):  # 1 - phi at (tau, upsilon) = (t tu, t uu), for an array of t
-        x = bv[None, :, None] * np.asarray(t)[None, None, :] * (lu[:, None, None] * tu + lup[:, None, None] * uu)
-        return np.einsum("lj,ljt->t", lamw, -np.expm1(-x))
-
-    tmax = _tau_max(N, lambda t: omp(t, 1.0, 0.0))
+    tmax = _tau_max_marginal(N, bv, lam, lu, lw)
     tau, om = laplace_nodes(n_laplace, tmax)
     wu = lw * (lu / ubar)[:, None]  # (nl, nz) level weights of alpha
     wb = lw * (lu * lup / ubar**2)[:, None]  # of beta
