@@ -55,7 +55,7 @@ def register(sub) -> None:
                         "and noise; inf: a noise-free model on the exact profiles (docs/inversion.md; default "
                         "300 2000 20000)")
     p.add_argument("--estimator", choices=CHOICES["estimator"], default="symmetric",
-                   help="with --noise-configs: how the inputs will be estimated (default symmetric)")
+                   help="how the noisy inputs will be estimated (default symmetric; docs/theory.md section 9)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="BLAS threads while training (default 1: the same seed gives the same model; other counts change round-off)")
     add_overwrite(p, "model file")
@@ -64,7 +64,7 @@ def register(sub) -> None:
     for name, help_, description, (data, data_help), json_help, func in (
             ("evaluate", "Err, 68/95 %% coverage, z std (and RMS/CRB) of a model on a dataset",
              "Evaluate a model on a dataset: its held-out split if it is the training dataset, otherwise all "
-             "finished samples.", ("dataset", "dataset store"), "print {err, coverage68, coverage95} as JSON",
+             "finished samples.", ("dataset", "dataset store"), "print {err, coverage68, coverage95, z_std, rms_over_crb, levels: [one row per model of a family]} as JSON",
              run_evaluate),
             ("predict", "parameters +- std for a measured or simulated g",
              "Predict the parameters of a result NetCDF (shearcorr simulate) or of every sample of a dataset store.",
@@ -100,19 +100,19 @@ def _strategy(args):
 
 
 def run_train(args) -> None:
+    import time
+
     from ..files import check_output_file
     from ..inverse.modelfile import save_model
     from ..inverse.training import train_family
-
-    import time
 
     t0 = time.perf_counter()
     check_output_file(args.output, suffixes=(".npz",), overwrite=args.overwrite)
     strategy = _strategy(args)
     ds = _open_store(args.dataset)
     family, _ = train_family(ds, strategy, levels=args.noise_configs, targets=args.targets,
-                                 test_fraction=args.test_fraction, seed=args.seed, threads=args.threads,
-                                 estimator=args.estimator, log=lambda m: print(m, file=sys.stderr))
+                             test_fraction=args.test_fraction, seed=args.seed, threads=args.threads,
+                             estimator=args.estimator, log=lambda m: print(m, file=sys.stderr))
     for m in family.members:
         m.provenance["dataset_path"] = str(Path(args.dataset).resolve())
     save_model(family, args.output)
