@@ -309,13 +309,12 @@ class PairTable:
 
     def _bulk(self, gamma_l, d2, phi0, derivatives):
         """Bin average of the control variate: exact integrals over the azimuth cells of the model's
-        sub-grid (:func:`bulk_cells`) at its q sub-points, weighted by the pixels."""
+        sub-grid (:func:`bulk_cells`) at its q sub-points, weighted by the pixels; computed by the
+        compiled :func:`.sinc2cells.bin_bulk` (the same sums, ~15x faster than NumPy)."""
+        from .sinc2cells import bin_bulk
+
         m = self.model
-        half = 0.5 * np.diff(m.phi_edges)[0] / m.sp
-        out = bulk_cells(m.q_sub, m.phi_sub - phi0 - half, m.phi_sub - phi0 + half, gamma_l, d2, derivatives)
-        w = self.weights
-        avg = lambda v: np.einsum("...qipj,qipj->...qp", v.reshape(v.shape[:-2] + w.shape), w)  # noqa: E731
-        return tuple(avg(v) for v in out) if derivatives else avg(out)
+        return bin_bulk(m.q_sub, m.sq, m.phi_edges, m.sp, self.weights, phi0, gamma_l, d2, derivatives)
 
     def y(self, gamma_l, d2, phi0: float, derivatives: bool = False):
         """Bin-averaged y at points (gamma L, D2) (any equal shapes P): (P..., n_q, n_phi); with
