@@ -133,9 +133,10 @@ def _sinc2_t_average(a, t1, t2):
     x1, x2 = a * t1, a * t2
     small = np.abs(a * dt) < 1e-3
 
-    def F(x):
-        xs = np.where(np.abs(x) < 1e-8, 1e-8, x)
-        return sici(2 * xs)[0] - np.sin(xs) ** 2 / xs
+    def F(x):  # odd, F(x) = x + O(x^3) near 0
+        tiny = np.abs(x) < 1e-8
+        xs = np.where(tiny, 1e-8, x)
+        return np.where(tiny, x, sici(2 * xs)[0] - np.sin(xs) ** 2 / xs)
 
     def s2(x):
         xs = np.where(np.abs(x) < 1e-8, 1e-8, x)
