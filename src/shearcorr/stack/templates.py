@@ -323,12 +323,45 @@ class PairTable:
         tab = self.bin_table(phi0)
         gamma_l, d2 = np.broadcast_arrays(np.asarray(gamma_l, dtype=np.float64), np.asarray(d2, dtype=np.float64))
         ku, kx, wu, dwu, wx, dwx = self._stencil(gamma_l, d2)
-        nodes = tab[ku[..., :, None], kx[..., None, :]]  # (P..., 4, 4, n_q, n_phi)
-        W = wu[..., :, None] * wx[..., None, :]
-        r = np.einsum("...ij,...ijqp->...qp", W, nodes)
+        shape = gamma_l.shape + tab.shape[2:]
+        flat = lambda v: np.ascontiguousarray(v.reshape(-1, 4))  # noqa: E731
+        n = int(np.prod(gamma_l.shape))
+        r = np.zeros((n, tab.shape[2] * tab.shape[3]))
+        dg, dd = (np.zeros_like(r), np.zeros_like(r)) if derivatives else (r[:0], r[:0])
+        # sum over the 4 x 4 stencil of every point (Catmull-Rom weights and their derivatives), compiled
+        _stencil_sum(np.ascontiguousarray(tab.reshape(tab.shape[0], tab.shape[1], -1)), flat(ku), flat(kx), flat(wu),
+                     flat(dwu), flat(wx), flat(dwx), bool(derivatives), r, dg, dd)
         if not derivatives:
-            return r + self._bulk(gamma_l, d2, phi0, False)
-        dg = np.einsum("...ij,...ijqp->...qp", dwu[..., :, None] * wx[..., None, :], nodes)
-        dd = np.einsum("...ij,...ijqp->...qp", wu[..., :, None] * dwx[..., None, :], nodes)
+            return r.reshape(shape) + self._bulk(gamma_l, d2, phi0, False)
         b, bg, bd = self._bulk(gamma_l, d2, phi0, True)
-        return r + b, dg + bg, dd + bd
+        return r.reshape(shape) + b, dg.reshape(shape) + bg, dd.reshape(shape) + bd
+
+
+_KERNEL: dict = {}
+
+
+def _stencil_sum(tab, ku, kx, wu, dwu, wx, dwx, deriv, r, dg, dd):
+    r"""r[p] = sum_ij wu[p,i] wx[p,j] tab[ku[p,i], kx[p,j]] (and with dwu, dwx the derivatives), in
+    place; numba, points in parallel (each point in one thread). Shapes: tab (n_u, n_d, nb); the
+    stencils (P, 4); r, dg, dd (P, nb)."""
+    if "sum" not in _KERNEL:
+        import numba
+
+        @numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+        def stencil_sum(tab, ku, kx, wu, dwu, wx, dwx, deriv, r, dg, dd):
+            nb = tab.shape[2]
+            for p in numba.prange(ku.shape[0]):
+                for i in range(4):
+                    for j in range(4):
+                        node = tab[ku[p, i], kx[p, j]]
+                        w = wu[p, i] * wx[p, j]
+                        for b in range(nb):
+                            r[p, b] += w * node[b]
+                        if deriv:
+                            wg, wd = dwu[p, i] * wx[p, j], wu[p, i] * dwx[p, j]
+                            for b in range(nb):
+                                dg[p, b] += wg * node[b]
+                                dd[p, b] += wd * node[b]
+
+        _KERNEL["sum"] = stencil_sum
+    _KERNEL["sum"](tab, ku, kx, wu, dwu, wx, dwx, deriv, r, dg, dd)
