@@ -64,9 +64,9 @@ def test_fit_maps_recovers_parameters_and_calibrates_errors(table):
 
 
 def test_compiled_bulk_equals_numpy_reference_and_sici():
-    """sinc2cells: F (Hermite table + asymptotic Si) against scipy's sici, and the compiled bin sums
+    """tablekernels: F (Hermite table + asymptotic Si) against scipy's sici, and the compiled bin sums
     against templates.bulk_cells + the weighted bin average (cells crossing theta = pi included)."""
-    from shearcorr.stack.sinc2cells import F_TABLE_END, bin_bulk, f_compiled, sinc2_antiderivative
+    from shearcorr.stack.tablekernels import F_TABLE_END, bin_bulk, f_compiled, sinc2_antiderivative
     from shearcorr.stack.templates import bulk_cells
 
     model = BinnedPairModel(np.geomspace(0.2, 1.2, 4), np.linspace(0, np.pi, 7), n_l2=150)

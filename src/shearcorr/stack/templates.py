@@ -311,8 +311,8 @@ class PairTable:
     def _bulk(self, gamma_l, d2, phi0, derivatives):
         """Bin average of the control variate: exact integrals over the azimuth cells of the model's
         sub-grid (:func:`bulk_cells`) at its q sub-points, weighted by the pixels; computed by the
-        compiled :func:`.sinc2cells.bin_bulk` (the same sums, ~15x faster than NumPy)."""
-        from .sinc2cells import bin_bulk
+        compiled :func:`.tablekernels.bin_bulk` (the same sums, ~15x faster than NumPy)."""
+        from .tablekernels import bin_bulk
 
         m = self.model
         return bin_bulk(m.q_sub, m.sq, m.phi_edges, m.sp, self.weights, phi0, gamma_l, d2, derivatives)
@@ -329,39 +329,11 @@ class PairTable:
         r = np.zeros((n, tab.shape[2] * tab.shape[3]))
         dg, dd = (np.zeros_like(r), np.zeros_like(r)) if derivatives else (r[:0], r[:0])
         # sum over the 4 x 4 stencil of every point (Catmull-Rom weights and their derivatives), compiled
-        _stencil_sum(np.ascontiguousarray(tab.reshape(tab.shape[0], tab.shape[1], -1)), flat(ku), flat(kx), flat(wu),
-                     flat(dwu), flat(wx), flat(dwx), bool(derivatives), r, dg, dd)
+        from .tablekernels import stencil_sum
+
+        stencil_sum(np.ascontiguousarray(tab.reshape(tab.shape[0], tab.shape[1], -1)), flat(ku), flat(kx), flat(wu),
+                    flat(dwu), flat(wx), flat(dwx), bool(derivatives), r, dg, dd)
         if not derivatives:
             return r.reshape(shape) + self._bulk(gamma_l, d2, phi0, False)
         b, bg, bd = self._bulk(gamma_l, d2, phi0, True)
         return r.reshape(shape) + b, dg.reshape(shape) + bg, dd.reshape(shape) + bd
-
-
-_KERNEL: dict = {}
-
-
-def _stencil_sum(tab, ku, kx, wu, dwu, wx, dwx, deriv, r, dg, dd):
-    r"""r[p] = sum_ij wu[p,i] wx[p,j] tab[ku[p,i], kx[p,j]] (and with dwu, dwx the derivatives), in
-    place; numba, points in parallel (each point in one thread). Shapes: tab (n_u, n_d, nb); the
-    stencils (P, 4); r, dg, dd (P, nb)."""
-    if "sum" not in _KERNEL:
-        import numba
-
-        @numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-        def stencil_sum(tab, ku, kx, wu, dwu, wx, dwx, deriv, r, dg, dd):
-            nb = tab.shape[2]
-            for p in numba.prange(ku.shape[0]):
-                for i in range(4):
-                    for j in range(4):
-                        node = tab[ku[p, i], kx[p, j]]
-                        w = wu[p, i] * wx[p, j]
-                        for b in range(nb):
-                            r[p, b] += w * node[b]
-                        if deriv:
-                            wg, wd = dwu[p, i] * wx[p, j], wu[p, i] * dwx[p, j]
-                            for b in range(nb):
-                                dg[p, b] += wg * node[b]
-                                dd[p, b] += wd * node[b]
-
-        _KERNEL["sum"] = stencil_sum
-    _KERNEL["sum"](tab, ku, kx, wu, dwu, wx, dwx, deriv, r, dg, dd)

@@ -1,4 +1,5 @@
-r"""The pair table's control variate averaged over azimuth cells and bins, compiled (numba).
+r"""The pair table's compiled kernels (numba): the control variate averaged over azimuth cells and
+bins (:func:`bin_bulk`), and the 4 x 4 interpolation stencil sums of the residual (:func:`stencil_sum`).
 
 :class:`.templates.PairTable` adds to its interpolated residual the bulk term
 :math:`y_5 = \mathrm{sinc}^2(q\gamma L\cos\theta/2)\,e^{-q^2D_2^2}` averaged *exactly* over the
@@ -32,7 +33,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["sinc2_antiderivative", "f_table", "f_compiled", "bin_bulk", "cell_edges"]
+__all__ = ["sinc2_antiderivative", "f_table", "f_compiled", "bin_bulk", "cell_edges", "stencil_sum"]
+
+#: Fewer points than this run in the calling thread (a parallel launch costs ~10 ms on a loaded machine).
+MIN_PARALLEL = 64
 
 #: Node spacing and upper end of the Hermite table of F; the asymptotic series beyond.
 F_STEP, F_TABLE_END = 1.0 / 64.0, 200.0
@@ -257,8 +261,46 @@ def bin_bulk(q_sub, n_sub_q: int, phi_edges, n_sub_phi: int, weights, phi0: floa
     y = np.zeros((P, n_q, n_phi))
     yg = np.zeros((P, n_q, n_phi)) if derivatives else np.zeros((0, n_q, n_phi))
     yd = np.zeros((P, n_q, n_phi)) if derivatives else np.zeros((0, n_q, n_phi))
-    _bulk_parallel(g, d, np.ascontiguousarray(q_sub, dtype=np.float64), W, int(n_sub_q), t, i1, i2, w1, j1, j2, itd1,
-                   itd2, f_table(), bool(derivatives), y, yg, yd)
+    run = _bulk_parallel if P >= MIN_PARALLEL else _bulk
+    run(g, d, np.ascontiguousarray(q_sub, dtype=np.float64), W, int(n_sub_q), t, i1, i2, w1, j1, j2, itd1, itd2, f_table(),
+        bool(derivatives), y, yg, yd)
     if not derivatives:
         return y.reshape(shape + (n_q, n_phi))
     return tuple(v.reshape(shape + (n_q, n_phi)) for v in (y, yg, yd))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _stencil(tab, ku, kx, wu, dwu, wx, dwx, deriv, r, dg, dd):
+    nb = tab.shape[2]
+    for p in range(ku.shape[0]):
+        for i in range(4):
+            for j in range(4):
+                node = tab[ku[p, i], kx[p, j]]
+                w = wu[p, i] * wx[p, j]
+                for b in range(nb):
+                    r[p, b] += w * node[b]
+                if deriv:
+                    wg, wd = dwu[p, i] * wx[p, j], wu[p, i] * dwx[p, j]
+                    for b in range(nb):
+                        dg[p, b] += wg * node[b]
+                        dd[p, b] += wd * node[b]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def _stencil_parallel(tab, ku, kx, wu, dwu, wx, dwx, deriv, r, dg, dd):
+    P = ku.shape[0]
+    block = 16
+    for b in numba.prange((P + block - 1) // block):
+        lo, hi = b * block, min(P, b * block + block)
+        _stencil(tab, ku[lo:hi], kx[lo:hi], wu[lo:hi], dwu[lo:hi], wx[lo:hi], dwx[lo:hi], deriv, r[lo:hi],
+                 dg[lo:hi] if deriv else dg, dd[lo:hi] if deriv else dd)
+
+
+def stencil_sum(tab, ku, kx, wu, dwu, wx, dwx, deriv, r, dg, dd):
+    r"""Catmull-Rom interpolation of the table's residual, in place:
+    :math:`r_p = \sum_{ij} w^u_{pi} w^x_{pj}\,\mathrm{tab}[k^u_{pi}, k^x_{pj}]` (and with the
+    derivative weights ``dwu``, ``dwx`` the derivatives ``dg``, ``dd``) — no (P, 4, 4, n_b) gather.
+    Shapes: tab (n_u, n_d, n_b); stencils (P, 4) (indices int64); r, dg, dd (P, n_b) float64 (dg, dd
+    may have 0 rows without ``deriv``). Blocks of points in parallel from MIN_PARALLEL points."""
+    run = _stencil_parallel if ku.shape[0] >= MIN_PARALLEL else _stencil
+    run(tab, ku, kx, wu, dwu, wx, dwx, bool(deriv), r, dg, dd)
