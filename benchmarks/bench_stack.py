@@ -9,7 +9,8 @@ is asserted. Parts (``python benchmarks/bench_stack.py PART [options]``):
                in-memory normalised frames, in the same run;
 * ``steady``   the 1-Mpx stack, lags 0..100, correlated and fitted (subprocess: wall time, peak RSS)
                for 250 / 500 / 1000 frames;
-* ``twotime``  the same stack on 200 x 200 time bins (``--maps-only``: the correlation step alone);
+* ``twotime``  the same stack on 200 x 200 time bins, fitted and written with plots (``--maps-only``: the
+               correlation step alone);
 * ``dask``     the same numbers through a Dask LocalCluster (2 workers) and locally;
 * ``bigger``   a stack larger than the memory the process may use (RLIMIT_AS) completes;
 * ``study-steady``, ``study-twotime``, ``study-echo``  synthetic-truth studies (z-scores).
@@ -193,8 +194,9 @@ print(json.dumps({{"twotime_maps_s": time.perf_counter() - t, "n_bins": tt.n_bin
 
 
 def part_twotime(args):
-    """200 x 200 time bins of the 1-Mpx stack (subprocess: wall, peak RSS); ``--maps-only``: the
-    correlation step (two-time maps) alone, without the fits."""
+    """200 x 200 time bins of the 1-Mpx stack, analysed and written (result.json, result.h5, PNGs) into
+    a temporary folder (subprocess: wall, peak RSS); ``--maps-only``: the correlation step (two-time
+    maps) alone, without the fits."""
     data = Path(args.data)
     if args.maps_only:
         code = _MAPS_ONLY.format(stack=str(data / "big/stack.h5"), geometry=str(data / "big/geometry.json"),
@@ -204,13 +206,21 @@ def part_twotime(args):
                           "result": json.loads(out.splitlines()[-1]) if rc == 0 else err}))
         return
     code = f"""
-import json, time
+import json, shutil, tempfile, time
+from pathlib import Path
 from shearcorr.stack import analyze_stack
-t = time.perf_counter()
-r = analyze_stack({str(data / 'big/stack.h5')!r}, {str(data / 'big/geometry.json')!r}, mode="twotime",
-                  time_bins={args.time_bins}, plots=False, cache_dir={str(data / 'cache')!r})
-print(json.dumps({{"seconds": time.perf_counter() - t, "timing": r.summary["provenance"]["timing"],
-                   "fitted": r.summary["fitted_pairs"], "pairs": r.summary["pairs"]}}))
+tmp = Path(tempfile.mkdtemp(dir={str(data)!r}))
+try:
+    t = time.perf_counter()
+    r = analyze_stack({str(data / 'big/stack.h5')!r}, {str(data / 'big/geometry.json')!r}, tmp / "out", mode="twotime",
+                      time_bins={args.time_bins}, plots=True, cache_dir={str(data / 'cache')!r})
+    total = time.perf_counter() - t
+    size = sum(f.stat().st_size for f in (tmp / "out").iterdir())
+finally:
+    shutil.rmtree(tmp)
+p = r.summary["provenance"]
+print(json.dumps({{"seconds": total, "timing": p["timing"], "analysis_s": p["time_s"], "write_s": total - p["time_s"],
+                   "output_mb": size / 1e6, "fitted": r.summary["fitted_pairs"], "pairs": r.summary["pairs"]}}))
 """
     rc, wall, peak, out, err = _run_child(code)
     print(json.dumps({"rc": rc, "wall_s": round(wall, 1), "peak_rss_gb_children": round(peak, 2),

@@ -272,8 +272,10 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         t_c = time.perf_counter()
         maps = twotime_maps(src, plan, start=start, stop=stop, n_bins=int(time_bins), selected=labels, executor=executor)
         timing["correlation_s"] = round(time.perf_counter() - t_c, 3)
+        t_f = time.perf_counter()
         analysis = analyze_twotime(maps, model, flow_angle=phi, area=area, executor=executor, cache_dir=cache_dir,
                                    table_steps=table_steps, weights=weights, seed=seed)
+        timing["fits_s"] = round(time.perf_counter() - t_f, 3)
     else:
         from .echo import analyze_echo, echo_period
 

@@ -81,7 +81,7 @@ def _start(table, phi0, c, w, scale, gmax, dmax):
 
 
 def fit_maps(table, phi0: float, data, sigma, *, scale=None, offset=None, start=None, amplitude_prior=None,
-             n_iter: int = 40, return_gain: bool = False, chunk: int = 2000) -> MapFits:
+             n_iter: int = 40, return_gain: bool = False, chunk: int = 2000, min_signal=None) -> MapFits:
     r"""Fit (gamma L, D2, amplitude) to every map (see the module docstring).
 
     Parameters
@@ -104,6 +104,12 @@ def fit_maps(table, phi0: float, data, sigma, *, scale=None, offset=None, start=
         Gaussian prior on the amplitude (e.g. the contrast measured at lag 0).
     return_gain : bool
         Also return :math:`H J^T W` per map.
+    min_signal : float, optional
+        Only maps whose chi^2 gain over the null model (c = offset), :math:`\sum_b w_b (c_b - o_b)^2 -
+        \chi^2`, reaches this get the one-sided errors at the bounds and a gain; the others keep
+        :math:`(J^TWJ)^{-1}` and a NaN gain (for callers that report only those maps: the one-sided
+        search costs 40 model evaluations per map). ``np.inf``: no map (a first pass whose
+        covariance is not used). Default: every map.
     """
     c_all = np.asarray(data, dtype=np.float64)
     if c_all.ndim != 3:
@@ -123,7 +129,7 @@ def fit_maps(table, phi0: float, data, sigma, *, scale=None, offset=None, start=
     for m0 in range(0, M, int(chunk)):
         sl = slice(m0, min(M, m0 + int(chunk)))
         res = _fit_chunk(table, phi0, c_all[sl], s_all[sl], scale, off_all[sl], None if start is None else start[sl],
-                         amplitude_prior, n_iter, return_gain)
+                         amplitude_prior, n_iter, return_gain, min_signal)
         out_p[sl], out_cov[sl], out_chi[sl], out_dof[sl], out_pred[sl], out_conv[sl] = res[:6]
         if return_gain:
             out_gain[sl] = res[6]
@@ -159,7 +165,7 @@ def _one_sided_sigma(table, phi0, c, w, sc, x, chi, prior, j):
     return out
 
 
-def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_gain):
+def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_gain, min_signal=None):
     M = c3.shape[0]
     nq, nphi = scale.shape
     ok = np.isfinite(c3) & np.isfinite(s3) & (s3 > 0) & np.isfinite(off3) & np.isfinite(scale)[None]
@@ -235,11 +241,15 @@ def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_ga
     cov[bad] = np.nan
     chi = np.where(bad, np.nan, chi)
     pred = (x[:, 2:3] * y).reshape(M, nq, nphi) + np.where(np.isfinite(off3), off3, 0.0)
+    extra = ~bad
+    if min_signal is not None:
+        with np.errstate(invalid="ignore"):
+            extra &= (w * c * c).sum(1) - chi >= min_signal
     # gamma L at its lower bound: y is even in gamma L, so the Jacobian column vanishes there; its
     # error is the gamma L where chi^2 (amplitude re-profiled) has risen by 1 (a one-sided 1-sigma)
     for j, top in ((0, gmax), (1, dmax)):  # D2 too is even in the model
         with np.errstate(invalid="ignore"):
-            at0 = ~bad & ((x[:, j] <= 1e-6 * (1.0 + top)) | ~(np.sqrt(np.abs(cov[:, j, j])) < 0.5 * x[:, j]))
+            at0 = extra & ((x[:, j] <= 1e-6 * (1.0 + top)) | ~(np.sqrt(np.abs(cov[:, j, j])) < 0.5 * x[:, j]))
         if at0.any():
             cov[at0, j, :] = 0.0
             cov[at0, :, j] = 0.0
@@ -252,5 +262,6 @@ def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_ga
             with np.errstate(invalid="ignore"):
                 flat = ~bad & (x[:, j] <= 2 * np.sqrt(np.abs(cov[:, j, j])))
             gain[flat, j] = 0.0
+        gain[~extra] = np.nan
         out.append(gain.reshape(M, 3, nq, nphi))
     return out

@@ -82,7 +82,7 @@ def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=N
 
 
 def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max: float = 0.3, seed=0,
-                       gamma_step: float = 0.7, d2_step: float = 0.5) -> np.ndarray:
+                       gamma_step: float = 0.7, d2_step: float = 0.5, maps=None) -> np.ndarray:
     r"""Covariance of (gamma L, D2, amplitude) per map from the map's own particles (as for a pair).
 
     A map that compares one configuration with its rearranged self fluctuates around the ensemble
@@ -91,7 +91,8 @@ def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max:
     fitted point, times the fitted amplitude, is propagated through each map's gain (sandwich
     :math:`G\,\mathrm{Cov}\,G^T`). Amortized: the spread is computed once per cell of a grid in
     (asinh(gamma L / 2), D2) with steps ``gamma_step``, ``d2_step`` and shared by the maps in it.
-    Returns (M, 3, 3); maps without a fit get NaN.
+    ``maps`` (M,) bool, optional: only these maps (e.g. the ones reported; the engine calls are per
+    cell of the maps used). Returns (M, 3, 3); maps without a fit (or not in ``maps``) get NaN.
     """
     from ..experiment.model import configuration_samples
 
@@ -99,6 +100,8 @@ def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max:
     M = p.shape[0]
     out = np.full((M, 3, 3), np.nan)
     good = np.all(np.isfinite(p), axis=1) & np.all(np.isfinite(fits.gain.reshape(M, 3, -1)), axis=(1, 2))
+    if maps is not None:
+        good &= np.asarray(maps, dtype=bool)
     if not good.any():
         return out
     cell_u = np.round(np.arcsinh(p[good, 0] / 2.0) / gamma_step).astype(int)
@@ -111,8 +114,8 @@ def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max:
         gl, d2 = 2.0 * np.sinh(cu * gamma_step), max(cd * d2_step, 0.0)
         ys = configuration_samples(model, gl, d2, rs_draw, phi0, n_samples=n_configs, seed=seed)
         dev = (ys - ys.mean(axis=0)).reshape(n_configs, -1)  # (K, nb)
-        for m in idx[inv.ravel() == k]:
-            g = np.nan_to_num(fits.gain[m].reshape(3, -1)) * p[m, 2]
-            G = dev @ g.T  # (K, 3)
-            out[m] = G.T @ G / max(n_configs - 1, 1)
+        ms = idx[inv.ravel() == k]
+        g = np.nan_to_num(fits.gain[ms].reshape(ms.size, 3, -1)) * p[ms, 2, None, None]
+        G = np.einsum("kb,mib->mki", dev, g)  # (maps, K, 3)
+        out[ms] = np.einsum("mki,mkj->mij", G, G) / max(n_configs - 1, 1)
     return out

@@ -133,9 +133,10 @@ def _sinc2_t_average(a, t1, t2):
     x1, x2 = a * t1, a * t2
     small = np.abs(a * dt) < 1e-3
 
-    def F(x):
-        xs = np.where(np.abs(x) < 1e-8, 1e-8, x)
-        return sici(2 * xs)[0] - np.sin(xs) ** 2 / xs
+    def F(x):  # odd, F(x) = x + O(x^3) near 0
+        tiny = np.abs(x) < 1e-8
+        xs = np.where(tiny, 1e-8, x)
+        return np.where(tiny, x, sici(2 * xs)[0] - np.sin(xs) ** 2 / xs)
 
     def s2(x):
         xs = np.where(np.abs(x) < 1e-8, 1e-8, x)
@@ -309,13 +310,12 @@ class PairTable:
 
     def _bulk(self, gamma_l, d2, phi0, derivatives):
         """Bin average of the control variate: exact integrals over the azimuth cells of the model's
-        sub-grid (:func:`bulk_cells`) at its q sub-points, weighted by the pixels."""
+        sub-grid (:func:`bulk_cells`) at its q sub-points, weighted by the pixels; computed by the
+        compiled :func:`.tablekernels.bin_bulk` (the same sums, ~15x faster than NumPy)."""
+        from .tablekernels import bin_bulk
+
         m = self.model
-        half = 0.5 * np.diff(m.phi_edges)[0] / m.sp
-        out = bulk_cells(m.q_sub, m.phi_sub - phi0 - half, m.phi_sub - phi0 + half, gamma_l, d2, derivatives)
-        w = self.weights
-        avg = lambda v: np.einsum("...qipj,qipj->...qp", v.reshape(v.shape[:-2] + w.shape), w)  # noqa: E731
-        return tuple(avg(v) for v in out) if derivatives else avg(out)
+        return bin_bulk(m.q_sub, m.sq, m.phi_edges, m.sp, self.weights, phi0, gamma_l, d2, derivatives)
 
     def y(self, gamma_l, d2, phi0: float, derivatives: bool = False):
         """Bin-averaged y at points (gamma L, D2) (any equal shapes P): (P..., n_q, n_phi); with
@@ -323,12 +323,17 @@ class PairTable:
         tab = self.bin_table(phi0)
         gamma_l, d2 = np.broadcast_arrays(np.asarray(gamma_l, dtype=np.float64), np.asarray(d2, dtype=np.float64))
         ku, kx, wu, dwu, wx, dwx = self._stencil(gamma_l, d2)
-        nodes = tab[ku[..., :, None], kx[..., None, :]]  # (P..., 4, 4, n_q, n_phi)
-        W = wu[..., :, None] * wx[..., None, :]
-        r = np.einsum("...ij,...ijqp->...qp", W, nodes)
+        shape = gamma_l.shape + tab.shape[2:]
+        flat = lambda v: np.ascontiguousarray(v.reshape(-1, 4))  # noqa: E731
+        n = int(np.prod(gamma_l.shape))
+        r = np.zeros((n, tab.shape[2] * tab.shape[3]))
+        dg, dd = (np.zeros_like(r), np.zeros_like(r)) if derivatives else (r[:0], r[:0])
+        # sum over the 4 x 4 stencil of every point (Catmull-Rom weights and their derivatives), compiled
+        from .tablekernels import stencil_sum
+
+        stencil_sum(np.ascontiguousarray(tab.reshape(tab.shape[0], tab.shape[1], -1)), flat(ku), flat(kx), flat(wu),
+                    flat(dwu), flat(wx), flat(dwx), bool(derivatives), r, dg, dd)
         if not derivatives:
-            return r + self._bulk(gamma_l, d2, phi0, False)
-        dg = np.einsum("...ij,...ijqp->...qp", dwu[..., :, None] * wx[..., None, :], nodes)
-        dd = np.einsum("...ij,...ijqp->...qp", wu[..., :, None] * dwx[..., None, :], nodes)
+            return r.reshape(shape) + self._bulk(gamma_l, d2, phi0, False)
         b, bg, bd = self._bulk(gamma_l, d2, phi0, True)
-        return r + b, dg + bg, dd + bd
+        return r.reshape(shape) + b, dg.reshape(shape) + bg, dd.reshape(shape) + bd

@@ -353,20 +353,22 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
     table = build_table(model, 0.15, 1.6 * g_hi + 10.0, 1.6 * d_hi + 0.5, executor=executor, cache_dir=cache_dir,
                         weights=weights,
                         **dict(table_steps or {}))
-    first = fit_maps(table, phi, c, err0)
+    first = fit_maps(table, phi, c, err0, min_signal=np.inf)  # only its values are used
     err1 = ratio_errors(e_c0, den, d2b, first.prediction)
-    fits = fit_maps(table, phi, c, err1, start=first.params, return_gain=configuration)
+    # errors at the bounds and gains only for the pairs reported (chi^2 gain >= min_signal, as below)
+    fits = fit_maps(table, phi, c, err1, start=first.params, return_gain=configuration,
+                    min_signal=0.999 * min_signal)  # a hair below: the sums run in another order
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.where(np.isfinite(c) & np.isfinite(err1) & (err1 > 0), 1.0 / err1**2, 0.0)
         chi_null = np.sum(w * np.nan_to_num(c) ** 2, axis=(1, 2))
     gain_sig = chi_null - fits.chi2
+    ok = np.isfinite(gain_sig) & (gain_sig >= min_signal)
     # speckle part scaled by chi2_red both ways (Birge ratio; >= 50 bins per map): the error law is
     # approximate for averaged maps, the fit's own residuals measure its scale
     cov = fits.cov * np.where(fits.dof >= MIN_DOF_SCALE, fits.chi2_red, np.maximum(fits.chi2_red, 1.0))[:, None, None]
-    if configuration:
-        cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed))
+    if configuration:  # only for the pairs reported (the others are NaN in the result)
+        cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed, maps=ok))
     std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
-    ok = np.isfinite(gain_sig) & (gain_sig >= min_signal)
     out = {name: np.full((K, K), np.nan) for name in ("gamma_l", "gamma_l_std", "d2", "d2_std", "amplitude", "chi2_red",
                                                         "signal")}
     cols = {"gamma_l": fits.params[:, 0], "gamma_l_std": std[:, 0], "d2": fits.params[:, 1], "d2_std": std[:, 1],
