@@ -85,12 +85,16 @@ def _whole_at_least(minimum: int, name: str = ""):
     return parse
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
 def noise_level(text: str) -> float:
     """argparse type: configurations averaged, a number >= 2, or inf (noise-free)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of configurations or inf, got {text!r}") from None
+    value = _number(text)
     if not (value == float("inf") or value >= 2):
         raise argparse.ArgumentTypeError(f"must be >= 2 configurations (or inf: noise-free), got {text!r}")
     return value
@@ -98,10 +102,7 @@ def noise_level(text: str) -> float:
 
 def finite(text: str) -> float:
     """argparse type: a finite number (nan and inf are refused here, in one line)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    value = _number(text)
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
