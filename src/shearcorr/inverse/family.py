@@ -168,9 +168,10 @@ class ModelFamily:
                     "configurations: its stds are too wide for it (train with --noise-configs ... inf)")
         lo, hi = min(finite, default=float("inf")), max(finite, default=0.0)
         if float("inf") in self.levels and n > 2 * hi:
-            return None if not finite or n >= np.sqrt(hi * INF_AS) else (
-                f"the input is an average over {n:.0f} configurations, between the family's {hi:.0f} and noise-free "
-                "members: its stds are not calibrated; `shearcorr fit` models any N")
+            if not finite or n >= np.sqrt(hi * INF_AS):  # nearer the noise-free member (member())
+                return None
+            return (f"the input is an average over {n:.0f} configurations, between the family's {hi:.0f} and "
+                    "noise-free members: its stds are not calibrated; `shearcorr fit` models any N")
         if not lo / 2 <= n <= 2 * hi:
             return (f"the input is an average over {n:.0f} configurations, outside the family's levels "
                     f"{', '.join(f'{v:.0f}' for v in finite)} (a factor 2 around them): its stds are not calibrated; "
