@@ -92,7 +92,7 @@ def _tau_max(N, one_minus_phi_at):
 
 
 def _tau_max_marginal(N, bv, lam, lu, lw):
-    r""":func:`_tau_max` of :math:`1 - arphi(	au, 0) = \sum_{u>0} \sum_j \lambda_j W_{uj}(1 - e^{-b v_j 	au u})`,
+    r""":func:`_tau_max` of :math:`1 - \varphi(\tau, 0) = \sum_{u>0} \sum_j \lambda_j W_{uj}(1 - e^{-b v_j \tau u})`,
     with :math:`W_{uj}` the weight of the level *before* u summed over the levels after (``lw`` summed over
     the rows of equal ``lu``). It depends on the beam, the radius nodes and N only (for slits the split
     of p_in into p10 + p11 drops out), so it is cached on these (W rounded to 1e-12 relative): a fit
