@@ -194,7 +194,7 @@ class LagSums:
         return self.plan.n_pix_bin
 
     def pixel_variance(self, groups=None) -> np.ndarray:
-        r"""Variance of :math:`u = d_t d_{t+	au}` over the pixels and origins of a bin (frame
+        r"""Variance of :math:`u = d_t d_{t+\tau}` over the pixels and origins of a bin (frame
         normalisation, ``squares=True``): shape (n_lags, n_q, n_phi)."""
         if self.squares is None:
             raise ShearcorrError("the pixel variance needs lag_sums(..., squares=True)")
