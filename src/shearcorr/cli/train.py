@@ -136,16 +136,13 @@ def _level(n: float) -> str:
 
 def run_evaluate(args) -> None:
     from ..files import json_text
-    from ..inverse.evaluation import evaluate
+    from ..inverse.evaluation import evaluate_levels
     from ..inverse.modelfile import load_model
 
     model = load_model(args.model)
     ds = _open_store(args.dataset)
     warning = _warnings(model, ds)
-    # on its own dataset every level is scored on held-out inputs drawn at its N; elsewhere the member
-    # for the data's N
-    levels = model.levels if model.is_training_dataset(ds) else (None,)
-    results = [evaluate(model, ds, configs=lv, crb=args.crb) for lv in levels]
+    results = evaluate_levels(model, ds, crb=args.crb)
     if args.json:
         rows = [{"trained_configs": r.trained_configs, "err": r.err, "coverage68": r.coverage68,
                  "coverage95": r.coverage95, "z_std": r.z_std, "rms_over_crb": r.rms_over_crb} for r in results]

@@ -71,7 +71,7 @@ class NoiseDraws:
         disp = str(ds.attrs.get("displacement", "uniform"))
         ref = ensemble_noise(replace(REFERENCE, displacement=disp), grid, 1e6, estimator=estimator)  # any N: ratios
         share = np.clip((ref.factor**2).sum(axis=1) / ref.var.ravel(), 0.0, 0.95)
-        self.estimator, self.index, self._R = estimator, np.asarray(index, dtype=np.int64), R
+        self.index, self._R = np.asarray(index, dtype=np.int64), R
         self._RU = R @ ref.factor
         v_ref = float(ref.var.mean())
         n = self.index.size

@@ -31,7 +31,7 @@ from .features import finished_samples, profiles
 from .model import InversionModel, input_errors
 
 __all__ = ["relative_error", "coverage", "interval_coverage", "z_scores", "split_indices", "evaluation_samples",
-           "evaluate", "Evaluation", "Predicted", "LEVELS", "crb_stds", "rms_over_crb"]
+           "evaluate", "evaluate_levels", "Evaluation", "Predicted", "LEVELS", "crb_stds", "rms_over_crb"]
 
 #: Central posterior intervals whose coverage is reported.
 LEVELS = (0.68, 0.95)
@@ -185,7 +185,8 @@ class Evaluation(JSONRecord):
 HELD_OUT_STREAM = 1_000_003
 
 
-def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, crb: bool = False) -> Evaluation:
+def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, crb: bool = False,
+             draws=None) -> Evaluation:
     """Err, 68/95 % coverage and z-score spread per target on a dataset.
 
     ``model``: an :class:`InversionModel` or a :class:`~shearcorr.inverse.family.ModelFamily`, whose
@@ -196,7 +197,9 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, c
     noise-free model adds the linearised input-noise variance (:mod:`shearcorr.inverse.model`);
     ``Evaluation.input_noise`` says whether it was. With ``crb`` and noisy inputs (Monte Carlo data
     with ``configs``, or the held-out draws of a noise-aware model) also the RMS error over the
-    Cramér–Rao bound per target (:func:`crb_stds`; seconds per sample).
+    Cramér–Rao bound per target (:func:`crb_stds`; seconds per sample). ``draws``: the
+    :class:`~shearcorr.inverse.augment.NoiseDraws` of the evaluated samples, when they are drawn
+    (:func:`evaluate_levels` computes it once for all members).
     """
     model = model.member(configs) if configs is not None else model.member_for(ds)
     drawn = model.noise_configs is not None and model.is_training_dataset(ds)
@@ -222,11 +225,14 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, c
     if drawn:
         # a noise-aware model on its own (analytic) dataset: held-out inputs drawn as it was trained,
         # with another stream than the training draws
-        from .augment import noisy_profiles
-
         prov = model.provenance
-        P = noisy_profiles(ds, index, model.noise_configs, estimator=prov.get("estimator", "symmetric"),
-                           seed=int(prov.get("split_seed", 0)) + HELD_OUT_STREAM)
+        if draws is None:
+            from .augment import NoiseDraws
+
+            draws = NoiseDraws(ds, index, estimator=prov.get("estimator", "symmetric"))
+        elif not np.array_equal(draws.index, index):
+            raise ShearcorrError("the noise draws given to evaluate are of other samples than the evaluated ones")
+        P = draws.profiles(model.noise_configs, int(prov.get("split_seed", 0)) + HELD_OUT_STREAM)
     else:
         P = profiles(ds, sample=index)
     err = input_errors(ds, sample=index) if input_noise and model.noise_configs is None else None
@@ -250,6 +256,20 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, c
         predictions={t: Predicted(truth[t], *pred[t]) for t in model.targets}, trained_configs=model.trained_configs(),
         rms_over_crb=None if not crb or data_configs is None else _crb_ratios(ds, index, data_configs, truth, pred, model),
     )
+
+
+def evaluate_levels(model, ds, *, crb: bool = False) -> list[Evaluation]:
+    """:func:`evaluate` of every member of a family (or of one model) on its training dataset, each on
+    held-out inputs drawn at its N (their noise coefficients computed once), or of the member for the
+    data's N on any other dataset (a list of one)."""
+    if not model.is_training_dataset(ds):
+        return [evaluate(model, ds, crb=crb)]
+    draws = None
+    if any(m.noise_configs is not None for m in (model.member(v) for v in model.levels)):
+        from .augment import NoiseDraws
+
+        draws = NoiseDraws(ds, model.test_index, estimator=model.provenance.get("estimator", "symmetric"))
+    return [evaluate(model, ds, configs=v, crb=crb, draws=draws) for v in model.levels]
 
 
 def _crb_ratios(ds, index, configs, truth, pred, model) -> dict:

@@ -329,6 +329,12 @@ def _train_levels(ds, strategy, levels, *, targets, test_fraction, seed, threads
         log(f"noise coefficients of {train_index.size} training samples ({estimator} estimator)")
         draws = NoiseDraws(ds, train_index, estimator=estimator, log=log)
         t_draws = time.perf_counter() - t0
+    common = {  # provenance shared by the members
+        "dataset_fingerprint": dataset_fingerprint(ds),
+        "dataset_attrs": {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in ds.attrs.items()},
+        "n_samples": int(ds.sizes["sample"]), "test_fraction": float(test_fraction), "split_seed": int(seed),
+        "model": strategy.name, "estimator": estimator, "shearcorr_version": __version__,
+    }
     out = []
     for level in levels:
         t0 = time.perf_counter()
@@ -340,21 +346,8 @@ def _train_levels(ds, strategy, levels, *, targets, test_fraction, seed, threads
         with blas_threads(threads):
             fitted = strategy.fit(P, Y, targets, n_theta=grid.theta.size, seed=seed, t0=t0, log=log)
         t_fit = time.perf_counter() - t0 + (t_draws if np.isfinite(level) else 0.0)
-        prov = {
-            "dataset_fingerprint": dataset_fingerprint(ds),
-            "dataset_attrs": {k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in ds.attrs.items()},
-            "n_samples": int(ds.sizes["sample"]),
-            "test_fraction": float(test_fraction),
-            "split_seed": int(seed),
-            "model": strategy.name,
-            "optimizer": fitted.provenance["optimizer"],
-            "restarts": fitted.provenance["restarts"],
-            "train_seconds": float(t_fit),
-            "noise_configs": None if not np.isfinite(level) else float(level),
-            "estimator": estimator,
-            "shearcorr_version": __version__,
-            **{k: v for k, v in fitted.provenance.items() if k not in ("optimizer", "restarts")},
-        }
+        prov = {**common, **fitted.provenance, "train_seconds": float(t_fit),
+                "noise_configs": None if not np.isfinite(level) else float(level)}
         model = InversionModel(grid=grid, features=fitted.features, regressors=fitted.regressors,
                                train_index=train_index, test_index=test_index, provenance=prov)
         out.append((model, TrainingInfo(model=strategy.name, feature=strategy.feature, targets=targets,
