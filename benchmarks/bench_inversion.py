@@ -8,6 +8,7 @@ Usage (each part prints a table; everything is cached under --cache so a rerun o
                                                  [--cache bench_inversion_cache]
     python benchmarks/bench_inversion.py bias    [--replicas 100] [--configs 128 320 960]
     python benchmarks/bench_inversion.py chi2    [--replicas 100] [--configs 320]
+    python benchmarks/bench_inversion.py zdist   --model family.npz --store train.zarr [--subset 30]
 
 ``levels``: test sets drawn from the paper's priors (n_l2 ~ U(100, 200) unknown to the fit, R_s ~ U(0, 0.3),
 D2 ~ U(0.5, 3), gamma L ~ U(5, 30)), one Monte Carlo estimate each at N configurations (analytic for
@@ -16,7 +17,10 @@ the noise-free level), fitted with :func:`shearcorr.inverse.fit.fit_dataset`; pe
 and the efficiency rms(error / CRB) with the Cramér-Rao bound at the truth (1 = at the information limit).
 ``bias``: MC - E[g_N] over replicas (matched filter of the predicted bias, and the map average) at three
 parameter points on the paper's grid; ``chi2``: chi^2/dof of the truth under the full covariance and under a
-diagonal one, for the map and the g(theta), g(q) profiles.
+diagonal one, for the map and the g(theta), g(q) profiles. ``zdist``: the shape of a model's z-score
+distribution on the held-out split of its training store (noise-free inputs, scored by the member trained
+for the most configurations): std, kurtosis, the robust std (1.4826 MAD) and the spread of the z std over
+random subsets of ``--subset`` samples (what a 30-set test can show).
 """
 
 from __future__ import annotations
@@ -207,6 +211,31 @@ def run_chi2(args) -> dict:
     return out
 
 
+def run_zdist(args) -> dict:
+    """z-score distribution of the highest-N member on the held-out split (module docstring)."""
+    from shearcorr.data import open_dataset
+    from shearcorr.inverse.evaluation import evaluate
+    from shearcorr.inverse.modelfile import load_model
+
+    model = load_model(args.model)
+    member = max(getattr(model, "members", (model,)), key=lambda m: m.noise_configs or np.inf)
+    with open_dataset(args.store) as ds:
+        ev = evaluate(member, ds, index=member.test_index, input_noise=False)
+    rng, out = np.random.default_rng(0), {}
+    print(f"member N = {member.noise_configs}, {member.test_index.size} held-out samples (noise-free inputs)")
+    for t in NAMES:
+        p = ev.predictions[t]
+        z = (p.mean - p.true) / p.std
+        subs = [float(np.std(rng.choice(z, args.subset, replace=False))) for _ in range(2000)]
+        out[t] = {"z_std": float(np.std(z)), "kurtosis": float(np.mean(z**4) / np.mean(z**2) ** 2),
+                  "robust_std": float(1.4826 * np.median(np.abs(z - np.median(z)))),
+                  "subset_std_10_50_90": [float(v) for v in np.percentile(subs, [10, 50, 90])]}
+        r = out[t]
+        print(f"{t}: z std {r['z_std']:.2f}, kurtosis {r['kurtosis']:.1f}, robust std {r['robust_std']:.2f}; "
+              f"z std of {args.subset} samples: 10/50/90 % = " + " / ".join(f"{v:.2f}" for v in r["subset_std_10_50_90"]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -223,10 +252,14 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--replicas", type=int, default=100)
         p.add_argument("--configs", type=int, nargs="+", default=default, help="multiples of 64")
+    zd = sub.add_parser("zdist")
+    zd.add_argument("--model", required=True)
+    zd.add_argument("--store", required=True, help="the model's training store (its held-out split is scored)")
+    zd.add_argument("--subset", type=int, default=30)
     for p in sub.choices.values():
         p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
-    out = {"levels": run_levels, "bias": run_bias, "chi2": run_chi2}[args.what](args)
+    out = {"levels": run_levels, "bias": run_bias, "chi2": run_chi2, "zdist": run_zdist}[args.what](args)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 
