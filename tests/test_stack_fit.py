@@ -94,3 +94,28 @@ def test_compiled_bulk_equals_numpy_reference_and_sici():
     Fc, S2c = f_compiled(x)
     np.testing.assert_allclose(Fc, F, rtol=0, atol=1e-13)
     np.testing.assert_allclose(S2c, S2, rtol=0, atol=1e-10)  # the interpolant's slope
+
+
+def test_one_sided_error_raises_chi2_by_one_at_the_bound(table):
+    """gamma L at its bound 0 (no shear): the reported error is the step that raises chi^2 (amplitude
+    profiled) by 1, re-measured here with the model itself, for precise maps whose error lies below
+    the first step of the former grid search (0.005 gamma_max = 0.15 R0 here; it interpolated chi^2
+    linearly from 0, while at the bound chi^2 grows as delta^4: errors came out up to 2x too small, and
+    smaller the larger the table)."""
+    from shearcorr.stack.fitting import _profile_dchi
+
+    rng = np.random.default_rng(11)
+    M, noise = 40, 4e-4
+    d2 = rng.uniform(0.3, 1.0, M)
+    data = 0.3 * table.y(np.zeros(M), d2, 0.5)
+    data = data + noise * rng.standard_normal(data.shape)
+    sigma = np.full(data.shape, noise)
+    fits = fit_maps(table, 0.5, data, sigma)
+    g, s = fits.params[:, 0], fits.std[:, 0]
+    at0 = g <= 1e-6 * (1 + table.gamma_max)
+    assert at0.sum() >= 10 and np.median(s[at0]) < 0.15  # the regime below the old first step
+    x = fits.params[at0]
+    flat = data.reshape(M, -1)[at0]
+    dchi = _profile_dchi(table, 0.5, flat, np.full(flat.shape, noise**-2.0), np.ones(flat.shape[1]), x, fits.chi2[at0],
+                         None, 0, x[:, 0] + s[at0])
+    np.testing.assert_allclose(dchi, 1.0, atol=0.02)

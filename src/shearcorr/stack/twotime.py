@@ -34,6 +34,18 @@ __all__ = ["TwoTimeMaps", "twotime_maps", "time_bin_edges", "variance_law", "Two
 
 #: Diagonal offsets (log-spaced) whose averaged maps give the flow angle, start values and table range.
 PRELIM_OFFSETS = 4
+#: The pair table grows by this factor (gamma L or D2 range), at most this many times, while reported
+#: pairs are fitted at its end.
+TABLE_GROWTH, TABLE_GROWTH_ROUNDS = 2.5, 4
+
+
+def _at_table_end(params, reported, table, rel: float = 1e-3):
+    """Whether any reported fit has gamma L (first) or D2 (second) at the end of the table's range,
+    where :func:`.fitting.fit_maps` clips it."""
+    with np.errstate(invalid="ignore"):
+        g = reported & (params[:, 0] >= (1.0 - rel) * table.gamma_max)
+        d = reported & (params[:, 1] >= (1.0 - rel) * table.d2_max)
+    return bool(g.any()), bool(d.any())
 
 
 def time_bin_edges(start: int, stop: int, n_bins: int) -> np.ndarray:
@@ -301,13 +313,15 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
        speckle, default 1) times :math:`\sqrt{1-\rho^2}` (:func:`.echo.ratio_errors`).
     2. Flow angle (unless given) and start values: the pair fit (:func:`.prelim.pair_fit_map`) of
        the maps averaged along the diagonals |k - l| = 1, 2, 4, ... (their largest gamma L and D2
-       also set the range of the pair table).
+       also set the first range of the pair table).
     3. :func:`.fitting.fit_maps` for all pairs at once, twice (errors at c = 0, then at the
-       prediction); covariance (J^T W J)^-1 max(1, chi2_red) plus the single-pair configuration
+       prediction); while a reported pair is fitted at the end of the table's gamma L or D2 range (where
+       the fit is clipped), the table grows by ``TABLE_GROWTH`` and the fits are repeated (at most
+       ``TABLE_GROWTH_ROUNDS`` times, up to the caps of :mod:`.prelim`); covariance (J^T W J)^-1 max(1, chi2_red) plus the single-pair configuration
        term (:func:`.prelim.configuration_term`).
     """
     from .fitting import MIN_DOF_SCALE, fit_maps
-    from .prelim import build_table, configuration_term, pair_fit_map
+    from .prelim import TABLE_D2_CAP, TABLE_GAMMA_CAP, build_table, configuration_term, pair_fit_map
 
     K = tt.n_bins
     if K < 3:
@@ -350,19 +364,30 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
         raise ShearcorrError("no pair of time bins holds enough correlation to find the flow direction; give --flow-angle")
     g_hi = max(p[1] for p in prelim)
     d_hi = max(p[2] for p in prelim)
-    table = build_table(model, 0.15, 1.6 * g_hi + 10.0, 1.6 * d_hi + 0.5, executor=executor, cache_dir=cache_dir,
-                        weights=weights,
-                        **dict(table_steps or {}))
-    first = fit_maps(table, phi, c, err0, min_signal=np.inf)  # only its values are used
-    err1 = ratio_errors(e_c0, den, d2b, first.prediction)
-    # errors at the bounds and gains only for the pairs reported (chi^2 gain >= min_signal, as below)
-    fits = fit_maps(table, phi, c, err1, start=first.params, return_gain=configuration,
-                    min_signal=0.999 * min_signal)  # a hair below: the sums run in another order
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(np.isfinite(c) & np.isfinite(err1) & (err1 > 0), 1.0 / err1**2, 0.0)
-        chi_null = np.sum(w * np.nan_to_num(c) ** 2, axis=(1, 2))
-    gain_sig = chi_null - fits.chi2
-    ok = np.isfinite(gain_sig) & (gain_sig >= min_signal)
+    # the diagonal averages mix lags (and, during a ramp, very different gamma L): the table's range
+    # from them is a start; it grows while reported pairs sit at its end (fits there are clipped)
+    g_top, d_top = 1.6 * g_hi + 10.0, 1.6 * d_hi + 0.5
+    grown = 0
+    while True:
+        table = build_table(model, 0.15, g_top, d_top, executor=executor, cache_dir=cache_dir, weights=weights,
+                            **dict(table_steps or {}))
+        first = fit_maps(table, phi, c, err0, min_signal=np.inf)  # only its values are used
+        err1 = ratio_errors(e_c0, den, d2b, first.prediction)
+        # errors at the bounds and gains only for the pairs reported (chi^2 gain >= min_signal, as below)
+        fits = fit_maps(table, phi, c, err1, start=first.params, return_gain=configuration,
+                        min_signal=0.999 * min_signal)  # a hair below: the sums run in another order
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(np.isfinite(c) & np.isfinite(err1) & (err1 > 0), 1.0 / err1**2, 0.0)
+            chi_null = np.sum(w * np.nan_to_num(c) ** 2, axis=(1, 2))
+        gain_sig = chi_null - fits.chi2
+        ok = np.isfinite(gain_sig) & (gain_sig >= min_signal)
+        g_end, d_end = _at_table_end(fits.params, ok, table)
+        if grown >= TABLE_GROWTH_ROUNDS or not ((g_end and table.gamma_max < TABLE_GAMMA_CAP)
+                                                or (d_end and table.d2_max < TABLE_D2_CAP)):
+            break
+        g_top = table.gamma_max * (TABLE_GROWTH if g_end else 1.0)
+        d_top = table.d2_max * (TABLE_GROWTH if d_end else 1.0)
+        grown += 1
     # speckle part scaled by chi2_red both ways (Birge ratio; >= 50 bins per map): the error law is
     # approximate for averaged maps, the fit's own residuals measure its scale
     cov = fits.cov * np.where(fits.dof >= MIN_DOF_SCALE, fits.chi2_red, np.maximum(fits.chi2_red, 1.0))[:, None, None]
@@ -382,5 +407,6 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
     return TwoTimeAnalysis(maps=tt, times=tt.centers, flow_angle=phi, **out,
                            info={"n_pairs": int(ks.size), "n_fitted": int(ok.sum()), "min_signal": float(min_signal),
                                  "prelim": [{"offset_bins": d, "gamma_l": g, "d2": e, "chi2_red": r} for d, g, e, r in prelim],
-                                 "table": {"gamma_max": table.gamma_max, "d2_max": table.d2_max, "nodes": table.n_nodes},
+                                 "table": {"gamma_max": table.gamma_max, "d2_max": table.d2_max, "nodes": table.n_nodes,
+                                           "grown": grown},
                                  "configuration_term": bool(configuration), "contrast": beta0})
