@@ -40,12 +40,20 @@ TABLE_GROWTH, TABLE_GROWTH_ROUNDS = 2.5, 4
 
 
 def _at_table_end(params, reported, table, rel: float = 1e-3):
-    """Whether any reported fit has gamma L (first) or D2 (second) at the end of the table's range,
-    where :func:`.fitting.fit_maps` clips it."""
+    """Reported fits (M,) bool with gamma L (first) or D2 (second) at the end of the table's range,
+    where :func:`.fitting.fit_maps` clips them."""
     with np.errstate(invalid="ignore"):
         g = reported & (params[:, 0] >= (1.0 - rel) * table.gamma_max)
         d = reported & (params[:, 1] >= (1.0 - rel) * table.d2_max)
-    return bool(g.any()), bool(d.any())
+    return g, d
+
+
+def _assign(fits, m, sub):
+    """Write the fits ``sub`` of the maps ``m`` into ``fits`` (:class:`.fitting.MapFits`) in place."""
+    for name in ("params", "cov", "chi2", "dof", "prediction", "converged", "gain"):
+        dst = getattr(fits, name)
+        if dst is not None:
+            dst[m] = getattr(sub, name)
 
 
 def time_bin_edges(start: int, stop: int, n_bins: int) -> np.ndarray:
@@ -321,7 +329,8 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
        term (:func:`.prelim.configuration_term`).
     """
     from .fitting import MIN_DOF_SCALE, fit_maps
-    from .prelim import TABLE_D2_CAP, TABLE_GAMMA_CAP, build_table, configuration_term, pair_fit_map
+    from .prelim import (TABLE_D2_CAP, TABLE_GAMMA_CAP, build_table, configuration_term, pair_fit_map,
+                         table_gamma_limit)
 
     K = tt.n_bins
     if K < 3:
@@ -367,27 +376,38 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
     # the diagonal averages mix lags (and, during a ramp, very different gamma L): the table's range
     # from them is a start; it grows while reported pairs sit at its end (fits there are clipped)
     g_top, d_top = 1.6 * g_hi + 10.0, 1.6 * d_hi + 0.5
-    grown = 0
-    while True:
-        table = build_table(model, 0.15, g_top, d_top, executor=executor, cache_dir=cache_dir, weights=weights,
-                            **dict(table_steps or {}))
-        first = fit_maps(table, phi, c, err0, min_signal=np.inf)  # only its values are used
-        err1 = ratio_errors(e_c0, den, d2b, first.prediction)
+
+    def two_passes(table, m):
+        first = fit_maps(table, phi, c[m], err0[m], min_signal=np.inf)  # only its values are used
+        err1 = ratio_errors(e_c0[m], den[m], d2b[m], first.prediction)
         # errors at the bounds and gains only for the pairs reported (chi^2 gain >= min_signal, as below)
-        fits = fit_maps(table, phi, c, err1, start=first.params, return_gain=configuration,
+        fits = fit_maps(table, phi, c[m], err1, start=first.params, return_gain=configuration,
                         min_signal=0.999 * min_signal)  # a hair below: the sums run in another order
         with np.errstate(invalid="ignore", divide="ignore"):
-            w = np.where(np.isfinite(c) & np.isfinite(err1) & (err1 > 0), 1.0 / err1**2, 0.0)
-            chi_null = np.sum(w * np.nan_to_num(c) ** 2, axis=(1, 2))
-        gain_sig = chi_null - fits.chi2
+            w = np.where(np.isfinite(c[m]) & np.isfinite(err1) & (err1 > 0), 1.0 / err1**2, 0.0)
+            chi_null = np.sum(w * np.nan_to_num(c[m]) ** 2, axis=(1, 2))
+        return fits, chi_null - fits.chi2
+
+    table = build_table(model, 0.15, g_top, d_top, executor=executor, cache_dir=cache_dir, weights=weights,
+                        **dict(table_steps or {}))
+    fits, gain_sig = two_passes(table, slice(None))
+    grown = 0
+    while grown < TABLE_GROWTH_ROUNDS:
         ok = np.isfinite(gain_sig) & (gain_sig >= min_signal)
         g_end, d_end = _at_table_end(fits.params, ok, table)
-        if grown >= TABLE_GROWTH_ROUNDS or not ((g_end and table.gamma_max < TABLE_GAMMA_CAP)
-                                                or (d_end and table.d2_max < TABLE_D2_CAP)):
+        g_end &= table.gamma_max < min(TABLE_GAMMA_CAP, table_gamma_limit(model, (table_steps or {}).get("du")))
+        d_end &= table.d2_max < TABLE_D2_CAP
+        if not (g_end.any() or d_end.any()):
             break
-        g_top = table.gamma_max * (TABLE_GROWTH if g_end else 1.0)
-        d_top = table.d2_max * (TABLE_GROWTH if d_end else 1.0)
+        # only the pairs at the end are fitted again (the others' fits do not depend on the range)
+        table = build_table(model, 0.15, table.gamma_max * (TABLE_GROWTH if g_end.any() else 1.0),
+                            table.d2_max * (TABLE_GROWTH if d_end.any() else 1.0), executor=executor,
+                            cache_dir=cache_dir, weights=weights, **dict(table_steps or {}))
+        m = np.flatnonzero(g_end | d_end)
+        sub, gain_sig[m] = two_passes(table, m)
+        _assign(fits, m, sub)
         grown += 1
+    ok = np.isfinite(gain_sig) & (gain_sig >= min_signal)
     # speckle part scaled by chi2_red both ways (Birge ratio; >= 50 bins per map): the error law is
     # approximate for averaged maps, the fit's own residuals measure its scale
     cov = fits.cov * np.where(fits.dof >= MIN_DOF_SCALE, fits.chi2_red, np.maximum(fits.chi2_red, 1.0))[:, None, None]
