@@ -76,7 +76,7 @@ def study_twotime(args):
     from shearcorr.stack import analyze_stack
     from shearcorr.stack.synth import startup_stack
 
-    zg, zd, rows = [], [], []
+    zg, zd, rows, ramps = [], [], [], []
     for i in range(args.n):
         st = startup_stack(SystemParams(n_l2=150, rs=0.0, d2=1.0, gamma_l=10.0), 60, start_frame=15, shear_rate=2 / 800,
                            diffusion_rest=0.01, diffusion_flow=0.05, ramp_frames=5, shape=(96, 96), dq=2 * SPECKLE,
@@ -92,12 +92,17 @@ def study_twotime(args):
         zg.append(((a.gamma_l - tg) / a.gamma_l_std)[iu][ok])
         zd.append(((a.d2 - td) / a.d2_std)[iu][ok])
         ramp = ((a.gamma_l[0, 16:] - tg[0, 16:]) / a.gamma_l_std[0, 16:])
+        ramps.append(ramp[np.isfinite(ramp)])
         rows.append({"seed": 2000 + i, "fitted": int(ok.sum()), "z_gamma_std": float(np.std(zg[-1])),
                      "ramp_z_mean": float(np.nanmean(ramp)), "ramp_z_std": float(np.nanstd(ramp)),
-                     "ramp_within_2sigma": float(np.nanmean(np.abs(ramp) < 2))})
+                     "ramp_fitted": int(np.isfinite(ramp).sum()),
+                     "ramp_within_2sigma": float(np.mean(np.abs(ramp[np.isfinite(ramp)]) < 2))})  # of the fitted
         print(json.dumps(rows[-1]), flush=True)
     zg, zd = np.concatenate(zg), np.concatenate(zd)
+    rz = np.concatenate(ramps)
     print(json.dumps({"pairs": int(zg.size), "z_gamma_mean": float(zg.mean()), "z_gamma_std": float(zg.std()),
+                      "ramp_pairs": int(rz.size), "ramp_z_mean": float(rz.mean()), "ramp_z_std": float(rz.std()),
+                      "ramp_within_1sigma": float(np.mean(np.abs(rz) < 1)), "ramp_within_2sigma": float(np.mean(np.abs(rz) < 2)),
                       "z_d2_mean": float(zd.mean()), "z_d2_std": float(zd.std()),
                       "gamma_within_1sigma": float(np.mean(np.abs(zg) < 1)), "gamma_within_2sigma": float(np.mean(np.abs(zg) < 2))},
                      indent=1))
