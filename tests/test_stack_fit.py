@@ -119,3 +119,49 @@ def test_one_sided_error_raises_chi2_by_one_at_the_bound(table):
     dchi = _profile_dchi(table, 0.5, flat, np.full(flat.shape, noise**-2.0), np.ones(flat.shape[1]), x, fits.chi2[at0],
                          None, 0, x[:, 0] + s[at0])
     np.testing.assert_allclose(dchi, 1.0, atol=0.02)
+
+
+def _speckle_ratio_maps(table, truth, phi0, n_maps, n_pix, seed):
+    """Two-time quantities of ``n_maps`` pairs of fully developed speckle patterns (circular Gaussian
+    fields, intensity correlation y of the table at ``truth`` in every bin, ``n_pix`` independent
+    speckles per bin, ensemble-normalised, no shot noise), as :class:`TwoTimeMaps` fields."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    y = table.y(np.array([truth[0]]), np.array([truth[1]]), phi0)[0]
+    nq, nphi = y.shape
+    shape = (2 * n_maps, nq, nphi, n_pix)
+    e1 = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2)
+    e2 = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2)
+    g = np.sqrt(np.clip(y, 0, 1))[None, :, :, None]
+    ek, el = e1[:n_maps], g * e1[:n_maps] + np.sqrt(1 - g**2) * e2[:n_maps]
+    d = np.concatenate([np.abs(ek) ** 2 - 1, np.abs(el) ** 2 - 1])  # time bins 0..M-1 and M..2M-1
+    K = 2 * n_maps
+    ks, ls = np.arange(n_maps), np.arange(n_maps) + n_maps
+    C = np.full((K, K, nq, nphi), np.nan)
+    var_u = np.full((K, K, nq, nphi), np.nan)
+    C[ks, ls] = (d[ks] * d[ls]).mean(-1)
+    var_u[ks, ls] = (d[ks] * d[ls]).var(-1)
+    c0 = (d * d).mean(-1)
+    tt = SimpleNamespace(C=C, var_u=var_u, contrast_bin=c0, bin_var=c0, contrast=c0.mean(-1), row_var=c0.mean(-1),
+                         n_pix=np.full((nq, nphi), float(n_pix)), plan=SimpleNamespace(n_q=nq))
+    return tt, ks, ls
+
+
+def test_ratio_map_errors_do_not_bias_gamma_l(table):
+    """The ratio maps r = C / sqrt(c0_k c0_l) of speckle patterns, fitted with their errors: gamma L
+    within 2.5 % of the truth over 300 maps and z calibrated. The former errors, scaled by each
+    bin's own lag-0 contrast, weighted the bins by the noise of the ratio itself: gamma L 5.78 for 6.0
+    on these maps (-3.6 %, about 9 standard errors)."""
+    from shearcorr.stack.echo import ratio_errors
+    from shearcorr.stack.twotime import ratio_maps
+
+    truth = (6.0, 0.4)
+    tt, ks, ls = _speckle_ratio_maps(table, truth, 0.5, 300, 40, seed=5)
+    c, e_c0, den_row, d2_row = ratio_maps(tt, ks, ls, np.ones(tt.plan.n_q))
+    first = fit_maps(table, 0.5, c, e_c0 / den_row, min_signal=np.inf)
+    fits = fit_maps(table, 0.5, c, ratio_errors(e_c0, den_row, d2_row, first.prediction), start=first.params)
+    g = fits.params[:, 0]
+    assert abs(g.mean() / truth[0] - 1) < 0.025  # measured +1.1 % (3 standard errors: the ratio's own O(1/n) bias)
+    z = (g - truth[0]) / fits.std[:, 0]
+    assert abs(z.mean()) < 0.3 and 0.8 < z.std() < 1.25  # measured +0.14 / 0.95

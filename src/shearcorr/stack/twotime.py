@@ -30,7 +30,8 @@ from ..errors import ShearcorrError
 from .normalize import Normalization, load_frames
 from .plan import BinPlan, as_source
 
-__all__ = ["TwoTimeMaps", "twotime_maps", "time_bin_edges", "variance_law", "TwoTimeAnalysis", "analyze_twotime"]
+__all__ = ["TwoTimeMaps", "twotime_maps", "time_bin_edges", "variance_law", "ratio_maps", "TwoTimeAnalysis",
+           "analyze_twotime", "RATIO_MIN_SPECKLES"]
 
 #: Diagonal offsets (log-spaced) whose averaged maps give the flow angle, start values and table range.
 PRELIM_OFFSETS = 4
@@ -313,6 +314,48 @@ def _pairs_errors(tt, ks, ls, area, c_pred):
     return variance_law(var_u, tt.row_var[ks], tt.row_var[ls], area, tt.n_pix, c_pred)
 
 
+def ratio_maps(tt, ks, ls, area):
+    r"""Ratio maps of the time-bin pairs (ks[m], ls[m]) and the scales of their errors.
+
+    :math:`r_b = C_b/\sqrt{c_{0,k,b}\,c_{0,l,b}}` with the lag-0 contrast of the bin itself (its speckle
+    fingerprint, common to every map of a slowly renewed sample, cancels); bins with fewer than
+    ``RATIO_MIN_SPECKLES`` speckles (pixels / ``area``) are NaN. The errors are the pair's law at
+    c = 0 (:func:`variance_law`) divided by the lag-0 contrast of the *q row*, and
+    :func:`.echo.ratio_errors` takes the q row's :math:`\langle d^2\rangle`: scaled by the bin's own
+    noisy contrast, a bin whose contrast came out high got a small error and a ratio pulled low (and
+    the reverse), so the weights were correlated with the data -- gamma L read 4-6 % low and D2 high
+    over 60 independent configurations (docs/stacks.md).
+
+    Parameters
+    ----------
+    tt : TwoTimeMaps
+    ks, ls : ndarray (M,) int
+        Time bins of the maps.
+    area : ndarray (n_q,)
+        Pixels per speckle per q row.
+
+    Returns
+    -------
+    c : ndarray (M, n_q, n_phi)
+        Ratio maps (NaN: bin not used).
+    e_c0 : ndarray (M, n_q, n_phi)
+        Standard error of C at c = 0.
+    den_row, d2_row : ndarray (M, n_q, 1)
+        :math:`\sqrt{c_{0,k} c_{0,l}}` and :math:`\sqrt{\langle d_k^2\rangle\langle d_l^2\rangle}` of the q rows.
+    """
+    area = np.asarray(area, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = np.sqrt(np.where((tt.contrast_bin[ks] > 0) & (tt.contrast_bin[ls] > 0),
+                               tt.contrast_bin[ks] * tt.contrast_bin[ls], np.nan))
+        den_row = np.sqrt(np.where((tt.contrast[ks] > 0) & (tt.contrast[ls] > 0), tt.contrast[ks] * tt.contrast[ls],
+                                   np.nan))[:, :, None]
+        d2_row = np.sqrt(tt.row_var[ks] * tt.row_var[ls])[:, :, None]
+        c = tt.C[ks, ls] / den
+    c[:, tt.n_pix / area[:, None] < RATIO_MIN_SPECKLES] = np.nan
+    e_c0 = _pairs_errors(tt, ks, ls, area, np.zeros_like(c))
+    return c, e_c0, den_row, d2_row
+
+
 def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, executor=None, cache_dir=None,
                     table_steps=None, weights=None, configuration: bool = True, min_signal: float = 25.0,
                     seed=0) -> TwoTimeAnalysis:
@@ -320,17 +363,19 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
 
     1. Every map divided, bin by bin, by the lag-0 contrast of the frames of its two time bins
        (:math:`r_{kl} = C_{kl}/\sqrt{c_{0,k} c_{0,l}}`: the speckle contrast of the configuration in a
-       bin is common to all maps of slowly renewed samples and cancels, as for echoes); errors by the
-       pair's variance law at c = 0 (:func:`variance_law`, area per q row from ``area``, pixels per
-       speckle, default 1) times :math:`\sqrt{1-\rho^2}` (:func:`.echo.ratio_errors`).
+       bin is common to all maps of slowly renewed samples and cancels, as for echoes; bins under
+       ``RATIO_MIN_SPECKLES`` speckles left out); errors by the pair's variance law at c = 0
+       (:func:`variance_law`, area per q row from ``area``, pixels per speckle, default 1) over the q
+       row's lag-0 contrast, times :math:`\sqrt{1-\rho^2}` (:func:`.echo.ratio_errors`; :func:`ratio_maps`).
     2. Flow angle (unless given) and start values: the pair fit (:func:`.prelim.pair_fit_map`) of
        the maps averaged along the diagonals |k - l| = 1, 2, 4, ... (their largest gamma L and D2
        also set the first range of the pair table).
     3. :func:`.fitting.fit_maps` for all pairs at once, twice (errors at c = 0, then at the
        prediction); while a reported pair is fitted at the end of the table's gamma L or D2 range (where
        the fit is clipped), the table grows by ``TABLE_GROWTH`` and the fits are repeated (at most
-       ``TABLE_GROWTH_ROUNDS`` times, up to the caps of :mod:`.prelim`); covariance (J^T W J)^-1 max(1, chi2_red) plus the single-pair configuration
-       term (:func:`.prelim.configuration_term`).
+       ``TABLE_GROWTH_ROUNDS`` times, up to the caps of :mod:`.prelim`); covariance (J^T W J)^-1
+       x chi2_red (both ways for >= 50 degrees of freedom) plus the single-pair configuration term
+       (:func:`.prelim.configuration_term`).
     """
     from .fitting import MIN_DOF_SCALE, fit_maps
     from .prelim import (TABLE_D2_CAP, TABLE_GAMMA_CAP, build_table, configuration_term, pair_fit_map,
@@ -343,16 +388,7 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
     from .echo import ratio_errors
 
     ks, ls = np.triu_indices(K, 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        den = np.sqrt(np.where((tt.contrast_bin[ks] > 0) & (tt.contrast_bin[ls] > 0),
-                               tt.contrast_bin[ks] * tt.contrast_bin[ls], np.nan))
-        # the errors' scale: the q rows' lag-0 contrast and <d^2>, not the bin's own (noisy) ones
-        den_row = np.sqrt(np.where((tt.contrast[ks] > 0) & (tt.contrast[ls] > 0), tt.contrast[ks] * tt.contrast[ls],
-                                   np.nan))[:, :, None]
-        d2_row = np.sqrt(tt.row_var[ks] * tt.row_var[ls])[:, :, None]
-    e_c0 = _pairs_errors(tt, ks, ls, area, np.zeros_like(den))
-    c = tt.C[ks, ls] / den  # ratio to the lag-0 maps of the same frames (docs: echo.ratio_errors)
-    c[:, tt.n_pix / area[:, None] < RATIO_MIN_SPECKLES] = np.nan
+    c, e_c0, den_row, d2_row = ratio_maps(tt, ks, ls, area)
     err0 = e_c0 / den_row
     beta0 = float(np.nanmean(tt.contrast))
     if not beta0 > 0:
