@@ -154,7 +154,7 @@ def test_ratio_map_errors_do_not_bias_gamma_l(table):
     bin's own lag-0 contrast, weighted the bins by the noise of the ratio itself: gamma L 5.78 for 6.0
     on these maps (-3.6 %, about 9 standard errors)."""
     from shearcorr.stack.echo import ratio_errors
-    from shearcorr.stack.twotime import ratio_maps
+    from shearcorr.stack.twotimefit import ratio_maps
 
     truth = (6.0, 0.4)
     tt, ks, ls = _speckle_ratio_maps(table, truth, 0.5, 300, 40, seed=5)
