@@ -165,3 +165,39 @@ def test_ratio_map_errors_do_not_bias_gamma_l(table):
     assert abs(g.mean() / truth[0] - 1) < 0.025  # measured +1.1 % (3 standard errors: the ratio's own O(1/n) bias)
     z = (g - truth[0]) / fits.std[:, 0]
     assert abs(z.mean()) < 0.3 and 0.8 < z.std() < 1.25  # measured +0.14 / 0.95
+
+
+def test_twotime_table_grows_to_the_ramp(table):
+    """A ramp whose large gamma L the diagonal averages do not see: 6 time bins at strains
+    (0, 0, 0, 0, 0, 40) R0, the longest offset decorrelated (D2 = 8) -- the offset averages mix rest
+    pairs with one ramp pair and suggest a table up to ~25 R0, as on the start-up study (27 R0 for a
+    ramp to 80). Pairs (k, 5) must be fitted near 40, not clipped at the first table's end (the former
+    analysis reported them there: z ~ -3.5 at gamma L 40-60 on the study; without the growth all four
+    read 14.8, the first table's end)."""
+    from types import SimpleNamespace
+
+    from shearcorr.stack.twotimefit import analyze_twotime
+
+    model = table.model
+    strain = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 40.0])
+    K, n_pix = strain.size, 400
+    nq, nphi = model.n_q, model.n_phi
+    rng = np.random.default_rng(2)
+    C = np.full((K, K, nq, nphi), np.nan)
+    var_u = np.full((K, K, nq, nphi), np.nan)
+    c0 = np.ones((K, nq, nphi))
+    for k in range(K):
+        for l in range(k + 1, K):
+            d2 = 8.0 if (k, l) == (0, K - 1) else 0.3 + 0.05 * (l - k)
+            pair, ks, ls = _speckle_ratio_maps(table, (abs(strain[l] - strain[k]), d2), 0.5, 1, n_pix,
+                                               seed=int(rng.integers(1 << 30)))
+            C[k, l] = C[l, k] = pair.C[ks[0], ls[0]]
+            var_u[k, l] = var_u[l, k] = pair.var_u[ks[0], ls[0]]
+    plan = SimpleNamespace(n_q=nq, n_phi=nphi, q=np.sqrt(model.q_edges[:-1] * model.q_edges[1:]), q_edges=model.q_edges,
+                           phi_edges=model.phi_edges, n_pix_bin=np.full((nq, nphi), float(n_pix)))
+    tt = SimpleNamespace(C=C, var_u=var_u, contrast_bin=c0, bin_var=c0, contrast=c0.mean(-1), row_var=c0.mean(-1),
+                         n_pix=plan.n_pix_bin, plan=plan, n_bins=K, centers=np.arange(K, dtype=float))
+    a = analyze_twotime(tt, model, flow_angle=0.5, configuration=False)
+    g, s = a.gamma_l[1:5, 5], a.gamma_l_std[1:5, 5]
+    assert np.all(np.isfinite(g)) and np.all(np.abs(g - 40.0) < 3 * s + 2.0), (g, s)  # measured 33-49 +- 2.7-4.5
+    assert a.info["table"]["grown"] >= 1
