@@ -167,6 +167,7 @@ def test_ratio_map_errors_do_not_bias_gamma_l(table):
     assert abs(z.mean()) < 0.3 and 0.8 < z.std() < 1.25  # measured +0.14 / 0.95
 
 
+@pytest.mark.slow
 def test_twotime_table_grows_to_the_ramp(table):
     """A ramp whose large gamma L the diagonal averages do not see: 6 time bins at strains
     (0, 0, 0, 0, 0, 40) R0, the longest offset decorrelated (D2 = 8) -- the offset averages mix rest
