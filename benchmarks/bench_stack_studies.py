@@ -162,9 +162,12 @@ def study_configs(args):
     for name, z in (("gamma_l", zg[ok]), ("d2", zd[ok])):
         out[name] = {"z_mean": float(z.mean()), "z_std": float(z.std()), "within_1sigma": float(np.mean(np.abs(z) < 1)),
                      "within_2sigma": float(np.mean(np.abs(z) < 2))}
-    out["per_lag"] = [{"lag": int(k), "gamma_l_true": float(tg[ok & (lag == k)][0]), "gamma_l_mean": float(g[ok & (lag == k)].mean()),
-                       "gamma_l_sd": float(g[ok & (lag == k)].std()), "gamma_l_median_std": float(np.median(gs[ok & (lag == k)])),
-                       "d2_true": float(td[ok & (lag == k)][0]), "d2_mean": float(d[ok & (lag == k)].mean())} for k in (1, 2, 3)]
+    out["per_lag"] = []
+    for k in (1, 2, 3):
+        s = ok & (lag == k)
+        out["per_lag"].append({"lag": k, "gamma_l_true": float(tg[s][0]), "gamma_l_mean": float(g[s].mean()),
+                               "gamma_l_sd": float(g[s].std()), "gamma_l_median_std": float(np.median(gs[s])),
+                               "d2_true": float(td[s][0]), "d2_mean": float(d[s].mean())})
     print(json.dumps(out, indent=1))
 
 
