@@ -13,7 +13,7 @@ is asserted. Parts (``python benchmarks/bench_stack.py PART [options]``):
                correlation step alone);
 * ``dask``     the same numbers through a Dask LocalCluster (2 workers) and locally;
 * ``bigger``   a stack larger than the memory the process may use (RLIMIT_AS) completes;
-* ``study-steady``, ``study-twotime``, ``study-echo``  synthetic-truth studies (z-scores).
+* ``study-steady``, ``study-twotime``, ``study-echo``, ``study-configs``  synthetic-truth studies (z-scores).
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ def part_bigger(args):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("part", choices=["make", "gemm", "steady", "twotime", "dask", "bigger", "study-steady", "study-twotime",
-                                     "study-echo"])
+                                     "study-echo", "study-configs"])
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=300)

@@ -3,7 +3,7 @@
 Public API: :func:`analyze_stack` (steady shear, two-time maps, oscillatory echoes of one stack),
 :func:`analyze_sweep` (echoes of several files against the strain amplitude), the synthetic stacks
 of :mod:`.synth`, and the building blocks: :mod:`.plan` (bins), :mod:`.engine` (GEMM lag
-correlations), :mod:`.twotime`, :mod:`.steady`, :mod:`.echo`, :mod:`.templates` (the pair model on a
+correlations), :mod:`.twotime` (+ :mod:`.twotimefit`), :mod:`.steady`, :mod:`.echo`, :mod:`.templates` (the pair model on a
 table), :mod:`.fitting` (amortized fits), :mod:`.output`.
 """
 

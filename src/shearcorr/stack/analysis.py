@@ -7,7 +7,7 @@ frames), the polar bins (:func:`.plan.make_plan`), the pair model on them, the c
 the speckle (from one pair of frames, as ``analyze``), then the mode:
 
 * ``steady``: :func:`.engine.lag_sums` (lags 0..max_lag, groups of origins) -> :func:`.steady.analyze_steady`;
-* ``twotime``: :func:`.twotime.twotime_maps` -> :func:`.twotime.analyze_twotime`;
+* ``twotime``: :func:`.twotime.twotime_maps` -> :func:`.twotimefit.analyze_twotime`;
 * ``echo``: :func:`.echo.analyze_echo` (period in frames, or from time stamps).
 
 The output folder (``result.json``, ``result.h5`` with an NXprocess provenance group, PNGs) is
@@ -37,7 +37,7 @@ N_FLAG_FRAMES = 8
 @dataclass
 class StackResult(JSONRecord):
     """Result of :func:`analyze_stack`: ``summary`` (the JSON content of result.json) and the mode's
-    analysis object (``analysis``: :class:`.steady.SteadyAnalysis`, :class:`.twotime.TwoTimeAnalysis`
+    analysis object (``analysis``: :class:`.steady.SteadyAnalysis`, :class:`.twotimefit.TwoTimeAnalysis`
     or :class:`.echo.EchoAnalysis`) with the bins (``plan``) and geometry."""
 
     mode: str
@@ -266,7 +266,8 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
                                   seed=seed)
         ctx["lag"] = lag
     elif mode == "twotime":
-        from .twotime import analyze_twotime, twotime_maps
+        from .twotime import twotime_maps
+        from .twotimefit import analyze_twotime
 
         labels = _c2_labels(c2_bins, plan, phi)
         t_c = time.perf_counter()

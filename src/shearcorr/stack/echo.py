@@ -124,7 +124,7 @@ def _bin_d2(lag, groups):
 
 def _map_errors(lag, groups, area, c_pred):
     """Pair variance law for echo maps of the given origin groups (cycles), per lag: (n_lags, n_q, n_phi)."""
-    from .twotime import variance_law
+    from .twotimefit import variance_law
 
     var_u = lag.pixel_variance(groups)
     sel = slice(None) if groups is None else np.asarray(groups)

@@ -136,33 +136,58 @@ def fit_maps(table, phi0: float, data, sigma, *, scale=None, offset=None, start=
     return MapFits(out_p, out_cov, out_chi, out_dof, out_pred, out_conv, out_gain)
 
 
+def _profile_dchi(table, phi0, c, w, sc, x, chi, prior, j, tests):
+    """chi^2 rise over ``chi`` with parameter j (0: gamma L, 1: D2) set to ``tests`` (maps,), the other
+    held at ``x`` and the amplitude profiled (with its prior)."""
+    g, d = (tests, x[:, 1]) if j == 0 else (x[:, 0], tests)
+    y = table.y(g, d, phi0).reshape(c.shape[0], -1) * sc
+    num, den = (w * c * y).sum(1), (w * y * y).sum(1)
+    if prior is None:
+        a = np.clip(num / np.maximum(den, 1e-300), 0.0, None)
+        ch = (w * (c - a[:, None] * y) ** 2).sum(1)
+    else:
+        a = np.clip((num + prior[0] / prior[1] ** 2) / (den + 1.0 / prior[1] ** 2), 0.0, None)
+        ch = (w * (c - a[:, None] * y) ** 2).sum(1) + ((a - prior[0]) / prior[1]) ** 2
+    return ch - chi
+
+
+#: One-sided error search: geometric bracket steps (fractions of the table's range) and bisection steps.
+ONE_SIDED_GRID, ONE_SIDED_BISECT = 40, 10
+
+
 def _one_sided_sigma(table, phi0, c, w, sc, x, chi, prior, j):
-    """Distance from the fitted gamma L (j = 0) or D2 (j = 1) to where chi^2 (the other held, the
+    r"""Distance from the fitted gamma L (j = 0) or D2 (j = 1) to where chi^2 (the other held, the
     amplitude profiled) has risen by 1 above it: a one-sided 1-sigma error near the bound 0, where
-    the Jacobian column vanishes (y is even in both)."""
+    the Jacobian column vanishes (y is even in both).
+
+    A geometric grid of steps up to the table's end brackets the crossing of
+    :math:`\Delta\chi^2 = 1`; bisection then places it to :math:`2^{-10}` of the bracket, whatever the
+    table's range (at the bound :math:`\Delta\chi^2 \propto \delta^4`: interpolating linearly between
+    grid steps, or from 0 to a first step already past the crossing, under-estimates the error).
+    """
     top = table.gamma_max if j == 0 else table.d2_max
-    tests = x[:, j:j + 1] + np.geomspace(0.005 * top, top, 40)[None, :]
+    steps = np.geomspace(1e-3 * top, top, ONE_SIDED_GRID)
     n = c.shape[0]
-    dchi = np.empty(tests.shape)
-    for k in range(tests.shape[1]):
-        g, d = (tests[:, k], x[:, 1]) if j == 0 else (x[:, 0], tests[:, k])
-        y = table.y(g, d, phi0).reshape(n, -1) * sc
-        num, den = (w * c * y).sum(1), (w * y * y).sum(1)
-        if prior is None:
-            a = np.clip(num / np.maximum(den, 1e-300), 0.0, None)
-            ch = (w * (c - a[:, None] * y) ** 2).sum(1)
-        else:
-            a = np.clip((num + prior[0] / prior[1] ** 2) / (den + 1.0 / prior[1] ** 2), 0.0, None)
-            ch = (w * (c - a[:, None] * y) ** 2).sum(1) + ((a - prior[0]) / prior[1]) ** 2
-        dchi[:, k] = ch - chi
-    out = tests[:, -1] - x[:, j]
-    for i in range(n):
-        hit = np.flatnonzero(dchi[i] >= 1.0)
-        if hit.size:
-            k = hit[0]
-            lo, hi = ((tests[i, k - 1], dchi[i, k - 1]) if k > 0 else (x[i, j], 0.0)), (tests[i, k], dchi[i, k])
-            out[i] = lo[0] + (1.0 - lo[1]) * (hi[0] - lo[0]) / max(hi[1] - lo[1], 1e-12) - x[i, j]
-    return out
+    lo = np.zeros(n)  # largest step known below the crossing (0: the fit itself)
+    hi = np.full(n, np.nan)  # smallest step known above it
+    for s in steps:
+        todo = np.isnan(hi)
+        if not todo.any():
+            break
+        dchi = np.full(n, -np.inf)
+        dchi[todo] = _profile_dchi(table, phi0, c[todo], w[todo], sc, x[todo], chi[todo], prior, j, x[todo, j] + s)
+        hit = todo & (dchi >= 1.0)
+        hi[hit] = s
+        lo[todo & ~hit] = s
+    found = np.isfinite(hi)
+    if found.any():
+        a, b = lo[found], hi[found]
+        for _ in range(ONE_SIDED_BISECT):
+            mid = 0.5 * (a + b)
+            up = _profile_dchi(table, phi0, c[found], w[found], sc, x[found], chi[found], prior, j, x[found, j] + mid) >= 1.0
+            b, a = np.where(up, mid, b), np.where(up, a, mid)
+        lo[found] = 0.5 * (a + b)
+    return lo  # no crossing up to the table's end: the whole range
 
 
 def _fit_chunk(table, phi0, c3, s3, scale, off3, start, prior, n_iter, return_gain, min_signal=None):

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ShearcorrError
 from .templates import PairTable
 
-__all__ = ["map_as_cmap", "pair_fit_map", "build_table", "TABLE_GAMMA_CAP", "TABLE_D2_CAP"]
+__all__ = ["map_as_cmap", "pair_fit_map", "build_table", "table_gamma_limit", "TABLE_GAMMA_CAP", "TABLE_D2_CAP"]
 
 #: Largest gamma L (R0) and D2 (R0) a table covers: beyond, the maps hold no correlation at q R0 >= 0.15.
 TABLE_GAMMA_CAP, TABLE_D2_CAP = 800.0, 8.0
@@ -67,6 +67,18 @@ def pair_fit_map(c, sigma, plan, model, *, beta: float, beta_err: float, phi0=No
             "chi2_red": f.chi2_red, "strip": strip}
 
 
+def table_gamma_limit(model, du=None) -> float:
+    """Largest ``gamma_max`` a table may be asked for: its last node (the range is rounded up to a whole
+    node and two more are added for the interpolation stencil) stays inside the analytic engine's
+    domain, gamma L <= ``forward.domain.GAMMA_MAX`` x beam size."""
+    from ..forward.domain import GAMMA_MAX
+    from .templates import DEFAULT_DU, GAMMA0
+
+    step = float(DEFAULT_DU if du is None else du)
+    n_nodes = int(np.floor(np.arcsinh(GAMMA_MAX * float(model.beam_size) / GAMMA0) / step)) + 1
+    return float(GAMMA0 * np.sinh(max(n_nodes - 3, 1) * step))
+
+
 def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=None, cache_dir=None, du=None, dd=None,
                 weights=None):
     """A :class:`.templates.PairTable` over [0, gamma_max] x [0, d2_max] (capped), cached on disk;
@@ -76,7 +88,7 @@ def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=N
         kw["du"] = du
     if dd is not None:
         kw["dd"] = dd
-    g = float(np.clip(gamma_max, 5.0, TABLE_GAMMA_CAP))
+    g = float(np.clip(gamma_max, 5.0, min(TABLE_GAMMA_CAP, table_gamma_limit(model, du))))
     d = float(np.clip(d2_max, 0.5, TABLE_D2_CAP))
     return PairTable(model, rs, gamma_max=g, d2_max=d, executor=executor, cache_dir=cache_dir, weights=weights, **kw)
 

@@ -21,7 +21,6 @@ Full-resolution C(t1, t2) of a few chosen bins (every frame pair) is kept as XPC
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,11 +29,7 @@ from ..errors import ShearcorrError
 from .normalize import Normalization, load_frames
 from .plan import BinPlan, as_source
 
-__all__ = ["TwoTimeMaps", "twotime_maps", "time_bin_edges", "variance_law", "TwoTimeAnalysis", "analyze_twotime"]
-
-#: Diagonal offsets (log-spaced) whose averaged maps give the flow angle, start values and table range.
-PRELIM_OFFSETS = 4
-
+__all__ = ["TwoTimeMaps", "twotime_maps", "time_bin_edges"]
 
 def time_bin_edges(start: int, stop: int, n_bins: int) -> np.ndarray:
     """Frame edges of ``n_bins`` near-equal time bins over [start, stop) (at least one frame each)."""
@@ -236,151 +231,3 @@ def twotime_maps(stack, plan: BinPlan, *, start: int = 0, stop: int | None = Non
                        ring_mean=ring_mean, contrast=contrast, mean_image=mean_image.reshape(plan.shape),
                        selected=selected_maps, n_flagged=int(sum(p["n_bad"] for p in parts)),
                        contrast_bin=contrast_bin, bin_var=bin_var)
-
-
-def variance_law(var_u, row_var_a, row_var_b, area, n_pix, c_pred, ok=None):
-    r"""Standard errors of many maps by the pair's variance law, vectorised over maps.
-
-    Per map m and q row r: :math:`\mathrm{Var}_b(u) = V_{mr} + \kappa_{mr} c_b^2` with
-    :math:`V_{mr} = \langle d_a^2\rangle_r\langle d_b^2\rangle_r` (measured) and kappa regressed on the
-    bins' pixel variances at the predicted c (weights: pixels per bin), as
-    :meth:`shearcorr.experiment.correlation.CorrelationMap.errors`; then
-    :math:`\sigma_b = \sqrt{(V + \kappa c^2)\,a_r/n_b}`.
-
-    Shapes: var_u, c_pred (M, n_q, n_phi); row_var_a, row_var_b (M, n_q); area (n_q,);
-    n_pix (n_q, n_phi).
-    """
-    c2 = np.asarray(c_pred, dtype=np.float64) ** 2
-    ok = np.isfinite(var_u) & np.isfinite(c2) & (n_pix[None] > 0) if ok is None else ok
-    c2o = np.where(ok, c2, 0.0)
-    w = np.where(ok, n_pix[None] / area[None, :, None], 0.0)
-    V = (row_var_a * row_var_b)[:, :, None]
-    s2 = (w * c2o * c2o).sum(2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kap = np.where(s2 > 0, (w * c2o * (np.where(ok, var_u, 0.0) - V)).sum(2) / s2, 0.0)
-        kap = np.clip(np.nan_to_num(kap), 0.0, None)
-        return np.sqrt((V + kap[:, :, None] * c2) * area[None, :, None] / np.where(n_pix > 0, n_pix, np.nan)[None])
-
-
-@dataclass
-class TwoTimeAnalysis:
-    """gamma L(t1, t2) and D2(t1, t2) on the time bins (lengths in R0; arrays (K, K), symmetric, NaN
-    on the diagonal and where a pair of bins holds no significant correlation).
-
-    ``signal``: the chi^2 gain of the fit over "no correlation" (>= ``min_signal`` to be fitted).
-    ``flow_angle``: rad (detector azimuth). ``times``: bin centres (frames).
-    """
-
-    maps: TwoTimeMaps
-    times: np.ndarray
-    gamma_l: np.ndarray
-    gamma_l_std: np.ndarray
-    d2: np.ndarray
-    d2_std: np.ndarray
-    amplitude: np.ndarray
-    chi2_red: np.ndarray
-    signal: np.ndarray
-    flow_angle: float
-    info: dict = field(default_factory=dict)
-
-
-def _pairs_errors(tt, ks, ls, area, c_pred):
-    var_u = tt.var_u[ks, ls]
-    return variance_law(var_u, tt.row_var[ks], tt.row_var[ls], area, tt.n_pix, c_pred)
-
-
-def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, executor=None, cache_dir=None,
-                    table_steps=None, weights=None, configuration: bool = True, min_signal: float = 25.0,
-                    seed=0) -> TwoTimeAnalysis:
-    r"""Amortized fits of every pair of time bins (k < l) of ``tt`` (no engine call per pair).
-
-    1. Every map divided, bin by bin, by the lag-0 contrast of the frames of its two time bins
-       (:math:`r_{kl} = C_{kl}/\sqrt{c_{0,k} c_{0,l}}`: the speckle contrast of the configuration in a
-       bin is common to all maps of slowly renewed samples and cancels, as for echoes); errors by the
-       pair's variance law at c = 0 (:func:`variance_law`, area per q row from ``area``, pixels per
-       speckle, default 1) times :math:`\sqrt{1-\rho^2}` (:func:`.echo.ratio_errors`).
-    2. Flow angle (unless given) and start values: the pair fit (:func:`.prelim.pair_fit_map`) of
-       the maps averaged along the diagonals |k - l| = 1, 2, 4, ... (their largest gamma L and D2
-       also set the range of the pair table).
-    3. :func:`.fitting.fit_maps` for all pairs at once, twice (errors at c = 0, then at the
-       prediction); covariance (J^T W J)^-1 max(1, chi2_red) plus the single-pair configuration
-       term (:func:`.prelim.configuration_term`).
-    """
-    from .fitting import MIN_DOF_SCALE, fit_maps
-    from .prelim import build_table, configuration_term, pair_fit_map
-
-    K = tt.n_bins
-    if K < 3:
-        raise ShearcorrError(f"a two-time analysis needs at least 3 time bins, got {K}")
-    area = np.ones(tt.plan.n_q) if area is None else np.asarray(area, dtype=np.float64)
-    from .echo import ratio_errors
-
-    ks, ls = np.triu_indices(K, 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        den = np.sqrt(np.where((tt.contrast_bin[ks] > 0) & (tt.contrast_bin[ls] > 0),
-                               tt.contrast_bin[ks] * tt.contrast_bin[ls], np.nan))
-        d2b = np.sqrt(tt.bin_var[ks] * tt.bin_var[ls])
-    e_c0 = _pairs_errors(tt, ks, ls, area, np.zeros_like(den))
-    c = tt.C[ks, ls] / den  # ratio to the lag-0 maps of the same frames (docs: echo.ratio_errors)
-    err0 = e_c0 / den
-    beta0 = float(np.nanmean(tt.contrast))
-    if not beta0 > 0:
-        raise ShearcorrError(f"the frames show no speckle (contrast {beta0:.3g}); check the data")
-    # diagonal averages for the flow angle, start values and the table range
-    offsets = sorted({int(v) for v in np.unique(np.round(np.geomspace(1, K - 1, min(PRELIM_OFFSETS, K - 1)))) if v >= 1})
-    prelim = []
-    phi = None if flow_angle is None else float(flow_angle)
-    for dlt in offsets:
-        sel = (ls - ks) == dlt
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # empty bins
-            cm = np.nanmean(c[sel], axis=0)
-            em = np.sqrt(np.nanmean(err0[sel] ** 2, axis=0) / sel.sum())
-        snr = float(np.nansum((cm / em) ** 2))
-        if not snr > 4.0 * np.isfinite(cm).sum():  # hardly any correlation left at this offset
-            continue
-        try:
-            f = pair_fit_map(cm, em, tt.plan, model, beta=1.0, beta_err=0.5, phi0=phi, seed=seed)
-        except ShearcorrError:
-            continue
-        if phi is None:
-            phi = float(f["flow_angle"][0])
-        prelim.append((dlt, f["gamma_l"][0], f["d2"][0], f["chi2_red"]))
-    if phi is None:
-        raise ShearcorrError("no pair of time bins holds enough correlation to find the flow direction; give --flow-angle")
-    g_hi = max(p[1] for p in prelim)
-    d_hi = max(p[2] for p in prelim)
-    table = build_table(model, 0.15, 1.6 * g_hi + 10.0, 1.6 * d_hi + 0.5, executor=executor, cache_dir=cache_dir,
-                        weights=weights,
-                        **dict(table_steps or {}))
-    first = fit_maps(table, phi, c, err0, min_signal=np.inf)  # only its values are used
-    err1 = ratio_errors(e_c0, den, d2b, first.prediction)
-    # errors at the bounds and gains only for the pairs reported (chi^2 gain >= min_signal, as below)
-    fits = fit_maps(table, phi, c, err1, start=first.params, return_gain=configuration,
-                    min_signal=0.999 * min_signal)  # a hair below: the sums run in another order
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(np.isfinite(c) & np.isfinite(err1) & (err1 > 0), 1.0 / err1**2, 0.0)
-        chi_null = np.sum(w * np.nan_to_num(c) ** 2, axis=(1, 2))
-    gain_sig = chi_null - fits.chi2
-    ok = np.isfinite(gain_sig) & (gain_sig >= min_signal)
-    # speckle part scaled by chi2_red both ways (Birge ratio; >= 50 bins per map): the error law is
-    # approximate for averaged maps, the fit's own residuals measure its scale
-    cov = fits.cov * np.where(fits.dof >= MIN_DOF_SCALE, fits.chi2_red, np.maximum(fits.chi2_red, 1.0))[:, None, None]
-    if configuration:  # only for the pairs reported (the others are NaN in the result)
-        cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed, maps=ok))
-    std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
-    out = {name: np.full((K, K), np.nan) for name in ("gamma_l", "gamma_l_std", "d2", "d2_std", "amplitude", "chi2_red",
-                                                        "signal")}
-    cols = {"gamma_l": fits.params[:, 0], "gamma_l_std": std[:, 0], "d2": fits.params[:, 1], "d2_std": std[:, 1],
-            "amplitude": fits.params[:, 2], "chi2_red": fits.chi2_red}
-    for name, v in cols.items():
-        v = np.where(ok, v, np.nan)
-        out[name][ks, ls] = v
-        out[name][ls, ks] = v
-    out["signal"][ks, ls] = gain_sig
-    out["signal"][ls, ks] = gain_sig
-    return TwoTimeAnalysis(maps=tt, times=tt.centers, flow_angle=phi, **out,
-                           info={"n_pairs": int(ks.size), "n_fitted": int(ok.sum()), "min_signal": float(min_signal),
-                                 "prelim": [{"offset_bins": d, "gamma_l": g, "d2": e, "chi2_red": r} for d, g, e, r in prelim],
-                                 "table": {"gamma_max": table.gamma_max, "d2_max": table.d2_max, "nodes": table.n_nodes},
-                                 "configuration_term": bool(configuration), "contrast": beta0})
