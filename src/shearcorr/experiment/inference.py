@@ -25,7 +25,7 @@ from scipy.optimize import least_squares
 from ..errors import ShearcorrError
 from ..files import JSONRecord
 from .flow import wrap_half
-from .model import configuration_samples
+from .model import configuration_samples, rs_levels
 from .results import Estimate
 
 __all__ = ["fit_pair", "PairFit", "PAIR_PARAMS", "MIN_BINS"]
@@ -43,6 +43,11 @@ BETA_JAC_STEP = 1e-3
 D2_MIN = 0.01
 #: Half-width (rad) of the flow-angle bounds around the start value.
 FLOW_HALF_RANGE = np.pi / 4
+#: Single-configuration maps sampled for the intrinsic (configuration) term of the covariance. The spread
+#: is heavy-tailed (a few large particles dominate at R_s >~ 0.2): 32 samples gave a configuration std
+#: anywhere in 0.77-1.54 x its converged value depending on the seed; 128 give 0.93-1.17 x
+#: (docs/experiment.md, "The error of one pair").
+N_CONFIGS = 128
 #: least_squares settings of the refits (relative finite-difference step, tolerances, evaluations).
 LSQ = {"diff_step": 1e-4, "xtol": 1e-8, "ftol": 1e-9, "max_nfev": 200}
 
@@ -176,7 +181,7 @@ def _jacobian(P: _Problem, v, err, beta):
 
 
 def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3, gamma_max=80.0, d2_max=6.0,
-             grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=32,
+             grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=N_CONFIGS,
              reorient=None, reorient_tol=np.radians(5.0), seed=0) -> PairFit:
     r"""Direct physics fit of a :class:`CorrelationMap` with a :class:`BinnedPairModel` (same bins).
 
@@ -243,8 +248,7 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
         # intrinsic single-pair uncertainty: the pair's own ~n_l2 particles sample the ensemble
         # (configuration_samples); propagated through the linearised fit (sandwich estimator).
         # R_s is not constrained by one pair: the spread is marginalised over its prior U(0, rs_max)
-        rs_draw = (np.arange(n_configs) + 0.5) / n_configs * rs_max
-        ys = configuration_samples(model, gl, d2, rs_draw, ph, n_samples=n_configs, seed=seed)
+        ys = configuration_samples(model, gl, d2, rs_levels(n_configs, rs_max), ph, n_samples=n_configs, seed=seed)
         dev = beta * (ys[:, ok] - ys[:, ok].mean(axis=0)) / err  # (K, n) weighted data perturbations
         G = dev @ J[:n]  # each row: J^T d_k
         cov_conf = H @ (G.T @ G / max(n_configs - 1, 1)) @ H
