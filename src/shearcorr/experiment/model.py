@@ -221,13 +221,13 @@ def configuration_samples(model: BinnedPairModel, gamma_l, d2, rs, phi0=0.0, n_s
     return y1.reshape(n, model.n_q, model.n_phi, 2).mean(axis=3)
 
 
-def rs_levels(n_samples: int, rs_max: float, n_levels: int = 16) -> np.ndarray:
-    """R_s of each of ``n_samples`` configuration samples marginalising R_s over its prior U(0, rs_max):
+def rs_levels(n_samples: int, rs_max: float, n_levels: int = 16, lo: float = 0.0) -> np.ndarray:
+    """R_s of each of ``n_samples`` configuration samples marginalising R_s over its prior U(lo, rs_max):
     ``min(n_levels, n_samples)`` stratified levels (mid-points of equal sub-intervals), the samples shared
-    out equally (the first levels get one more when they do not divide evenly)."""
+    out as equally as they divide (level j holds samples floor(k m / n) = j). ``lo = rs_max``: R_s known."""
     n = int(n_samples)
     m = max(1, min(int(n_levels), n))
-    return (np.floor(np.arange(n) * m / n) + 0.5) / m * float(rs_max)
+    return float(lo) + (np.floor(np.arange(n) * m / n) + 0.5) / m * (float(rs_max) - float(lo))
 
 
 def _pair_power(q, cos_phi, sin_phi, dx, dy, w, off):
