@@ -233,7 +233,8 @@ def rs_levels(n_samples: int, rs_max: float, n_levels: int = 16, lo: float = 0.0
 def _pair_power(q, cos_phi, sin_phi, dx, dy, w, off):
     """|sum_i w_i(q) e^{-i q . dr_i}|^2 for the particles ``off[k]:off[k+1]`` of each sample k (``w``:
     float32, shape (n_q, n_particles)); shape (K, n_q, n_phi). Phases reduced to [-1/2, 1/2] turns in
-    float64, then :func:`shearcorr.forward.kernels.cis_turn32` and float32 sums (error ~1e-6). The numba kernel is compiled on first use (cached on disk)."""
+    float64, then :func:`shearcorr.forward.kernels.cis_turn32` and float32 sums (error ~1e-6). The numba
+    kernel is compiled on first use (cached on disk), so importing this module does not import numba."""
     global _PAIR_POWER_KERNEL
     if _PAIR_POWER_KERNEL is None:
         _PAIR_POWER_KERNEL = _compile_pair_power()
