@@ -113,7 +113,7 @@ def summarize(R):
         rel = np.abs(R[:, e] - R[:, t]) / R[:, t]
         z = (R[:, e] - R[:, t]) / R[:, s]
         print(f"{name}: median |rel err| {np.median(rel):.3f}, mean rel bias {np.mean((R[:, e] - R[:, t]) / R[:, t]):+.3f}, "
-              f"z mean {z.mean():+.2f}, z std {z.std():.2f}")
+              f"z mean {z.mean():+.2f}, z std {z.std():.2f}, {coverage(z)}")
     zf = R[:, 11] / np.maximum(R[:, 12], 1e-9)
     print(f"flow |err| median {np.median(np.abs(R[:, 11])):.2f} deg; chi2_red range {R[:, 14].min():.2f}-{R[:, 14].max():.2f}")
     print(f"flow: max |err| {np.abs(R[:, 11]).max():.2f} deg, within 3 deg {np.mean(np.abs(R[:, 11]) <= 3):.2f}, z std {zf.std():.2f}")
@@ -190,7 +190,7 @@ def instrument_study(a):
             r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=a.n_l2, **TOLD[told]))
             dfl = (r.flow_angle_deg.value - fl + 90) % 180 - 90
             res[told].append((gl, d2, r.gamma_l.value, r.gamma_l.std, r.d2.value, r.d2.std, dfl, r.flow_angle_deg.std,
-                              r.chi2.reduced, r.contrast.value))
+                              r.chi2.reduced, r.contrast.value, rs))
             line += f" {told}: {r.gamma_l.value:5.1f}+-{r.gamma_l.std:4.1f} {r.d2.value:4.2f}+-{r.d2.std:4.2f} ({time.perf_counter() - t0:.0f}s) |"
         if a.reference:
             ideal = Beam(beam.profile, beam.size, None, beam.plane, beam.gap)
@@ -212,17 +212,28 @@ def instrument_study(a):
             rel = (R[:, e] - R[:, t]) / R[:, t]
             z = (R[:, e] - R[:, t]) / R[:, s]
             out.append(f"{name} bias {rel.mean():+.3f} (+- {rel.std() / np.sqrt(len(rel)):.3f}), median |rel| {np.median(np.abs(rel)):.3f}, "
-                       f"z mean {z.mean():+.2f} std {z.std():.2f}")
+                       f"z mean {z.mean():+.2f} std {z.std():.2f}, {coverage(z)}")
         zg = (R[:, 2] - R[:, 0]) / R[:, 3]
         robust = 1.4826 * np.median(np.abs(zg - np.median(zg)))
         print(f"told {told:12s}: " + "; ".join(out) + f"; z(gamma_l) robust spread {robust:.2f}; flow median |err| "
               f"{np.median(np.abs(R[:, 6])):.2f} deg; chi2_red {R[:, 8].min():.2f}-{R[:, 8].max():.2f}", flush=True)
+        lo = R[:, 10] < 0.15
+        print("    z std by R_s (the configuration term grows with R_s, docs/experiment.md): "
+              + "; ".join(f"{name} {np.std(((R[:, e] - R[:, t]) / R[:, s])[lo]):.2f} (R_s < 0.15, {int(lo.sum())} pairs) / "
+                          f"{np.std(((R[:, e] - R[:, t]) / R[:, s])[~lo]):.2f} (R_s >= 0.15)"
+                          for name, t, e, s in (("gamma_l", 0, 2, 3), ("d2", 1, 4, 5))), flush=True)
         if ref:
             F = np.array(ref)
             for name, e, k in (("gamma_l", 2, 0), ("d2", 4, 1)):
                 lr = np.log(R[:, e] / F[:, k])
                 print(f"    paired with the ideal instrument (same configurations): {name} ratio {np.exp(lr.mean()) - 1:+.3f} "
                       f"(+- {lr.std(ddof=1) / np.sqrt(len(lr)):.3f})", flush=True)
+
+
+def coverage(z):
+    """The fractions of |z| within 1 and 2 (68.3 % and 95.4 % for honest Gaussian errors) as text."""
+    z = np.abs(np.asarray(z))
+    return f"coverage 68/95 % {100 * np.mean(z <= 1):.0f}/{100 * np.mean(z <= 2):.0f} %"
 
 
 def timing(size, repeats=5):

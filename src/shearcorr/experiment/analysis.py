@@ -56,7 +56,9 @@ class AnalysisOptions:
         values from the fit); model : a ``shearcorr train`` model file applied in addition; n_l2,
         displacement : model constants (not identifiable from a pair; recorded); cache_dir : cache of the
         geometry-specific GPR (default :func:`~.regression.default_cache_dir`); seed : bootstraps and
-        configuration samples.
+        configuration samples; rs_prior : (lo, hi), the range of R_s the sample is known to lie in (e.g. from
+        SAXS; default (0, 0.3), the paper's box): R_s is not identifiable from one pair, but the pair's
+        configuration error grows steeply with it, so its std is marginalised over U(lo, hi).
     The instrument (docs/experiment.md "Describe your beamline", docs/theory.md section 7)
         beam : a :class:`shearcorr.beam.Beam` in R0 that replaces the geometry's (default: the geometry
         file's ``"beam"``, else the paper's coherent square); pixel_integration : the model integrates
@@ -85,6 +87,7 @@ class AnalysisOptions:
     displacement: str = "uniform"
     cache_dir: Any = None
     seed: int = 0
+    rs_prior: Any = None
     plots: bool = True
     beam: Any = None
     pixel_integration: bool = True
@@ -100,6 +103,15 @@ class AnalysisOptions:
         check_choice("mask_convention", self.mask_convention, what="mask convention")
         check_choice("displacement", self.displacement)
         checks.validate_options(self)  # ranges: bins, flow angle, n_l2, contrast, q limits (one-line errors)
+        if self.rs_prior is not None:
+            try:
+                lo, hi = (float(v) for v in self.rs_prior)
+            except (TypeError, ValueError):
+                raise ShearcorrError(f"rs_prior must be two numbers (lo, hi), got {self.rs_prior!r}") from None
+            if not 0.0 <= lo <= hi <= RS_PRIOR_MAX:
+                raise ShearcorrError(f"rs_prior must satisfy 0 <= lo <= hi <= {RS_PRIOR_MAX:g} (the pair model's R_s "
+                                     f"range), got ({lo:g}, {hi:g})")
+            object.__setattr__(self, "rs_prior", (lo, hi))
 
     def replace(self, **changes) -> "AnalysisOptions":
         """A copy with ``changes`` (validated again)."""
@@ -171,6 +183,10 @@ def _speckle_px(geo: DetectorGeometry, valid) -> float:
     pairs = valid[:, 1:] & valid[:, :-1] & np.isfinite(dq)
     step = float(np.median(dq[pairs])) if pairs.any() else float(np.nanmedian(dq))
     return (2 * np.pi / geo.beam_size_r0) / step if step > 0 else float("inf")
+
+
+#: Largest R_s a prior may reach (the paper's box, where the pair model is validated).
+RS_PRIOR_MAX = 0.3
 
 
 #: Refit with the pixel response re-oriented when the fitted flow moved this far from the start (rad).
@@ -282,6 +298,8 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     qe = q_bin_edges(geo.qr0, pair.valid, opt.n_q, q_min, q_max)
     map_opts = dict(contrast=opt.contrast, photon_counts=opt.photon_counts, speckle_px=spx)
     bounds = checks.fit_bounds(opt, geo.beam_size_r0)
+    if opt.rs_prior is not None:
+        bounds = dict(bounds, rs_min=opt.rs_prior[0], rs_max=opt.rs_prior[1])
     instrument = _instrument(opt, geo, pair.valid)
     cm_det, fit, flow, flow_std, strip = _fit_in_detector_frame(pair, geo, qe, opt, map_opts, bounds, instrument)
     notes += q_notes + checks.fit_warnings(fit, bounds, D2_MIN)

@@ -9,8 +9,8 @@ estimate by a Gaussian prior (fixed when the user gives it) and eliminated in cl
 values from a coarse (gamma L, D2) grid times a full scan of the flow angle; errors from a variance
 law evaluated at the model prediction (two passes), never from the bins' own scatter.
 Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1. R_s is held at its prior centre by
-default (one pair does not constrain it; ``fit_rs=True`` fits it within [0, rs_max] and reports it as
-constrained only when its std is below the prior std rs_max/sqrt(12)).
+default (one pair does not constrain it; ``fit_rs=True`` fits it within [rs_min, rs_max] and reports it as
+constrained only when its std is below the prior std (rs_max - rs_min)/sqrt(12)).
 
 The GPR inversions of a pair are in :mod:`.regression`.
 """
@@ -25,7 +25,7 @@ from scipy.optimize import least_squares
 from ..errors import ShearcorrError
 from ..files import JSONRecord
 from .flow import wrap_half
-from .model import configuration_samples
+from .model import configuration_samples, rs_levels
 from .results import Estimate
 
 __all__ = ["fit_pair", "PairFit", "PAIR_PARAMS", "MIN_BINS"]
@@ -43,6 +43,11 @@ BETA_JAC_STEP = 1e-3
 D2_MIN = 0.01
 #: Half-width (rad) of the flow-angle bounds around the start value.
 FLOW_HALF_RANGE = np.pi / 4
+#: Single-configuration maps sampled for the intrinsic (configuration) term of the covariance. The spread
+#: is heavy-tailed (a few large particles dominate at R_s >~ 0.2): 32 samples gave a configuration std
+#: anywhere in 0.77-1.54 x its converged value depending on the seed; 128 give 0.93-1.17 x
+#: (docs/experiment.md, "The error of one pair").
+N_CONFIGS = 128
 #: least_squares settings of the refits (relative finite-difference step, tolerances, evaluations).
 LSQ = {"diff_step": 1e-4, "xtol": 1e-8, "ftol": 1e-9, "max_nfev": 200}
 
@@ -175,8 +180,8 @@ def _jacobian(P: _Problem, v, err, beta):
     return r0, J
 
 
-def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3, gamma_max=80.0, d2_max=6.0,
-             grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=32,
+def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3, rs_min=0.0, gamma_max=80.0, d2_max=6.0,
+             grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=N_CONFIGS,
              reorient=None, reorient_tol=np.radians(5.0), seed=0) -> PairFit:
     r"""Direct physics fit of a :class:`CorrelationMap` with a :class:`BinnedPairModel` (same bins).
 
@@ -184,9 +189,12 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
     and is eliminated in closed form (variable projection, Gaussian prior from the contrast estimate).
 
     R_s is not identifiable from one pair (docs/experiment.md): by default (``fit_rs=False``) it is
-    held at its prior centre rs_max/2 and its influence enters the covariance through the
-    configuration spread, which is marginalised over R_s ~ U(0, rs_max). The reported R_s is then
-    the prior, rs_max/2 +- rs_max/sqrt(12), with ``rs_constrained = False``.
+    held at its prior centre (rs_min + rs_max)/2 and its influence enters the covariance through the
+    configuration spread, which is marginalised over R_s ~ U(rs_min, rs_max) (:func:`.model.rs_levels`).
+    The reported R_s is then the prior, (rs_min + rs_max)/2 +- (rs_max - rs_min)/sqrt(12), with
+    ``rs_constrained = False``. The configuration spread grows steeply with R_s (3x between R_s = 0 and
+    0.3 at n_l2 = 150): the marginal std is honest on average over the prior, too small for a sample at
+    its top and too large at its bottom; a sample whose R_s is known (SAXS) should narrow the prior.
 
     1. Start: for every (gamma L, D2) of the coarse grid ``grid_gamma`` x ``grid_d2``, y is evaluated
        once on the fine theta grid and the flow angle is scanned over ``n_scan`` values in [0, pi)
@@ -202,7 +210,7 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
        bounds re-centred on the solution); the covariance is computed only for the final model. Each pass
        converges to the same minimum as a new fit from the grid scan would, without repeating the scan.
 
-    Bounds: gamma L in [0, gamma_max], D2 in [0.01, d2_max], R_s in [0, rs_max], flow within +-45 deg
+    Bounds: gamma L in [0, gamma_max], D2 in [0.01, d2_max], R_s in [rs_min, rs_max], flow within +-45 deg
     of the start. Covariance: (J^T J)^-1 of the free parameters (and beta with its prior) at the
     solution, scaled by chi2_red when > 1, plus the intrinsic single-pair term: the spread of
     ``n_configs`` single-configuration maps (:func:`.model.configuration_samples`) at the solution,
@@ -211,14 +219,16 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
     ok = cmap.ok
     if ok.sum() < MIN_BINS:
         raise ShearcorrError(f"only {int(ok.sum())} usable (q, phi) bins; use fewer bins or check the mask")
-    rs_fixed = 0.5 * rs_max
+    if not 0.0 <= rs_min <= rs_max:
+        raise ShearcorrError(f"the R_s prior needs 0 <= rs_min <= rs_max, got [{rs_min:g}, {rs_max:g}]")
+    rs_fixed = 0.5 * (rs_min + rs_max)
     free = [0, 1] + ([2] if fit_rs else []) + ([3] if fit_flow else [])
     P = _Problem(cmap, model, free, np.array([0.0, 0.0, rs_fixed, 0.0 if phi0 is None else float(phi0)]))
     err0 = cmap.errors(np.zeros(cmap.C.shape))[ok]
     x0 = _start(P, err0, fit_flow, grid_gamma, grid_d2, n_scan)
 
     def bounds(flow0):
-        lo_f = np.array([0.0, D2_MIN, 0.0, flow0 - FLOW_HALF_RANGE if fit_flow else 0.0])
+        lo_f = np.array([0.0, D2_MIN, rs_min, flow0 - FLOW_HALF_RANGE if fit_flow else 0.0])
         hi_f = np.array([gamma_max, d2_max, rs_max, flow0 + FLOW_HALF_RANGE if fit_flow else 0.0])
         return lo_f[free], hi_f[free]
 
@@ -242,9 +252,9 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
     if n_configs:
         # intrinsic single-pair uncertainty: the pair's own ~n_l2 particles sample the ensemble
         # (configuration_samples); propagated through the linearised fit (sandwich estimator).
-        # R_s is not constrained by one pair: the spread is marginalised over its prior U(0, rs_max)
-        rs_draw = (np.arange(n_configs) + 0.5) / n_configs * rs_max
-        ys = configuration_samples(model, gl, d2, rs_draw, ph, n_samples=n_configs, seed=seed)
+        # R_s is not constrained by one pair: the spread is marginalised over its prior U(rs_min, rs_max)
+        ys = configuration_samples(model, gl, d2, rs_levels(n_configs, rs_max, lo=rs_min), ph, n_samples=n_configs,
+                                   seed=seed)
         dev = beta * (ys[:, ok] - ys[:, ok].mean(axis=0)) / err  # (K, n) weighted data perturbations
         G = dev @ J[:n]  # each row: J^T d_k
         cov_conf = H @ (G.T @ G / max(n_configs - 1, 1)) @ H
@@ -252,7 +262,7 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
     std_f = np.sqrt(np.clip(np.diag(cov), 0, None))
     std = np.zeros(4)
     std[free] = std_f[:sol.x.size]
-    rs_prior = rs_max / np.sqrt(12.0)
+    rs_prior = (rs_max - rs_min) / np.sqrt(12.0)
     rs_constrained = bool(fit_rs and np.isfinite(std[2]) and std[2] < rs_prior)
     pad = lambda a: tuple(float(v) for v in np.sqrt(np.clip(np.diag(a), 0, None)))  # noqa: E731
     return PairFit(

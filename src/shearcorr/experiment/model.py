@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 
-__all__ = ["BinnedPairModel", "ensemble_g", "configuration_samples", "D_DECORRELATED"]
+__all__ = ["BinnedPairModel", "ensemble_g", "configuration_samples", "rs_levels", "D_DECORRELATED"]
 
 #: Non-affine displacement (R0) used to decorrelate the pair for the baseline B(q) (at least; see
 #: :func:`decorrelated_d2`), and the smallest q D2 it must reach (exp(-12.5) = 4e-6).
@@ -156,48 +156,121 @@ def configuration_samples(model: BinnedPairModel, gamma_l, d2, rs, phi0=0.0, n_s
     r"""Bin-averaged pair correlation of ``n_samples`` single configurations (no speckle, no noise).
 
     A pair measures *its own* particles: with :math:`\Delta\mathbf r_i` the displacement of particle
-    i (in the beam before and after, weight :math:`w_i^2 = V_i^2F(qR_i)^2`),
+    i (lit before and after, weight :math:`w_i^2 = V_i^2F(qR_i)^2\sqrt{u_iu_i'}`, u the footprint
+    intensity),
 
     .. math:: y_1(\mathbf q) = \frac{|\sum_i w_i^2 e^{-i\mathbf q\cdot\Delta\mathbf r_i}|^2
-              - \sum_i w_i^4}{\sqrt{(P^2 - \sum w^4)(P'^2 - \sum w'^4)}}
+              - \sum_i w_i^4}{\sqrt{(P^2 - \sum u^2 V^4F^4)(P'^2 - \sum u'^2 V^4F^4)}},
+              \quad P = \sum_i u_i V_i^2 F^2(qR_i)
 
     fluctuates around y_model with the finite sample of ~n_l2 positions and displacements (e.g. the
     sinc^2 width follows the sample variance of the y_i). The spread of these samples is the
     intrinsic uncertainty of a single pair, added to the speckle noise in the fit covariance.
+    Polydispersity weights particles by V^2 ~ R^6 and shrinks the effective number of scatterers
+    (:math:`N_{\rm eff} = N e^{-36 R_s^2}` for the log-normal without the form factor), so the spread
+    grows steeply with R_s and its distribution has heavy tails (a few large particles dominate).
     ``rs`` may be an array of one R_s per sample (to marginalise an unconstrained R_s over its
-    prior: polydispersity weights particles by V^2 ~ R^6 and shrinks the effective number of
-    scatterers, hence raises this spread). Configurations from
-    :func:`shearcorr.forward.montecarlo.sample_configuration`. Returns shape
+    prior, :func:`rs_levels`).
+
+    Configurations as in :func:`shearcorr.forward.beammc.draw_beam_chunk` (the paper's beam: the box
+    [-L, L]^2 of :func:`shearcorr.forward.montecarlo.sample_configuration`), the samples of one R_s
+    value drawn in chunks from child streams of ``seed`` (child i for the i-th distinct R_s); y_1 at
+    the centre of each q bin and two azimuths per bin (:func:`_pair_power`, numba). Returns shape
     (n_samples, n_q, n_phi).
     """
-    from ..forward.montecarlo import sample_configuration
+    from ..beam import Beam
+    from ..forward.beammc import draw_beam_chunk
+    from ..forward.montecarlo import CHUNK
     from ..physics import form_factor, sphere_volume
+    from ..rng import child_seed, seed_sequence
 
-    rs_k = np.broadcast_to(np.asarray(rs, dtype=np.float64), (int(n_samples),))
+    n = int(n_samples)
+    rs_k = np.broadcast_to(np.asarray(rs, dtype=np.float64), (n,))
+    beam = (model.beam if model.beam is not None else Beam()).resolved(model.beam_size)
+    root = seed_sequence(seed)
+    levels, which = np.unique(rs_k, return_inverse=True)
+    draws = [None] * n
+    for li, level in enumerate(levels):
+        idx = np.flatnonzero(which == li)
+        p = model.params(gamma_l, d2, level)
+        chunks = [draw_beam_chunk(p, beam, child_seed(root, li), j) for j in range(-(-idx.size // CHUNK))]
+        arrays = [np.concatenate(a)[:idx.size] for a in zip(*chunks)]
+        for m, k in enumerate(idx):
+            draws[k] = [a[m] for a in arrays]
+    x, y, radius, xa, ya = (np.stack(a) for a in zip(*draws))  # (K, N) each
     qc = np.sqrt(model.q_edges[:-1] * model.q_edges[1:])  # bin centres in q, 2 points per bin in phi
     dphi = np.diff(model.phi_edges)
     phs = np.stack([model.phi_edges[:-1] + 0.25 * dphi, model.phi_edges[:-1] + 0.75 * dphi], axis=1).ravel() - phi0
-    qx, qy = qc[:, None] * np.cos(phs)[None, :], qc[:, None] * np.sin(phs)[None, :]
-    out = np.empty((int(n_samples), model.n_q, model.n_phi))
-    for k in range(int(n_samples)):
-        p = model.params(gamma_l, d2, rs_k[k])
-        if model.beam is None or model.beam.is_paper(p.beam_size):
-            cfg = sample_configuration(p, seed, index=k)
-        else:
-            from ..forward.beammc import beam_configuration
+    mb, ma = beam.intensity(x, y), beam.intensity(xa, ya)
+    lit = (mb > 0) | (ma > 0)  # only these scatter; form factors of the lit particles alone (flattened)
+    ks = np.nonzero(lit)[0]
+    w2 = sphere_volume(radius[lit])[:, None] ** 2 * form_factor(radius[lit][:, None] * qc) ** 2  # (n_lit, n_q)
+    ub, ua = mb[lit][:, None], ma[lit][:, None]
+    wab = w2 * np.sqrt(ub * ua)  # = w2 on the paper's window (exactly); 0 unless lit before and after
 
-            cfg = beam_configuration(p, model.beam, seed, index=k)
-        mb, ma = cfg.illumination_before, cfg.illumination_after
-        both = (mb > 0) & (ma > 0)
-        w2 = sphere_volume(cfg.radius)[None, :] ** 2 * form_factor(qc[:, None] * cfg.radius[None, :]) ** 2
-        P, Pa = (w2 * mb).sum(1), (w2 * ma).sum(1)
-        S4, S4a = (w2**2 * mb**2).sum(1), (w2**2 * ma**2).sum(1)
-        wab = w2 * np.sqrt(mb * ma)  # = w2 on the paper's window (exactly)
-        S4b = (wab**2 * both).sum(1)
-        wb = wab[:, both]
-        dx, dy = (cfg.x_after - cfg.x)[both], (cfg.y_after - cfg.y)[both]
-        ph = np.exp(-1j * (qx[:, :, None] * dx + qy[:, :, None] * dy))
-        s = np.matmul(ph, wb[:, :, None])[..., 0]
-        y1 = (np.abs(s) ** 2 - S4b[:, None]) / np.sqrt((P**2 - S4) * (Pa**2 - S4a))[:, None]
-        out[k] = y1.reshape(model.n_q, model.n_phi, 2).mean(axis=2)
+    def per_sample(v):  # sums over each sample's particles, (K, n_q)
+        return np.stack([np.bincount(ks, weights=v[:, j], minlength=n) for j in range(v.shape[1])], axis=1)
+
+    P, Pa, S4, S4a, S4b = (per_sample(v) for v in (w2 * ub, w2 * ua, (w2 * ub) ** 2, (w2 * ua) ** 2, wab**2))
+    both = (mb[lit] > 0) & (ma[lit] > 0)
+    off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ks[both], minlength=n), out=off[1:])
+    power = _pair_power(qc, np.cos(phs), np.sin(phs), (xa - x)[lit][both], (ya - y)[lit][both],
+                        np.ascontiguousarray(wab[both].T, dtype=np.float32), off)  # (K, n_q, 2 n_phi)
+    y1 = (power - S4b[..., None]) / np.sqrt((P**2 - S4) * (Pa**2 - S4a))[..., None]
+    return y1.reshape(n, model.n_q, model.n_phi, 2).mean(axis=3)
+
+
+def rs_levels(n_samples: int, rs_max: float, n_levels: int = 16, lo: float = 0.0) -> np.ndarray:
+    """R_s of each of ``n_samples`` configuration samples marginalising R_s over its prior U(lo, rs_max):
+    ``min(n_levels, n_samples)`` stratified levels (mid-points of equal sub-intervals), the samples shared
+    out as equally as they divide (level j holds samples floor(k m / n) = j). ``lo = rs_max``: R_s known."""
+    n = int(n_samples)
+    m = max(1, min(int(n_levels), n))
+    return float(lo) + (np.floor(np.arange(n) * m / n) + 0.5) / m * (float(rs_max) - float(lo))
+
+
+def _pair_power(q, cos_phi, sin_phi, dx, dy, w, off):
+    """|sum_i w_i(q) e^{-i q . dr_i}|^2 for the particles ``off[k]:off[k+1]`` of each sample k (``w``:
+    float32, shape (n_q, n_particles)); shape (K, n_q, n_phi). Phases reduced to [-1/2, 1/2] turns in
+    float64, then :func:`shearcorr.forward.kernels.cis_turn32` and float32 sums (error ~1e-6). The numba
+    kernel is compiled on first use (cached on disk), so importing this module does not import numba."""
+    global _PAIR_POWER_KERNEL
+    if _PAIR_POWER_KERNEL is None:
+        _PAIR_POWER_KERNEL = _compile_pair_power()
+    out = np.empty((off.size - 1, q.size, cos_phi.size))
+    _PAIR_POWER_KERNEL(np.ascontiguousarray(q, dtype=np.float64), np.ascontiguousarray(cos_phi, dtype=np.float64),
+                       np.ascontiguousarray(sin_phi, dtype=np.float64), np.ascontiguousarray(dx, dtype=np.float64),
+                       np.ascontiguousarray(dy, dtype=np.float64), w, off, out)
     return out
+
+
+_PAIR_POWER_KERNEL = None
+
+
+def _compile_pair_power():
+    import numba
+
+    from ..forward.kernels import cis_turn32
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
+    def kernel(q, cphi, sphi, dx, dy, w, off, out):
+        inv2pi = 1.0 / (2.0 * np.pi)
+        n_k, n_q, n_p = off.size - 1, q.size, cphi.size
+        for k in range(n_k):
+            a, b = off[k], off[k + 1]
+            t = np.empty(b - a)
+            for j in range(n_p):
+                for i in range(b - a):  # the phase q . dr in turns per unit q
+                    t[i] = (cphi[j] * dx[a + i] + sphi[j] * dy[a + i]) * inv2pi
+                for iq in range(n_q):
+                    re = np.float32(0.0)
+                    im = np.float32(0.0)
+                    for i in range(b - a):
+                        ph = q[iq] * t[i]
+                        c, s = cis_turn32(np.float32(ph - np.rint(ph)))
+                        re += w[iq, a + i] * c
+                        im += w[iq, a + i] * s
+                    out[k, iq, j] = float(re) * float(re) + float(im) * float(im)
+
+    return kernel

@@ -1,0 +1,159 @@
+"""Single-pair error model: the scatter of gamma L and D2 over configurations of ONE parameter set.
+
+    nice python benchmarks/bench_pair_errors.py [--configs 30] [--n-samples 128] [--size 512] [--gamma-l 10.33 --d2 1.19 --rs 0.24]
+
+The ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow fixed):
+K configurations of one (gamma L, D2, R_s) are rendered and analysed with ``analyze``. For each
+configuration the *oracle* map -- the exact pair correlation y_1(q) of the very configuration rendered
+(:func:`shearcorr.experiment.model.configuration_samples`'s formula), evaluated at every valid pixel's
+q-vector and averaged over each bin as the data are -- is fitted with the same weights. That splits the
+error of a pair into
+
+* the configuration term, gamma_oracle - truth (the particles' own finite sample), to compare with the
+  reported ``std_configuration``;
+* the speckle term, gamma_data - gamma_oracle (the finite number of speckles per bin, photons), to
+  compare with the reported ``std_speckle``.
+
+Per configuration the configuration std is also propagated (as :func:`fit_pair` does) from
+``--n-samples`` fresh configuration samples at the fitted parameters with R_s over its prior ("fit-K"),
+at the truth ("truth-K") and at the truth with R_s known ("truth-rs"). Prints per configuration and the
+summary: empirical std of each term against the rms reported std, z spreads, and the same for D2.
+Results (docs/experiment.md, "The error of one pair"): the speckle term is honest, the configuration
+term was too small (32 samples with one seed for every pair; R_s, which one pair cannot tell).
+"""
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+
+from shearcorr.experiment import AnalysisOptions, analyze, render_pair
+from shearcorr.experiment import analysis as an
+from shearcorr.experiment.inference import _jacobian, _Problem, fit_pair
+from shearcorr.experiment.model import configuration_samples
+from shearcorr.experiment.synth import pair_configuration
+from shearcorr.params import SystemParams
+from shearcorr.physics import form_factor, sphere_volume
+
+
+def oracle_map(cfg, geo, valid, cm, flow_rad):
+    """Bin average over the valid pixels of the configuration's exact y_1(q) (shape of cm.C; NaN where empty)."""
+    q = geo.qr0[valid]
+    phi = geo.phi[valid]
+    th = phi - flow_rad
+    qx, qy = q * np.cos(th), q * np.sin(th)
+    mb, ma = cfg.illumination_before, cfg.illumination_after
+    lit = (mb > 0) | (ma > 0)
+    mb, ma, radius = mb[lit], ma[lit], cfg.radius[lit]
+    both = (mb > 0) & (ma > 0)
+    V2 = sphere_volume(radius) ** 2
+    dx, dy = (cfg.x_after - cfg.x)[lit][both], (cfg.y_after - cfg.y)[lit][both]
+    y1 = np.empty(q.size)
+    for s in range(0, q.size, 20000):
+        sl = slice(s, s + 20000)
+        w2 = V2[None, :] * form_factor(q[sl, None] * radius[None, :]) ** 2
+        P, Pa = (w2 * mb).sum(1), (w2 * ma).sum(1)
+        S4, S4a = (w2**2 * mb**2).sum(1), (w2**2 * ma**2).sum(1)
+        wab = (w2 * np.sqrt(mb * ma))[:, both]
+        ph = np.exp(-1j * (qx[sl, None] * dx[None, :] + qy[sl, None] * dy[None, :]))
+        s_ = (ph * wab).sum(1)
+        y1[sl] = (np.abs(s_) ** 2 - (wab**2).sum(1)) / np.sqrt((P**2 - S4) * (Pa**2 - S4a))
+    iq = np.searchsorted(cm.q_edges, q) - 1
+    ip = np.searchsorted(cm.phi_edges, np.mod(phi - cm.phi_offset, np.pi)) - 1
+    good = (iq >= 0) & (iq < cm.q_edges.size - 1) & (ip >= 0) & (ip < cm.phi_edges.size - 1)
+    nq, nph = cm.C.shape
+    idx = iq[good] * nph + ip[good]
+    s = np.bincount(idx, y1[good], nq * nph)
+    n = np.bincount(idx, None, nq * nph)
+    with np.errstate(invalid="ignore"):
+        return (s / n).reshape(nq, nph)
+
+
+def conf_sigma(cm, model, fit, phi0, ys):
+    """Std of (gamma L, D2) from the configuration samples ``ys`` (K, n_q, n_phi), propagated through the
+    linearised fit at ``fit``'s solution exactly as :func:`fit_pair` does (sandwich)."""
+    P = _Problem(cm, model, [0, 1], np.array([0.0, 0.0, 0.15, phi0]))
+    beta = fit.beta.value
+    full = np.array([fit.gamma_l.value, fit.d2.value] + ([beta] if P.beta_err > 0 else []))
+    _, J = _jacobian(P, full, fit.errors, beta)
+    H = np.linalg.pinv(J.T @ J)
+    ok = cm.ok
+    dev = beta * (ys[:, ok] - ys[:, ok].mean(axis=0)) / fit.errors
+    G = dev @ J[:ok.sum()]
+    return np.sqrt(np.diag(H @ (G.T @ G / (len(ys) - 1)) @ H))[:2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--configs", type=int, default=40)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--gamma-l", type=float, default=10.33)
+    ap.add_argument("--d2", type=float, default=1.19)
+    ap.add_argument("--rs", type=float, default=0.24)
+    ap.add_argument("--flow", type=float, default=30.0, help="flow angle (deg), fixed in the analysis")
+    ap.add_argument("--contrast", type=float, default=1.0)
+    ap.add_argument("--counts", type=float, default=1e5)
+    ap.add_argument("--seed", type=int, default=7000)
+    ap.add_argument("--n-samples", type=int, default=256, help="configuration samples of the variants")
+    ap.add_argument("--stride", type=int, default=2, help="oracle evaluated on every stride-th pixel per axis")
+    a = ap.parse_args()
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    flow = np.radians(a.flow)
+    captured = {}
+    orig = an.fit_pair
+
+    def spy(cm, model, **kw):
+        f = orig(cm, model, **kw)
+        captured.update(cm=cm, model=model, kw=kw, fit=f)
+        return f
+
+    an.fit_pair = spy
+    rows = []
+    t0 = time.perf_counter()
+    ns = a.n_samples
+    rs_u = (np.arange(ns) + 0.5) / ns * 0.3
+    ys_truth_u = ys_truth_rs = None
+    for k in range(a.configs):
+        seed = a.seed + k
+        p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
+                        seed=seed, pixel_subsamples=1)
+        analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
+                                                                        pixel_integration=False))
+        cm, model, f = captured["cm"], captured["model"], captured["fit"]
+        sub = np.zeros_like(p.mask)
+        sub[::a.stride, ::a.stride] = True
+        yo = oracle_map(pair_configuration(params, seed), p.geometry, p.mask & sub, cm, flow)
+        cmo = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, yo, np.nan), beta=1.0, beta_err=0.0)
+        fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(f.gamma_l.value,),
+                      grid_d2=(f.d2.value,))
+        if ys_truth_u is None:
+            ys_truth_u = configuration_samples(model, a.gamma_l, a.d2, rs_u, flow, n_samples=ns, seed=1)
+            ys_truth_rs = configuration_samples(model, a.gamma_l, a.d2, a.rs, flow, n_samples=ns, seed=1)
+        ys_fit = configuration_samples(model, f.gamma_l.value, f.d2.value, rs_u, flow, n_samples=ns, seed=1)
+        v = [conf_sigma(cm, model, f, flow, y) for y in (ys_fit, ys_truth_u, ys_truth_rs)]
+        row = [f.gamma_l.value, f.gamma_l.std, f.std_speckle[0], f.std_configuration[0],
+               f.d2.value, f.d2.std, f.std_speckle[1], f.std_configuration[1], fo.gamma_l.value, fo.d2.value, f.chi2_red,
+               *v[0], *v[1], *v[2]]
+        rows.append(row)
+        print(f"{k:2d} gl {row[0]:6.2f} +- {row[1]:.2f} (sp {row[2]:.2f}, conf {row[3]:.2f}) oracle {row[8]:6.2f} | "
+              f"d2 {row[4]:.3f} +- {row[5]:.3f} (sp {row[6]:.3f}, conf {row[7]:.3f}) oracle {row[9]:.3f} | chi2r {row[10]:.2f}"
+              f" | conf gl/d2: fit-{ns} {v[0][0]:.2f}/{v[0][1]:.3f} truth-{ns} {v[1][0]:.2f}/{v[1][1]:.3f} "
+              f"truth-rs {v[2][0]:.2f}/{v[2][1]:.3f} [{time.perf_counter() - t0:.0f}s]", flush=True)
+    R = np.array(rows)
+    np.save(f"/tmp/pair_errors_{a.gamma_l}_{a.d2}_{a.rs}_{a.configs}.npy", R)
+    rms = lambda x: float(np.sqrt(np.mean(x**2)))  # noqa: E731
+    for j, (name, t, v, s, sp, sc, o) in enumerate((("gamma_l", a.gamma_l, 0, 1, 2, 3, 8), ("d2", a.d2, 4, 5, 6, 7, 9))):
+        tot, orac, spk = R[:, v] - t, R[:, o] - t, R[:, v] - R[:, o]
+        print(f"{name}: K={len(R)} truth {t}")
+        print(f"  total:         empirical std {tot.std(ddof=1):.3f} (mean {tot.mean():+.3f}) vs rms reported {rms(R[:, s]):.3f};"
+              f" z std {np.std(tot / R[:, s], ddof=1):.2f}")
+        print(f"  configuration: empirical std {orac.std(ddof=1):.3f} (mean {orac.mean():+.3f}) vs rms std_configuration "
+              f"{rms(R[:, sc]):.3f}; {ns} samples: at the fit {rms(R[:, 11 + j]):.3f}, at the truth {rms(R[:, 13 + j]):.3f}, "
+              f"at the truth with R_s known {rms(R[:, 15 + j]):.3f}")
+        print(f"  speckle:       empirical std {spk.std(ddof=1):.3f} (mean {spk.mean():+.3f}) vs rms std_speckle {rms(R[:, sp]):.3f}")
+        print(f"  corr(configuration, speckle) {np.corrcoef(orac, spk)[0, 1]:+.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The single-pair error model: configuration samples and the configuration term of fit_pair's covariance."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from shearcorr.beam import Beam
+from shearcorr.experiment import render_pair
+from shearcorr.experiment.correlation import correlation_map, q_bin_edges
+from shearcorr.experiment.frames import make_pair
+from shearcorr.experiment.inference import N_CONFIGS, fit_pair
+from shearcorr.experiment.model import BinnedPairModel, configuration_samples, rs_levels
+from shearcorr.forward.beammc import draw_beam_chunk
+from shearcorr.params import SystemParams
+from shearcorr.physics import form_factor, sphere_volume
+from shearcorr.rng import child_seed, seed_sequence
+
+L = 800.0
+
+
+def _direct_y1(model, x, y, radius, xa, ya, beam, phi0):
+    """y_1 of one configuration by the plain formula (numpy complex exponentials), as the kernel computes it."""
+    qc = np.sqrt(model.q_edges[:-1] * model.q_edges[1:])
+    dphi = np.diff(model.phi_edges)
+    phs = np.stack([model.phi_edges[:-1] + 0.25 * dphi, model.phi_edges[:-1] + 0.75 * dphi], axis=1).ravel() - phi0
+    mb, ma = beam.intensity(x, y), beam.intensity(xa, ya)
+    w2 = sphere_volume(radius)[None, :] ** 2 * form_factor(qc[:, None] * radius[None, :]) ** 2
+    P, Pa = (w2 * mb).sum(1), (w2 * ma).sum(1)
+    S4, S4a = (w2**2 * mb**2).sum(1), (w2**2 * ma**2).sum(1)
+    wab = w2 * np.sqrt(mb * ma)
+    ph = np.exp(-1j * (qc[:, None, None] * (np.cos(phs)[None, :, None] * (xa - x) + np.sin(phs)[None, :, None] * (ya - y))))
+    s = (ph * wab[:, None, :]).sum(-1)
+    y1 = (np.abs(s) ** 2 - (wab**2).sum(1)[:, None]) / np.sqrt((P**2 - S4) * (Pa**2 - S4a))[:, None]
+    return y1.reshape(model.n_q, model.n_phi, 2).mean(axis=2)
+
+
+@pytest.mark.parametrize("beam", [None, Beam("gaussian", (600.0, 900.0))])
+def test_configuration_samples_equal_the_direct_formula(beam):
+    model = BinnedPairModel(np.geomspace(0.15, 1.2, 9), np.linspace(0, np.pi, 13), beam_size=L, beam=beam)
+    ys = configuration_samples(model, 12.0, 1.1, 0.2, 0.4, n_samples=3, seed=5)
+    b = (beam if beam is not None else Beam()).resolved(L)
+    x, y, r, xa, ya = draw_beam_chunk(model.params(12.0, 1.1, 0.2), b, child_seed(seed_sequence(5), 0), 0)
+    for k in range(3):  # float32 phases and sums in the kernel: ~1e-6 of the peak
+        assert np.abs(ys[k] - _direct_y1(model, x[k], y[k], r[k], xa[k], ya[k], b, 0.4)).max() < 1e-5
+    # an R_s array: the samples of the i-th distinct R_s (sorted) come from child i of the seed
+    mixed = configuration_samples(model, 12.0, 1.1, [0.2, 0.1, 0.2], 0.4, n_samples=3, seed=5)
+    np.testing.assert_array_equal(mixed[1], configuration_samples(model, 12.0, 1.1, 0.1, 0.4, n_samples=1, seed=5)[0])
+    x, y, r, xa, ya = draw_beam_chunk(model.params(12.0, 1.1, 0.2), b, child_seed(seed_sequence(5), 1), 0)
+    for k, m in ((0, 0), (2, 1)):
+        assert np.abs(mixed[k] - _direct_y1(model, x[m], y[m], r[m], xa[m], ya[m], b, 0.4)).max() < 1e-5
+
+
+def test_rs_levels_stratify_the_prior():
+    r = rs_levels(128, 0.3)
+    assert r.size == 128 and np.unique(r).size == 16 and np.all(np.bincount(np.unique(r, return_inverse=True)[1]) == 8)
+    assert r.mean() == pytest.approx(0.15) and r.min() == pytest.approx(0.3 / 32) and r.max() == pytest.approx(0.3 - 0.3 / 32)
+    assert np.unique(rs_levels(5, 0.3)).size == 5 and rs_levels(40, 0.3).mean() == pytest.approx(0.15, abs=0.005)
+
+
+@pytest.fixture(scope="module")
+def pair_fit():
+    """A point-pixel pair (gamma L = 10.3, D2 = 1.2, R_s = 0.24), its map, model and a fit without the configuration term."""
+    params = SystemParams(150.0, 0.24, 1.2, 10.3, beam_size=L)
+    p = render_pair(params, flow_angle_deg=30.0, contrast=0.4, counts=50.0, shape=(320, 320), seed=3, pixel_subsamples=1)
+    qe = q_bin_edges(p.geometry.qr0, p.mask, 10, 0.2, None)
+    cm = correlation_map(make_pair(p.before, p.after, p.mask), p.geometry, qe, 24, speckle_px=2.2)
+    model = BinnedPairModel(qe, cm.phi_edges, beam_size=L)
+    f0 = fit_pair(cm, model, phi0=np.radians(30.0), fit_flow=False, n_configs=0)
+    return cm, model, f0
+
+
+def _projected_std(cm, model, ys, gl, d2, flow):
+    """Std over the samples of the linearised (gamma L, D2) response, J^T W dy with the fit's weights at c = 0
+    (the quantity fit_pair's sandwich propagates, without the fit)."""
+    ok, w = cm.ok, 1.0 / cm.errors(np.zeros(cm.C.shape))[cm.ok] ** 2
+    J = np.stack([(model.y(gl + h0, d2 + h1, 0.15, flow) - model.y(gl - h0, d2 - h1, 0.15, flow))[ok] / (2 * (h0 + h1))
+                  for h0, h1 in ((0.05, 0.0), (0.0, 0.005))], axis=1)
+    return np.std((ys[:, ok] - ys[:, ok].mean(axis=0)) @ (w[:, None] * J), axis=0, ddof=1)
+
+
+def test_configuration_term_does_not_depend_on_the_seed(pair_fit):
+    # The configuration spread is heavy-tailed (R_s weights particles by V^2 ~ R^6): 32 samples gave
+    # 0.77-1.54 x the converged std depending on the seed (docs/experiment.md), and every pair analysed with the
+    # default seed shared that draw. The default number must be within 25 % of a 2048-sample value for any seed.
+    cm, model, f0 = pair_fit
+    gl, d2, flow = f0.gamma_l.value, f0.d2.value, np.radians(30.0)
+
+    def std(n, seed):
+        return _projected_std(cm, model, configuration_samples(model, gl, d2, rs_levels(n, 0.3), flow, n, seed), gl, d2, flow)
+
+    ref = std(2048, 12345)
+    ratios = np.array([std(N_CONFIGS, s) / ref for s in range(6)])
+    assert np.all(np.abs(ratios - 1) < 0.25), ratios
+
+
+def test_rs_prior_conditions_the_configuration_term(pair_fit):
+    # the configuration spread grows steeply with R_s (V^2 ~ R^6 weights: fewer effective scatterers); with
+    # R_s known the std follows it, and the prior-marginal std lies between the ends of the prior
+    cm, model, f0 = pair_fit
+    kw = dict(phi0=np.radians(30.0), fit_flow=False, n_configs=64, seed=1, grid_gamma=(f0.gamma_l.value,),
+              grid_d2=(f0.d2.value,))
+    s = {r: np.array(fit_pair(cm, model, rs_min=r[0], rs_max=r[1], **kw).std_configuration[:2])
+         for r in ((0.0, 0.0), (0.0, 0.3), (0.3, 0.3))}
+    assert np.all(s[(0.3, 0.3)] > 1.8 * s[(0.0, 0.0)])
+    assert np.all(s[(0.0, 0.0)] < s[(0.0, 0.3)]) and np.all(s[(0.0, 0.3)] < s[(0.3, 0.3)])
+    f = fit_pair(cm, model, rs_min=0.1, rs_max=0.2, **kw)
+    assert f.rs.value == pytest.approx(0.15) and f.rs.std == pytest.approx(0.1 / np.sqrt(12)) and not f.rs_constrained
+
+
+def test_rs_prior_option_is_validated():
+    from shearcorr.errors import ShearcorrError
+    from shearcorr.experiment import AnalysisOptions
+
+    assert AnalysisOptions(rs_prior=[0.1, 0.2]).rs_prior == (0.1, 0.2)
+    for bad in ((0.2, 0.1), (0.0, 0.5), (-0.1, 0.1), "x", (0.1,)):
+        with pytest.raises(ShearcorrError, match="rs_prior"):
+            AnalysisOptions(rs_prior=bad)
+
+
+@pytest.mark.slow
+def test_configuration_term_matches_the_scatter_of_configuration_fits(pair_fit):
+    # The linearised propagation of the sampled spread (fit_pair's sandwich) against the scatter of direct fits of
+    # 64 independent noise-free single-configuration maps with the same weights (R_s known: 0.24). Measured at
+    # (10.33, 1.19): gamma L 1.42 (fits) / 1.38 (linear), D2 0.169 / 0.147 (the D2 fits have heavier tails).
+    cm, model, f0 = pair_fit
+    flow = np.radians(30.0)
+    ys = configuration_samples(model, 10.3, 1.2, 0.24, flow, n_samples=64, seed=777)
+    fits = []
+    for y in ys:
+        c = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, y, np.nan), beta=1.0, beta_err=0.0)
+        f = fit_pair(c, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(10.3,), grid_d2=(1.2,))
+        fits.append((f.gamma_l.value, f.d2.value))
+    emp = np.std(np.array(fits), axis=0, ddof=1)
+    c = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, model.y(10.3, 1.2, 0.24, flow), np.nan), beta=1.0, beta_err=0.0)
+    lin = np.array(fit_pair(c, model, phi0=flow, fit_flow=False, n_configs=512, seed=778, rs_min=0.24, rs_max=0.24,
+                            grid_gamma=(10.3,), grid_d2=(1.2,)).std_configuration[:2])
+    assert np.all((emp / lin > 0.8) & (emp / lin < 1.3)), (emp, lin)
