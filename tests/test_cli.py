@@ -21,6 +21,7 @@ from shearcorr.cli import main
         (["simulate", "--d2", "abc", "-o", "x.nc"], "--d2: must be a number"),
         (["simulate", "-o", "no/such/folder/x.nc"], "does not exist"),
         (["simulate", "--bogus"], "error"),
+        (["analyze", "a.tif", "b.tif", "--geometry", "g.json", "--rs-prior", "0.2", "0.1", "-o", "x.nc"], "rs_prior"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, needle, capsys, tmp_path, monkeypatch):
