@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ShearcorrError
 from .steadyfit import MEAN_ABS, SteadyFit, Baseline, fit_steady, lag_map_errors, overlap_fraction
 
-__all__ = ["SteadyAnalysis", "analyze_steady", "independent_configurations"]
+__all__ = ["SteadyAnalysis", "analyze_steady", "independent_configurations", "jackknife_blind_share"]
 
 
 @dataclass
@@ -75,11 +75,47 @@ def independent_configurations(values: dict, n_frames: int, beam_size: float) ->
     return 1.0 + (abs(values["transit"]) + values["shear_rate"] * L / 4.0) * max(n_frames - 1, 0) / L
 
 
-def _configuration_term(fit, per, table, model, n_frames, seed, n_configs=24, rs_max=0.3):
-    """The particles' own sampling error (the single-pair configuration term), over K independent
-    configurations: added in quadrature to the jackknife std of the shear rate and D (whose groups of
-    time origins share the configurations when the beam content renews slowly), and to R_s as the
-    relative error sqrt(2/K) of the baseline (a variance estimated from K samples; B - 1 ~ R_s^4)."""
+def jackknife_blind_share(rho, n_frames: int, n_groups: int) -> float:
+    r"""Share of a per-frame random effect's variance that the stack average carries but the
+    delete-one-group jackknife over contiguous groups of origins does not see.
+
+    An effect with variance 1 for one frame and correlation :math:`\rho(s)` between frames s apart
+    has, in the mean of n consecutive frames, the variance
+    :math:`V_n = n^{-2}\sum_{|s|<n}(n - |s|)\rho(s)`. Over T frames in G groups of b = T/G, the
+    jackknife expects :math:`(V_b - V_T)/(G - 1)` (groups that share the effect look alike); the
+    share it misses is :math:`V_T - (V_b - V_T)/(G - 1)` (>= 0): the whole V_T when nothing
+    renews (rho = 1), 0 when the effect renews within a group.
+
+    Parameters
+    ----------
+    rho : callable
+        rho(s) for an array of frame separations s >= 0 (rho(0) = 1).
+    n_frames, n_groups : int
+        T and G.
+    """
+    T, G = max(int(n_frames), 1), max(int(n_groups), 1)
+    grid = np.unique(np.concatenate([np.arange(min(T, 256)), np.geomspace(256, max(T, 257), 512).round()])).astype(np.int64)
+    r = np.interp(np.arange(T), grid, np.asarray(rho(grid.astype(np.float64)), dtype=np.float64))
+
+    def v(n):
+        k = np.arange(1, n)
+        return (r[0] * n + 2.0 * np.sum((n - k) * r[1:n])) / n**2
+
+    true = v(T)
+    if G < 2:
+        return float(true)
+    seen = max(v(max(int(round(T / G)), 1)) - true, 0.0) / (G - 1.0)
+    return float(max(true - seen, 0.0))
+
+
+def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3):
+    """The particles' own sampling error (the single-pair configuration term) that the jackknife over
+    groups of time origins cannot see: the configuration spread of (gamma L, D2) at one lag times the
+    share :func:`jackknife_blind_share` misses, added in quadrature to the jackknife std of the shear
+    rate and D. gamma L is set by which particles are in the beam (correlation between frames s apart:
+    the overlap fraction f(|v| s, shear rate s)); D2 by their own random steps, fresh in every
+    window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2/K) of the
+    baseline (a variance estimated from K independent configurations; B - 1 ~ R_s^4)."""
     from ..experiment.model import configuration_samples
     from .fitting import fit_maps
 
@@ -98,10 +134,14 @@ def _configuration_term(fit, per, table, model, n_frames, seed, n_configs=24, rs
                   return_gain=True)
     dev = amp * (ys - ys.mean(axis=0))
     dp = np.einsum("kqp,gqp->gk", np.nan_to_num(mf.gain[0]), np.nan_to_num(dev))  # (configs, 3)
-    cov = np.cov(dp[:, :2].T) / K
-    sr_c = float(np.sqrt(cov[0, 0])) / (L * tau)
-    d_c_std = float(np.sqrt(cov[1, 1])) * d_c / tau  # D = D2^2 / (2 tau) locally
-    out = {"independent_configurations": K, "lag_frames": tau, "shear_rate_std": sr_c, "diffusion_std": d_c_std}
+    cov = np.cov(dp[:, :2].T)  # one configuration
+    f_pos = lambda s: overlap_fraction(abs(v["transit"]) * s, v["shear_rate"] * s, L)  # noqa: E731
+    share_g = jackknife_blind_share(f_pos, n_frames, n_groups)
+    share_d = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
+    sr_c = float(np.sqrt(cov[0, 0] * share_g)) / (L * tau)
+    d_c_std = float(np.sqrt(cov[1, 1] * share_d)) * d_c / tau  # D = D2^2 / (2 tau) locally
+    out = {"independent_configurations": K, "lag_frames": tau, "shear_rate_std": sr_c, "diffusion_std": d_c_std,
+           "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
     fit.std["shear_rate"] = float(np.hypot(fit.std["shear_rate"], sr_c))
     fit.std["diffusion"] = float(np.hypot(fit.std["diffusion"], d_c_std))
     if "rs" in fit.free:
@@ -164,7 +204,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
                          start=start)
         rebuilt = True
     per = _per_lag(table, fit, c, jack, model, norm)
-    config = _configuration_term(fit, per, table, model, lag.stop - lag.start, seed)
+    config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed)
     edge = bool(fit.gamma_l(W) > 0.98 * table.gamma_max or fit.d2(W) > 0.98 * table.d2_max)
     return SteadyAnalysis(fit=fit, lags=lags, c=c, errors=fit.errors, per_lag=per, flow_angle=fit.values["flow_angle"],
                           info={"start": {"lag_a": 1, "lag_b": tb, "gamma_l_a": first["gamma_l"][0],
