@@ -53,7 +53,8 @@ def study_steady(args):
         s = r.summary
         row = {"seed": 1000 + i, "rs_true": rs, "render_s": round(t1 - t0, 1), "analysis_s": round(time.perf_counter() - t1, 1),
                "shear_rate": s["shear_rate"], "diffusion": s["diffusion"], "msd_exponent": s["msd_exponent"],
-               "rs": s["rs"], "peclet": s["peclet"], "flow": s["flow_angle_deg"], "chi2_red": s["chi2"]["reduced"]}
+               "rs": s["rs"], "peclet": s["peclet"], "flow": s["flow_angle_deg"], "chi2_red": s["chi2"]["reduced"],
+               "configuration_term": r.analysis.info["configurations"]}  # the part of each std the jackknife misses
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = [
