@@ -106,7 +106,7 @@ def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max:
     ``maps`` (M,) bool, optional: only these maps (e.g. the ones reported; the engine calls are per
     cell of the maps used). Returns (M, 3, 3); maps without a fit (or not in ``maps``) get NaN.
     """
-    from ..experiment.model import configuration_samples
+    from ..experiment.model import configuration_samples, rs_levels
 
     p = fits.params
     M = p.shape[0]
@@ -120,7 +120,7 @@ def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max:
     cell_d = np.round(p[good, 1] / d2_step).astype(int)
     keys = np.stack([cell_u, cell_d], axis=1)
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    rs_draw = (np.arange(n_configs) + 0.5) / n_configs * rs_max
+    rs_draw = rs_levels(n_configs, rs_max, n_levels=n_configs)  # one R_s per sample over U(0, rs_max)
     idx = np.flatnonzero(good)
     for k, (cu, cd) in enumerate(uniq):
         gl, d2 = 2.0 * np.sinh(cu * gamma_step), max(cd * d2_step, 0.0)

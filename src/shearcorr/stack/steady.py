@@ -116,7 +116,7 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     the overlap fraction f(|v| s, shear rate s)); D2 by their own random steps, fresh in every
     window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2/K) of the
     baseline (a variance estimated from K independent configurations; B - 1 ~ R_s^4)."""
-    from ..experiment.model import configuration_samples
+    from ..experiment.model import configuration_samples, rs_levels
     from .fitting import fit_maps
 
     v = fit.values
@@ -126,7 +126,7 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     gl = fit.gamma_l(pos)
     i = int(np.argmin(np.abs(gl - 10.0)))  # a lag where the strip is well resolved
     tau, g_c, d_c = float(pos[i]), float(gl[i]), float(fit.d2(pos[i]))
-    rs_draw = (np.arange(n_configs) + 0.5) / n_configs * rs_max
+    rs_draw = rs_levels(n_configs, rs_max, n_levels=n_configs)  # one R_s per sample over U(0, rs_max)
     ys = configuration_samples(model, g_c, d_c, rs_draw, v["flow_angle"], n_samples=n_configs, seed=seed)
     amp = float(per["amplitude"][i]) if np.isfinite(per["amplitude"][i]) else 1.0
     clean = amp * table.y(g_c, d_c, v["flow_angle"])
