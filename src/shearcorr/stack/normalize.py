@@ -45,44 +45,48 @@ class Normalization:
 def load_frames(source, plan: BinPlan, norm: Normalization, i0: int, i1: int, keep=(None, None)):
     """Frames [i0, i1): normalised pixels (float32, (k, n_pix)), raw segment sums Q (float64,
     (k, n_seg)), flagged values per frame (k,) and the raw pixel sums over the frames ``keep``
-    (absolute [lo, hi), default all) (float64, (n_pix,))."""
+    (absolute [lo, hi), default all) (float64, (n_pix,)).
+
+    One compiled pass per frame gathers the used pixels in segment order, flags and counts the bad
+    values and sums the segments; a second pass over the (cache-warm) row divides by the ring mean
+    and subtracts 1: :math:`d_t(p) = n_t(p)/(f_t \\bar N_r) - 1` (float32 arithmetic)."""
     raw = np.asarray(source.read(i0, i1))
     k = raw.shape[0]
     if raw.ndim != 3 or raw.shape[1:] != tuple(plan.shape) or k != i1 - i0:
         raise ShearcorrError(f"frames {i0}..{i1 - 1} have shape {raw.shape[1:]}, the analysis expects {tuple(plan.shape)}")
-    vals = raw.reshape(k, -1)[:, plan.index]
+    flat = raw.reshape(k, -1)
+    if not flat.flags.c_contiguous:
+        flat = np.ascontiguousarray(flat)
     sent = sentinel_value(raw.dtype)
-    x = vals.astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(x) | (x < 0)
-        if sent is not None:
-            bad |= vals >= sent
-    bad_rows = bad.sum(axis=1)
-    starts = plan.seg_offsets[:-1]
+    is_int = np.issubdtype(raw.dtype, np.integer)
+    x = np.empty((k, plan.n_pix), dtype=np.float32)
+    Q = np.zeros((k, plan.n_seg))
+    good_n = np.zeros((k, plan.n_seg))
+    bad_rows = np.zeros(k, dtype=np.int64)
+    kern = _kernels()
+    kern["gather"](flat, plan.index, plan.seg_offsets, is_int, -1.0 if sent is None else float(sent), x, Q, good_n,
+                   bad_rows)
     flux = np.ones(k) if norm.flux is None else np.asarray(norm.flux[i0:i1], dtype=np.float64)
     if bad_rows.any():
         # a value flagged in one frame is replaced by its ring mean: it adds nothing to the products
-        x[bad] = 0.0
-        good = (~bad).astype(np.float32)
-        seg_n = np.add.reduceat(good, starts, axis=1, dtype=np.float64)
-        seg_s = np.add.reduceat(x, starts, axis=1, dtype=np.float64)
-        ring_n, ring_s = plan.to_rings(seg_n), plan.to_rings(seg_s)
         with np.errstate(invalid="ignore", divide="ignore"):
-            fill = ring_s / ring_n if norm.mode == "frame" else norm.ref[None, :] * flux[:, None]
-        rows, cols = np.nonzero(bad)
-        x[rows, cols] = np.nan_to_num(fill[rows, plan.pix_ring[cols]])
-    Q = _segment_sums(x, plan.seg_offsets)
+            fill = (plan.to_rings(Q) / plan.to_rings(good_n) if norm.mode == "frame"
+                    else norm.ref[None, :] * flux[:, None])
+        fill = np.nan_to_num(fill).astype(np.float32)
+        kern["fill"](flat, plan.index, plan.seg_offsets, plan.seg_ring, is_int,
+                     -1.0 if sent is None else float(sent), bad_rows, fill, x)
+        Q = _segment_sums(x, plan.seg_offsets)
     lo = 0 if keep[0] is None else max(keep[0] - i0, 0)
     hi = k if keep[1] is None else min(keep[1] - i0, k)
     pixel_sum = x[lo:hi].sum(axis=0, dtype=np.float64) if hi > lo else np.zeros(plan.n_pix)
     if norm.mode == "frame":
-        ring_mean = plan.to_rings(Q) / plan.n_pix_ring[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):  # rings without pixels: NaN, scaled by 0
+            ring_mean = plan.to_rings(Q) / plan.n_pix_ring[None, :]
     else:
         ring_mean = norm.ref[None, :] * flux[:, None]
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.where(ring_mean > 0, 1.0 / ring_mean, 0.0).astype(np.float32)
-    x *= inv[:, plan.pix_ring]
-    x -= 1.0
+    kern["scale"](x, plan.seg_offsets, plan.seg_ring, inv)
     return x, Q, bad_rows, pixel_sum
 
 
@@ -118,7 +122,7 @@ _KERNELS: dict = {}
 
 
 def _kernels() -> dict:
-    """The engine's two small loops, compiled with numba on first use (cached on disk)."""
+    """The engine's small loops, compiled with numba on first use (cached on disk)."""
     if not _KERNELS:
         import numba
 
@@ -139,5 +143,56 @@ def _kernels() -> dict:
                         acc += x[i, p]
                     out[i, s] = acc
 
-        _KERNELS.update(band=band, segsum=segsum)
+        @numba.njit(cache=True, nogil=True)
+        def _flagged(v, is_int, sent):
+            # NaN, +-inf (also after the cast to float32), negative, or the integer sentinel 2^n - 1
+            xv = np.float32(v)
+            return xv - xv != 0 or xv < 0 or (is_int and v >= sent)
+
+        @numba.njit(cache=True, nogil=True)
+        def gather(raw, index, offsets, is_int, sent, x, Q, good_n, bad_rows):
+            # x[i, p] = raw[i, index[p]] as float32 (0 where flagged); Q = segment sums of x (float64,
+            # in pixel order); good_n = unflagged pixels per segment; bad_rows = flagged per frame
+            for i in range(raw.shape[0]):
+                nbad = 0
+                for s in range(offsets.size - 1):
+                    acc = 0.0
+                    ng = 0
+                    for p in range(offsets[s], offsets[s + 1]):
+                        v = raw[i, index[p]]
+                        if _flagged(v, is_int, sent):
+                            x[i, p] = 0.0
+                            nbad += 1
+                        else:
+                            xv = np.float32(v)
+                            x[i, p] = xv
+                            acc += xv
+                            ng += 1
+                    Q[i, s] = acc
+                    good_n[i, s] = ng
+                bad_rows[i] = nbad
+
+        @numba.njit(cache=True, nogil=True)
+        def fill(raw, index, offsets, seg_ring, is_int, sent, bad_rows, value, x):
+            # flagged values of the frames with any get their ring's fill value
+            for i in range(raw.shape[0]):
+                if bad_rows[i] == 0:
+                    continue
+                for s in range(offsets.size - 1):
+                    f = value[i, seg_ring[s]]
+                    for p in range(offsets[s], offsets[s + 1]):
+                        if _flagged(raw[i, index[p]], is_int, sent):
+                            x[i, p] = f
+
+        @numba.njit(cache=True, nogil=True)
+        def scale(x, offsets, seg_ring, inv):
+            # x = x * inv[ring] - 1 in float32, segment by segment
+            one = np.float32(1.0)
+            for i in range(x.shape[0]):
+                for s in range(offsets.size - 1):
+                    f = inv[i, seg_ring[s]]
+                    for p in range(offsets[s], offsets[s + 1]):
+                        x[i, p] = x[i, p] * f - one
+
+        _KERNELS.update(band=band, segsum=segsum, gather=gather, fill=fill, scale=scale)
     return _KERNELS
