@@ -107,34 +107,38 @@ def part_gemm(args):
         lag_sums(stack, plan, np.arange(W + 1), normalization="frame", groups=10)
         ts.append(time.perf_counter() - t)
     t_all = statistics.median(ts)
-    # the correlation kernel alone (frames already normalised in memory): sgemm on band tiles
+    # the correlation kernel alone (frames already normalised in memory): sgemm on band tiles, for each
+    # tile size asked (--tiles): executed and useful rates (useful share of a tile b: (W + 1) / (b + W))
     x = rng.standard_normal((T, plan.n_pix)).astype(np.float32)
-    gram = np.zeros((plan.n_seg, b, b + W), dtype=np.float32)
     lags = np.arange(W + 1)
-    gid = np.zeros(b, dtype=np.int64)
-    acc = np.zeros((plan.n_seg, 1, W + 1))
     offs = plan.seg_offsets
-    ts = []
-    with threadpool_limits(1, "blas"):
-        for _ in range(3):
-            t = time.perf_counter()
-            for i in range(0, T - W - b + 1, b):
-                A, B = x[i:i + b], x[i:i + b + W]
-                for s in range(plan.n_seg):
-                    np.matmul(A[:, offs[s]:offs[s + 1]], B[:, offs[s]:offs[s + 1]].T, out=gram[s])
-                band_sums(gram, b, lags, gid, acc)
-            ts.append(time.perf_counter() - t)
-    n_tiles = len(range(0, T - W - b + 1, b))
-    k_exec = 2.0 * plan.n_pix * n_tiles * b * (b + W)
-    k_useful = 2.0 * plan.n_pix * n_tiles * b * (W + 1)
-    tk = statistics.median(ts)
+    kernel = {}
+    for bt in args.tiles or [b]:
+        gram = np.zeros((plan.n_seg, bt, bt + W), dtype=np.float32)
+        gid = np.zeros(bt, dtype=np.int64)
+        acc = np.zeros((plan.n_seg, 1, W + 1))
+        ts = []
+        with threadpool_limits(1, "blas"):
+            for _ in range(3):
+                t = time.perf_counter()
+                for i in range(0, T - W - bt + 1, bt):
+                    A, B = x[i:i + bt], x[i:i + bt + W]
+                    for s in range(plan.n_seg):
+                        np.matmul(A[:, offs[s]:offs[s + 1]], B[:, offs[s]:offs[s + 1]].T, out=gram[s])
+                    band_sums(gram, bt, lags, gid, acc)
+                ts.append(time.perf_counter() - t)
+        n_tiles = len(range(0, T - W - bt + 1, bt))
+        tk = statistics.median(ts)
+        k_exec = 2.0 * plan.n_pix * n_tiles * bt * (bt + W) / tk / 1e9
+        k_useful = 2.0 * plan.n_pix * n_tiles * bt * (W + 1) / tk / 1e9
+        kernel[f"tile_{bt}"] = {"gflops_executed": round(k_exec, 1), "gflops_useful": round(k_useful, 1),
+                                "executed_fraction_of_sgemm_1thread": round(k_exec / g1, 2),
+                                "useful_fraction_of_sgemm_1thread": round(k_useful / g1, 2)}
     print(json.dumps({"sgemm_gflops_1thread": round(g1, 1), "sgemm_gflops_default": round(gd, 1),
                       "frames": T, "pixels": n * n, "used_pixels": plan.n_pix, "segments": plan.n_seg,
                       "pixels_per_segment": round(plan.n_pix / plan.n_seg, 1), "max_lag": W, "tile": b,
                       "useful_share_of_executed": round(useful / executed, 2),
-                      "kernel_gflops_executed": round(k_exec / tk / 1e9, 1), "kernel_gflops_useful": round(k_useful / tk / 1e9, 1),
-                      "kernel_executed_fraction_of_sgemm_1thread": round(k_exec / tk / 1e9 / g1, 2),
-                      "kernel_useful_fraction_of_sgemm_1thread": round(k_useful / tk / 1e9 / g1, 2),
+                      "kernel": kernel,
                       "lag_sums_s": round(t_all, 2), "lag_sums_gflops_executed": round(executed / t_all / 1e9, 1),
                       "lag_sums_gflops_useful": round(useful / t_all / 1e9, 1),
                       "lag_sums_executed_fraction_of_sgemm_1thread": round(executed / t_all / 1e9 / g1, 2),
@@ -287,6 +291,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--max-lag", type=int, default=100)
+    ap.add_argument("--tiles", type=int, nargs="+", help="gemm: tile sizes of the kernel measurement (default the engine's)")
     ap.add_argument("--frame-counts", type=int, nargs="+", default=[250, 500, 1000])
     ap.add_argument("--time-bins", type=int, default=200)
     ap.add_argument("--maps-only", action="store_true", help="twotime: the correlation step alone")
