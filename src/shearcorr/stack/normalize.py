@@ -47,9 +47,8 @@ def load_frames(source, plan: BinPlan, norm: Normalization, i0: int, i1: int, ke
     (k, n_seg)), flagged values per frame (k,) and the raw pixel sums over the frames ``keep``
     (absolute [lo, hi), default all) (float64, (n_pix,)).
 
-    One compiled pass per frame gathers the used pixels in segment order, flags and counts the bad
-    values and sums the segments; a second pass over the (cache-warm) row divides by the ring mean
-    and subtracts 1: :math:`d_t(p) = n_t(p)/(f_t \\bar N_r) - 1` (float32 arithmetic)."""
+    One compiled pass gathers the used pixels in segment order, flags and counts the bad values and
+    sums the segments; a second compiled pass divides by the ring mean and subtracts 1: :math:`d_t(p) = n_t(p)/(f_t \\bar N_r) - 1` (float32 arithmetic)."""
     raw = np.asarray(source.read(i0, i1))
     k = raw.shape[0]
     if raw.ndim != 3 or raw.shape[1:] != tuple(plan.shape) or k != i1 - i0:
