@@ -17,7 +17,9 @@ removes that common factor (measured: without it, D_irr of a synthetic series ca
 chi^2_red ~ 8; with it, within 1 %). r is fitted per cycle and lag with the pair table (amortized,
 :mod:`.fitting`; a ~ 1, Gaussian prior 1 +- 0.05); errors: :func:`ratio_errors` -- the pair's variance law of c at
 c = 0 (phases as independent speckle samples) times :math:`\sqrt{1-\rho^2}` (the speckle
-self-noise shared with lag 0 cancels in the ratio) over the lag-0 map, scaled by max(1, chi^2_red),
+self-noise shared with lag 0 cancels in the ratio) over the q row's lag-0 contrast (not the bin's own,
+the ratio's noisy denominator: :func:`cycle_ratio_maps`), scaled by chi^2_red (both ways for >= 50
+degrees of freedom, else by max(1, chi^2_red)),
 plus the single-pair configuration term
 (:func:`.prelim.configuration_term`).
 
