@@ -297,6 +297,9 @@ def main(argv=None):
     ap.add_argument("--maps-only", action="store_true", help="twotime: the correlation step alone")
     ap.add_argument("--limit-gb", type=float, default=3.0)
     ap.add_argument("--n", type=int, default=10, help="stacks per study")
+    ap.add_argument("--stack-cache", default=None,
+                    help="study-steady/-echo: keep the rendered stacks in this folder (.npy + geometry.json) and read "
+                         "them from there on later runs (rendering is deterministic in the seed)")
     args = ap.parse_args(argv)
     Path(args.data).mkdir(parents=True, exist_ok=True)
     if args.part.startswith("study"):

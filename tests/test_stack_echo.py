@@ -45,3 +45,53 @@ def test_amplitude_sweep_sorts_by_amplitude_and_checks_lengths():
     np.testing.assert_allclose(sw["d2_irreversible"], [0.2, 0.5, 1.0])
     with pytest.raises(ShearcorrError, match="one strain amplitude per file"):
         amplitude_sweep([fake(1.0, 0.0)], [0.1, 0.2])
+
+
+def _speckle_chain(truth, phi0, n_frames, size=96, counts=400.0, seed=0):
+    """Frames of one-pixel speckle whose fields, frame to frame, correlate bin by bin as sqrt(y) of
+    the pair model at ``truth`` (gamma L, D2): E_{t+1} = g E_t + sqrt(1 - g^2) xi_t, so every echo of
+    consecutive frames (period 1) is the pair model y and every frame keeps most of its bins' speckle
+    fingerprint, as the cycles of an echo series do. Photon counts Poisson(counts |E|^2)."""
+    from shearcorr.experiment.model import BinnedPairModel
+    from shearcorr.stack.plan import make_plan
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    c = (size - 1) / 2
+    qr0 = np.hypot(xx - c, yy - c) * (1.2 / (size / 2))
+    phi = np.arctan2(-(yy - c), xx - c)
+    q_edges = np.geomspace(0.2, 1.2, 5)
+    plan = make_plan(np.ones((size, size), bool), qr0, phi, q_edges, 8)
+    model = BinnedPairModel(q_edges, plan.phi_edges, n_l2=150)
+    y = np.clip(model.y(truth[0], truth[1], 0.15, phi0), 0.0, 1.0)
+    iq = np.clip(np.searchsorted(q_edges, qr0, side="right") - 1, 0, plan.n_q - 1)
+    ip = np.clip((np.mod(phi, np.pi) / (np.pi / plan.n_phi)).astype(int), 0, plan.n_phi - 1)
+    g = np.sqrt(y[iq, ip])
+    e = (rng.standard_normal((size, size)) + 1j * rng.standard_normal((size, size))) / np.sqrt(2)
+    frames = np.empty((n_frames, size, size), dtype=np.int32)
+    for t in range(n_frames):
+        frames[t] = rng.poisson(counts * np.abs(e) ** 2)
+        xi = (rng.standard_normal((size, size)) + 1j * rng.standard_normal((size, size))) / np.sqrt(2)
+        e = g * e + np.sqrt(1.0 - g * g) * xi
+    return frames, plan, model
+
+
+@pytest.mark.slow
+def test_echo_errors_scale_with_the_row_contrast(tmp_path):
+    """Per-cycle echoes of speckle with a known pair correlation (gamma L 6, D2 0.4; 160 echoes of 96^2
+    frames, 36-530 pixels per bin, speckle errors only): gamma L and D2 unbiased and z calibrated
+    (measured: gamma L 6.02, z mean +0.07, std 1.10; D2 0.404, z +0.12, std 0.81). The former errors,
+    scaled by each bin's own lag-0 contrast (the noisy denominator of the ratio), weighted the bins by
+    the noise of the ratio itself: gamma L 5.95 (z mean -0.35) and D2 0.420 (+5.0 %, z mean +0.47) on
+    these echoes (about 15 s of CPU: the pair table and the start fit)."""
+    from shearcorr.stack.echo import analyze_echo
+
+    truth, phi0 = (6.0, 0.4), 0.5
+    frames, plan, model = _speckle_chain(truth, phi0, 161, seed=3)
+    e = analyze_echo(frames, plan, model, period=1, start=0, stop=frames.shape[0], max_cycles=1, flow_angle=phi0,
+                     configuration=False, cache_dir=tmp_path)
+    pc = e.per_cycle
+    for k, t in (("gamma_l", truth[0]), ("d2", truth[1])):
+        v, s = pc[k], pc[k + "_std"]
+        z = (v - t) / s
+        assert abs(v.mean() / t - 1) < 0.025 and abs(z.mean()) < 0.3 and 0.7 < z.std() < 1.3, (k, v.mean(), z.mean(), z.std())
