@@ -65,13 +65,20 @@ def _latent_z(member, ev, name) -> np.ndarray:
     return (p.true - p.mean) / p.std
 
 
+_LOADED: dict = {}
+
+
 def _load(path, calibrate: bool):
-    """A model file, with per-sample stds added if ``calibrate`` and it has none."""
+    """A model file, with per-sample stds added if ``calibrate`` and it has none (loaded once per run)."""
     from shearcorr.inverse.modelfile import load_model
 
+    key = (str(path), bool(calibrate))
+    if key in _LOADED:
+        return _LOADED[key]
     model = load_model(path)
     if calibrate and not any(m.calibration is not None for m in getattr(model, "members", (model,))):
         model = model.calibrated()
+    _LOADED[key] = model
     return model
 
 
@@ -303,6 +310,14 @@ def run_zdist(args) -> dict:
                           "10/50/90 % = " + " / ".join(f"{v:.2f}" for v in r["subset_std_10_50_90"])
                           + "; thirds of its prior " + " / ".join(f"{v:.2f}" for v in r["z_std_thirds"])
                           + "; gamma L < 12, 12-20, > 20 " + " / ".join(f"{v:.2f}" for v in r["z_std_gl_bins"]))
+        for who, variant in _variants(model).items():  # one sample at a time, as `shearcorr predict` does
+            ms = []
+            for i in model.test_index[:50]:
+                t0 = time.perf_counter()
+                variant.predict(ds, sample=[int(i)])
+                ms.append(1e3 * (time.perf_counter() - t0))
+            out[f"{who}/predict_ms_median"] = float(np.median(ms))
+            print(f"{who}: predict one sample {np.median(ms):.2f} ms (median of {len(ms)})")
     return out
 
 

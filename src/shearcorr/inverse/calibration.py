@@ -38,8 +38,8 @@ Far from every training sample (an input outside the prior box) the scale falls 
 *Why the geometric mean:* the z-scores are heavy-tailed (a few training samples near the edge D2 = 3 of
 the prior box have |z| of 4-7 at N = 20 000); an arithmetic mean of :math:`z^2` lets such a sample set
 the scale of all its neighbours. On the leave-one-out scores of the default family (train1500 store) the
-geometric form has the lower cross-validated NLL for 7 of the 9 member-target pairs, and the arithmetic
-one leaves the stds 6-18 % too wide on average (docs/results.md).
+geometric form had the lower cross-validated NLL in 15 of 17 member-target comparisons, and the
+arithmetic one left the leave-one-out z std at 0.82-0.99 (docs/inversion.md).
 
 Limits: the scale depends on the sample only through the predicted parameters (it cannot tell two inputs
 apart that the GP maps to the same point: a sample at the edge of the prior box whose prediction is
@@ -121,6 +121,19 @@ def _loo_fit(sq: list, z2: np.ndarray, h, kappa: float) -> tuple[float, np.ndarr
     base = np.exp(_log_scale2(W, np.log(np.maximum(z2, Z2_FLOOR)), kappa))
     a = float(np.mean(z2 / base))
     return 0.5 * float(np.mean(np.log(a * base) + z2 / (a * base))), a * base, a
+
+
+def _loo_base(D: np.ndarray, z2: np.ndarray, h, kappa: float) -> np.ndarray:
+    """exp of the shrunk kernel average of log z^2 at each calibration point, the point itself left out,
+    in row blocks (memory BLOCK x n)."""
+    lz = np.log(np.maximum(z2, Z2_FLOOR))
+    out = np.empty(D.shape[0])
+    for a in range(0, D.shape[0], BLOCK):
+        rows = np.arange(a, min(a + BLOCK, D.shape[0]))
+        W = _weights([(D[rows, k, None] - D[None, :, k]) ** 2 for k in range(D.shape[1])], h)
+        W[np.arange(rows.size), rows] = 0.0
+        out[rows] = np.exp(_log_scale2(W, lz, kappa))
+    return out
 
 
 def _choose_bandwidths(sq: list, z2: np.ndarray, kappa: float, grid) -> np.ndarray:
@@ -271,14 +284,15 @@ def calibrate(regressors: dict, *, prior_count: float = PRIOR_COUNT, bandwidths=
     n = D.shape[0]
     sub = np.sort(np.random.default_rng(seed).choice(n, MAX_CV, replace=False)) if n > MAX_CV else np.arange(n)
     sq_sub = [(D[sub, k, None] - D[None, sub, k]) ** 2 for k in range(len(targets))]
-    sq = sq_sub if sub.size == n else [(D[:, k, None] - D[None, :, k]) ** 2 for k in range(len(targets))]
     bw, fac = {}, {}
     summary = {"method": METHOD, "prior_count": float(prior_count), "n": int(n), "n_cv": int(sub.size),
                "bandwidth": {}, "factor": {}, "loo_z": {}, "loo_z_calibrated": {}}
     for t in targets:
         z2 = zs[t] ** 2
         h = _choose_bandwidths(sq_sub, z2[sub], prior_count, bandwidths)
-        _, c2, a = _loo_fit(sq, z2, h, prior_count)
+        base = _loo_base(D, z2, h, prior_count)
+        a = float(np.mean(z2 / base))
+        c2 = a * base
         bw[t], fac[t] = [float(v) for v in h], a
         summary["bandwidth"][t], summary["factor"][t] = bw[t], fac[t]
         summary["loo_z"][t] = _shape(zs[t])
