@@ -21,7 +21,7 @@ diagonal one, for the map and the g(theta), g(q) profiles. ``zdist``: the shape 
 distribution on the held-out split of its training store, every member on held-out inputs drawn at its N
 (as ``shearcorr evaluate``): std, kurtosis, the robust std (1.4826 MAD), the spread of the z std over
 random subsets of ``--subset`` samples (what a 30-set test can show) and the z std in thirds of the
-target's prior range and of gamma L's.
+target's prior range, of D2's (along which the GP's error changes most) and in gamma L < 12, 12-20, > 20.
 
 A model with per-sample stds (:mod:`shearcorr.inverse.calibration`) is scored twice, with them ("model")
 and with its GP's own std ("model_gp", :meth:`~shearcorr.inverse.model.InversionModel.uncalibrated`):
@@ -178,7 +178,9 @@ def run_levels(args) -> dict:
                     print(f"  {'':8s} z std in thirds of the prior: " + " | ".join(
                         f"{n} " + " / ".join(f"{v:.2f}" for v in sc[n]["z_std_thirds"]) for n in NAMES if n in sc)
                           + "; in gamma L < 12, 12-20, > 20: " + " | ".join(
-                        f"{n} " + " / ".join(f"{v:.2f}" for v in sc[n]["z_std_gl_bins"]) for n in NAMES if n in sc))
+                        f"{n} " + " / ".join(f"{v:.2f}" for v in sc[n]["z_std_gl_bins"]) for n in NAMES if n in sc)
+                          + "; in thirds of D2: " + " | ".join(
+                        f"{n} " + " / ".join(f"{v:.2f}" for v in sc[n]["z_std_d2_thirds"]) for n in NAMES if n in sc))
     return report
 
 
@@ -201,6 +203,7 @@ def _model_scores(model, ds, rows) -> dict:
     member = model.member_for(ds)
     out = {"trained_configs": ev.trained_configs, "seconds_per_sample": ev.seconds_per_sample}
     gl = ev.predictions["gamma_l"].true if "gamma_l" in ev.predictions else None
+    d2 = ev.predictions["d2"].true if "d2" in ev.predictions else None
     for k, n in enumerate(NAMES):
         if n not in ev.err:
             continue
@@ -210,7 +213,8 @@ def _model_scores(model, ds, rows) -> dict:
         out[n] = {"err": ev.err[n], "cov68": ev.coverage68[n], "cov95": ev.coverage95[n], "z_std": ev.z_std[n],
                   "rms_over_crb": float(np.sqrt(np.mean(eff**2))),
                   "z_std_thirds": _bin_stds(z, ev.predictions[n].true, THIRDS[n]),
-                  "z_std_gl_bins": _bin_stds(z, gl, GL_BINS) if gl is not None else []}
+                  "z_std_gl_bins": _bin_stds(z, gl, GL_BINS) if gl is not None else [],
+                  "z_std_d2_thirds": _bin_stds(z, d2, THIRDS["d2"]) if d2 is not None else []}
     return out
 
 
@@ -290,6 +294,7 @@ def run_zdist(args) -> dict:
                 lv = member.trained_configs()
                 ev = evaluate(variant, ds, configs=lv, draws=draws if member.noise_configs is not None else None)
                 gl = ev.predictions["gamma_l"].true if "gamma_l" in ev.predictions else None
+                d2 = ev.predictions["d2"].true if "d2" in ev.predictions else None
                 key = f"{who}/N={lv:g}"
                 out[key] = {"cov68": ev.coverage68, "cov95": ev.coverage95, "err": ev.err}
                 print(f"{key}: {ev.n_samples} held-out samples, inputs drawn at N = {lv:g}")
@@ -303,13 +308,15 @@ def run_zdist(args) -> dict:
                          "subset_std_10_50_90": [float(v) for v in np.percentile(subs, [10, 50, 90])],
                          "z_std_thirds": _bin_stds(z, ev.predictions[t].true, THIRDS[t]),
                          "z_std_gl_bins": _bin_stds(z, gl, GL_BINS) if gl is not None else [],
+                         "z_std_d2_thirds": _bin_stds(z, d2, THIRDS["d2"]) if d2 is not None else [],
                          "cov68": ev.coverage68[t], "cov95": ev.coverage95[t]}
                     out[key][t] = r
                     print(f"  {t}: z std {r['z_std']:.2f}, kurtosis {r['kurtosis']:.1f}, robust std {r['robust_std']:.2f}, "
                           f"cov68/95 {100 * r['cov68']:.0f}/{100 * r['cov95']:.0f} %; z std of {args.subset} samples "
                           "10/50/90 % = " + " / ".join(f"{v:.2f}" for v in r["subset_std_10_50_90"])
                           + "; thirds of its prior " + " / ".join(f"{v:.2f}" for v in r["z_std_thirds"])
-                          + "; gamma L < 12, 12-20, > 20 " + " / ".join(f"{v:.2f}" for v in r["z_std_gl_bins"]))
+                          + "; gamma L < 12, 12-20, > 20 " + " / ".join(f"{v:.2f}" for v in r["z_std_gl_bins"])
+                          + "; thirds of D2 " + " / ".join(f"{v:.2f}" for v in r["z_std_d2_thirds"]))
         for who, variant in _variants(model).items():  # one sample at a time, as `shearcorr predict` does
             ms = []
             for i in model.test_index[:50]:
