@@ -33,7 +33,7 @@ def test_leave_one_out_scores_equal_refits_without_the_sample():
     """mu_-i and z_i of the closed form (R&W eq. 5.12) equal a GP refitted on the other n - 1 samples with
     the same hyperparameters and the training standardisation (to 1e-8)."""
     X, y, gp = _gp()
-    mu, z = loo_scores(gp)
+    mu, z, var = loo_scores(gp)
     ys = (y - gp.y_mean_) / gp.y_std_
     for i in (0, 17, 59):
         keep = np.arange(y.size) != i
@@ -48,6 +48,7 @@ def test_leave_one_out_scores_equal_refits_without_the_sample():
         v = 1.0 + gp.sigma_ - k @ scipy.linalg.cho_solve((L, True), k)
         assert mu[i] == pytest.approx(m, abs=1e-8)
         assert z[i] == pytest.approx((ys[i] - m) / np.sqrt(v), rel=1e-6)
+        assert var[i] == pytest.approx(v, rel=1e-6)
 
 
 def test_the_scale_follows_a_known_heteroscedastic_noise():
@@ -56,31 +57,34 @@ def test_the_scale_follows_a_known_heteroscedastic_noise():
     scale (a function of the predicted target) it is 1 +- 0.2 in every third."""
     X, y, gp = _gp(n=400, seed=1, noise=lambda f: 0.1 * np.exp(0.8 * f))
     cal, summary = calibrate({"y": gp})
-    mu, z = loo_scores(gp)
+    mu, z, var = loo_scores(gp)
+    v = np.log(var / gp.sigma_)
     f = _f(X)
     thirds = [f < np.quantile(f, 1 / 3), (f >= np.quantile(f, 1 / 3)) & (f < np.quantile(f, 2 / 3)),
               f >= np.quantile(f, 2 / 3)]
     assert np.std(z[thirds[0]]) < 0.6 and np.std(z[thirds[2]]) > 1.1  # the homoscedastic std is wrong
-    c = cal.factors(mu[:, None])["y"]
+    c = cal.factors(mu[:, None], {"y": v})["y"]
     for part in thirds:
         assert 0.8 < np.std(z[part] / c[part]) < 1.2
     assert 0.9 < summary["loo_z_calibrated"]["y"]["std"] < 1.1
     # far from every calibration point the scale is the average one (the shrinkage target)
-    far = cal.factors(np.array([[50.0]]))["y"][0]
+    far = cal.factors(np.array([[50.0]]), {"y": np.array([50.0])})["y"][0]
     lz = np.log(z**2)
     assert far == pytest.approx(np.sqrt(cal.factor["y"] * np.exp(lz.mean())), rel=1e-9)
 
 
 def test_bad_calibration_state_is_refused():
-    pts = np.zeros((5, 1))
+    pts, v = np.zeros((5, 1)), {"y": np.zeros(5)}
     with pytest.raises(ShearcorrError, match="z\\^2 of y"):
-        Calibration(("y",), pts, {"y": -np.ones(5)}, {"y": [0.1]}, {"y": 1.0})
+        Calibration(("y",), pts, v, {"y": -np.ones(5)}, {"y": [0.1, 0.1]}, {"y": 1.0})
     with pytest.raises(ShearcorrError, match="bandwidths of y"):
-        Calibration(("y",), pts, {"y": np.ones(5)}, {"y": [0.0]}, {"y": 1.0})
+        Calibration(("y",), pts, v, {"y": np.ones(5)}, {"y": [0.0, 0.1]}, {"y": 1.0})
     with pytest.raises(ShearcorrError, match="factor of y"):
-        Calibration(("y",), pts, {"y": np.ones(5)}, {"y": [0.1]}, {"y": float("nan")})
+        Calibration(("y",), pts, v, {"y": np.ones(5)}, {"y": [0.1, 0.1]}, {"y": float("nan")})
+    with pytest.raises(ShearcorrError, match="spreads of y"):
+        Calibration(("y",), pts, {"y": np.full(5, np.inf)}, {"y": np.ones(5)}, {"y": [0.1, 0.1]}, {"y": 1.0})
     with pytest.raises(ShearcorrError, match="shape"):
-        Calibration(("y", "x"), pts, {"y": np.ones(5)}, {"y": [0.1]}, {"y": 1.0})
+        Calibration(("y", "x"), pts, v, {"y": np.ones(5)}, {"y": [0.1]}, {"y": 1.0})
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ Z2_FLOOR = 1e-12
 BLOCK = 2048
 
 
-def loo_scores(gp) -> tuple[np.ndarray, np.ndarray]:
+def loo_scores(gp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Closed-form leave-one-out prediction and z-score of each training sample of a fitted exact GP.
 
     Parameters
@@ -93,6 +93,8 @@ def loo_scores(gp) -> tuple[np.ndarray, np.ndarray]:
     z : ndarray (n,)
         Leave-one-out z-scores :math:`(y_i - \mu_{-i})/\sigma_{-i} = \alpha_i/\sqrt{[K^{-1}]_{ii}}`
         (module docstring); O(n^3/3) for the inverse of the Cholesky factor.
+    var : ndarray (n,)
+        Standardised leave-one-out predictive variances :math:`\sigma^2_{-i} = 1/[K^{-1}]_{ii}`.
     """
     L = gp._cholesky()
     alpha = np.asarray(gp.alpha_, dtype=np.float64)
@@ -100,7 +102,7 @@ def loo_scores(gp) -> tuple[np.ndarray, np.ndarray]:
     Linv = scipy.linalg.solve_triangular(L, np.eye(n), lower=True, check_finite=False)
     kinv_diag = np.einsum("ij,ij->j", Linv, Linv)  # [K^-1]_ii = sum_k (L^-1)_ki^2
     y = L @ (L.T @ alpha)  # the standardised targets, K alpha
-    return y - alpha / kinv_diag, alpha / np.sqrt(kinv_diag)
+    return y - alpha / kinv_diag, alpha / np.sqrt(kinv_diag), 1.0 / kinv_diag
 
 
 def _log_scale2(W: np.ndarray, lz: np.ndarray, kappa: float) -> np.ndarray:
@@ -168,10 +170,13 @@ class Calibration:
         The model's targets; column k of ``points`` is the standardised prediction of target k.
     points : ndarray (n, T)
         Standardised leave-one-out predictions d_j of the training samples.
+    spread : dict of str to ndarray (n,)
+        The GP's own leave-one-out variance of each target over its noise level,
+        :math:`v_{tj} = \log(\sigma^2_{t,-j}/\sigma_t)` (the last descriptor axis of target t).
     z2 : dict of str to ndarray (n,)
         Squared leave-one-out z-scores per target.
     bandwidth : dict of str to list of float
-        Kernel bandwidths h_tk, one per axis (standardised prediction units).
+        Kernel bandwidths h_tk, one per axis: the T predictions, then v_t.
     factor : dict of str to float
         The constant a_t that restores the mean of z^2.
     prior_count : float
@@ -180,6 +185,7 @@ class Calibration:
 
     targets: tuple
     points: np.ndarray
+    spread: dict
     z2: dict
     bandwidth: dict
     factor: dict
@@ -194,22 +200,29 @@ class Calibration:
             z2 = np.asarray(self.z2.get(t, np.empty(0)), dtype=np.float64)
             if z2.shape != (P.shape[0],) or not np.all(np.isfinite(z2)) or np.any(z2 < 0) or not np.any(z2 > 0):
                 raise ShearcorrError(f"calibration z^2 of {t} must be {P.shape[0]} finite values >= 0, not all 0")
+            v = np.asarray(self.spread.get(t, np.empty(0)), dtype=np.float64)
+            if v.shape != (P.shape[0],) or not np.all(np.isfinite(v)):
+                raise ShearcorrError(f"calibration spreads of {t} must be {P.shape[0]} finite values")
             h = np.asarray(self.bandwidth.get(t, []), dtype=np.float64)
-            if h.shape != (T,) or not np.all(np.isfinite(h)) or np.any(h <= 0):
-                raise ShearcorrError(f"calibration bandwidths of {t} must be {T} numbers > 0, got {self.bandwidth.get(t)!r}")
+            if h.shape != (T + 1,) or not np.all(np.isfinite(h)) or np.any(h <= 0):
+                raise ShearcorrError(f"calibration bandwidths of {t} must be {T + 1} numbers > 0, got {self.bandwidth.get(t)!r}")
             a = self.factor.get(t)
             if not (isinstance(a, (int, float)) and np.isfinite(a) and a > 0):
                 raise ShearcorrError(f"calibration factor of {t} must be a number > 0, got {a!r}")
         if not (np.isfinite(self.prior_count) and self.prior_count > 0):
             raise ShearcorrError(f"calibration prior count must be > 0, got {self.prior_count!r}")
 
-    def factors(self, D) -> dict[str, np.ndarray]:
-        r"""Scale :math:`c_t(d)` of each target's latent std for standardised predictions D.
+    def factors(self, D, V: dict) -> dict[str, np.ndarray]:
+        r"""Scale :math:`c_t(d, v_t)` of each target's latent std.
 
         Parameters
         ----------
         D : ndarray (m, T)
-            :math:`((m_t - \bar u_t)/s_{u,t})_t` per input, columns in the order of ``targets``.
+            Standardised predictions :math:`((m_t - \bar u_t)/s_{u,t})_t` per input, columns in the order
+            of ``targets``.
+        V : dict of str to ndarray (m,)
+            :math:`v_t = \log(s_t^2/(s_{u,t}^2\sigma_t))`: the GP's latent variance of target t over its
+            noise level (standardised units).
 
         Returns
         -------
@@ -223,16 +236,20 @@ class Calibration:
         for a in range(0, D.shape[0], BLOCK):
             sq = [(D[a:a + BLOCK, k, None] - P[None, :, k]) ** 2 for k in range(P.shape[1])]
             for t in self.targets:
+                v = np.asarray(V[t], dtype=np.float64)[a:a + BLOCK]
+                sq_t = sq + [(v[:, None] - np.asarray(self.spread[t], dtype=np.float64)[None, :]) ** 2]
                 lz = np.log(np.maximum(np.asarray(self.z2[t], dtype=np.float64), Z2_FLOOR))
-                W = _weights(sq, self.bandwidth[t])
+                W = _weights(sq_t, self.bandwidth[t])
                 out[t][a:a + BLOCK] = np.sqrt(self.factor[t] * np.exp(_log_scale2(W, lz, self.prior_count)))
         return out
 
     # --- storage (model files): plain arrays + JSON ----------------------------------------------------
     def arrays(self) -> dict:
-        """Arrays stored in a model file: ``calibration_points`` and ``calibration_z2_<target>``."""
+        """Arrays stored in a model file: ``calibration_points``, ``calibration_z2_<target>``,
+        ``calibration_spread_<target>``."""
         out = {"calibration_points": np.asarray(self.points, dtype=np.float64)}
         out.update({f"calibration_z2_{t}": np.asarray(self.z2[t], dtype=np.float64) for t in self.targets})
+        out.update({f"calibration_spread_{t}": np.asarray(self.spread[t], dtype=np.float64) for t in self.targets})
         return out
 
     def meta(self) -> dict:
@@ -248,6 +265,7 @@ class Calibration:
             raise ShearcorrError(f"unknown calibration method {meta.get('method') if isinstance(meta, dict) else meta!r}")
         targets = tuple(str(t) for t in meta["targets"])
         return cls(targets=targets, points=arrays["calibration_points"],
+                   spread={t: arrays[f"calibration_spread_{t}"] for t in targets},
                    z2={t: arrays[f"calibration_z2_{t}"] for t in targets},
                    bandwidth={t: [float(v) for v in meta["bandwidth"][t]] for t in targets},
                    factor={t: float(meta["factor"][t]) for t in targets}, prior_count=float(meta["prior_count"]))
@@ -277,9 +295,10 @@ def calibrate(regressors: dict, *, prior_count: float = PRIOR_COUNT, bandwidths=
     """
     t0 = time.perf_counter()
     targets = tuple(regressors)
-    mus, zs = {}, {}
+    mus, zs, vs = {}, {}, {}
     for t, gp in regressors.items():
-        mus[t], zs[t] = loo_scores(gp)
+        mus[t], zs[t], var = loo_scores(gp)
+        vs[t] = np.log(var / gp._noise_variance())
     D = np.column_stack([mus[t] for t in targets])
     n = D.shape[0]
     sub = np.sort(np.random.default_rng(seed).choice(n, MAX_CV, replace=False)) if n > MAX_CV else np.arange(n)
@@ -289,8 +308,9 @@ def calibrate(regressors: dict, *, prior_count: float = PRIOR_COUNT, bandwidths=
                "bandwidth": {}, "factor": {}, "loo_z": {}, "loo_z_calibrated": {}}
     for t in targets:
         z2 = zs[t] ** 2
-        h = _choose_bandwidths(sq_sub, z2[sub], prior_count, bandwidths)
-        base = _loo_base(D, z2, h, prior_count)
+        Dt = np.column_stack([D, vs[t]])
+        h = _choose_bandwidths(sq_sub + [(vs[t][sub, None] - vs[t][None, sub]) ** 2], z2[sub], prior_count, bandwidths)
+        base = _loo_base(Dt, z2, h, prior_count)
         a = float(np.mean(z2 / base))
         c2 = a * base
         bw[t], fac[t] = [float(v) for v in h], a
@@ -298,8 +318,8 @@ def calibrate(regressors: dict, *, prior_count: float = PRIOR_COUNT, bandwidths=
         summary["loo_z"][t] = _shape(zs[t])
         summary["loo_z_calibrated"][t] = _shape(zs[t] / np.sqrt(c2))
     summary["seconds"] = time.perf_counter() - t0
-    return Calibration(targets=targets, points=D, z2={t: zs[t] ** 2 for t in targets}, bandwidth=bw, factor=fac,
-                       prior_count=float(prior_count)), summary
+    return Calibration(targets=targets, points=D, spread=vs, z2={t: zs[t] ** 2 for t in targets}, bandwidth=bw,
+                       factor=fac, prior_count=float(prior_count)), summary
 
 
 def _shape(z: np.ndarray) -> dict:

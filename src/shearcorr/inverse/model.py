@@ -224,8 +224,9 @@ class InversionModel:
         g_err : ndarray (n, n_q, n_theta), optional
             Standard errors of g(q, theta); adds the linearised input-noise variance :math:`J\Sigma_x J^T`.
 
-        With a :attr:`calibration`, each GP std s_t is first scaled by :math:`c_t(d)`, d the standardised
-        predictions :math:`((m_t - \bar u_t)/s_{u,t})_t` (:meth:`Calibration.factors`).
+        With a :attr:`calibration`, each GP std s_t is first scaled by :math:`c_t(d, v_t)`, d the
+        standardised predictions :math:`((m_t - \bar u_t)/s_{u,t})_t` and :math:`v_t` the log of the GP's
+        variance over its noise level (:meth:`Calibration.factors`).
         """
         X = self.features.transform(P)
         nt = self.grid.theta.size
@@ -238,7 +239,8 @@ class InversionModel:
         gp_out = {t: gp.predict_latent(X) for t, gp in self.regressors.items()}
         if self.calibration is not None:
             D = np.column_stack([(gp_out[t][0] - gp.y_mean_) / gp.y_std_ for t, gp in self.regressors.items()])
-            c = self.calibration.factors(D)
+            V = {t: np.log((gp_out[t][1] / gp.y_std_) ** 2 / gp._noise_variance()) for t, gp in self.regressors.items()}
+            c = self.calibration.factors(D, V)
             gp_out = {t: (m, s * c[t]) for t, (m, s) in gp_out.items()}
         for t, gp in self.regressors.items():
             m, s = gp_out[t]
