@@ -4,7 +4,7 @@ information limit, and the checks of the noise model (zero-mean bias, chi^2 cali
 Usage (each part prints a table; everything is cached under --cache so a rerun only re-scores)::
 
     python benchmarks/bench_inversion.py levels  [--sets 30] [--levels 20000 2000 300] [--displacement uniform stokes-einstein]
-                                                 [--model family.npz [family_se.npz]] [--no-fit] [--calibrate]
+                                                 [--model family.npz [family_se.npz]] [--no-fit] [--calibrate] [--no-crb]
                                                  [--cache bench_inversion_cache]
     python benchmarks/bench_inversion.py bias    [--replicas 100] [--configs 128 320 960]
     python benchmarks/bench_inversion.py chi2    [--replicas 100] [--configs 320]
@@ -138,7 +138,7 @@ def run_levels(args) -> dict:
                 one = ds.isel(sample=i)
                 p = SystemParams(*(float(one[k]) for k in ("n_l2", "rs", "d2", "gamma_l")), displacement=disp)
                 lat_truth = [p.rs**2, p.d2, p.gamma_l]
-                crb = (cramer_rao(p, grid, level).std if level is not None else None)
+                crb = (cramer_rao(p, grid, level).std if level is not None and not args.no_crb else None)
                 row = {"truth": {"rs": p.rs, "d2": p.d2, "gamma_l": p.gamma_l}, "latent_truth": lat_truth,
                        "crb": [crb["rs2"], crb["d2"], crb["gamma_l"]] if crb else [np.nan] * 3}
                 if not args.no_fit:
@@ -341,6 +341,7 @@ def main() -> None:
     lv.add_argument("--no-fit", action="store_true", help="score the models only")
     lv.add_argument("--cache", default="bench_inversion_cache")
     lv.add_argument("--calibrate", action="store_true", help="add per-sample stds to model files written without them")
+    lv.add_argument("--no-crb", action="store_true", help="skip the Cramer-Rao bound (rms/CRB is then NaN)")
     for name, default in (("bias", [128, 320, 960]), ("chi2", [320])):
         p = sub.add_parser(name)
         p.add_argument("--replicas", type=int, default=100)

@@ -18,15 +18,21 @@ with :math:`\sigma^2_{-i}` the predictive variance including the white noise, ex
 reports for a new input. The training inputs of a noise-aware model are draws of the estimator at its N,
 as the inputs it will meet, so the z_i are held-out z-scores of that noise level at no extra cost.
 
-**The scale.** Each sample is described by the model's own prediction of all its targets, standardised,
-:math:`d = ((m_t - \bar u_t)/s_{u,t})_t` (for training sample i its leave-one-out prediction
-:math:`\mu_{-i}`), so the scale needs nothing but the prediction. :math:`c_t^2(d)` is a kernel-weighted
-geometric mean of the neighbours' :math:`z^2`, shrunk towards the mean of :math:`\log z^2` by a
-pseudo-count :math:`\kappa` (:data:`PRIOR_COUNT`), times a constant :math:`a_t` that restores the mean:
+**The scale.** Each sample is described, for target t, by the model's own prediction of all its targets,
+standardised, :math:`d = ((m_k - \bar u_k)/s_{u,k})_k`, and by the GP's own predictive variance of t over
+its noise level, :math:`v_t = \log(s_t^2/(s_{u,t}^2\sigma_t))` (for training sample i its leave-one-out
+values :math:`\mu_{-i}` and :math:`\sigma^2_{-i}`), so the scale needs nothing but the prediction.
+:math:`v_t` keeps what the GP already knows per sample: where it is unsure (an input unlike its training
+inputs, e.g. an R_s - gamma L confusion at small D2) its std is large, and without this axis the scale
+learned from well-predicted neighbours would shrink that std by up to 15x (measured on held-out draws:
+|z| up to 16). :math:`c_t^2(d, v_t)` is a kernel-weighted geometric mean of the neighbours' :math:`z^2`,
+shrunk towards the mean of :math:`\log z^2` by a pseudo-count :math:`\kappa` (:data:`PRIOR_COUNT`),
+times a constant :math:`a_t` that restores the mean:
 
-.. math:: c_t^2(d) = a_t \exp\!\Big(\frac{\sum_j w_j(d)\,\log z_{tj}^2 + \kappa\,\overline{\log z_t^2}}
-          {\sum_j w_j(d) + \kappa}\Big),\qquad
-          w_j(d) = \exp\!\Big(-\tfrac12\sum_k (d_k - d_{jk})^2 / h_{tk}^2\Big),
+.. math:: c_t^2(d, v_t) = a_t \exp\!\Big(\frac{\sum_j w_j\,\log z_{tj}^2 + \kappa\,\overline{\log z_t^2}}
+          {\sum_j w_j + \kappa}\Big),\qquad
+          w_j = \exp\!\Big(-\tfrac12\sum_k \frac{(d_k - d_{jk})^2}{h_{tk}^2}
+          - \tfrac12\frac{(v_t - v_{tj})^2}{h_{t,T+1}^2}\Big),
 
 with :math:`a_t` such that the mean of :math:`z_{ti}^2 / c_{t,-i}^2(d_i)` over the training samples is 1
 (:math:`c_{t,-i}`: sample i left out of its own scale). The bandwidths :math:`h_{tk}` (one per target
@@ -37,13 +43,13 @@ Far from every training sample (an input outside the prior box) the scale falls 
 
 *Why the geometric mean:* the z-scores are heavy-tailed (a few training samples near the edge D2 = 3 of
 the prior box have |z| of 4-7 at N = 20 000); an arithmetic mean of :math:`z^2` lets such a sample set
-the scale of all its neighbours. On the leave-one-out scores of the default family (train1500 store) the
-geometric form had the lower cross-validated NLL in 15 of 17 member-target comparisons, and the
-arithmetic one left the leave-one-out z std at 0.82-0.99 (docs/inversion.md).
+the scale of all its neighbours. On the leave-one-out scores of the default family (train1500 store;
+descriptor d alone, a development script) the geometric form had the lower cross-validated NLL in 15 of
+17 member-target comparisons, and the arithmetic one left the leave-one-out z std at 0.82-0.99.
 
-Limits: the scale depends on the sample only through the predicted parameters (it cannot tell two inputs
-apart that the GP maps to the same point: a sample at the edge of the prior box whose prediction is
-pulled inwards keeps the scale of the interior); the hyperparameters were chosen with every sample, so
+Limits: the scale depends on the sample only through the predicted parameters and the GP's variance (it
+cannot tell two inputs apart that the GP maps to the same point: a sample at the edge of the prior box
+whose prediction is pulled inwards keeps the scale of the interior); the hyperparameters were chosen with every sample, so
 the leave-one-out z-scores are slightly optimistic (two hyperparameters per target against ~1000
 samples); and the calibration holds for the noise the training inputs were drawn with - on data whose
 noise differs from the noise model it is as good as that model.
