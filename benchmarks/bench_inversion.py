@@ -4,11 +4,11 @@ information limit, and the checks of the noise model (zero-mean bias, chi^2 cali
 Usage (each part prints a table; everything is cached under --cache so a rerun only re-scores)::
 
     python benchmarks/bench_inversion.py levels  [--sets 30] [--levels 20000 2000 300] [--displacement uniform stokes-einstein]
-                                                 [--model family.npz [family_se.npz]] [--no-fit]
+                                                 [--model family.npz [family_se.npz]] [--no-fit] [--calibrate] [--no-crb]
                                                  [--cache bench_inversion_cache]
     python benchmarks/bench_inversion.py bias    [--replicas 100] [--configs 128 320 960]
     python benchmarks/bench_inversion.py chi2    [--replicas 100] [--configs 320]
-    python benchmarks/bench_inversion.py zdist   --model family.npz --store train.zarr [--subset 30]
+    python benchmarks/bench_inversion.py zdist   --model family.npz --store train.zarr [--subset 30] [--calibrate]
 
 ``levels``: test sets drawn from the paper's priors (n_l2 ~ U(100, 200) unknown to the fit, R_s ~ U(0, 0.3),
 D2 ~ U(0.5, 3), gamma L ~ U(5, 30)), one Monte Carlo estimate each at N configurations (analytic for
@@ -18,9 +18,15 @@ and the efficiency rms(error / CRB) with the Cramér-Rao bound at the truth (1 =
 ``bias``: MC - E[g_N] over replicas (matched filter of the predicted bias, and the map average) at three
 parameter points on the paper's grid; ``chi2``: chi^2/dof of the truth under the full covariance and under a
 diagonal one, for the map and the g(theta), g(q) profiles. ``zdist``: the shape of a model's z-score
-distribution on the held-out split of its training store (noise-free inputs, scored by the member trained
-for the most configurations): std, kurtosis, the robust std (1.4826 MAD) and the spread of the z std over
-random subsets of ``--subset`` samples (what a 30-set test can show).
+distribution on the held-out split of its training store, every member on held-out inputs drawn at its N
+(as ``shearcorr evaluate``): std, kurtosis, the robust std (1.4826 MAD), the spread of the z std over
+random subsets of ``--subset`` samples (what a 30-set test can show) and the z std in thirds of the
+target's prior range, of D2's (along which the GP's error changes most) and in gamma L < 12, 12-20, > 20.
+
+A model with per-sample stds (:mod:`shearcorr.inverse.calibration`) is scored twice, with them ("model")
+and with its GP's own std ("model_gp", :meth:`~shearcorr.inverse.model.InversionModel.uncalibrated`):
+same predictions, same data. ``--calibrate`` adds the per-sample stds to a model file written without
+them (format version <= 4) before scoring.
 """
 
 from __future__ import annotations
@@ -36,6 +42,52 @@ from shearcorr.params import QGrid, SystemParams
 
 POINTS = (SystemParams(150, 0.1, 1.0, 10.0), SystemParams(200, 0.3, 0.5, 5.0), SystemParams(100, 0.2, 2.5, 28.0))
 NAMES = ("rs", "d2", "gamma_l")
+#: Bins of the true value for the z std: thirds of the paper's prior of each target, and of gamma L.
+THIRDS = {"rs": (0.0, 0.1, 0.2, 0.3), "d2": (0.5, 4 / 3, 13 / 6, 3.0), "gamma_l": (5.0, 40 / 3, 65 / 3, 30.0)}
+GL_BINS = (0.0, 12.0, 20.0, np.inf)
+
+
+def _bin_stds(z, value, edges) -> list:
+    """z std of the samples whose value lies in each bin [edges[k], edges[k+1]) (NaN when < 3)."""
+    z, value = np.asarray(z), np.asarray(value)
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        sel = (value >= a) & (value < b) if b != edges[-1] else (value >= a) & (value <= b)
+        out.append(float(np.std(z[sel])) if sel.sum() >= 3 else float("nan"))
+    return out
+
+
+def _latent_z(member, ev, name) -> np.ndarray:
+    """(u(true) - m)/s of target ``name`` in the member's latent u (y, or log y) from an Evaluation."""
+    p = ev.predictions[name]
+    if member.regressors[name].transform == "log":
+        return (np.log(p.true) - np.log(p.mean)) / (p.std / p.mean)
+    return (p.true - p.mean) / p.std
+
+
+_LOADED: dict = {}
+
+
+def _load(path, calibrate: bool):
+    """A model file, with per-sample stds added if ``calibrate`` and it has none (loaded once per run)."""
+    from shearcorr.inverse.modelfile import load_model
+
+    key = (str(path), bool(calibrate))
+    if key in _LOADED:
+        return _LOADED[key]
+    model = load_model(path)
+    if calibrate and not any(m.calibration is not None for m in getattr(model, "members", (model,))):
+        model = model.calibrated()
+    _LOADED[key] = model
+    return model
+
+
+def _variants(model) -> dict:
+    """{"model": model} and, when it has per-sample stds, {"model_gp": the same without them}."""
+    members = getattr(model, "members", (model,))
+    if any(m.calibration is not None for m in members):
+        return {"model": model, "model_gp": model.uncalibrated()}
+    return {"model": model}
 
 
 def _test_set(cache: Path, level, displacement: str, sets: int):
@@ -86,7 +138,7 @@ def run_levels(args) -> dict:
                 one = ds.isel(sample=i)
                 p = SystemParams(*(float(one[k]) for k in ("n_l2", "rs", "d2", "gamma_l")), displacement=disp)
                 lat_truth = [p.rs**2, p.d2, p.gamma_l]
-                crb = (cramer_rao(p, grid, level).std if level is not None else None)
+                crb = (cramer_rao(p, grid, level).std if level is not None and not args.no_crb else None)
                 row = {"truth": {"rs": p.rs, "d2": p.d2, "gamma_l": p.gamma_l}, "latent_truth": lat_truth,
                        "crb": [crb["rs2"], crb["d2"], crb["gamma_l"]] if crb else [np.nan] * 3}
                 if not args.no_fit:
@@ -110,25 +162,32 @@ def run_levels(args) -> dict:
             if cpu:
                 report[key]["fit_cpu_s_median"] = float(np.median(cpu))
             if args.model:
-                report[key]["model"] = _model_scores(_model_for(args.model, disp), ds, rows)
+                for who, m in _variants(_model_for(args.model, disp, args.calibrate)).items():
+                    report[key][who] = _model_scores(m, ds, rows)
             print(f"{key}: {args.sets} sets in {time.perf_counter() - t0:.0f} s"
                   + (f" (fit CPU median {np.median(cpu):.2f} s)" if cpu else ""))
             for who, sc in report[key].items():
                 if not isinstance(sc, dict):
                     continue
                 member = f" (member N = {sc['trained_configs']:g})" if "trained_configs" in sc else ""
-                print(f"  {who:6s}{member} " + " | ".join(
+                print(f"  {who:8s}{member} " + " | ".join(
                     f"{n}: Err {100 * s['err']:.2f} %" + ("" if "z_std" not in s else
                     f", cov68/95 {100 * s['cov68']:.0f}/{100 * s['cov95']:.0f} %, z std {s['z_std']:.2f}, "
                     f"rms/CRB {s.get('rms_over_crb', float('nan')):.2f}") for n, s in sc.items() if n in NAMES))
+                if "trained_configs" in sc:
+                    print(f"  {'':8s} z std in thirds of the prior: " + " | ".join(
+                        f"{n} " + " / ".join(f"{v:.2f}" for v in sc[n]["z_std_thirds"]) for n in NAMES if n in sc)
+                          + "; in gamma L < 12, 12-20, > 20: " + " | ".join(
+                        f"{n} " + " / ".join(f"{v:.2f}" for v in sc[n]["z_std_gl_bins"]) for n in NAMES if n in sc)
+                          + "; in thirds of D2: " + " | ".join(
+                        f"{n} " + " / ".join(f"{v:.2f}" for v in sc[n]["z_std_d2_thirds"]) for n in NAMES if n in sc))
     return report
 
 
-def _model_for(paths: list, displacement: str):
-    """The model (or family) of ``paths`` trained on ``displacement`` (else the first one)."""
-    from shearcorr.inverse.modelfile import load_model
-
-    models = [load_model(p) for p in paths]
+def _model_for(paths: list, displacement: str, calibrate: bool = False):
+    """The model (or family) of ``paths`` trained on ``displacement`` (else the first one); ``calibrate``:
+    per-sample stds added to a file without them (:func:`_load`)."""
+    models = [_load(p, calibrate) for p in paths]
     for m in models:
         if m.provenance.get("dataset_attrs", {}).get("displacement", "uniform") == displacement:
             return m
@@ -141,14 +200,21 @@ def _model_scores(model, ds, rows) -> dict:
     from shearcorr.inverse.evaluation import evaluate
 
     ev = evaluate(model, ds)
+    member = model.member_for(ds)
     out = {"trained_configs": ev.trained_configs, "seconds_per_sample": ev.seconds_per_sample}
+    gl = ev.predictions["gamma_l"].true if "gamma_l" in ev.predictions else None
+    d2 = ev.predictions["d2"].true if "d2" in ev.predictions else None
     for k, n in enumerate(NAMES):
         if n not in ev.err:
             continue
         est = np.clip(ev.predictions[n].mean, 0, None)
         eff = np.array([((e**2 if n == "rs" else e) - r["latent_truth"][k]) / r["crb"][k] for e, r in zip(est, rows)])
+        z = _latent_z(member, ev, n)
         out[n] = {"err": ev.err[n], "cov68": ev.coverage68[n], "cov95": ev.coverage95[n], "z_std": ev.z_std[n],
-                  "rms_over_crb": float(np.sqrt(np.mean(eff**2)))}
+                  "rms_over_crb": float(np.sqrt(np.mean(eff**2))),
+                  "z_std_thirds": _bin_stds(z, ev.predictions[n].true, THIRDS[n]),
+                  "z_std_gl_bins": _bin_stds(z, gl, GL_BINS) if gl is not None else [],
+                  "z_std_d2_thirds": _bin_stds(z, d2, THIRDS["d2"]) if d2 is not None else []}
     return out
 
 
@@ -212,27 +278,53 @@ def run_chi2(args) -> dict:
 
 
 def run_zdist(args) -> dict:
-    """z-score distribution of the highest-N member on the held-out split (module docstring)."""
+    """z-score distribution of every member on held-out draws at its N, with and without per-sample stds
+    (module docstring)."""
     from shearcorr.data import open_dataset
+    from shearcorr.inverse.augment import NoiseDraws
     from shearcorr.inverse.evaluation import evaluate
-    from shearcorr.inverse.modelfile import load_model
 
-    model = load_model(args.model)
-    member = max(getattr(model, "members", (model,)), key=lambda m: m.noise_configs or np.inf)
-    with open_dataset(args.store) as ds:
-        ev = evaluate(member, ds, index=member.test_index, input_noise=False)
+    model = _load(args.model, args.calibrate)
     rng, out = np.random.default_rng(0), {}
-    print(f"member N = {member.noise_configs}, {member.test_index.size} held-out samples (noise-free inputs)")
-    for t in NAMES:
-        p = ev.predictions[t]
-        z = (p.mean - p.true) / p.std
-        subs = [float(np.std(rng.choice(z, args.subset, replace=False))) for _ in range(2000)]
-        out[t] = {"z_std": float(np.std(z)), "kurtosis": float(np.mean(z**4) / np.mean(z**2) ** 2),
-                  "robust_std": float(1.4826 * np.median(np.abs(z - np.median(z)))),
-                  "subset_std_10_50_90": [float(v) for v in np.percentile(subs, [10, 50, 90])]}
-        r = out[t]
-        print(f"{t}: z std {r['z_std']:.2f}, kurtosis {r['kurtosis']:.1f}, robust std {r['robust_std']:.2f}; "
-              f"z std of {args.subset} samples: 10/50/90 % = " + " / ".join(f"{v:.2f}" for v in r["subset_std_10_50_90"]))
+    with open_dataset(args.store) as ds:
+        ds = ds.load()
+        draws = NoiseDraws(ds, model.test_index, estimator=model.provenance.get("estimator", "symmetric"))
+        for who, variant in _variants(model).items():
+            for member in getattr(variant, "members", (variant,)):
+                lv = member.trained_configs()
+                ev = evaluate(variant, ds, configs=lv, draws=draws if member.noise_configs is not None else None)
+                gl = ev.predictions["gamma_l"].true if "gamma_l" in ev.predictions else None
+                d2 = ev.predictions["d2"].true if "d2" in ev.predictions else None
+                key = f"{who}/N={lv:g}"
+                out[key] = {"cov68": ev.coverage68, "cov95": ev.coverage95, "err": ev.err}
+                print(f"{key}: {ev.n_samples} held-out samples, inputs drawn at N = {lv:g}")
+                for t in NAMES:
+                    if t not in ev.predictions:
+                        continue
+                    z = _latent_z(member, ev, t)
+                    subs = [float(np.std(rng.choice(z, args.subset, replace=False))) for _ in range(2000)]
+                    r = {"z_std": float(np.std(z)), "kurtosis": float(np.mean((z - z.mean())**4) / np.var(z) ** 2),
+                         "robust_std": float(1.4826 * np.median(np.abs(z - np.median(z)))),
+                         "subset_std_10_50_90": [float(v) for v in np.percentile(subs, [10, 50, 90])],
+                         "z_std_thirds": _bin_stds(z, ev.predictions[t].true, THIRDS[t]),
+                         "z_std_gl_bins": _bin_stds(z, gl, GL_BINS) if gl is not None else [],
+                         "z_std_d2_thirds": _bin_stds(z, d2, THIRDS["d2"]) if d2 is not None else [],
+                         "cov68": ev.coverage68[t], "cov95": ev.coverage95[t]}
+                    out[key][t] = r
+                    print(f"  {t}: z std {r['z_std']:.2f}, kurtosis {r['kurtosis']:.1f}, robust std {r['robust_std']:.2f}, "
+                          f"cov68/95 {100 * r['cov68']:.0f}/{100 * r['cov95']:.0f} %; z std of {args.subset} samples "
+                          "10/50/90 % = " + " / ".join(f"{v:.2f}" for v in r["subset_std_10_50_90"])
+                          + "; thirds of its prior " + " / ".join(f"{v:.2f}" for v in r["z_std_thirds"])
+                          + "; gamma L < 12, 12-20, > 20 " + " / ".join(f"{v:.2f}" for v in r["z_std_gl_bins"])
+                          + "; thirds of D2 " + " / ".join(f"{v:.2f}" for v in r["z_std_d2_thirds"]))
+        for who, variant in _variants(model).items():  # one sample at a time, as `shearcorr predict` does
+            ms = []
+            for i in model.test_index[:50]:
+                t0 = time.perf_counter()
+                variant.predict(ds, sample=[int(i)])
+                ms.append(1e3 * (time.perf_counter() - t0))
+            out[f"{who}/predict_ms_median"] = float(np.median(ms))
+            print(f"{who}: predict one sample {np.median(ms):.2f} ms (median of {len(ms)})")
     return out
 
 
@@ -248,6 +340,8 @@ def main() -> None:
                          "scored with the model trained on it)")
     lv.add_argument("--no-fit", action="store_true", help="score the models only")
     lv.add_argument("--cache", default="bench_inversion_cache")
+    lv.add_argument("--calibrate", action="store_true", help="add per-sample stds to model files written without them")
+    lv.add_argument("--no-crb", action="store_true", help="skip the Cramer-Rao bound (rms/CRB is then NaN)")
     for name, default in (("bias", [128, 320, 960]), ("chi2", [320])):
         p = sub.add_parser(name)
         p.add_argument("--replicas", type=int, default=100)
@@ -256,6 +350,7 @@ def main() -> None:
     zd.add_argument("--model", required=True)
     zd.add_argument("--store", required=True, help="the model's training store (its held-out split is scored)")
     zd.add_argument("--subset", type=int, default=30)
+    zd.add_argument("--calibrate", action="store_true", help="add per-sample stds to a model file written without them")
     for p in sub.choices.values():
         p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()

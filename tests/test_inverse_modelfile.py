@@ -96,7 +96,7 @@ def test_the_checksum_covers_the_json_hyperparameters(tiny_dataset, tmp_path):
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(arrays.pop("meta").tobytes())
-    assert meta["format_version"] == FORMAT_VERSION == 3 and meta["sha256"] == _checksum(arrays, meta)
+    assert meta["format_version"] == FORMAT_VERSION == 5 and meta["sha256"] == _checksum(arrays, meta)
 
     def write(m, name):
         np.savez(tmp_path / name, meta=np.frombuffer(json.dumps(m).encode(), dtype=np.uint8), **arrays)

@@ -94,6 +94,15 @@ class ModelFamily:
         if len(set(levels)) != len(levels):
             raise ShearcorrError(f"the members of a model family need distinct noise levels, got {levels}")
 
+    def calibrated(self, **kwargs) -> "ModelFamily":
+        """The family with per-sample stds in every noise-aware member (:meth:`InversionModel.calibrated`);
+        a noise-free member keeps its own."""
+        return ModelFamily(tuple(m.calibrated(**kwargs) if m.noise_configs is not None else m for m in self.members))
+
+    def uncalibrated(self) -> "ModelFamily":
+        """The family with every member's own GP (homoscedastic) stds (:meth:`InversionModel.uncalibrated`)."""
+        return ModelFamily(tuple(m.uncalibrated() for m in self.members))
+
     # -- what the family shares with its members
     @property
     def levels(self) -> tuple:

@@ -16,12 +16,16 @@ through g(theta) and g(q) keeps their shared origin), :math:`\partial m/\partial
 analytic gradient of the GP mean (:meth:`ExactGP.mean_gradient`) pulled back through the linear
 feature map (:meth:`ProfileFeatures.pullback`). It is added to the latent variance before the
 inverse transform.
+
+Per-sample stds (noise-aware models trained by :func:`shearcorr.inverse.training.train`): the latent std
+of target t is scaled by :math:`c_t(d)`, a smooth function of the model's own standardised prediction d
+fitted to leave-one-out z-scores (:mod:`shearcorr.inverse.calibration`), before any input-noise term.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +35,7 @@ from ..errors import ShearcorrError
 from ..params import PARAM_NAMES, QGrid
 from ..result import grid_from_dataset
 from .ard import ARDGPR
+from .calibration import Calibration, calibrate
 from .features import ProfileFeatures, profiles
 from .gpcore import ExactGP
 
@@ -90,6 +95,8 @@ class InversionModel:
         Sample indices (into the training dataset) used for training / held out.
     provenance : dict
         JSON-able facts: dataset fingerprint and attrs, split seed, optimiser, package version, timings.
+    calibration : Calibration or None
+        Per-sample scale of the latent stds (:mod:`shearcorr.inverse.calibration`); None: the GP's std.
     """
 
     grid: QGrid
@@ -98,6 +105,24 @@ class InversionModel:
     train_index: np.ndarray
     test_index: np.ndarray
     provenance: dict = field(default_factory=dict)
+    calibration: Calibration | None = None
+
+    def __post_init__(self):
+        if self.calibration is not None and tuple(self.calibration.targets) != tuple(self.regressors):
+            raise ShearcorrError(f"the calibration is of targets {', '.join(self.calibration.targets)}, the model's "
+                                 f"are {', '.join(self.regressors)}")
+
+    def calibrated(self, **kwargs) -> "InversionModel":
+        """The same model with per-sample stds fitted to its leave-one-out z-scores
+        (:func:`shearcorr.inverse.calibration.calibrate`, keyword arguments passed on); the summary is
+        recorded as ``provenance["calibration"]``. Meant for noise-aware models (module docstring)."""
+        cal, summary = calibrate(self.regressors, **kwargs)
+        return replace(self, calibration=cal, provenance={**self.provenance, "calibration": summary})
+
+    def uncalibrated(self) -> "InversionModel":
+        """The same model with the GP's own (homoscedastic) stds: no per-sample calibration."""
+        prov = {k: v for k, v in self.provenance.items() if k != "calibration"}
+        return replace(self, calibration=None, provenance=prov)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -198,6 +223,10 @@ class InversionModel:
             Profile rows [g(theta) | g(q)].
         g_err : ndarray (n, n_q, n_theta), optional
             Standard errors of g(q, theta); adds the linearised input-noise variance :math:`J\Sigma_x J^T`.
+
+        With a :attr:`calibration`, each GP std s_t is first scaled by :math:`c_t(d, v_t)`, d the
+        standardised predictions :math:`((m_t - \bar u_t)/s_{u,t})_t` and :math:`v_t` the log of the GP's
+        variance over its noise level (:meth:`Calibration.factors`).
         """
         X = self.features.transform(P)
         nt = self.grid.theta.size
@@ -207,8 +236,14 @@ class InversionModel:
             g_err = np.asarray(g_err, dtype=np.float64)
             if g_err.shape != (X.shape[0], nq, nt):
                 raise ShearcorrError(f"g_err must have shape ({X.shape[0]}, {nq}, {nt}), got {g_err.shape}")
+        gp_out = {t: gp.predict_latent(X) for t, gp in self.regressors.items()}
+        if self.calibration is not None:
+            D = np.column_stack([(gp_out[t][0] - gp.y_mean_) / gp.y_std_ for t, gp in self.regressors.items()])
+            V = {t: np.log((gp_out[t][1] / gp.y_std_) ** 2 / gp._noise_variance()) for t, gp in self.regressors.items()}
+            c = self.calibration.factors(D, V)
+            gp_out = {t: (m, s * c[t]) for t, (m, s) in gp_out.items()}
         for t, gp in self.regressors.items():
-            m, s = gp.predict_latent(X)
+            m, s = gp_out[t]
             if g_err is not None:
                 G = self.features.pullback(gp.mean_gradient(X))  # (n, nt + nq)
                 J = G[:, None, :nt] / nq + G[:, nt:, None] / nt  # (n, nq, nt): dm/dg(q_k, theta_j)

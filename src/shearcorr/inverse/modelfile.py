@@ -1,6 +1,6 @@
 """Model files that are safe to open: one ``.npz`` of plain numeric arrays plus JSON metadata.
 
-Layout (format ``shearcorr-gpr-model``, version 2; version 1 files, paper models, still load)::
+Layout (format ``shearcorr-gpr-model``, version 5; files of versions 1-4 still load)::
 
     meta.npy              uint8 bytes of a UTF-8 JSON document (below)
     grid_q, grid_theta    the training grid
@@ -15,6 +15,15 @@ Layout (format ``shearcorr-gpr-model``, version 2; version 1 files, paper models
 A family of models (:class:`~shearcorr.inverse.family.ModelFamily`, format version 4) stores each
 member's arrays under the prefix ``m<i>_`` and its JSON document (below, without format and checksum)
 as item i of ``members``; one checksum covers all.
+
+Format version 5 (a model, or a family with ``members``) adds per-sample stds
+(:mod:`shearcorr.inverse.calibration`) to a model that has them::
+
+    calibration_points    (n, T) standardised leave-one-out predictions of the training samples
+    calibration_z2_<target>  (n,) their squared leave-one-out z-scores
+
+and the JSON entry ``calibration`` (method, targets, bandwidth per target, prior count). Files of
+versions 1-4 load as before (no calibration: the GP's own stds).
 
 JSON: format, format_version, shearcorr_version, model ("paper" or "ard"), feature, n_theta, k,
 standardise, n_components, pca_blocks, targets, kernel convention, per-target hyperparameters (paper:
@@ -46,6 +55,7 @@ from ..errors import ShearcorrError
 from ..files import atomic_file
 from ..params import PARAM_NAMES, QGrid
 from .ard import ARDGPR
+from .calibration import Calibration
 from .features import ProfileFeatures
 from .gpr import PaperGPR
 from .model import InversionModel
@@ -53,11 +63,11 @@ from .model import InversionModel
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "shearcorr-gpr-model"
-FORMAT_VERSION = 3
-#: Format version of a file holding a family of models (one prefix ``m<i>_`` per member's arrays).
+FORMAT_VERSION = 5
+#: Format version of the files of families written before version 5 (a version-5 family has ``members``).
 FAMILY_VERSION = 4
-#: Versions this shearcorr reads (1 and 2: the checksum covers the arrays only).
-READABLE_VERSIONS = (1, 2, 3, 4)
+#: Versions this shearcorr reads (1 and 2: the checksum covers the arrays only; 5: per-sample stds).
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 KERNEL = "k(x,x') = exp(-|x-x'|^2 / (2 l)) + sigma delta; l = sklearn length_scale^2; targets standardised"
 KERNEL_ARD = ("k(x,x') = amplitude exp(-sum_d (x_d-x'_d)^2 / (2 length_scale_d^2)) + noise delta; "
               "u = transform(y) standardised")
@@ -116,6 +126,9 @@ def _payload(model: InversionModel) -> tuple[dict, dict]:
         "targets": list(model.regressors), "kernel": KERNEL_ARD if kind == "ard" else KERNEL,
         "hyperparameters": hyper, "provenance": model.provenance,
     }
+    if model.calibration is not None:
+        arrays.update(model.calibration.arrays())
+        meta["calibration"] = model.calibration.meta()
     return arrays, meta
 
 
@@ -135,7 +148,7 @@ def save_model(model, path) -> Path:
             a, mm = _payload(m)
             arrays.update({f"m{i}_{k}": v for k, v in a.items()})
             metas.append(mm)
-        meta = {"format": FORMAT, "format_version": FAMILY_VERSION, "shearcorr_version": __version__,
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "shearcorr_version": __version__,
                 "members": metas}
     meta = json.loads(json.dumps(meta, allow_nan=True))  # the exact document that is stored (tuples -> lists)
     meta["sha256"] = _checksum(arrays, meta)
@@ -195,7 +208,7 @@ def load_model(path):
     if _checksum(arrays, meta if version >= 3 else None) != meta.get("sha256"):
         raise ShearcorrError(f"model file {path} is corrupted (checksum mismatch of its "
                              f"{'arrays or metadata' if version >= 3 else 'arrays'})")
-    if version == FAMILY_VERSION:
+    if version == FAMILY_VERSION or (version >= 5 and "members" in meta):
         metas = meta.get("members")
         if not isinstance(metas, list) or len(metas) < 2:
             raise ShearcorrError(f"model file {path} is damaged: a family file lists no members")
@@ -267,8 +280,15 @@ def _build(path: Path, arrays: dict, meta: dict) -> InversionModel:
             regs[t].log_marginal_likelihood_value_ = float(h.get("lml", float("nan")))
         if feats.transform(np.ones((1, feats.n_features_in_))).shape[1] != X.shape[1]:
             raise ShearcorrError(f"{path} is inconsistent: X_train width does not match the feature transform")
+        cal = None
+        if "calibration" in meta:
+            cal = Calibration.from_stored(arrays, meta["calibration"])
+            if cal.points.shape[0] != X.shape[0]:
+                raise ShearcorrError(f"{path} is inconsistent: the calibration has {cal.points.shape[0]} points, "
+                                     f"the model {X.shape[0]} training samples")
         return InversionModel(grid=grid, features=feats, regressors=regs, train_index=arrays["train_index"],
-                              test_index=arrays["test_index"], provenance=dict(meta.get("provenance", {})))
+                              test_index=arrays["test_index"], provenance=dict(meta.get("provenance", {})),
+                              calibration=cal)
     except ShearcorrError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
