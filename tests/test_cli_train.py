@@ -96,3 +96,16 @@ def test_cli_refuses_model_on_other_grid(store, tmp_path, capsys):
     assert main(["predict", str(model), str(nc)]) == 2
     assert "grid" in capsys.readouterr().err
     assert main(["train", str(store), "-o", str(tmp_path / "m.pkl")]) == 2
+
+
+def test_cli_train_no_calibrate_keeps_the_gp_std(store, tmp_path):
+    """--no-calibrate writes the same GPs without the per-sample scale (docs/inversion.md); the default
+    calibrates every noise-aware member."""
+    from shearcorr.inverse.modelfile import load_model
+
+    a, b = tmp_path / "cal.npz", tmp_path / "raw.npz"
+    common = ["--grid-size", "4", "--noise-configs", "300"]
+    assert main(["train", str(store), "-o", str(a), *common]) == 0
+    assert main(["train", str(store), "-o", str(b), *common, "--no-calibrate"]) == 0
+    cal, raw = load_model(a), load_model(b)
+    assert cal.calibration is not None and raw.calibration is None

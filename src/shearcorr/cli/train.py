@@ -56,6 +56,9 @@ def register(sub) -> None:
                         "300 2000 20000)")
     p.add_argument("--estimator", choices=CHOICES["estimator"], default="symmetric",
                    help="how the noisy inputs will be estimated (default symmetric; docs/theory.md section 9)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                   help="per-sample stds of the noise-aware models from their leave-one-out z-scores "
+                        "(docs/inversion.md; --no-calibrate: the GP's own std)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="BLAS threads while training (default 1: the same seed gives the same model; other counts change round-off)")
     add_overwrite(p, "model file")
@@ -112,7 +115,8 @@ def run_train(args) -> None:
     ds = _open_store(args.dataset)
     family, _ = train_family(ds, strategy, levels=args.noise_configs, targets=args.targets,
                              test_fraction=args.test_fraction, seed=args.seed, threads=args.threads,
-                             estimator=args.estimator, log=lambda m: print(m, file=sys.stderr))
+                             estimator=args.estimator, calibrate=args.calibrate,
+                             log=lambda m: print(m, file=sys.stderr))
     for m in family.members:
         m.provenance["dataset_path"] = str(Path(args.dataset).resolve())
     save_model(family, args.output)
