@@ -77,6 +77,8 @@ def main():
     g.add_argument("--condition", action=argparse.BooleanOptionalAction, default=True,
                    help="analyse with the configuration term conditioned on the pair's profile (condition_profile); "
                         "the z of the marginal term is printed from the same fits")
+    g.add_argument("--first", type=int, default=0, help="skip the first pairs (their parameters are still drawn): split "
+                   "a study over processes, then summarise the joined logs with --from-log")
     g.add_argument("--from-log", metavar="LOG", help="no rendering: re-draw the parameter sets of the options and "
                    "summarise the per-pair lines of an instrument-study log (with bootstrap intervals)")
     ap.add_argument("--timing-condition", type=int, default=0, metavar="SIZE",
@@ -180,6 +182,8 @@ def instrument_study(a):
     res = {k: [] for k in a.told}
     ref = []
     for i, (gl, d2, rs, fl, beta, spx, coh, beam) in enumerate(instrument_draws(a)):
+        if i < a.first:
+            continue
         params = SystemParams(a.n_l2, rs, d2, gl, beam_size=a.beam_size)
         t0 = time.perf_counter()
         p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size), seed=a.seed + i,
@@ -210,7 +214,7 @@ def instrument_study(a):
             line += (f" {told}: {r.gamma_l.value:5.2f}+-{r.gamma_l.std:4.2f} {r.d2.value:4.3f}+-{r.d2.std:5.3f}"
                      + (f" (marginal +-{marg[0]:4.2f} +-{marg[1]:5.3f}; profile slope {c['slope_r0sq']:.4f}"
                         f"+-{c['slope_err_r0sq']:.4f} (own {c['truth_slope']:.4f}) "
-                        f"q{c['quantile']:.2f}, R_s of kept {res[told][-1][-1]:.2f}, used {c['used']})" if c else "")
+                        f"q{c['quantile']:.2f}, R_s of kept {res[told][-1][14]:.2f}, used {c['used']})" if c else "")
                      + f" ({time.perf_counter() - t0:.0f}s) |")
         if a.reference:
             ideal = Beam(beam.profile, beam.size, None, beam.plane, beam.gap)
@@ -316,12 +320,27 @@ def summarize_log(a):
             gl, d2, rs = draws[i][:3]
             if abs(gl - float(m0.group(2))) > 0.051 or abs(d2 - float(m0.group(3))) > 0.0051:
                 raise SystemExit(f"pair {i} of the log is not the pair the options draw: give the options of the run")
-            for told, v, sv, w, sw in pat.findall(line):
+            marg = re.findall(r"\(marginal \+-([\d.]+) \+-([\d.]+)", line)
+            prof = re.findall(r"profile slope (-?[\d.]+)\+-([\d.]+) \(own (-?[\d.]+)\)", line)
+            for k, (told, v, sv, w, sw) in enumerate(pat.findall(line)):
+                mg = [float(x) for x in marg[k]] if k < len(marg) else [np.nan, np.nan]
+                pr = [float(x) for x in prof[k]] if k < len(prof) else [np.nan] * 3
                 res.setdefault(told, []).append((gl, d2, float(v), float(sv), float(w), float(sw), np.nan, np.nan,
-                                                 np.nan, np.nan, rs))
+                                                 np.nan, np.nan, rs, *mg, pr[0], np.nan, pr[2], pr[1]))
     print(f"{a.from_log}: {', '.join(f'{k} ({len(v)} pairs)' for k, v in res.items())}; values as printed in the log")
     for told, rows in res.items():
-        summarize_told(told, np.array(rows))
+        R = np.array(rows)
+        summarize_told(told, R)
+        if R.shape[1] > 11 and np.isfinite(R[:, 11]).all():
+            summarize_z(R[:, 11], R[:, 12], R, "marginal configuration term (the same fits)")
+            ok = np.isfinite(R[:, 13])
+            if ok.sum() > 2:
+                from scipy.stats import spearmanr
+
+                zs = (R[ok, 13] - R[ok, 15]) / R[ok, 16]
+                print(f"    profile slope - the configuration's own: median |diff| {np.median(np.abs(R[ok, 13] - R[ok, 15])):.4f}, "
+                      f"mean {np.mean(R[ok, 13] - R[ok, 15]):+.4f}, z std {zs.std():.2f} with the stated noise (median "
+                      f"{np.median(R[ok, 16]):.4f}); Spearman with the true R_s {spearmanr(R[ok, 13], R[ok, 10])[0]:+.2f}")
 
 
 def coverage(z):

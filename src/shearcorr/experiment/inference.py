@@ -24,6 +24,7 @@ from scipy.optimize import least_squares
 
 from ..errors import ShearcorrError
 from ..files import JSONRecord
+from ..rng import child_seed, seed_sequence
 from .flow import wrap_half
 from .model import (configuration_maps, configuration_profiles, configuration_samples, draw_configurations,
                     profile_slope, rs_levels)
@@ -52,6 +53,8 @@ N_CONFIGS = 128
 #: With the pair's intensity profile (``fit_pair(profile=...)``): configuration draws over the R_s prior per sample
 #: kept; the term is computed from the ``n_configs`` draws whose profile slope is nearest the pair's (1/8 of the prior).
 CONDITION_DRAWS = 8
+#: Child stream of ``seed`` for the conditioning draws (the marginal draws use children 0..15, one per R_s level).
+CONDITION_STREAM = 1000
 #: Fewest q rows with a positive, finite ring intensity for the profile conditioning.
 MIN_PROFILE_ROWS = 4
 #: least_squares settings of the refits (relative finite-difference step, tolerances, evaluations).
@@ -231,9 +234,9 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
        grows with R_s and with a few large particles (V^2 ~ R^6) --, and so does the profile's fall with q.
        ``CONDITION_DRAWS`` x ``n_configs`` configurations over the R_s prior are drawn, and the term is computed
        from the ``n_configs`` whose profile slope (plus a draw of the slope noise) is nearest the pair's
-       (:func:`condition_on_profile`; nearest-neighbour conditioning; only their maps are computed). The
-       marginal term, from every ``CONDITION_DRAWS``-th draw (stratified over the prior), is
-       ``std_configuration_marginal``; ``conditioning`` reports the slope, its quantile among the draws and
+       (:func:`condition_on_profile`; nearest-neighbour conditioning; only their maps are computed; the draws
+       come from child ``CONDITION_STREAM`` of ``seed``). The marginal term (exactly what the fit reports without ``profile``)
+       is ``std_configuration_marginal``; ``conditioning`` reports the slope, its quantile among the draws and
        the R_s of the kept draws. A slope far outside the draws' range (a profile the model of spheres in the
        beam cannot explain: background, structure factor, a wrong particle radius) falls back to the marginal
        term (``conditioning["used"] = False`` and the reason).
@@ -282,16 +285,16 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
             G = dev @ J[:n]  # each row: J^T d_k
             return H @ (G.T @ G / max(len(y) - 1, 1)) @ H
 
-        if profile is None:
-            cov_marg = cov_conf = sandwich(configuration_samples(model, gl, d2, rs_levels(n_configs, rs_max, lo=rs_min),
-                                                                 ph, n_samples=n_configs, seed=seed))
-        else:  # screen CONDITION_DRAWS x n_configs draws by their profile; maps of the kept and of a stratified subset
+        cov_marg = cov_conf = sandwich(configuration_samples(model, gl, d2, rs_levels(n_configs, rs_max, lo=rs_min),
+                                                             ph, n_samples=n_configs, seed=seed))
+        if profile is not None:  # screen CONDITION_DRAWS x n_configs further draws by their profile; maps of the kept
             n_draw = n_configs * CONDITION_DRAWS
-            draws = draw_configurations(model, gl, d2, rs_levels(n_draw, rs_max, lo=rs_min), n_draw, seed)
+            draws = draw_configurations(model, gl, d2, rs_levels(n_draw, rs_max, lo=rs_min), n_draw,
+                                        child_seed(seed_sequence(seed), CONDITION_STREAM))
             keep, conditioning = _profile_keep(profile, profile_slope_err, configuration_profiles(model, draws),
                                                model.q_edges, draws.rs, n_configs, seed)
-            cov_marg = sandwich(configuration_maps(model, draws.take(np.arange(0, n_draw, CONDITION_DRAWS)), ph))
-            cov_conf = cov_marg if keep is None else sandwich(configuration_maps(model, draws.take(keep), ph))
+            if keep is not None:
+                cov_conf = sandwich(configuration_maps(model, draws.take(keep), ph))
         cov = cov + cov_conf
     std_f = np.sqrt(np.clip(np.diag(cov), 0, None))
     std = np.zeros(4)
