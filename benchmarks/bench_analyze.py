@@ -74,7 +74,22 @@ def main():
                         "coherent, point pixels) and analyse it told so: paired ratios give the instrument-induced bias")
     g.add_argument("--contrast-range", type=float, nargs=2, default=(0.2, 0.5), metavar=("LO", "HI"),
                    help="extra coherent fraction of the renderer (its point-sampled contrast), drawn per pair")
+    g.add_argument("--condition", action=argparse.BooleanOptionalAction, default=True,
+                   help="analyse with the configuration term conditioned on the pair's profile (condition_profile); "
+                        "the z of the marginal term is printed from the same fits")
+    g.add_argument("--first", type=int, default=0, help="skip the first pairs (their parameters are still drawn): split "
+                   "a study over processes, then summarise the joined logs with --from-log")
+    g.add_argument("--from-log", metavar="LOG", help="no rendering: re-draw the parameter sets of the options and "
+                   "summarise the per-pair lines of an instrument-study log (with bootstrap intervals)")
+    ap.add_argument("--timing-condition", type=int, default=0, metavar="SIZE",
+                    help="only time the profile-conditioned analysis against the default and point pixels (timing_condition)")
     a = ap.parse_args()
+    if a.timing_condition:
+        timing_condition(a.timing_condition, a.timing_repeats)
+        return
+    if a.from_log:
+        summarize_log(a)
+        return
     if a.instrument:
         instrument_study(a)
         if a.timing_size > 0:
@@ -164,20 +179,11 @@ def summarize_series(S, k):
 
 def instrument_study(a):
     """Pairs rendered with the instrument of the options; each analysed told right and told wrong."""
-    rng = np.random.default_rng(a.seed)
     res = {k: [] for k in a.told}
     ref = []
-    width = a.beam_width if len(a.beam_width) > 1 else a.beam_width * 2
-    for i in range(a.pairs):
-        gl, d2, rs, fl = rng.uniform(5, 30), rng.uniform(0.5, 3), rng.uniform(0, 0.3), rng.uniform(-90, 90)
-        beta = rng.uniform(*a.contrast_range)
-        spx = rng.uniform(*a.speckle_px_range)
-        lo, hi = a.coherence_range
-        coh = None if hi <= 0 else tuple(rng.uniform(lo, hi, 2) * a.beam_size)
-        if coh is not None and a.coherence_axes != "both":
-            coh = (coh[0], np.inf) if a.coherence_axes == "along" else (np.inf, coh[1])
-        beam = Beam(a.beam_profile, tuple(w * a.beam_size for w in width) if a.beam_profile != "square" else width[0] * a.beam_size,
-                    coh, a.plane, a.gap if a.plane == "1-3" else None)
+    for i, (gl, d2, rs, fl, beta, spx, coh, beam) in enumerate(instrument_draws(a)):
+        if i < a.first:
+            continue
         params = SystemParams(a.n_l2, rs, d2, gl, beam_size=a.beam_size)
         t0 = time.perf_counter()
         p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size), seed=a.seed + i,
@@ -187,11 +193,29 @@ def instrument_study(a):
         line = f"{i:2d} gl {gl:5.1f} d2 {d2:4.2f} {spx:.2f} px/speckle coh {'-' if coh is None else '%.2f,%.2f' % (coh[0] / a.beam_size, coh[1] / a.beam_size)} |"
         for told in a.told:
             t0 = time.perf_counter()
-            r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=a.n_l2, **TOLD[told]))
+            r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=a.n_l2,
+                                                                                condition_profile=a.condition, **TOLD[told]))
             dfl = (r.flow_angle_deg.value - fl + 90) % 180 - 90
+            f = r.methods["fit"]
+            # the total std with the marginal configuration term instead of the reported (conditioned) one
+            marg = [np.sqrt(max(e.std**2 - f.std_configuration[j] ** 2 + f.std_configuration_marginal[j] ** 2, 0.0))
+                    for j, e in enumerate((r.gamma_l, r.d2))]
+            c = f.conditioning or {}
+            if c and "truth_slope" not in c:  # the configuration's own profile slope on the same q rows
+                from bench_pair_errors import config_profile
+
+                from shearcorr.experiment.model import profile_slope
+
+                qc = r.correlation_map.ring_q
+                c["truth_slope"] = float(profile_slope(qc, config_profile(pair_configuration(params, a.seed + i, beam), qc)))
             res[told].append((gl, d2, r.gamma_l.value, r.gamma_l.std, r.d2.value, r.d2.std, dfl, r.flow_angle_deg.std,
-                              r.chi2.reduced, r.contrast.value, rs))
-            line += f" {told}: {r.gamma_l.value:5.1f}+-{r.gamma_l.std:4.1f} {r.d2.value:4.2f}+-{r.d2.std:4.2f} ({time.perf_counter() - t0:.0f}s) |"
+                              r.chi2.reduced, r.contrast.value, rs, *marg, c.get("slope_r0sq", np.nan),
+                              (c.get("rs_kept") or [np.nan])[0], c.get("truth_slope", np.nan), c.get("slope_err_r0sq", np.nan)))
+            line += (f" {told}: {r.gamma_l.value:5.2f}+-{r.gamma_l.std:4.2f} {r.d2.value:4.3f}+-{r.d2.std:5.3f}"
+                     + (f" (marginal +-{marg[0]:4.2f} +-{marg[1]:5.3f}; profile slope {c['slope_r0sq']:.4f}"
+                        f"+-{c['slope_err_r0sq']:.4f} (own {c['truth_slope']:.4f}) "
+                        f"q{c['quantile']:.2f}, R_s of kept {res[told][-1][14]:.2f}, used {c['used']})" if c else "")
+                     + f" ({time.perf_counter() - t0:.0f}s) |")
         if a.reference:
             ideal = Beam(beam.profile, beam.size, None, beam.plane, beam.gap)
             pr = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size), seed=a.seed + i,
@@ -200,34 +224,123 @@ def instrument_study(a):
                                                                                    beam=ideal, pixel_integration=False))
             ref.append((r.gamma_l.value, r.d2.value))
             line += f" ideal: {r.gamma_l.value:5.1f} {r.d2.value:4.2f} |"
-        print(line + f" render {t_render:.0f}s", flush=True)
+        print(line + f" render {t_render:.0f}s | R_s {rs:.3f}", flush=True)
     print(f"instrument: {a.beam_profile} {a.beam_width} x L, coherence {a.coherence_range} x L, plane {a.plane}"
           f"{' gap %g' % a.gap if a.plane == '1-3' else ''}, {a.speckle_px_range} px/speckle, "
           f"{a.pixel_subsamples}^2 sub-pixels, psf {a.psf_sigma_px} px, contrast {a.contrast_range}, {a.pairs} pairs of "
           f"{a.size}^2, seed {a.seed}")
     for told, rows in res.items():
         R = np.array(rows)
-        out = []
-        for name, t, e, s in (("gamma_l", 0, 2, 3), ("d2", 1, 4, 5)):
-            rel = (R[:, e] - R[:, t]) / R[:, t]
-            z = (R[:, e] - R[:, t]) / R[:, s]
-            out.append(f"{name} bias {rel.mean():+.3f} (+- {rel.std() / np.sqrt(len(rel)):.3f}), median |rel| {np.median(np.abs(rel)):.3f}, "
-                       f"z mean {z.mean():+.2f} std {z.std():.2f}, {coverage(z)}")
-        zg = (R[:, 2] - R[:, 0]) / R[:, 3]
-        robust = 1.4826 * np.median(np.abs(zg - np.median(zg)))
-        print(f"told {told:12s}: " + "; ".join(out) + f"; z(gamma_l) robust spread {robust:.2f}; flow median |err| "
-              f"{np.median(np.abs(R[:, 6])):.2f} deg; chi2_red {R[:, 8].min():.2f}-{R[:, 8].max():.2f}", flush=True)
-        lo = R[:, 10] < 0.15
-        print("    z std by R_s (the configuration term grows with R_s, docs/experiment.md): "
-              + "; ".join(f"{name} {np.std(((R[:, e] - R[:, t]) / R[:, s])[lo]):.2f} (R_s < 0.15, {int(lo.sum())} pairs) / "
-                          f"{np.std(((R[:, e] - R[:, t]) / R[:, s])[~lo]):.2f} (R_s >= 0.15)"
-                          for name, t, e, s in (("gamma_l", 0, 2, 3), ("d2", 1, 4, 5))), flush=True)
+        summarize_told(told, R)
+        if a.condition:
+            summarize_z(R[:, 11], R[:, 12], R, "marginal configuration term (the same fits)")
+            ok = np.isfinite(R[:, 13])
+            if ok.sum() > 2:
+                from scipy.stats import spearmanr
+
+                zs = (R[ok, 13] - R[ok, 15]) / R[ok, 16]
+                print(f"    profile slope - the configuration's own: median |diff| {np.median(np.abs(R[ok, 13] - R[ok, 15])):.4f}, "
+                      f"z std {zs.std():.2f} with the stated noise (median {np.median(R[ok, 16]):.4f})", flush=True)
+                print(f"    profile slope vs true R_s: Spearman {spearmanr(R[ok, 13], R[ok, 10])[0]:+.2f}; R_s of the kept "
+                      f"draws vs true R_s: Spearman {spearmanr(R[ok, 14], R[ok, 10])[0]:+.2f}, median |diff| "
+                      f"{np.median(np.abs(R[ok, 14] - R[ok, 10])):.3f}", flush=True)
         if ref:
             F = np.array(ref)
             for name, e, k in (("gamma_l", 2, 0), ("d2", 4, 1)):
                 lr = np.log(R[:, e] / F[:, k])
                 print(f"    paired with the ideal instrument (same configurations): {name} ratio {np.exp(lr.mean()) - 1:+.3f} "
                       f"(+- {lr.std(ddof=1) / np.sqrt(len(lr)):.3f})", flush=True)
+
+
+def instrument_draws(a):
+    """The parameter sets of the instrument study, in order: (gamma L, D2, R_s, flow (deg), contrast, pixels per
+    speckle, coherence lengths (R0) or None, Beam) per pair, from ``--seed`` and the instrument options."""
+    rng = np.random.default_rng(a.seed)
+    width = a.beam_width if len(a.beam_width) > 1 else a.beam_width * 2
+    for _ in range(a.pairs):
+        gl, d2, rs, fl = rng.uniform(5, 30), rng.uniform(0.5, 3), rng.uniform(0, 0.3), rng.uniform(-90, 90)
+        beta = rng.uniform(*a.contrast_range)
+        spx = rng.uniform(*a.speckle_px_range)
+        lo, hi = a.coherence_range
+        coh = None if hi <= 0 else tuple(rng.uniform(lo, hi, 2) * a.beam_size)
+        if coh is not None and a.coherence_axes != "both":
+            coh = (coh[0], np.inf) if a.coherence_axes == "along" else (np.inf, coh[1])
+        beam = Beam(a.beam_profile, tuple(w * a.beam_size for w in width) if a.beam_profile != "square" else width[0] * a.beam_size,
+                    coh, a.plane, a.gap if a.plane == "1-3" else None)
+        yield gl, d2, rs, fl, beta, spx, coh, beam
+
+
+def summarize_told(told, R):
+    """Bias, median |rel err|, z spread (with bootstrap 68 % intervals), coverage, by R_s, of one told-setting's rows
+    (columns: truth gamma L, D2, estimate and std of each, ..., true R_s at column 10)."""
+    out = []
+    for name, t, e, s in (("gamma_l", 0, 2, 3), ("d2", 1, 4, 5)):
+        rel = (R[:, e] - R[:, t]) / R[:, t]
+        z = (R[:, e] - R[:, t]) / R[:, s]
+        out.append(f"{name} bias {rel.mean():+.3f} (+- {rel.std() / np.sqrt(len(rel)):.3f}), median |rel| {np.median(np.abs(rel)):.3f}, "
+                   f"z mean {z.mean():+.2f} std {z.std():.2f}, {coverage(z)}")
+    zg = (R[:, 2] - R[:, 0]) / R[:, 3]
+    robust = 1.4826 * np.median(np.abs(zg - np.median(zg)))
+    flow = f"; flow median |err| {np.median(np.abs(R[:, 6])):.2f} deg; chi2_red {R[:, 8].min():.2f}-{R[:, 8].max():.2f}" \
+        if np.isfinite(R[:, 6]).all() else ""
+    print(f"told {told:12s}: " + "; ".join(out) + f"; z(gamma_l) robust spread {robust:.2f}{flow}", flush=True)
+    summarize_z(R[:, 3], R[:, 5], R, "reported std")
+
+
+def summarize_z(s_gl, s_d2, R, label, n_boot=10000, seed=0):
+    """z std of gamma L and D2 with the stds ``s_gl``, ``s_d2``: all pairs (bootstrap 68 % interval over the pairs,
+    percentile), without the largest |z|, and split by the true R_s (< 0.15 / >= 0.15)."""
+    rng = np.random.default_rng(seed)
+    lo = R[:, 10] < 0.15
+    parts = []
+    for name, t, e, s in (("gamma_l", 0, 2, s_gl), ("d2", 1, 4, s_d2)):
+        z = (R[:, e] - R[:, t]) / s
+        boot = np.std(z[rng.integers(0, z.size, (n_boot, z.size))], axis=1)
+        drop = np.delete(z, np.argmax(np.abs(z)))
+        parts.append(f"{name} z std {z.std():.2f} [68 %: {np.percentile(boot, 16):.2f}-{np.percentile(boot, 84):.2f}], "
+                     f"{coverage(z)}, without the largest |z| ({z[np.argmax(np.abs(z))]:+.1f}) {drop.std():.2f}, "
+                     f"R_s < 0.15 ({int(lo.sum())}) {z[lo].std():.2f} / >= 0.15 {z[~lo].std():.2f}")
+    print(f"    {label}: " + "; ".join(parts), flush=True)
+
+
+def summarize_log(a):
+    """Summary of an instrument-study log (``--from-log``): the per-pair 'told: value+-std value+-std' fields and the
+    true parameter sets re-drawn from the options (no rendering); values as printed in the log."""
+    import re
+
+    draws = list(instrument_draws(a))
+    pat = re.compile(r"(\S+):\s+([-\d.]+)\s*\+-\s*([\d.]+)\s+([-\d.]+)\s*\+-\s*([\d.]+)")
+    res = {}
+    with open(a.from_log) as fh:
+        for line in fh:
+            m0 = re.match(r"\s*(\d+) gl\s+([\d.]+) d2 ([\d.]+)", line)
+            if not m0:
+                continue
+            i = int(m0.group(1))
+            gl, d2, rs = draws[i][:3]
+            if abs(gl - float(m0.group(2))) > 0.051 or abs(d2 - float(m0.group(3))) > 0.0051:
+                raise SystemExit(f"pair {i} of the log is not the pair the options draw: give the options of the run")
+            marg = re.findall(r"\(marginal \+-([\d.]+) \+-([\d.]+)", line)
+            prof = re.findall(r"profile slope (-?[\d.]+)\+-([\d.]+) \(own (-?[\d.]+)\)", line)
+            for k, (told, v, sv, w, sw) in enumerate(pat.findall(line)):
+                mg = [float(x) for x in marg[k]] if k < len(marg) else [np.nan, np.nan]
+                pr = [float(x) for x in prof[k]] if k < len(prof) else [np.nan] * 3
+                res.setdefault(told, []).append((gl, d2, float(v), float(sv), float(w), float(sw), np.nan, np.nan,
+                                                 np.nan, np.nan, rs, *mg, pr[0], np.nan, pr[2], pr[1]))
+    print(f"{a.from_log}: {', '.join(f'{k} ({len(v)} pairs)' for k, v in res.items())}; values as printed in the log")
+    for told, rows in res.items():
+        R = np.array(rows)
+        summarize_told(told, R)
+        if R.shape[1] > 11 and np.isfinite(R[:, 11]).all():
+            summarize_z(R[:, 11], R[:, 12], R, "marginal configuration term (the same fits)")
+            ok = np.isfinite(R[:, 13])
+            if ok.sum() > 2:
+                from scipy.stats import spearmanr
+
+                zs = (R[ok, 13] - R[ok, 15]) / R[ok, 16]
+                print(f"    profile slope - the configuration's own: median |diff| {np.median(np.abs(R[ok, 13] - R[ok, 15])):.4f}, "
+                      f"mean {np.mean(R[ok, 13] - R[ok, 15]):+.4f}, z std {zs.std():.2f} with the stated noise (median "
+                      f"{np.median(R[ok, 16]):.4f}); Spearman with the true R_s {spearmanr(R[ok, 13], R[ok, 10])[0]:+.2f}")
 
 
 def coverage(z):
@@ -267,6 +380,31 @@ def timing(size, repeats=5):
                   f"interleaved per-repeat ratios {np.median(ratio_w):.2f} (wall), {np.median(ratio_c):.2f} (CPU); peak RSS "
                   f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; load average "
                   f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+
+
+
+def timing_condition(size, repeats=5):
+    """CPU time of one ``--method fit`` analysis of a size x size pair: point-pixel (the versions before issue 12),
+    pixel-integrated (the default), pixel-integrated with the configuration term conditioned on the profile
+    (``condition_profile``); interleaved, after a warm-up."""
+    p = render_pair(SystemParams(150, 0.1, 1.5, 20), flow_angle_deg=30, shape=(size, size), seed=1)
+    variants = {"point-pixel": dict(pixel_integration=False, condition_profile=False),
+                "pixel-integrated": dict(pixel_integration=True, condition_profile=False),
+                "pixel-integrated, profile-conditioned": dict(pixel_integration=True, condition_profile=True)}
+    opts = {k: AnalysisOptions(mask=p.mask, plots=False, **v) for k, v in variants.items()}
+    cpu = {k: [] for k in variants}
+    for k in variants:
+        analyze(p.before, p.after, p.geometry, options=opts[k])  # warm-up (numba, tables)
+    for _ in range(repeats):
+        for k in variants:
+            c = time.process_time()
+            analyze(p.before, p.after, p.geometry, options=opts[k])
+            cpu[k].append(time.process_time() - c)
+    base = np.array(cpu["point-pixel"])
+    for k, v in cpu.items():
+        print(f"{size}x{size} --method fit, {k}: CPU median {np.median(v):.2f} s of {', '.join(f'{t:.2f}' for t in v)}; "
+              f"/ point-pixel: median of per-repeat ratios {np.median(np.array(v) / base):.2f}", flush=True)
+    print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
 
 
 if __name__ == "__main__":

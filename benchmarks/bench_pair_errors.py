@@ -84,8 +84,101 @@ def conf_sigma(cm, model, fit, phi0, ys):
     return np.sqrt(np.diag(H @ (G.T @ G / (len(ys) - 1)) @ H))[:2]
 
 
+def config_profile(cfg, q):
+    """The configuration's own static profile sqrt(P P') at ``q`` (exact; P = sum u V^2 F^2(q R))."""
+    V2 = sphere_volume(cfg.radius) ** 2
+    F2 = form_factor(np.asarray(q)[:, None] * cfg.radius[None, :]) ** 2
+    return np.sqrt((F2 * V2 * cfg.illumination_before).sum(1) * (F2 * V2 * cfg.illumination_after).sum(1))
+
+
+def conditioning_study(a):
+    """Does the pair's intensity profile predict its configuration error? (docs/experiment.md, "The error of one pair")
+
+    One pair of the parameter set is rendered and fitted (for the weights and the Jacobian); ``--draws``
+    configurations over the R_s prior U(0, 0.3) give each one's linearised (gamma L, D2) error delta_k (what
+    fit_pair's sandwich propagates) and its profile slope s_k. Printed: the rank correlation of |delta| with s
+    and with R_s; the z = delta / sigma spread, overall and by R_s, with sigma the marginal std, the std of the
+    nearest 1/CONDITION_DRAWS of the other draws in s (leave-one-out, s with and without the measurement noise of
+    the rendered pair's profile) and the std with R_s known (the best an R_s estimate could do)."""
+    from scipy.stats import spearmanr
+
+    from shearcorr.experiment.inference import CONDITION_DRAWS, pair_profile
+    from shearcorr.experiment.model import (configuration_maps, configuration_profiles, draw_configurations,
+                                            profile_slope, rs_levels)
+
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    flow = np.radians(a.flow)
+    captured = {}
+    orig = an.fit_pair
+
+    def spy(cm, model, **kw):
+        f = orig(cm, model, **kw)
+        captured.update(cm=cm, model=model, fit=f)
+        return f
+
+    an.fit_pair = spy
+    p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
+                    seed=a.seed, pixel_subsamples=1)
+    analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
+                                                                    pixel_integration=False))
+    an.fit_pair = orig
+    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    prof_obs, s_err = pair_profile(p.before, p.after, p.geometry.qr0, p.geometry.phi, p.mask, model.q_edges)
+    qc = np.sqrt(model.q_edges[:-1] * model.q_edges[1:])
+    s_obs = float(profile_slope(qc, prof_obs))
+    s_true = float(profile_slope(qc, config_profile(pair_configuration(params, a.seed), qc)))
+    print(f"rendered pair: profile slope {s_obs:.4f} +- {s_err:.4f} (noise estimate), configuration's own {s_true:.4f}")
+    t0 = time.perf_counter()
+    n = a.draws
+    rs_k = rs_levels(n, 0.3)
+    draws = draw_configurations(model, f.gamma_l.value, f.d2.value, rs_k, n, a.seed + 1)
+    ys, prof = configuration_maps(model, draws, flow), configuration_profiles(model, draws)
+    print(f"{n} draws: {time.perf_counter() - t0:.1f} s")
+    s_k = profile_slope(qc, prof)
+    P = _Problem(cm, model, [0, 1], np.array([0.0, 0.0, 0.15, flow]))
+    beta = f.beta.value
+    full = np.array([f.gamma_l.value, f.d2.value] + ([beta] if P.beta_err > 0 else []))
+    _, J = _jacobian(P, full, f.errors, beta)
+    H = np.linalg.pinv(J.T @ J)
+    ok = cm.ok
+    dev = beta * (ys[:, ok] - ys[:, ok].mean(axis=0)) / f.errors
+    delta = (dev @ J[:ok.sum()] @ H)[:, :2]  # linearised parameter response per draw (sign irrelevant)
+    m = n // CONDITION_DRAWS
+    rng = np.random.default_rng(a.seed)
+    noisy = s_k + s_err * rng.standard_normal(n)
+    bins = [(0.0, 0.1), (0.1, 0.2), (0.2, 0.3)]
+    print(f"profile slope over the draws: {np.percentile(s_k, [0, 16, 50, 84, 100]).round(4)}; by R_s (median): "
+          + ", ".join(f"{lo:.1f}-{hi:.1f}: {np.median(s_k[(rs_k >= lo) & (rs_k < hi)]):.4f}" for lo, hi in bins))
+    for j, name in enumerate(("gamma_l", "d2")):
+        d = delta[:, j]
+        sig = {"marginal": np.full(n, d.std(ddof=1))}
+        for label, s_use in (("profile (exact)", s_k), ("profile (+ noise)", noisy)):
+            out = np.empty(n)
+            for k in range(n):
+                dist = np.abs(s_use - s_use[k])
+                dist[k] = np.inf
+                out[k] = d[np.argsort(dist, kind="stable")[:m]].std(ddof=1)
+            sig[label] = out
+        known = np.empty(n)
+        for lev in np.unique(rs_k):
+            idx = np.flatnonzero(rs_k == lev)
+            for k in idx:
+                known[k] = d[idx[idx != k]].std(ddof=1)
+        sig["R_s known"] = known
+        print(f"{name}: marginal std {d.std(ddof=1):.3f}; Spearman |delta| vs profile slope {spearmanr(np.abs(d), s_k)[0]:+.2f}, "
+              f"vs R_s {spearmanr(np.abs(d), rs_k)[0]:+.2f}")
+        for label, sg in sig.items():
+            z = d / sg
+            parts = [f"z std {z.std():.2f} (kurtosis {np.mean(z**4) / np.mean(z**2)**2:.1f})"]
+            parts += [f"R_s {lo:.1f}-{hi:.1f}: {z[(rs_k >= lo) & (rs_k < hi)].std():.2f}" for lo, hi in bins]
+            rho = spearmanr(sg, np.abs(d))[0] if np.ptp(sg) > 0 else float("nan")
+            print(f"  sigma {label:18s}: " + "; ".join(parts) + f"; Spearman(sigma, |delta|) {rho:+.2f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--conditioning", action="store_true", help="the profile-conditioning study (conditioning_study)")
+    ap.add_argument("--draws", type=int, default=2048, help="configurations of the conditioning study")
     ap.add_argument("--configs", type=int, default=40)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--gamma-l", type=float, default=10.33)
@@ -98,6 +191,9 @@ def main():
     ap.add_argument("--n-samples", type=int, default=256, help="configuration samples of the variants")
     ap.add_argument("--stride", type=int, default=2, help="oracle evaluated on every stride-th pixel per axis")
     a = ap.parse_args()
+    if a.conditioning:
+        conditioning_study(a)
+        return
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)
     captured = {}

@@ -9,7 +9,7 @@ from shearcorr.beam import Beam
 from shearcorr.experiment import render_pair
 from shearcorr.experiment.correlation import correlation_map, q_bin_edges
 from shearcorr.experiment.frames import make_pair
-from shearcorr.experiment.inference import N_CONFIGS, fit_pair
+from shearcorr.experiment.inference import N_CONFIGS, fit_pair, pair_profile
 from shearcorr.experiment.model import BinnedPairModel, configuration_samples, rs_levels
 from shearcorr.forward.beammc import draw_beam_chunk
 from shearcorr.params import SystemParams
@@ -136,3 +136,66 @@ def test_configuration_term_matches_the_scatter_of_configuration_fits(pair_fit):
     lin = np.array(fit_pair(c, model, phi0=flow, fit_flow=False, n_configs=512, seed=778, rs_min=0.24, rs_max=0.24,
                             grid_gamma=(10.3,), grid_d2=(1.2,)).std_configuration[:2])
     assert np.all((emp / lin > 0.8) & (emp / lin < 1.3)), (emp, lin)
+
+
+@pytest.fixture(scope="module")
+def pairs_by_rs():
+    """Two point-pixel pairs of the same (gamma L, D2, seed), one monodisperse and one at R_s = 0.3, their maps and
+    models (the pair-4 parameters of the study)."""
+    out = {}
+    for rs in (0.0, 0.3):
+        params = SystemParams(150.0, rs, 1.2, 10.3, beam_size=L)
+        p = render_pair(params, flow_angle_deg=30.0, contrast=0.4, counts=50.0, shape=(384, 384), seed=3, pixel_subsamples=1,
+                        dq=2 * np.pi / L / 1.6)  # q R0 up to 1: a long lever arm in q^2 for the profile's slope
+        qe = q_bin_edges(p.geometry.qr0, p.mask, 10, 0.2, None)
+        cm = correlation_map(make_pair(p.before, p.after, p.mask), p.geometry, qe, 24, speckle_px=1.6)
+        out[rs] = (cm, BinnedPairModel(qe, cm.phi_edges, beam_size=L), params,
+                   pair_profile(p.before, p.after, p.geometry.qr0, p.geometry.phi, p.mask, qe))
+    return out
+
+
+def test_profile_slope_of_the_frames_is_the_configurations(pairs_by_rs):
+    # the ring means of the two frames measure the configuration's own static profile sqrt(P P') (the speckle
+    # averages out over a ring): its Guinier slope agrees within the noise pair_profile states, and the slope
+    # falls with R_s (V^2 ~ R^6 weights the large particles: R_g^2 grows as exp(14 R_s^2) for a log-normal)
+    from shearcorr.experiment.model import profile_slope
+    from shearcorr.experiment.synth import pair_configuration
+
+    slopes = {}
+    for rs, (cm, model, params, (prof, err)) in pairs_by_rs.items():
+        cfg = pair_configuration(params, 3)
+        V2 = sphere_volume(cfg.radius) ** 2
+        F2 = form_factor(cm.ring_q[:, None] * cfg.radius[None, :]) ** 2
+        own = np.sqrt((F2 * V2 * cfg.illumination_before).sum(1) * (F2 * V2 * cfg.illumination_after).sum(1))
+        slopes[rs] = profile_slope(cm.ring_q, prof)
+        assert 0 < err < 0.03
+        assert abs(slopes[rs] - profile_slope(cm.ring_q, own)) < 3 * err
+        if rs == 0.0:  # monodisperse spheres: -R_g^2/3 = -(3/5)/3 R0^2 (+ the x^4 term of ln F^2 over this q range)
+            assert slopes[rs] == pytest.approx(-0.205, abs=3 * err + 0.005)
+    assert slopes[0.3] < slopes[0.0] - 0.1
+
+
+def test_profile_conditions_the_configuration_term(pairs_by_rs):
+    # One pair cannot fit R_s, but its profile tells the intensity-weighted size of its particles, which sets
+    # the configuration term. Conditioned on it, the term follows R_s (as with R_s known, >= 1.8 x between
+    # R_s = 0 and 0.3: 2.6 x for gamma L, 1.7 x for D2 here); the marginal term (over the R_s prior, what the fit reported before) does not (within 25 %).
+    s, m, kept = {}, {}, {}
+    for rs, (cm, model, _, (prof, err)) in pairs_by_rs.items():
+        f = fit_pair(cm, model, phi0=np.radians(30.0), fit_flow=False, n_configs=64, seed=1, grid_gamma=(10.3,),
+                     grid_d2=(1.2,), profile=prof, profile_slope_err=err)
+        assert f.conditioning["used"] and f.conditioning["n_kept"] == 64 and f.conditioning["n_draws"] == 512
+        s[rs], m[rs] = np.array(f.std_configuration[:2]), np.array(f.std_configuration_marginal[:2])
+        kept[rs] = f.conditioning["rs_kept"][0]
+    assert np.all(s[0.3] > 1.5 * s[0.0]), (s, m)
+    assert np.all(np.abs(m[0.3] / m[0.0] - 1) < 0.25), m
+    assert kept[0.3] > 0.2 and kept[0.0] < kept[0.3] - 0.1, kept
+
+
+def test_profile_outside_the_model_is_not_used():
+    from shearcorr.experiment.inference import condition_on_profile
+
+    slopes = np.linspace(-0.8, -0.2, 100)
+    keep, info = condition_on_profile(-0.5, slopes, 10)
+    assert info["used"] and np.all(np.abs(slopes[keep] + 0.5) <= 0.031)
+    keep, info = condition_on_profile(+0.3, slopes, 10)  # a rising profile: no spheres do that
+    assert keep is None and not info["used"] and "outside" in info["reason"]

@@ -29,12 +29,16 @@ from .correlation import correlation_map, q_bin_edges
 from .flow import strip_angle, wrap_half
 from .frames import FramePair, load_pair, make_pair
 from .geometry import DetectorGeometry, load_geometry
-from .inference import D2_MIN, fit_pair
+from .inference import D2_MIN, fit_pair, pair_profile
 from .model import BinnedPairModel
 from .regression import GPR_BOX, default_cache_dir, gpr_predict, model_predict
 from .results import ChiSquare, Contrast, FlowAngle, Length, PairAnalysis, RsEstimate
 
 __all__ = ["analyze", "AnalysisOptions"]
+
+
+#: Whether ``analyze`` conditions the configuration term on the pair's intensity profile by default.
+CONDITION_PROFILE_DEFAULT = False
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,10 @@ class AnalysisOptions:
         geometry-specific GPR (default :func:`~.regression.default_cache_dir`); seed : bootstraps and
         configuration samples; rs_prior : (lo, hi), the range of R_s the sample is known to lie in (e.g. from
         SAXS; default (0, 0.3), the paper's box): R_s is not identifiable from one pair, but the pair's
-        configuration error grows steeply with it, so its std is marginalised over U(lo, hi).
+        configuration error grows steeply with it, so its std is marginalised over U(lo, hi);
+        condition_profile : condition that configuration term on the pair's own intensity profile (the
+        ring means of its frames: their fall with q tells the intensity-weighted size of the particles in the
+        beam; ``fit_pair(profile=...)``, docs/experiment.md "The error of one pair").
     The instrument (docs/experiment.md "Describe your beamline", docs/theory.md section 7)
         beam : a :class:`shearcorr.beam.Beam` in R0 that replaces the geometry's (default: the geometry
         file's ``"beam"``, else the paper's coherent square); pixel_integration : the model integrates
@@ -88,6 +95,7 @@ class AnalysisOptions:
     cache_dir: Any = None
     seed: int = 0
     rs_prior: Any = None
+    condition_profile: bool = CONDITION_PROFILE_DEFAULT
     plots: bool = True
     beam: Any = None
     pixel_integration: bool = True
@@ -228,8 +236,10 @@ def _fit_in_detector_frame(pair, geo, qe, opt: AnalysisOptions, map_opts: dict, 
         def reorient(phi):
             return _model(opt, qe, cm.phi_edges, geo, instrument, phi)
 
+    profile, profile_err = (pair_profile(pair.before, pair.after, geo.qr0, geo.phi, pair.valid, qe)
+                            if opt.condition_profile else (None, 0.0))
     fit = fit_pair(cm, _model(opt, qe, cm.phi_edges, geo, instrument, phi0), phi0=phi0, fit_flow=not fixed, seed=opt.seed,
-                   reorient=reorient, reorient_tol=PIXEL_REORIENT, **bounds)
+                   reorient=reorient, reorient_tol=PIXEL_REORIENT, profile=profile, profile_slope_err=profile_err, **bounds)
     flow, flow_std = (wrap_half(phi0), 0.0) if fixed else fit.flow_angle
     return cm, fit, flow, flow_std, strip
 
@@ -303,6 +313,8 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     instrument = _instrument(opt, geo, pair.valid)
     cm_det, fit, flow, flow_std, strip = _fit_in_detector_frame(pair, geo, qe, opt, map_opts, bounds, instrument)
     notes += q_notes + checks.fit_warnings(fit, bounds, D2_MIN)
+    if fit.conditioning is not None and not fit.conditioning["used"]:
+        notes.append(fit.conditioning["reason"])
     # the same frames binned in theta from the flow (the correlation area does not depend on the offset)
     cm = correlation_map(pair, geo, qe, opt.n_phi, phi_offset=flow, area=np.asarray(cm_det.info["correlation_area_px"]),
                          **map_opts)

@@ -24,11 +24,13 @@ from scipy.optimize import least_squares
 
 from ..errors import ShearcorrError
 from ..files import JSONRecord
+from ..rng import child_seed, seed_sequence
 from .flow import wrap_half
-from .model import configuration_samples, rs_levels
+from .model import (configuration_maps, configuration_profiles, configuration_samples, draw_configurations,
+                    profile_slope, rs_levels)
 from .results import Estimate
 
-__all__ = ["fit_pair", "PairFit", "PAIR_PARAMS", "MIN_BINS"]
+__all__ = ["fit_pair", "PairFit", "PAIR_PARAMS", "MIN_BINS", "condition_on_profile", "pair_profile"]
 
 #: The pair model's parameter vector, in the order of :meth:`BinnedPairModel.y`'s arguments.
 PAIR_PARAMS = ("gamma_l", "d2", "rs", "flow")
@@ -48,6 +50,13 @@ FLOW_HALF_RANGE = np.pi / 4
 #: anywhere in 0.77-1.54 x its converged value depending on the seed; 128 give 0.93-1.17 x
 #: (docs/experiment.md, "The error of one pair").
 N_CONFIGS = 128
+#: With the pair's intensity profile (``fit_pair(profile=...)``): configuration draws over the R_s prior per sample
+#: kept; the term is computed from the ``n_configs`` draws whose profile slope is nearest the pair's (1/8 of the prior).
+CONDITION_DRAWS = 8
+#: Child stream of ``seed`` for the conditioning draws (the marginal draws use children 0..15, one per R_s level).
+CONDITION_STREAM = 1000
+#: Fewest q rows with a positive, finite ring intensity for the profile conditioning.
+MIN_PROFILE_ROWS = 4
 #: least_squares settings of the refits (relative finite-difference step, tolerances, evaluations).
 LSQ = {"diff_step": 1e-4, "xtol": 1e-8, "ftol": 1e-9, "max_nfev": 200}
 
@@ -88,13 +97,16 @@ class PairFit(JSONRecord):
     std_configuration: tuple
     model_y: np.ndarray
     errors: np.ndarray
+    std_configuration_marginal: tuple = ()
+    conditioning: dict | None = None
 
     def to_dict(self) -> dict:
         return {"gamma_l": list(self.gamma_l), "d2": list(self.d2), "rs": list(self.rs),
                 "rs_constrained": self.rs_constrained, "rs_fitted": self.rs_fitted, "flow_angle": list(self.flow_angle),
                 "beta": list(self.beta), "chi2": self.chi2, "dof": self.dof, "chi2_red": self.chi2_red,
                 "n_bins": self.n_bins, "success": self.success, "nfev": self.nfev, "free": list(self.free),
-                "std_speckle": list(self.std_speckle), "std_configuration": list(self.std_configuration)}
+                "std_speckle": list(self.std_speckle), "std_configuration": list(self.std_configuration),
+                "std_configuration_marginal": list(self.std_configuration_marginal), "conditioning": self.conditioning}
 
 
 class _Problem:
@@ -182,7 +194,7 @@ def _jacobian(P: _Problem, v, err, beta):
 
 def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3, rs_min=0.0, gamma_max=80.0, d2_max=6.0,
              grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=N_CONFIGS,
-             reorient=None, reorient_tol=np.radians(5.0), seed=0) -> PairFit:
+             reorient=None, reorient_tol=np.radians(5.0), seed=0, profile=None, profile_slope_err=0.0) -> PairFit:
     r"""Direct physics fit of a :class:`CorrelationMap` with a :class:`BinnedPairModel` (same bins).
 
     Model :math:`C_b - 1 = \beta\,y(q_b, \phi_b - \phi_0; \gamma L, D_2, R_s)`; beta enters linearly
@@ -215,6 +227,19 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
     solution, scaled by chi2_red when > 1, plus the intrinsic single-pair term: the spread of
     ``n_configs`` single-configuration maps (:func:`.model.configuration_samples`) at the solution,
     propagated as H J^T Cov J H (sandwich); it dominates for gamma L and D2 at these count rates.
+
+    5. Conditioning on the pair's intensity profile (``profile``: the mean intensity of the pair per q row of
+       ``cmap``, any scale, e.g. :func:`pair_profile`; ``profile_slope_err`` the noise of its
+       :func:`.model.profile_slope`): the configuration term depends on *which* particles the pair holds --
+       grows with R_s and with a few large particles (V^2 ~ R^6) --, and so does the profile's fall with q.
+       ``CONDITION_DRAWS`` x ``n_configs`` configurations over the R_s prior are drawn, and the term is computed
+       from the ``n_configs`` whose profile slope (plus a draw of the slope noise) is nearest the pair's
+       (:func:`condition_on_profile`; nearest-neighbour conditioning; only their maps are computed; the draws
+       come from child ``CONDITION_STREAM`` of ``seed``). The marginal term (exactly what the fit reports without ``profile``)
+       is ``std_configuration_marginal``; ``conditioning`` reports the slope, its quantile among the draws and
+       the R_s of the kept draws. A slope far outside the draws' range (a profile the model of spheres in the
+       beam cannot explain: background, structure factor, a wrong particle radius) falls back to the marginal
+       term (``conditioning["used"] = False`` and the reason).
     """
     ok = cmap.ok
     if ok.sum() < MIN_BINS:
@@ -248,16 +273,28 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
     red = chi2 / dof
     H = np.linalg.pinv(J.T @ J)
     cov = H * max(red, 1.0)
-    cov_conf = np.zeros_like(cov)
+    cov_conf = cov_marg = np.zeros_like(cov)
+    conditioning = None
     if n_configs:
         # intrinsic single-pair uncertainty: the pair's own ~n_l2 particles sample the ensemble
         # (configuration_samples); propagated through the linearised fit (sandwich estimator).
-        # R_s is not constrained by one pair: the spread is marginalised over its prior U(rs_min, rs_max)
-        ys = configuration_samples(model, gl, d2, rs_levels(n_configs, rs_max, lo=rs_min), ph, n_samples=n_configs,
-                                   seed=seed)
-        dev = beta * (ys[:, ok] - ys[:, ok].mean(axis=0)) / err  # (K, n) weighted data perturbations
-        G = dev @ J[:n]  # each row: J^T d_k
-        cov_conf = H @ (G.T @ G / max(n_configs - 1, 1)) @ H
+        # R_s is not constrained by one pair: the spread is marginalised over its prior U(rs_min, rs_max),
+        # or conditioned on the pair's intensity profile (step 5)
+        def sandwich(y):
+            dev = beta * (y[:, ok] - y[:, ok].mean(axis=0)) / err  # (K, n) weighted data perturbations
+            G = dev @ J[:n]  # each row: J^T d_k
+            return H @ (G.T @ G / max(len(y) - 1, 1)) @ H
+
+        cov_marg = cov_conf = sandwich(configuration_samples(model, gl, d2, rs_levels(n_configs, rs_max, lo=rs_min),
+                                                             ph, n_samples=n_configs, seed=seed))
+        if profile is not None:  # screen CONDITION_DRAWS x n_configs further draws by their profile; maps of the kept
+            n_draw = n_configs * CONDITION_DRAWS
+            draws = draw_configurations(model, gl, d2, rs_levels(n_draw, rs_max, lo=rs_min), n_draw,
+                                        child_seed(seed_sequence(seed), CONDITION_STREAM))
+            keep, conditioning = _profile_keep(profile, profile_slope_err, configuration_profiles(model, draws),
+                                               model.q_edges, draws.rs, n_configs, seed)
+            if keep is not None:
+                cov_conf = sandwich(configuration_maps(model, draws.take(keep), ph))
         cov = cov + cov_conf
     std_f = np.sqrt(np.clip(np.diag(cov), 0, None))
     std = np.zeros(4)
@@ -272,4 +309,83 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
         beta=Estimate(float(beta), float(std_f[-1]) if P.beta_err > 0 else 0.0),
         chi2=chi2, dof=int(dof), chi2_red=float(red), n_bins=int(n), success=bool(sol.success), nfev=int(sol.nfev),
         free=tuple(PAIR_PARAMS[i] for i in free), std_speckle=pad(H * max(red, 1.0)), std_configuration=pad(cov_conf),
-        model_y=m_full, errors=err)
+        model_y=m_full, errors=err, std_configuration_marginal=pad(cov_marg), conditioning=conditioning)
+
+
+def pair_profile(before, after, qr0, phi, valid, q_edges, n_sectors=36):
+    """The pair's intensity profile and the noise of its slope, for ``fit_pair(profile=..., profile_slope_err=...)``.
+
+    Profile: per q row (``q_edges``, q R0), the mean count of the valid pixels of each frame; the geometric
+    mean of the two frames (NaN where a row has no valid pixel). The static intensity of a dilute sample is
+    isotropic, so the row's ``n_sectors`` azimuthal sectors (over [0, pi), Friedel) are independent estimates of
+    it: var(ln I_row) = sum_b n_b^2 (I_b - I_row)^2 / (sum_b n_b)^2 x B/(B - 1) / I_row^2 (speckle, photons,
+    mask and pixel response included, no model of them), the larger of the two frames (their speckle is
+    correlated at low q), propagated to the slope of :func:`.model.profile_slope`. Shapes: frames, ``qr0``,
+    ``phi`` (rad) and ``valid`` (bool) of the detector; returns (profile (n_q,), slope std (R0^2)).
+    """
+    n_q = len(q_edges) - 1
+    iq = np.searchsorted(q_edges, qr0[valid], side="right") - 1
+    ib = np.minimum((np.mod(phi[valid], np.pi) * (n_sectors / np.pi)).astype(int), n_sectors - 1)
+    use = (iq >= 0) & (iq < n_q)
+    idx = iq[use] * n_sectors + ib[use]
+    n_b = np.bincount(idx, None, n_q * n_sectors).reshape(n_q, n_sectors)
+    n_row = n_b.sum(axis=1)
+    means, var_ln = [], []
+    for frame in (before, after):
+        s_b = np.bincount(idx, np.asarray(frame, float)[valid][use], n_q * n_sectors).reshape(n_q, n_sectors)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            row = s_b.sum(axis=1) / n_row
+            i_b = np.where(n_b > 0, s_b / np.maximum(n_b, 1), row[:, None])
+            n_sec = (n_b > 0).sum(axis=1)
+            v = np.sum(n_b**2 * (i_b - row[:, None]) ** 2, axis=1) / n_row**2 * n_sec / np.maximum(n_sec - 1, 1)
+            means.append(row)
+            var_ln.append(v / row**2)
+    with np.errstate(invalid="ignore"):
+        prof = np.sqrt(means[0] * means[1])
+    var = np.maximum(var_ln[0], var_ln[1])
+    good = np.isfinite(prof) & (prof > 0) & np.isfinite(var)
+    qc = np.sqrt(np.asarray(q_edges[:-1]) * np.asarray(q_edges[1:]))
+    x = qc[good] ** 2
+    if x.size < 2:
+        return prof, 0.0
+    x = x - x.mean()
+    return prof, float(np.sqrt(np.sum(x**2 * var[good])) / np.sum(x**2))
+
+
+def condition_on_profile(slope, slopes, n_keep, slope_err=0.0, seed=0):
+    """Indices of the ``n_keep`` draws whose profile slope is nearest the pair's, and a summary.
+
+    Nearest-neighbour conditioning (approximate Bayesian computation): each draw's slope gets an independent
+    draw of the measurement noise N(0, ``slope_err``^2) (seeded), and the draws nearest ``slope`` are kept.
+    Returns (indices or None, info); None when the slope lies outside the draws' range by more than
+    max(3 slope_err, 10 % of the range): the model cannot explain the profile, and the marginal term is kept.
+    """
+    slopes = np.asarray(slopes, float)
+    lo, hi = float(slopes.min()), float(slopes.max())
+    info = {"slope_r0sq": float(slope), "slope_err_r0sq": float(slope_err), "draws_slope_range": [lo, hi],
+            "quantile": float(np.mean(slopes < slope)), "n_draws": int(slopes.size), "n_kept": 0, "used": False}
+    margin = max(3.0 * slope_err, 0.1 * (hi - lo))
+    if not np.isfinite(slope) or slope < lo - margin or slope > hi + margin:
+        info["reason"] = ("the pair's intensity profile falls outside the profiles of the model's configurations "
+                          "(background, structure factor or a wrong particle radius?); configuration term not conditioned")
+        return None, info
+    noisy = slopes + float(slope_err) * np.random.default_rng(seed).standard_normal(slopes.size)
+    keep = np.argsort(np.abs(noisy - slope), kind="stable")[:int(n_keep)]
+    info.update(n_kept=int(keep.size), used=True)
+    return keep, info
+
+
+def _profile_keep(profile, slope_err, prof, q_edges, rs_k, n_keep, seed):
+    """:func:`condition_on_profile` on the q rows where the pair's profile is positive and finite; adds the R_s
+    of the kept draws (median and 16-84 %) to the info."""
+    profile = np.asarray(profile, float)
+    qc = np.sqrt(q_edges[:-1] * q_edges[1:])
+    with np.errstate(invalid="ignore"):
+        rows = np.isfinite(profile) & (profile > 0)
+    if profile.shape != qc.shape or rows.sum() < MIN_PROFILE_ROWS:
+        return None, {"used": False, "reason": f"fewer than {MIN_PROFILE_ROWS} q rows with a ring intensity"}
+    keep, info = condition_on_profile(profile_slope(qc[rows], profile[rows]), profile_slope(qc[rows], prof[:, rows]),
+                                      n_keep, slope_err, seed)
+    if keep is not None:
+        info["rs_kept"] = [float(v) for v in np.percentile(rs_k[keep], [50, 16, 84])]
+    return keep, info

@@ -27,14 +27,15 @@ the flow, ``flow_angle``.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 
-__all__ = ["BinnedPairModel", "ensemble_g", "configuration_samples", "rs_levels", "D_DECORRELATED"]
+__all__ = ["BinnedPairModel", "ensemble_g", "configuration_samples", "rs_levels", "profile_slope", "draw_configurations",
+           "configuration_profiles", "configuration_maps", "ConfigurationDraws", "D_DECORRELATED"]
 
 #: Non-affine displacement (R0) used to decorrelate the pair for the baseline B(q) (at least; see
 #: :func:`decorrelated_d2`), and the smallest q D2 it must reach (exp(-12.5) = 4e-6).
@@ -176,12 +177,39 @@ def configuration_samples(model: BinnedPairModel, gamma_l, d2, rs, phi0=0.0, n_s
     [-L, L]^2 of :func:`shearcorr.forward.montecarlo.sample_configuration`), the samples of one R_s
     value drawn in chunks from child streams of ``seed`` (child i for the i-th distinct R_s); y_1 at
     the centre of each q bin and two azimuths per bin (:func:`_pair_power`, numba). Returns shape
-    (n_samples, n_q, n_phi).
+    (n_samples, n_q, n_phi). The same as :func:`configuration_maps` of :func:`draw_configurations`; to
+    select draws by their static profile first, use those with :func:`configuration_profiles`.
     """
+    return configuration_maps(model, draw_configurations(model, gamma_l, d2, rs, n_samples, seed), phi0)
+
+
+@dataclass(frozen=True)
+class ConfigurationDraws:
+    """Single configurations for :func:`configuration_samples`: (K, N) arrays of the positions before (x, y)
+    and after (xa, ya) and the radii (R0), the R_s of each (K,), and the resolved beam (R0)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    radius: np.ndarray
+    xa: np.ndarray
+    ya: np.ndarray
+    rs: np.ndarray
+    beam: object
+
+    def take(self, index) -> "ConfigurationDraws":
+        """The draws ``index`` (an index array), in that order."""
+        index = np.asarray(index)
+        return ConfigurationDraws(self.x[index], self.y[index], self.radius[index], self.xa[index], self.ya[index],
+                                  self.rs[index], self.beam)
+
+
+def draw_configurations(model: BinnedPairModel, gamma_l, d2, rs, n_samples=48, seed=0) -> ConfigurationDraws:
+    """The configurations of :func:`configuration_samples` (same arguments): the samples of one R_s value drawn
+    in chunks of :func:`shearcorr.forward.beammc.draw_beam_chunk` from child streams of ``seed`` (child i for
+    the i-th distinct R_s)."""
     from ..beam import Beam
     from ..forward.beammc import draw_beam_chunk
     from ..forward.montecarlo import CHUNK
-    from ..physics import form_factor, sphere_volume
     from ..rng import child_seed, seed_sequence
 
     n = int(n_samples)
@@ -198,6 +226,35 @@ def configuration_samples(model: BinnedPairModel, gamma_l, d2, rs, phi0=0.0, n_s
         for m, k in enumerate(idx):
             draws[k] = [a[m] for a in arrays]
     x, y, radius, xa, ya = (np.stack(a) for a in zip(*draws))  # (K, N) each
+    return ConfigurationDraws(x, y, radius, xa, ya, np.array(rs_k), beam)
+
+
+def configuration_profiles(model: BinnedPairModel, draws: ConfigurationDraws) -> np.ndarray:
+    r"""Each draw's static intensity profile :math:`\sqrt{P P'}`, P = sum_i u_i V_i^2 F^2(q R_i) over the particles
+    before (P' after), at the centre of each q bin: what the ring means of a pair's two frames measure (the
+    speckle averages out over a ring), any scale. Shape (K, n_q). Cheap next to :func:`configuration_maps`, so
+    many draws can be screened by their profile (:func:`profile_slope`) before their maps are computed."""
+    from ..physics import form_factor, sphere_volume
+
+    qc = np.sqrt(model.q_edges[:-1] * model.q_edges[1:])
+    mb, ma = draws.beam.intensity(draws.x, draws.y), draws.beam.intensity(draws.xa, draws.ya)
+    lit = (mb > 0) | (ma > 0)  # form factors of the lit particles alone (flattened)
+    ks, r = np.nonzero(lit)[0], draws.radius[lit]
+    v2 = sphere_volume(r) ** 2
+    n = draws.x.shape[0]
+    out = np.empty((n, qc.size))
+    for j, q in enumerate(qc):
+        w2 = v2 * form_factor(q * r) ** 2
+        out[:, j] = np.sqrt(np.bincount(ks, w2 * mb[lit], n) * np.bincount(ks, w2 * ma[lit], n))
+    return out
+
+
+def configuration_maps(model: BinnedPairModel, draws: ConfigurationDraws, phi0=0.0) -> np.ndarray:
+    """y_1 of each draw on the model's bins, as :func:`configuration_samples`; shape (K, n_q, n_phi)."""
+    from ..physics import form_factor, sphere_volume
+
+    x, y, radius, xa, ya, beam = draws.x, draws.y, draws.radius, draws.xa, draws.ya, draws.beam
+    n = x.shape[0]
     qc = np.sqrt(model.q_edges[:-1] * model.q_edges[1:])  # bin centres in q, 2 points per bin in phi
     dphi = np.diff(model.phi_edges)
     phs = np.stack([model.phi_edges[:-1] + 0.25 * dphi, model.phi_edges[:-1] + 0.75 * dphi], axis=1).ravel() - phi0
@@ -219,6 +276,34 @@ def configuration_samples(model: BinnedPairModel, gamma_l, d2, rs, phi0=0.0, n_s
                         np.ascontiguousarray(wab[both].T, dtype=np.float32), off)  # (K, n_q, 2 n_phi)
     y1 = (power - S4b[..., None]) / np.sqrt((P**2 - S4) * (Pa**2 - S4a))[..., None]
     return y1.reshape(n, model.n_q, model.n_phi, 2).mean(axis=3)
+
+
+def profile_slope(q, intensity) -> np.ndarray:
+    r"""Guinier slope of an intensity profile: the least-squares slope of ln I against q^2 (R0^2).
+
+    .. math:: s = \frac{\sum_j (x_j - \bar x)\ln I_j}{\sum_j (x_j - \bar x)^2},\quad x_j = (q_j R_0)^2
+
+    For a dilute dispersion of spheres, I(q) ~ sum_i V_i^2 F^2(q R_i) ~ exp(-q^2 R_g^2 / 3) at small q,
+    with R_g^2 = (3/5) sum V_i^2 R_i^2 / sum V_i^2: s ~ -R_g^2/3 measures the intensity-weighted size of the
+    particles in the beam -- of *this* configuration, dominated (V^2 ~ R^6) by its largest particles, as the
+    configuration term of a pair is (:func:`configuration_samples`). Beyond the Guinier range s is still a
+    summary of the profile's fall; data and samples are reduced alike. The scale of I drops out.
+
+    Parameters
+    ----------
+    q : array (n_q,)
+        q R0 of the profile's points.
+    intensity : array (..., n_q)
+        Profiles (positive; any scale); leading axes are independent profiles.
+
+    Returns
+    -------
+    ndarray (...)
+        The slope per profile (R0^2).
+    """
+    x = np.asarray(q, float) ** 2
+    x = x - x.mean()
+    return np.log(np.asarray(intensity, float)) @ x / np.sum(x * x)
 
 
 def rs_levels(n_samples: int, rs_max: float, n_levels: int = 16, lo: float = 0.0) -> np.ndarray:
