@@ -159,3 +159,16 @@ def test_options_are_validated_once_and_copied_with_replace():
     assert opt.replace(method="both").n_q == 8 and opt.method == "fit"
     with pytest.raises(ShearcorrError, match="displacement"):
         opt.replace(displacement="brownian")
+
+
+def test_cli_condition_profile_is_recorded(synth_dir, tmp_path):
+    """--condition-profile conditions the pair's configuration term on its intensity profile: the result
+    records the conditioning and keeps the unconditioned (marginal) term next to it."""
+    out = tmp_path / "cond"
+    rc = main(["analyze", str(synth_dir / "before.npy"), str(synth_dir / "after.npy"), "--geometry",
+               str(synth_dir / "geometry.json"), "--mask", str(synth_dir / "mask.npy"), "--no-plots",
+               "--condition-profile", "-o", str(out)])
+    assert rc == 0
+    fit = json.loads((out / "result.json").read_text())["methods"]["fit"]
+    assert isinstance(fit["conditioning"], dict) and "used" in fit["conditioning"]
+    assert len(fit["std_configuration_marginal"]) >= 2 and all(v > 0 for v in fit["std_configuration_marginal"])
