@@ -70,9 +70,10 @@ def oracle_map(cfg, geo, valid, cm, flow_rad):
         return (s / n).reshape(nq, nph)
 
 
-def conf_sigma(cm, model, fit, phi0, ys):
-    """Std of (gamma L, D2) from the configuration samples ``ys`` (K, n_q, n_phi), propagated through the
-    linearised fit at ``fit``'s solution exactly as :func:`fit_pair` does (sandwich)."""
+def draw_responses(cm, model, fit, phi0, ys):
+    """Linearised response of the fitted parameters (gamma L, D2[, beta]) to each configuration sample
+    ``ys`` (K, n_q, n_phi) about their mean, at ``fit``'s solution, as :func:`fit_pair` propagates it:
+    rows of (dev J) H with H = (J^T J)^-1 (shape (K, n_par))."""
     P = _Problem(cm, model, [0, 1], np.array([0.0, 0.0, 0.15, phi0]))
     beta = fit.beta.value
     full = np.array([fit.gamma_l.value, fit.d2.value] + ([beta] if P.beta_err > 0 else []))
@@ -80,8 +81,14 @@ def conf_sigma(cm, model, fit, phi0, ys):
     H = np.linalg.pinv(J.T @ J)
     ok = cm.ok
     dev = beta * (ys[:, ok] - ys[:, ok].mean(axis=0)) / fit.errors
-    G = dev @ J[:ok.sum()]
-    return np.sqrt(np.diag(H @ (G.T @ G / (len(ys) - 1)) @ H))[:2]
+    return dev @ J[:ok.sum()] @ H
+
+
+def conf_sigma(cm, model, fit, phi0, ys):
+    """Std of (gamma L, D2) from the configuration samples ``ys`` (K, n_q, n_phi), propagated through the
+    linearised fit at ``fit``'s solution exactly as :func:`fit_pair` does (sandwich H G^T G H / (K - 1))."""
+    r = draw_responses(cm, model, fit, phi0, ys)
+    return np.sqrt((r**2).sum(axis=0) / (len(ys) - 1))[:2]
 
 
 def config_profile(cfg, q):
@@ -135,14 +142,7 @@ def conditioning_study(a):
     ys, prof = configuration_maps(model, draws, flow), configuration_profiles(model, draws)
     print(f"{n} draws: {time.perf_counter() - t0:.1f} s")
     s_k = profile_slope(qc, prof)
-    P = _Problem(cm, model, [0, 1], np.array([0.0, 0.0, 0.15, flow]))
-    beta = f.beta.value
-    full = np.array([f.gamma_l.value, f.d2.value] + ([beta] if P.beta_err > 0 else []))
-    _, J = _jacobian(P, full, f.errors, beta)
-    H = np.linalg.pinv(J.T @ J)
-    ok = cm.ok
-    dev = beta * (ys[:, ok] - ys[:, ok].mean(axis=0)) / f.errors
-    delta = (dev @ J[:ok.sum()] @ H)[:, :2]  # linearised parameter response per draw (sign irrelevant)
+    delta = draw_responses(cm, model, f, flow, ys)[:, :2]  # linearised parameter response per draw
     m = n // CONDITION_DRAWS
     rng = np.random.default_rng(a.seed)
     noisy = s_k + s_err * rng.standard_normal(n)

@@ -49,21 +49,26 @@ def assert_same_data(a, b) -> None:
     assert strip(a.attrs) == strip(b.attrs)
 
 
-@pytest.fixture(scope="session")
-def tiny_dataset():
-    """60 analytic-engine samples on a 10 q x 11 theta grid (in memory, dataset layout)."""
+def prior_dataset(n: int, seed: int):
+    """``n`` analytic-engine samples from the paper's priors on a 10 q x 11 theta grid (in memory,
+    dataset layout; parameters drawn with ``default_rng(seed)``)."""
     import xarray as xr
 
     from shearcorr.forward.analytic import ensemble_arrays
     from shearcorr.params import SystemParams
 
     grid = QGrid.log(0.5, 5.0, 10, 11)
-    rng = np.random.default_rng(0)
-    n = 60
+    rng = np.random.default_rng(seed)
     p = {"n_l2": rng.uniform(100, 200, n), "rs": rng.uniform(0, 0.3, n), "d2": rng.uniform(0.5, 3, n),
          "gamma_l": rng.uniform(5, 30, n)}
     g = np.stack([ensemble_arrays(SystemParams(*(p[k][i] for k in p)), grid)[1] for i in range(n)])
     return xr.Dataset({"g": (("sample", "q", "theta"), g), "g_q": (("sample", "q"), g.mean(2)),
                        "g_theta": (("sample", "theta"), g.mean(1)), "done": ("sample", np.ones(n, bool)),
                        **{k: ("sample", v) for k, v in p.items()}},
-                      coords={"q": grid.q, "theta": grid.theta}, attrs={"engine": "analytic", "seed": 0})
+                      coords={"q": grid.q, "theta": grid.theta}, attrs={"engine": "analytic", "seed": seed})
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    """60 analytic-engine samples on a 10 q x 11 theta grid (in memory, dataset layout)."""
+    return prior_dataset(60, 0)

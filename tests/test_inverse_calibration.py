@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from conftest import prior_dataset
+
 from shearcorr.errors import ShearcorrError
 from shearcorr.inverse.calibration import Calibration, calibrate, loo_scores
 from shearcorr.inverse.family import ModelFamily
@@ -158,21 +160,7 @@ def _profiles(ds):
 @pytest.fixture(scope="module")
 def prior_store():
     """300 analytic samples from the paper's priors on a 10 q x 11 theta grid (in memory, dataset layout)."""
-    import xarray as xr
-
-    from shearcorr.forward.analytic import ensemble_arrays
-    from shearcorr.params import QGrid, SystemParams
-
-    grid = QGrid.log(0.5, 5.0, 10, 11)
-    rng = np.random.default_rng(11)
-    n = 300
-    p = {"n_l2": rng.uniform(100, 200, n), "rs": rng.uniform(0, 0.3, n), "d2": rng.uniform(0.5, 3, n),
-         "gamma_l": rng.uniform(5, 30, n)}
-    g = np.stack([ensemble_arrays(SystemParams(*(p[k][i] for k in p)), grid)[1] for i in range(n)])
-    return xr.Dataset({"g": (("sample", "q", "theta"), g), "g_q": (("sample", "q"), g.mean(2)),
-                       "g_theta": (("sample", "theta"), g.mean(1)), "done": ("sample", np.ones(n, bool)),
-                       **{k: ("sample", v) for k, v in p.items()}},
-                      coords={"q": grid.q, "theta": grid.theta}, attrs={"engine": "analytic", "seed": 11})
+    return prior_dataset(300, 11)
 
 
 def test_held_out_z_std_is_right_in_every_third_of_d2(prior_store):
