@@ -11,7 +11,7 @@ def register(sub) -> None:
     p = sub.add_parser("reproduce", help="run the paper's pipeline end to end and write a report",
                        description="Generate the analytic dataset, run SVD, PDDF/ACF, LML landscapes, GPR training "
                                    "and evaluation, the direct fit and Monte Carlo checks; write DIR/report.md with "
-                                   "Figs. 1-7. --quick: about 6 minutes on 2 cores; full: paper scale.")
+                                   "Figs. 1-7. --quick: about 7 minutes on 2 cores; full: paper scale.")
     p.add_argument("--quick", action="store_true", help="1500 samples, 12 x 12 LML grids, small MC checks")
     p.add_argument("-o", "--output", default="reproduce-report", help="output folder (default reproduce-report)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of datasets and split (default 0)")

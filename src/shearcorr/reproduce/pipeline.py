@@ -304,7 +304,7 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
     out_dir : path
         Output folder (created if missing; its parent must exist; report.md and figures/ in it are replaced).
     quick : bool
-        :data:`QUICK` sizes (about 6 minutes on 2 cores) instead of :data:`FULL`.
+        :data:`QUICK` sizes (about 7 minutes on 2 cores) instead of :data:`FULL`.
     seed : int
         Seed of the datasets and of the split.
     executor : concurrent.futures.Executor, optional

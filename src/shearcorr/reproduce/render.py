@@ -262,8 +262,8 @@ def _monte_carlo(R: ReportData) -> list[str]:
               "square error over the root-mean-square Cramer-Rao bound of each set at its truth (n_l2 with its "
               "prior; 1 = the information limit; efficiency = 1 / RMS/CRB). The GPR models are trained on "
               "noise-free g, except the noise-aware one (its training inputs drawn with the estimator's bias and "
-              "noise at the test's N, docs/inversion.md; its std is the GP's own, no input-noise term): it is the "
-              "member for this N of the family that `shearcorr train` makes by default (N = 300, 2000, 20000; "
+              "noise at the test's N, docs/inversion.md; its std is the GP's scaled per sample by its leave-one-out "
+              "calibration, no input-noise term): it is the member for this N of the family that `shearcorr train` makes by default (N = 300, 2000, 20000; "
               "the report trains only this member)."]
     return lines + [""]
 
