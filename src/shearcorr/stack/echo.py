@@ -143,10 +143,9 @@ def cycle_ratio_maps(lag, area):
     bins of few speckles are kept: over 30 independent echo pairs (docs/stacks.md, "Echoes") leaving
     out the bins under 30 speckles widened the scatter of D2 (0.055 against 0.045 R0) without a
     measurable change of its mean. The errors belong to the *q row*: the pair's law
-    at c = 0 (:func:`_map_errors`) over the row's lag-0 contrast, with the row's :math:`\langle
-    d^2
-angle` for :func:`ratio_errors` -- scaled by the bin's own noisy contrast, the weights were
-    correlated with the ratio itself (docs/stacks.md, "Echoes").
+    at c = 0 (:func:`_map_errors`) over the row's lag-0 contrast, with the row's :math:`\langle d^2\rangle`
+    for :func:`ratio_errors` -- scaled by the bin's own noisy contrast, the weights were correlated with
+    the ratio itself (docs/stacks.md, "Echoes").
 
     Parameters
     ----------
@@ -162,9 +161,8 @@ angle` for :func:`ratio_errors` -- scaled by the bin's own noisy contrast, the w
     e_c0 : ndarray (N - 1, n_q, n_phi)
         Standard error of the echo map at c = 0.
     den_row, d2_row : ndarray (N - 1, n_q, 1)
-        :math:`\sqrt{c_{0,n}c_{0,n+1}}` and :math:`\sqrt{\langle d_n^2
-angle\langle d_{n+1}^2
-angle}` of the q rows.
+        :math:`\sqrt{c_{0,n}c_{0,n+1}}` and :math:`\sqrt{\langle d_n^2\rangle\langle d_{n+1}^2\rangle}`
+        of the q rows.
     """
     N = lag.pairs.shape[0]
     npix = lag.n_pix_bin
@@ -221,6 +219,7 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
     from .engine import lag_sums
     from .fitting import MIN_DOF_SCALE, fit_maps
     from .prelim import build_table, configuration_term, pair_fit_map
+
     n_frames = stop - start
     echo_period(n_frames, period)
     N = n_frames // period
