@@ -84,6 +84,19 @@ def draw_responses(cm, model, fit, phi0, ys):
     return dev @ J[:ok.sum()] @ H
 
 
+def _spy_fit_pair(captured: dict):
+    """The analysis module's fit_pair and a wrapper of it that records its map, model, options and fit
+    into ``captured`` (install with ``an.fit_pair = spy``; restore ``orig`` after)."""
+    orig = an.fit_pair
+
+    def spy(cm, model, **kw):
+        f = orig(cm, model, **kw)
+        captured.update(cm=cm, model=model, kw=kw, fit=f)
+        return f
+
+    return orig, spy
+
+
 def conf_sigma(cm, model, fit, phi0, ys):
     """Std of (gamma L, D2) from the configuration samples ``ys`` (K, n_q, n_phi), propagated through the
     linearised fit at ``fit``'s solution exactly as :func:`fit_pair` does (sandwich H G^T G H / (K - 1))."""
@@ -116,12 +129,7 @@ def conditioning_study(a):
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)
     captured = {}
-    orig = an.fit_pair
-
-    def spy(cm, model, **kw):
-        f = orig(cm, model, **kw)
-        captured.update(cm=cm, model=model, fit=f)
-        return f
+    orig, spy = _spy_fit_pair(captured)
 
     an.fit_pair = spy
     p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
@@ -197,12 +205,7 @@ def main():
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)
     captured = {}
-    orig = an.fit_pair
-
-    def spy(cm, model, **kw):
-        f = orig(cm, model, **kw)
-        captured.update(cm=cm, model=model, kw=kw, fit=f)
-        return f
+    orig, spy = _spy_fit_pair(captured)
 
     an.fit_pair = spy
     rows = []
