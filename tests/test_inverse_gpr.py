@@ -1,4 +1,4 @@
-"""The paper's GPR: eigen-trick LML against scikit-learn, hyperparameter search, fitted model."""
+"""The paper's GPR: tridiagonal-trick LML against scikit-learn, hyperparameter search, fitted model."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,8 @@ from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 
 from shearcorr.errors import ShearcorrError
 from shearcorr.inverse.evaluation import coverage
-from shearcorr.inverse.gpr import PaperGPR, default_bounds, lml_grid, optimise_hyperparameters
+from shearcorr.inverse.gpr import (PaperGPR, default_bounds, lml_eigen, lml_grid, lml_tridiagonal,
+                                   optimise_hyperparameters, rbf, tridiagonalise)
 
 
 def _smooth(n, seed):
@@ -17,7 +18,7 @@ def _smooth(n, seed):
     return X, np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] ** 2
 
 
-def test_lml_eigen_trick_equals_sklearn():
+def test_lml_tridiagonal_trick_equals_sklearn():
     X, y = _smooth(120, 0)
     y = y + 0.05 * np.random.default_rng(1).standard_normal(y.size)
     ls, ss = [0.05, 0.3, 2.0], [1e-4, 1e-2, 0.5]
@@ -26,9 +27,31 @@ def test_lml_eigen_trick_equals_sklearn():
         for j, s in enumerate(ss):
             gp = GaussianProcessRegressor(RBF(np.sqrt(l)) + WhiteKernel(s), alpha=0.0, normalize_y=True,
                                           optimizer=None).fit(X, y)
-            # rtol 1e-9: eigendecomposition vs Cholesky round-off only
+            # rtol 1e-9: tridiagonal LDL^T vs Cholesky round-off only
             assert grid[i, j, 0] == pytest.approx(gp.log_marginal_likelihood_value_, rel=1e-9)
             assert grid[i, j, 1] == pytest.approx(grid[i, j, 0], rel=1e-9)  # standardisation invariance
+
+
+def test_tridiagonal_form_equals_eigendecomposition_and_falls_back_below_round_off():
+    X, y = _smooth(80, 2)
+    Y = np.column_stack([y, y**2])
+    K = rbf(X, X, 0.3)
+    lam, Q = np.linalg.eigh(K)
+    d, e, b = tridiagonalise(K.copy(), Y)
+    T = np.diag(d) + np.diag(e, 1) + np.diag(e, -1)
+    # Q^T Y keeps the norm, and T has K's spectrum
+    np.testing.assert_allclose(np.linalg.norm(b, axis=0), np.linalg.norm(Y, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.eigvalsh(T), lam, atol=1e-12)
+    s = np.array([1e-6, 1e-3, 0.3])
+    np.testing.assert_allclose(lml_tridiagonal(d, e, b, s), lml_eigen(lam, Q.T @ Y, s), rtol=1e-9)
+    # one eigenvalue -1e-9 (round-off of a singular K) and sigma = 1e-12 make T + sigma I indefinite:
+    # that sigma takes the clipped-eigenvalue form, the other one keeps LDL^T
+    lam_neg = lam.copy()
+    lam_neg[0] = -1e-9
+    K_neg = (Q * lam_neg) @ Q.T
+    d, e, b = tridiagonalise(K_neg.copy(), Y[:, 0])
+    s = np.array([1e-12, 1e-2])
+    np.testing.assert_allclose(lml_tridiagonal(d, e, b, s), lml_eigen(lam_neg, Q.T @ Y[:, 0], s), rtol=1e-7)
 
 
 def test_gpr_recovers_smooth_function_with_calibrated_std():

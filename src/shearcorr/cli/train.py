@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--test-fraction", type=finite, default=0.3, help="held-out fraction (default 0.3)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the train/test split and restarts (default 0)")
     p.add_argument("--optimizer", choices=CHOICES["optimizer"], default="grid",
-                   help="--model paper: grid: eigen-trick LML grid + refinement (fast, default); sklearn: then "
+                   help="--model paper: grid: tridiagonal-trick LML grid + refinement (fast, default); sklearn: then "
                         "L-BFGS-B restarts")
     p.add_argument("--grid-size", type=positive_int, default=30, help="LML grid points per axis (default 30)")
     p.add_argument("--restarts", type=whole_int, default=None,

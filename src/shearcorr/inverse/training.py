@@ -9,7 +9,7 @@ Strategies (how features and regressors are chosen; each a small class with ``fi
 
 :class:`PaperTraining`
     The paper's configuration: :class:`~shearcorr.inverse.gpr.PaperGPR` (isotropic RBF) on the raw
-    feature (default g(theta)), hyperparameters from one eigen-trick LML grid shared by all targets,
+    feature (default g(theta)), hyperparameters from one tridiagonal-trick LML grid shared by all targets,
     optionally refined by scikit-learn's L-BFGS-B.
 :class:`ARDTraining` (default)
     The selected profile columns z-scored and projected on their top principal axes
@@ -123,7 +123,7 @@ class PaperTraining:
     k : int, default 3
         Singular vectors for ``feature="svd"``.
     optimizer : {"grid", "sklearn"}, default "grid"
-        "grid": ``n_grid`` x ``n_grid`` eigen-trick LML landscape + refinement
+        "grid": ``n_grid`` x ``n_grid`` tridiagonal-trick LML landscape + refinement
         (:func:`~shearcorr.inverse.gpr.optimise_hyperparameters`), shared across targets; "sklearn": the
         same landscape, then scikit-learn's L-BFGS-B with ``restarts`` random restarts inside the bounds,
         started at the grid optimum.
