@@ -157,9 +157,9 @@ def _train_task(store: Path, row: str, cfg: ReproduceConfig, seed: int):
     return model, info, ev, lines, time.perf_counter() - t
 
 
-#: The order in which the training tasks start: longest first (full run, one thread each: ard_both 556 s,
-#: the paper GPRs 340-360 s, the noise-aware one about as long plus its noise draws, ard_g_theta 306 s), so
-#: that the last task to finish is a short one.
+#: The order in which the training tasks start: longest first (full run, 2026-11-29, one thread each:
+#: ard_both 949 s, the noise-aware GPR 701 s, the paper GPRs 442-483 s, ard_g_theta 375 s), so that the
+#: last task to finish is a short one.
 TRAIN_ORDER = ("ard_both", NOISY_ROW, "both", "g_theta", "g_q", "svd", "ard_g_theta")
 
 
