@@ -132,6 +132,7 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
             "flow_angle_deg": dict(_flow(e.flow_angle, 0.0), source=e.info["flow_angle_source"]),
             "per_cycle": dict(e.per_cycle, unit="R0"), "per_lag": dict(e.per_lag, unit="R0"),
             "contrast": e.info["contrast"], "table": e.info["table"],
+            "configuration_conditioning": e.info.get("configuration_conditioning", {}),
         })
     out.update(_common(ctx, src, options))
     return out
