@@ -299,6 +299,8 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
     conditioning = {}
     if configuration:  # conditioned on the static profile of the file's particles (the same in every cycle)
         profile, slope_err = stack_profile(lag.mean_image, plan)
+        marginal = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed))  # reported for comparison
+        conditioning["d2_std_marginal"] = np.sqrt(np.clip(marginal[:, 1, 1], 0, None))
         cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed, profile=profile,
                                                      profile_slope_err=slope_err, report=conditioning))
     std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
@@ -339,12 +341,14 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
     jk = lambda a: float(dependent_jackknife_std(a, K))  # noqa: E731
     d_irr = float(np.sqrt(max(s_d, 0.0)))
     d_irr_std = jk(s_dj) / (2 * max(d_irr, 1e-6))
+    d_irr_std_indep = float(dependent_jackknife_std(s_dj, 0)) / (2 * max(d_irr, 1e-6))  # independent cycles (before)
     return EchoAnalysis(period=int(period), n_cycles=int(N), per_cycle=per_cycle, per_lag=per_lag,
                         d2_irreversible=(d_irr, d_irr_std), gamma_l_residual=(float(s_g), jk(s_gj)), flow_angle=float(phi),
                         maps=maps, errors=errs,
                         info={"flow_angle_source": flow_source, "max_cycles": K, "contrast": beta0,
                               "table": {"gamma_max": table.gamma_max, "d2_max": table.d2_max, "nodes": table.n_nodes},
-                              "configuration_term": bool(configuration), "configuration_conditioning": conditioning})
+                              "configuration_term": bool(configuration), "configuration_conditioning": conditioning,
+                              "d2_irreversible_std_independent_cycles": d_irr_std_indep})
 
 
 def amplitude_sweep(results, amplitudes) -> dict:

@@ -27,6 +27,8 @@ CONDITION_DRAWS = 8
 CONDITION_STREAM = 1000
 #: Fewest q rows with a positive, finite mean intensity for the profile conditioning.
 MIN_PROFILE_ROWS = 4
+#: Smallest gamma L (R0) of the maps whose relative gamma L error enters ``gamma_l_shared_rel_std``.
+SHARED_GAMMA_MIN = 5.0
 
 
 def map_as_cmap(c, sigma, plan, beta: float, beta_err: float):
@@ -190,7 +192,11 @@ def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max:
     does for a pair with ``condition_profile``; docs/experiment.md). Only for maps of one set of particles (echoes,
     two-time maps of a stack whose beam content does not renew). ``report`` (dict, optional) receives the
     conditioning summary of the cell with the most maps (slope, its noise, quantile, ``rs_kept``: median and
-    16-84 % of the kept draws' R_s; ``used``).
+    16-84 % of the kept draws' R_s; ``used``) and ``gamma_l_shared_rel_std``: the std over the configuration samples
+    of their relative gamma L error averaged over the maps with gamma L >= ``SHARED_GAMMA_MIN`` (``shared_maps`` of
+    them). The samples are the same particles in every cell (same seed; with ``profile`` nearly the same draws),
+    so this is the part of the term that maps of one set of particles share: the relative gamma L error of their
+    common average (it is in each map's own term too; pairs of one stack are not independent).
 
     Returns (M, 3, 3); maps without a fit (or not in ``maps``) get NaN.
     """
@@ -211,6 +217,7 @@ def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max:
     rs_draw = rs_levels(n_configs, rs_max, n_levels=n_configs)  # one R_s per sample over U(0, rs_max)
     idx = np.flatnonzero(good)
     largest = int(np.argmax(np.bincount(inv.ravel(), minlength=len(uniq))))
+    rel_sum, rel_n = 0.0, 0
     for k, (cu, cd) in enumerate(uniq):
         gl, d2 = 2.0 * np.sinh(cu * gamma_step), max(cd * d2_step, 0.0)
         kept, cell_report = None, {}
@@ -225,4 +232,11 @@ def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max:
         g = np.nan_to_num(fits.gain[ms].reshape(ms.size, 3, -1)) * p[ms, 2, None, None]
         G = np.einsum("kb,mib->mki", dev, g)  # (maps, K, 3)
         out[ms] = np.einsum("mki,mkj->mij", G, G) / max(ys.shape[0] - 1, 1)
+        big = p[ms, 0] >= SHARED_GAMMA_MIN
+        if big.any():
+            rel_sum = rel_sum + (G[big, :, 0] / p[ms[big], 0, None]).sum(axis=0)  # (K,) per sample
+            rel_n += int(big.sum())
+    if report is not None:
+        report["shared_maps"] = rel_n
+        report["gamma_l_shared_rel_std"] = float(np.std(rel_sum / rel_n, ddof=1)) if rel_n else None
     return out
