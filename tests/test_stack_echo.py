@@ -151,3 +151,28 @@ def test_configuration_term_follows_the_stack_profile():
     poly = configuration_term(fits, model, 0.5, profile=profile_at(0.3), profile_slope_err=0.005, report=rep3, **kw)[0, 1, 1]
     assert rep0["used"] and rep3["used"] and rep0["rs_kept"][0] < 0.12 < 0.2 < rep3["rs_kept"][0], (rep0, rep3)
     assert np.sqrt(mono / marginal) < 0.85 and np.sqrt(poly / marginal) > 1.15, (mono, marginal, poly)
+
+
+def test_pairs_of_one_configuration_share_their_relative_gamma_error():
+    """Two-time pairs of one stack hold the same particles: the configuration term's relative gamma L error
+    (the width of the sinc^2 strip follows the sample spread of the particles' positions) is common to pairs at
+    gamma L 10, 20 and 40 R0 -- the shared part reported (``gamma_l_shared_rel_std``) is close to each pair's own
+    relative term, not 1/sqrt(3) of it as for independent pairs."""
+    from types import SimpleNamespace
+
+    from shearcorr.experiment.model import BinnedPairModel
+    from shearcorr.stack.prelim import configuration_term
+
+    model = BinnedPairModel(np.geomspace(0.15, 1.4, 9), np.linspace(0, np.pi, 13), n_l2=150, beam_size=800.0)
+    gl = np.array([10.0, 20.0, 40.0])
+    # gamma L read off the strip width: the gain of a pair fit, here the linear response of the bins to gamma L
+    h = 0.05
+    gain = np.zeros((3, 3, 8, 12))
+    for m, g in enumerate(gl):
+        dy = (model.y(g * (1 + h), 0.3, 0.0, 0.5) - model.y(g * (1 - h), 0.3, 0.0, 0.5)) / (2 * h * g)
+        gain[m, 0] = dy / np.sum(dy * dy)
+    fits = SimpleNamespace(params=np.column_stack([gl, np.full(3, 0.3), np.ones(3)]), gain=gain)
+    rep = {}
+    cov = configuration_term(fits, model, 0.5, n_configs=48, seed=2, report=rep)
+    own = np.sqrt(cov[:, 0, 0]) / gl
+    assert rep["shared_maps"] == 3 and rep["gamma_l_shared_rel_std"] > 0.8 * np.median(own), (rep, own)
