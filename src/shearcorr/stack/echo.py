@@ -21,12 +21,16 @@ self-noise shared with lag 0 cancels in the ratio) over the q row's lag-0 contra
 the ratio's noisy denominator: :func:`cycle_ratio_maps`), scaled by chi^2_red (both ways for >= 50
 degrees of freedom, else by max(1, chi^2_red)),
 plus the single-pair configuration term
-(:func:`.prelim.configuration_term`).
+(:func:`.prelim.configuration_term`), conditioned on the static intensity profile of the file's particles
+(:func:`.prelim.stack_profile`: every cycle holds the same particles, so their profile tells which
+configurations of the R_s prior they resemble; the spread grows steeply with R_s).
 
 Per cycle: D2_irr(n) and gamma L_res(n) from lag k = 1. Over the file: the lag-k maps averaged over
 all cycles give :math:`D_2^2(k)` and gamma L(k); for independent irreversible steps
 :math:`D_2^2(k) = k\,D_{irr}^2` and :math:`\gamma L(k) = k\,\gamma L_{res}`, fitted through the origin
-with errors from a delete-one-cycle jackknife. Across files: :func:`amplitude_sweep` tabulates
+with errors from a delete-one-cycle jackknife that keeps the covariance of echoes up to K cycles apart
+(:func:`dependent_jackknife_std`: the lag-k echoes of cycles n and n + 1 share k - 1 irreversible steps,
+those k cycles apart share frames). Across files: :func:`amplitude_sweep` tabulates
 D_irr and gamma L_res against the strain amplitude (the echo-XPCS yielding curve).
 
 The flow angle: the strip of an echo is weak (gamma L_res ~ 0), so it is taken from the user or
