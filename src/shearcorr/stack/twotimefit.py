@@ -161,7 +161,9 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
        the fit is clipped), the table grows by ``TABLE_GROWTH`` and the fits are repeated (at most
        ``TABLE_GROWTH_ROUNDS`` times, up to the caps of :mod:`.prelim`); covariance (J^T W J)^-1
        x chi2_red (both ways for >= 50 degrees of freedom) plus the single-pair configuration term
-       (:func:`.prelim.configuration_term`).
+       (:func:`.prelim.configuration_term`; conditioned on the stack's profile when ``CONDITION_PROFILE``). The
+       pairs of one stack share its particles: the part of the term they share, as a relative gamma L error,
+       is ``info["configuration_shared"]["gamma_l_shared_rel_std"]`` (it is in every pair's std too).
     """
     from .fitting import MIN_DOF_SCALE, fit_maps
     from .prelim import (TABLE_D2_CAP, TABLE_GAMMA_CAP, build_table, configuration_term, pair_fit_map, stack_profile,
