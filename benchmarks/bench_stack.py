@@ -13,7 +13,8 @@ is asserted. Parts (``python benchmarks/bench_stack.py PART [options]``):
                correlation step alone);
 * ``dask``     the same numbers through a Dask LocalCluster (2 workers) and locally;
 * ``bigger``   a stack larger than the memory the process may use (RLIMIT_AS) completes;
-* ``study-steady``, ``study-twotime``, ``study-echo``, ``study-configs``  synthetic-truth studies (z-scores).
+* ``study-steady``, ``study-twotime``, ``study-echo``, ``study-configs``, ``study-echoconfigs``  synthetic-truth
+  studies (z-scores).
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ def part_bigger(args):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("part", choices=["make", "gemm", "steady", "twotime", "dask", "bigger", "study-steady", "study-twotime",
-                                     "study-echo", "study-configs"])
+                                     "study-echo", "study-configs", "study-echoconfigs"])
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=300)
@@ -298,8 +299,10 @@ def main(argv=None):
     ap.add_argument("--limit-gb", type=float, default=3.0)
     ap.add_argument("--n", type=int, default=10, help="stacks per study")
     ap.add_argument("--stack-cache", default=None,
-                    help="study-steady/-echo: keep the rendered stacks in this folder (.npy + geometry.json) and read "
+                    help="study-steady/-echo/-echoconfigs/-twotime: keep the rendered stacks in this folder (.npy + geometry.json) and read "
                          "them from there on later runs (rendering is deterministic in the seed)")
+    ap.add_argument("--condition", action="store_true",
+                    help="study-twotime/-configs: condition the configuration term on the stack's static profile")
     args = ap.parse_args(argv)
     Path(args.data).mkdir(parents=True, exist_ok=True)
     if args.part.startswith("study"):

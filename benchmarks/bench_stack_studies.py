@@ -11,7 +11,8 @@ errors and the z-score mean and spread z = (fit - truth) / std.
   2 R0 per frame with a 5-frame exponential rise; one frame per time bin; z over every fitted pair;
 * configs: independent configurations, 4-frame constant-shear stacks as two-time maps (per-pair z);
 * echo: 30 cycles of 8 frames on 128^2 (1 pixel per speckle), strain amplitude 0.03, d2_cycle 1.2,
-  irreversible fraction 0.3 (D_irr = 0.657 R0); D_irr per file and per cycle.
+  irreversible fraction 0.3 (D_irr = 0.657 R0); D_irr per file and per cycle;
+* echoconfigs: independent configurations, 2-cycle stacks of the echo study's parameters (per-cycle z).
 """
 
 from __future__ import annotations
@@ -100,7 +101,16 @@ def study_steady(args):
     print(json.dumps(out, indent=1))
 
 
+def _condition(args):
+    import shearcorr.stack.twotimefit as tf
+
+    tf.CONDITION_PROFILE = bool(getattr(args, "condition", False))
+
+
 def study_twotime(args):
+    """Start-up stacks: z of gamma L and D2 over every fitted pair; per stack the relative gamma L offset common to
+    its pairs against the configuration term's shared part (``--condition``: the term conditioned on the profile)."""
+    _condition(args)
     from shearcorr.params import SystemParams
     from shearcorr.stack import analyze_stack
     from shearcorr.stack.synth import startup_stack
@@ -122,13 +132,28 @@ def study_twotime(args):
         zd.append(((a.d2 - td) / a.d2_std)[iu][ok])
         ramp = ((a.gamma_l[0, 16:] - tg[0, 16:]) / a.gamma_l_std[0, 16:])
         ramps.append(ramp[np.isfinite(ramp)])
+        # a relative gamma L offset common to the pairs of this stack (its particles): weighted fit of
+        # gamma_fit - truth = delta x truth over the pairs with truth >= 5 R0, and the z spread left without it
+        g_, t_, s_ = a.gamma_l[iu][ok], tg[iu][ok], a.gamma_l_std[iu][ok]
+        big = t_ >= 5.0
+        w_ = 1.0 / s_[big] ** 2
+        delta = float(np.sum(w_ * (g_[big] - t_[big]) * t_[big]) / np.sum(w_ * t_[big] ** 2))
+        z_left = (g_ - (1.0 + delta) * t_) / s_
+        shared = a.info.get("configuration_shared", {})
         rows.append({"seed": 2000 + i, "fitted": int(ok.sum()), "z_gamma_std": float(np.std(zg[-1])),
+                     "z_gamma_mean": float(np.mean(zg[-1])), "common_rel_offset": delta,
+                     "gamma_l_shared_rel_std": shared.get("gamma_l_shared_rel_std"),
+                     "z_gamma_std_without_offset": float(np.std(z_left)), "z_gamma_mean_without_offset": float(np.mean(z_left)),
                      "ramp_z_mean": float(np.nanmean(ramp)), "ramp_z_std": float(np.nanstd(ramp)),
                      "ramp_fitted": int(np.isfinite(ramp).sum()),
                      "ramp_within_2sigma": float(np.mean(np.abs(ramp[np.isfinite(ramp)]) < 2))})  # of the fitted
         print(json.dumps(rows[-1]), flush=True)
     zg, zd = np.concatenate(zg), np.concatenate(zd)
     rz = np.concatenate(ramps)
+    off = np.array([r["common_rel_offset"] for r in rows])
+    sh = np.array([r["gamma_l_shared_rel_std"] or np.nan for r in rows], dtype=float)
+    print(json.dumps({"common_rel_offset_rms": float(np.sqrt(np.mean(off**2))), "shared_rel_std_median": float(np.nanmedian(sh)),
+                      "offset_z": [float(v) for v in off / sh]}), flush=True)
     print(json.dumps({"pairs": int(zg.size), "z_gamma_mean": float(zg.mean()), "z_gamma_std": float(zg.std()),
                       "ramp_pairs": int(rz.size), "ramp_z_mean": float(rz.mean()), "ramp_z_std": float(rz.std()),
                       "ramp_within_1sigma": float(np.mean(np.abs(rz) < 1)), "ramp_within_2sigma": float(np.mean(np.abs(rz) < 2)),
@@ -137,39 +162,90 @@ def study_twotime(args):
                      indent=1))
 
 
-def study_echo(args):
+def _echo_stack(args, name, n_cycles, seed):
     from shearcorr.params import SystemParams
-    from shearcorr.stack import analyze_stack
     from shearcorr.stack.synth import oscillatory_stack
 
-    rows, zc = [], []
+    return cached_stack(getattr(args, "stack_cache", None), name, lambda: oscillatory_stack(
+        SystemParams(n_l2=150, rs=0.0, d2=1.0, gamma_l=10.0), n_cycles, 8, strain_amplitude=0.03, d2_cycle=1.2,
+        irreversible_fraction=0.3, shape=(128, 128), seed=seed))
+
+
+def _zstats(z):
+    z = np.asarray(z, dtype=float)
+    return {"n": int(z.size), "z_mean": float(z.mean()), "z_std": float(z.std(ddof=1)),
+            "within_1sigma": float(np.mean(np.abs(z) < 1)), "within_2sigma": float(np.mean(np.abs(z) < 2))}
+
+
+def study_echo(args):
+    """Per file: D_irr with the dependent-cycle jackknife (and the former independent-cycle one); per cycle: z with
+    the configuration term conditioned on the file's profile (and the former marginal term)."""
+    from shearcorr.stack import analyze_stack
+
+    rows, zc, zc_m = [], [], []
+    t = float(np.sqrt(0.3) * 1.2)  # truth: sqrt(irreversible fraction) x d2_cycle
     for i in range(args.n):
-        frames, geometry, mask = cached_stack(
-            getattr(args, "stack_cache", None), f"echo_{3000 + i}",
-            lambda: oscillatory_stack(SystemParams(n_l2=150, rs=0.0, d2=1.0, gamma_l=10.0), 30, 8, strain_amplitude=0.03,
-                                      d2_cycle=1.2, irreversible_fraction=0.3, shape=(128, 128), seed=3000 + i))
+        frames, geometry, mask = _echo_stack(args, f"echo_{3000 + i}", 30, 3000 + i)
+        t0 = time.perf_counter()
         r = analyze_stack(frames, geometry, None, mode="echo", mask=mask, period=8, n_q=12, n_phi=18,
                           cache_dir=f"{args.data}/cache")
         e = r.analysis
-        t = float(np.sqrt(0.3) * 1.2)  # truth: sqrt(irreversible fraction) x d2_cycle
         pc = e.per_cycle
+        cond = e.info["configuration_conditioning"]
         zc.append((pc["d2"] - t) / pc["d2_std"])
+        zc_m.append((pc["d2"] - t) / cond["d2_std_marginal"])
         rows.append({"seed": 3000 + i, "d_irr": e.d2_irreversible, "truth": t, "rel_err": e.d2_irreversible[0] / t - 1,
+                     "d_irr_std_independent_cycles": e.info["d2_irreversible_std_independent_cycles"],
                      "per_cycle_median_rel_err": float(np.median(np.abs(pc["d2"] / t - 1))),
-                     "per_cycle_z_std": float(np.std(zc[-1]))})
+                     "per_cycle_d2_sd": float(np.std(pc["d2"], ddof=1)), "per_cycle_median_std": float(np.median(pc["d2_std"])),
+                     "per_cycle_median_std_marginal": float(np.median(cond["d2_std_marginal"])),
+                     "per_cycle_z_std": float(np.std(zc[-1])), "per_cycle_z_std_marginal": float(np.std(zc_m[-1])),
+                     "profile_slope": cond.get("slope_r0sq"), "profile_slope_err": cond.get("slope_err_r0sq"),
+                     "rs_kept": cond.get("rs_kept"), "conditioned": cond.get("used"),
+                     "analysis_s": round(time.perf_counter() - t0, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    zc = np.concatenate(zc)
+    zc, zc_m = np.concatenate(zc), np.concatenate(zc_m)
+    z_ind = [(r["d_irr"][0] - r["truth"]) / r["d_irr_std_independent_cycles"] for r in rows]
     print(json.dumps({"files": len(rows), "d_irr": _summary("d_irr", [r["d_irr"][0] for r in rows], [r["truth"] for r in rows],
                                                              [r["d_irr"][1] for r in rows]),
-                      "per_cycle_z_mean": float(zc.mean()), "per_cycle_z_std": float(zc.std()),
+                      "d_irr_independent_cycles": {"z_mean": float(np.mean(z_ind)), "z_std": float(np.std(z_ind, ddof=1))},
+                      "per_cycle": _zstats(zc), "per_cycle_marginal_term": _zstats(zc_m),
                       "per_cycle_median_abs_rel_err": float(np.median([r["per_cycle_median_rel_err"] for r in rows]))},
                      indent=1))
+
+
+def study_echoconfigs(args):
+    """Per-cycle calibration over independent configurations: ``--n`` oscillatory stacks of 2 cycles x 8 frames
+    (the study-echo parameters otherwise; seeds 7000 + i), one echo each (cycle 0 -> 1), flow angle given (30 deg);
+    z of D2 with the conditioned and with the marginal configuration term."""
+    from shearcorr.stack import analyze_stack
+
+    t = float(np.sqrt(0.3) * 1.2)
+    d, s, sm, rs = [], [], [], []
+    for i in range(args.n):
+        frames, geometry, mask = _echo_stack(args, f"osc2_{7000 + i}", 2, 7000 + i)
+        e = analyze_stack(frames, geometry, None, mode="echo", mask=mask, period=8, n_q=12, n_phi=18, flow_angle_deg=30.0,
+                          cache_dir=f"{args.data}/cache").analysis
+        cond = e.info["configuration_conditioning"]
+        d += list(e.per_cycle["d2"])
+        s += list(e.per_cycle["d2_std"])
+        sm += list(cond["d2_std_marginal"])
+        rs.append((cond.get("rs_kept") or [np.nan])[0])
+        print(json.dumps({"seed": 7000 + i, "d2": d[-1], "std": s[-1], "std_marginal": sm[-1], "rs_kept": cond.get("rs_kept")}),
+              flush=True)
+    d, s, sm = map(np.asarray, (d, s, sm))
+    print(json.dumps({"echoes": int(d.size), "truth": t, "d2_mean": float(d.mean()), "d2_sd": float(d.std(ddof=1)),
+                      "median_std": float(np.median(s)), "median_std_marginal": float(np.median(sm)),
+                      "conditioned": _zstats((d - t) / s), "marginal": _zstats((d - t) / sm),
+                      "rs_kept_median": float(np.nanmedian(rs))}, indent=1))
 
 
 def study_configs(args):
     """Per-pair calibration over independent configurations: ``--n`` 4-frame stacks of constant shear
     (gamma L 3 R0 and D = 0.05 R0^2 per frame, 96^2, seeds 5000 + i), each analysed as a two-time map
-    of 4 time bins (flow angle given); z of gamma L and D2 over the 6 pairs of every stack."""
+    of 4 time bins (flow angle given); z of gamma L and D2 over the 6 pairs of every stack (``--condition``: the
+    configuration term conditioned on the stack's profile)."""
+    _condition(args)
     from shearcorr.params import SystemParams
     from shearcorr.stack import analyze_stack
     from shearcorr.stack.synth import startup_stack
@@ -202,4 +278,5 @@ def study_configs(args):
 
 
 def run_study(kind, args):
-    {"steady": study_steady, "twotime": study_twotime, "echo": study_echo, "configs": study_configs}[kind](args)
+    {"steady": study_steady, "twotime": study_twotime, "echo": study_echo, "configs": study_configs,
+     "echoconfigs": study_echoconfigs}[kind](args)

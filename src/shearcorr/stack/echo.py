@@ -21,12 +21,16 @@ self-noise shared with lag 0 cancels in the ratio) over the q row's lag-0 contra
 the ratio's noisy denominator: :func:`cycle_ratio_maps`), scaled by chi^2_red (both ways for >= 50
 degrees of freedom, else by max(1, chi^2_red)),
 plus the single-pair configuration term
-(:func:`.prelim.configuration_term`).
+(:func:`.prelim.configuration_term`), conditioned on the static intensity profile of the file's particles
+(:func:`.prelim.stack_profile`: every cycle holds the same particles, so their profile tells which
+configurations of the R_s prior they resemble; the spread grows steeply with R_s).
 
 Per cycle: D2_irr(n) and gamma L_res(n) from lag k = 1. Over the file: the lag-k maps averaged over
 all cycles give :math:`D_2^2(k)` and gamma L(k); for independent irreversible steps
 :math:`D_2^2(k) = k\,D_{irr}^2` and :math:`\gamma L(k) = k\,\gamma L_{res}`, fitted through the origin
-with errors from a delete-one-cycle jackknife. Across files: :func:`amplitude_sweep` tabulates
+with errors from a delete-one-cycle jackknife that keeps the covariance of echoes up to K cycles apart
+(:func:`dependent_jackknife_std`: the lag-k echoes of cycles n and n + 1 share k - 1 irreversible steps,
+those k cycles apart share frames). Across files: :func:`amplitude_sweep` tabulates
 D_irr and gamma L_res against the strain amplitude (the echo-XPCS yielding curve).
 
 The flow angle: the strip of an echo is weak (gamma L_res ~ 0), so it is taken from the user or
@@ -42,7 +46,8 @@ import numpy as np
 
 from ..errors import ShearcorrError
 
-__all__ = ["EchoAnalysis", "echo_period", "analyze_echo", "amplitude_sweep", "cycle_ratio_maps", "ratio_errors"]
+__all__ = ["EchoAnalysis", "echo_period", "analyze_echo", "amplitude_sweep", "cycle_ratio_maps", "ratio_errors",
+           "dependent_jackknife_std"]
 
 #: Prior std of the echo amplitude relative to the lag-0 contrast of the same frames (no transit).
 AMPLITUDE_PRIOR = 0.05
@@ -116,6 +121,36 @@ def ratio_errors(sigma0, c0, d2_bin, r_pred):
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = np.clip(np.asarray(r_pred) * c0 / np.asarray(d2_bin), -0.95, 0.95)
         return sigma0 * np.sqrt(1.0 - rho * rho) / c0
+
+
+def dependent_jackknife_std(deltas, reach: int):
+    r"""Standard error from delete-one-group jackknife deltas of groups whose influences are correlated with
+    their neighbours up to ``reach`` groups apart.
+
+    With e_g = delta_g - mean (G groups, axis 0 of ``deltas``), the delete-one jackknife assumes independent
+    groups, :math:`\mathrm{Var} = \frac{G-1}{G}\sum_g e_g^2`. Echo maps of consecutive cycles are not: the
+    lag-k echo of cycle n compares cycles n and n + k, so it shares k - 1 irreversible steps with the lag-k echo
+    of cycle n + 1 and its frames with those of cycle n + k. The variance of a mean of such terms carries their
+    autocovariances (truncated kernel, the dependence ends at ``reach`` = the largest lag in cycles):
+
+    .. math:: \mathrm{Var} = \frac{G-1}{G}\,c_H\Big[\sum_g e_g^2 + 2\sum_{h=1}^{H}\sum_g e_g e_{g+h}\Big],\qquad
+              c_H = \frac{G - 1}{G - 2H - 1 + H(H + 1)/G}
+
+    (c_H undoes the bias of the centred cross products, :math:`E[e_g e_{g'}] = -\sigma^2/G`, exactly for
+    independent groups; without it the variance came out 24 % low for G = 30, H = 4), floored at the
+    independent-group value (a sampled autocovariance sum below 0 is taken as noise). ``reach`` = 0 is the
+    ordinary jackknife. Shapes: ``deltas`` (G, ...) -> (...).
+    """
+    d = np.asarray(deltas, dtype=np.float64)
+    G = d.shape[0]
+    e = d - d.mean(axis=0)
+    v0 = (e * e).sum(axis=0)
+    v = v0.copy()
+    H = min(int(reach), G - 1)
+    for h in range(1, H + 1):
+        v = v + 2.0 * (e[h:] * e[:-h]).sum(axis=0)
+    c = (G - 1.0) / max(G - 2.0 * H - 1.0 + H * (H + 1.0) / G, 1.0)
+    return np.sqrt((G - 1.0) / G * np.maximum(c * v, v0))
 
 
 def _row_d2(lag, groups):
@@ -218,7 +253,7 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
     """
     from .engine import lag_sums
     from .fitting import MIN_DOF_SCALE, fit_maps
-    from .prelim import build_table, configuration_term, pair_fit_map
+    from .prelim import build_table, configuration_term, pair_fit_map, stack_profile
 
     n_frames = stop - start
     echo_period(n_frames, period)
@@ -265,8 +300,13 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
     # speckle part scaled by chi2_red both ways (Birge ratio; >= 50 bins per map): the error law is
     # approximate for averaged maps, the fit's own residuals measure its scale
     cov = fits.cov * np.where(fits.dof >= MIN_DOF_SCALE, fits.chi2_red, np.maximum(fits.chi2_red, 1.0))[:, None, None]
-    if configuration:
-        cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed))
+    conditioning = {}
+    if configuration:  # conditioned on the static profile of the file's particles (the same in every cycle)
+        profile, slope_err = stack_profile(lag.mean_image, plan)
+        marginal = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed))  # reported for comparison
+        conditioning["d2_std_marginal"] = np.sqrt(np.clip(marginal[:, 1, 1], 0, None))
+        cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed, profile=profile,
+                                                     profile_slope_err=slope_err, report=conditioning))
     std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
     per_cycle = {"cycle": cyc, "gamma_l": fits.params[:, 0], "gamma_l_std": std[:, 0], "d2": fits.params[:, 1],
                  "d2_std": std[:, 1], "amplitude": fits.params[:, 2], "chi2_red": fits.chi2_red}
@@ -283,7 +323,7 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
 
     jack = np.stack([ratio_without(g) for g in range(G)])
     dp = np.einsum("lkqp,glqp->glk", np.nan_to_num(fl.gain), np.nan_to_num(jack - c_lag[None]))
-    std_l = np.sqrt((G - 1.0) / G * ((dp - dp.mean(0)) ** 2).sum(0))
+    std_l = dependent_jackknife_std(dp, K)  # echoes of cycles up to K apart share steps and frames
     std_l = np.maximum(std_l, fl.std)  # gamma L at its bound 0: the one-sided error of the fit
     ks = np.arange(1, K + 1, dtype=np.float64)
     per_lag = {"k": ks.astype(int), "gamma_l": fl.params[:, 0], "gamma_l_std": std_l[:, 0], "d2": fl.params[:, 1],
@@ -302,15 +342,17 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
     s_dj = np.array([slope(d2sq_j[g], w) for g in range(G)])
     s_g = slope(glk, wg)
     s_gj = np.array([slope(gl_j[g], wg) for g in range(G)])
-    jk = lambda a: float(np.sqrt((G - 1.0) / G * np.sum((a - a.mean()) ** 2)))  # noqa: E731
+    jk = lambda a: float(dependent_jackknife_std(a, K))  # noqa: E731
     d_irr = float(np.sqrt(max(s_d, 0.0)))
     d_irr_std = jk(s_dj) / (2 * max(d_irr, 1e-6))
+    d_irr_std_indep = float(dependent_jackknife_std(s_dj, 0)) / (2 * max(d_irr, 1e-6))  # independent cycles (before)
     return EchoAnalysis(period=int(period), n_cycles=int(N), per_cycle=per_cycle, per_lag=per_lag,
                         d2_irreversible=(d_irr, d_irr_std), gamma_l_residual=(float(s_g), jk(s_gj)), flow_angle=float(phi),
                         maps=maps, errors=errs,
                         info={"flow_angle_source": flow_source, "max_cycles": K, "contrast": beta0,
                               "table": {"gamma_max": table.gamma_max, "d2_max": table.d2_max, "nodes": table.n_nodes},
-                              "configuration_term": bool(configuration)})
+                              "configuration_term": bool(configuration), "configuration_conditioning": conditioning,
+                              "d2_irreversible_std_independent_cycles": d_irr_std_indep})
 
 
 def amplitude_sweep(results, amplitudes) -> dict:

@@ -121,6 +121,9 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
                                  "d2": np.diagonal(a.d2, 1), "d2_std": np.diagonal(a.d2_std, 1), "t_frames": t[:-1]},
             "c2_bins": sorted(int(k) for k in a.maps.selected),
             "table": a.info["table"], "note": "gamma_l(t1, t2), d2(t1, t2) of every pair of time bins: result.h5",
+            "gamma_l_shared_rel_std": a.info.get("configuration_shared", {}).get("gamma_l_shared_rel_std"),
+            "gamma_l_shared_note": "relative gamma L error common to the pairs (the same particles); it is part of every "
+                                   "pair's gamma_l_std: pairs of one stack are not independent",
         })
     else:
         e = analysis
@@ -132,6 +135,8 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
             "flow_angle_deg": dict(_flow(e.flow_angle, 0.0), source=e.info["flow_angle_source"]),
             "per_cycle": dict(e.per_cycle, unit="R0"), "per_lag": dict(e.per_lag, unit="R0"),
             "contrast": e.info["contrast"], "table": e.info["table"],
+            "configuration_conditioning": {k: v for k, v in e.info.get("configuration_conditioning", {}).items()
+                                           if k != "d2_std_marginal"},
         })
     out.update(_common(ctx, src, options))
     return out

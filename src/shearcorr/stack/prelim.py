@@ -15,10 +15,20 @@ import numpy as np
 from ..errors import ShearcorrError
 from .templates import PairTable
 
-__all__ = ["map_as_cmap", "pair_fit_map", "build_table", "table_gamma_limit", "TABLE_GAMMA_CAP", "TABLE_D2_CAP"]
+__all__ = ["map_as_cmap", "pair_fit_map", "build_table", "table_gamma_limit", "configuration_term", "stack_profile",
+           "TABLE_GAMMA_CAP", "TABLE_D2_CAP", "CONDITION_DRAWS"]
 
 #: Largest gamma L (R0) and D2 (R0) a table covers: beyond, the maps hold no correlation at q R0 >= 0.15.
 TABLE_GAMMA_CAP, TABLE_D2_CAP = 800.0, 8.0
+#: With a profile (:func:`configuration_term`): draws over the R_s prior per configuration sample kept (as the pair's
+#: ``experiment.inference.CONDITION_DRAWS``); the kept samples are the 1/CONDITION_DRAWS nearest in profile slope.
+CONDITION_DRAWS = 8
+#: Child stream of ``seed`` for the conditioning draws (as ``experiment.inference.CONDITION_STREAM``).
+CONDITION_STREAM = 1000
+#: Fewest q rows with a positive, finite mean intensity for the profile conditioning.
+MIN_PROFILE_ROWS = 4
+#: Smallest gamma L (R0) of the maps whose relative gamma L error enters ``gamma_l_shared_rel_std``.
+SHARED_GAMMA_MIN = 5.0
 
 
 def map_as_cmap(c, sigma, plan, beta: float, beta_err: float):
@@ -93,20 +103,104 @@ def build_table(model, rs: float, gamma_max: float, d2_max: float, *, executor=N
     return PairTable(model, rs, gamma_max=g, d2_max=d, executor=executor, cache_dir=cache_dir, weights=weights, **kw)
 
 
+def stack_profile(mean_image, plan):
+    r"""The static intensity profile of a stack's particles and the noise of its Guinier slope.
+
+    ``mean_image`` (ny, nx): the time-averaged frame (``LagSums.mean_image``, ``TwoTimeMaps.mean_image``; counts per
+    pixel, NaN where unused). Profile: per q row of ``plan``, the mean of its used pixels, I_row. The static
+    intensity of a dilute sample is isotropic, so the row's azimuth bins b (n_b pixels, mean I_b) are independent
+    estimates of it (as :func:`shearcorr.experiment.inference.pair_profile` does with 36 sectors):
+
+    .. math:: \mathrm{var}(\ln I_{row}) = \frac{\sum_b n_b^2 (I_b - I_{row})^2}{(\sum_b n_b)^2}\,\frac{B}{B - 1}\,
+              \frac{1}{I_{row}^2}
+
+    (B bins with pixels; speckle that persists over the frames, photons, mask included), propagated to the slope
+    of :func:`shearcorr.experiment.model.profile_slope` (ln I against (q R0)^2 at the rows' geometric centres).
+
+    Returns
+    -------
+    profile : ndarray (n_q,)
+        I_row (counts per pixel; NaN for a row without pixels).
+    slope_err : float
+        Standard error of the profile's slope (R0^2).
+    """
+    v = np.asarray(mean_image, dtype=np.float64).ravel()[plan.index]
+    seg = np.repeat(np.arange(plan.n_seg), plan.n_pix_seg)
+    with np.errstate(invalid="ignore"):
+        s_b = plan.to_bins(np.bincount(seg, np.where(np.isfinite(v), v, 0.0), plan.n_seg))
+        n_b = plan.to_bins(np.bincount(seg, np.isfinite(v).astype(np.float64), plan.n_seg))
+    n_row = n_b.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row = s_b.sum(axis=1) / n_row
+        i_b = np.where(n_b > 0, s_b / np.maximum(n_b, 1.0), row[:, None])
+        n_sec = (n_b > 0).sum(axis=1)
+        var_ln = (np.sum(n_b**2 * (i_b - row[:, None]) ** 2, axis=1) / n_row**2 * n_sec / np.maximum(n_sec - 1, 1)
+                  / row**2)
+    good = np.isfinite(row) & (row > 0) & np.isfinite(var_ln) & (n_sec > 1)
+    if good.sum() < 2:
+        return np.where(good, row, np.nan), 0.0
+    x = plan.q[good] ** 2
+    x = x - x.mean()
+    return np.where(good, row, np.nan), float(np.sqrt(np.sum(x**2 * var_ln[good])) / np.sum(x**2))
+
+
+def _kept_draws(model, gl, d2, n_configs, rs_max, seed, profile, slope_err, report):
+    """The ``n_configs`` of CONDITION_DRAWS x ``n_configs`` draws over U(0, rs_max) whose profile slope (plus a draw
+    of its noise) is nearest the stack's (``experiment.inference.condition_on_profile``); None (marginal term)
+    when the profile has too few rows or lies outside the draws' range. ``report`` (dict) gets the summary."""
+    from ..experiment.inference import condition_on_profile
+    from ..experiment.model import configuration_profiles, draw_configurations, profile_slope, rs_levels
+    from ..rng import child_seed, seed_sequence
+
+    profile = np.asarray(profile, dtype=np.float64)
+    qc = np.sqrt(model.q_edges[:-1] * model.q_edges[1:])
+    with np.errstate(invalid="ignore"):
+        rows = np.isfinite(profile) & (profile > 0)
+    if profile.shape != qc.shape or rows.sum() < MIN_PROFILE_ROWS:
+        report.update(used=False, reason=f"fewer than {MIN_PROFILE_ROWS} q rows with a mean intensity")
+        return None
+    n_draw = n_configs * CONDITION_DRAWS
+    draws = draw_configurations(model, gl, d2, rs_levels(n_draw, rs_max), n_draw,
+                                child_seed(seed_sequence(seed), CONDITION_STREAM))
+    slopes = profile_slope(qc[rows], configuration_profiles(model, draws)[:, rows])
+    keep, info = condition_on_profile(profile_slope(qc[rows], profile[rows]), slopes, n_configs, slope_err, seed)
+    report.update(info)
+    if keep is None:
+        return None
+    report["rs_kept"] = [float(v) for v in np.percentile(draws.rs[keep], [50, 16, 84])]
+    return draws.take(keep)
+
+
 def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max: float = 0.3, seed=0,
-                       gamma_step: float = 0.7, d2_step: float = 0.5, maps=None) -> np.ndarray:
+                       gamma_step: float = 0.7, d2_step: float = 0.5, maps=None, profile=None, profile_slope_err=0.0,
+                       report=None) -> np.ndarray:
     r"""Covariance of (gamma L, D2, amplitude) per map from the map's own particles (as for a pair).
 
     A map that compares one configuration with its rearranged self fluctuates around the ensemble
-    model with the finite sample of ~n_l2 particles (:func:`shearcorr.experiment.model.configuration_samples`,
-    R_s marginalised over U(0, rs_max)). The spread of ``n_configs`` single-configuration maps at the
-    fitted point, times the fitted amplitude, is propagated through each map's gain (sandwich
-    :math:`G\,\mathrm{Cov}\,G^T`). Amortized: the spread is computed once per cell of a grid in
-    (asinh(gamma L / 2), D2) with steps ``gamma_step``, ``d2_step`` and shared by the maps in it.
-    ``maps`` (M,) bool, optional: only these maps (e.g. the ones reported; the engine calls are per
-    cell of the maps used). Returns (M, 3, 3); maps without a fit (or not in ``maps``) get NaN.
+    model with the finite sample of ~n_l2 particles (:func:`shearcorr.experiment.model.configuration_samples`).
+    The spread of ``n_configs`` single-configuration maps at the fitted point, times the fitted amplitude, is
+    propagated through each map's gain (sandwich :math:`G\,\mathrm{Cov}\,G^T`). Amortized: the spread is
+    computed once per cell of a grid in (asinh(gamma L / 2), D2) with steps ``gamma_step``, ``d2_step`` and shared
+    by the maps in it. ``maps`` (M,) bool, optional: only these maps (e.g. the ones reported; the engine calls are
+    per cell of the maps used).
+
+    Which configurations: without ``profile``, R_s marginalised over U(0, rs_max) -- honest on average over that
+    prior, up to 1.6 x too wide for monodisperse particles (the spread grows steeply with R_s). With ``profile``
+    (the static intensity per q row of the frames' particles, :func:`stack_profile`, and ``profile_slope_err`` the
+    noise of its slope), conditioned on what the stack shows of its particles: of CONDITION_DRAWS x ``n_configs``
+    draws over the prior the ``n_configs`` whose profile slope is nearest the stack's are used (as ``analyze``
+    does for a pair with ``condition_profile``; docs/experiment.md). Only for maps of one set of particles (echoes,
+    two-time maps of a stack whose beam content does not renew). ``report`` (dict, optional) receives the
+    conditioning summary of the cell with the most maps (slope, its noise, quantile, ``rs_kept``: median and
+    16-84 % of the kept draws' R_s; ``used``) and ``gamma_l_shared_rel_std``: the std over the configuration samples
+    of their relative gamma L error averaged over the maps with gamma L >= ``SHARED_GAMMA_MIN`` (``shared_maps`` of
+    them). The samples are the same particles in every cell (same seed; with ``profile`` nearly the same draws),
+    so this is the part of the term that maps of one set of particles share: the relative gamma L error of their
+    common average (it is in each map's own term too; pairs of one stack are not independent).
+
+    Returns (M, 3, 3); maps without a fit (or not in ``maps``) get NaN.
     """
-    from ..experiment.model import configuration_samples, rs_levels
+    from ..experiment.model import configuration_maps, configuration_samples, rs_levels
 
     p = fits.params
     M = p.shape[0]
@@ -122,12 +216,27 @@ def configuration_term(fits, model, phi0: float, *, n_configs: int = 24, rs_max:
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
     rs_draw = rs_levels(n_configs, rs_max, n_levels=n_configs)  # one R_s per sample over U(0, rs_max)
     idx = np.flatnonzero(good)
+    largest = int(np.argmax(np.bincount(inv.ravel(), minlength=len(uniq))))
+    rel_sum, rel_n = 0.0, 0
     for k, (cu, cd) in enumerate(uniq):
         gl, d2 = 2.0 * np.sinh(cu * gamma_step), max(cd * d2_step, 0.0)
-        ys = configuration_samples(model, gl, d2, rs_draw, phi0, n_samples=n_configs, seed=seed)
-        dev = (ys - ys.mean(axis=0)).reshape(n_configs, -1)  # (K, nb)
+        kept, cell_report = None, {}
+        if profile is not None:
+            kept = _kept_draws(model, gl, d2, n_configs, rs_max, seed, profile, profile_slope_err, cell_report)
+            if report is not None and k == largest:
+                report.update(cell_report, cell={"gamma_l": float(gl), "d2": float(d2)})
+        ys = (configuration_maps(model, kept, phi0) if kept is not None
+              else configuration_samples(model, gl, d2, rs_draw, phi0, n_samples=n_configs, seed=seed))
+        dev = (ys - ys.mean(axis=0)).reshape(ys.shape[0], -1)  # (K, nb)
         ms = idx[inv.ravel() == k]
         g = np.nan_to_num(fits.gain[ms].reshape(ms.size, 3, -1)) * p[ms, 2, None, None]
         G = np.einsum("kb,mib->mki", dev, g)  # (maps, K, 3)
-        out[ms] = np.einsum("mki,mkj->mij", G, G) / max(n_configs - 1, 1)
+        out[ms] = np.einsum("mki,mkj->mij", G, G) / max(ys.shape[0] - 1, 1)
+        big = p[ms, 0] >= SHARED_GAMMA_MIN
+        if big.any():
+            rel_sum = rel_sum + (G[big, :, 0] / p[ms[big], 0, None]).sum(axis=0)  # (K,) per sample
+            rel_n += int(big.sum())
+    if report is not None:
+        report["shared_maps"] = rel_n
+        report["gamma_l_shared_rel_std"] = float(np.std(rel_sum / rel_n, ddof=1)) if rel_n else None
     return out

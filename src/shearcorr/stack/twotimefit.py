@@ -24,6 +24,9 @@ PRELIM_OFFSETS = 4
 #: the bin's own lag-0 contrast is biased by O(1/speckles) (mean r - y = +0.11..+0.17 at 4-20 pixels,
 #: <= +0.02 from 40 on, measured over 60 configurations; docs/stacks.md).
 RATIO_MIN_SPECKLES = 30.0
+#: Condition the configuration term on the stack's static profile (:func:`.prelim.stack_profile`), as the echo mode
+#: does. Off: measured over independent start-up configurations (docs/stacks.md, "Two-time maps", issue 11).
+CONDITION_PROFILE = False
 #: The pair table grows by this factor (gamma L or D2 range), at most this many times, while reported
 #: pairs are fitted at its end.
 TABLE_GROWTH, TABLE_GROWTH_ROUNDS = 2.5, 4
@@ -158,10 +161,12 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
        the fit is clipped), the table grows by ``TABLE_GROWTH`` and the fits are repeated (at most
        ``TABLE_GROWTH_ROUNDS`` times, up to the caps of :mod:`.prelim`); covariance (J^T W J)^-1
        x chi2_red (both ways for >= 50 degrees of freedom) plus the single-pair configuration term
-       (:func:`.prelim.configuration_term`).
+       (:func:`.prelim.configuration_term`; conditioned on the stack's profile when ``CONDITION_PROFILE``). The
+       pairs of one stack share its particles: the part of the term they share, as a relative gamma L error,
+       is ``info["configuration_shared"]["gamma_l_shared_rel_std"]`` (it is in every pair's std too).
     """
     from .fitting import MIN_DOF_SCALE, fit_maps
-    from .prelim import (TABLE_D2_CAP, TABLE_GAMMA_CAP, build_table, configuration_term, pair_fit_map,
+    from .prelim import (TABLE_D2_CAP, TABLE_GAMMA_CAP, build_table, configuration_term, pair_fit_map, stack_profile,
                          table_gamma_limit)
 
     K = tt.n_bins
@@ -238,8 +243,11 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
     # speckle part scaled by chi2_red both ways (Birge ratio; >= 50 bins per map): the error law is
     # approximate for averaged maps, the fit's own residuals measure its scale
     cov = fits.cov * np.where(fits.dof >= MIN_DOF_SCALE, fits.chi2_red, np.maximum(fits.chi2_red, 1.0))[:, None, None]
+    shared = {}
     if configuration:  # only for the pairs reported (the others are NaN in the result)
-        cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed, maps=ok))
+        prof = stack_profile(tt.mean_image, tt.plan) if CONDITION_PROFILE else (None, 0.0)
+        cov = cov + np.nan_to_num(configuration_term(fits, model, phi, seed=seed, maps=ok, profile=prof[0],
+                                                     profile_slope_err=prof[1], report=shared))
     std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
     out = {name: np.full((K, K), np.nan) for name in ("gamma_l", "gamma_l_std", "d2", "d2_std", "amplitude", "chi2_red",
                                                         "signal")}
@@ -256,4 +264,5 @@ def analyze_twotime(tt: TwoTimeMaps, model, *, flow_angle=None, area=None, execu
                                  "prelim": [{"offset_bins": d, "gamma_l": g, "d2": e, "chi2_red": r} for d, g, e, r in prelim],
                                  "table": {"gamma_max": table.gamma_max, "d2_max": table.d2_max, "nodes": table.n_nodes,
                                            "grown": grown},
-                                 "configuration_term": bool(configuration), "contrast": beta0})
+                                 "configuration_term": bool(configuration), "contrast": beta0,
+                                 "configuration_shared": shared})
