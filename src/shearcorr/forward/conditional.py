@@ -242,12 +242,13 @@ def conditional_moments(params: SystemParams, grid: QGrid, n_samples: int = 64, 
     w2_all = np.empty((q.size, int(off[-1])), dtype=np.float32)
     norm = np.sqrt(np.maximum(S * Sa, 1e-300))
     for k in range(K):
-        w = np.empty((q.size, radius.shape[1]), dtype=np.float32)
-        particle_weights(q, np.ascontiguousarray(radius[k]), w)
+        lit = inb[k] | ina[k]  # weights only of the particles in a window (a quarter of the box)
+        w = np.empty((q.size, int(lit.sum())), dtype=np.float32)
+        particle_weights(q, np.ascontiguousarray(radius[k][lit]), w)
         w2 = w.astype(np.float64) ** 2
-        b[k] = (w2 * inb[k]).sum(axis=1) / S[k] if S[k] > 0 else 0.0
-        c[k] = (w2 * ina[k]).sum(axis=1) / Sa[k] if Sa[k] > 0 else 0.0
-        wb = w2[:, both[k]] / norm[k]
+        b[k] = (w2 * inb[k][lit]).sum(axis=1) / S[k] if S[k] > 0 else 0.0
+        c[k] = (w2 * ina[k][lit]).sum(axis=1) / Sa[k] if Sa[k] > 0 else 0.0
+        wb = w2[:, both[k][lit]] / norm[k]
         sw4[k] = (wb**2).sum(axis=1)
         w2_all[:, off[k]:off[k + 1]] = wb
     dx, dy = (xa - x)[both], (ya - y)[both]
