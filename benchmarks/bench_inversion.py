@@ -172,8 +172,9 @@ def run_levels(args) -> dict:
                 z = np.array([(r["latent"][0] - r["latent_truth"][0]) / r["latent_std"][0] for r in rows])
                 big = np.array([r["truth"]["rs"] >= 0.17 for r in rows])
                 report[key]["rs_z_std_below_above_0.17"] = [float(np.std(z[~big])), float(np.std(z[big]))]
-                print(f"  R_s z per set: " + " ".join(f"{v:+.2f}" for v in z)
-                      + f"; z std {np.std(z[~big]):.2f} ({(~big).sum()} sets R_s < 0.17) / {np.std(z[big]):.2f} ({big.sum()} sets >= 0.17)")
+                print("  R_s z per set: " + " ".join(f"{v:+.2f}" for v in z)
+                      + f"; z std {np.std(z[~big]):.2f} ({(~big).sum()} sets R_s < 0.17) / "
+                      f"{np.std(z[big]):.2f} ({big.sum()} sets >= 0.17)")
             if args.model:
                 for who, m in _variants(_model_for(args.model, disp, args.calibrate)).items():
                     report[key][who] = _model_scores(m, ds, rows)

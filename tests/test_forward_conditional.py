@@ -74,5 +74,6 @@ def test_bound_on_rs_at_large_rs_is_stable_over_seeds_and_smooth_in_n_l2():
     draw: 33 %; 35 % between 129.3 and 125.4 at set 25, docs/results.md)."""
     seeds = [cramer_rao(SystemParams(129.3, 0.27, 1.2, 15.0), PAPER, 20000, seed=s).std["rs2"] for s in range(4)]
     assert np.std(seeds) / np.mean(seeds) < 0.05, seeds
-    by_n = [cramer_rao(SystemParams(n, 0.27, 1.2, 15.0), PAPER, 20000, seed=0).std["rs2"] for n in (125.0, 127.5, 130.0)]
+    by_n = [cramer_rao(SystemParams(n, 0.27, 1.2, 15.0), PAPER, 20000, seed=0).std["rs2"]
+            for n in (125.0, 127.5, 130.0)]
     assert max(by_n) / min(by_n) < 1.05, by_n
