@@ -9,6 +9,8 @@ Usage (each part prints a table; everything is cached under --cache so a rerun o
     python benchmarks/bench_inversion.py bias    [--replicas 100] [--configs 128 320 960]
     python benchmarks/bench_inversion.py chi2    [--replicas 100] [--configs 320]
     python benchmarks/bench_inversion.py zdist   --model family.npz --store train.zarr [--subset 30] [--calibrate]
+    python benchmarks/bench_inversion.py shared  [--point 129.3026 0.2708 0.9501 20.7302] [--samples 64 128 256]
+                                                 [--seeds 6] [--reference 1024] [--configs 20000]
 
 ``levels``: test sets drawn from the paper's priors (n_l2 ~ U(100, 200) unknown to the fit, R_s ~ U(0, 0.3),
 D2 ~ U(0.5, 3), gamma L ~ U(5, 30)), one Monte Carlo estimate each at N configurations (analytic for
@@ -22,6 +24,11 @@ distribution on the held-out split of its training store, every member on held-o
 (as ``shearcorr evaluate``): std, kurtosis, the robust std (1.4826 MAD), the spread of the z std over
 random subsets of ``--subset`` samples (what a 30-set test can show) and the z std in thirds of the
 target's prior range, of D2's (along which the GP's error changes most) and in gamma L < 12, 12-20, > 20.
+
+``shared``: the shared (configuration) part of the covariance at one parameter set (default: test set 25 of
+the N = 20 000 sets, R_s = 0.27): the Cramér-Rao bound sd(R_s^2) on the paper's grid over ``--seeds`` seeds per
+K (mean, spread), against one ``--reference`` K, its smoothness over n_l2 = 125-130 (K = 64, seed 0), and the
+CPU time of building the covariance (noise model + whitener) per K.
 
 A model with per-sample stds (:mod:`shearcorr.inverse.calibration`) is scored twice, with them ("model")
 and with its GP's own std ("model_gp", :meth:`~shearcorr.inverse.model.InversionModel.uncalibrated`):
@@ -161,6 +168,13 @@ def run_levels(args) -> dict:
                 report[key] = {"fit": _score(rows)}
             if cpu:
                 report[key]["fit_cpu_s_median"] = float(np.median(cpu))
+            if rows and "latent" in rows[0] and level is not None:
+                z = np.array([(r["latent"][0] - r["latent_truth"][0]) / r["latent_std"][0] for r in rows])
+                big = np.array([r["truth"]["rs"] >= 0.17 for r in rows])
+                report[key]["rs_z_std_below_above_0.17"] = [float(np.std(z[~big])), float(np.std(z[big]))]
+                print("  R_s z per set: " + " ".join(f"{v:+.2f}" for v in z)
+                      + f"; z std {np.std(z[~big]):.2f} ({(~big).sum()} sets R_s < 0.17) / "
+                      f"{np.std(z[big]):.2f} ({big.sum()} sets >= 0.17)")
             if args.model:
                 for who, m in _variants(_model_for(args.model, disp, args.calibrate)).items():
                     report[key][who] = _model_scores(m, ds, rows)
@@ -328,6 +342,35 @@ def run_zdist(args) -> dict:
     return out
 
 
+def run_shared(args) -> dict:
+    """The bound on R_s^2 from the shared covariance: spread over seeds per K, smoothness in n_l2, cost."""
+    from shearcorr.inverse.crb import cramer_rao
+    from shearcorr.inverse.noise import ensemble_noise
+
+    grid = QGrid()
+    n_l2, rs, d2, gl = args.point
+    p = SystemParams(n_l2, rs, d2, gl)
+    out = {"point": list(args.point), "configs": args.configs, "K": {}}
+    for K in list(args.samples) + [args.reference]:
+        seeds = range(1) if K == args.reference else range(args.seeds)
+        v = np.array([cramer_rao(p, grid, args.configs, noise_samples=K, seed=s).std["rs2"] for s in seeds])
+        cpu = []
+        for s in range(3):
+            c0 = time.process_time()
+            ensemble_noise(p, grid, args.configs, n_samples=K, seed=s).whitener()
+            cpu.append(time.process_time() - c0)
+        out["K"][str(K)] = {"sd_rs2": v.tolist(), "mean": float(v.mean()), "cv": float(v.std() / v.mean()),
+                            "cpu_s_median": float(np.median(cpu))}
+        print(f"K = {K:5d}: sd(R_s^2) mean {v.mean():.3e}, spread over {v.size} seeds {100 * v.std() / v.mean():.1f} % "
+              f"(min {v.min():.3e}, max {v.max():.3e}); covariance build {np.median(cpu):.2f} s CPU", flush=True)
+    ns = np.round(np.arange(125.0, 130.01, 0.5), 2)
+    v = np.array([cramer_rao(SystemParams(n, rs, d2, gl), grid, args.configs, seed=0).std["rs2"] for n in ns])
+    out["n_l2_scan"] = {"n_l2": ns.tolist(), "sd_rs2": v.tolist(), "max_over_min": float(v.max() / v.min())}
+    print("n_l2 scan (K = 64, seed 0): " + " ".join(f"{n:g}:{x:.3e}" for n, x in zip(ns, v))
+          + f"; max/min {v.max() / v.min():.3f}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -351,10 +394,18 @@ def main() -> None:
     zd.add_argument("--store", required=True, help="the model's training store (its held-out split is scored)")
     zd.add_argument("--subset", type=int, default=30)
     zd.add_argument("--calibrate", action="store_true", help="add per-sample stds to a model file written without them")
+    sh = sub.add_parser("shared")
+    sh.add_argument("--point", type=float, nargs=4, default=[129.3026, 0.2708, 0.9501, 20.7302],
+                    metavar=("N_L2", "RS", "D2", "GAMMA_L"))
+    sh.add_argument("--samples", type=int, nargs="+", default=[64, 128, 256])
+    sh.add_argument("--seeds", type=int, default=6)
+    sh.add_argument("--reference", type=int, default=1024)
+    sh.add_argument("--configs", type=float, default=20000)
     for p in sub.choices.values():
         p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
-    out = {"levels": run_levels, "bias": run_bias, "chi2": run_chi2, "zdist": run_zdist}[args.what](args)
+    out = {"levels": run_levels, "bias": run_bias, "chi2": run_chi2, "zdist": run_zdist,
+           "shared": run_shared}[args.what](args)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from shearcorr.forward.analytic import ensemble_arrays
-from shearcorr.forward.conditional import conditional_moments
 from shearcorr.forward.moments import correlation_limits, static_moments
 from shearcorr.params import QGrid, SystemParams
 from shearcorr.physics import form_factor, rearrange, sample_radii, sphere_volume
@@ -50,18 +49,3 @@ def test_correlation_limits_are_the_engine_at_the_limits():
     # monodisperse, many particles: A -> 2 - <1/n>, B -> 1
     A0, B0 = correlation_limits(SystemParams(200, 0.0, 1.0, 1.0), Q)
     assert np.allclose(A0, 2.0, atol=0.01) and np.allclose(B0, 1.0, atol=1e-3)
-
-
-def test_conditional_moments_average_to_the_ensemble():
-    """Averaged over the sampled configurations, E[I I' | Z] and E[I | Z] give the engine's E[I I'], E[I]."""
-    p = SystemParams(150, 0.15, 1.0, 10.0)
-    grid = QGrid(Q, np.linspace(0, np.pi, 7))
-    cm = conditional_moments(p, grid, 256, seed=4)
-    I, g, _ = ensemble_arrays(p, grid)
-    m = I[:, 0]
-    a_err = cm.a.std(0) / np.sqrt(256)
-    b_err = cm.b.std(0) / np.sqrt(256)
-    assert np.all(np.abs(cm.b.mean(0) - m) < 4 * b_err + 1e-9)
-    assert np.all(np.abs(cm.a.mean(0) - g * I * I) < 4 * a_err + 1e-9)
-    # the same seed gives the same samples
-    assert np.array_equal(conditional_moments(p, grid, 8, seed=4).a, cm.a[:8])

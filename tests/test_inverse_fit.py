@@ -127,18 +127,3 @@ def test_cli_fit_of_a_monte_carlo_file(tmp_path, capsys):
         assert abs(r["values"][name] - getattr(TRUE, name)) < 4 * r["std"][name], (name, r["values"], r["std"])
     assert main(["fit", str(tmp_path / "none.nc")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
-
-
-def test_large_polydispersity_asks_for_more_shared_samples():
-    """At R_s = 0.27 the 64-configuration shared covariance is too uncertain (docs/results.md): the fit
-    says so and names the K the rule gives; with that K it does not."""
-    from shearcorr.inverse.fit import shared_samples_needed
-
-    assert shared_samples_needed(0.0) == 16 and shared_samples_needed(0.2) <= 68 < shared_samples_needed(0.27) <= 512
-    p = SystemParams(150, 0.27, 1.3, 12.0)
-    d = ensemble_noise(p, GRID, 20000, seed=99).sample(1, seed=4)[0]
-    few = fit_g(d, GRID, configs=20000, n_l2=150.0)
-    assert few.values["rs"] == pytest.approx(0.27, abs=0.02)
-    assert any("noise_samples >=" in w for w in few.warnings)
-    enough = fit_g(d, GRID, configs=20000, n_l2=150.0, noise_samples=shared_samples_needed(0.3))
-    assert not any("noise_samples >=" in w for w in enough.warnings)

@@ -46,7 +46,7 @@ from ..files import JSONRecord
 from ..params import QGrid, SystemParams
 from .likelihood import N_L2_PRIOR, Likelihood
 
-__all__ = ["FitResult", "fit_g", "fit_dataset", "shared_samples_needed"]
+__all__ = ["FitResult", "fit_g", "fit_dataset"]
 
 #: Starts of the coarse scan and how many are refined.
 _SCAN_D2 = (0.5, 1.0, 1.7, 2.6)
@@ -57,19 +57,6 @@ _SUB_Q, _SUB_THETA = 12, 25
 #: Rebuild the covariance at the solution when it moved by more than this (R_s absolute; D2, gamma L
 #: relative; n_l2 relative): the covariance changes slowly with the parameters.
 _REBUILD_CHANGE = (0.05, 0.05, 0.05, 0.25)
-
-
-def shared_samples_needed(rs: float) -> int:
-    r"""Sampled configurations K the shared part of the covariance needs at polydispersity ``rs``:
-    :math:`K = \lceil 16\, e^{36 R_s^2} \rceil`, i.e. 16 times the heaviness
-    :math:`E[V^4]/E[V^2]^2 = e^{36 R_s^2}` of the V^2 weights (log-normal radii).
-
-    The shared factor is a sample covariance of K configurations whose terms carry V^2 ~ R^6; at large
-    R_s a few big particles dominate them and K = 64 leaves the variance along the R_s direction
-    uncertain by tens of percent, mostly low (docs/results.md: at R_s = 0.27, N = 20 000, the bound
-    sd(R_s^2) moves from 4.3e-4 to 3.2e-4 when n_l2 changes by 3 %, which redraws the configurations).
-    The rule gives 64 at R_s = 0.2 and 408 at R_s = 0.3."""
-    return int(np.ceil(16.0 * np.exp(36.0 * float(rs) ** 2)))
 
 
 @dataclass(frozen=True)
@@ -204,7 +191,9 @@ def fit_g(data, grid: QGrid, *, configs=None, g_err=None, estimator: str = "symm
     n_l2_prior : (mean, std) or None
         Gaussian prior of a fitted n_l2; None fits it without a prior.
     noise_samples : int, default 64
-        Configurations sampled for the shared part of the covariance (0: diagonal covariance).
+        Configurations sampled for the shared part of the covariance (0: diagonal covariance); common
+        random numbers and stratified over the largest particle (:mod:`shearcorr.forward.conditional`),
+        so 64 hold the bound on R_s to a few % up to R_s = 0.3 (docs/results.md).
     seed : int, default 0
         Seed of those configurations.
 
@@ -295,10 +284,6 @@ def fit_g(data, grid: QGrid, *, configs=None, g_err=None, estimator: str = "symm
         span = prob.hi[k] - prob.lo[k]
         if name != "rs2" and (x[k] - prob.lo[k] < 1e-6 * span or prob.hi[k] - x[k] < 1e-6 * span):
             warnings.append(f"{name} is at its fit bound {x[k]:.4g}; the interval is not reliable")
-    if noisy and int(noise_samples) >= 2 and int(noise_samples) < shared_samples_needed(values["rs"]):
-        warnings.append(f"R_s = {values['rs']:.3g}: the shared covariance from {int(noise_samples)} sampled "
-                        f"configurations is too uncertain at this polydispersity (errors too small on average); "
-                        f"refit with noise_samples >= {shared_samples_needed(values['rs'])} (CLI --noise-samples)")
     if prob.error_scale is not None:
         s = np.asarray(prob.error_scale)
         if np.any(s < 0.5) or np.any(s > 2.0):

@@ -37,11 +37,15 @@ The first two are exact; the last two were checked against 2 x 10^5-configuratio
 covariance over the marks and moves Z of a configuration (:mod:`shearcorr.forward.conditional`),
 
 .. math:: \mathrm{Cov}(\hat g) = D + U U^T,\qquad
-          U_{pk} = \frac{g_p\,(\phi_{pk} - \bar\phi_p)}{\sqrt{N (K - 1)}},\quad
+          U_{pk} = \frac{g_p\,F_{pk}}{\sqrt N},\quad
           \phi_{pk} = \sum_i e_i \frac{E[x_i \mid Z_k]}{E[x_i]}
 
-over K sampled configurations (the shared part, low rank), and D = diag(Var - rowsum(U^2)) the
-speckle part, independent between grid points (floored at :data:`DIAGONAL_FLOOR` of the variance).
+over K sampled configurations (the shared part, low rank), with :math:`F F^T` the unbiased stratified
+sample covariance of :math:`\phi` (:meth:`shearcorr.forward.conditional.ConditionalMoments.covariance_factor`:
+common random numbers, so U is smooth in the parameters, and the configurations stratified over their
+largest particle in the window, which carries the heavy tail of the V^2 weights at large R_s), and
+D = diag(Var - rowsum(U^2)) the speckle part, independent between grid points (floored at
+:data:`DIAGONAL_FLOOR` of the variance).
 """
 
 from __future__ import annotations
@@ -313,8 +317,8 @@ def ensemble_noise(params: SystemParams, grid: QGrid, configs, *, estimator: str
         mb = m[None, :, None]
         phi = cm.a / ma - (2.0 * cm.b[:, :, None] / mb if estimator == "before"
                            else (cm.b + cm.c)[:, :, None] / mb)
-        phi -= phi.mean(axis=0)
-        U = (g[None] * phi).reshape(K, -1).T / np.sqrt(n * (K - 1))
+        F = cm.covariance_factor(phi)
+        U = (g[None] * F).reshape(F.shape[0], -1).T / np.sqrt(n)
     else:
         U = np.zeros((g.size, 0))
     return EnsembleNoise(grid=grid, configs=n, estimator=estimator, g=g, mean=mean, var=var, factor=U)
