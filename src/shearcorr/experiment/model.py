@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
-from .pairtransfer import amplitude_transfer, frame_variance, lag_matrix, pair_modes, pair_power_modes
+from .pairtransfer import amplitude_transfer, transfer_maps
 
 __all__ = ["BinnedPairModel", "ensemble_g", "configuration_samples", "rs_levels", "profile_slope", "draw_configurations",
            "configuration_profiles", "configuration_maps", "ConfigurationDraws", "D_DECORRELATED"]
@@ -165,7 +165,13 @@ def configuration_samples(model: BinnedPairModel, gamma_l, d2, rs, phi0=0.0, n_s
               - \sum_i w_i^4}{\sqrt{(P^2 - \sum u^2 V^4F^4)(P'^2 - \sum u'^2 V^4F^4)}},
               \quad P = \sum_i u_i V_i^2 F^2(qR_i)
 
-    fluctuates around y_model with the finite sample of ~n_l2 positions and displacements (e.g. the
+    for the paper's coherent beam and point pixels. With partial coherence (:attr:`shearcorr.beam.Beam.coherence`)
+    or a pixel response (``model.pixel``) the pair (i, j) carries the amplitude transfer of the instrument,
+    :math:`w_i^2 w_j^2 s_i s_j T(\mathbf r_i - \mathbf r_j) T(\mathbf r_i' - \mathbf r_j')` with :math:`T^2 = M` the
+    pair transfer of the analytic engine (pairs farther apart than the coherence length, or than the inverse q-width
+    of a pixel, do not interfere), and the normalisation is each frame's speckle variance
+    (:mod:`.pairtransfer`); the mean of these maps over configurations is then the engine's y_model for that
+    instrument. y_1 fluctuates around y_model with the finite sample of ~n_l2 positions and displacements (e.g. the
     sinc^2 width follows the sample variance of the y_i). The spread of these samples is the
     intrinsic uncertainty of a single pair, added to the speckle noise in the fit covariance.
     Polydispersity weights particles by V^2 ~ R^6 and shrinks the effective number of scatterers
@@ -272,7 +278,7 @@ def configuration_maps(model: BinnedPairModel, draws: ConfigurationDraws, phi0=0
     both = (mb[lit] > 0) & (ma[lit] > 0)
     T = amplitude_transfer(beam, model.pixel, model.flow_angle)
     if T is not None:  # partial coherence and / or pixels: the pair matrix of each configuration (pairtransfer)
-        y1 = _maps_with_transfer(T, qc, phs, x, y, xa, ya, ks, lit, both, w2, ub, ua, n)
+        y1 = transfer_maps(T, qc, phs, x, y, xa, ya, ks, lit, both, w2, ub, ua, n)
         return y1.reshape(n, model.n_q, model.n_phi, 2).mean(axis=3)
     P, Pa, S4, S4a, S4b = (per_sample(v) for v in (w2 * ub, w2 * ua, (w2 * ub) ** 2, (w2 * ua) ** 2, wab**2))
     off = np.zeros(n + 1, dtype=np.int64)
@@ -281,39 +287,6 @@ def configuration_maps(model: BinnedPairModel, draws: ConfigurationDraws, phi0=0
                         np.ascontiguousarray(wab[both].T, dtype=np.float32), off)  # (K, n_q, 2 n_phi)
     y1 = (power - S4b[..., None]) / np.sqrt((P**2 - S4) * (Pa**2 - S4a))[..., None]
     return y1.reshape(n, model.n_q, model.n_phi, 2).mean(axis=3)
-
-
-def _maps_with_transfer(T, qc, phs, x, y, xa, ya, ks, lit, both, w2, ub, ua, n):
-    """y_1 of each sample (shape (K, n_q, 2 n_phi)) with the amplitude transfer T of the beam's coherence and the
-    detector (:mod:`.pairtransfer`): pair term over the speckle variances of the two frames."""
-    xl, yl, xal, yal = x[lit], y[lit], xa[lit], ya[lit]
-    ub1, ua1 = ub[:, 0], ua[:, 0]
-    V, Va = np.empty((n, qc.size)), np.empty((n, qc.size))
-    coefs, diags, n_modes, counts = [], [], np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    for k in range(n):
-        sel = ks == k
-        bk, ak = sel & (ub1 > 0), sel & (ua1 > 0)
-        tb, ta = lag_matrix(T, xl[bk], yl[bk]), lag_matrix(T, xal[ak], yal[ak])
-        V[k] = frame_variance(tb, w2[bk] * ub[bk])
-        Va[k] = frame_variance(ta, w2[ak] * ua[ak])
-        cb_, ca_ = both[bk], both[ak]  # the particles lit before and after, within each set (same order)
-        coef, diag = pair_modes(tb[np.ix_(cb_, cb_)], ta[np.ix_(ca_, ca_)], np.sqrt(ub1[bk][cb_] * ua1[ak][ca_]))
-        coefs.append(coef)
-        diags.append(diag)
-        n_modes[k], counts[k] = coef.shape[1], cb_.sum()
-    off = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=off[1:])
-    cb = np.zeros((int(off[-1]), int(n_modes.max())))
-    for k, c in enumerate(coefs):
-        cb[off[k]:off[k + 1], :c.shape[1]] = c
-    order = np.argsort(ks[both], kind="stable")  # particles of each sample contiguous, in sample order
-    wb = w2[both][order]
-    d = np.concatenate(diags)
-    power = pair_power_modes(qc, np.cos(phs), np.sin(phs), (xa - x)[lit][both][order], (ya - y)[lit][both][order],
-                             np.ascontiguousarray(wb.T, dtype=np.float32), cb, n_modes, off)
-    S = np.stack([np.bincount(np.repeat(np.arange(n), counts), weights=d * wb[:, j] ** 2, minlength=n)
-                  for j in range(qc.size)], axis=1)
-    return (power - S[..., None]) / np.sqrt(V * Va)[..., None]
 
 
 def profile_slope(q, intensity) -> np.ndarray:

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-__all__ = ["AmplitudeTransfer", "amplitude_transfer", "lag_matrix", "pair_modes", "frame_variance", "pair_power_modes", "MODE_EPS"]
+__all__ = ["AmplitudeTransfer", "amplitude_transfer", "lag_matrix", "pair_modes", "transfer_maps", "frame_variance", "pair_power_modes", "MODE_EPS"]
 
 #: Fraction of the trace of K left in the residual of the low-rank factor of :func:`pair_modes`.
 MODE_EPS = 1e-3
@@ -167,6 +167,45 @@ def pair_power_modes(q, cos_phi, sin_phi, dx, dy, w, coef, n_modes, off):
             np.ascontiguousarray(coef, dtype=np.float32), np.ascontiguousarray(n_modes, dtype=np.int64),
             np.ascontiguousarray(off, dtype=np.int64), out)
     return out
+
+
+def transfer_maps(T, qc, phs, x, y, xa, ya, ks, lit, both, w2, ub, ua, n):
+    """y_1 of each of ``n`` configurations (shape (n, n_q, n_phs)) under the amplitude transfer ``T``: the pair term
+    (:func:`pair_modes`, :func:`pair_power_modes`) over the speckle variances of the two frames
+    (:func:`frame_variance`), at q ``qc`` (n_q,) and azimuths ``phs`` (flow frame).
+
+    The layout of :func:`shearcorr.experiment.model.configuration_maps`: positions (K, N) before (x, y) and after
+    (xa, ya) (R0); ``lit`` (K, N) the particles lit before or after, ``ks`` the configuration of each lit one,
+    ``both`` (per lit particle) lit before and after; ``w2`` (n_lit, n_q) = V^2 F^2; ``ub``, ``ua`` (n_lit, 1) the
+    footprint intensities before and after."""
+    xl, yl, xal, yal = x[lit], y[lit], xa[lit], ya[lit]
+    ub1, ua1 = ub[:, 0], ua[:, 0]
+    V, Va = np.empty((n, qc.size)), np.empty((n, qc.size))
+    coefs, diags, n_modes, counts = [], [], np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for k in range(n):
+        sel = ks == k
+        bk, ak = sel & (ub1 > 0), sel & (ua1 > 0)
+        tb, ta = lag_matrix(T, xl[bk], yl[bk]), lag_matrix(T, xal[ak], yal[ak])
+        V[k] = frame_variance(tb, w2[bk] * ub[bk])
+        Va[k] = frame_variance(ta, w2[ak] * ua[ak])
+        cb_, ca_ = both[bk], both[ak]  # the particles lit before and after, within each set (same order)
+        coef, diag = pair_modes(tb[np.ix_(cb_, cb_)], ta[np.ix_(ca_, ca_)], np.sqrt(ub1[bk][cb_] * ua1[ak][ca_]))
+        coefs.append(coef)
+        diags.append(diag)
+        n_modes[k], counts[k] = coef.shape[1], cb_.sum()
+    off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=off[1:])
+    cb = np.zeros((int(off[-1]), int(n_modes.max())))
+    for k, c in enumerate(coefs):
+        cb[off[k]:off[k + 1], :c.shape[1]] = c
+    order = np.argsort(ks[both], kind="stable")  # particles of each sample contiguous, in sample order
+    wb = w2[both][order]
+    d = np.concatenate(diags)
+    power = pair_power_modes(qc, np.cos(phs), np.sin(phs), (xa - x)[lit][both][order], (ya - y)[lit][both][order],
+                             np.ascontiguousarray(wb.T, dtype=np.float32), cb, n_modes, off)
+    S = np.stack([np.bincount(np.repeat(np.arange(n), counts), weights=d * wb[:, j] ** 2, minlength=n)
+                  for j in range(qc.size)], axis=1)
+    return (power - S[..., None]) / np.sqrt(V * Va)[..., None]
 
 
 _KERNEL = None
