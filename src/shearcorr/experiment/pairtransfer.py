@@ -164,7 +164,7 @@ def pair_power_modes(q, cos_phi, sin_phi, dx, dy, w, coef, n_modes, off):
     out = np.empty((off.size - 1, q.size, cos_phi.size))
     f64 = lambda v: np.ascontiguousarray(v, dtype=np.float64)  # noqa: E731
     _KERNEL(f64(q), f64(cos_phi), f64(sin_phi), f64(dx), f64(dy), np.ascontiguousarray(w, dtype=np.float32),
-            np.ascontiguousarray(coef, dtype=np.float32), np.ascontiguousarray(n_modes, dtype=np.int64),
+            np.ascontiguousarray(np.asarray(coef).T, dtype=np.float32), np.ascontiguousarray(n_modes, dtype=np.int64),
             np.ascontiguousarray(off, dtype=np.int64), out)
     return out
 
@@ -217,21 +217,32 @@ def _compile_matrix():
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def kernel(x, y, comps, partial, vecs, sig2, out):
-        n = x.size
+        n, nv = x.size, vecs.shape[0]
+        h = np.empty((nv, n))
+        hs = np.empty((nv, n))
+        hc = np.empty((nv, n))
+        for v in range(nv):  # sin(h_i - h_j) = sin h_i cos h_j - cos h_i sin h_j: no sine per pair
+            for i in range(n):
+                h[v, i] = 0.5 * (x[i] * vecs[v, 0] + y[i] * vecs[v, 1])
+                hs[v, i] = np.sin(h[v, i])
+                hc[v, i] = np.cos(h[v, i])
         for i in range(n):
             out[i, i] = 1.0
             for j in range(i):
-                rx, ry = x[i] - x[j], y[i] - y[j]
                 t = 1.0
                 if partial:
+                    rx, ry = x[i] - x[j], y[i] - y[j]
                     t = 0.0
                     for c in range(comps.shape[0]):
                         t += comps[c, 0] * np.exp(-0.5 * (rx / comps[c, 1]) ** 2 - 0.5 * (ry / comps[c, 2]) ** 2)
                 g = 0.0
-                for v in range(vecs.shape[0]):
-                    h = 0.5 * (rx * vecs[v, 0] + ry * vecs[v, 1])
-                    t *= 1.0 - h * h / 6.0 if abs(h) < 1e-4 else np.sin(h) / h
-                    g += 4.0 * h * h
+                for v in range(nv):
+                    d = h[v, i] - h[v, j]
+                    if abs(d) < 1e-4:
+                        t *= 1.0 - d * d / 6.0
+                    else:
+                        t *= (hs[v, i] * hc[v, j] - hc[v, i] * hs[v, j]) / d
+                    g += 4.0 * d * d
                 if sig2 > 0:
                     t *= np.exp(-0.5 * sig2 * g)
                 out[i, j] = t
@@ -246,34 +257,32 @@ def _compile():
     from ..forward.kernels import cis_turn32
 
     @numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-    def kernel(q, cphi, sphi, dx, dy, w, coef, n_modes, off, out):
+    def kernel(q, cphi, sphi, dx, dy, w, coef_t, n_modes, off, out):
         inv2pi = 1.0 / (2.0 * np.pi)
         n_k, n_q, n_p = off.size - 1, q.size, cphi.size
-        n_max = coef.shape[1]
-        re = np.empty(n_max, dtype=np.float32)
-        im = np.empty(n_max, dtype=np.float32)
         for k in range(n_k):
             a, b = off[k], off[k + 1]
             nm = n_modes[k]
             t = np.empty(b - a)
+            wc = np.empty(b - a, dtype=np.float32)
+            ws = np.empty(b - a, dtype=np.float32)
             for j in range(n_p):
                 for i in range(b - a):
                     t[i] = (cphi[j] * dx[a + i] + sphi[j] * dy[a + i]) * inv2pi
                 for iq in range(n_q):
-                    for m in range(nm):
-                        re[m] = 0.0
-                        im[m] = 0.0
                     for i in range(b - a):
                         ph = q[iq] * t[i]
                         c, s = cis_turn32(np.float32(ph - np.rint(ph)))
-                        wc = w[iq, a + i] * c
-                        ws = w[iq, a + i] * s
-                        for m in range(nm):
-                            re[m] += coef[a + i, m] * wc
-                            im[m] += coef[a + i, m] * ws
+                        wc[i] = w[iq, a + i] * c
+                        ws[i] = w[iq, a + i] * s
                     acc = 0.0
                     for m in range(nm):
-                        acc += float(re[m]) * float(re[m]) + float(im[m]) * float(im[m])
+                        re = np.float32(0.0)
+                        im = np.float32(0.0)
+                        for i in range(b - a):
+                            re += coef_t[m, a + i] * wc[i]
+                            im += coef_t[m, a + i] * ws[i]
+                        acc += float(re) * float(re) + float(im) * float(im)
                     out[k, iq, j] = acc
 
     return kernel
