@@ -20,11 +20,14 @@ pair with the beam and detector given by ``--beam-profile``, ``--beam-width``, `
 ``--speckle-px-range`` (pixels per speckle drawn per pair), ``--pixel-subsamples`` and
 ``--psf-sigma-px``, and analyses each pair with the model told the instrument ("right") and told it
 wrong (``--told``: "point" = point pixels, "paper" = the paper's coherent square beam with point
-pixels, "paper-pixels" = the paper's beam with pixels). The timing compares the default analysis
-(pixel integration) with ``pixel_integration=False`` (the model of the previous versions) in one run.
+pixels, "paper-pixels" = the paper's beam with pixels; "right-coherent-term" = told right, but the configuration
+term of the pair's error with the coherent formula, as before the coherence and the pixels entered it). The
+timing compares the default analysis (pixel integration) with ``pixel_integration=False`` (the model of the previous
+versions) in one run.
 """
 
 import argparse
+import contextlib
 import os
 import resource
 import tempfile
@@ -39,7 +42,24 @@ from shearcorr.params import SystemParams
 
 #: How a pair is analysed in the instrument study: told the instrument, or told it wrong.
 TOLD = {"right": {}, "point": {"pixel_integration": False}, "paper": {"pixel_integration": False, "beam": Beam()},
-        "paper-pixels": {"beam": Beam()}}
+        "paper-pixels": {"beam": Beam()}, "right-coherent-term": {}}
+#: Told right, but with the configuration term of the coherent formula (``experiment.pairtransfer`` switched off: the
+#: term before partial coherence and the pixel response entered it): that change, before / after, on the same frames.
+OLD_TERM = "right-coherent-term"
+
+
+@contextlib.contextmanager
+def coherent_term(on):
+    """Within the block (when ``on``), single configurations are mapped with the coherent formula."""
+    from shearcorr.experiment import model
+
+    saved = model.amplitude_transfer
+    if on:
+        model.amplitude_transfer = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        model.amplitude_transfer = saved
 
 
 def main():
@@ -193,8 +213,9 @@ def instrument_study(a):
         line = f"{i:2d} gl {gl:5.1f} d2 {d2:4.2f} {spx:.2f} px/speckle coh {'-' if coh is None else '%.2f,%.2f' % (coh[0] / a.beam_size, coh[1] / a.beam_size)} |"
         for told in a.told:
             t0 = time.perf_counter()
-            r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=a.n_l2,
-                                                                                condition_profile=a.condition, **TOLD[told]))
+            with coherent_term(told == OLD_TERM):
+                r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=a.n_l2,
+                                                                                    condition_profile=a.condition, **TOLD[told]))
             dfl = (r.flow_angle_deg.value - fl + 90) % 180 - 90
             f = r.methods["fit"]
             # the total std with the marginal configuration term instead of the reported (conditioned) one

@@ -1,6 +1,7 @@
 """Single-pair error model: the scatter of gamma L and D2 over configurations of ONE parameter set.
 
     nice python benchmarks/bench_pair_errors.py [--configs 30] [--n-samples 128] [--size 512] [--gamma-l 10.33 --d2 1.19 --rs 0.24]
+    nice python benchmarks/bench_pair_errors.py --term-cost      # CPU of the configuration term per instrument
 
 The ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow fixed):
 K configurations of one (gamma L, D2, R_s) are rendered and analysed with ``analyze``. For each
@@ -183,8 +184,34 @@ def conditioning_study(a):
             print(f"  sigma {label:18s}: " + "; ".join(parts) + f"; Spearman(sigma, |delta|) {rho:+.2f}", flush=True)
 
 
+def term_cost(repeats=3):
+    """CPU of the configuration term (128 maps of ``configuration_samples`` on the analysis' default 16 x 36 bins) for
+    the coherent beam with point pixels (the coherent formula), with the pixels of 2.5 pixels per speckle, and with
+    partial coherence (xi = L and 0.3 L) and those pixels (``experiment.pairtransfer``); medians of ``repeats``."""
+    from shearcorr.beam import Beam
+    from shearcorr.experiment.model import BinnedPairModel, rs_levels
+    from shearcorr.pixels import PixelResponse
+
+    L = 800.0
+    dq = 2 * np.pi / L / 2.5
+    pix = PixelResponse((dq, 0.0), (0.0, -dq))
+    cases = {"coherent, point pixels": {}, "coherent, pixels": {"pixel": pix},
+             "xi = L, pixels": {"beam": Beam("square", L, (L, L)), "pixel": pix},
+             "xi = 0.3 L, pixels": {"beam": Beam("square", L, (0.3 * L, 0.3 * L)), "pixel": pix}}
+    for name, kw in cases.items():
+        m = BinnedPairModel(np.geomspace(0.06, 1.3, 17), np.linspace(0, np.pi, 37), beam_size=L, flow_angle=0.3, **kw)
+        configuration_samples(m, 15.0, 1.2, rs_levels(4, 0.3), 0.3, n_samples=4, seed=0)  # compile / warm up
+        ts = []
+        for r in range(repeats):
+            c0 = time.process_time()
+            configuration_samples(m, 15.0, 1.2, rs_levels(128, 0.3), 0.3, n_samples=128, seed=r)
+            ts.append(time.process_time() - c0)
+        print(f"configuration term, {name:24s}: {np.median(ts):.2f} s CPU per 128 maps", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--term-cost", action="store_true", help="CPU of the configuration term per instrument (term_cost)")
     ap.add_argument("--conditioning", action="store_true", help="the profile-conditioning study (conditioning_study)")
     ap.add_argument("--draws", type=int, default=2048, help="configurations of the conditioning study")
     ap.add_argument("--configs", type=int, default=40)
@@ -199,6 +226,9 @@ def main():
     ap.add_argument("--n-samples", type=int, default=256, help="configuration samples of the variants")
     ap.add_argument("--stride", type=int, default=2, help="oracle evaluated on every stride-th pixel per axis")
     a = ap.parse_args()
+    if a.term_cost:
+        term_cost()
+        return
     if a.conditioning:
         conditioning_study(a)
         return

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
+from .pairtransfer import amplitude_transfer, transfer_maps
 
 __all__ = ["BinnedPairModel", "ensemble_g", "configuration_samples", "rs_levels", "profile_slope", "draw_configurations",
            "configuration_profiles", "configuration_maps", "ConfigurationDraws", "D_DECORRELATED"]
@@ -164,7 +165,13 @@ def configuration_samples(model: BinnedPairModel, gamma_l, d2, rs, phi0=0.0, n_s
               - \sum_i w_i^4}{\sqrt{(P^2 - \sum u^2 V^4F^4)(P'^2 - \sum u'^2 V^4F^4)}},
               \quad P = \sum_i u_i V_i^2 F^2(qR_i)
 
-    fluctuates around y_model with the finite sample of ~n_l2 positions and displacements (e.g. the
+    for the paper's coherent beam and point pixels. With partial coherence (:attr:`shearcorr.beam.Beam.coherence`)
+    or a pixel response (``model.pixel``) the pair (i, j) carries the amplitude transfer of the instrument,
+    :math:`w_i^2 w_j^2 s_i s_j T(\mathbf r_i - \mathbf r_j) T(\mathbf r_i' - \mathbf r_j')` with :math:`T^2 = M` the
+    pair transfer of the analytic engine (pairs farther apart than the coherence length, or than the inverse q-width
+    of a pixel, do not interfere), and the normalisation is each frame's speckle variance
+    (:mod:`.pairtransfer`); the mean of these maps over configurations is then the engine's y_model for that
+    instrument. y_1 fluctuates around y_model with the finite sample of ~n_l2 positions and displacements (e.g. the
     sinc^2 width follows the sample variance of the y_i). The spread of these samples is the
     intrinsic uncertainty of a single pair, added to the speckle noise in the fit covariance.
     Polydispersity weights particles by V^2 ~ R^6 and shrinks the effective number of scatterers
@@ -268,8 +275,12 @@ def configuration_maps(model: BinnedPairModel, draws: ConfigurationDraws, phi0=0
     def per_sample(v):  # sums over each sample's particles, (K, n_q)
         return np.stack([np.bincount(ks, weights=v[:, j], minlength=n) for j in range(v.shape[1])], axis=1)
 
-    P, Pa, S4, S4a, S4b = (per_sample(v) for v in (w2 * ub, w2 * ua, (w2 * ub) ** 2, (w2 * ua) ** 2, wab**2))
     both = (mb[lit] > 0) & (ma[lit] > 0)
+    T = amplitude_transfer(beam, model.pixel, model.flow_angle)
+    if T is not None:  # partial coherence and / or pixels: the pair matrix of each configuration (pairtransfer)
+        y1 = transfer_maps(T, qc, phs, x, y, xa, ya, ks, lit, both, w2, ub, ua, n)
+        return y1.reshape(n, model.n_q, model.n_phi, 2).mean(axis=3)
+    P, Pa, S4, S4a, S4b = (per_sample(v) for v in (w2 * ub, w2 * ua, (w2 * ub) ** 2, (w2 * ua) ** 2, wab**2))
     off = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(ks[both], minlength=n), out=off[1:])
     power = _pair_power(qc, np.cos(phs), np.sin(phs), (xa - x)[lit][both], (ya - y)[lit][both],
