@@ -30,9 +30,10 @@ from ..beam import Beam
 from .modes import coherent_modes
 from ..errors import ShearcorrError
 from ..physics import displacement_std, sample_radii, sphere_volume
-from . import kernels
+from . import modekernels
 from ..rng import child_seed
-from .montecarlo import CHUNK, Configuration, EnsembleAccumulator, _grid_trig, _root_sequence
+from .accumulator import EnsembleAccumulator, _grid_trig
+from .montecarlo import CHUNK, Configuration, _root_sequence
 
 __all__ = ["draw_beam_chunk", "beam_configuration", "BeamRenderer", "simulate_beam_mc"]
 
@@ -87,7 +88,7 @@ class BeamRenderer:
         inv_s = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
         xs, ys, rs = x[lit], y[lit], radius[lit]
         amps = np.ascontiguousarray(self.modes(xs, ys), dtype=np.float32)
-        return kernels.chunk_intensities_modes(self.q, self.ct, self.st, xs, ys, rs, amps, self.nu, off, inv_s,
+        return modekernels.chunk_intensities_modes(self.q, self.ct, self.st, xs, ys, rs, amps, self.nu, off, inv_s,
                                                params.rs == 0)
 
 

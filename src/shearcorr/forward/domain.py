@@ -134,7 +134,8 @@ def analytic_bytes(params: SystemParams, grid: QGrid) -> float:
 def mc_bytes(params: SystemParams, grid: QGrid) -> float:
     """Peak working memory (bytes) of the Monte Carlo engine: moment sums and jackknife blocks
     (~104 per grid point), the intensity maps of one chunk (128 per point), particle arrays."""
-    from .montecarlo import CHUNK, N_BLOCKS
+    from .accumulator import N_BLOCKS
+    from .montecarlo import CHUNK
 
     nq, nt = grid.shape
     per_point = 8 + 3 * N_BLOCKS + 2 * CHUNK + 16

@@ -117,7 +117,7 @@ def intensity_at(qx, qy, x, y, radius, amps, nu) -> np.ndarray:
     float64 ndarray of the shape of ``qx`` (units r0^6).
     """
     from ..errors import ShearcorrError
-    from . import kernels
+    from . import modekernels
 
     qx_a, qy_a = np.asarray(qx, dtype=np.float64), np.asarray(qy, dtype=np.float64)
     xs, ys, rs = (np.ascontiguousarray(np.ravel(v), dtype=np.float64) for v in (x, y, radius))
@@ -127,6 +127,6 @@ def intensity_at(qx, qy, x, y, radius, amps, nu) -> np.ndarray:
         raise ShearcorrError("qx and qy must be finite arrays of the same shape")
     if not (xs.size == ys.size == rs.size) or a.shape != (w.size, xs.size):
         raise ShearcorrError(f"amps must have shape (modes, particles) = ({w.size}, {xs.size}), got {a.shape}")
-    out = kernels.intensity_kernel_modes(np.ascontiguousarray(qx_a.ravel()), np.ascontiguousarray(qy_a.ravel()),
+    out = modekernels.intensity_kernel_modes(np.ascontiguousarray(qx_a.ravel()), np.ascontiguousarray(qy_a.ravel()),
                                          xs, ys, rs, a, w)
     return out.reshape(qx_a.shape)
