@@ -8,7 +8,7 @@ import pytest
 from shearcorr.cli import main
 from shearcorr.experiment import AnalysisOptions, analyze, render_pair, write_synth
 from shearcorr.experiment.correlation import correlation_map, q_bin_edges
-from shearcorr.experiment.frames import make_pair
+from shearcorr.experiment.pair import make_pair
 from shearcorr.params import SystemParams
 
 SIZE = 448

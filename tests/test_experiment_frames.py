@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from shearcorr.errors import ShearcorrError
-from shearcorr.experiment.frames import load_pair, make_pair, read_frame, read_mask
+from shearcorr.experiment.frames import read_frame, read_mask
+from shearcorr.experiment.pair import load_pair, make_pair
 
 
 

@@ -157,7 +157,7 @@ def test_fit_reorients_the_pixel_response_as_a_fresh_fit_would():
     frames: the test is of the fit's logic, the pixel model only has to be one that depends on the flow.)"""
     from shearcorr.experiment.correlation import correlation_map, q_bin_edges
     from shearcorr.experiment.flow import wrap_half
-    from shearcorr.experiment.frames import make_pair
+    from shearcorr.experiment.pair import make_pair
     from shearcorr.experiment.inference import fit_pair
     from shearcorr.experiment.model import BinnedPairModel
     from threadpoolctl import threadpool_limits

@@ -8,7 +8,7 @@ import pytest
 from shearcorr.beam import Beam
 from shearcorr.experiment import render_pair
 from shearcorr.experiment.correlation import correlation_map, q_bin_edges
-from shearcorr.experiment.frames import make_pair
+from shearcorr.experiment.pair import make_pair
 from shearcorr.experiment.inference import N_CONFIGS, fit_pair, pair_profile
 from shearcorr.experiment.model import BinnedPairModel, configuration_samples, rs_levels
 from shearcorr.forward.beammc import draw_beam_chunk

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from shearcorr.errors import ShearcorrError
-from shearcorr.experiment.frames import load_pair, make_pair, open_stack, read_frame
+from shearcorr.experiment.frames import open_stack, read_frame
+from shearcorr.experiment.pair import load_pair, make_pair
 
 h5py = pytest.importorskip("h5py")
 

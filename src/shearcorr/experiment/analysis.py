@@ -27,7 +27,7 @@ from ..files import atomic_folder, check_output_folder, json_text
 from . import checks
 from .correlation import correlation_map, q_bin_edges
 from .flow import strip_angle, wrap_half
-from .frames import FramePair, load_pair, make_pair
+from .pair import FramePair, load_pair, make_pair
 from .geometry import DetectorGeometry, load_geometry
 from .inference import D2_MIN, fit_pair, pair_profile
 from .model import BinnedPairModel

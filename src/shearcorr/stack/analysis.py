@@ -143,7 +143,7 @@ def _area(src, plan_valid, geo, qe, n_phi, start):
     ok = plan_valid[:, 1:] & plan_valid[:, :-1]
     step = float(np.median(dq[ok])) if ok.any() else float(np.median(dq))
     speckle_px = (2 * np.pi / geo.beam_size_r0) / max(step, 1e-12)
-    from ..experiment.frames import make_pair
+    from ..experiment.pair import make_pair
 
     two = np.asarray(src.read(start, start + 2))
     pair = make_pair(two[0], two[1], plan_valid, sources={"before": "stack", "after": "stack"})

@@ -1,0 +1,130 @@
+"""A pair of detector frames: two frames and the common mask of valid pixels (True = valid).
+
+:func:`make_pair` combines two arrays and the masks (user mask, the detector's flags 2^n - 1 of integer data,
+negative, non-finite and saturated pixels, each counted); :func:`load_pair` reads two frames (or two frames of
+one stack) with the readers of :mod:`.frames` and does the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ShearcorrError
+from .frames import check_mask_plausible, read_mask, _read_raw, sentinel_value
+
+__all__ = ["FramePair", "make_pair", "load_pair"]
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """Two frames (float64, masked pixels set to 0) and the common mask (True = valid).
+
+    ``n_flagged`` counts pixels excluded for each reason (user mask, negative, non-finite, saturated).
+    """
+
+    before: np.ndarray
+    after: np.ndarray
+    valid: np.ndarray
+    n_flagged: dict
+    sources: dict
+
+    def restrict(self, mask: np.ndarray, reason: str) -> "FramePair":
+        """The pair with the pixels outside ``mask`` (True = valid) also masked, counted as ``reason``."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.valid.shape:
+            raise ShearcorrError(f"the {reason} has shape {mask.shape} but the frames are {self.valid.shape}")
+        valid = self.valid & mask
+        if not valid.any():
+            raise ShearcorrError(f"the {reason} leaves no valid pixel")
+        n = dict(self.n_flagged, **{reason: int((self.valid & ~mask).sum())})
+        return FramePair(np.where(valid, self.before, 0.0), np.where(valid, self.after, 0.0), valid, n, self.sources)
+
+
+def make_pair(before: np.ndarray, after: np.ndarray, mask: np.ndarray | None = None,
+              saturation: float | None = None, sources: dict | None = None, *,
+              detector_mask: np.ndarray | None = None) -> FramePair:
+    """Combine two frames and an optional mask (True = valid) into a :class:`FramePair`.
+
+    A pixel is valid when it is valid in the user mask and in the detector's ``detector_mask``
+    (NeXus pixel_mask, True = valid) and, in *both* frames, not the detector flag 2^n - 1 of integer
+    data, finite, >= 0 and below ``saturation`` (counts; None = no saturation level).
+    """
+    flags = None
+    for arr in (before, after):
+        sent = sentinel_value(np.asarray(arr).dtype) if np.asarray(arr).dtype != bool else None
+        if sent is not None:
+            f = np.asarray(arr) >= sent
+            flags = f if flags is None else (flags | f if flags.shape == f.shape else flags)
+    b, a = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    if b.ndim != 2 or a.ndim != 2:
+        raise ShearcorrError(f"frames must be 2-D, got shapes {b.shape} and {a.shape}")
+    if b.shape != a.shape:
+        raise ShearcorrError(f"the frames have different shapes: before {b.shape}, after {a.shape}")
+    valid = np.ones(b.shape, dtype=bool)
+    flagged = {}
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != b.shape:
+            raise ShearcorrError(f"the mask has shape {mask.shape} but the frames are {b.shape}")
+        flagged["mask"] = int((~mask).sum())
+        valid &= mask
+    if detector_mask is not None:
+        dm = np.asarray(detector_mask, dtype=bool)
+        if dm.shape != b.shape:
+            raise ShearcorrError(f"the detector pixel_mask has shape {dm.shape} but the frames are {b.shape}")
+        flagged["pixel_mask"] = int((valid & ~dm).sum())
+        valid &= dm
+    if flags is not None:
+        flagged["detector_flag"] = int((valid & flags).sum())
+        valid &= ~flags
+    finite = np.isfinite(b) & np.isfinite(a)
+    flagged["non_finite"] = int((valid & ~finite).sum())
+    valid &= finite
+    with np.errstate(invalid="ignore"):
+        nonneg = (b >= 0) & (a >= 0)
+        flagged["negative"] = int((valid & ~nonneg).sum())
+        valid &= nonneg
+        if saturation is not None:
+            if not np.isfinite(saturation) or saturation <= 0:
+                raise ShearcorrError(f"saturation level must be a positive number, got {saturation}")
+            ok = (b < saturation) & (a < saturation)
+            flagged["saturated"] = int((valid & ~ok).sum())
+            valid &= ok
+    if not valid.any():
+        raise ShearcorrError(f"all {valid.size} pixels are masked (reasons: {flagged}); check the mask convention")
+    b = np.where(valid, b, 0.0)
+    a = np.where(valid, a, 0.0)
+    return FramePair(b, a, valid, flagged, dict(sources or {}))
+
+
+def load_pair(before, after, *, dataset: str | None = None, dataset_after: str | None = None,
+              frame_index: int | None = None, frame_index_after: int | None = None, mask=None,
+              mask_convention: str = "valid", mask_dataset: str | None = None,
+              saturation: float | None = None) -> FramePair:
+    """Read the two frames (and a mask file) and build the :class:`FramePair`.
+
+    ``after`` may be the same file as ``before`` with another ``frame_index_after`` (two frames of
+    one stack). ``mask`` is a path or a bool array (True = valid) or None. Detector flags 2^n - 1
+    and a NeXus ``pixel_mask`` in the frames' HDF5 file are masked automatically.
+    """
+    from .nexus import pixel_mask
+
+    b = _read_raw(before, dataset, frame_index)
+    a = _read_raw(after, dataset_after or dataset, frame_index_after if frame_index_after is not None else frame_index)
+    m = None
+    if mask is not None:
+        if isinstance(mask, np.ndarray):
+            m = mask
+        else:
+            m = check_mask_plausible(read_mask(mask, mask_convention, mask_dataset), mask_convention, mask)
+    det = None
+    for path in dict.fromkeys([before, after]):
+        pm = pixel_mask(path)
+        if pm is not None:
+            det = pm if det is None else det & pm
+    src = {"before": str(before), "after": str(after), "dataset": dataset, "frame_index": frame_index,
+           "frame_index_after": frame_index_after, "mask": None if mask is None or isinstance(mask, np.ndarray) else str(mask),
+           "mask_convention": mask_convention, "saturation": saturation, "pixel_mask": det is not None}
+    return make_pair(b, a, m, saturation, src, detector_mask=det)
