@@ -196,7 +196,7 @@ _MAPS_ONLY = """
 import json, time
 from shearcorr.experiment.correlation import q_bin_edges
 from shearcorr.experiment.frames import open_stack
-from shearcorr.experiment.geometry import load_geometry
+from shearcorr.experiment.geometryfile import load_geometry
 from shearcorr.stack.analysis import DEFAULTS
 from shearcorr.stack.plan import make_plan
 from shearcorr.stack.twotime import twotime_maps
@@ -249,7 +249,7 @@ def part_dask(args):
     from distributed import Client, LocalCluster
 
     from shearcorr.experiment.frames import open_stack
-    from shearcorr.experiment.geometry import load_geometry
+    from shearcorr.experiment.geometryfile import load_geometry
     from shearcorr.stack.engine import lag_sums
     from shearcorr.stack.plan import make_plan
     from shearcorr.experiment.correlation import q_bin_edges

@@ -55,7 +55,7 @@ def cached_stack(cache, name, render):
             tmp = path.with_name(".tmp-" + path.name)
             write(tmp)
             tmp.replace(path)
-    from shearcorr.experiment.geometry import load_geometry
+    from shearcorr.experiment.geometryfile import load_geometry
 
     frames = np.load(f)
     return frames, load_geometry(g, frames.shape[1:]), np.load(m)

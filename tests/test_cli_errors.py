@@ -159,7 +159,7 @@ def _frames(c, path, *extra):
 
 
 def _qmap_nan(c):
-    from shearcorr.experiment.geometry import load_geometry
+    from shearcorr.experiment.geometryfile import load_geometry
 
     geo = load_geometry(c["pair"] / "geometry.json", (128, 128))
     q = geo.q_nm.copy()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from shearcorr.errors import ShearcorrError
-from shearcorr.experiment.geometry import flat_detector, from_maps, from_poni, load_geometry
+from shearcorr.experiment.geometry import flat_detector
+from shearcorr.experiment.geometryfile import from_maps, from_poni, load_geometry
 
 GEO = dict(particle_radius_nm=10.0, beam_size_nm=8000.0)
 

@@ -9,7 +9,8 @@ import pytest
 from shearcorr.beam import Beam
 from shearcorr.cli import main
 from shearcorr.experiment import AnalysisOptions, analyze, render_pair, write_synth
-from shearcorr.experiment.geometry import flat_detector, from_maps, load_geometry
+from shearcorr.experiment.geometry import flat_detector
+from shearcorr.experiment.geometryfile import from_maps, load_geometry
 from shearcorr.experiment.synth import pair_configuration, render_frame
 from shearcorr.forward.analytic import ensemble_arrays
 from shearcorr.params import QGrid, SystemParams

@@ -109,7 +109,8 @@ def _aps_file(path, shape=(32, 40)):
 def test_aps_qmap_geometry_and_mask(tmp_path):
     import json
 
-    from shearcorr.experiment.geometry import flat_detector, load_geometry
+    from shearcorr.experiment.geometry import flat_detector
+    from shearcorr.experiment.geometryfile import load_geometry
     from shearcorr.experiment.nexus import aps_geometry, is_aps_file
 
     mask = _aps_file(tmp_path / "r.hdf")

@@ -28,7 +28,8 @@ from . import checks
 from .correlation import correlation_map, q_bin_edges
 from .flow import strip_angle, wrap_half
 from .pair import FramePair, load_pair, make_pair
-from .geometry import DetectorGeometry, load_geometry
+from .geometry import DetectorGeometry
+from .geometryfile import load_geometry
 from .inference import D2_MIN, fit_pair, pair_profile
 from .model import BinnedPairModel
 from .regression import GPR_BOX, default_cache_dir, gpr_predict, model_predict

@@ -208,7 +208,8 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         Node steps ``du``, ``dd`` of the pair table (:mod:`.templates`; default 0.15: y within 4e-4).
     """
     from ..experiment.correlation import q_bin_edges
-    from ..experiment.geometry import DetectorGeometry, load_geometry
+    from ..experiment.geometry import DetectorGeometry
+    from ..experiment.geometryfile import load_geometry
     from ..experiment.model import BinnedPairModel
     from ..files import check_output_folder
     from .plan import make_plan
