@@ -127,3 +127,30 @@ def test_cli_fit_of_a_monte_carlo_file(tmp_path, capsys):
         assert abs(r["values"][name] - getattr(TRUE, name)) < 4 * r["std"][name], (name, r["values"], r["std"])
     assert main(["fit", str(tmp_path / "none.nc")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_sandwich_meat_is_the_fisher_information_when_both_samples_agree(g_true):
+    """The meat J^T S Sigma_2 S^T J with Sigma_2 = the covariance in use is exactly A = J^T J (S Sigma S^T = 1),
+    and the whitener's transpose satisfies S^T S = Sigma^-1; an independent Sigma_2 (seed + 1) changes the
+    std of R_s^2 by a few % at K = 64 (it is the estimator's spread, not the bound of the weights)."""
+    from shearcorr.inverse.likelihood import Likelihood
+
+    nm = ensemble_noise(TRUE, GRID, N, seed=3)
+    S = nm.whitener()
+    Sig = np.diag(nm.diagonal) + nm.factor @ nm.factor.T
+    n = GRID.q.size * GRID.theta.size
+    Sm = np.stack([S(c) for c in np.eye(n)], axis=1)  # S as a matrix
+    np.testing.assert_allclose(S.transpose(np.eye(n)), Sm.T, rtol=1e-12, atol=1e-12 * np.abs(Sm).max())
+    inv = np.linalg.inv(Sig)
+    np.testing.assert_allclose(Sm.T @ Sm, inv, rtol=1e-6, atol=1e-9 * np.abs(inv).max())
+    x = np.array([TRUE.rs**2, TRUE.d2, TRUE.gamma_l])
+    prob = Likelihood(g_true, GRID, "g", N, None, "symmetric", "uniform", 150.0, None, 64, 7)
+    prob.use_covariance(x, full=True)
+    J = prob.jacobian(x)
+    prob.seed -= 1  # Sigma_2 drawn with the seed of Sigma_1
+    np.testing.assert_allclose(prob.score_covariance(J), J.T @ J, rtol=1e-8)
+    prob.seed += 1
+    A_inv = np.linalg.inv(J.T @ J)
+    sand = A_inv @ prob.score_covariance(J) @ A_inv
+    ratio = np.sqrt(np.diag(sand) / np.diag(A_inv))
+    assert np.all(ratio > 0.9) and np.all(ratio < 1.3), ratio

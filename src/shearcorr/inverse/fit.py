@@ -18,10 +18,13 @@ derivative is taken over :data:`N_L2_STEP` particles.
 Parameters are fitted in latent coordinates :math:`(R_s^2, D_2, \gamma L, n_{L^2})`: g depends on R_s
 through :math:`R_s^2` (log-normal moments are :math:`e^{k^2 R_s^2/2}`), so the likelihood is regular at
 R_s = 0 in :math:`u = R_s^2` (its derivative in R_s vanishes there, and (J^TJ)^-1 at that bound is
-meaningless). Covariance of the latent parameters :math:`C = (\tilde J^T\tilde J)^{-1}` (whitened
-Jacobian, plus the prior); central intervals :math:`u \pm z\sigma_u` mapped back (R_s = sqrt of the
-interval clipped at 0), so R_s intervals are right near 0. At the truth, C is the Cramér-Rao bound
-(:mod:`shearcorr.inverse.crb`).
+meaningless). Covariance of the latent parameters: a sandwich :math:`C = A^{-1} M A^{-1}` with
+:math:`A = \tilde J^T\tilde J` (whitened Jacobian, plus the prior) and a meat M that whitens with the
+covariance in use but takes the spread from a second, independent sample of its shared part
+(:meth:`~shearcorr.inverse.likelihood.Likelihood.score_covariance`): the weights come from K sampled
+configurations, and :math:`A^{-1}` alone is biased low by their sampling noise. Central intervals
+:math:`u \pm z\sigma_u` mapped back (R_s = sqrt of the interval clipped at 0), so R_s intervals are
+right near 0. At the truth, :math:`A^{-1}` is the Cramér-Rao bound (:mod:`shearcorr.inverse.crb`).
 
 Start values: a coarse scan of (D2, gamma L) on a subsampled map, then the best :data:`N_STARTS`
 starts are fitted with a diagonal covariance, and the best is refined with the full covariance
@@ -274,7 +277,10 @@ def fit_g(data, grid: QGrid, *, configs=None, g_err=None, estimator: str = "symm
     dof = max(r.size - x.size, 1)
     chi2 = float(r @ r)
     cov = np.linalg.pinv(J.T @ J)
-    if not noisy:
+    if noisy:  # the sandwich: weights from one sampled covariance, the spread from an independent one
+        nd = J.shape[0] - n_prior
+        cov = cov @ (prob.score_covariance(J[:nd]) + J[nd:].T @ J[nd:]) @ cov
+    else:
         cov = cov * chi2 / dof  # noise-free: the residual scatter sets the scale
     values, std, iv = _intervals(x, cov, prob.names)
     if prob.n_l2_fixed is not None:

@@ -111,24 +111,54 @@ class Likelihood:
 
     def use_covariance(self, x, *, full: bool) -> None:
         """Whitener of the noise covariance at x (diagonal only unless ``full``); unit weights if noise-free."""
-        from .noise import ensemble_noise
-
         if self.configs is None:
             self.whiten, self.error_scale = (lambda r: r), None
             return
-        nm = ensemble_noise(self.params(x), self.grid, self.configs, estimator=self.estimator,
-                            n_samples=self.samples if full else 0, seed=self.seed)
-        if self.g_err is not None:
-            nm = nm.with_errors(self.g_err)
+        nm = self._noise(x, self.samples if full else 0, self.seed)
         self.error_scale = getattr(nm, "error_scale", None)
+        self._cov_x, self._cov_samples = np.array(x, dtype=np.float64), self.samples if full else 0
         if self.P is None:
             self.whiten = nm.whitener(self.sel)
+            self._whiten_t = self.whiten.transpose
         else:
-            nt = self.grid.theta.size
-            _, C = nm.profile_covariance()
-            sl = slice(0, nt) if self.observable == "g_theta" else slice(nt, None)
-            Linv = np.linalg.inv(np.linalg.cholesky(C[sl, sl]))
+            Linv = np.linalg.inv(np.linalg.cholesky(self._profile_cov(nm)))
             self.whiten = lambda r: Linv @ r
+            self._whiten_t = lambda r: Linv.T @ r
+
+    def _noise(self, x, samples: int, seed: int):
+        from .noise import ensemble_noise
+
+        nm = ensemble_noise(self.params(x), self.grid, self.configs, estimator=self.estimator, n_samples=samples,
+                            seed=seed)
+        return nm if self.g_err is None else nm.with_errors(self.g_err)
+
+    def _profile_cov(self, nm) -> np.ndarray:
+        nt = self.grid.theta.size
+        sl = slice(0, nt) if self.observable == "g_theta" else slice(nt, None)
+        return nm.profile_covariance()[1][sl, sl]
+
+    def score_covariance(self, jw: np.ndarray) -> np.ndarray:
+        r"""The meat of the sandwich: :math:`\tilde J^T S\,\Sigma_2\,S^T \tilde J`.
+
+        :math:`\tilde J` (n_data, p) is the whitened Jacobian of the data rows, S the whitener of the
+        covariance :math:`\Sigma_1` in use (its shared part sampled from K configurations with ``seed``),
+        and :math:`\Sigma_2` an independent estimate at the same point (K configurations with ``seed + 1``).
+        The fit weights the data by :math:`\Sigma_1^{-1}`; its latent covariance is
+        :math:`A^{-1}(\tilde J^T S \Sigma S^T \tilde J)A^{-1}` with :math:`A = \tilde J^T\tilde J` and
+        :math:`\Sigma` the true covariance. :math:`\Sigma_2` is unbiased for :math:`\Sigma` and independent of
+        :math:`\Sigma_1`, so this meat is unbiased; with :math:`\Sigma_2 = \Sigma_1` it is exactly A, and
+        :math:`A^{-1}` is biased low (the weights follow the sampling noise of :math:`\Sigma_1`; ~6 % in the
+        variance of R_s at K = 64). Returns (p, p); A itself for a diagonal covariance (nothing sampled).
+        """
+        if self.configs is None or self._cov_samples < 2:
+            return jw.T @ jw
+        nm = self._noise(self._cov_x, self._cov_samples, self.seed + 1)
+        y = self._whiten_t(jw)
+        if self.P is not None:
+            return y.T @ self._profile_cov(nm) @ y
+        idx = slice(None) if self.sel is None else self.sel
+        uy = nm.factor[idx].T @ y
+        return y.T @ (nm.diagonal[idx][:, None] * y) + uy.T @ uy
 
     def residual(self, x) -> np.ndarray:
         r = self.whiten(self.d - self.reduce(self.model(x)))

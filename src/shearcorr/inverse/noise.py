@@ -196,6 +196,14 @@ class Whitener:
         rt = np.ravel(r) * self.inv_sqrt_d
         return rt + self.W @ (self.fac * (self.W.T @ rt))
 
+    def transpose(self, m: np.ndarray) -> np.ndarray:
+        r""":math:`S^T m` for the whitener :math:`S = (1 + W F W^T) D^{-1/2}` (:math:`S^T S = \Sigma^{-1}`);
+        ``m`` (n,) or (n, p)."""
+        m = np.asarray(m, dtype=np.float64)
+        f = self.fac if m.ndim == 1 else self.fac[:, None]
+        s = self.inv_sqrt_d if m.ndim == 1 else self.inv_sqrt_d[:, None]
+        return s * (m + self.W @ (f * (self.W.T @ m)))
+
 
 @dataclass(frozen=True)
 class EnsembleNoise:
