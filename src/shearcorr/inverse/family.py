@@ -187,6 +187,8 @@ class ModelFamily:
                     "`shearcorr fit` models any N")
         return None
 
-    def predict(self, ds, *, sample=None, input_noise: bool = True):
-        """``{target: (mean, std)}`` by the member for this input (:meth:`InversionModel.predict`)."""
-        return self.member_for(ds, sample=sample).predict(ds, sample=sample, input_noise=input_noise)
+    def predict(self, ds, *, sample=None, input_noise: bool = True, polish: bool = True, **options):
+        """``{target: (mean, std)}`` by the member for this input (:meth:`InversionModel.predict`), polished
+        by the likelihood unless ``polish=False`` (:mod:`shearcorr.inverse.polish`)."""
+        return self.member_for(ds, sample=sample).predict(ds, sample=sample, input_noise=input_noise, polish=polish,
+                                                          **options)
