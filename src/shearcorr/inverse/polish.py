@@ -59,6 +59,11 @@ POLISH_STEPS = 2
 POLISH_SAMPLES = 16
 #: Step halvings tried before a step is given up.
 _HALVINGS = 2
+#: Converged when the next Gauss-Newton step would lower chi^2 by less than this.
+CONVERGED = 0.2
+#: Fresh Jacobians (and covariances, when the estimate moved by more than the fit's rebuild threshold)
+#: tried when the steps have not converged: a poor amortized answer costs up to this many times more.
+MAX_REFRESH = 3
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,70 @@ def _kept(start: dict, start_std: dict | None, warning: str, t0: float, n_eval: 
                     seconds=time.perf_counter() - t0, warnings=[warning])
 
 
+def _change(x, ref) -> np.ndarray:
+    """|change| of R_s (absolute), D2, gamma L and n_l2 (relative) between two latent vectors."""
+    return np.abs(np.array([np.sqrt(max(x[0], 0.0)) - np.sqrt(max(ref[0], 0.0)),
+                            *((x[1:] - ref[1:]) / np.maximum(np.abs(ref[1:]), 1e-12))]))
+
+
+def _noise_at(prob: Likelihood, x, estimator: str, seed: int):
+    """Build the covariance at x (sets ``prob.whiten``); returns the residual at x (its mean is the model
+    there) and the limits (A, B, E[U^k]) at x."""
+    from .noise import ensemble_limits, ensemble_noise
+
+    p = prob.params(x)
+    limits = ensemble_limits(p, prob.grid.q)
+    prob._limits[(id(prob.grid), p.n_particles, p.rs)] = limits
+    nm = ensemble_noise(p, prob.grid, prob.configs, estimator=estimator, n_samples=prob.samples, seed=seed,
+                        limits=limits)
+    if prob.g_err is not None:
+        nm = nm.with_errors(prob.g_err)
+    prob.whiten = nm.whitener(prob.sel)
+    r = np.append(prob.whiten(prob.d - prob.reduce(nm.mean)), (x[3] - prob.prior[0]) / prob.prior[1])
+    prob.n_eval += 1
+    if not np.all(np.isfinite(r)):
+        raise FloatingPointError("non-finite residual")
+    prob._last = (x.copy(), r)
+    return r, limits
+
+
+def _jacobian(prob: Likelihood, x, r, limits) -> np.ndarray:
+    """Forward-difference Jacobian at x with the limits of x frozen (they enter only the O(1/N) bias, so
+    their own derivative is an O(1/N) relative correction)."""
+    prob._last = (x.copy(), r)
+    prob.frozen_limits = limits
+    try:
+        return prob.jacobian(x)
+    finally:
+        prob.frozen_limits = None
+
+
+def _broyden(prob: Likelihood, x, r, J, steps: int):
+    """Up to ``steps`` Gauss-Newton steps with Broyden updates of J (module docstring).
+
+    Returns x, r, J, the steps kept and the chi^2 decrease the next step predicts, :math:`|J\Delta x|^2`.
+    """
+    chi2, taken = float(r @ r), 0
+    for _ in range(steps):
+        dx = -np.linalg.lstsq(J, r, rcond=None)[0]
+        for _half in range(_HALVINGS + 1):
+            xn = np.clip(x + dx, prob.lo, prob.hi)
+            rn = prob.residual(xn)
+            if np.all(np.isfinite(rn)) and float(rn @ rn) < chi2:
+                break
+            dx = 0.5 * dx
+        else:
+            break
+        step = xn - x
+        if step @ step > 0:
+            J = J + np.outer((rn - r) - J @ step, step) / (step @ step)
+        x, r, chi2 = xn, rn, float(rn @ rn)
+        taken += 1
+    dx = -np.linalg.lstsq(J, r, rcond=None)[0]
+    dx = np.clip(x + dx, prob.lo, prob.hi) - x
+    return x, r, J, taken, float(np.sum((J @ dx) ** 2))
+
+
 def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict | None = None, g_err=None,
              estimator: str = "symmetric", displacement: str = "uniform", steps: int = POLISH_STEPS,
              noise_samples: int = POLISH_SAMPLES, n_l2_prior: tuple[float, float] = N_L2_PRIOR,
@@ -165,8 +234,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
     """
     from scipy.stats import norm
 
-    from .fit import _intervals
-    from .noise import ensemble_limits, ensemble_noise
+    from .fit import _REBUILD_CHANGE, _intervals
 
     t0 = time.perf_counter()
     d = np.asarray(data, dtype=np.float64)
@@ -176,42 +244,26 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
                       int(noise_samples), seed)
     try:
         x = _start_vector(start, prob)
-        p = prob.params(x)
-        limits = ensemble_limits(p, grid.q)
-        prob._limits[(id(grid), p.n_particles, p.rs)] = limits
-        nm = ensemble_noise(p, grid, float(configs), estimator=estimator, n_samples=int(noise_samples), seed=seed,
-                            limits=limits)
-        if g_err is not None:
-            nm = nm.with_errors(g_err)
-        prob.whiten = nm.whitener(prob.sel)
-        r = np.append(prob.whiten(prob.d - prob.reduce(nm.mean)), (x[3] - prob.prior[0]) / prob.prior[1])
-        prob.n_eval += 1
-        if not np.all(np.isfinite(r)):
-            raise FloatingPointError("non-finite residual at the start")
-        prob._last = (x.copy(), r)
-        prob.frozen_limits = limits  # the Jacobian of the O(1/N) bias through A, B, E[U^k] is O(1/N) relative
-        J = prob.jacobian(x)
-        prob.frozen_limits = None
-        chi2_start = chi2 = float(r @ r)
-        taken = 0
-        for _ in range(int(steps)):
-            dx = -np.linalg.lstsq(J, r, rcond=None)[0]
-            for _half in range(_HALVINGS + 1):
-                xn = np.clip(x + dx, prob.lo, prob.hi)
-                rn = prob.residual(xn)
-                if np.all(np.isfinite(rn)) and float(rn @ rn) < chi2:
-                    break
-                dx = 0.5 * dx
-            else:
+        r, limits = _noise_at(prob, x, estimator, seed)
+        x_cov, chi2_start = x.copy(), float(r @ r)
+        J = _jacobian(prob, x, r, limits)
+        x, r, J, taken, pred = _broyden(prob, x, r, J, int(steps))
+        for _ in range(MAX_REFRESH if steps else 0):
+            if pred <= CONVERGED:
                 break
-            step = xn - x
-            if step @ step > 0:
-                J = J + np.outer((rn - r) - J @ step, step) / (step @ step)
-            x, r, chi2 = xn, rn, float(rn @ rn)
-            taken += 1
+            # far from the start (a poor amortized answer): the covariance and the Jacobian at x
+            if np.any(_change(x, x_cov) > np.array(_REBUILD_CHANGE)):
+                r, limits = _noise_at(prob, x, estimator, seed)
+                x_cov = x.copy()
+            else:
+                limits = prob._limits.get((id(grid), prob.params(x).n_particles, prob.params(x).rs), limits)
+            J = _jacobian(prob, x, r, limits)
+            x, r, J, more, pred = _broyden(prob, x, r, J, int(steps))
+            taken += more
         if steps and not taken:
             return _kept(start, start_std, f"the polish found no step that lowers chi2 (start chi2 {chi2_start:.4g})",
                          t0, prob.n_eval)
+        chi2 = float(r @ r)
         cov = np.linalg.pinv(J.T @ J)
         if not np.all(np.isfinite(cov)):
             raise FloatingPointError("non-finite covariance")
@@ -224,6 +276,9 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
         span = prob.hi[k] - prob.lo[k]
         if name != "rs2" and (x[k] - prob.lo[k] < 1e-6 * span or prob.hi[k] - x[k] < 1e-6 * span):
             warnings.append(f"{name} is at its bound {x[k]:.4g}; the interval is not reliable")
+    if steps and pred > CONVERGED:
+        warnings.append(f"the polish did not converge (a further step would lower chi2 by {pred:.3g}); "
+                        "`shearcorr fit` searches the whole prior")
     if x[0] <= 0.0:
         z = norm.ppf(0.975)
         warnings.append(f"R_s^2 is at 0: R_s is not resolved (95 % upper limit {np.sqrt(z * np.sqrt(cov[0, 0])):.3g})")
