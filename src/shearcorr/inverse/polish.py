@@ -174,7 +174,7 @@ def _jacobian(prob: Likelihood, x, r, limits) -> np.ndarray:
 
 
 def _broyden(prob: Likelihood, x, r, J, steps: int):
-    """Up to ``steps`` Gauss-Newton steps with Broyden updates of J (module docstring).
+    r"""Up to ``steps`` Gauss-Newton steps with Broyden updates of J (module docstring).
 
     Returns x, r, J, the steps kept and the chi^2 decrease the next step predicts, :math:`|J\Delta x|^2`.
     """
