@@ -108,9 +108,9 @@ def test_predict_and_evaluate_polish_by_default_and_record_the_path(tiny_dataset
     capsys.readouterr()
     assert main(["predict", str(path), str(nc), "--json"]) in (0, None)
     out = capsys.readouterr()
-    assert json.loads(out.out)["path"] == "polished" and "polished by the likelihood" in out.err
+    assert json.loads(out.out)["d2"]["path"] == "polished" and "polished by the likelihood" in out.err
     assert main(["predict", str(path), str(nc), "--json", "--no-polish"]) in (0, None)
-    assert json.loads(capsys.readouterr().out)["path"] == "gp"
+    assert json.loads(capsys.readouterr().out)["gamma_l"]["path"] == "gp"
 
 
 @pytest.mark.parametrize("steps", [0])

@@ -209,13 +209,14 @@ def run_predict(args) -> None:
            for t, (m, s) in pred.items()}
     paths = pred.paths
     for w in sorted({w for r in (pred.polished or []) for w in r.warnings}):
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"polish: {w}", file=sys.stderr)
     print(f"numbers from: {_paths({p: paths.count(p) for p in sorted(set(paths))})}", file=sys.stderr)
+    for v in out.values():
+        v["path"] = paths  # which path gave the numbers: "polished" (by the likelihood) or "gp"
     if ids is None:
-        out = {t: {"mean": v["mean"][0], "std": v["std"][0]} for t, v in out.items()}
+        out = {t: {"mean": v["mean"][0], "std": v["std"][0], "path": v["path"][0]} for t, v in out.items()}
     if args.json:
-        print(json_text({**out, "path": paths[0]} if ids is None else {"sample": ids, "predictions": out,
-                                                                         "path": paths}))
+        print(json_text(out if ids is None else {"sample": ids, "predictions": out}))
         return
     if ids is None:
         for t, v in out.items():
