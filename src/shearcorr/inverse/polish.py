@@ -25,7 +25,11 @@ calls each) are kept at their values at the point of the covariance: the bias is
 :math:`x_0` (:meth:`Likelihood.jacobian <shearcorr.inverse.likelihood.Likelihood.jacobian>`, 4 engine
 calls), updated after each step by Broyden's rank-one rule
 :math:`J \leftarrow J + (\Delta r - J\Delta x)\Delta x^T/\Delta x^T\Delta x` (no new engine calls); a step is
-kept only when it lowers :math:`|r|^2` (else halved, up to twice). The latent covariance is
+kept only when it lowers :math:`|r|^2` (else halved, up to twice). Converged when the next step would
+lower :math:`\chi^2 = |r|^2` by less than :data:`CONVERGED`; otherwise -- a poor start, or a step that
+failed (the R_s^2-n_l2 valley is curved near R_s = 0) -- J is recomputed at the current point (and the
+covariance too when the estimate moved by more than the fit's rebuild threshold) and the steps
+repeated, up to :data:`MAX_REFRESH` times. The latent covariance is
 
 .. math:: C = (J^TJ)^{-1}
 
@@ -65,7 +69,7 @@ _HALVINGS = 2
 #: Converged when the next Gauss-Newton step would lower chi^2 by less than this.
 CONVERGED = 0.2
 #: Fresh Jacobians (and covariances, when the estimate moved by more than the fit's rebuild threshold)
-#: tried when the steps have not converged: a poor amortized answer costs up to this many times more.
+#: tried when the steps have not converged or a step failed: a poor start costs up to this many times more.
 MAX_REFRESH = 3
 
 
@@ -175,9 +179,10 @@ def _jacobian(prob: Likelihood, x, r) -> np.ndarray:
 def _broyden(prob: Likelihood, x, r, J, steps: int):
     r"""Up to ``steps`` Gauss-Newton steps with Broyden updates of J (module docstring).
 
-    Returns x, r, J, the steps kept and the chi^2 decrease the next step predicts, :math:`|J\Delta x|^2`.
+    Returns x, r, J, the steps kept, the chi^2 decrease the next step predicts, :math:`|J\Delta x|^2`, and
+    whether a step failed (no halving lowered chi^2: the updated J is off, a fresh one is needed).
     """
-    chi2, taken = float(r @ r), 0
+    chi2, taken, stalled = float(r @ r), 0, False
     for _ in range(steps):
         dx = -np.linalg.lstsq(J, r, rcond=None)[0]
         for _half in range(_HALVINGS + 1):
@@ -187,6 +192,7 @@ def _broyden(prob: Likelihood, x, r, J, steps: int):
                 break
             dx = 0.5 * dx
         else:
+            stalled = True
             break
         step = xn - x
         if step @ step > 0:
@@ -195,7 +201,7 @@ def _broyden(prob: Likelihood, x, r, J, steps: int):
         taken += 1
     dx = -np.linalg.lstsq(J, r, rcond=None)[0]
     dx = np.clip(x + dx, prob.lo, prob.hi) - x
-    return x, r, J, taken, float(np.sum((J @ dx) ** 2))
+    return x, r, J, taken, float(np.sum((J @ dx) ** 2)), stalled
 
 
 def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict | None = None, g_err=None,
@@ -246,17 +252,19 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
         r = _noise_at(prob, x, estimator, seed)
         x_cov, chi2_start = x.copy(), float(r @ r)
         J = _jacobian(prob, x, r)
-        x, r, J, taken, pred = _broyden(prob, x, r, J, int(steps))
+        x, r, J, taken, pred, stalled = _broyden(prob, x, r, J, int(steps))
         for _ in range(MAX_REFRESH if steps else 0):
-            if pred <= CONVERGED:
+            if pred <= CONVERGED and not stalled:
                 break
             # far from the start (a poor amortized answer): the covariance and the Jacobian at x
             if np.any(_change(x, x_cov) > np.array(_REBUILD_CHANGE)):
                 r = _noise_at(prob, x, estimator, seed)
                 x_cov = x.copy()
             J = _jacobian(prob, x, r)
-            x, r, J, more, pred = _broyden(prob, x, r, J, int(steps))
+            x, r, J, more, pred, stalled = _broyden(prob, x, r, J, int(steps))
             taken += more
+            if stalled and not more:
+                break  # even the fresh Jacobian finds no step that lowers chi2: a minimum
         if steps and not taken:
             return _kept(start, start_std, f"the polish found no step that lowers chi2 (start chi2 {chi2_start:.4g})",
                          t0, prob.n_eval)
