@@ -33,7 +33,9 @@ repeated, up to :data:`MAX_REFRESH` times. The latent covariance is
 
 .. math:: C = (J^TJ)^{-1}
 
-(the prior of n_l2 included in J), the fit's Laplace covariance: intervals :math:`x \pm z\sqrt{C_{kk}}`, for
+with the last forward-difference J (at :math:`x_0`, or at the last recomputation; Broyden's updates
+serve the steps only: along the curved R_s^2-n_l2 valley they bend J, and sd(R_s^2) then changed by up
+to 30 % with the path taken), the prior of n_l2 included in J: the fit's Laplace covariance; intervals :math:`x \pm z\sqrt{C_{kk}}`, for
 R_s the interval of R_s^2 mapped back with the lower end clipped at 0 (honest at R_s = 0, where
 :math:`\partial g/\partial R_s` vanishes but :math:`\partial g/\partial R_s^2` does not).
 
@@ -251,7 +253,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
         x = _start_vector(start, prob)
         r = _noise_at(prob, x, estimator, seed)
         x_cov, chi2_start = x.copy(), float(r @ r)
-        J = _jacobian(prob, x, r)
+        J = J_fd = _jacobian(prob, x, r)
         x, r, J, taken, pred, stalled = _broyden(prob, x, r, J, int(steps))
         for _ in range(MAX_REFRESH if steps else 0):
             if pred <= CONVERGED and not stalled:
@@ -260,7 +262,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
             if np.any(_change(x, x_cov) > np.array(_REBUILD_CHANGE)):
                 r = _noise_at(prob, x, estimator, seed)
                 x_cov = x.copy()
-            J = _jacobian(prob, x, r)
+            J = J_fd = _jacobian(prob, x, r)
             x, r, J, more, pred, stalled = _broyden(prob, x, r, J, int(steps))
             taken += more
             if stalled and not more:
@@ -269,7 +271,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
             return _kept(start, start_std, f"the polish found no step that lowers chi2 (start chi2 {chi2_start:.4g})",
                          t0, prob.n_eval)
         chi2 = float(r @ r)
-        cov = np.linalg.pinv(J.T @ J)
+        cov = np.linalg.pinv(J_fd.T @ J_fd)
         if not np.all(np.isfinite(cov)):
             raise FloatingPointError("non-finite covariance")
     except (ShearcorrError, FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
