@@ -12,7 +12,9 @@ member of the nearest level in log N:
 The input's N is its ``configs`` attribute; without one, a noisy input (finite ``g_err``) gets N inferred
 from its errors (:func:`infer_configs`) and noise-free input (neither) counts as N = inf. Outside a
 factor 2 of the levels' range (or for noise-free input without a noise-free member) the prediction
-comes with a warning (:meth:`ModelFamily.noise_warning`).
+comes with a warning (:meth:`ModelFamily.noise_warning`). :meth:`ModelFamily.predict` then refines the
+member's answer for a noisy map by a few Gauss-Newton steps of the likelihood
+(:mod:`shearcorr.inverse.polish`; ``polish=False`` for the member's answer alone).
 """
 
 from __future__ import annotations
