@@ -5,6 +5,7 @@ Usage (each part prints a table; everything is cached under --cache so a rerun o
 
     python benchmarks/bench_inversion.py levels  [--sets 30] [--levels 20000 2000 300] [--displacement uniform stokes-einstein]
                                                  [--model family.npz [family_se.npz]] [--no-fit] [--calibrate] [--no-crb]
+                                                 [--no-polish] [--gp-std] [--polish-steps 2] [--polish-samples 16]
                                                  [--cache bench_inversion_cache]
     python benchmarks/bench_inversion.py bias    [--replicas 100] [--configs 128 320 960]
     python benchmarks/bench_inversion.py chi2    [--replicas 100] [--configs 320]
@@ -30,9 +31,11 @@ the N = 20 000 sets, R_s = 0.27): the Cramér-Rao bound sd(R_s^2) on the paper's
 K (mean, spread), against one ``--reference`` K, its smoothness over n_l2 = 125-130 (K = 64, seed 0), and the
 CPU time of building the covariance (noise model + whitener) per K.
 
-A model with per-sample stds (:mod:`shearcorr.inverse.calibration`) is scored twice, with them ("model")
-and with its GP's own std ("model_gp", :meth:`~shearcorr.inverse.model.InversionModel.uncalibrated`):
-same predictions, same data. ``--calibrate`` adds the per-sample stds to a model file written without
+A model is scored polished by the likelihood ("polished", :mod:`shearcorr.inverse.polish`, the default of
+``predict``) and as its own answer ("model"); with ``--gp-std`` and per-sample stds
+(:mod:`shearcorr.inverse.calibration`) also with its GP's own std ("model_gp",
+:meth:`~shearcorr.inverse.model.InversionModel.uncalibrated`): same data. Each row gives the CPU time of
+predicting one sample at a time (median; run with OMP/OpenBLAS/numba threads 1 for one core). ``--calibrate`` adds the per-sample stds to a model file written without
 them (format version <= 4) before scoring.
 """
 
@@ -89,12 +92,16 @@ def _load(path, calibrate: bool):
     return model
 
 
-def _variants(model) -> dict:
-    """{"model": model} and, when it has per-sample stds, {"model_gp": the same without them}."""
+def _variants(model, args) -> dict:
+    """{"polished": the model polished by the likelihood (the default of predict), "model": its answer
+    alone} and, with ``--gp-std`` and per-sample stds, {"model_gp": the answer with the GP's own std}.
+    ``--no-polish`` drops the first. Values: (model, polish)."""
+    out = {} if args.no_polish else {"polished": (model, True)}
+    out["model"] = (model, False)
     members = getattr(model, "members", (model,))
-    if any(m.calibration is not None for m in members):
-        return {"model": model, "model_gp": model.uncalibrated()}
-    return {"model": model}
+    if args.gp_std and any(m.calibration is not None for m in members):
+        out["model_gp"] = (model.uncalibrated(), False)
+    return out
 
 
 def _test_set(cache: Path, level, displacement: str, sets: int):
@@ -176,14 +183,17 @@ def run_levels(args) -> dict:
                       + f"; z std {np.std(z[~big]):.2f} ({(~big).sum()} sets R_s < 0.17) / "
                       f"{np.std(z[big]):.2f} ({big.sum()} sets >= 0.17)")
             if args.model:
-                for who, m in _variants(_model_for(args.model, disp, args.calibrate)).items():
-                    report[key][who] = _model_scores(m, ds, rows)
+                options = {k: v for k, v in (("steps", args.polish_steps), ("noise_samples", args.polish_samples))
+                           if v is not None}
+                for who, (m, polish) in _variants(_model_for(args.model, disp, args.calibrate), args).items():
+                    report[key][who] = _model_scores(m, ds, rows, polish, options)
             print(f"{key}: {args.sets} sets in {time.perf_counter() - t0:.0f} s"
                   + (f" (fit CPU median {np.median(cpu):.2f} s)" if cpu else ""))
             for who, sc in report[key].items():
                 if not isinstance(sc, dict):
                     continue
-                member = f" (member N = {sc['trained_configs']:g})" if "trained_configs" in sc else ""
+                member = (f" (member N = {sc['trained_configs']:g}, {sc['paths']}, CPU "
+                          f"{1e3 * sc['cpu_s_per_sample_median']:.1f} ms/sample median)" if "trained_configs" in sc else "")
                 print(f"  {who:8s}{member} " + " | ".join(
                     f"{n}: Err {100 * s['err']:.2f} %" + ("" if "z_std" not in s else
                     f", cov68/95 {100 * s['cov68']:.0f}/{100 * s['cov95']:.0f} %, z std {s['z_std']:.2f}, "
@@ -208,14 +218,22 @@ def _model_for(paths: list, displacement: str, calibrate: bool = False):
     return models[0]
 
 
-def _model_scores(model, ds, rows) -> dict:
-    """The amortized model's Err, coverage, z spread and rms(error / CRB) (latent R_s^2, D2, gamma L, as
-    the fit's) on a test store, with the member of a family chosen for the store's N."""
+def _model_scores(model, ds, rows, polish: bool, options: dict) -> dict:
+    """The amortized model's Err, coverage, z spread and rms(error / CRB) (rms/CRB in latent R_s^2, D2,
+    gamma L, as the fit's; z in the model's latent u, or R_s^2, D2, gamma L when polished) on a test
+    store, with the member of a family chosen for the store's N, and the CPU time of predicting one
+    sample at a time (:meth:`predict` on ``ds.isel(sample=i)``; median over the samples)."""
     from shearcorr.inverse.evaluation import evaluate
 
-    ev = evaluate(model, ds)
-    member = model.member_for(ds)
-    out = {"trained_configs": ev.trained_configs, "seconds_per_sample": ev.seconds_per_sample}
+    ev = evaluate(model, ds, polish=polish, polish_options=options)
+    cpu = []
+    for i in range(ds.sizes["sample"]):
+        one = ds.isel(sample=i)
+        c0 = time.process_time()
+        model.predict(one, polish=polish, **(options if polish else {}))
+        cpu.append(time.process_time() - c0)
+    out = {"trained_configs": ev.trained_configs, "seconds_per_sample": ev.seconds_per_sample, "paths": ev.paths,
+           "cpu_s_per_sample_median": float(np.median(cpu))}
     gl = ev.predictions["gamma_l"].true if "gamma_l" in ev.predictions else None
     d2 = ev.predictions["d2"].true if "d2" in ev.predictions else None
     for k, n in enumerate(NAMES):
@@ -223,7 +241,7 @@ def _model_scores(model, ds, rows) -> dict:
             continue
         est = np.clip(ev.predictions[n].mean, 0, None)
         eff = np.array([((e**2 if n == "rs" else e) - r["latent_truth"][k]) / r["crb"][k] for e, r in zip(est, rows)])
-        z = _latent_z(member, ev, n)
+        z = ev.z_scores[n]
         out[n] = {"err": ev.err[n], "cov68": ev.coverage68[n], "cov95": ev.coverage95[n], "z_std": ev.z_std[n],
                   "rms_over_crb": float(np.sqrt(np.mean(eff**2))),
                   "z_std_thirds": _bin_stds(z, ev.predictions[n].true, THIRDS[n]),
@@ -385,6 +403,11 @@ def main() -> None:
     lv.add_argument("--cache", default="bench_inversion_cache")
     lv.add_argument("--calibrate", action="store_true", help="add per-sample stds to model files written without them")
     lv.add_argument("--no-crb", action="store_true", help="skip the Cramer-Rao bound (rms/CRB is then NaN)")
+    lv.add_argument("--no-polish", action="store_true", help="score the models' answers alone (no polished row)")
+    lv.add_argument("--gp-std", action="store_true", help="also the models' answers with the GP's own std (model_gp)")
+    lv.add_argument("--polish-steps", type=int, default=None, help="Gauss-Newton steps of the polish (default: the package's)")
+    lv.add_argument("--polish-samples", type=int, default=None,
+                    help="configurations for the shared covariance of the polish (default: the package's)")
     for name, default in (("bias", [128, 320, 960]), ("chi2", [320])):
         p = sub.add_parser(name)
         p.add_argument("--replicas", type=int, default=100)

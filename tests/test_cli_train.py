@@ -38,7 +38,8 @@ def test_cli_train_evaluate_predict(store, tmp_path, capsys):
         api = evaluate(family, open_dataset(store), configs=level)
         assert api.n_samples == 18 and api.selection.startswith("held-out") and api.trained_configs == level
         assert row == {"trained_configs": level, "err": api.err, "coverage68": api.coverage68,
-                       "coverage95": api.coverage95, "z_std": api.z_std, "rms_over_crb": None}
+                       "coverage95": api.coverage95, "z_std": api.z_std, "rms_over_crb": None,
+                       "paths": {"gp": 18}}  # drawn held-out profiles: nothing to polish
     # 42 training samples on 10 x 11: coarse, but D2 and gamma L are learned (a constant guess, the
     # training mean, gives Err ~ 0.30 for both on U(0.5, 3) and U(5, 30)); less noise, smaller errors
     err = {r["trained_configs"]: r["err"] for r in res["levels"]}
@@ -55,6 +56,7 @@ def test_cli_train_evaluate_predict(store, tmp_path, capsys):
     out = capsys.readouterr()
     pred = json.loads(out.out)
     assert set(pred) == {"rs", "d2", "gamma_l"} and pred["d2"]["std"] > 0
+    assert pred["d2"]["path"] == "gp"  # noise-free input: the model's answer
     assert "the input is noise-free but the models were trained for averages over at most 20000" in out.err
     assert main(["predict", str(model), str(store)]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 61

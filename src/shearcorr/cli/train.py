@@ -76,6 +76,9 @@ def register(sub) -> None:
         c.add_argument("model", help="model file (.npz) from shearcorr train")
         c.add_argument(data, help=data_help)
         c.add_argument("--json", action="store_true", help=json_help)
+        c.add_argument("--no-polish", dest="polish", action="store_false",
+                       help="the amortized model's answer alone: no Gauss-Newton polish by the likelihood of noisy "
+                            "inputs (default: polished, ~0.2-0.5 s per input; docs/inversion.md)")
         if name == "evaluate":
             c.add_argument("--crb", action="store_true",
                            help="also the RMS error over the Cramer-Rao bound per target (noisy inputs only: Monte "
@@ -134,6 +137,13 @@ def _warnings(model, ds) -> str | None:
     return "; ".join(found) or None
 
 
+def _paths(counts: dict | None) -> str:
+    """Which path gave the numbers, in words."""
+    counts = counts or {}
+    words = {"polished": "polished by the likelihood", "gp": "the model's answer"}
+    return ", ".join(f"{n} {words.get(p, p)}" for p, n in counts.items()) or "the model's answer"
+
+
 def _level(n: float) -> str:
     return "noise-free" if n == float("inf") else f"N = {n:g}"
 
@@ -146,10 +156,11 @@ def run_evaluate(args) -> None:
     model = load_model(args.model)
     ds = _open_store(args.dataset)
     warning = _warnings(model, ds)
-    results = evaluate_levels(model, ds, crb=args.crb)
+    results = evaluate_levels(model, ds, crb=args.crb, polish=args.polish)
     if args.json:
         rows = [{"trained_configs": r.trained_configs, "err": r.err, "coverage68": r.coverage68,
-                 "coverage95": r.coverage95, "z_std": r.z_std, "rms_over_crb": r.rms_over_crb} for r in results]
+                 "coverage95": r.coverage95, "z_std": r.z_std, "rms_over_crb": r.rms_over_crb, "paths": r.paths}
+                for r in results]
         print(json_text({**rows[-1], "levels": rows, "n_samples": results[0].n_samples,
                          "selection": results[0].selection, "warning": warning}))
         return
@@ -162,7 +173,7 @@ def run_evaluate(args) -> None:
         else:
             noise = ("noise-free model: input noise propagated from g_err" if res.input_noise
                      else "noise-free model, no g_err: noise-free input assumed")
-        print(f"{res.n_samples} samples ({res.selection}; {noise})")
+        print(f"{res.n_samples} samples ({res.selection}; {noise}; {_paths(res.paths)})")
         crb = res.rms_over_crb or {}
         print(f"{'target':<8} {'Err':>8} {'cov68':>7} {'cov95':>7} {'z std':>6}" + (f" {'RMS/CRB':>8}" if crb else ""))
         for t in model.targets:
@@ -184,11 +195,11 @@ def run_predict(args) -> None:
         from ..inverse.features import finished_samples
 
         index = finished_samples(ds)
-        pred = model.predict(ds, sample=index)
+        pred = model.predict(ds, sample=index, polish=args.polish)
         ids = [int(i) for i in index]
     else:
         ds = load_result(path)
-        pred = model.predict(ds)
+        pred = model.predict(ds, polish=args.polish)
         ids = None
     warning = _warnings(model, ds)
     if len(model.levels) > 1:
@@ -196,8 +207,14 @@ def run_predict(args) -> None:
               f"{model.input_configs(ds):.0f})", file=sys.stderr)
     out = {t: {"mean": [float(v) for v in np.clip(m, 0, None)], "std": [float(v) for v in s]}
            for t, (m, s) in pred.items()}
+    paths = pred.paths
+    for w in sorted({w for r in (pred.polished or []) for w in r.warnings}):
+        print(f"polish: {w}", file=sys.stderr)
+    print(f"numbers from: {_paths({p: paths.count(p) for p in sorted(set(paths))})}", file=sys.stderr)
+    for v in out.values():
+        v["path"] = paths  # which path gave the numbers: "polished" (by the likelihood) or "gp"
     if ids is None:
-        out = {t: {"mean": v["mean"][0], "std": v["std"][0]} for t, v in out.items()}
+        out = {t: {"mean": v["mean"][0], "std": v["std"][0], "path": v["path"][0]} for t, v in out.items()}
     if args.json:
         print(json_text(out if ids is None else {"sample": ids, "predictions": out}))
         return

@@ -156,6 +156,11 @@ class Evaluation(JSONRecord):
     rms_over_crb : dict or None
         With ``evaluate(..., crb=True)`` on noisy inputs: :func:`rms_over_crb` per target (predictions
         clipped at 0) against the bound at each sample's truth for the inputs' N.
+    z_scores : dict of str to ndarray
+        The latent z-score of every sample (not part of :meth:`to_dict`): the GP's latent u, or for a
+        polished sample its latent R_s^2, D2, gamma L.
+    paths : dict
+        How many samples each path predicted: ``{"polished": n, "gp": m}`` (:mod:`shearcorr.inverse.polish`).
     """
 
     err: dict
@@ -169,13 +174,15 @@ class Evaluation(JSONRecord):
     predictions: dict
     trained_configs: float = float("inf")
     rms_over_crb: dict | None = None
+    z_scores: dict | None = None
+    paths: dict | None = None
 
     def to_dict(self, *, predictions: bool = False) -> dict:
         """JSON-able summary; with ``predictions`` also ``{target: {true, mean, std}}`` lists."""
         out = {"err": dict(self.err), "coverage68": dict(self.coverage68), "coverage95": dict(self.coverage95),
                "z_std": dict(self.z_std), "n_samples": self.n_samples, "selection": self.selection,
                "seconds_per_sample": self.seconds_per_sample, "input_noise": self.input_noise,
-               "trained_configs": self.trained_configs, "rms_over_crb": self.rms_over_crb}
+               "trained_configs": self.trained_configs, "rms_over_crb": self.rms_over_crb, "paths": self.paths}
         if predictions:
             out["predictions"] = {t: p._asdict() for t, p in self.predictions.items()}
         return out
@@ -186,7 +193,7 @@ HELD_OUT_STREAM = 1_000_003
 
 
 def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, crb: bool = False,
-             draws=None) -> Evaluation:
+             draws=None, polish: bool = True, polish_options: dict | None = None) -> Evaluation:
     """Err, 68/95 % coverage and z-score spread per target on a dataset.
 
     ``model``: an :class:`InversionModel` or a :class:`~shearcorr.inverse.family.ModelFamily`, whose
@@ -199,7 +206,10 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, c
     with ``configs``, or the held-out draws of a noise-aware model) also the RMS error over the
     Cramér–Rao bound per target (:func:`crb_stds`; seconds per sample). ``draws``: the
     :class:`~shearcorr.inverse.augment.NoiseDraws` of the evaluated samples, when they are drawn
-    (:func:`evaluate_levels` computes it once for all members).
+    (:func:`evaluate_levels` computes it once for all members). With ``polish`` (default) every noisy
+    input with a full map is refined by the likelihood from the model's answer
+    (:mod:`shearcorr.inverse.polish`; ``polish_options`` passed on); drawn held-out profiles and
+    noise-free inputs keep the model's answer (``Evaluation.paths`` counts both).
     """
     model = model.member(configs) if configs is not None else model.member_for(ds)
     drawn = model.noise_configs is not None and model.is_training_dataset(ds)
@@ -238,16 +248,28 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, c
     err = input_errors(ds, sample=index) if input_noise and model.noise_configs is None else None
     latent = model.predict_latent(P, err)
     pred = model.predict_profiles(P, err)
+    polished = None
+    if polish and not drawn:
+        from .polish import polish_dataset, polished_predictions
+
+        disp = str(model.provenance.get("dataset_attrs", {}).get("displacement", "uniform"))
+        polished = polish_dataset(ds, pred, sample=index, displacement=disp, **(polish_options or {}))
+        pred = polished_predictions(pred, polished)
     dt = (time.perf_counter() - t0) / len(index)
     truth = {t: np.asarray(ds[t].values, dtype=np.float64)[index] for t in model.targets}
     iv = {lv: model.intervals(latent, lv) for lv in LEVELS}
-    z_std = {}
+    zs = {}
     for t, (m, s) in latent.items():
         with np.errstate(divide="ignore", invalid="ignore"):  # log of a zero truth: no latent z
             u = np.log(truth[t]) if model.regressors[t].transform == "log" else truth[t]
-        z = z_scores(u, m, s)
+        zs[t] = z_scores(u, m, s)
+    if polished is not None:
+        _use_polished(polished, truth, iv, zs)
+    z_std = {}
+    for t, z in zs.items():
         z = z[np.isfinite(z)]
         z_std[t] = float(np.std(z)) if z.size > 1 else float("nan")
+    paths = ["gp"] * len(index) if polished is None else [r.path for r in polished]
     return Evaluation(
         err={t: relative_error(truth[t], pred[t].mean) for t in model.targets},
         coverage68={t: interval_coverage(truth[t], *iv[0.68][t]) for t in model.targets},
@@ -255,21 +277,40 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, c
         z_std=z_std, n_samples=int(len(index)), selection=how, seconds_per_sample=dt, input_noise=err is not None,
         predictions={t: Predicted(truth[t], *pred[t]) for t in model.targets}, trained_configs=model.trained_configs(),
         rms_over_crb=None if not crb or data_configs is None else _crb_ratios(ds, index, data_configs, truth, pred, model),
+        z_scores=zs, paths={p: paths.count(p) for p in sorted(set(paths))},
     )
 
 
-def evaluate_levels(model, ds, *, crb: bool = False) -> list[Evaluation]:
+def _use_polished(polished, truth, iv, zs) -> None:
+    """Intervals and z-scores of the polished samples from their own latent estimate and covariance
+    (latent R_s^2, D2, gamma L as the fit's), in place of the GP's."""
+    lat = {"rs": 0, "d2": 1, "gamma_l": 2}
+    for k, r in enumerate(polished):
+        if r.path != "polished":
+            continue
+        for t in zs:
+            if t not in lat:
+                continue
+            j = lat[t]
+            u = truth[t][k] ** 2 if t == "rs" else truth[t][k]
+            zs[t][k] = (u - r.latent["value"][j]) / np.sqrt(r.latent["cov"][j, j])
+            for lv in LEVELS:
+                lo, hi = iv[lv][t]
+                lo[k], hi[k] = r.intervals[t][f"{int(round(100 * lv))}"]
+
+
+def evaluate_levels(model, ds, *, crb: bool = False, polish: bool = True) -> list[Evaluation]:
     """:func:`evaluate` of every member of a family (or of one model) on its training dataset, each on
     held-out inputs drawn at its N (their noise coefficients computed once), or of the member for the
     data's N on any other dataset (a list of one)."""
     if not model.is_training_dataset(ds):
-        return [evaluate(model, ds, crb=crb)]
+        return [evaluate(model, ds, crb=crb, polish=polish)]
     draws = None
     if any(m.noise_configs is not None for m in (model.member(v) for v in model.levels)):
         from .augment import NoiseDraws
 
         draws = NoiseDraws(ds, model.test_index, estimator=model.provenance.get("estimator", "symmetric"))
-    return [evaluate(model, ds, configs=v, crb=crb, draws=draws) for v in model.levels]
+    return [evaluate(model, ds, configs=v, crb=crb, draws=draws, polish=polish) for v in model.levels]
 
 
 def _crb_ratios(ds, index, configs, truth, pred, model) -> dict:

@@ -12,7 +12,9 @@ member of the nearest level in log N:
 The input's N is its ``configs`` attribute; without one, a noisy input (finite ``g_err``) gets N inferred
 from its errors (:func:`infer_configs`) and noise-free input (neither) counts as N = inf. Outside a
 factor 2 of the levels' range (or for noise-free input without a noise-free member) the prediction
-comes with a warning (:meth:`ModelFamily.noise_warning`).
+comes with a warning (:meth:`ModelFamily.noise_warning`). :meth:`ModelFamily.predict` then refines the
+member's answer for a noisy map by a few Gauss-Newton steps of the likelihood
+(:mod:`shearcorr.inverse.polish`; ``polish=False`` for the member's answer alone).
 """
 
 from __future__ import annotations
@@ -187,6 +189,8 @@ class ModelFamily:
                     "`shearcorr fit` models any N")
         return None
 
-    def predict(self, ds, *, sample=None, input_noise: bool = True):
-        """``{target: (mean, std)}`` by the member for this input (:meth:`InversionModel.predict`)."""
-        return self.member_for(ds, sample=sample).predict(ds, sample=sample, input_noise=input_noise)
+    def predict(self, ds, *, sample=None, input_noise: bool = True, polish: bool = True, **options):
+        """``{target: (mean, std)}`` by the member for this input (:meth:`InversionModel.predict`), polished
+        by the likelihood unless ``polish=False`` (:mod:`shearcorr.inverse.polish`)."""
+        return self.member_for(ds, sample=sample).predict(ds, sample=sample, input_noise=input_noise, polish=polish,
+                                                          **options)

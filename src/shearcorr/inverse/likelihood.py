@@ -80,6 +80,9 @@ class Likelihood:
         self.lo, self.hi = np.array(lo), np.array(hi)
         self.n_eval = 0
         self._limits: dict = {}
+        #: (A, B, E[U^k]) to use at every x instead of their values at x (they enter only the O(1/N) bias;
+        #: :mod:`shearcorr.inverse.polish` freezes them for its Jacobian), or None.
+        self.frozen_limits = None
         self.whiten = None  # set by use_covariance
 
     def params(self, x) -> SystemParams:
@@ -99,8 +102,8 @@ class Likelihood:
         self.n_eval += 1
         grid = grid or self.grid
         p = self.params(x)
-        limits = None
-        if self.configs is not None:
+        limits = self.frozen_limits
+        if self.configs is not None and limits is None:
             key = (id(grid), p.n_particles, p.rs)
             if key not in self._limits:
                 if len(self._limits) > 32:

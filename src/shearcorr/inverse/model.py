@@ -266,9 +266,20 @@ class InversionModel:
         return {t: (self.regressors[t].inverse(m - z * s), self.regressors[t].inverse(m + z * s))
                 for t, (m, s) in latent.items()}
 
-    def predict(self, ds, *, sample=None, input_noise: bool = True) -> dict[str, Prediction]:
+    def predict(self, ds, *, sample=None, input_noise: bool = True, polish: bool = True, **options):
         """``{target: (mean, std)}`` for a result or dataset (grid checked; g_err propagated if present,
-        except for a noise-aware model, whose GP learned the input noise from its training draws)."""
+        except for a noise-aware model, whose GP learned the input noise from its training draws).
+
+        With ``polish`` (default) every noisy input with a full map is refined by the likelihood from the
+        GP's answer (:func:`shearcorr.inverse.polish.polish_dataset`, ``options`` passed on); the result
+        (:class:`~shearcorr.inverse.polish.Predictions`) records per sample which path gave the numbers.
+        """
+        from .polish import Predictions, polish_dataset, polished_predictions
+
         self.check_grid(grid_from_dataset(ds))
         err = input_errors(ds, sample=sample) if input_noise and self.noise_configs is None else None
-        return self.predict_profiles(profiles(ds, sample=sample), err)
+        gp = self.predict_profiles(profiles(ds, sample=sample), err)
+        if not polish:
+            return Predictions(gp)
+        disp = str(self.provenance.get("dataset_attrs", {}).get("displacement", "uniform"))
+        return polished_predictions(gp, polish_dataset(ds, gp, sample=sample, displacement=disp, **options))

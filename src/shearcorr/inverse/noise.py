@@ -295,7 +295,7 @@ class EnsembleNoise:
 
 
 def ensemble_noise(params: SystemParams, grid: QGrid, configs, *, estimator: str = "symmetric",
-                   n_samples: int = DEFAULT_SAMPLES, seed=0) -> EnsembleNoise:
+                   n_samples: int = DEFAULT_SAMPLES, seed=0, limits=None) -> EnsembleNoise:
     r"""The noise model of a g averaged over ``configs`` configurations of ``params`` (module docstring).
 
     Parameters
@@ -310,12 +310,15 @@ def ensemble_noise(params: SystemParams, grid: QGrid, configs, *, estimator: str
         0 gives a diagonal covariance.
     seed : int, default 0
         Seed of those configurations.
+    limits : tuple, optional
+        Precomputed :func:`ensemble_limits` of these n_l2, rs, displacement and q (see
+        :func:`ensemble_statistics`).
     """
     from ..forward.conditional import conditional_moments
 
     check_choice("estimator", estimator)
     n = _check_configs(configs)
-    m, g, cov = ensemble_statistics(params, grid)
+    m, g, cov = ensemble_statistics(params, grid, limits)
     mean = g * (1.0 + bias_coefficient(cov, estimator) / n)
     var = g**2 * variance_coefficient(cov, estimator) / n
     K = int(n_samples)

@@ -1,0 +1,402 @@
+r"""Polish of an amortized prediction: a few Gauss-Newton steps of the likelihood from the GP's answer.
+
+The amortized model (a GP on g(theta)+g(q), :mod:`shearcorr.inverse.family`) is fast but its error is
+its interpolation between training samples, not the noise of the data: at 20 000 configurations
+10-250x the Cramér-Rao bound (docs/results.md). The likelihood of the direct fit
+(:mod:`shearcorr.inverse.fit`, :class:`~shearcorr.inverse.likelihood.Likelihood`) reaches the bound but
+needs a scan and a trust-region search. The polish starts where the GP ends and takes a fixed number
+of steps of the same likelihood, in the latent coordinates :math:`x = (R_s^2, D_2, \gamma L, n_{L^2})`:
+
+.. math:: r(x) = \big[\Sigma^{-1/2}(d - E[\hat g_N](x))\,;\ (n_{L^2} - \mu_n)/\sigma_n\big],\qquad
+          x_{k+1} = \Pi\big(x_k - (J^TJ)^{-1}J^T r(x_k)\big)
+
+with d the measured map (the points of :func:`~shearcorr.inverse.likelihood.engine_points`),
+:math:`E[\hat g_N]` the exact engine plus the estimator's O(1/N) bias
+(:func:`~shearcorr.inverse.noise.expected_g`), :math:`\Sigma = D + UU^T` the noise covariance with its
+shared configuration part (:func:`~shearcorr.inverse.noise.ensemble_noise`, ``noise_samples``
+configurations; scaled per q row to the data's g_err), built once at the start :math:`x_0` (the GP's
+means, n_l2 at its prior mean :data:`~shearcorr.inverse.likelihood.N_L2_PRIOR`) -- its mean is
+:math:`E[\hat g_N](x_0)`, so the first residual costs nothing more. n_l2 is a parameter with the fit's
+Gaussian prior (never held silently). :math:`\Pi` projects on the fit's bounds
+(:data:`~shearcorr.inverse.likelihood.FIT_BOUNDS`; R_s^2 >= 0). The inputs of the bias that depend on
+n_l2 and R_s alone (A, B, E[U^k], :func:`~shearcorr.inverse.noise.ensemble_limits`, about 1.5 engine
+calls each) are kept at their values at the point of the covariance: the bias is O(1/N), and moving R_s by
+0.02 or n_l2 by 20 % changes chi^2 through them by < 0.003 at N = 300. J is the forward-difference Jacobian at
+:math:`x_0` (:meth:`Likelihood.jacobian <shearcorr.inverse.likelihood.Likelihood.jacobian>`, 4 engine
+calls), updated after each step by Broyden's rank-one rule
+:math:`J \leftarrow J + (\Delta r - J\Delta x)\Delta x^T/\Delta x^T\Delta x` (no new engine calls); a step is
+kept only when it lowers :math:`|r|^2` (else halved, up to twice). Converged when the next step would
+lower :math:`\chi^2 = |r|^2` by less than :data:`CONVERGED`; otherwise -- a poor start, or a step that
+failed (the R_s^2-n_l2 valley is curved near R_s = 0) -- J is recomputed at the current point (and the
+covariance too when the estimate moved by more than the fit's rebuild threshold) and the steps
+repeated, up to :data:`MAX_REFRESH` times. The latent covariance is
+
+.. math:: C = (J^TJ)^{-1}
+
+with the last forward-difference J (at :math:`x_0`, or at the last recomputation; Broyden's updates
+serve the steps only: along the curved R_s^2-n_l2 valley they bend J, and sd(R_s^2) then changed by up
+to 30 % with the path taken), the prior of n_l2 included in J: the fit's Laplace covariance; intervals :math:`x \pm z\sqrt{C_{kk}}`, for
+R_s the interval of R_s^2 mapped back with the lower end clipped at 0 (honest at R_s = 0, where
+:math:`\partial g/\partial R_s` vanishes but :math:`\partial g/\partial R_s^2` does not).
+
+Cost: one noise model (the shared factor dominates: ``noise_samples`` = 16 by default; 64 as the fit's)
+and 4 + ``steps`` engine evaluations on the full map, ~0.2-0.5 s on one core (docs/results.md).
+
+Fallback: when the polish fails (an exception of the engine, a non-finite residual, no step that lowers
+:math:`|r|^2`), the GP's answer is kept with a warning; noise-free inputs (no configs, no g_err) and
+inputs without a full map (profiles only) keep it too. :attr:`Polished.path` says which.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ShearcorrError
+from ..files import JSONRecord
+from ..params import QGrid
+from .likelihood import N_L2_PRIOR, Likelihood
+
+__all__ = ["Polished", "Predictions", "polish_g", "polish_dataset", "polished_predictions", "data_configs",
+           "POLISH_STEPS", "POLISH_SAMPLES"]
+
+#: Gauss-Newton (Broyden) steps after the start.
+POLISH_STEPS = 2
+#: Configurations sampled for the shared part of the covariance (the fit uses 64).
+POLISH_SAMPLES = 16
+#: Step halvings tried before a step is given up.
+_HALVINGS = 2
+#: Converged when the next Gauss-Newton step would lower chi^2 by less than this.
+CONVERGED = 0.2
+#: Fresh Jacobians (and covariances, when the estimate moved by more than the fit's rebuild threshold)
+#: tried when the steps have not converged or a step failed: a poor start costs up to this many times more.
+MAX_REFRESH = 3
+
+
+@dataclass(frozen=True)
+class Polished(JSONRecord):
+    """Outcome of :func:`polish_g` for one input.
+
+    Attributes
+    ----------
+    values, std : dict of str to float
+        ``rs, d2, gamma_l, n_l2``; the R_s std is half the width of its 68 % interval (as the fit's).
+    intervals : dict
+        ``{target: {"68": [lo, hi], "95": [lo, hi]}}``.
+    latent : dict
+        ``names`` (rs2, d2, gamma_l, n_l2), ``value`` and ``cov`` (4 x 4): what z-scores use.
+    path : str
+        ``"polished"`` or ``"gp"`` (the start was kept: see ``warnings``).
+    chi2_start, chi2 : float
+        :math:`|r|^2` at the start and at the result (prior term included).
+    steps : int
+        Steps taken (kept).
+    n_eval : int
+        Engine evaluations (the noise model's counted as one).
+    seconds : float
+    warnings : list of str
+    """
+
+    values: dict
+    std: dict
+    intervals: dict
+    latent: dict
+    path: str
+    chi2_start: float
+    chi2: float
+    steps: int
+    n_eval: int
+    seconds: float
+    warnings: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in ("values", "std", "intervals", "path", "chi2_start", "chi2", "steps",
+                                             "n_eval", "seconds", "warnings")}
+        out["latent"] = {"names": list(self.latent["names"]), "value": list(map(float, self.latent["value"])),
+                         "cov": np.asarray(self.latent["cov"]).tolist()}
+        return out
+
+
+def _start_vector(start: dict, prob: Likelihood) -> np.ndarray:
+    rs = max(float(start["rs"]), 0.0)
+    x = np.array([rs * rs, float(start["d2"]), float(start["gamma_l"]), float(start.get("n_l2", prob.prior[0]))])
+    if not np.all(np.isfinite(x)):
+        raise ShearcorrError(f"the start of the polish is not finite: {start}")
+    return np.clip(x, prob.lo, prob.hi)
+
+
+def _kept(start: dict, start_std: dict | None, warning: str, t0: float, n_eval: int = 0) -> Polished:
+    """The start (the GP's answer) as the result, with ``warning``."""
+    from scipy.stats import norm
+
+    values = {t: float(start[t]) for t in ("rs", "d2", "gamma_l")}
+    values["rs"] = max(values["rs"], 0.0)
+    std = {t: float((start_std or {}).get(t, np.nan)) for t in values}
+    iv = {t: {f"{int(round(100 * lv))}": [values[t] - norm.ppf(0.5 + lv / 2) * std[t],
+                                          values[t] + norm.ppf(0.5 + lv / 2) * std[t]] for lv in (0.68, 0.95)}
+          for t in values}
+    lat = np.array([values["rs"] ** 2, values["d2"], values["gamma_l"]])
+    cov = np.diag([(2.0 * values["rs"] * std["rs"]) ** 2, std["d2"] ** 2, std["gamma_l"] ** 2])
+    return Polished(values=values, std=std, intervals=iv, latent={"names": ["rs2", "d2", "gamma_l"], "value": lat,
+                    "cov": cov}, path="gp", chi2_start=float("nan"), chi2=float("nan"), steps=0, n_eval=n_eval,
+                    seconds=time.perf_counter() - t0, warnings=[warning])
+
+
+def _change(x, ref) -> np.ndarray:
+    """|change| of R_s (absolute), D2, gamma L and n_l2 (relative) between two latent vectors."""
+    return np.abs(np.array([np.sqrt(max(x[0], 0.0)) - np.sqrt(max(ref[0], 0.0)),
+                            *((x[1:] - ref[1:]) / np.maximum(np.abs(ref[1:]), 1e-12))]))
+
+
+def _noise_at(prob: Likelihood, x, estimator: str, seed: int) -> np.ndarray:
+    """Build the covariance at x (sets ``prob.whiten``) and freeze the limits (A, B, E[U^k]) of x for the
+    model until the next call (module docstring); returns the residual at x (the noise model's mean is
+    the model there)."""
+    from .noise import ensemble_limits, ensemble_noise
+
+    p = prob.params(x)
+    limits = ensemble_limits(p, prob.grid.q)
+    prob.frozen_limits = limits
+    nm = ensemble_noise(p, prob.grid, prob.configs, estimator=estimator, n_samples=prob.samples, seed=seed,
+                        limits=limits)
+    if prob.g_err is not None:
+        nm = nm.with_errors(prob.g_err)
+    prob.whiten = nm.whitener(prob.sel)
+    r = np.append(prob.whiten(prob.d - prob.reduce(nm.mean)), (x[3] - prob.prior[0]) / prob.prior[1])
+    prob.n_eval += 1
+    if not np.all(np.isfinite(r)):
+        raise FloatingPointError("non-finite residual")
+    prob._last = (x.copy(), r)
+    return r
+
+
+def _jacobian(prob: Likelihood, x, r) -> np.ndarray:
+    """Forward-difference Jacobian at x (the residual r at x reused)."""
+    prob._last = (x.copy(), r)
+    return prob.jacobian(x)
+
+
+def _broyden(prob: Likelihood, x, r, J, steps: int):
+    r"""Up to ``steps`` Gauss-Newton steps with Broyden updates of J (module docstring).
+
+    Returns x, r, J, the steps kept, the chi^2 decrease the next step predicts, :math:`|J\Delta x|^2`, and
+    whether a step failed (no halving lowered chi^2: the updated J is off, a fresh one is needed).
+    """
+    chi2, taken, stalled = float(r @ r), 0, False
+    for _ in range(steps):
+        dx = -np.linalg.lstsq(J, r, rcond=None)[0]
+        for _half in range(_HALVINGS + 1):
+            xn = np.clip(x + dx, prob.lo, prob.hi)
+            rn = prob.residual(xn)
+            if np.all(np.isfinite(rn)) and float(rn @ rn) < chi2:
+                break
+            dx = 0.5 * dx
+        else:
+            stalled = True
+            break
+        step = xn - x
+        if step @ step > 0:
+            J = J + np.outer((rn - r) - J @ step, step) / (step @ step)
+        x, r, chi2 = xn, rn, float(rn @ rn)
+        taken += 1
+    dx = -np.linalg.lstsq(J, r, rcond=None)[0]
+    dx = np.clip(x + dx, prob.lo, prob.hi) - x
+    return x, r, J, taken, float(np.sum((J @ dx) ** 2)), stalled
+
+
+def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict | None = None, g_err=None,
+             estimator: str = "symmetric", displacement: str = "uniform", steps: int = POLISH_STEPS,
+             noise_samples: int = POLISH_SAMPLES, n_l2_prior: tuple[float, float] = N_L2_PRIOR,
+             seed: int = 0) -> Polished:
+    r"""Polish an estimate of (R_s, D2, gamma L) of a measured map by Gauss-Newton steps (module docstring).
+
+    Parameters
+    ----------
+    data : array-like (n_q, n_theta)
+        The measured g(q, theta) on ``grid`` (q in 1/r0, theta in rad from the flow axis).
+    grid : QGrid
+    start : dict
+        ``rs, d2, gamma_l`` (and optionally ``n_l2``) to start from: the amortized model's means.
+    configs : float
+        N, configurations averaged in ``data`` (>= 2).
+    start_std : dict, optional
+        Stds of the start, returned with it when the polish fails.
+    g_err : array-like (n_q, n_theta), optional
+        The data's standard errors: they scale the covariance per q row (as in the fit).
+    estimator, displacement : as in :func:`shearcorr.inverse.fit.fit_g`.
+    steps : int, default :data:`POLISH_STEPS`
+        Gauss-Newton steps (0: only the covariance at the start, the GP's means kept).
+    noise_samples : int, default :data:`POLISH_SAMPLES`
+        K, configurations for the shared part of the covariance (0: diagonal).
+    n_l2_prior : (mean, std)
+        Gaussian prior of n_l2 (the fit's).
+    seed : int
+        Seed of the K configurations.
+
+    Returns
+    -------
+    Polished
+    """
+    from scipy.stats import norm
+
+    from .fit import _REBUILD_CHANGE, _intervals
+
+    t0 = time.perf_counter()
+    d = np.asarray(data, dtype=np.float64)
+    if d.shape != grid.shape:
+        raise ShearcorrError(f"the map to polish has shape {d.shape}, the grid needs {grid.shape}")
+    prob = Likelihood(d, grid, "g", float(configs), g_err, estimator, displacement, None, n_l2_prior,
+                      int(noise_samples), seed)
+    try:
+        x = _start_vector(start, prob)
+        r = _noise_at(prob, x, estimator, seed)
+        x_cov, chi2_start = x.copy(), float(r @ r)
+        J = J_fd = _jacobian(prob, x, r)
+        x, r, J, taken, pred, stalled = _broyden(prob, x, r, J, int(steps))
+        for _ in range(MAX_REFRESH if steps else 0):
+            if pred <= CONVERGED and not stalled:
+                break
+            # far from the start (a poor amortized answer): the covariance and the Jacobian at x
+            if np.any(_change(x, x_cov) > np.array(_REBUILD_CHANGE)):
+                r = _noise_at(prob, x, estimator, seed)
+                x_cov = x.copy()
+            J = J_fd = _jacobian(prob, x, r)
+            x, r, J, more, pred, stalled = _broyden(prob, x, r, J, int(steps))
+            taken += more
+            if stalled and not more:
+                break  # even the fresh Jacobian finds no step that lowers chi2: a minimum
+        if steps and not taken:
+            return _kept(start, start_std, f"the polish found no step that lowers chi2 (start chi2 {chi2_start:.4g})",
+                         t0, prob.n_eval)
+        chi2 = float(r @ r)
+        cov = np.linalg.pinv(J_fd.T @ J_fd)
+        if not np.all(np.isfinite(cov)):
+            raise FloatingPointError("non-finite covariance")
+    except (ShearcorrError, FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
+        return _kept(start, start_std, f"polish failed ({exc}); the amortized model's answer is kept", t0,
+                     prob.n_eval)
+    values, std, iv = _intervals(x, cov, prob.names)
+    warnings = []
+    for k, name in enumerate(prob.names):
+        span = prob.hi[k] - prob.lo[k]
+        if name != "rs2" and (x[k] - prob.lo[k] < 1e-6 * span or prob.hi[k] - x[k] < 1e-6 * span):
+            warnings.append(f"{name} is at its bound {x[k]:.4g}; the interval is not reliable")
+    if steps and pred > CONVERGED:
+        warnings.append(f"the polish did not converge (a further step would lower chi2 by {pred:.3g}); "
+                        "`shearcorr fit` searches the whole prior")
+    if x[0] <= 0.0:
+        z = norm.ppf(0.975)
+        warnings.append(f"R_s^2 is at 0: R_s is not resolved (95 % upper limit {np.sqrt(z * np.sqrt(cov[0, 0])):.3g})")
+    return Polished(values=values, std=std, intervals=iv, latent={"names": list(prob.names), "value": x.copy(),
+                    "cov": cov}, path="polished", chi2_start=chi2_start, chi2=chi2, steps=taken, n_eval=prob.n_eval,
+                    seconds=time.perf_counter() - t0, warnings=warnings)
+
+
+
+
+def data_configs(ds, *, sample=None) -> float:
+    """N of an input for the polish: its ``configs`` attribute (> 0), else inferred from its g_err
+    (:func:`shearcorr.inverse.family.infer_configs`), else inf (noise-free: nothing to polish against)."""
+    from .family import infer_configs
+
+    n = ds.attrs.get("configs")
+    if n is not None and float(n) > 0:
+        return float(n)
+    if str(ds.attrs.get("engine", "")) == "analytic":
+        return float("inf")
+    n = infer_configs(ds, sample=sample)
+    return float(n) if np.isfinite(n) and n >= 2 else float("inf")
+
+
+def polish_dataset(ds, start: dict, *, sample=None, displacement: str = "uniform", **options) -> list:
+    """:func:`polish_g` of every sample (or of one result) of ``ds`` from the amortized means ``start``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A result (dims q, theta) or a dataset (sample, q, theta) holding ``g`` and, for noisy data,
+        ``g_err`` and ``configs`` (N inferred from g_err without it, :func:`data_configs`).
+    start : dict of str to Prediction
+        ``{target: (mean, std)}`` arrays of shape (n,) for the n samples (``sample``, or all); targets
+        rs, d2, gamma_l that are missing start at the centre of the paper's priors.
+    sample : array-like of int, optional
+    displacement : str
+        Convention when the data carry no ``displacement`` attribute.
+    **options : passed to :func:`polish_g` (``steps``, ``noise_samples``, ...).
+
+    Returns
+    -------
+    list of Polished, one per sample (path "gp" for inputs that cannot be polished, with the reason)
+    """
+    from ..result import grid_from_dataset
+
+    grid = grid_from_dataset(ds)
+    many = "sample" in ds["g"].dims if "g" in ds else None
+    index = None if not many else (np.arange(ds.sizes["sample"]) if sample is None else np.atleast_1d(sample))
+    n = 1 if not many else len(index)
+    centre = {"rs": 0.15, "d2": 1.75, "gamma_l": 17.5}
+    out = []
+    for k in range(n):
+        t0 = time.perf_counter()
+        st = {t: float(start[t].mean[k]) if t in start else centre[t] for t in centre}
+        sd = {t: float(start[t].std[k]) if t in start else float("nan") for t in centre}
+        if "g" not in ds:
+            out.append(_kept(st, sd, "the input has no full map g(q, theta): the amortized model's answer", t0))
+            continue
+        one = ds.isel(sample=int(index[k])) if many else ds
+        n_cfg = data_configs(ds, sample=None if not many else [int(index[k])])
+        if not np.isfinite(n_cfg):
+            out.append(_kept(st, sd, "noise-free input: the amortized model's answer (`shearcorr fit` for a "
+                                     "noise-free g)", t0))
+            continue
+        g = np.asarray(one["g"].transpose("q", "theta").values, dtype=np.float64)
+        err = None
+        if "g_err" in one:
+            err = np.asarray(one["g_err"].transpose("q", "theta").values, dtype=np.float64)
+            if not np.any(np.isfinite(err) & (err > 0)):
+                err = None
+        if not np.all(np.isfinite(g)):
+            out.append(_kept(st, sd, "the map holds NaN or inf: the amortized model's answer", t0))
+            continue
+        out.append(polish_g(g, grid, st, configs=n_cfg, start_std=sd, g_err=err,
+                            estimator=str(ds.attrs.get("estimator", "symmetric")),
+                            displacement=str(ds.attrs.get("displacement", displacement)), **options))
+    return out
+
+
+class Predictions(dict):
+    """``{target: Prediction(mean, std)}`` (arrays over the samples) with how each sample was predicted.
+
+    Attributes
+    ----------
+    polished : list of Polished or None
+        Per sample the :class:`Polished` record (its ``path``: "polished" or "gp"); None when the polish
+        was switched off.
+    """
+
+    def __init__(self, predictions: dict, polished: list | None = None):
+        super().__init__(predictions)
+        self.polished = polished
+
+    @property
+    def paths(self) -> list:
+        """Per sample "polished" or "gp" (all "gp" without a polish)."""
+        n = len(next(iter(self.values())).mean) if self else 0
+        return ["gp"] * n if self.polished is None else [r.path for r in self.polished]
+
+
+def polished_predictions(gp: dict, results: list) -> Predictions:
+    """The amortized ``gp`` predictions with every polished sample of ``results`` (:func:`polish_dataset`)
+    replaced by its polished mean and std (R_s: half the 68 % interval, as the fit's)."""
+    from .model import Prediction
+
+    out = {}
+    for t, (m, s) in gp.items():
+        m, s = np.array(m, dtype=np.float64), np.array(s, dtype=np.float64)
+        for k, r in enumerate(results):
+            if r.path == "polished" and t in r.values:
+                m[k], s[k] = r.values[t], r.std[t]
+        out[t] = Prediction(m, s)
+    return Predictions(out, results)
