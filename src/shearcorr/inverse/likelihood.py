@@ -112,11 +112,13 @@ class Likelihood:
             limits = self._limits[key]
         return expected_g(p, grid, self.configs, estimator=self.estimator, limits=limits)
 
-    def use_covariance(self, x, *, full: bool) -> None:
-        """Whitener of the noise covariance at x (diagonal only unless ``full``); unit weights if noise-free."""
+    def use_covariance(self, x, *, full: bool):
+        """Whitener of the noise covariance at x (diagonal only unless ``full``); unit weights if noise-free.
+
+        Returns the :class:`~shearcorr.inverse.noise.EnsembleNoise` (its ``mean`` is the model at x), or None."""
         if self.configs is None:
             self.whiten, self.error_scale = (lambda r: r), None
-            return
+            return None
         nm = self._noise(x, self.samples if full else 0, self.seed)
         self.error_scale = getattr(nm, "error_scale", None)
         self._cov_x, self._cov_samples = np.array(x, dtype=np.float64), self.samples if full else 0
@@ -127,12 +129,13 @@ class Likelihood:
             Linv = np.linalg.inv(np.linalg.cholesky(self._profile_cov(nm)))
             self.whiten = lambda r: Linv @ r
             self._whiten_t = lambda r: Linv.T @ r
+        return nm
 
     def _noise(self, x, samples: int, seed: int):
         from .noise import ensemble_noise
 
         nm = ensemble_noise(self.params(x), self.grid, self.configs, estimator=self.estimator, n_samples=samples,
-                            seed=seed)
+                            seed=seed, limits=self.frozen_limits)
         return nm if self.g_err is None else nm.with_errors(self.g_err)
 
     def _profile_cov(self, nm) -> np.ndarray:

@@ -29,17 +29,19 @@ kept only when it lowers :math:`|r|^2` (else halved, up to twice). Converged whe
 lower :math:`\chi^2 = |r|^2` by less than :data:`CONVERGED`; otherwise -- a poor start, or a step that
 failed (the R_s^2-n_l2 valley is curved near R_s = 0) -- J is recomputed at the current point (and the
 covariance too when the estimate moved by more than the fit's rebuild threshold) and the steps
-repeated, up to :data:`MAX_REFRESH` times. The latent covariance is
+repeated, up to :data:`MAX_REFRESH` times. The latent covariance is the fit's sandwich
 
-.. math:: C = (J^TJ)^{-1}
+.. math:: C = A^{-1} M A^{-1},\qquad A = J^TJ,
 
-with the last forward-difference J (at :math:`x_0`, or at the last recomputation; Broyden's updates
+M the meat with an independent sample of the shared covariance
+(:meth:`~shearcorr.inverse.likelihood.Likelihood.score_covariance`; with K = 16 configurations A^-1
+alone is biased low by the weights following their sampling noise), J the last forward-difference J (at :math:`x_0`, or at the last recomputation; Broyden's updates
 serve the steps only: along the curved R_s^2-n_l2 valley they bend J, and sd(R_s^2) then changed by up
-to 30 % with the path taken), the prior of n_l2 included in J: the fit's Laplace covariance; intervals :math:`x \pm z\sqrt{C_{kk}}`, for
+to 30 % with the path taken), the prior of n_l2 included in J; intervals :math:`x \pm z\sqrt{C_{kk}}`, for
 R_s the interval of R_s^2 mapped back with the lower end clipped at 0 (honest at R_s = 0, where
 :math:`\partial g/\partial R_s` vanishes but :math:`\partial g/\partial R_s^2` does not).
 
-Cost: one noise model (the shared factor dominates: ``noise_samples`` = 16 by default; 64 as the fit's)
+Cost: two noise models (the covariance and the meat; the shared factor dominates: ``noise_samples`` = 16 by default; 64 as the fit's)
 and 4 + ``steps`` engine evaluations on the full map, ~0.2-0.5 s on one core (docs/results.md).
 
 Fallback: when the polish fails (an exception of the engine, a non-finite residual, no step that lowers
@@ -150,20 +152,14 @@ def _change(x, ref) -> np.ndarray:
                             *((x[1:] - ref[1:]) / np.maximum(np.abs(ref[1:]), 1e-12))]))
 
 
-def _noise_at(prob: Likelihood, x, estimator: str, seed: int) -> np.ndarray:
+def _noise_at(prob: Likelihood, x) -> np.ndarray:
     """Build the covariance at x (sets ``prob.whiten``) and freeze the limits (A, B, E[U^k]) of x for the
     model until the next call (module docstring); returns the residual at x (the noise model's mean is
     the model there)."""
-    from .noise import ensemble_limits, ensemble_noise
+    from .noise import ensemble_limits
 
-    p = prob.params(x)
-    limits = ensemble_limits(p, prob.grid.q)
-    prob.frozen_limits = limits
-    nm = ensemble_noise(p, prob.grid, prob.configs, estimator=estimator, n_samples=prob.samples, seed=seed,
-                        limits=limits)
-    if prob.g_err is not None:
-        nm = nm.with_errors(prob.g_err)
-    prob.whiten = nm.whitener(prob.sel)
+    prob.frozen_limits = ensemble_limits(prob.params(x), prob.grid.q)
+    nm = prob.use_covariance(x, full=True)
     r = np.append(prob.whiten(prob.d - prob.reduce(nm.mean)), (x[3] - prob.prior[0]) / prob.prior[1])
     prob.n_eval += 1
     if not np.all(np.isfinite(r)):
@@ -251,7 +247,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
                       int(noise_samples), seed)
     try:
         x = _start_vector(start, prob)
-        r = _noise_at(prob, x, estimator, seed)
+        r = _noise_at(prob, x)
         x_cov, chi2_start = x.copy(), float(r @ r)
         J = J_fd = _jacobian(prob, x, r)
         x, r, J, taken, pred, stalled = _broyden(prob, x, r, J, int(steps))
@@ -260,7 +256,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
                 break
             # far from the start (a poor amortized answer): the covariance and the Jacobian at x
             if np.any(_change(x, x_cov) > np.array(_REBUILD_CHANGE)):
-                r = _noise_at(prob, x, estimator, seed)
+                r = _noise_at(prob, x)
                 x_cov = x.copy()
             J = J_fd = _jacobian(prob, x, r)
             x, r, J, more, pred, stalled = _broyden(prob, x, r, J, int(steps))
@@ -272,6 +268,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
                          t0, prob.n_eval)
         chi2 = float(r @ r)
         cov = np.linalg.pinv(J_fd.T @ J_fd)
+        cov = cov @ (prob.score_covariance(J_fd[:-1]) + np.outer(J_fd[-1], J_fd[-1])) @ cov  # sandwich (fit)
         if not np.all(np.isfinite(cov)):
             raise FloatingPointError("non-finite covariance")
     except (ShearcorrError, FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..files import atomic_file, check_output_folder
 from ..params import PARAM_NAMES, QGrid
-from .render import (NOISY_ROW, PAPER_ERR, PAPER_ROWS, ROW_LABELS, ROWS, DirectFit, NoisyFit, NoisyTest, ReportData,
+from .render import (NOISY_ROW, PAPER_ERR, POLISHED_ROW, PAPER_ROWS, ROW_LABELS, ROWS, DirectFit, NoisyFit, NoisyTest, ReportData,
                      SVDSummary, render)
 
 __all__ = ["ReproduceConfig", "QUICK", "FULL", "reproduce"]
@@ -191,6 +191,7 @@ def _train_rows(R: ReportData, L: _Log, store: Path, executor) -> dict:
     for row in cfg.rows:
         R.labels[row] = ROW_LABELS[row].format(pca=_pca_label(models[row].features))
     R.labels[NOISY_ROW] = ROW_LABELS[NOISY_ROW].format(n=cfg.mc_configs)
+    R.labels[POLISHED_ROW] = ROW_LABELS[POLISHED_ROW]
     return models
 
 
@@ -255,16 +256,21 @@ def _monte_carlo_sets(staging: Path, name: str, n: int, configs: int, seed: int,
 def _noisy_test(R: ReportData, models: dict, mc, crb: dict) -> None:
     """Models trained on analytic data on the Monte Carlo test set, with and without the input noise,
     and their RMS error over the Cramer-Rao bound of each set (``crb``: {target: std per set}). The
-    models' own answers (``polish=False``): the polish by the likelihood is the fit's likelihood, shown
-    in the fit's rows."""
+    models' own answers (``polish=False``), and the noise-aware model's polished by the likelihood (what
+    `predict` returns by default, :data:`POLISHED_ROW`)."""
     from ..inverse.evaluation import evaluate, rms_over_crb
     from .diagnostics import mc_vs_analytic
 
+    def ratio(e):
+        return {t: rms_over_crb(e.predictions[t].true, np.clip(e.predictions[t].mean, 0, None), crb[t])
+                for t in ("rs", "d2", "gamma_l")}
+
     for f in models:
         e = evaluate(models[f], mc, polish=False)
-        ratio = {t: rms_over_crb(e.predictions[t].true, np.clip(e.predictions[t].mean, 0, None), crb[t])
-                 for t in ("rs", "d2", "gamma_l")}
-        R.noisy[f] = NoisyTest(e, evaluate(models[f], mc, input_noise=False, polish=False).coverage95, ratio)
+        R.noisy[f] = NoisyTest(e, evaluate(models[f], mc, input_noise=False, polish=False).coverage95, ratio(e))
+        if f == NOISY_ROW:
+            e = evaluate(models[f], mc)
+            R.noisy[POLISHED_ROW] = NoisyTest(e, e.coverage95, ratio(e))
     R.mc_chi2 = [s.chi2 for s in mc_vs_analytic(mc)]
 
 
