@@ -307,6 +307,13 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         xm[j] -= h
         J[:, j] = (resid(xp, err) - resid(xm, err)) / (2 * h)
     H = np.linalg.pinv(J.T @ J)
+    if 4 in free and sol.x[free.index(4)] <= 1e-6:
+        # R_s at its bound 0: the model's R_s derivative vanishes there (B - 1 ~ R_s^4), and the inverse of its
+        # vanishing curvature (measured: std 16-31 for R_s = 0) would also leak into the others; R_s is held
+        # for the linear covariance and gets the one-sided error below
+        keep = [i for i in range(len(free)) if i != free.index(4)]
+        H = np.zeros((len(free), len(free)))
+        H[np.ix_(keep, keep)] = np.linalg.pinv(J[:, keep].T @ J[:, keep])
     G = jack.shape[0]
     dev = np.stack([((jd[g] - d) / err)[ok] for g in range(G)])  # (G, n): weighted perturbations
     dth = -(dev @ J) @ H  # (G, k): delta of the parameters when group g is removed
