@@ -5,8 +5,9 @@ options of :func:`shearcorr.stack.analyze_stack` and prints per-stack values, th
 errors and the z-score mean and spread z = (fit - truth) / std.
 
 * steady: 160^2 frames (0.5 pixel per speckle, q R0 up to ~1.8), 600 frames, shear rate 4/800 per
-  frame, D = 0.125 R0^2 per frame, transit 40 R0 per frame, R_s cycling over 0.10 / 0.15 / 0.20 / 0.25;
-  lags 0..10, the 'time' normalisation (R_s from the baseline);
+  frame, D = 0.125 R0^2 per frame, transit 40 R0 per frame, R_s cycling over 0.10 / 0.15 / 0.20 / 0.25 with
+  the seed (``--first-seed``, default 1000); lags 0..10, the 'time' normalisation (R_s from the baseline);
+  with ``--stack-cache`` the lag sums and model of every stack are kept there too (``steady_SEED.lags.pkl``);
 * twotime: start-up stacks of 60 frames on 96^2 (0.5 pixel per speckle), rest until frame 15, then
   2 R0 per frame with a 5-frame exponential rise; one frame per time bin; z over every fitted pair;
 * configs: independent configurations, 4-frame constant-shear stacks as two-time maps (per-pair z);
@@ -96,7 +97,8 @@ def study_steady(args):
                "shear_rate": s["shear_rate"], "diffusion": s["diffusion"], "msd_exponent": s["msd_exponent"],
                "rs": s["rs"], "peclet": s["peclet"], "flow": s["flow_angle_deg"], "chi2_red": s["chi2"]["reduced"],
                "flow_std_nominal_deg": float(np.degrees(r.analysis.fit.std_nominal["flow_angle"])),
-               "configuration_term": r.analysis.info["configurations"]}  # the part of each std the jackknife misses
+               "configuration_term": r.analysis.info["configurations"],  # the part of each std the jackknife misses
+               "rs_row_means": r.analysis.info.get("rs_row_means")}  # R_s of the row means and of the global fit
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = [

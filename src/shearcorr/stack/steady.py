@@ -114,8 +114,9 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     share :func:`jackknife_blind_share` misses, added in quadrature to the jackknife std of the shear
     rate and D. gamma L is set by which particles are in the beam (correlation between frames s apart:
     the overlap fraction f(|v| s, shear rate s)); D2 by their own random steps, fresh in every
-    window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2/K) of the
-    baseline (a variance estimated from K independent configurations; B - 1 ~ R_s^4)."""
+    window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2 V) of the
+    baseline (a variance estimated from K independent configurations, V = 1/K; B - 1 ~ R_s^4), with V the
+    share the jackknife misses of a configuration effect with the correlation of gamma L."""
     from ..experiment.model import configuration_samples, rs_levels
     from .fitting import fit_maps
 
@@ -145,7 +146,9 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     fit.std["shear_rate"] = float(np.hypot(fit.std["shear_rate"], sr_c))
     fit.std["diffusion"] = float(np.hypot(fit.std["diffusion"], d_c_std))
     if "rs" in fit.free or fit.info.get("rs_from") == "row means":
-        rs_c = 0.25 * v["rs"] * np.sqrt(2.0 / K)
+        # the baseline is a variance over the configurations in the beam (relative error sqrt(2/K) over K of them);
+        # set by which particles are in the beam (correlation f, as gamma L), of which the jackknife misses share_g
+        rs_c = 0.25 * v["rs"] * np.sqrt(2.0 * share_g)
         fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
         out["rs_std"] = float(rs_c)
     return out
