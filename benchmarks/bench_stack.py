@@ -298,6 +298,8 @@ def main(argv=None):
     ap.add_argument("--maps-only", action="store_true", help="twotime: the correlation step alone")
     ap.add_argument("--limit-gb", type=float, default=3.0)
     ap.add_argument("--n", type=int, default=10, help="stacks per study")
+    ap.add_argument("--first-seed", type=int, default=None,
+                    help="study-steady: seed of the first stack (default 1000; R_s cycles 0.10/0.15/0.20/0.25 with the seed)")
     ap.add_argument("--stack-cache", default=None,
                     help="study-steady/-echo/-echoconfigs/-twotime: keep the rendered stacks in this folder (.npy + geometry.json) and read "
                          "them from there on later runs (rendering is deterministic in the seed)")

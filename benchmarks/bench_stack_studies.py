@@ -5,8 +5,9 @@ options of :func:`shearcorr.stack.analyze_stack` and prints per-stack values, th
 errors and the z-score mean and spread z = (fit - truth) / std.
 
 * steady: 160^2 frames (0.5 pixel per speckle, q R0 up to ~1.8), 600 frames, shear rate 4/800 per
-  frame, D = 0.125 R0^2 per frame, transit 40 R0 per frame, R_s cycling over 0.10 / 0.15 / 0.20 / 0.25;
-  lags 0..10, the 'time' normalisation (R_s from the baseline);
+  frame, D = 0.125 R0^2 per frame, transit 40 R0 per frame, R_s cycling over 0.10 / 0.15 / 0.20 / 0.25 with
+  the seed (``--first-seed``, default 1000); lags 0..10, the 'time' normalisation (R_s from the baseline);
+  with ``--stack-cache`` the lag sums and model of every stack are kept there too (``steady_SEED.lags.pkl``);
 * twotime: start-up stacks of 60 frames on 96^2 (0.5 pixel per speckle), rest until frame 15, then
   2 R0 per frame with a 5-frame exponential rise; one frame per time bin; z over every fitted pair;
 * configs: independent configurations, 4-frame constant-shear stacks as two-time maps (per-pair z);
@@ -61,28 +62,43 @@ def cached_stack(cache, name, render):
     return frames, load_geometry(g, frames.shape[1:]), np.load(m)
 
 
+def keep_lags(path, result):
+    """Pickle the lag sums and the pair model of a steady ``result`` (``extra``) to ``path`` (atomic)."""
+    import pickle
+
+    tmp = path.with_name(".tmp-" + path.name)
+    with open(tmp, "wb") as f:
+        pickle.dump({"lag": result.extra["lag"], "model": result.extra["model"]}, f)
+    tmp.replace(path)
+
+
 def study_steady(args):
     from shearcorr.params import SystemParams
     from shearcorr.stack import analyze_stack
     from shearcorr.stack.synth import steady_stack
 
     rows = []
-    for i in range(args.n):
-        rs = (0.10, 0.15, 0.20, 0.25)[i % 4]
+    cache = getattr(args, "stack_cache", None)
+    first = int(getattr(args, "first_seed", None) or 1000)
+    for seed in range(first, first + args.n):
+        rs = (0.10, 0.15, 0.20, 0.25)[(seed - 1000) % 4]
         t0 = time.perf_counter()
         frames, geometry, mask = cached_stack(
-            getattr(args, "stack_cache", None), f"steady_{1000 + i}",
+            cache, f"steady_{seed}",
             lambda: steady_stack(SystemParams(n_l2=150, rs=rs, d2=1.0, gamma_l=10.0), 600, shear_rate=4 / 800, diffusion=0.125,
-                                 transit=40.0, shape=(160, 160), dq=2 * SPECKLE, seed=1000 + i))
+                                 transit=40.0, shape=(160, 160), dq=2 * SPECKLE, seed=seed))
         t1 = time.perf_counter()
         r = analyze_stack(frames, geometry, None, mode="steady", mask=mask, max_lag=10,
                           cache_dir=f"{args.data}/cache")
+        if cache is not None:  # the lag sums and the model, for refits of the same stack (pickle)
+            keep_lags(Path(cache) / f"steady_{seed}.lags.pkl", r)
         s = r.summary
-        row = {"seed": 1000 + i, "rs_true": rs, "render_s": round(t1 - t0, 1), "analysis_s": round(time.perf_counter() - t1, 1),
+        row = {"seed": seed, "rs_true": rs, "render_s": round(t1 - t0, 1), "analysis_s": round(time.perf_counter() - t1, 1),
                "shear_rate": s["shear_rate"], "diffusion": s["diffusion"], "msd_exponent": s["msd_exponent"],
                "rs": s["rs"], "peclet": s["peclet"], "flow": s["flow_angle_deg"], "chi2_red": s["chi2"]["reduced"],
                "flow_std_nominal_deg": float(np.degrees(r.analysis.fit.std_nominal["flow_angle"])),
-               "configuration_term": r.analysis.info["configurations"]}  # the part of each std the jackknife misses
+               "configuration_term": r.analysis.info["configurations"],  # the part of each std the jackknife misses
+               "rs_row_means": r.analysis.info.get("rs_row_means")}  # R_s of the row means and of the global fit
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = [

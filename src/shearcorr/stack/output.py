@@ -80,6 +80,7 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
         pl = analysis.per_lag
         lags = f.lags[1:]
         k_conf = analysis.info["configurations"]["independent_configurations"]
+        rs_fit = "rs" in f.free or f.info.get("rs_from") == "row means"
         out.update({
             "shear_rate": _per_time(v["shear_rate"], s["shear_rate"], ft, "1/frame", "1/s"),
             "gamma_l_per_frame": _pv(v["shear_rate"] * L, s["shear_rate"] * L, unit="R0",
@@ -91,9 +92,10 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
             "peclet": _pv(pe, abs(pe) * np.sqrt(max(rel, 0.0)), definition="Pe = shear rate x R0^2 / D with R0 the particle "
                           "radius and D the non-affine diffusion coefficient at tau_ref; dimensionless"),
             "transit": _per_time(v["transit"], s["transit"], ft, "R0/frame", "um/s", r0 / 1000.0),
-            "rs": _pv(v["rs"], s["rs"], constrained=bool("rs" in f.free and k_conf >= MIN_CONFIGURATIONS_RS),
-                      note=None if "rs" in f.free and k_conf >= MIN_CONFIGURATIONS_RS else
-                      "R_s needs the 'time' normalisation (ensemble baseline)" if "rs" not in f.free else
+            "rs": _pv(v["rs"], s["rs"], constrained=bool(rs_fit and k_conf >= MIN_CONFIGURATIONS_RS),
+                      source=f.info.get("rs_from", "global fit") if rs_fit else None,
+                      note=None if rs_fit and k_conf >= MIN_CONFIGURATIONS_RS else
+                      "R_s needs the 'time' normalisation (ensemble baseline)" if not rs_fit else
                       f"R_s from the baseline needs >= {MIN_CONFIGURATIONS_RS} independent configurations; "
                       f"this stack samples {k_conf:.1f}"),
             "configurations": analysis.info["configurations"],

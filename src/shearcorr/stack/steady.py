@@ -36,7 +36,7 @@ class SteadyAnalysis:
     info: dict = field(default_factory=dict)
 
 
-def _per_lag(table, fit, c, jack, model, normalization):
+def _per_lag(table, fit, c, jack, model, normalization, weights=None):
     """Each lag alone on the ratio to lag 0: (gamma L, D2, amplitude = transit factor), baseline held."""
     from .fitting import fit_maps
 
@@ -49,7 +49,7 @@ def _per_lag(table, fit, c, jack, model, normalization):
         jr = jack[:, 1:] / np.where(jack[:, :1] > 0, jack[:, :1], np.nan)
         err = fit.errors[1:] / c0[None]
     if normalization == "time":
-        S, B1 = Baseline(model)(v["rs"])
+        S, B1 = Baseline(model, weights)(v["rs"])
         f = overlap_fraction(v["transit"] * pos, v["shear_rate"] * pos, L)
         keep = (1.0 - fit.d2(pos) * MEAN_ABS / L) ** 2
         den = v["beta"] * S + B1
@@ -114,8 +114,9 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     share :func:`jackknife_blind_share` misses, added in quadrature to the jackknife std of the shear
     rate and D. gamma L is set by which particles are in the beam (correlation between frames s apart:
     the overlap fraction f(|v| s, shear rate s)); D2 by their own random steps, fresh in every
-    window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2/K) of the
-    baseline (a variance estimated from K independent configurations; B - 1 ~ R_s^4)."""
+    window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2 V) of the
+    baseline (a variance estimated from K independent configurations, V = 1/K; B - 1 ~ R_s^4), with V the
+    share the jackknife misses of a configuration effect with the correlation of gamma L."""
     from ..experiment.model import configuration_samples, rs_levels
     from .fitting import fit_maps
 
@@ -144,8 +145,10 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
            "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
     fit.std["shear_rate"] = float(np.hypot(fit.std["shear_rate"], sr_c))
     fit.std["diffusion"] = float(np.hypot(fit.std["diffusion"], d_c_std))
-    if "rs" in fit.free:
-        rs_c = 0.25 * v["rs"] * np.sqrt(2.0 / K)
+    if "rs" in fit.free or fit.info.get("rs_from") == "row means":
+        # the baseline is a variance over the configurations in the beam (relative error sqrt(2/K) over K of them);
+        # set by which particles are in the beam (correlation f, as gamma L), of which the jackknife misses share_g
+        rs_c = 0.25 * v["rs"] * np.sqrt(2.0 * share_g)
         fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
         out["rs_std"] = float(rs_c)
     return out
@@ -153,7 +156,7 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
 
 def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transit=True, fit_rs=None,
                    rs_start: float = 0.15, executor=None, cache_dir=None, table_steps=None, weights=None,
-                   seed=0) -> SteadyAnalysis:
+                   seed=0, speckle_px: float = 1.0, rs_from: str = "rows") -> SteadyAnalysis:
     """The steady mode on lag sums (:class:`.engine.LagSums` with lag 0 and >= 2 further lags).
 
     1. Lag maps and their delete-one-group jackknife; errors by :func:`lag_map_errors`.
@@ -162,7 +165,11 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
        clear; shear rate = gamma L / (tau L), D = D2^2 / (2 tau).
     3. The pair table over the lag window, :func:`fit_steady`; if the fitted R_s is more than 0.075
        from the table's, the table is rebuilt at the fitted R_s and the fit repeated.
-    4. Every lag alone with the table (:func:`_per_lag`), for the model-free gamma L(tau), D2(tau).
+    4. With R_s fitted and ``rs_from="rows"`` (the default): R_s from the covariance of the q-row mean
+       intensities (:func:`.rowbaseline.fit_row_baseline`, the baseline alone; ``speckle_px``: speckle size
+       in pixels), and the global fit repeated with R_s held there (``rs_from="maps"``: R_s of the global
+       fit, where it also absorbs misfits of the coherent term at high q; docs/stacks.md).
+    5. Every lag alone with the table (:func:`_per_lag`), for the model-free gamma L(tau), D2(tau).
     """
     from .prelim import build_table, pair_fit_map
 
@@ -193,7 +200,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     start = {"shear_rate": sr, "diffusion": D, "exponent": 1.0, "transit": 0.0, "rs": rs_tab}
     norm = lag.normalization
     fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=phi, beta0=beta0,
-                     fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs, start=start)
+                     fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs, start=start, weights=weights)
     rebuilt = False
     if "rs" in fit.free and abs(fit.values["rs"] - rs_tab) > 0.075:
         rs_tab = round(fit.values["rs"], 2)
@@ -201,9 +208,25 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit", "rs")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
                          beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs,
-                         start=start)
+                         start=start, weights=weights)
         rebuilt = True
-    per = _per_lag(table, fit, c, jack, model, norm)
+    row_info = None
+    if "rs" in fit.free and rs_from == "rows":
+        from .rowbaseline import fit_row_baseline
+
+        rb = fit_row_baseline(lag, model, fit, speckle_px=speckle_px, weights=weights)
+        rs_maps = (fit.values["rs"], fit.std["rs"])
+        start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit")}
+        fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
+                         beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=False,
+                         start=dict(start, rs=rb["rs"]), weights=weights)
+        fit.std["rs"] = rb["std"]
+        fit.info["rs_from"] = "row means"
+        row_info = {"rs": rb["rs"], "std": rb["std"], "chi2": rb["chi2"], "n_values": rb["n_values"],
+                    "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1]}
+    elif "rs" in fit.free and rs_from != "maps":
+        raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
+    per = _per_lag(table, fit, c, jack, model, norm, weights)
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed)
     edge = bool(fit.gamma_l(W) > 0.98 * table.gamma_max or fit.d2(W) > 0.98 * table.d2_max)
     return SteadyAnalysis(fit=fit, lags=lags, c=c, errors=fit.errors, per_lag=per, flow_angle=fit.values["flow_angle"],
@@ -212,4 +235,4 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
                                           "flow_angle_pair_fit": phi},
                                 "table": {"rs": table.rs, "gamma_max": table.gamma_max, "d2_max": table.d2_max,
                                           "nodes": table.n_nodes, "cached": table.cached, "rebuilt_at_fitted_rs": rebuilt},
-                                "table_edge_reached": edge, "configurations": config})
+                                "table_edge_reached": edge, "configurations": config, "rs_row_means": row_info})

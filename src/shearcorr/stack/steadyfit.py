@@ -144,13 +144,22 @@ class Baseline:
 
     Both are smooth in R_s (B - 1 grows as R_s^4 at small R_s): the engine is called on a grid of
     R_s (step :data:`RS_STEP` over [0, RS_MAX]) once, when first needed, and interpolated (cubic),
-    so a fit over R_s costs no engine call per iteration.
+    so a fit over R_s costs no engine call per iteration. ``weights``: the pixel weights of the sub-grid
+    (:func:`.templates.pixel_weights`, (n_q, sq, n_phi, sp)); a q row is averaged over its sub-grid in q
+    as its pixels sample it (B - 1 rises steeply with q; the unweighted mean overstated it in the top
+    rows, whose pixels crowd to their low-q side where the detector's corners cut them).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, weights=None):
         from ..experiment.model import D_DECORRELATED
 
         self.model = model
+        if weights is None:
+            self.w_row = np.full((model.n_q, model.sq), 1.0 / model.sq)
+        else:
+            w = np.asarray(weights, dtype=np.float64).reshape(model.n_q, model.sq, -1).sum(axis=2)
+            tot = w.sum(axis=1, keepdims=True)
+            self.w_row = np.where(tot > 0, w / np.where(tot > 0, tot, 1.0), 1.0 / model.sq)
         self.d_dec = D_DECORRELATED
         # the engine's decorrelated baseline has lost particles by the D_DECORRELATED steps
         self.f_eng = (1.0 - D_DECORRELATED * MEAN_ABS / model.beam_size) ** 2
@@ -167,7 +176,8 @@ class Baseline:
         for rs in grid:
             a = ensemble_g(m.params(0.0, 0.0, rs), m.q_sub, [0.0])[:, 0]
             b = ensemble_g(m.params(0.0, self.d_dec, rs), m.q_sub, [0.0])[:, 0]
-            vals.append(np.stack([(a - b).reshape(m.n_q, m.sq).mean(1), (b - 1.0).reshape(m.n_q, m.sq).mean(1)]))
+            vals.append(np.stack([((a - b).reshape(m.n_q, m.sq) * self.w_row).sum(1),
+                                  ((b - 1.0).reshape(m.n_q, m.sq) * self.w_row).sum(1)]))
         self._spline = CubicSpline(grid, np.array(vals), axis=0)
 
     def __call__(self, rs):
@@ -179,7 +189,7 @@ class Baseline:
 
 
 def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0, beta0, tau_ref=None,
-               fit_exponent=True, fit_transit=True, fit_rs=None, start=None, max_nfev=200) -> SteadyFit:
+               fit_exponent=True, fit_transit=True, fit_rs=None, start=None, max_nfev=200, weights=None) -> SteadyFit:
     """Fit the steady-shear model to lag maps (module docstring).
 
     Parameters
@@ -203,6 +213,9 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         Start values of shear_rate (per frame), diffusion (R0^2 per frame), exponent, transit, rs.
     fit_rs : bool, optional
         Fit R_s (default: with the "time" normalisation only, where the baseline carries it).
+    weights : ndarray, optional
+        Pixel weights of the model's sub-grid (:func:`.templates.pixel_weights`) for the baseline's
+        bin averages (:class:`Baseline`).
     """
     lags = np.asarray(lags, dtype=np.int64)
     c = np.asarray(c, dtype=np.float64)
@@ -212,7 +225,7 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
     pos = lags[1:].astype(np.float64)
     tau_ref = float(np.exp(np.mean(np.log(pos)))) if tau_ref is None else float(tau_ref)
     fit_rs = (normalization == "time") if fit_rs is None else bool(fit_rs)
-    base = Baseline(model)
+    base = Baseline(model, weights)
     st = dict(start or {})
     full0 = np.array([st.get("shear_rate", 0.01), st.get("diffusion", 0.1), st.get("exponent", 1.0),
                       st.get("transit", 0.0), st.get("rs", table.rs), beta0, phi0])
@@ -294,6 +307,13 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         xm[j] -= h
         J[:, j] = (resid(xp, err) - resid(xm, err)) / (2 * h)
     H = np.linalg.pinv(J.T @ J)
+    if 4 in free and sol.x[free.index(4)] <= 1e-6:
+        # R_s at its bound 0: the model's R_s derivative vanishes there (B - 1 ~ R_s^4), and the inverse of its
+        # vanishing curvature (measured: std 16-31 for R_s = 0) would also leak into the others; R_s is held
+        # for the linear covariance and gets the one-sided error below
+        keep = [i for i in range(len(free)) if i != free.index(4)]
+        H = np.zeros((len(free), len(free)))
+        H[np.ix_(keep, keep)] = np.linalg.pinv(J[:, keep].T @ J[:, keep])
     G = jack.shape[0]
     dev = np.stack([((jd[g] - d) / err)[ok] for g in range(G)])  # (G, n): weighted perturbations
     dth = -(dev @ J) @ H  # (G, k): delta of the parameters when group g is removed

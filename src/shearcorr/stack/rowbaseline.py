@@ -1,0 +1,130 @@
+r"""R_s of a steady stack from the covariance of its q-row mean intensities (the finite-N baseline alone).
+
+The baseline B - 1 that carries R_s is the configuration-to-configuration fluctuation of the incoherent
+intensity P/S: common to every pixel of a q row. The mean of a row over its n pixels keeps it and
+averages the speckle down: with :math:`x_t = \bar I_t/\langle\bar I\rangle_t - 1` the row mean's
+relative fluctuation in frame t (the 'time' normalisation),
+
+.. math:: \langle x_t x_{t+\tau}\rangle = (B - 1) f_\tau k_\tau + \frac{\bar c^{\,coh}_\tau}{n_{\rm eff}}
+          - \frac{1}{T}\sum_{|s|<T}\Big(1 - \frac{|s|}{T}\Big)(B - 1) f_s k_s ,\qquad \tau \ge 1
+
+-- the baseline covariance of the shared particles (f, k: transit and non-affine losses, as in
+:mod:`.steadyfit`), the coherent (speckle) part of the pixel correlation divided by the number of
+independent pixels of the row (n_eff = n / max(1, speckle size in pixels)^2; distinct pixels share no
+speckle beyond one speckle), and minus the variance of the time mean that the normalisation removes.
+Lag 0 (shot noise) is not used.
+
+Why not from the bin maps alone: there the baseline (1e-4 of the contrast at R_s = 0.10) sits under the
+coherent term and R_s also scales the ratio to lag 0 (beta S / (beta S + B - 1)), so a 1e-3 misfit of the
+coherent model at high q moves R_s (docs/stacks.md, "R_s from the row means"). Here the coherent part is
+suppressed by 1/n_eff and modelled from the global fit.
+
+Fit: R_s on a grid of :data:`.steadyfit.RS_STEP` / 6 over [0, RS_MAX] then refined, weighted by the
+delete-one-group jackknife variances of the row covariances; its error is the delete-one-group jackknife
+of the whole estimate (every group re-solved; valid also at the bound R_s = 0, where B - 1 ~ R_s^4 makes
+a linear error meaningless).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from .steadyfit import MEAN_ABS, RS_MAX, RS_STEP, Baseline, overlap_fraction
+
+__all__ = ["row_covariances", "fit_row_baseline"]
+
+
+def row_covariances(lag):
+    r"""Per group of origins, the sums :math:`\sum_{t\in g} x_t x_{t+\tau}` of the q-row mean fluctuations
+    and their pair counts, for the lags >= 1 of ``lag`` (:class:`.engine.LagSums`).
+
+    Returns ``(sums (G, n_lags - 1, n_q), pairs (G, n_lags - 1), n_row (n_q,))``; ``n_row``: pixels per row.
+    """
+    plan = lag.plan
+    n_q, n_sub = plan.n_q, plan.n_sub
+    npr = plan.n_pix_ring.astype(np.float64)
+    rm = np.asarray(lag.ring_mean, dtype=np.float64)  # (T, n_rings), counts per pixel
+    tot = (rm * npr[None]).reshape(rm.shape[0], n_q, n_sub).sum(2)
+    n_row = npr.reshape(n_q, n_sub).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row = tot / n_row[None]
+        x = row / row.mean(axis=0)[None] - 1.0
+    x = np.where(np.isfinite(x), x, 0.0)
+    T = x.shape[0]
+    taus = np.asarray(lag.lags[1:], dtype=np.int64)
+    edges = np.asarray(lag.group_edges, dtype=np.int64) - int(lag.start)
+    G = edges.size - 1
+    sums = np.zeros((G, taus.size, n_q))
+    pairs = np.zeros((G, taus.size))
+    for j, tau in enumerate(taus):
+        prod = x[: T - tau] * x[tau:]  # origins 0 .. T - tau - 1
+        cum = np.vstack([np.zeros((1, n_q)), np.cumsum(prod, axis=0)])
+        hi = np.clip(edges, 0, T - tau)
+        sums[:, j] = cum[hi[1:]] - cum[hi[:-1]]
+        pairs[:, j] = hi[1:] - hi[:-1]
+    return sums, pairs, n_row
+
+
+def fit_row_baseline(lag, model, fit, *, speckle_px: float = 1.0, weights=None) -> dict:
+    """R_s from the row-mean covariances (module docstring), given the global steady fit ``fit``
+    (:class:`.steadyfit.SteadyFit`: transit, shear rate, D2(tau) and its coherent prediction); ``speckle_px``:
+    speckle size in pixels; ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`).
+
+    Returns a dict: ``rs``, ``std`` (delete-one-group jackknife), ``chi2``, ``n_values``, ``jackknife``
+    (R_s per deleted group), ``lags`` and the per-row data ``cov`` (n_lags - 1, n_q) and ``model``.
+    """
+    sums, pairs, n_row = row_covariances(lag)
+    G = sums.shape[0]
+    v = fit.values
+    L = fit.info["beam_size"]
+    T = int(lag.stop - lag.start)
+    taus = np.asarray(lag.lags[1:], dtype=np.float64)
+    fk = lambda s: (overlap_fraction(v["transit"] * s, v["shear_rate"] * s, L)  # noqa: E731
+                    * np.clip(1.0 - fit.d2(np.maximum(s, 1e-12)) * MEAN_ABS / L, 0.0, None) ** 2)
+    f_tau = fk(taus)
+    s_all = np.arange(1, T, dtype=np.float64)
+    var_mean = (1.0 + 2.0 * np.sum((1.0 - s_all / T) * fk(s_all))) / T  # Var of the time mean per unit (B - 1)
+    base = Baseline(model, weights)
+    # the coherent part of the bin maps (prediction minus its baseline term), averaged over each row's pixels
+    npix = np.asarray(lag.n_pix_bin, dtype=np.float64)
+    _, b1_fit = base(v["rs"])
+    coh = fit.prediction[1:] - b1_fit[None] * f_tau[:, None, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coh_row = np.nansum(coh * npix[None], axis=2) / npix.sum(axis=1)[None]
+    n_eff = n_row / max(float(speckle_px), 1.0) ** 2
+    spk = np.nan_to_num(coh_row / np.where(n_eff > 0, n_eff, np.nan)[None])
+
+    def cov_of(s, p):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return s / p[:, None]
+
+    tot_s, tot_p = sums.sum(0), pairs.sum(0)
+    cov = cov_of(tot_s, tot_p)
+    jack = np.stack([cov_of(tot_s - sums[g], tot_p - pairs[g]) for g in range(G)])
+    var = (G - 1.0) / G * np.nansum((jack - np.nanmean(jack, axis=0)) ** 2, axis=0)
+    rows_b1 = lambda rs: base(rs)[1][:, 0]  # noqa: E731  (n_q,)
+    shape = f_tau[:, None] - var_mean  # (n_lags - 1, 1): the baseline's lag dependence, mean removed
+    ok = np.isfinite(cov) & (var > 0) & (n_row[None] > 0)
+    w = np.where(ok, 1.0 / np.where(var > 0, var, 1.0), 0.0)
+
+    def chi2(rs, data):
+        m = rows_b1(rs)[None] * shape + spk
+        return float(np.sum(w * np.where(ok, data - m, 0.0) ** 2))
+
+    grid = np.arange(0.0, RS_MAX + 1e-9, RS_STEP / 6.0)
+
+    def solve(data):
+        c = [chi2(r, data) for r in grid]
+        i = int(np.argmin(c))
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+        if hi - lo <= 0:
+            return float(grid[i])
+        r = minimize_scalar(lambda x: chi2(x, data), bounds=(lo, hi), method="bounded", options={"xatol": 1e-5})
+        return float(r.x) if r.fun <= c[i] else float(grid[i])
+
+    rs = solve(cov)
+    rs_g = np.array([solve(np.where(np.isfinite(jack[g]), jack[g], cov)) for g in range(G)])
+    std = float(np.sqrt((G - 1.0) / G * np.sum((rs_g - rs_g.mean()) ** 2)))
+    return {"rs": rs, "std": std, "chi2": chi2(rs, cov), "n_values": int(ok.sum()), "jackknife": rs_g.tolist(),
+            "lags": taus.tolist(), "cov": cov, "model": rows_b1(rs)[None] * shape + spk, "n_eff": n_eff}
