@@ -3,11 +3,14 @@
     nice python benchmarks/bench_pair_errors.py [--configs 30] [--n-samples 128] [--size 512] [--gamma-l 10.33 --d2 1.19 --rs 0.24]
     nice python benchmarks/bench_pair_errors.py --term-cost      # CPU of the configuration term per instrument
 
-The ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow fixed):
+By default the ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow
+fixed; ``--coherence``, ``--pixel-subsamples``, ``--speckle-px``, ``--contrast``, ``--counts`` change it, the analysis
+told the instrument):
 K configurations of one (gamma L, D2, R_s) are rendered and analysed with ``analyze``. For each
 configuration the *oracle* map -- the exact pair correlation y_1(q) of the very configuration rendered
-(:func:`shearcorr.experiment.model.configuration_samples`'s formula), evaluated at every valid pixel's
-q-vector and averaged over each bin as the data are -- is fitted with the same weights. That splits the
+under the instrument's amplitude transfer (partial coherence, pixel integration:
+:func:`shearcorr.experiment.pairtransfer.configuration_y1`; the coherent formula for the ideal instrument),
+evaluated at every valid pixel's q-vector and averaged over each bin as the data are -- is fitted with the same weights. That splits the
 error of a pair into
 
 * the configuration term, gamma_oracle - truth (the particles' own finite sample), to compare with the
@@ -38,28 +41,20 @@ from shearcorr.params import SystemParams
 from shearcorr.physics import form_factor, sphere_volume
 
 
-def oracle_map(cfg, geo, valid, cm, flow_rad):
-    """Bin average over the valid pixels of the configuration's exact y_1(q) (shape of cm.C; NaN where empty)."""
+def oracle_map(cfg, geo, valid, cm, flow_rad, transfer=None):
+    """Bin average over the valid pixels of the configuration's exact y_1(q) (shape of cm.C; NaN where empty).
+
+    y_1 at each pixel's q-vector under the instrument's amplitude transfer ``transfer``
+    (:func:`shearcorr.experiment.pairtransfer.amplitude_transfer` of the model's beam, pixel response and flow: partial
+    coherence, pixel integration, PSF; :func:`~shearcorr.experiment.pairtransfer.configuration_y1`); None: the
+    coherent beam with point pixels (the coherent formula)."""
+    from shearcorr.experiment.pairtransfer import configuration_y1
+
     q = geo.qr0[valid]
     phi = geo.phi[valid]
     th = phi - flow_rad
-    qx, qy = q * np.cos(th), q * np.sin(th)
-    mb, ma = cfg.illumination_before, cfg.illumination_after
-    lit = (mb > 0) | (ma > 0)
-    mb, ma, radius = mb[lit], ma[lit], cfg.radius[lit]
-    both = (mb > 0) & (ma > 0)
-    V2 = sphere_volume(radius) ** 2
-    dx, dy = (cfg.x_after - cfg.x)[lit][both], (cfg.y_after - cfg.y)[lit][both]
-    y1 = np.empty(q.size)
-    for s in range(0, q.size, 20000):
-        sl = slice(s, s + 20000)
-        w2 = V2[None, :] * form_factor(q[sl, None] * radius[None, :]) ** 2
-        P, Pa = (w2 * mb).sum(1), (w2 * ma).sum(1)
-        S4, S4a = (w2**2 * mb**2).sum(1), (w2**2 * ma**2).sum(1)
-        wab = (w2 * np.sqrt(mb * ma))[:, both]
-        ph = np.exp(-1j * (qx[sl, None] * dx[None, :] + qy[sl, None] * dy[None, :]))
-        s_ = (ph * wab).sum(1)
-        y1[sl] = (np.abs(s_) ** 2 - (wab**2).sum(1)) / np.sqrt((P**2 - S4) * (Pa**2 - S4a))
+    y1 = configuration_y1(transfer, q * np.cos(th), q * np.sin(th), cfg.x, cfg.y, cfg.x_after, cfg.y_after, cfg.radius,
+                          cfg.illumination_before, cfg.illumination_after)
     iq = np.searchsorted(cm.q_edges, q) - 1
     ip = np.searchsorted(cm.phi_edges, np.mod(phi - cm.phi_offset, np.pi)) - 1
     good = (iq >= 0) & (iq < cm.q_edges.size - 1) & (ip >= 0) & (ip < cm.phi_edges.size - 1)
@@ -69,6 +64,15 @@ def oracle_map(cfg, geo, valid, cm, flow_rad):
     n = np.bincount(idx, None, nq * nph)
     with np.errstate(invalid="ignore"):
         return (s / n).reshape(nq, nph)
+
+
+def model_transfer(model):
+    """The amplitude transfer of the instrument a fitted model was told (beam coherence, pixels, PSF), or None."""
+    from shearcorr.beam import Beam
+    from shearcorr.experiment.pairtransfer import amplitude_transfer
+
+    beam = (model.beam if model.beam is not None else Beam()).resolved(model.beam_size)
+    return amplitude_transfer(beam, model.pixel, model.flow_angle)
 
 
 def draw_responses(cm, model, fit, phi0, ys):
@@ -225,6 +229,10 @@ def main():
     ap.add_argument("--seed", type=int, default=7000)
     ap.add_argument("--n-samples", type=int, default=256, help="configuration samples of the variants")
     ap.add_argument("--stride", type=int, default=2, help="oracle evaluated on every stride-th pixel per axis")
+    ap.add_argument("--coherence", type=float, default=0.0, help="rms coherence length / beam size (0: coherent beam)")
+    ap.add_argument("--pixel-subsamples", type=int, default=1,
+                    help="sub-pixels per axis of the renderer; > 1: the analysis integrates pixels (told right)")
+    ap.add_argument("--speckle-px", type=float, default=2.2, help="pixels per speckle")
     a = ap.parse_args()
     if a.term_cost:
         term_cost()
@@ -236,6 +244,12 @@ def main():
     flow = np.radians(a.flow)
     captured = {}
     orig, spy = _spy_fit_pair(captured)
+    beam = None
+    if a.coherence > 0:
+        from shearcorr.beam import Beam
+
+        beam = Beam("square", params.beam_size, (a.coherence * params.beam_size,) * 2)
+    dq = 2 * np.pi / params.beam_size / a.speckle_px
 
     an.fit_pair = spy
     rows = []
@@ -246,13 +260,13 @@ def main():
     for k in range(a.configs):
         seed = a.seed + k
         p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
-                        seed=seed, pixel_subsamples=1)
+                        seed=seed, dq=dq, beam=beam, pixel_subsamples=a.pixel_subsamples)
         analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
-                                                                        pixel_integration=False))
+                                                                        pixel_integration=a.pixel_subsamples > 1))
         cm, model, f = captured["cm"], captured["model"], captured["fit"]
         sub = np.zeros_like(p.mask)
         sub[::a.stride, ::a.stride] = True
-        yo = oracle_map(pair_configuration(params, seed), p.geometry, p.mask & sub, cm, flow)
+        yo = oracle_map(pair_configuration(params, seed, beam), p.geometry, p.mask & sub, cm, flow, model_transfer(model))
         cmo = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, yo, np.nan), beta=1.0, beta_err=0.0)
         fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(f.gamma_l.value,),
                       grid_d2=(f.d2.value,))
