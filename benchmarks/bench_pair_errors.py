@@ -138,9 +138,9 @@ def conditioning_study(a):
 
     an.fit_pair = spy
     p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
-                    seed=a.seed, pixel_subsamples=1)
+                    seed=a.seed, dq=2 * np.pi / params.beam_size / a.speckle_px, pixel_subsamples=a.pixel_subsamples)
     analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
-                                                                    pixel_integration=False))
+                                                                    pixel_integration=a.pixel_subsamples > 1))
     an.fit_pair = orig
     cm, model, f = captured["cm"], captured["model"], captured["fit"]
     prof_obs, s_err = pair_profile(p.before, p.after, p.geometry.qr0, p.geometry.phi, p.mask, model.q_edges)
@@ -186,6 +186,71 @@ def conditioning_study(a):
             parts += [f"R_s {lo:.1f}-{hi:.1f}: {z[(rs_k >= lo) & (rs_k < hi)].std():.2f}" for lo, hi in bins]
             rho = spearmanr(sg, np.abs(d))[0] if np.ptp(sg) > 0 else float("nan")
             print(f"  sigma {label:18s}: " + "; ".join(parts) + f"; Spearman(sigma, |delta|) {rho:+.2f}", flush=True)
+        # what n pairs of this parameter set can tell of the z std: z = (delta + speckle) / sigma_total, the speckle
+        # term Gaussian with the rendered pair's std_speckle; the z std of n pairs resampled from the draws
+        sp = f.std_speckle[j]
+        zt = (d + sp * rng.standard_normal(n)) / np.sqrt(d.var(ddof=1) + sp**2)
+        zq = []
+        for n_p in (20, 40, 100):
+            zs = zt[rng.integers(0, n, (20000, n_p))].std(axis=1)
+            zq.append(f"{n_p} pairs: median {np.median(zs):.2f}, 68 % {np.percentile(zs, 16):.2f}-{np.percentile(zs, 84):.2f}, "
+                      f"95 % {np.percentile(zs, 2.5):.2f}-{np.percentile(zs, 97.5):.2f}")
+        print(f"  total z (speckle std {sp:.3f}, configuration {d.std(ddof=1):.3f}): std {zt.std():.2f}, kurtosis "
+              f"{np.mean(zt**4) / np.mean(zt**2)**2:.1f}, robust spread {1.4826 * np.median(np.abs(zt - np.median(zt))):.2f}, "
+              f"coverage 68/95 % {100 * np.mean(np.abs(zt) <= 1):.0f}/{100 * np.mean(np.abs(zt) <= 2):.0f} %; z std of "
+              + "; ".join(zq), flush=True)
+
+
+def config_bias_study(a):
+    """Bias of one pair's estimate from its own configuration alone (no speckle, no photons, contrast known).
+
+    One pair of the parameter set is rendered with the instrument of the options and analysed told right (for the
+    bins, weights and model). For each R_s level of ``--rs-levels``, ``--draws`` configurations at the true
+    (gamma L, D2) give their exact binned maps (:func:`shearcorr.experiment.model.configuration_maps`); each map is
+    fitted noise-free as the pair's data would be (flow fixed, R_s held at the prior centre, beta = 1). Printed per
+    level: the mean relative bias of gamma L and D2 with its standard error, the median (``--draws`` fits), and the
+    part that is the mean map's offset (over ``--lin-draws`` maps) from y_model (E[y_1] - y_model; the ensemble model is a ratio of configuration averages,
+    E[num]/E[den], a pair measures num/den) propagated linearly; the rest is the fit's nonlinearity."""
+    from shearcorr.experiment.model import configuration_maps, draw_configurations
+
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    flow = np.radians(a.flow)
+    captured = {}
+    orig, spy = _spy_fit_pair(captured)
+    an.fit_pair = spy
+    p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
+                    seed=a.seed, dq=2 * np.pi / params.beam_size / a.speckle_px, pixel_subsamples=a.pixel_subsamples)
+    analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
+                                                                    pixel_integration=a.pixel_subsamples > 1))
+    an.fit_pair = orig
+    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    print(f"rendered pair: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f}, D2 {f.d2.value:.3f} +- {f.d2.std:.3f}; "
+          f"{int(cm.ok.sum())} bins; pixels {'integrated' if model.pixel is not None else 'points'}", flush=True)
+    truth = np.array([a.gamma_l, a.d2])
+    for lvl, rs in enumerate(a.rs_levels):
+        t0 = time.perf_counter()
+        n_maps = max(a.draws, a.lin_draws)
+        ys = configuration_maps(model, draw_configurations(model, a.gamma_l, a.d2, rs, n_maps, a.seed + 1 + lvl), flow)
+        est = []
+        for y in ys[:a.draws]:
+            cmo = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, y, np.nan), beta=1.0, beta_err=0.0)
+            fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
+            est.append((fo.gamma_l.value, fo.d2.value))
+        rel = np.array(est) / truth - 1
+        # the mean map's offset from the model at the truth (R_s held at the prior centre, as the fit), propagated
+        y_mod = model.y(a.gamma_l, a.d2, 0.15, flow)
+        at_truth = dataclasses.replace(f, gamma_l=type(f.gamma_l)(a.gamma_l, 0.0), d2=type(f.d2)(a.d2, 0.0),
+                                       beta=type(f.beta)(1.0, 0.0))
+        lin = draw_responses(dataclasses.replace(cm, beta=1.0, beta_err=0.0), model, at_truth, flow,
+                             np.stack([ys.mean(axis=0), y_mod]))  # response to the mean map minus that to the model
+        lin_rel = (lin[0, :2] - lin[-1, :2]) / truth
+        se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel))
+        print(f"R_s {rs:.2f}: {len(rel)} configurations fitted, {n_maps} mapped, gamma L bias {100 * rel[:, 0].mean():+.2f} +- {100 * se[0]:.2f} % "
+              f"(median {100 * np.median(rel[:, 0]):+.2f} %, std {100 * rel[:, 0].std():.1f} %), D2 bias "
+              f"{100 * rel[:, 1].mean():+.2f} +- {100 * se[1]:.2f} % (median {100 * np.median(rel[:, 1]):+.2f} %, std "
+              f"{100 * rel[:, 1].std():.1f} %); linear response to E[y_1] - y_model: gamma L {100 * lin_rel[0]:+.2f} %, "
+              f"D2 {100 * lin_rel[1]:+.2f} % (max |E[y_1] - y_model| {np.nanmax(np.abs(ys.mean(axis=0) - y_mod)[cm.ok]):.4f}) "
+              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
 
 
 def term_cost(repeats=3):
@@ -217,6 +282,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--term-cost", action="store_true", help="CPU of the configuration term per instrument (term_cost)")
     ap.add_argument("--conditioning", action="store_true", help="the profile-conditioning study (conditioning_study)")
+    ap.add_argument("--config-bias", action="store_true", help="bias from the configuration alone (config_bias_study)")
+    ap.add_argument("--rs-levels", type=float, nargs="+", default=[0.05, 0.15, 0.25], help="R_s of --config-bias")
+    ap.add_argument("--lin-draws", type=int, default=512, help="--config-bias: maps for the mean map (fits: --draws)")
     ap.add_argument("--draws", type=int, default=2048, help="configurations of the conditioning study")
     ap.add_argument("--configs", type=int, default=40)
     ap.add_argument("--size", type=int, default=512)
@@ -239,6 +307,9 @@ def main():
         return
     if a.conditioning:
         conditioning_study(a)
+        return
+    if a.config_bias:
+        config_bias_study(a)
         return
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)
