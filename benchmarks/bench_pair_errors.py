@@ -253,6 +253,53 @@ def config_bias_study(a):
               f"[{time.perf_counter() - t0:.0f} s]", flush=True)
 
 
+def binning_study(a):
+    """Is the configuration term of two points per bin that of the data's bin average? One pair is rendered and
+    analysed told the instrument (bins, weights, model); ``--draws`` configurations over the R_s prior at the true
+    (gamma L, D2) are mapped twice: as :func:`fit_pair`'s term does (:func:`.model.configuration_maps`, each bin's
+    centre q and two azimuths) and as the data are (:func:`oracle_map`: y_1 at every ``--stride``-th valid pixel,
+    averaged over each bin). Printed: the rms difference of the maps against their spread, and the std of the
+    linearised (gamma L, D2) response (:func:`draw_responses`, what the sandwich propagates) of each."""
+    from types import SimpleNamespace
+
+    from shearcorr.experiment.model import configuration_maps, draw_configurations, rs_levels
+
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    flow = np.radians(a.flow)
+    captured = {}
+    orig, spy = _spy_fit_pair(captured)
+    an.fit_pair = spy
+    p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
+                    seed=a.seed, dq=2 * np.pi / params.beam_size / a.speckle_px, pixel_subsamples=a.pixel_subsamples)
+    analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
+                                                                    pixel_integration=a.pixel_subsamples > 1))
+    an.fit_pair = orig
+    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    t0 = time.perf_counter()
+    d = draw_configurations(model, a.gamma_l, a.d2, rs_levels(a.draws, 0.3), a.draws, a.seed + 1)
+    two = configuration_maps(model, d, flow)
+    sub = np.zeros_like(p.mask)
+    sub[::a.stride, ::a.stride] = True
+    T = model_transfer(model)
+    pix = np.empty_like(two)
+    for k in range(a.draws):
+        cfg = SimpleNamespace(x=d.x[k], y=d.y[k], x_after=d.xa[k], y_after=d.ya[k], radius=d.radius[k],
+                              illumination_before=d.beam.intensity(d.x[k], d.y[k]),
+                              illumination_after=d.beam.intensity(d.xa[k], d.ya[k]))
+        pix[k] = oracle_map(cfg, p.geometry, p.mask & sub, cm, flow, T)
+    ok = cm.ok
+    diff = (two - pix)[:, ok]
+    dev = pix[:, ok] - pix[:, ok].mean(axis=0)
+    print(f"{a.draws} configurations (gamma L {a.gamma_l}, D2 {a.d2}, R_s over U(0, 0.3)), {int(ok.sum())} bins: rms "
+          f"(two points - pixel average) {np.sqrt(np.mean(diff**2)):.4f} (mean {diff.mean():+.4f}) against the spread of "
+          f"the pixel-averaged maps {np.sqrt(np.mean(dev**2)):.4f}; rms spread of the two-point maps "
+          f"{np.sqrt(np.mean((two[:, ok] - two[:, ok].mean(axis=0))**2)):.4f} [{time.perf_counter() - t0:.0f} s]")
+    for label, ys in (("two points per bin (fit_pair)", two), ("pixel average (the data)", pix)):
+        r = draw_responses(cm, model, f, flow, ys)[:, :2]
+        print(f"  {label:30s}: configuration std of gamma L {r[:, 0].std(ddof=1):.3f}, D2 {r[:, 1].std(ddof=1):.4f}",
+              flush=True)
+
+
 def term_cost(repeats=3):
     """CPU of the configuration term (128 maps of ``configuration_samples`` on the analysis' default 16 x 36 bins) for
     the coherent beam with point pixels (the coherent formula), with the pixels of 2.5 pixels per speckle, and with
@@ -283,6 +330,7 @@ def main():
     ap.add_argument("--term-cost", action="store_true", help="CPU of the configuration term per instrument (term_cost)")
     ap.add_argument("--conditioning", action="store_true", help="the profile-conditioning study (conditioning_study)")
     ap.add_argument("--config-bias", action="store_true", help="bias from the configuration alone (config_bias_study)")
+    ap.add_argument("--binning", action="store_true", help="two points per bin against the bin average (binning_study)")
     ap.add_argument("--rs-levels", type=float, nargs="+", default=[0.05, 0.15, 0.25], help="R_s of --config-bias")
     ap.add_argument("--lin-draws", type=int, default=512, help="--config-bias: maps for the mean map (fits: --draws)")
     ap.add_argument("--draws", type=int, default=2048, help="configurations of the conditioning study")
@@ -310,6 +358,9 @@ def main():
         return
     if a.config_bias:
         config_bias_study(a)
+        return
+    if a.binning:
+        binning_study(a)
         return
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)

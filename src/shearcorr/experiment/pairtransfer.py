@@ -245,6 +245,8 @@ def configuration_y1(T, qx, qy, x, y, xa, ya, radius, ub, ua, chunk: int = 4096)
 
     qx, qy = np.asarray(qx, dtype=np.float64).ravel(), np.asarray(qy, dtype=np.float64).ravel()
     x, y, xa, ya, radius, ub, ua = (np.asarray(v, dtype=np.float64) for v in (x, y, xa, ya, radius, ub, ua))
+    lit = (ub > 0) | (ua > 0)  # only these scatter
+    x, y, xa, ya, radius, ub, ua = (v[lit] for v in (x, y, xa, ya, radius, ub, ua))
     lb, la = ub > 0, ua > 0
     both = lb & la
     if T is None:
