@@ -349,7 +349,8 @@ def summarize_log(a):
                 marg = re.findall(r"\(marginal \+-([\d.]+) \+-([\d.]+)", line)
                 prof = re.findall(r"profile slope (-?[\d.]+)\+-([\d.]+) \(own (-?[\d.]+)\)", line)
                 for k, (told, v, sv, w, sw) in enumerate(pat.findall(line)):
-                    mg = [float(x) for x in marg[k]] if k < len(marg) else [np.nan, np.nan]
+                    # a run without --condition reports the marginal term: its std is the marginal one
+                    mg = [float(x) for x in marg[k]] if k < len(marg) else [float(sv), float(sw)]
                     pr = [float(x) for x in prof[k]] if k < len(prof) else [np.nan] * 3
                     res.setdefault(told, []).append((gl, d2, float(v), float(sv), float(w), float(sw), np.nan, np.nan,
                                                      np.nan, np.nan, rs, *mg, pr[0], np.nan, pr[2], pr[1]))

@@ -230,13 +230,26 @@ def config_bias_study(a):
     for lvl, rs in enumerate(a.rs_levels):
         t0 = time.perf_counter()
         n_maps = max(a.draws, a.lin_draws)
-        ys = configuration_maps(model, draw_configurations(model, a.gamma_l, a.d2, rs, n_maps, a.seed + 1 + lvl), flow)
+        d = draw_configurations(model, a.gamma_l, a.d2, rs, n_maps, a.seed + 1 + lvl)
+        ys = configuration_maps(model, d, flow)
         est = []
         for y in ys[:a.draws]:
             cmo = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, y, np.nan), beta=1.0, beta_err=0.0)
             fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
             est.append((fo.gamma_l.value, fo.d2.value))
-        rel = np.array(est) / truth - 1
+        rel = np.array(est).reshape(-1, 2) / truth - 1
+        # the pair's own contrast per q row: its frames' speckle variance over P^2 (finite N, pixels), which the
+        # analysis replaces by one beta (the speckle-weighted mean over the rows); the map it fits is y_1 c(q) / c_mean
+        c = own_contrast(model, d)
+        wq = np.where(cm.ok, cm.n_eff, 0.0).sum(axis=1)
+        ratio = c / ((c * wq).sum(axis=1, keepdims=True) / wq.sum())
+        resp = draw_responses(cm, model, f, flow, np.concatenate([ys * ratio[:, :, None], ys]))[:, :2]
+        shift = (resp[:n_maps] - resp[n_maps:]).mean(axis=0) / truth
+        slope = np.polyfit(np.sqrt(model.q_edges[:-1] * model.q_edges[1:]) ** 2, np.log(ratio).T, 1)[0]
+        print(f"  own contrast over the q rows: ln c slope in (q R0)^2 median {np.median(slope):+.3f} (16-84 % "
+              f"{np.percentile(slope, 16):+.3f} to {np.percentile(slope, 84):+.3f}); the fit's linear response to "
+              f"y_1 c(q)/c_mean against y_1, mean over the draws: gamma L {100 * shift[0]:+.2f} %, D2 {100 * shift[1]:+.2f} %",
+              flush=True)
         # the mean map's offset from the model at the truth (R_s held at the prior centre, as the fit), propagated
         y_mod = model.y(a.gamma_l, a.d2, 0.15, flow)
         at_truth = dataclasses.replace(f, gamma_l=type(f.gamma_l)(a.gamma_l, 0.0), d2=type(f.d2)(a.d2, 0.0),
@@ -244,13 +257,35 @@ def config_bias_study(a):
         lin = draw_responses(dataclasses.replace(cm, beta=1.0, beta_err=0.0), model, at_truth, flow,
                              np.stack([ys.mean(axis=0), y_mod]))  # response to the mean map minus that to the model
         lin_rel = (lin[0, :2] - lin[-1, :2]) / truth
-        se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel))
-        print(f"R_s {rs:.2f}: {len(rel)} configurations fitted, {n_maps} mapped, gamma L bias {100 * rel[:, 0].mean():+.2f} +- {100 * se[0]:.2f} % "
-              f"(median {100 * np.median(rel[:, 0]):+.2f} %, std {100 * rel[:, 0].std():.1f} %), D2 bias "
-              f"{100 * rel[:, 1].mean():+.2f} +- {100 * se[1]:.2f} % (median {100 * np.median(rel[:, 1]):+.2f} %, std "
-              f"{100 * rel[:, 1].std():.1f} %); linear response to E[y_1] - y_model: gamma L {100 * lin_rel[0]:+.2f} %, "
+        se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel)) if len(rel) > 1 else np.full(2, np.nan)
+        fits = "" if not len(rel) else (
+            f"gamma L bias {100 * rel[:, 0].mean():+.2f} +- {100 * se[0]:.2f} % (median {100 * np.median(rel[:, 0]):+.2f} %, "
+            f"std {100 * rel[:, 0].std():.1f} %), D2 bias {100 * rel[:, 1].mean():+.2f} +- {100 * se[1]:.2f} % (median "
+            f"{100 * np.median(rel[:, 1]):+.2f} %, std {100 * rel[:, 1].std():.1f} %); ")
+        print(f"R_s {rs:.2f}: {len(rel)} configurations fitted, {n_maps} mapped, " + fits + f"linear response to E[y_1] - y_model: gamma L {100 * lin_rel[0]:+.2f} %, "
               f"D2 {100 * lin_rel[1]:+.2f} % (max |E[y_1] - y_model| {np.nanmax(np.abs(ys.mean(axis=0) - y_mod)[cm.ok]):.4f}) "
               f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+
+
+def own_contrast(model, d):
+    """Each draw's own speckle contrast per q bin centre relative to the instrument's: sqrt(V V') / (P P') with V the
+    speckle variance of a frame (:func:`shearcorr.experiment.pairtransfer.frame_variance`, the model's transfer) and
+    P = sum u V^2 F^2; shape (K, n_q). For a coherent beam with point pixels 1 - sum w^4 / (sum w^2)^2 per frame."""
+    from shearcorr.experiment.pairtransfer import lag_matrix
+
+    T = model_transfer(model)
+    qc = np.sqrt(model.q_edges[:-1] * model.q_edges[1:])
+    out = np.empty((d.x.shape[0], qc.size))
+    for k in range(d.x.shape[0]):
+        vals = []
+        for x, y in ((d.x[k], d.y[k]), (d.xa[k], d.ya[k])):
+            u = d.beam.intensity(x, y)
+            lit = u > 0
+            W = (sphere_volume(d.radius[k][lit]) ** 2 * u[lit])[:, None] * form_factor(d.radius[k][lit][:, None] * qc) ** 2
+            t = np.ones((lit.sum(),) * 2) if T is None else lag_matrix(T, x[lit], y[lit])
+            vals.append((np.einsum("iq,iq->q", W, (t * t) @ W) - np.sum(W * W, axis=0)) / W.sum(axis=0) ** 2)
+        out[k] = np.sqrt(vals[0] * vals[1])
+    return out
 
 
 def binning_study(a):
