@@ -227,6 +227,23 @@ def config_bias_study(a):
     print(f"rendered pair: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f}, D2 {f.d2.value:.3f} +- {f.d2.std:.3f}; "
           f"{int(cm.ok.sum())} bins; pixels {'integrated' if model.pixel is not None else 'points'}", flush=True)
     truth = np.array([a.gamma_l, a.d2])
+    if a.noise_fits:  # the fit's own nonlinearity: the model map at the truth plus Gaussian noise of the stated errors
+        rng = np.random.default_rng(a.seed)
+        c0 = f.beta.value * model.y(a.gamma_l, a.d2, 0.15, flow)
+        sig = cm.errors(c0)
+        est = []
+        t0 = time.perf_counter()
+        for _ in range(a.noise_fits):
+            C = 1.0 + np.where(cm.ok, c0 + sig * rng.standard_normal(c0.shape), np.nan)
+            fo = fit_pair(dataclasses.replace(cm, C=C), model, phi0=flow, fit_flow=False, n_configs=0,
+                          grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
+            est.append((fo.gamma_l.value, fo.d2.value))
+        rel = np.array(est) / truth - 1
+        se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel))
+        print(f"model map + Gaussian noise of the stated errors (beta {f.beta.value:.3f} with its prior), {len(rel)} fits: "
+              f"gamma L bias {100 * rel[:, 0].mean():+.2f} +- {100 * se[0]:.2f} % (std {100 * rel[:, 0].std():.1f} %), D2 bias "
+              f"{100 * rel[:, 1].mean():+.2f} +- {100 * se[1]:.2f} % (std {100 * rel[:, 1].std():.1f} %) "
+              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
     for lvl, rs in enumerate(a.rs_levels):
         t0 = time.perf_counter()
         n_maps = max(a.draws, a.lin_draws)
@@ -366,8 +383,10 @@ def main():
     ap.add_argument("--conditioning", action="store_true", help="the profile-conditioning study (conditioning_study)")
     ap.add_argument("--config-bias", action="store_true", help="bias from the configuration alone (config_bias_study)")
     ap.add_argument("--binning", action="store_true", help="two points per bin against the bin average (binning_study)")
-    ap.add_argument("--rs-levels", type=float, nargs="+", default=[0.05, 0.15, 0.25], help="R_s of --config-bias")
+    ap.add_argument("--rs-levels", type=float, nargs="*", default=[0.05, 0.15, 0.25], help="R_s of --config-bias")
     ap.add_argument("--lin-draws", type=int, default=512, help="--config-bias: maps for the mean map (fits: --draws)")
+    ap.add_argument("--noise-fits", type=int, default=0,
+                    help="--config-bias: also fit the model map at the truth plus Gaussian noise of the stated errors")
     ap.add_argument("--draws", type=int, default=2048, help="configurations of the conditioning study")
     ap.add_argument("--configs", type=int, default=40)
     ap.add_argument("--size", type=int, default=512)
