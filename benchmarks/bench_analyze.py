@@ -99,8 +99,9 @@ def main():
                         "the z of the marginal term is printed from the same fits")
     g.add_argument("--first", type=int, default=0, help="skip the first pairs (their parameters are still drawn): split "
                    "a study over processes, then summarise the joined logs with --from-log")
-    g.add_argument("--from-log", metavar="LOG", help="no rendering: re-draw the parameter sets of the options and "
-                   "summarise the per-pair lines of an instrument-study log (with bootstrap intervals)")
+    g.add_argument("--from-log", metavar="LOG[@SEED]", nargs="+",
+                   help="no rendering: re-draw the parameter sets of the options (the seed after '@', else --seed) and "
+                        "summarise the per-pair lines of instrument-study logs, pooled (with bootstrap intervals)")
     ap.add_argument("--timing-condition", type=int, default=0, metavar="SIZE",
                     help="only time the profile-conditioned analysis against the default and point pixels (timing_condition)")
     a = ap.parse_args()
@@ -325,34 +326,41 @@ def summarize_z(s_gl, s_d2, R, label, n_boot=10000, seed=0):
 
 
 def summarize_log(a):
-    """Summary of an instrument-study log (``--from-log``): the per-pair 'told: value+-std value+-std' fields and the
-    true parameter sets re-drawn from the options (no rendering); values as printed in the log."""
+    """Summary of instrument-study logs (``--from-log LOG[@SEED] ...``, pooled): the per-pair 'told: value+-std
+    value+-std' fields and the true parameter sets re-drawn from the options with each log's seed (no rendering);
+    values as printed in the logs. Adds the z spread by parameter range (:func:`summarize_bins`)."""
+    import argparse
     import re
 
-    draws = list(instrument_draws(a))
     pat = re.compile(r"(\S+):\s+([-\d.]+)\s*\+-\s*([\d.]+)\s+([-\d.]+)\s*\+-\s*([\d.]+)")
-    res = {}
-    with open(a.from_log) as fh:
-        for line in fh:
-            m0 = re.match(r"\s*(\d+) gl\s+([\d.]+) d2 ([\d.]+)", line)
-            if not m0:
-                continue
-            i = int(m0.group(1))
-            gl, d2, rs = draws[i][:3]
-            if abs(gl - float(m0.group(2))) > 0.051 or abs(d2 - float(m0.group(3))) > 0.0051:
-                raise SystemExit(f"pair {i} of the log is not the pair the options draw: give the options of the run")
-            marg = re.findall(r"\(marginal \+-([\d.]+) \+-([\d.]+)", line)
-            prof = re.findall(r"profile slope (-?[\d.]+)\+-([\d.]+) \(own (-?[\d.]+)\)", line)
-            for k, (told, v, sv, w, sw) in enumerate(pat.findall(line)):
-                mg = [float(x) for x in marg[k]] if k < len(marg) else [np.nan, np.nan]
-                pr = [float(x) for x in prof[k]] if k < len(prof) else [np.nan] * 3
-                res.setdefault(told, []).append((gl, d2, float(v), float(sv), float(w), float(sw), np.nan, np.nan,
-                                                 np.nan, np.nan, rs, *mg, pr[0], np.nan, pr[2], pr[1]))
-    print(f"{a.from_log}: {', '.join(f'{k} ({len(v)} pairs)' for k, v in res.items())}; values as printed in the log")
+    res, extra = {}, {}
+    for item in a.from_log:
+        path, _, seed = item.partition("@")
+        draws = list(instrument_draws(argparse.Namespace(**{**vars(a), "seed": int(seed) if seed else a.seed})))
+        with open(path) as fh:
+            for line in fh:
+                m0 = re.match(r"\s*(\d+) gl\s+([\d.]+) d2 ([\d.]+) ([\d.]+) px/speckle", line)
+                if not m0:
+                    continue
+                i = int(m0.group(1))
+                gl, d2, rs = draws[i][:3]
+                if abs(gl - float(m0.group(2))) > 0.051 or abs(d2 - float(m0.group(3))) > 0.0051:
+                    raise SystemExit(f"pair {i} of {path} is not the pair the options draw: give the options of the run")
+                marg = re.findall(r"\(marginal \+-([\d.]+) \+-([\d.]+)", line)
+                prof = re.findall(r"profile slope (-?[\d.]+)\+-([\d.]+) \(own (-?[\d.]+)\)", line)
+                for k, (told, v, sv, w, sw) in enumerate(pat.findall(line)):
+                    # a run without --condition reports the marginal term: its std is the marginal one
+                    mg = [float(x) for x in marg[k]] if k < len(marg) else [float(sv), float(sw)]
+                    pr = [float(x) for x in prof[k]] if k < len(prof) else [np.nan] * 3
+                    res.setdefault(told, []).append((gl, d2, float(v), float(sv), float(w), float(sw), np.nan, np.nan,
+                                                     np.nan, np.nan, rs, *mg, pr[0], np.nan, pr[2], pr[1]))
+                    extra.setdefault(told, []).append(float(m0.group(4)))
+    print(f"{' + '.join(a.from_log)}: {', '.join(f'{k} ({len(v)} pairs)' for k, v in res.items())}; values as printed")
     for told, rows in res.items():
         R = np.array(rows)
         summarize_told(told, R)
-        if R.shape[1] > 11 and np.isfinite(R[:, 11]).all():
+        marginal = R.shape[1] > 11 and np.isfinite(R[:, 11]).all()
+        if marginal:
             summarize_z(R[:, 11], R[:, 12], R, "marginal configuration term (the same fits)")
             ok = np.isfinite(R[:, 13])
             if ok.sum() > 2:
@@ -362,6 +370,28 @@ def summarize_log(a):
                 print(f"    profile slope - the configuration's own: median |diff| {np.median(np.abs(R[ok, 13] - R[ok, 15])):.4f}, "
                       f"mean {np.mean(R[ok, 13] - R[ok, 15]):+.4f}, z std {zs.std():.2f} with the stated noise (median "
                       f"{np.median(R[ok, 16]):.4f}); Spearman with the true R_s {spearmanr(R[ok, 13], R[ok, 10])[0]:+.2f}")
+        summarize_bins(R, np.array(extra[told]), R[:, 11:13] if marginal else R[:, [3, 5]])
+
+
+def summarize_bins(R, spx, s_marg, n_boot=10000, seed=0):
+    """Robust spread (1.4826 MAD) of z, mean relative bias with its bootstrap 68 % interval, and the z std of the
+    (marginal) std ``s_marg`` (n, 2) in the thirds of the pairs by true gamma L, D2, R_s and pixels per speckle
+    ``spx``: where an off-band z std comes from."""
+    rng = np.random.default_rng(seed)
+    for name, t, e, j in (("gamma_l", 0, 2, 0), ("d2", 1, 4, 1)):
+        z = (R[:, e] - R[:, t]) / s_marg[:, j]
+        rel = R[:, e] / R[:, t] - 1
+        b = rng.integers(0, z.size, (n_boot, z.size))
+        mb = rel[b].mean(axis=1)
+        line = (f"    {name} (marginal std): robust z spread {1.4826 * np.median(np.abs(z - np.median(z))):.2f}, mean rel bias "
+                f"{rel.mean():+.3f} [68 %: {np.percentile(mb, 16):+.3f} to {np.percentile(mb, 84):+.3f}; 95 %: "
+                f"{np.percentile(mb, 2.5):+.3f} to {np.percentile(mb, 97.5):+.3f}], median rel err {np.median(rel):+.3f}; z std by third:")
+        for label, v in (("gamma L", R[:, 0]), ("D2", R[:, 1]), ("R_s", R[:, 10]), ("px/speckle", spx)):
+            edges = np.percentile(v, [0, 100 / 3, 200 / 3, 100])
+            k = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, 2)
+            line += f" {label} " + "/".join(f"{z[k == m].std():.2f}" for m in range(3))
+            line += " (bias " + "/".join(f"{100 * rel[k == m].mean():+.1f}" for m in range(3)) + " %);"
+        print(line, flush=True)
 
 
 def coverage(z):

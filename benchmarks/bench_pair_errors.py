@@ -3,11 +3,14 @@
     nice python benchmarks/bench_pair_errors.py [--configs 30] [--n-samples 128] [--size 512] [--gamma-l 10.33 --d2 1.19 --rs 0.24]
     nice python benchmarks/bench_pair_errors.py --term-cost      # CPU of the configuration term per instrument
 
-The ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow fixed):
+By default the ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow
+fixed; ``--coherence``, ``--pixel-subsamples``, ``--speckle-px``, ``--contrast``, ``--counts`` change it, the analysis
+told the instrument):
 K configurations of one (gamma L, D2, R_s) are rendered and analysed with ``analyze``. For each
 configuration the *oracle* map -- the exact pair correlation y_1(q) of the very configuration rendered
-(:func:`shearcorr.experiment.model.configuration_samples`'s formula), evaluated at every valid pixel's
-q-vector and averaged over each bin as the data are -- is fitted with the same weights. That splits the
+under the instrument's amplitude transfer (partial coherence, pixel integration:
+:func:`shearcorr.experiment.pairtransfer.configuration_y1`; the coherent formula for the ideal instrument),
+evaluated at every valid pixel's q-vector and averaged over each bin as the data are -- is fitted with the same weights. That splits the
 error of a pair into
 
 * the configuration term, gamma_oracle - truth (the particles' own finite sample), to compare with the
@@ -38,28 +41,20 @@ from shearcorr.params import SystemParams
 from shearcorr.physics import form_factor, sphere_volume
 
 
-def oracle_map(cfg, geo, valid, cm, flow_rad):
-    """Bin average over the valid pixels of the configuration's exact y_1(q) (shape of cm.C; NaN where empty)."""
+def oracle_map(cfg, geo, valid, cm, flow_rad, transfer=None):
+    """Bin average over the valid pixels of the configuration's exact y_1(q) (shape of cm.C; NaN where empty).
+
+    y_1 at each pixel's q-vector under the instrument's amplitude transfer ``transfer``
+    (:func:`shearcorr.experiment.pairtransfer.amplitude_transfer` of the model's beam, pixel response and flow: partial
+    coherence, pixel integration, PSF; :func:`~shearcorr.experiment.pairtransfer.configuration_y1`); None: the
+    coherent beam with point pixels (the coherent formula)."""
+    from shearcorr.experiment.pairtransfer import configuration_y1
+
     q = geo.qr0[valid]
     phi = geo.phi[valid]
     th = phi - flow_rad
-    qx, qy = q * np.cos(th), q * np.sin(th)
-    mb, ma = cfg.illumination_before, cfg.illumination_after
-    lit = (mb > 0) | (ma > 0)
-    mb, ma, radius = mb[lit], ma[lit], cfg.radius[lit]
-    both = (mb > 0) & (ma > 0)
-    V2 = sphere_volume(radius) ** 2
-    dx, dy = (cfg.x_after - cfg.x)[lit][both], (cfg.y_after - cfg.y)[lit][both]
-    y1 = np.empty(q.size)
-    for s in range(0, q.size, 20000):
-        sl = slice(s, s + 20000)
-        w2 = V2[None, :] * form_factor(q[sl, None] * radius[None, :]) ** 2
-        P, Pa = (w2 * mb).sum(1), (w2 * ma).sum(1)
-        S4, S4a = (w2**2 * mb**2).sum(1), (w2**2 * ma**2).sum(1)
-        wab = (w2 * np.sqrt(mb * ma))[:, both]
-        ph = np.exp(-1j * (qx[sl, None] * dx[None, :] + qy[sl, None] * dy[None, :]))
-        s_ = (ph * wab).sum(1)
-        y1[sl] = (np.abs(s_) ** 2 - (wab**2).sum(1)) / np.sqrt((P**2 - S4) * (Pa**2 - S4a))
+    y1 = configuration_y1(transfer, q * np.cos(th), q * np.sin(th), cfg.x, cfg.y, cfg.x_after, cfg.y_after, cfg.radius,
+                          cfg.illumination_before, cfg.illumination_after)
     iq = np.searchsorted(cm.q_edges, q) - 1
     ip = np.searchsorted(cm.phi_edges, np.mod(phi - cm.phi_offset, np.pi)) - 1
     good = (iq >= 0) & (iq < cm.q_edges.size - 1) & (ip >= 0) & (ip < cm.phi_edges.size - 1)
@@ -69,6 +64,15 @@ def oracle_map(cfg, geo, valid, cm, flow_rad):
     n = np.bincount(idx, None, nq * nph)
     with np.errstate(invalid="ignore"):
         return (s / n).reshape(nq, nph)
+
+
+def model_transfer(model):
+    """The amplitude transfer of the instrument a fitted model was told (beam coherence, pixels, PSF), or None."""
+    from shearcorr.beam import Beam
+    from shearcorr.experiment.pairtransfer import amplitude_transfer
+
+    beam = (model.beam if model.beam is not None else Beam()).resolved(model.beam_size)
+    return amplitude_transfer(beam, model.pixel, model.flow_angle)
 
 
 def draw_responses(cm, model, fit, phi0, ys):
@@ -134,9 +138,9 @@ def conditioning_study(a):
 
     an.fit_pair = spy
     p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
-                    seed=a.seed, pixel_subsamples=1)
+                    seed=a.seed, dq=2 * np.pi / params.beam_size / a.speckle_px, pixel_subsamples=a.pixel_subsamples)
     analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
-                                                                    pixel_integration=False))
+                                                                    pixel_integration=a.pixel_subsamples > 1))
     an.fit_pair = orig
     cm, model, f = captured["cm"], captured["model"], captured["fit"]
     prof_obs, s_err = pair_profile(p.before, p.after, p.geometry.qr0, p.geometry.phi, p.mask, model.q_edges)
@@ -182,6 +186,170 @@ def conditioning_study(a):
             parts += [f"R_s {lo:.1f}-{hi:.1f}: {z[(rs_k >= lo) & (rs_k < hi)].std():.2f}" for lo, hi in bins]
             rho = spearmanr(sg, np.abs(d))[0] if np.ptp(sg) > 0 else float("nan")
             print(f"  sigma {label:18s}: " + "; ".join(parts) + f"; Spearman(sigma, |delta|) {rho:+.2f}", flush=True)
+        # what n pairs of this parameter set can tell of the z std: z = (delta + speckle) / sigma_total, the speckle
+        # term Gaussian with the rendered pair's std_speckle; the z std of n pairs resampled from the draws
+        sp = f.std_speckle[j]
+        zt = (d + sp * rng.standard_normal(n)) / np.sqrt(d.var(ddof=1) + sp**2)
+        zq = []
+        for n_p in (20, 40, 100):
+            zs = zt[rng.integers(0, n, (20000, n_p))].std(axis=1)
+            zq.append(f"{n_p} pairs: median {np.median(zs):.2f}, 68 % {np.percentile(zs, 16):.2f}-{np.percentile(zs, 84):.2f}, "
+                      f"95 % {np.percentile(zs, 2.5):.2f}-{np.percentile(zs, 97.5):.2f}")
+        print(f"  total z (speckle std {sp:.3f}, configuration {d.std(ddof=1):.3f}): std {zt.std():.2f}, kurtosis "
+              f"{np.mean(zt**4) / np.mean(zt**2)**2:.1f}, robust spread {1.4826 * np.median(np.abs(zt - np.median(zt))):.2f}, "
+              f"coverage 68/95 % {100 * np.mean(np.abs(zt) <= 1):.0f}/{100 * np.mean(np.abs(zt) <= 2):.0f} %; z std of "
+              + "; ".join(zq), flush=True)
+
+
+def config_bias_study(a):
+    """Bias of one pair's estimate from its own configuration alone (no speckle, no photons, contrast known).
+
+    One pair of the parameter set is rendered with the instrument of the options and analysed told right (for the
+    bins, weights and model). For each R_s level of ``--rs-levels``, ``--draws`` configurations at the true
+    (gamma L, D2) give their exact binned maps (:func:`shearcorr.experiment.model.configuration_maps`); each map is
+    fitted noise-free as the pair's data would be (flow fixed, R_s held at the prior centre, beta = 1). Printed per
+    level: the mean relative bias of gamma L and D2 with its standard error, the median (``--draws`` fits), and the
+    part that is the mean map's offset (over ``--lin-draws`` maps) from y_model (E[y_1] - y_model; the ensemble model is a ratio of configuration averages,
+    E[num]/E[den], a pair measures num/den) propagated linearly; the rest is the fit's nonlinearity."""
+    from shearcorr.experiment.model import configuration_maps, draw_configurations
+
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    flow = np.radians(a.flow)
+    captured = {}
+    orig, spy = _spy_fit_pair(captured)
+    an.fit_pair = spy
+    p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
+                    seed=a.seed, dq=2 * np.pi / params.beam_size / a.speckle_px, pixel_subsamples=a.pixel_subsamples)
+    analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
+                                                                    pixel_integration=a.pixel_subsamples > 1))
+    an.fit_pair = orig
+    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    print(f"rendered pair: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f}, D2 {f.d2.value:.3f} +- {f.d2.std:.3f}; "
+          f"{int(cm.ok.sum())} bins; pixels {'integrated' if model.pixel is not None else 'points'}", flush=True)
+    truth = np.array([a.gamma_l, a.d2])
+    if a.noise_fits:  # the fit's own nonlinearity: the model map at the truth plus Gaussian noise of the stated errors
+        rng = np.random.default_rng(a.seed)
+        c0 = f.beta.value * model.y(a.gamma_l, a.d2, 0.15, flow)
+        sig = cm.errors(c0)
+        est = []
+        t0 = time.perf_counter()
+        for _ in range(a.noise_fits):
+            C = 1.0 + np.where(cm.ok, c0 + sig * rng.standard_normal(c0.shape), np.nan)
+            fo = fit_pair(dataclasses.replace(cm, C=C), model, phi0=flow, fit_flow=False, n_configs=0,
+                          grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
+            est.append((fo.gamma_l.value, fo.d2.value))
+        rel = np.array(est) / truth - 1
+        se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel))
+        print(f"model map + Gaussian noise of the stated errors (beta {f.beta.value:.3f} with its prior), {len(rel)} fits: "
+              f"gamma L bias {100 * rel[:, 0].mean():+.2f} +- {100 * se[0]:.2f} % (std {100 * rel[:, 0].std():.1f} %), D2 bias "
+              f"{100 * rel[:, 1].mean():+.2f} +- {100 * se[1]:.2f} % (std {100 * rel[:, 1].std():.1f} %) "
+              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+    for lvl, rs in enumerate(a.rs_levels):
+        t0 = time.perf_counter()
+        n_maps = max(a.draws, a.lin_draws)
+        d = draw_configurations(model, a.gamma_l, a.d2, rs, n_maps, a.seed + 1 + lvl)
+        ys = configuration_maps(model, d, flow)
+        est = []
+        for y in ys[:a.draws]:
+            cmo = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, y, np.nan), beta=1.0, beta_err=0.0)
+            fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
+            est.append((fo.gamma_l.value, fo.d2.value))
+        rel = np.array(est).reshape(-1, 2) / truth - 1
+        # the pair's own contrast per q row: its frames' speckle variance over P^2 (finite N, pixels), which the
+        # analysis replaces by one beta (the speckle-weighted mean over the rows); the map it fits is y_1 c(q) / c_mean
+        c = own_contrast(model, d)
+        wq = np.where(cm.ok, cm.n_eff, 0.0).sum(axis=1)
+        ratio = c / ((c * wq).sum(axis=1, keepdims=True) / wq.sum())
+        resp = draw_responses(cm, model, f, flow, np.concatenate([ys * ratio[:, :, None], ys]))[:, :2]
+        shift = (resp[:n_maps] - resp[n_maps:]).mean(axis=0) / truth
+        slope = np.polyfit(np.sqrt(model.q_edges[:-1] * model.q_edges[1:]) ** 2, np.log(ratio).T, 1)[0]
+        print(f"  own contrast over the q rows: ln c slope in (q R0)^2 median {np.median(slope):+.3f} (16-84 % "
+              f"{np.percentile(slope, 16):+.3f} to {np.percentile(slope, 84):+.3f}); the fit's linear response to "
+              f"y_1 c(q)/c_mean against y_1, mean over the draws: gamma L {100 * shift[0]:+.2f} %, D2 {100 * shift[1]:+.2f} %",
+              flush=True)
+        # the mean map's offset from the model at the truth (R_s held at the prior centre, as the fit), propagated
+        y_mod = model.y(a.gamma_l, a.d2, 0.15, flow)
+        at_truth = dataclasses.replace(f, gamma_l=type(f.gamma_l)(a.gamma_l, 0.0), d2=type(f.d2)(a.d2, 0.0),
+                                       beta=type(f.beta)(1.0, 0.0))
+        lin = draw_responses(dataclasses.replace(cm, beta=1.0, beta_err=0.0), model, at_truth, flow,
+                             np.stack([ys.mean(axis=0), y_mod]))  # response to the mean map minus that to the model
+        lin_rel = (lin[0, :2] - lin[-1, :2]) / truth
+        se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel)) if len(rel) > 1 else np.full(2, np.nan)
+        fits = "" if not len(rel) else (
+            f"gamma L bias {100 * rel[:, 0].mean():+.2f} +- {100 * se[0]:.2f} % (median {100 * np.median(rel[:, 0]):+.2f} %, "
+            f"std {100 * rel[:, 0].std():.1f} %), D2 bias {100 * rel[:, 1].mean():+.2f} +- {100 * se[1]:.2f} % (median "
+            f"{100 * np.median(rel[:, 1]):+.2f} %, std {100 * rel[:, 1].std():.1f} %); ")
+        print(f"R_s {rs:.2f}: {len(rel)} configurations fitted, {n_maps} mapped, " + fits + f"linear response to E[y_1] - y_model: gamma L {100 * lin_rel[0]:+.2f} %, "
+              f"D2 {100 * lin_rel[1]:+.2f} % (max |E[y_1] - y_model| {np.nanmax(np.abs(ys.mean(axis=0) - y_mod)[cm.ok]):.4f}) "
+              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+
+
+def own_contrast(model, d):
+    """Each draw's own speckle contrast per q bin centre relative to the instrument's: sqrt(V V') / (P P') with V the
+    speckle variance of a frame (:func:`shearcorr.experiment.pairtransfer.frame_variance`, the model's transfer) and
+    P = sum u V^2 F^2; shape (K, n_q). For a coherent beam with point pixels 1 - sum w^4 / (sum w^2)^2 per frame."""
+    from shearcorr.experiment.pairtransfer import lag_matrix
+
+    T = model_transfer(model)
+    qc = np.sqrt(model.q_edges[:-1] * model.q_edges[1:])
+    out = np.empty((d.x.shape[0], qc.size))
+    for k in range(d.x.shape[0]):
+        vals = []
+        for x, y in ((d.x[k], d.y[k]), (d.xa[k], d.ya[k])):
+            u = d.beam.intensity(x, y)
+            lit = u > 0
+            W = (sphere_volume(d.radius[k][lit]) ** 2 * u[lit])[:, None] * form_factor(d.radius[k][lit][:, None] * qc) ** 2
+            t = np.ones((lit.sum(),) * 2) if T is None else lag_matrix(T, x[lit], y[lit])
+            vals.append((np.einsum("iq,iq->q", W, (t * t) @ W) - np.sum(W * W, axis=0)) / W.sum(axis=0) ** 2)
+        out[k] = np.sqrt(vals[0] * vals[1])
+    return out
+
+
+def binning_study(a):
+    """Is the configuration term of two points per bin that of the data's bin average? One pair is rendered and
+    analysed told the instrument (bins, weights, model); ``--draws`` configurations over the R_s prior at the true
+    (gamma L, D2) are mapped twice: as :func:`fit_pair`'s term does (:func:`.model.configuration_maps`, each bin's
+    centre q and two azimuths) and as the data are (:func:`oracle_map`: y_1 at every ``--stride``-th valid pixel,
+    averaged over each bin). Printed: the rms difference of the maps against their spread, and the std of the
+    linearised (gamma L, D2) response (:func:`draw_responses`, what the sandwich propagates) of each."""
+    from types import SimpleNamespace
+
+    from shearcorr.experiment.model import configuration_maps, draw_configurations, rs_levels
+
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    flow = np.radians(a.flow)
+    captured = {}
+    orig, spy = _spy_fit_pair(captured)
+    an.fit_pair = spy
+    p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
+                    seed=a.seed, dq=2 * np.pi / params.beam_size / a.speckle_px, pixel_subsamples=a.pixel_subsamples)
+    analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
+                                                                    pixel_integration=a.pixel_subsamples > 1))
+    an.fit_pair = orig
+    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    t0 = time.perf_counter()
+    d = draw_configurations(model, a.gamma_l, a.d2, rs_levels(a.draws, 0.3), a.draws, a.seed + 1)
+    two = configuration_maps(model, d, flow)
+    sub = np.zeros_like(p.mask)
+    sub[::a.stride, ::a.stride] = True
+    T = model_transfer(model)
+    pix = np.empty_like(two)
+    for k in range(a.draws):
+        cfg = SimpleNamespace(x=d.x[k], y=d.y[k], x_after=d.xa[k], y_after=d.ya[k], radius=d.radius[k],
+                              illumination_before=d.beam.intensity(d.x[k], d.y[k]),
+                              illumination_after=d.beam.intensity(d.xa[k], d.ya[k]))
+        pix[k] = oracle_map(cfg, p.geometry, p.mask & sub, cm, flow, T)
+    ok = cm.ok
+    diff = (two - pix)[:, ok]
+    dev = pix[:, ok] - pix[:, ok].mean(axis=0)
+    print(f"{a.draws} configurations (gamma L {a.gamma_l}, D2 {a.d2}, R_s over U(0, 0.3)), {int(ok.sum())} bins: rms "
+          f"(two points - pixel average) {np.sqrt(np.mean(diff**2)):.4f} (mean {diff.mean():+.4f}) against the spread of "
+          f"the pixel-averaged maps {np.sqrt(np.mean(dev**2)):.4f}; rms spread of the two-point maps "
+          f"{np.sqrt(np.mean((two[:, ok] - two[:, ok].mean(axis=0))**2)):.4f} [{time.perf_counter() - t0:.0f} s]")
+    for label, ys in (("two points per bin (fit_pair)", two), ("pixel average (the data)", pix)):
+        r = draw_responses(cm, model, f, flow, ys)[:, :2]
+        print(f"  {label:30s}: configuration std of gamma L {r[:, 0].std(ddof=1):.3f}, D2 {r[:, 1].std(ddof=1):.4f}",
+              flush=True)
 
 
 def term_cost(repeats=3):
@@ -213,6 +381,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--term-cost", action="store_true", help="CPU of the configuration term per instrument (term_cost)")
     ap.add_argument("--conditioning", action="store_true", help="the profile-conditioning study (conditioning_study)")
+    ap.add_argument("--config-bias", action="store_true", help="bias from the configuration alone (config_bias_study)")
+    ap.add_argument("--binning", action="store_true", help="two points per bin against the bin average (binning_study)")
+    ap.add_argument("--rs-levels", type=float, nargs="*", default=[0.05, 0.15, 0.25], help="R_s of --config-bias")
+    ap.add_argument("--lin-draws", type=int, default=512, help="--config-bias: maps for the mean map (fits: --draws)")
+    ap.add_argument("--noise-fits", type=int, default=0,
+                    help="--config-bias: also fit the model map at the truth plus Gaussian noise of the stated errors")
     ap.add_argument("--draws", type=int, default=2048, help="configurations of the conditioning study")
     ap.add_argument("--configs", type=int, default=40)
     ap.add_argument("--size", type=int, default=512)
@@ -225,6 +399,10 @@ def main():
     ap.add_argument("--seed", type=int, default=7000)
     ap.add_argument("--n-samples", type=int, default=256, help="configuration samples of the variants")
     ap.add_argument("--stride", type=int, default=2, help="oracle evaluated on every stride-th pixel per axis")
+    ap.add_argument("--coherence", type=float, default=0.0, help="rms coherence length / beam size (0: coherent beam)")
+    ap.add_argument("--pixel-subsamples", type=int, default=1,
+                    help="sub-pixels per axis of the renderer; > 1: the analysis integrates pixels (told right)")
+    ap.add_argument("--speckle-px", type=float, default=2.2, help="pixels per speckle")
     a = ap.parse_args()
     if a.term_cost:
         term_cost()
@@ -232,10 +410,22 @@ def main():
     if a.conditioning:
         conditioning_study(a)
         return
+    if a.config_bias:
+        config_bias_study(a)
+        return
+    if a.binning:
+        binning_study(a)
+        return
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)
     captured = {}
     orig, spy = _spy_fit_pair(captured)
+    beam = None
+    if a.coherence > 0:
+        from shearcorr.beam import Beam
+
+        beam = Beam("square", params.beam_size, (a.coherence * params.beam_size,) * 2)
+    dq = 2 * np.pi / params.beam_size / a.speckle_px
 
     an.fit_pair = spy
     rows = []
@@ -246,13 +436,13 @@ def main():
     for k in range(a.configs):
         seed = a.seed + k
         p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
-                        seed=seed, pixel_subsamples=1)
+                        seed=seed, dq=dq, beam=beam, pixel_subsamples=a.pixel_subsamples)
         analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
-                                                                        pixel_integration=False))
+                                                                        pixel_integration=a.pixel_subsamples > 1))
         cm, model, f = captured["cm"], captured["model"], captured["fit"]
         sub = np.zeros_like(p.mask)
         sub[::a.stride, ::a.stride] = True
-        yo = oracle_map(pair_configuration(params, seed), p.geometry, p.mask & sub, cm, flow)
+        yo = oracle_map(pair_configuration(params, seed, beam), p.geometry, p.mask & sub, cm, flow, model_transfer(model))
         cmo = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, yo, np.nan), beta=1.0, beta_err=0.0)
         fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(f.gamma_l.value,),
                       grid_d2=(f.d2.value,))

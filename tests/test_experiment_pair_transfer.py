@@ -109,3 +109,26 @@ def test_single_configurations_average_to_the_engine(beam, pixel, old_off):
     old = dataclasses.replace(d, beam=Beam().resolved(L))  # the same particles under the coherent formula
     coherent = configuration_maps(BinnedPairModel(Q_EDGES, PHI_EDGES, beam_size=L), old, phi0).mean(axis=0)
     assert np.abs(coherent - y_model).max() > old_off
+
+
+@pytest.mark.parametrize("beam, pixel", [(None, None), (Beam("square", L, (0.3 * L, 0.5 * L)), _pixel(2.2, 0.3, 0.4))])
+def test_pointwise_configuration_map_is_the_binned_one(beam, pixel):
+    """configuration_y1 (the pair's oracle at any q-vector, e.g. every pixel: bench_pair_errors) at the two points per
+    bin of configuration_maps gives its maps; with partial coherence and pixels the coherent formula does not."""
+    model = BinnedPairModel(Q_EDGES, PHI_EDGES, beam_size=L, beam=beam, pixel=pixel, flow_angle=0.5)
+    d = draw_configurations(model, 14.0, 1.1, 0.2, 2, seed=5)
+    ys = configuration_maps(model, d, 0.5)
+    T = pairtransfer.amplitude_transfer(d.beam, pixel, 0.5)
+    qc = np.sqrt(Q_EDGES[:-1] * Q_EDGES[1:])
+    dphi = np.diff(PHI_EDGES)
+    phs = np.stack([PHI_EDGES[:-1] + 0.25 * dphi, PHI_EDGES[:-1] + 0.75 * dphi], axis=1).ravel() - 0.5
+    qq, pp = np.meshgrid(qc, phs, indexing="ij")
+    for k in range(2):
+        args = (d.x[k], d.y[k], d.xa[k], d.ya[k], d.radius[k], d.beam.intensity(d.x[k], d.y[k]),
+                d.beam.intensity(d.xa[k], d.ya[k]))
+        y1 = pairtransfer.configuration_y1(T, qq * np.cos(pp), qq * np.sin(pp), *args, chunk=50)
+        y1 = y1.reshape(qc.size, PHI_EDGES.size - 1, 2).mean(axis=2)
+        assert np.abs(y1 - ys[k]).max() < 2e-3 * np.abs(ys[k]).max()
+        if T is not None:
+            old = pairtransfer.configuration_y1(None, qq * np.cos(pp), qq * np.sin(pp), *args)
+            assert np.abs(old.reshape(y1.shape[0], -1, 2).mean(axis=2) - ys[k]).max() > 0.05

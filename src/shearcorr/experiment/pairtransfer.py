@@ -36,7 +36,8 @@ import math
 
 import numpy as np
 
-__all__ = ["AmplitudeTransfer", "amplitude_transfer", "lag_matrix", "pair_modes", "transfer_maps", "frame_variance", "pair_power_modes", "MODE_EPS"]
+__all__ = ["AmplitudeTransfer", "amplitude_transfer", "lag_matrix", "pair_modes", "transfer_maps", "frame_variance",
+           "pair_power_modes", "configuration_y1", "MODE_EPS"]
 
 #: Fraction of the trace of K left in the residual of the low-rank factor of :func:`pair_modes`.
 MODE_EPS = 1e-3
@@ -206,6 +207,68 @@ def transfer_maps(T, qc, phs, x, y, xa, ya, ks, lit, both, w2, ub, ua, n):
     S = np.stack([np.bincount(np.repeat(np.arange(n), counts), weights=d * wb[:, j] ** 2, minlength=n)
                   for j in range(qc.size)], axis=1)
     return (power - S[..., None]) / np.sqrt(V * Va)[..., None]
+
+
+def configuration_y1(T, qx, qy, x, y, xa, ya, radius, ub, ua, chunk: int = 4096) -> np.ndarray:
+    r"""y_1 of *one* configuration at arbitrary q-vectors under the amplitude transfer ``T`` (the oracle of a pair).
+
+    .. math:: y_1(\mathbf q) = \frac{\sum_m |\sum_i v_{im} w_i^2 e^{-i\mathbf q\cdot\Delta\mathbf r_i}|^2
+              - \sum_i \tilde K_{ii} w_i^4}{\sqrt{V(\mathbf q)\,V'(\mathbf q)}},\qquad w_i^2 = V_i^2 F^2(qR_i)
+
+    (module docstring; :func:`pair_modes` of the particles lit before and after, :func:`frame_variance` of each
+    frame): the speckle average of :math:`(I - \bar I)(I' - \bar I')` over the speckle variances, i.e. what the
+    correlation map of a pair of this configuration estimates at q without speckle or photon noise. ``T`` None
+    (a coherent beam and point pixels) gives the coherent formula of :func:`.model.configuration_samples`,
+    :math:`(|\sum_i s_i w_i^2 e^{-i\mathbf q\cdot\Delta\mathbf r_i}|^2 - \sum_i s_i^2 w_i^4)/\sqrt{(P^2 - \sum u^2 w^4)(P'^2 - \dots)}`.
+    The same numbers as :func:`transfer_maps` at its (q, phi) points (that kernel is float32 in the phase sums).
+
+    Parameters
+    ----------
+    T : AmplitudeTransfer or None
+        :func:`amplitude_transfer` of the instrument (flow frame).
+    qx, qy : ndarray (n_points,)
+        q-vectors along the flow and across it (1/R0), e.g. every valid pixel's centre.
+    x, y, xa, ya : ndarray (N,)
+        Positions before and after (R0, flow frame).
+    radius : ndarray (N,)
+        Radii (R0).
+    ub, ua : ndarray (N,)
+        Footprint intensities before and after (0: not lit).
+    chunk : int
+        q-vectors per block (memory ~ 16 N chunk bytes).
+
+    Returns
+    -------
+    ndarray (n_points,)
+    """
+    from ..physics import form_factor, sphere_volume
+
+    qx, qy = np.asarray(qx, dtype=np.float64).ravel(), np.asarray(qy, dtype=np.float64).ravel()
+    x, y, xa, ya, radius, ub, ua = (np.asarray(v, dtype=np.float64) for v in (x, y, xa, ya, radius, ub, ua))
+    lit = (ub > 0) | (ua > 0)  # only these scatter
+    x, y, xa, ya, radius, ub, ua = (v[lit] for v in (x, y, xa, ya, radius, ub, ua))
+    lb, la = ub > 0, ua > 0
+    both = lb & la
+    if T is None:
+        tb, ta = np.ones((lb.sum(),) * 2), np.ones((la.sum(),) * 2)
+    else:
+        tb, ta = lag_matrix(T, x[lb], y[lb]), lag_matrix(T, xa[la], ya[la])
+    cb, ca = both[lb], both[la]  # the particles lit before and after, within each lit set (same order)
+    coef, diag = pair_modes(tb[np.ix_(cb, cb)], ta[np.ix_(ca, ca)], np.sqrt(ub[both] * ua[both]))
+    dx, dy = xa[both] - x[both], ya[both] - y[both]
+    v2 = sphere_volume(radius) ** 2
+    out = np.empty(qx.size)
+    for s in range(0, qx.size, int(chunk)):
+        sl = slice(s, s + int(chunk))
+        q = np.hypot(qx[sl], qy[sl])
+        w2 = v2[:, None] * form_factor(radius[:, None] * q[None, :]) ** 2  # (N, chunk)
+        var_b = frame_variance(tb, w2[lb] * ub[lb, None])
+        var_a = frame_variance(ta, w2[la] * ua[la, None])
+        wp = w2[both] * np.exp(-1j * (dx[:, None] * qx[None, sl] + dy[:, None] * qy[None, sl]))
+        amp = coef.T @ wp  # (n_modes, chunk)
+        num = np.sum(amp.real**2 + amp.imag**2, axis=0) - diag @ (w2[both] ** 2)
+        out[sl] = num / np.sqrt(var_b * var_a)
+    return out
 
 
 _KERNEL = None
