@@ -35,14 +35,16 @@ repeated, up to :data:`MAX_REFRESH` times. The latent covariance is the fit's sa
 
 M the meat with an independent sample of the shared covariance
 (:meth:`~shearcorr.inverse.likelihood.Likelihood.score_covariance`; with K = 16 configurations A^-1
-alone is biased low by the weights following their sampling noise), J the last forward-difference J (at :math:`x_0`, or at the last recomputation; Broyden's updates
-serve the steps only: along the curved R_s^2-n_l2 valley they bend J, and sd(R_s^2) then changed by up
-to 30 % with the path taken), the prior of n_l2 included in J; intervals :math:`x \pm z\sqrt{C_{kk}}`, for
+alone is biased low by the weights following their sampling noise), J a fresh forward-difference
+Jacobian at the result (Broyden's updates serve the steps only: along the curved R_s^2-n_l2 valley they
+bend J; and a J from the start overstates the information on R_s^2 near 0, where the baseline term
+B - 1 ∝ R_s^4 has a slope in R_s^2 that grows with R_s^2: sd(R_s^2) 3x too small on a Monte Carlo set at
+R_s = 0.05, N = 300), the prior of n_l2 included in J; intervals :math:`x \pm z\sqrt{C_{kk}}`, for
 R_s the interval of R_s^2 mapped back with the lower end clipped at 0 (honest at R_s = 0, where
 :math:`\partial g/\partial R_s` vanishes but :math:`\partial g/\partial R_s^2` does not).
 
 Cost: two noise models (the covariance and the meat; the shared factor dominates: ``noise_samples`` = 16 by default; 64 as the fit's)
-and 4 + ``steps`` engine evaluations on the full map, ~0.2-0.5 s on one core (docs/results.md).
+and 8 + ``steps`` engine evaluations on the full map, ~0.3-0.6 s on one core (docs/results.md).
 
 Fallback: when the polish fails (an exception of the engine, a non-finite residual, no step that lowers
 :math:`|r|^2`), the GP's answer is kept with a warning; noise-free inputs (no configs, no g_err) and
@@ -249,7 +251,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
         x = _start_vector(start, prob)
         r = _noise_at(prob, x)
         x_cov, chi2_start = x.copy(), float(r @ r)
-        J = J_fd = _jacobian(prob, x, r)
+        J = _jacobian(prob, x, r)
         x, r, J, taken, pred, stalled = _broyden(prob, x, r, J, int(steps))
         for _ in range(MAX_REFRESH if steps else 0):
             if pred <= CONVERGED and not stalled:
@@ -258,7 +260,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
             if np.any(_change(x, x_cov) > np.array(_REBUILD_CHANGE)):
                 r = _noise_at(prob, x)
                 x_cov = x.copy()
-            J = J_fd = _jacobian(prob, x, r)
+            J = _jacobian(prob, x, r)
             x, r, J, more, pred, stalled = _broyden(prob, x, r, J, int(steps))
             taken += more
             if stalled and not more:
@@ -267,6 +269,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
             return _kept(start, start_std, f"the polish found no step that lowers chi2 (start chi2 {chi2_start:.4g})",
                          t0, prob.n_eval)
         chi2 = float(r @ r)
+        J_fd = _jacobian(prob, x, r)  # at the result: near R_s = 0 the baseline's slope in R_s^2 grows as R_s^2
         cov = np.linalg.pinv(J_fd.T @ J_fd)
         cov = cov @ (prob.score_covariance(J_fd[:-1]) + np.outer(J_fd[-1], J_fd[-1])) @ cov  # sandwich (fit)
         if not np.all(np.isfinite(cov)):
