@@ -274,7 +274,7 @@ def _noisy_test(R: ReportData, models: dict, mc, crb: dict) -> None:
     R.mc_chi2 = [s.chi2 for s in mc_vs_analytic(mc)]
 
 
-def _noisy_fit(R: ReportData, mc, executor) -> dict:
+def _noisy_fit(R: ReportData, mc) -> dict:
     """The direct fit with the noise model on every Monte Carlo test set (n_l2 with its prior), and the
     Cramer-Rao bound of each set at its truth (same noise model, same prior). Coverage counts the fit's
     intervals (exact in R_s^2, one-sided at R_s = 0), not mean +- k std. Returns the bounds
@@ -284,7 +284,7 @@ def _noisy_fit(R: ReportData, mc, executor) -> dict:
 
     configs = int(mc.attrs["configs"])
     truth = {t: mc[t].values for t in ("rs", "d2", "gamma_l", "n_l2")}
-    fits = list(executor.map(fit_dataset, [mc.isel(sample=i) for i in range(mc.sizes["sample"])]))  # one per set
+    fits = [fit_dataset(mc.isel(sample=i)) for i in range(mc.sizes["sample"])]
     crb = crb_stds(mc, np.arange(mc.sizes["sample"]), configs)
     shown = ("rs", "d2", "gamma_l")
     val = {t: np.array([f.values[t] for f in fits]) for t in shown}
@@ -364,7 +364,7 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
                                                       grid, executor))
         with L.stage(f"9/9 Monte Carlo test set: {cfg.mc_sets} sets x {cfg.mc_configs} configurations"):
             mc = _monte_carlo_sets(staging, "mc_test.zarr", cfg.mc_sets, cfg.mc_configs, seed + 2, grid, executor)
-            _noisy_test(R, models, mc, _noisy_fit(R, mc, executor))
+            _noisy_test(R, models, mc, _noisy_fit(R, mc))
         with L.stage("trained models -> models/"):
             (staging / "models").mkdir()
             for row, model in models.items():
