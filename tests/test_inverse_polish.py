@@ -122,3 +122,16 @@ def test_zero_steps_keeps_the_start_with_the_likelihood_std(steps):
     assert res.path == "polished" and res.steps == 0
     assert res.values["d2"] == pytest.approx(1.31) and res.values["gamma_l"] == pytest.approx(12.2)
     assert 0 < res.std["d2"] < 0.1
+
+
+def test_a_polish_that_does_not_converge_hands_over_to_the_full_fit(monkeypatch):
+    """Steps that never converge (forced here) end in the full fit's answer, said in a warning."""
+    from shearcorr.inverse import polish
+    from shearcorr.inverse.fit import fit_g
+
+    data = _draw(TRUE, 2000, seed=4)
+    monkeypatch.setattr(polish, "CONVERGED", -1.0)
+    res = polish_g(data, GRID, {"rs": 0.2, "d2": 1.3, "gamma_l": 12.0}, configs=2000)
+    ref = fit_g(data, GRID, configs=2000)
+    assert res.path == "polished" and "full fit" in res.warnings[0]
+    assert res.values == ref.values and res.std == ref.std

@@ -46,7 +46,11 @@ R_s the interval of R_s^2 mapped back with the lower end clipped at 0 (honest at
 Cost: two noise models (the covariance and the meat; the shared factor dominates: ``noise_samples`` = 16 by default; 64 as the fit's)
 and 8 + ``steps`` engine evaluations on the full map, ~0.3-0.6 s on one core (docs/results.md).
 
-Fallback: when the polish fails (an exception of the engine, a non-finite residual, no step that lowers
+Hand-over: when the steps have not converged after the refreshes, or end at R_s^2 = 0, the answer is the
+full fit's (:func:`shearcorr.inverse.fit.fit_g`: its scan and starts), with a warning saying so -- near
+R_s = 0 the likelihood in R_s^2 is far from quadratic (g is steep in R_s^2 at the form-factor minima) and
+the steps can settle on the bound or a false minimum of the R_s^2-n_l2 valley (2 of 30 Monte Carlo sets of
+the quick report, N = 300). Fallback: when the polish fails (an exception of the engine, a non-finite residual, no step that lowers
 :math:`|r|^2`), the GP's answer is kept with a warning; noise-free inputs (no configs, no g_err) and
 inputs without a full map (profiles only) keep it too. :attr:`Polished.path` says which.
 """
@@ -277,15 +281,15 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
     except (ShearcorrError, FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
         return _kept(start, start_std, f"polish failed ({exc}); the amortized model's answer is kept", t0,
                      prob.n_eval)
+    if steps and (pred > CONVERGED or x[0] <= 0.0):
+        return _handed_over(d, grid, configs, g_err, estimator, displacement, n_l2_prior, seed, taken, prob.n_eval,
+                            chi2_start, t0, "did not converge" if pred > CONVERGED else "ended at R_s = 0")
     values, std, iv = _intervals(x, cov, prob.names)
     warnings = []
     for k, name in enumerate(prob.names):
         span = prob.hi[k] - prob.lo[k]
         if name != "rs2" and (x[k] - prob.lo[k] < 1e-6 * span or prob.hi[k] - x[k] < 1e-6 * span):
             warnings.append(f"{name} is at its bound {x[k]:.4g}; the interval is not reliable")
-    if steps and pred > CONVERGED:
-        warnings.append(f"the polish did not converge (a further step would lower chi2 by {pred:.3g}); "
-                        "`shearcorr fit` searches the whole prior")
     if x[0] <= 0.0:
         z = norm.ppf(0.975)
         warnings.append(f"R_s^2 is at 0: R_s is not resolved (95 % upper limit {np.sqrt(z * np.sqrt(cov[0, 0])):.3g})")
@@ -294,6 +298,22 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
                     seconds=time.perf_counter() - t0, warnings=warnings)
 
 
+
+
+def _handed_over(d, grid, configs, g_err, estimator, displacement, n_l2_prior, seed, steps, n_eval, chi2_start, t0,
+                 why: str) -> Polished:
+    """The full fit's answer (:func:`shearcorr.inverse.fit.fit_g`: scan, several starts, trust region) where the
+    steps from the amortized start stalled or stopped at the R_s^2 bound: near R_s = 0 the likelihood in R_s^2
+    is far from quadratic (the form-factor minima make g steep in R_s^2 there), the steps can settle on the
+    bound or a false minimum of the R_s^2-n_l2 valley, and a Jacobian at the bound misstates sd(R_s^2)."""
+    from .fit import fit_g
+
+    f = fit_g(d, grid, configs=configs, g_err=g_err, estimator=estimator, displacement=displacement,
+              n_l2_prior=n_l2_prior, seed=seed)
+    return Polished(values=f.values, std=f.std, intervals=f.intervals, latent=f.latent, path="polished",
+                    chi2_start=chi2_start, chi2=f.chi2, steps=steps, n_eval=n_eval + f.n_eval,
+                    seconds=time.perf_counter() - t0,
+                    warnings=[f"the polish {why}: the numbers are the full fit's (`shearcorr fit`)"] + list(f.warnings))
 
 
 def data_configs(ds, *, sample=None) -> float:
