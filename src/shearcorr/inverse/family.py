@@ -147,14 +147,11 @@ class ModelFamily:
     # -- choosing a member
     def input_configs(self, ds, *, sample=None) -> float:
         """N of an input: its ``configs`` attribute (> 0), else inferred from g_err
-        (:func:`infer_configs`), else inf (noise-free: an analytic result or no errors)."""
-        n = ds.attrs.get("configs")
-        if n is not None and float(n) > 0:
-            return float(n)
-        if str(ds.attrs.get("engine", "")) == "analytic":
-            return float("inf")
-        n = infer_configs(ds, sample=sample)
-        return float("inf") if not np.isfinite(n) else n
+        (:func:`infer_configs`), else inf (noise-free: an analytic result or no errors);
+        :func:`shearcorr.inverse.polish.data_configs`."""
+        from .polish import data_configs
+
+        return data_configs(ds, sample=sample)
 
     def member(self, configs: float) -> InversionModel:
         """The member of the level nearest to ``configs`` in log N (inf counts as :data:`INF_AS`)."""
