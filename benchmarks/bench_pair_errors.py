@@ -89,17 +89,36 @@ def draw_responses(cm, model, fit, phi0, ys):
     return dev @ J[:ok.sum()] @ H
 
 
-def _spy_fit_pair(captured: dict):
-    """The analysis module's fit_pair and a wrapper of it that records its map, model, options and fit
-    into ``captured`` (install with ``an.fit_pair = spy``; restore ``orig`` after)."""
+def _options_beam(a, params):
+    """The beam of the options: a coherent square (None) or one partially coherent over ``--coherence`` x L."""
+    if a.coherence <= 0:
+        return None
+    from shearcorr.beam import Beam
+
+    return Beam("square", params.beam_size, (a.coherence * params.beam_size,) * 2)
+
+
+def _analysed_pair(a, params, seed):
+    """One pair rendered with the instrument of the options and analysed told it; returns the pair and what
+    ``analyze`` gave ``fit_pair``: its map, model and fit (``fit_pair`` is wrapped for the call only)."""
+    captured = {}
     orig = an.fit_pair
 
     def spy(cm, model, **kw):
         f = orig(cm, model, **kw)
-        captured.update(cm=cm, model=model, kw=kw, fit=f)
+        captured.update(cm=cm, model=model, fit=f)
         return f
 
-    return orig, spy
+    an.fit_pair = spy
+    try:
+        p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
+                        seed=seed, dq=2 * np.pi / params.beam_size / a.speckle_px, beam=_options_beam(a, params),
+                        pixel_subsamples=a.pixel_subsamples)
+        analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
+                                                                        pixel_integration=a.pixel_subsamples > 1))
+    finally:
+        an.fit_pair = orig
+    return p, captured["cm"], captured["model"], captured["fit"]
 
 
 def conf_sigma(cm, model, fit, phi0, ys):
@@ -133,16 +152,7 @@ def conditioning_study(a):
 
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)
-    captured = {}
-    orig, spy = _spy_fit_pair(captured)
-
-    an.fit_pair = spy
-    p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
-                    seed=a.seed, dq=2 * np.pi / params.beam_size / a.speckle_px, pixel_subsamples=a.pixel_subsamples)
-    analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
-                                                                    pixel_integration=a.pixel_subsamples > 1))
-    an.fit_pair = orig
-    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    p, cm, model, f = _analysed_pair(a, params, a.seed)
     prof_obs, s_err = pair_profile(p.before, p.after, p.geometry.qr0, p.geometry.phi, p.mask, model.q_edges)
     qc = np.sqrt(model.q_edges[:-1] * model.q_edges[1:])
     s_obs = float(profile_slope(qc, prof_obs))
@@ -215,15 +225,7 @@ def config_bias_study(a):
 
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)
-    captured = {}
-    orig, spy = _spy_fit_pair(captured)
-    an.fit_pair = spy
-    p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
-                    seed=a.seed, dq=2 * np.pi / params.beam_size / a.speckle_px, pixel_subsamples=a.pixel_subsamples)
-    analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
-                                                                    pixel_integration=a.pixel_subsamples > 1))
-    an.fit_pair = orig
-    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    p, cm, model, f = _analysed_pair(a, params, a.seed)
     print(f"rendered pair: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f}, D2 {f.d2.value:.3f} +- {f.d2.std:.3f}; "
           f"{int(cm.ok.sum())} bins; pixels {'integrated' if model.pixel is not None else 'points'}", flush=True)
     truth = np.array([a.gamma_l, a.d2])
@@ -318,15 +320,7 @@ def binning_study(a):
 
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)
-    captured = {}
-    orig, spy = _spy_fit_pair(captured)
-    an.fit_pair = spy
-    p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
-                    seed=a.seed, dq=2 * np.pi / params.beam_size / a.speckle_px, pixel_subsamples=a.pixel_subsamples)
-    analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
-                                                                    pixel_integration=a.pixel_subsamples > 1))
-    an.fit_pair = orig
-    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    p, cm, model, f = _analysed_pair(a, params, a.seed)
     t0 = time.perf_counter()
     d = draw_configurations(model, a.gamma_l, a.d2, rs_levels(a.draws, 0.3), a.draws, a.seed + 1)
     two = configuration_maps(model, d, flow)
@@ -418,16 +412,7 @@ def main():
         return
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)
-    captured = {}
-    orig, spy = _spy_fit_pair(captured)
-    beam = None
-    if a.coherence > 0:
-        from shearcorr.beam import Beam
-
-        beam = Beam("square", params.beam_size, (a.coherence * params.beam_size,) * 2)
-    dq = 2 * np.pi / params.beam_size / a.speckle_px
-
-    an.fit_pair = spy
+    beam = _options_beam(a, params)
     rows = []
     t0 = time.perf_counter()
     ns = a.n_samples
@@ -435,11 +420,7 @@ def main():
     ys_truth_u = ys_truth_rs = None
     for k in range(a.configs):
         seed = a.seed + k
-        p = render_pair(params, flow_angle_deg=a.flow, contrast=a.contrast, counts=a.counts, shape=(a.size, a.size),
-                        seed=seed, dq=dq, beam=beam, pixel_subsamples=a.pixel_subsamples)
-        analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, flow_angle_deg=a.flow,
-                                                                        pixel_integration=a.pixel_subsamples > 1))
-        cm, model, f = captured["cm"], captured["model"], captured["fit"]
+        p, cm, model, f = _analysed_pair(a, params, seed)
         sub = np.zeros_like(p.mask)
         sub[::a.stride, ::a.stride] = True
         yo = oracle_map(pair_configuration(params, seed, beam), p.geometry, p.mask & sub, cm, flow, model_transfer(model))
