@@ -24,7 +24,9 @@ covariance in use but takes the spread from a second, independent sample of its 
 (:meth:`~shearcorr.inverse.likelihood.Likelihood.score_covariance`): the weights come from K sampled
 configurations, and :math:`A^{-1}` alone is biased low by their sampling noise. Central intervals
 :math:`u \pm z\sigma_u` mapped back (R_s = sqrt of the interval clipped at 0), so R_s intervals are
-right near 0. At the truth, :math:`A^{-1}` is the Cramér-Rao bound (:mod:`shearcorr.inverse.crb`).
+right near 0; where the central 95 % interval of R_s^2 reaches 0, the R_s intervals come from the profile
+likelihood of R_s^2 instead (:mod:`shearcorr.inverse.profile`: near 0 the likelihood is not quadratic in
+R_s^2). At the truth, :math:`A^{-1}` is the Cramér-Rao bound (:mod:`shearcorr.inverse.crb`).
 
 Start values: a coarse scan of (D2, gamma L) on a subsampled map, then the best :data:`N_STARTS`
 starts are fitted with a diagonal covariance, and the best is refined with the full covariance
@@ -88,6 +90,10 @@ class FitResult(JSONRecord):
     seconds : float
     warnings : list of str
         Parameters at a bound, chi^2 far from 1, data errors inconsistent with the model, inferred N.
+    profile : dict or None
+        Where the central 95 % interval of R_s^2 reaches 0: its profile likelihood
+        (:func:`~shearcorr.inverse.profile.profile_rs2`: ``u``, ``delta``, ``adjust``, ``intervals`` of
+        R_s^2), from which the R_s intervals and std then come; None elsewhere.
     """
 
     values: dict
@@ -105,11 +111,12 @@ class FitResult(JSONRecord):
     n_eval: int
     seconds: float
     warnings: list = field(default_factory=list)
+    profile: dict | None = None
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("values", "std", "intervals", "chi2", "dof", "chi2_red", "configs",
                                              "estimator", "displacement", "n_l2_mode", "success", "n_eval",
-                                             "seconds", "warnings")}
+                                             "seconds", "warnings", "profile")}
         out["latent"] = {"names": list(self.latent["names"]), "value": list(map(float, self.latent["value"])),
                          "cov": np.asarray(self.latent["cov"]).tolist()}
         return out
@@ -156,6 +163,21 @@ def _intervals(x, cov, names) -> tuple[dict, dict, dict]:
         std[phys] = float((bands["68"][1] - bands["68"][0]) / 2.0) if name == "rs2" else float(sd[k])
         iv[phys] = bands
     return values, std, iv
+
+
+def profile_near_zero(prob, x, J, cov, iv, std) -> dict | None:
+    """Where the central 95 % interval of R_s^2 reaches 0: the R_s intervals and std in ``iv`` and ``std``
+    (from :func:`_intervals`) replaced, in place, by those of the profile likelihood of R_s^2
+    (:func:`shearcorr.inverse.profile.profile_rs2`, with the whitened Jacobian J and the sandwich cov at x);
+    returns the profile, or None (nothing changed) elsewhere."""
+    from .profile import profile_rs2
+
+    if x[0] - norm.ppf(0.975) * np.sqrt(max(cov[0, 0], 0.0)) >= 0.0:
+        return None
+    prof = profile_rs2(prob, x, J, cov)
+    iv["rs"] = {lv: [float(np.sqrt(lo)), float(np.sqrt(hi))] for lv, (lo, hi) in prof["intervals"].items()}
+    std["rs"] = float((iv["rs"]["68"][1] - iv["rs"]["68"][0]) / 2.0)
+    return prof
 
 
 def _infer_configs(prob: Likelihood, x) -> float:
@@ -283,6 +305,7 @@ def fit_g(data, grid: QGrid, *, configs=None, g_err=None, estimator: str = "symm
     else:
         cov = cov * chi2 / dof  # noise-free: the residual scatter sets the scale
     values, std, iv = _intervals(x, cov, prob.names)
+    profile = profile_near_zero(prob, x, J, cov, iv, std) if noisy else None
     if prob.n_l2_fixed is not None:
         values["n_l2"], std["n_l2"] = prob.n_l2_fixed, 0.0
         iv["n_l2"] = {"68": [prob.n_l2_fixed] * 2, "95": [prob.n_l2_fixed] * 2}
@@ -304,7 +327,7 @@ def fit_g(data, grid: QGrid, *, configs=None, g_err=None, estimator: str = "symm
                      displacement=displacement,
                      n_l2_mode="fixed" if prob.n_l2_fixed is not None else ("prior" if prob.prior else "free"),
                      success=bool(best.success), n_eval=prob.n_eval, seconds=time.perf_counter() - t0,
-                     warnings=warnings)
+                     warnings=warnings, profile=profile)
 
 
 def fit_dataset(ds, *, observable: str = "g", estimator: str | None = None, configs=None,

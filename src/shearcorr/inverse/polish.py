@@ -241,9 +241,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
     -------
     Polished
     """
-    from scipy.stats import norm
-
-    from .fit import _REBUILD_CHANGE, _intervals
+    from .fit import _REBUILD_CHANGE, _intervals, profile_near_zero
 
     t0 = time.perf_counter()
     d = np.asarray(data, dtype=np.float64)
@@ -285,14 +283,14 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
         return _handed_over(d, grid, configs, g_err, estimator, displacement, n_l2_prior, seed, taken, prob.n_eval,
                             chi2_start, t0, "did not converge" if pred > CONVERGED else "ended at R_s = 0")
     values, std, iv = _intervals(x, cov, prob.names)
+    profile_near_zero(prob, x, J_fd, cov, iv, std)
     warnings = []
     for k, name in enumerate(prob.names):
         span = prob.hi[k] - prob.lo[k]
         if name != "rs2" and (x[k] - prob.lo[k] < 1e-6 * span or prob.hi[k] - x[k] < 1e-6 * span):
             warnings.append(f"{name} is at its bound {x[k]:.4g}; the interval is not reliable")
     if x[0] <= 0.0:
-        z = norm.ppf(0.975)
-        warnings.append(f"R_s^2 is at 0: R_s is not resolved (95 % upper limit {np.sqrt(z * np.sqrt(cov[0, 0])):.3g})")
+        warnings.append(f"R_s^2 is at 0: R_s is not resolved (95 % upper limit {iv['rs']['95'][1]:.3g})")
     return Polished(values=values, std=std, intervals=iv, latent={"names": list(prob.names), "value": x.copy(),
                     "cov": cov}, path="polished", chi2_start=chi2_start, chi2=chi2, steps=taken, n_eval=prob.n_eval,
                     seconds=time.perf_counter() - t0, warnings=warnings)
