@@ -32,7 +32,8 @@ def register(sub) -> None:
 
 def _line(r) -> str:
     iv = r.intervals
-    parts = [f"{t} = {r.values[t]:.4g} +- {r.std[t]:.2g} (95 %: {iv[t]['95'][0]:.4g}..{iv[t]['95'][1]:.4g})"
+    kind = {"rs": "95 %, profile likelihood" if r.profile else "95 %"}
+    parts = [f"{t} = {r.values[t]:.4g} +- {r.std[t]:.2g} ({kind.get(t, '95 %')}: {iv[t]['95'][0]:.4g}..{iv[t]['95'][1]:.4g})"
              for t in ("rs", "d2", "gamma_l", "n_l2")]
     return "; ".join(parts) + f"; chi2/dof {r.chi2_red:.3f}"
 
