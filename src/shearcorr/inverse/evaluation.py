@@ -250,7 +250,7 @@ def evaluate(model, ds, *, index=None, input_noise: bool = True, configs=None, c
     pred = model.predict_profiles(P, err)
     polished = None
     if polish and not drawn:
-        from .polish import polish_dataset, polished_predictions
+        from .polishdata import polish_dataset, polished_predictions
 
         disp = str(model.provenance.get("dataset_attrs", {}).get("displacement", "uniform"))
         polished = polish_dataset(ds, pred, sample=index, displacement=disp, **(polish_options or {}))

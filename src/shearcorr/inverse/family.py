@@ -148,8 +148,8 @@ class ModelFamily:
     def input_configs(self, ds, *, sample=None) -> float:
         """N of an input: its ``configs`` attribute (> 0), else inferred from g_err
         (:func:`infer_configs`), else inf (noise-free: an analytic result or no errors);
-        :func:`shearcorr.inverse.polish.data_configs`."""
-        from .polish import data_configs
+        :func:`shearcorr.inverse.polishdata.data_configs`."""
+        from .polishdata import data_configs
 
         return data_configs(ds, sample=sample)
 

@@ -271,10 +271,10 @@ class InversionModel:
         except for a noise-aware model, whose GP learned the input noise from its training draws).
 
         With ``polish`` (default) every noisy input with a full map is refined by the likelihood from the
-        GP's answer (:func:`shearcorr.inverse.polish.polish_dataset`, ``options`` passed on); the result
-        (:class:`~shearcorr.inverse.polish.Predictions`) records per sample which path gave the numbers.
+        GP's answer (:func:`shearcorr.inverse.polishdata.polish_dataset`, ``options`` passed on); the result
+        (:class:`~shearcorr.inverse.polishdata.Predictions`) records per sample which path gave the numbers.
         """
-        from .polish import Predictions, polish_dataset, polished_predictions
+        from .polishdata import Predictions, polish_dataset, polished_predictions
 
         self.check_grid(grid_from_dataset(ds))
         err = input_errors(ds, sample=sample) if input_noise and self.noise_configs is None else None
