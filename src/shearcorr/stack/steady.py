@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ShearcorrError
 from .steadyfit import MEAN_ABS, SteadyFit, Baseline, fit_steady, lag_map_errors, overlap_fraction
+from .transit import transit_shape_correction
 
 __all__ = ["SteadyAnalysis", "analyze_steady", "independent_configurations", "jackknife_blind_share"]
 
@@ -37,7 +38,8 @@ class SteadyAnalysis:
 
 
 def _per_lag(table, fit, c, jack, model, normalization, weights=None):
-    """Each lag alone on the ratio to lag 0: (gamma L, D2, amplitude = transit factor), baseline held."""
+    """Each lag alone on the ratio to lag 0: (gamma L, D2, amplitude = transit factor), baseline and the
+    transit's shape term (:func:`.transit.transit_shape_correction` at the global fit) held."""
     from .fitting import fit_maps
 
     v = fit.values
@@ -55,7 +57,10 @@ def _per_lag(table, fit, c, jack, model, normalization, weights=None):
         den = v["beta"] * S + B1
         scale, offset = v["beta"] * S / den, (B1 / den)[None] * (f * keep)[:, None, None]
     else:
-        scale, offset = np.ones(c.shape[1:]), None
+        scale, offset = np.ones(c.shape[1:]), np.zeros((pos.size,) + c.shape[1:])
+    if v["transit"] != 0.0:  # the transit's shape of the coherent term (steadyfit), at the global fit's values
+        delta = transit_shape_correction(model, v["flow_angle"], fit.gamma_l(pos), fit.d2(pos), v["transit"] * pos, weights)
+        offset = offset + scale[None] * delta
     f_tr = overlap_fraction(v["transit"] * pos, v["shear_rate"] * pos, L) / overlap_fraction(0.0 * pos, v["shear_rate"] * pos, L)
     start = np.stack([fit.gamma_l(pos), fit.d2(pos), f_tr**2], axis=1)
     mf = fit_maps(table, v["flow_angle"], r, err, scale=scale, offset=offset, start=start, return_gain=True)

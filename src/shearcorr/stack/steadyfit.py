@@ -8,7 +8,8 @@ mean-squared displacement per axis :math:`D_2^2(\tau) = 2 D \tau_r (\tau/\tau_r)
 (tau_r = the geometric mean of the fitted lags, D the diffusion coefficient there, alpha = 1
 diffusive, < 1 sub-, > 1 super-diffusive):
 
-.. math:: c_{\tau b} = \beta\,S_b\,T_\tau\,y_b\big(\gamma L(\tau), D_2(\tau);\ \phi_0\big) + (B_b - 1)\,f_\tau
+.. math:: c_{\tau b} = \beta\,S_b\,\big[T_\tau\,y_b\big(\gamma L(\tau), D_2(\tau);\ \phi_0\big) + \Delta_{\tau b}\big]
+          + (B_b - 1)\,f_\tau\,k_\tau
 
 * y: the pair model (:class:`.templates.PairTable`) -- the same model as one frame pair;
 * ``normalization="time"`` (frames divided by the ring mean averaged over time): an average over
@@ -18,8 +19,13 @@ diffusive, < 1 sub-, > 1 super-diffusive):
 * transit: particles carried through the beam by the mean velocity v at its centre. The fraction
   of particles in the beam at both times, :math:`f_\tau = \langle \max(0, 1 - |v\tau + \dot\gamma
   \tau y|/L)\rangle_y`, scales the baseline (its covariance counts shared particles) and, squared
-  and relative to the shear-only fraction the engine already holds, the coherent term:
-  :math:`T_\tau = (f_\tau/f_\tau^{v=0})^2`.
+  and relative to the shear-only fraction the engine already holds, the amplitude of the coherent
+  term: :math:`T_\tau = (f_\tau/f_\tau^{v=0})^2`. Transit also changes the *shape* of that term: the
+  shared particles are weighted by their overlap :math:`\max(0, 1 - |v\tau + \dot\gamma\tau y|/L)`, linear
+  in y under transit (the whole beam height sampled evenly), even in y without it (particles sheared out
+  at both edges); :math:`\Delta` (:func:`.transit.transit_shape_correction`) puts the transit's weight in
+  place of the engine's (without it the sinc^2 strip was modelled wider by ~gamma/16 and the shear rate
+  read high by as much); k: particles lost by their own steps (baseline only).
 
 Fit: weighted least squares over (shear rate, D, alpha, v, R_s, beta, flow angle) of the lag-0 map and
 of every other lag divided by lag 0 bin by bin (the speckle contrast of a bin -- a random number of its
@@ -40,26 +46,15 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from ..errors import ShearcorrError
+from .transit import overlap_fraction, transit_shape_correction
 
 __all__ = ["SteadyFit", "Baseline", "fit_steady", "overlap_fraction", "lag_map_errors", "STEADY_PARAMS", "MEAN_ABS"]
 
 STEADY_PARAMS = ("shear_rate", "diffusion", "exponent", "transit", "rs", "beta", "flow_angle")
-#: Points of the y average in the overlap fraction.
-_N_Y = 257
 #: R_s grid of the baseline interpolation: step and upper end (the fit's bound).
 RS_STEP, RS_MAX = 0.015, 0.45
 #: sqrt(2/pi): mean |step| of a unit Gaussian.
 MEAN_ABS = math.sqrt(2.0 / math.pi)
-
-
-def overlap_fraction(shift, gamma, beam_size: float) -> np.ndarray:
-    r"""Fraction of the particles in the window [-L/2, L/2]^2 that are still inside after the move
-    x -> x + shift + gamma y (uniform density, y uniform over the window):
-    :math:`\langle\max(0, 1 - |s + \gamma y|/L)\rangle_y`. Broadcasts over ``shift`` and ``gamma``."""
-    L = float(beam_size)
-    y = (np.arange(_N_Y) + 0.5) / _N_Y * L - L / 2
-    s = np.asarray(shift, dtype=np.float64)[..., None] + np.asarray(gamma, dtype=np.float64)[..., None] * y
-    return np.clip(1.0 - np.abs(s) / L, 0.0, None).mean(axis=-1)
 
 
 def lag_map_errors(jack: np.ndarray, n_pix: np.ndarray, c_pred: np.ndarray) -> np.ndarray:
@@ -244,14 +239,16 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         f0 = overlap_fraction(0.0 * pos, sr * pos, L)
         keep = (1.0 - d2 * MEAN_ABS / L) ** 2  # particles lost by their non-affine steps
         T = (f / f0)[:, None, None] ** 2
+        # the transit's shared weight in place of the transit-free one (its shape, beyond the amplitude T)
+        coh = T * y + (transit_shape_correction(model, ph, gl, d2, tr * pos, weights) if tr != 0.0 else 0.0)
         out = np.empty(c.shape)
         if normalization == "time":
             S, B1 = base(rs)
             out[0] = beta * S + B1
-            out[1:] = beta * S[None] * T * y + B1[None] * (f * keep)[:, None, None]
+            out[1:] = beta * S[None] * coh + B1[None] * (f * keep)[:, None, None]
         else:
             out[0] = beta
-            out[1:] = beta * T * y
+            out[1:] = beta * coh
         return out
 
     def full_of(x):

@@ -1,0 +1,162 @@
+r"""Particles shared by two frames of a sheared, flowing sample: their number and their coherent sum.
+
+Lengths in R0, the beam window :math:`W = [-L/2, L/2]^2` (the paper's coherent square beam), y uniform
+over it, a particle at (x, y) moved to :math:`(x + \nu L + \gamma y + \delta_x, y + \delta_y)` between
+the frames (:math:`\nu L = v\tau` the transit of the beam centre, :math:`\gamma = \dot\gamma\tau`).
+Integrating x over the window, a particle at height y is in W at both times with probability
+(:math:`s = y/L \in [-1/2, 1/2]`, non-affine steps aside)
+
+.. math:: w(s) = \max\big(0,\ 1 - |\nu + \gamma s|\big),
+
+the *shared weight*. Its mean is the shared fraction :math:`f = \langle w\rangle_s`
+(:func:`overlap_fraction`), and the coherent (pair) term of the shared particles is the Fourier
+transform of w over the beam height, with :math:`k = q_x\gamma L` (the phase :math:`q_x\gamma y` of the
+shear; the common phase :math:`q_x\nu L` of the transit drops out of the modulus):
+
+.. math:: K(k;\nu,\gamma) = \int_{-1/2}^{1/2} w(s)\,e^{iks}\,ds,\qquad \text{coherent term} \propto |K|^2.
+
+Without transit (:math:`\nu = 0`) the weight :math:`1 - \gamma|s|` is even: its transform is the
+ensemble engine's :math:`\mathrm{sinc}\,x\,(1 - \gamma/2) + \tfrac{\gamma}{4}\mathrm{sinc}^2(x/2)`
+(x = k/2, :mod:`shearcorr.forward.window`): shearing particles out at both y edges narrows the
+sheared height, so the sinc^2 strip is a little wider than that of a uniform height. With transit
+(:math:`|\nu| \ge \gamma/2`) the weight is linear, :math:`1 - \nu - \gamma s`: the whole height is
+sampled uniformly (the odd tilt adds only :math:`(\gamma/2)^2\,\mathrm{sinc}'^2 x`), so the strip has the
+width of a uniform height. Scaling the engine's transit-free term by :math:`(f/f_0)^2` (the amplitude
+only) keeps the narrow height of the transit-free case: the strip reads wider by a relative
+:math:`\gamma/16` in x (small-x curvature), so the shear rate read high by up to that much at the
+longest lag (:func:`transit_shape_correction` gives the difference; measured on the steady study's
+stacks, gamma <= 0.05: -0.06 % on the fitted shear rate).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["overlap_fraction", "shared_transform", "transit_shape_correction", "N_Y", "N_THETA_CELL", "K_STEP"]
+
+#: Points of the y average in the overlap fraction.
+N_Y = 257
+#: Azimuth points per cell of the model's sub-grid in the cell averages of the transit correction.
+N_THETA_CELL = 8
+#: Step (rad) of the k grid on which |K|^2 is tabulated and interpolated (linearly; |K|^2 varies on
+#: the scale 2 pi of its sinc, so the interpolation error is ~1e-5 of the term).
+K_STEP = 0.02
+
+
+def overlap_fraction(shift, gamma, beam_size: float) -> np.ndarray:
+    r"""Fraction of the particles in the window [-L/2, L/2]^2 that are still inside after the move
+    x -> x + shift + gamma y (uniform density, y uniform over the window):
+    :math:`\langle\max(0, 1 - |s + \gamma y|/L)\rangle_y`. Broadcasts over ``shift`` and ``gamma``."""
+    L = float(beam_size)
+    y = (np.arange(N_Y) + 0.5) / N_Y * L - L / 2
+    s = np.asarray(shift, dtype=np.float64)[..., None] + np.asarray(gamma, dtype=np.float64)[..., None] * y
+    return np.clip(1.0 - np.abs(s) / L, 0.0, None).mean(axis=-1)
+
+
+def _j1(z):
+    """(sin z - z cos z) / z^2 (odd, z/3 near 0)."""
+    z = np.asarray(z, dtype=np.float64)
+    small = np.abs(z) < 1e-2
+    zs = np.where(small, 1.0, z)
+    return np.where(small, z / 3.0 - z**3 / 30.0, (np.sin(zs) - zs * np.cos(zs)) / (zs * zs))
+
+
+def _sinc(z):
+    z = np.asarray(z, dtype=np.float64)
+    small = np.abs(z) < 1e-4
+    zs = np.where(small, 1.0, z)
+    return np.where(small, 1.0 - z * z / 6.0, np.sin(zs) / zs)
+
+
+def shared_transform(k, nu: float, gamma: float) -> np.ndarray:
+    r"""The transform of the shared weight (module docstring),
+    :math:`K(k;\nu,\gamma) = \int_{-1/2}^{1/2} \max(0, 1 - |\nu + \gamma s|)\,e^{iks}\,ds` (complex, the
+    shape of ``k``), exactly: w is linear between its kink (s = -nu/gamma) and the points where it
+    reaches 0; on a piece [c - h, c + h] with w = a + b (s - c),
+    :math:`\int = e^{ikc}\,2h\,[a\,\mathrm{sinc}(kh) + i\,b\,h\,j(kh)]`, j(z) = (sin z - z cos z)/z^2.
+
+    Parameters
+    ----------
+    k : array
+        :math:`q_x\gamma L` (rad): the shear phase across the whole beam height.
+    nu : float
+        Transit of the beam centre over the lag in units of L (:math:`v\tau/L`).
+    gamma : float
+        Strain over the lag (:math:`\dot\gamma\tau`).
+    """
+    k = np.asarray(k, dtype=np.float64)
+    nu, gamma = float(nu), float(gamma)
+    pts = [-0.5, 0.5]
+    if gamma != 0.0:
+        for c in (-nu / gamma, (1.0 - nu) / gamma, (-1.0 - nu) / gamma):
+            if -0.5 < c < 0.5:
+                pts.append(c)
+    pts = np.sort(np.array(pts))
+    out = np.zeros(k.shape, dtype=np.complex128)
+    for lo, hi in zip(pts[:-1], pts[1:]):
+        if hi - lo <= 0:
+            continue
+        c, h = 0.5 * (lo + hi), 0.5 * (hi - lo)
+        sign = 1.0 if nu + gamma * c >= 0 else -1.0
+        a = 1.0 - sign * (nu + gamma * c)
+        if a <= 0:  # the piece where nothing is shared
+            continue
+        b = -sign * gamma
+        out += np.exp(1j * k * c) * (2 * h) * (a * _sinc(k * h) + 1j * b * h * _j1(k * h))
+    return out
+
+
+def transit_shape_correction(model, phi0: float, gamma_l, d2, transit_l, weights) -> np.ndarray:
+    r"""What transit adds to the pair model's coherent term beyond its amplitude, bin by bin.
+
+    The steady model's coherent term is :math:`T\,y + \Delta` with :math:`T = (f/f_0)^2` and
+
+    .. math:: \Delta = e^{-q^2D_2^2}\,\big(|K(k;\nu,\gamma)|^2 - T\,|K(k;0,\gamma)|^2\big),
+              \quad k = q\cos\theta\,\gamma L,
+
+    so that the sum carries the shared weight of the transit (module docstring) in place of the
+    transit-free one; :math:`\Delta = 0` at q = 0 and without transit. Averaged over the model's
+    sub-grid cells (:data:`N_THETA_CELL` azimuths per cell, its q sub-points) with the pixel
+    ``weights`` (:func:`.templates.pixel_weights`, normalised per bin).
+
+    Parameters
+    ----------
+    model : BinnedPairModel
+        Bins (``q_sub``, ``phi_sub``, ``n_q``, ``sq``, ``n_phi``, ``sp``) and ``beam_size`` L (R0).
+    phi0 : float
+        Flow angle (rad, detector azimuth).
+    gamma_l, d2, transit_l : arrays (n,)
+        gamma L (R0), D2 (R0, per axis) and the transit v tau (R0) of every lag.
+    weights : ndarray (n_q, sq, n_phi, sp) or None
+
+    Returns
+    -------
+    ndarray (n, n_q, n_phi)
+    """
+    from .templates import _normalised_weights
+
+    L = float(model.beam_size)
+    gl = np.atleast_1d(np.asarray(gamma_l, dtype=np.float64))
+    dd = np.broadcast_to(np.asarray(d2, dtype=np.float64), gl.shape)
+    tr = np.broadcast_to(np.asarray(transit_l, dtype=np.float64), gl.shape)
+    w = _normalised_weights(model, weights)  # (n_q, sq, n_phi, sp)
+    width = np.pi / (model.n_phi * model.sp)
+    off = ((np.arange(N_THETA_CELL) + 0.5) / N_THETA_CELL - 0.5) * width
+    theta = (np.asarray(model.phi_sub, dtype=np.float64) - float(phi0))[:, None] + off[None, :]  # (n_phi*sp, n_o)
+    q = np.asarray(model.q_sub, dtype=np.float64)
+    qx = q[:, None, None] * np.cos(theta)[None]  # (n_q*sq, n_phi*sp, n_o)
+    out = np.zeros((gl.size, model.n_q, model.n_phi))
+    f = overlap_fraction(tr, gl / L, L)
+    f0 = overlap_fraction(0.0 * tr, gl / L, L)
+    for i in range(gl.size):
+        if tr[i] == 0.0 or gl[i] == 0.0:
+            continue
+        g = gl[i] / L
+        k = np.abs(qx) * gl[i]
+        T = (f[i] / f0[i]) ** 2
+        # |K|^2 is even in k (w is real): tabulated on [0, k_max] and interpolated
+        kk = np.arange(0.0, float(k.max()) + 2 * K_STEP, K_STEP)
+        diff = np.abs(shared_transform(kk, tr[i] / L, g)) ** 2 - T * np.abs(shared_transform(kk, 0.0, g)) ** 2
+        cell = np.interp(k, kk, diff).mean(axis=-1) * np.exp(-(q * dd[i]) ** 2)[:, None]  # (n_q*sq, n_phi*sp)
+        out[i] = np.einsum("qipj,qipj->qp", cell.reshape(model.n_q, model.sq, model.n_phi, model.sp), w)
+    return out

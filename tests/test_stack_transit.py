@@ -1,0 +1,103 @@
+"""Transit in the steady model: the shared weight of two frames and its coherent term (stack/transit.py)."""
+
+import numpy as np
+import pytest
+
+from shearcorr.experiment.model import BinnedPairModel
+from shearcorr.forward.window import bulk_factor
+from shearcorr.stack.steadyfit import fit_steady
+from shearcorr.stack.transit import N_THETA_CELL, overlap_fraction, shared_transform
+
+L = 800.0
+
+
+def _quadrature(k, nu, gamma, n=4000):
+    """The defining integral of the shared weight's transform by the midpoint rule (independent of the
+    piecewise closed form)."""
+    s = (np.arange(n) + 0.5) / n - 0.5
+    w = np.clip(1.0 - np.abs(nu + gamma * s), 0.0, None)
+    return (w[None, :] * np.exp(1j * np.asarray(k)[:, None] * s[None, :])).mean(axis=1)
+
+
+@pytest.mark.parametrize("nu, gamma", [(0.0, 0.05), (0.01, 0.05), (0.3, 0.05), (0.45, 0.2), (0.95, 0.2), (-0.2, 0.1)])
+def test_shared_transform_is_the_defining_integral(nu, gamma):
+    k = np.linspace(0.0, 60.0, 61)
+    K = shared_transform(k, nu, gamma)
+    assert np.abs(K - _quadrature(k, nu, gamma)).max() < 2e-6
+    # k = 0: the shared fraction itself
+    assert K[0].real == pytest.approx(float(overlap_fraction(nu * L, gamma, L)), abs=2e-4)
+
+
+def test_shared_transform_without_transit_is_the_engines_bulk_term():
+    """nu = 0: 4 x the ensemble engine's bulk factor (particles sheared out at both y edges)."""
+    gl = 40.0
+    qx = np.linspace(-1.5, 1.5, 301)
+    K = shared_transform(qx * gl, 0.0, gl / L)
+    assert np.abs(K.imag).max() < 1e-12
+    assert np.allclose(K.real, 4.0 * bulk_factor(qx, gl, L), atol=1e-12)
+
+
+def test_transit_samples_the_whole_height():
+    """|nu| >= gamma/2: the weight is linear in y, so the strip has the width of a uniform height,
+    |K|^2 = (1 - nu)^2 sinc^2(k/2) + (gamma/2)^2 sinc'(k/2)^2 -- narrower than the transit-free strip
+    scaled by (f/f0)^2 (the former model), whose curvature at k = 0 is smaller by gamma/8."""
+    nu, gamma = 0.4, 0.1
+    k = np.linspace(1e-3, 30.0, 300)
+    x = k / 2
+    sinc = np.sin(x) / x
+    dsinc = (x * np.cos(x) - np.sin(x)) / x**2
+    assert np.allclose(np.abs(shared_transform(k, nu, gamma)) ** 2, (1 - nu) ** 2 * sinc**2 + (gamma / 2) ** 2 * dsinc**2,
+                       atol=1e-12)
+    # curvature in x at 0, relative to the amplitude: 1/3 with transit, (1 - gamma/8)/3 in the former model
+    h = 1e-3
+    for n_, expect in ((nu, 1.0 / 3.0), (0.0, (1.0 - gamma / 8) / 3.0)):
+        K2 = np.abs(shared_transform(np.array([0.0, 2 * h]), n_, gamma)) ** 2
+        assert -(K2[1] / K2[0] - 1.0) / h**2 == pytest.approx(expect, rel=3e-3)
+
+
+class _BulkTable:
+    """Stand-in for a PairTable: the transit-free bulk term |K(q cos(theta) gamma L; 0, gamma)|^2 e^{-q^2 D2^2}
+    averaged over the model's cells like the transit correction (no engine call)."""
+
+    rs = 0.0
+
+    def __init__(self, model):
+        self.model = model
+
+    def y(self, gamma_l, d2, phi0):
+        return _cell_maps(self.model, phi0, gamma_l, d2, 0.0 * np.asarray(gamma_l), closed_form=True)
+
+
+def _cell_maps(model, phi0, gamma_l, d2, transit_l, closed_form=False):
+    """Bin averages of |K|^2 e^{-q^2 D2^2} per lag; ``closed_form`` False: |K| by quadrature."""
+    width = np.pi / (model.n_phi * model.sp)
+    off = ((np.arange(N_THETA_CELL) + 0.5) / N_THETA_CELL - 0.5) * width
+    theta = (model.phi_sub - phi0)[:, None] + off[None, :]
+    qx = np.abs(model.q_sub[:, None, None] * np.cos(theta)[None])
+    out = []
+    for gl, d, tr in zip(np.atleast_1d(gamma_l), np.broadcast_to(d2, np.shape(np.atleast_1d(gamma_l))), np.atleast_1d(transit_l)):
+        kk = np.arange(0.0, qx.max() * gl + 0.05, 0.01)
+        K = shared_transform(kk, tr / L, gl / L) if closed_form else _quadrature(kk, tr / L, gl / L)
+        v = np.interp(qx * gl, kk, np.abs(K) ** 2).mean(-1) * np.exp(-(model.q_sub * d) ** 2)[:, None]
+        out.append(v.reshape(model.n_q, model.sq, model.n_phi, model.sp).mean(axis=(1, 3)))
+    return np.array(out)
+
+
+def test_steady_fit_recovers_the_shear_rate_under_transit():
+    """Lag maps of the exact coherent term of particles carried through the beam (v = 60 R0 per frame,
+    shear 0.02 per frame: gamma up to 0.12 over the lags) are fitted back to their shear rate and transit.
+    The former model (the transit-free term scaled by (f/f0)^2) read the shear rate ~0.4 % high here."""
+    model = BinnedPairModel(np.geomspace(0.04, 0.4, 9), np.linspace(0.0, np.pi, 19), n_l2=150.0, beam_size=L)
+    sr, D, v, beta, phi0 = 0.02, 0.05, 60.0, 0.3, 0.4
+    lags = np.arange(7)
+    pos = lags[1:].astype(float)
+    coh = _cell_maps(model, phi0, sr * L * pos, np.sqrt(2 * D * pos), v * pos)
+    rng = np.random.default_rng(7)
+    c = np.concatenate([beta * (1.0 + 1e-3 * rng.standard_normal((1, model.n_q, model.n_phi))), beta * coh])
+    jack = c[None] * (1.0 + 1e-3 * rng.standard_normal((10,) + c.shape))
+    fit = fit_steady(c, jack, lags, _BulkTable(model), model, n_pix=np.full((model.n_q, model.n_phi), 100.0),
+                     normalization="frame", phi0=phi0 + 0.01, beta0=beta, fit_exponent=False, fit_rs=False,
+                     start={"shear_rate": 0.0195, "diffusion": 0.055, "transit": 55.0})
+    assert fit.values["shear_rate"] == pytest.approx(sr, rel=5e-4)
+    assert fit.values["transit"] == pytest.approx(v, rel=2e-3)
+    assert fit.values["diffusion"] == pytest.approx(D, rel=5e-3)
