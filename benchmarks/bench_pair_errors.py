@@ -2,6 +2,8 @@
 
     nice python benchmarks/bench_pair_errors.py [--configs 30] [--n-samples 128] [--size 512] [--gamma-l 10.33 --d2 1.19 --rs 0.24]
     nice python benchmarks/bench_pair_errors.py --term-cost      # CPU of the configuration term per instrument
+    nice python benchmarks/bench_pair_errors.py --speckle-bias --configs 40 --save maps.pkl [--variants ABCDEFGO]
+    nice python benchmarks/bench_pair_errors.py --speckle-bias --load maps.pkl --variants AE   # refit saved maps
 
 By default the ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow
 fixed; ``--coherence``, ``--pixel-subsamples``, ``--speckle-px``, ``--contrast``, ``--counts`` change it, the analysis
@@ -375,7 +377,11 @@ def speckle_bias_study(a):
     term) of each pair's map (A) as the analysis does, (B) with beta fixed at beta_true, (C) with the weights of the
     ensemble (var_u, var_d and the correlation area averaged over the pairs: weights that do not follow the pair's own
     fluctuations), (D) both; and of the oracle map (O), each as the mean relative bias of gamma L and D2 against the
-    truth with its standard error. The raw maps are pickled to ``--save`` for :func:`speckle_bias_report`."""
+    truth with its standard error; (E, F, G) the ensemble's var_u, var_d or correlation area alone; for (A) also the
+    linear shift of the estimates by the map's deviation from its expectation, with the pair's own weights (what
+    weights that follow the data add; zero on average for weights independent of the data and an unbiased map).
+    ``--variants`` picks the fits. The raw maps are pickled to ``--save``; ``--load`` refits them
+    (:func:`speckle_bias_report`; the fits use the code of the day, the maps that of the run)."""
     import pickle
 
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
@@ -459,14 +465,14 @@ def speckle_bias_report(rows, model, a):
                 expect = a.contrast * r["c_row"][:, None] * r["yo"]
                 ys = np.stack([(r["cm"].C - 1) / fo.beta.value, expect / fo.beta.value])
                 resp = draw_responses(r["cm"], model, fo, flow, ys)[:, :2]
-                lin.append(resp[0] - resp[1])
+                lin.append(resp[1] - resp[0])  # draw_responses gives minus the Gauss-Newton shift
         est = np.array(est)
         print(f"{name:32s}: gamma L {_rel(est[:, 0], truth[0])}, D2 {_rel(est[:, 1], truth[1])} "
               f"[{time.perf_counter() - t0:.0f} s]", flush=True)
         if lin:
             lin = np.array(lin) / truth
             se = lin.std(axis=0, ddof=1) / np.sqrt(len(lin))
-            print(f"  linear response to (C - 1) - contrast c_r y_1: gamma L {100 * lin[:, 0].mean():+.2f} +- {100 * se[0]:.2f} %, "
+            print(f"  linear shift by (C - 1) - contrast c_r y_1 (the pair's weights): gamma L {100 * lin[:, 0].mean():+.2f} +- {100 * se[0]:.2f} %, "
                   f"D2 {100 * lin[:, 1].mean():+.2f} +- {100 * se[1]:.2f} %; its correlation with the fit's "
                   f"(A - truth) over the pairs: D2 {np.corrcoef(lin[:, 1], est[:, 1])[0, 1]:+.2f}", flush=True)
     if "O" not in a.variants:
