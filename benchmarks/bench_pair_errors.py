@@ -2,6 +2,8 @@
 
     nice python benchmarks/bench_pair_errors.py [--configs 30] [--n-samples 128] [--size 512] [--gamma-l 10.33 --d2 1.19 --rs 0.24]
     nice python benchmarks/bench_pair_errors.py --term-cost      # CPU of the configuration term per instrument
+    nice python benchmarks/bench_pair_errors.py --speckle-bias --configs 40 --save maps.pkl [--variants ABCDEFGO]
+    nice python benchmarks/bench_pair_errors.py --speckle-bias --load maps.pkl --variants AE   # refit saved maps
 
 By default the ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow
 fixed; ``--coherence``, ``--pixel-subsamples``, ``--speckle-px``, ``--contrast``, ``--counts`` change it, the analysis
@@ -98,13 +100,16 @@ def _options_beam(a, params):
     return Beam("square", params.beam_size, (a.coherence * params.beam_size,) * 2)
 
 
-def _analysed_pair(a, params, seed):
+def _analysed_pair(a, params, seed, n_configs=None):
     """One pair rendered with the instrument of the options and analysed told it; returns the pair and what
-    ``analyze`` gave ``fit_pair``: its map, model and fit (``fit_pair`` is wrapped for the call only)."""
+    ``analyze`` gave ``fit_pair``: its map, model and fit (``fit_pair`` is wrapped for the call only;
+    ``n_configs`` replaces the analysis' configuration samples, e.g. 0 where only the estimates matter)."""
     captured = {}
     orig = an.fit_pair
 
     def spy(cm, model, **kw):
+        if n_configs is not None:
+            kw["n_configs"] = n_configs
         f = orig(cm, model, **kw)
         captured.update(cm=cm, model=model, fit=f)
         return f
@@ -346,6 +351,141 @@ def binning_study(a):
               flush=True)
 
 
+def _config_contrast(cfg, model):
+    """The configuration's own speckle contrast per q row under the model's transfer (:func:`own_contrast` of one
+    rendered configuration), shape (n_q,)."""
+    from types import SimpleNamespace
+
+    from shearcorr.beam import Beam
+
+    beam = (model.beam if model.beam is not None else Beam()).resolved(model.beam_size)
+    d = SimpleNamespace(x=cfg.x[None], y=cfg.y[None], xa=cfg.x_after[None], ya=cfg.y_after[None],
+                        radius=cfg.radius[None], beam=beam)
+    return own_contrast(model, d)[0]
+
+
+def speckle_bias_study(a):
+    """Where the speckle part of a pair's bias comes from: the map estimator, the self-calibrated contrast, or the
+    data-dependent weights (docs/experiment.md, "The D2 bias of one pair").
+
+    ``--configs`` pairs of one parameter set are rendered with the instrument of the options and mapped as ``analyze``
+    does (flow fixed). Per pair the oracle y_1 of its configuration (:func:`oracle_map`) and the configuration's own
+    contrast per q row c_r (:func:`own_contrast`) give the map the estimator should average to, contrast * c_r * y_1,
+    and the true contrast beta_true = contrast * (sum_r n_r c_r / sum_r n_r) (n_r the row's independent speckles,
+    the analysis' weights). Printed: the contrast estimate against beta_true; per q row the mean over the pairs of
+    (C - 1) - contrast c_r y_1 (the map estimator's bias) against its signal; and fits (flow fixed, no configuration
+    term) of each pair's map (A) as the analysis does, (B) with beta fixed at beta_true, (C) with the weights of the
+    ensemble (var_u, var_d and the correlation area averaged over the pairs: weights that do not follow the pair's own
+    fluctuations), (D) both; and of the oracle map (O), each as the mean relative bias of gamma L and D2 against the
+    truth with its standard error; (E, F, G) the ensemble's var_u, var_d or correlation area alone; for (A) also the
+    linear shift of the estimates by the map's deviation from its expectation, with the pair's own weights (what
+    weights that follow the data add; zero on average for weights independent of the data and an unbiased map).
+    ``--variants`` picks the fits. The raw maps are pickled to ``--save``; ``--load`` refits them
+    (:func:`speckle_bias_report`; the fits use the code of the day, the maps that of the run)."""
+    import pickle
+
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    flow = np.radians(a.flow)
+    beam = _options_beam(a, params)
+    rows = []
+    t0 = time.perf_counter()
+    model = None
+    for k in range(a.configs):
+        seed = a.seed + k
+        p, cm, model, f = _analysed_pair(a, params, seed, n_configs=0)
+        sub = np.zeros_like(p.mask)
+        sub[::a.stride, ::a.stride] = True
+        cfg = pair_configuration(params, seed, beam)
+        yo = oracle_map(cfg, p.geometry, p.mask & sub, cm, flow, model_transfer(model))
+        rows.append({"cm": cm, "yo": yo, "c_row": _config_contrast(cfg, model), "seed": seed})
+        print(f"{k:2d} gl {f.gamma_l.value:6.2f} d2 {f.d2.value:.3f} beta {cm.beta:.4f} +- {cm.beta_err:.4f} "
+              f"[{time.perf_counter() - t0:.0f}s]", flush=True)
+        if a.save:
+            with open(a.save, "wb") as fh:
+                pickle.dump({"rows": rows, "args": vars(a)}, fh)
+    speckle_bias_report(rows, model, a)
+
+
+def _rel(est, truth):
+    r = np.asarray(est) / truth - 1
+    return f"{100 * r.mean():+.2f} +- {100 * r.std(ddof=1) / np.sqrt(len(r)):.2f} %"
+
+
+def speckle_bias_report(rows, model, a):
+    """The printout of :func:`speckle_bias_study` from its rows (maps, oracle maps, own contrasts)."""
+    flow = np.radians(a.flow)
+    truth = np.array([a.gamma_l, a.d2])
+    cms = [r["cm"] for r in rows]
+    ok_all = np.all([cm.ok for cm in cms], axis=0)
+    # the contrast: estimate against the configuration's own (weights: the rows' independent speckles)
+    bt = []
+    for r in rows:
+        w = np.where(r["cm"].ok, r["cm"].n_eff, 0.0).sum(axis=1)
+        bt.append(a.contrast * np.sum(w * r["c_row"]) / w.sum())
+    bt = np.array(bt)
+    bs = np.array([cm.beta for cm in cms])
+    print(f"contrast: estimated / true - 1 = {_rel(bs, bt)} (true {bt.mean():.4f}, rms reported error "
+          f"{np.sqrt(np.mean([cm.beta_err**2 for cm in cms])):.4f}, rms actual {np.sqrt(np.mean((bs - bt)**2)):.4f})")
+    # the map estimator's bias per q row: (C - 1) - contrast c_r y_1 averaged over the usable bins and the pairs
+    resid = np.array([(r["cm"].C - 1) - a.contrast * r["c_row"][:, None] * r["yo"] for r in rows])
+    sig = np.array([a.contrast * r["c_row"][:, None] * r["yo"] for r in rows])
+    print("q row: q R0, pairs' mean of <(C-1) - beta_r y1>_row (se), mean <beta_r y1>_row, ratio; bins on the strip (y1 > 0.2): same")
+    for i in range(resid.shape[1]):
+        o = ok_all[i]
+        if not o.any():
+            continue
+        rm = resid[:, i, o].mean(axis=1)
+        sm = sig[:, i, o].mean(axis=1)
+        strip = np.array([r["yo"][i] > 0.2 for r in rows]) & o[None, :]
+        rs_ = np.array([resid[k, i, strip[k]].mean() if strip[k].any() else np.nan for k in range(len(rows))])
+        ss_ = np.array([sig[k, i, strip[k]].mean() if strip[k].any() else np.nan for k in range(len(rows))])
+        g = np.isfinite(rs_)
+        print(f"  {model.q_edges[i] * 0 + np.sqrt(model.q_edges[i] * model.q_edges[i + 1]):.3f}: {rm.mean():+.5f} "
+              f"({rm.std(ddof=1) / np.sqrt(len(rm)):.5f}), {sm.mean():.5f}, {rm.mean() / sm.mean():+.3f} | strip "
+              f"{rs_[g].mean():+.5f} ({rs_[g].std(ddof=1) / np.sqrt(max(g.sum(), 1)):.5f}), {ss_[g].mean():.5f}, "
+              f"{rs_[g].mean() / ss_[g].mean():+.3f}", flush=True)
+    # fits
+    ens = {name: np.nanmean([getattr(cm, name) for cm in cms], axis=0) for name in ("var_u", "area", "var_d")}
+    variants = {"A as analyze": lambda cm, b: cm,
+                "B beta true": lambda cm, b: dataclasses.replace(cm, beta=b, beta_err=0.0),
+                "C ensemble weights": lambda cm, b: dataclasses.replace(cm, **ens),
+                "D beta true + ensemble weights": lambda cm, b: dataclasses.replace(cm, beta=b, beta_err=0.0, **ens),
+                "E ensemble var_u (kappa)": lambda cm, b: dataclasses.replace(cm, var_u=ens["var_u"]),
+                "F ensemble var_d (V_r)": lambda cm, b: dataclasses.replace(cm, var_d=ens["var_d"]),
+                "G ensemble area": lambda cm, b: dataclasses.replace(cm, area=ens["area"])}
+    t0 = time.perf_counter()
+    for name, make in variants.items():
+        if name[0] not in a.variants:
+            continue
+        est, lin = [], []
+        for r, b in zip(rows, bt):
+            fo = fit_pair(make(r["cm"], b), model, phi0=flow, fit_flow=False, n_configs=0)
+            est.append((fo.gamma_l.value, fo.d2.value))
+            if name[0] == "A":  # the fit's linear response to the map's deviation from its expectation
+                expect = a.contrast * r["c_row"][:, None] * r["yo"]
+                ys = np.stack([(r["cm"].C - 1) / fo.beta.value, expect / fo.beta.value])
+                resp = draw_responses(r["cm"], model, fo, flow, ys)[:, :2]
+                lin.append(resp[1] - resp[0])  # draw_responses gives minus the Gauss-Newton shift
+        est = np.array(est)
+        print(f"{name:32s}: gamma L {_rel(est[:, 0], truth[0])}, D2 {_rel(est[:, 1], truth[1])} "
+              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+        if lin:
+            lin = np.array(lin) / truth
+            se = lin.std(axis=0, ddof=1) / np.sqrt(len(lin))
+            print(f"  linear shift by (C - 1) - contrast c_r y_1 (the pair's weights): gamma L {100 * lin[:, 0].mean():+.2f} +- {100 * se[0]:.2f} %, "
+                  f"D2 {100 * lin[:, 1].mean():+.2f} +- {100 * se[1]:.2f} %; its correlation with the fit's "
+                  f"(A - truth) over the pairs: D2 {np.corrcoef(lin[:, 1], est[:, 1])[0, 1]:+.2f}", flush=True)
+    if "O" not in a.variants:
+        return
+    est = []
+    for r in rows:
+        cmo = dataclasses.replace(r["cm"], C=1.0 + np.where(r["cm"].ok, r["yo"], np.nan), beta=1.0, beta_err=0.0)
+        fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0)
+        est.append((fo.gamma_l.value, fo.d2.value))
+    est = np.array(est)
+    print(f"{'O oracle':32s}: gamma L {_rel(est[:, 0], truth[0])}, D2 {_rel(est[:, 1], truth[1])}", flush=True)
+
+
 def term_cost(repeats=3):
     """CPU of the configuration term (128 maps of ``configuration_samples`` on the analysis' default 16 x 36 bins) for
     the coherent beam with point pixels (the coherent formula), with the pixels of 2.5 pixels per speckle, and with
@@ -377,6 +517,10 @@ def main():
     ap.add_argument("--conditioning", action="store_true", help="the profile-conditioning study (conditioning_study)")
     ap.add_argument("--config-bias", action="store_true", help="bias from the configuration alone (config_bias_study)")
     ap.add_argument("--binning", action="store_true", help="two points per bin against the bin average (binning_study)")
+    ap.add_argument("--speckle-bias", action="store_true", help="the speckle part of the bias (speckle_bias_study)")
+    ap.add_argument("--save", default="", help="--speckle-bias: pickle the maps to this file")
+    ap.add_argument("--variants", default="ABCDO", help="--speckle-bias: the fits to run (letters of the report)")
+    ap.add_argument("--load", default="", help="--speckle-bias: report on the maps of this pickle (same options)")
     ap.add_argument("--rs-levels", type=float, nargs="*", default=[0.05, 0.15, 0.25], help="R_s of --config-bias")
     ap.add_argument("--lin-draws", type=int, default=512, help="--config-bias: maps for the mean map (fits: --draws)")
     ap.add_argument("--noise-fits", type=int, default=0,
@@ -409,6 +553,17 @@ def main():
         return
     if a.binning:
         binning_study(a)
+        return
+    if a.speckle_bias and a.load:
+        import pickle
+
+        with open(a.load, "rb") as fh:
+            rows = pickle.load(fh)["rows"]
+        params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+        speckle_bias_report(rows, _analysed_pair(a, params, rows[0]["seed"], n_configs=0)[2], a)  # the model of the maps
+        return
+    if a.speckle_bias:
+        speckle_bias_study(a)
         return
     params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
     flow = np.radians(a.flow)

@@ -89,6 +89,7 @@ class CorrelationMap:
     var_u: np.ndarray | None = None  # per-bin variance of u over pixels
     area: np.ndarray | None = None  # correlation area per bin (pixels)
     var_d: np.ndarray | None = None  # (n_q, 2): per-row <d^2> of each frame (speckle + Poisson)
+    k4: np.ndarray | None = None  # (n_q,): the frames' speckle fourth cumulant per row (pooled shape, errors())
 
     @property
     def y(self) -> np.ndarray:
@@ -103,28 +104,43 @@ class CorrelationMap:
     def errors(self, c_pred: np.ndarray) -> np.ndarray:
         r"""Standard errors of C for a *predicted* correlation c = C - 1 per bin (shape (n_q, n_phi)).
 
-        The per-pixel variance of u = (i_1 - 1)(i_2 - 1) grows with the correlation (for Gaussian
-        fields Var u = <d_1^2><d_2^2> + c^2). Per q row, :math:`\mathrm{Var}_b(u) = V_r + \kappa_r c_b^2`
-        with :math:`V_r = \langle d_1^2\rangle_r\langle d_2^2\rangle_r` measured on the frames (exact at
-        c = 0, where the frames are independent) and kappa_r regressed on the bins' variances with
-        c_b the *prediction*; a free intercept V_r went to zero in rows with few usable bins and a
-        strong strip, and bins off the strip then got near-zero errors (docs/experiment.md). Then
-        :math:`\sigma_b = \sqrt{(V_r + \kappa_r c_b^2)\,a_r/n_b}`. Errors taken from each bin's own
-        variance would be smaller where the bin fluctuated low, and pull a fit towards low
-        correlation (+5 % in gamma L at 10-30 speckles per bin, docs/experiment.md).
+        The per-pixel variance of u = (i_1 - 1)(i_2 - 1) grows with the correlation. With d = delta + nu
+        (speckle and Poisson parts, independent),
+
+        .. math:: \mathrm{Var}(u) = V_r + c^2 + \kappa_4(\delta_1, \delta_1, \delta_2, \delta_2),\qquad
+                  V_r = \langle d_1^2\rangle_r\langle d_2^2\rangle_r
+
+        (V_r measured on the frames, exact at c = 0). For intensities of Gaussian fields (any number of
+        coherent modes, pixels: sums of such modes) that decorrelate by the same |mu|^2 = y = c/beta, the
+        joint fourth cumulant is the sum over the six cycles through (1, 1, 2, 2) of the products of the
+        field correlations: :math:`\kappa_4(1122) = \kappa_4(1111)\,(4y + 2y^2)/6` (coherent speckle, beta = 1:
+        Var u = 1 + 4c + 3c^2), with :math:`\kappa_4(1111)` the frames' own fourth cumulant of the speckle,
+        measured per row from factorial moments of the counts (free of Poisson noise) with its shape pooled
+        over the frame (``k4``; docs/experiment.md, "The D2 bias of one pair"). Then
+        :math:`\sigma_b = \sqrt{\mathrm{Var}_b(u)\,a_r/n_b}`. Nothing in it depends on the bins' own scatter:
+        a law regressed on the bins' variances (the earlier kappa_r c^2, still used where ``k4`` is None, e.g.
+        maps built by the stack module) gives larger errors to rows whose strip fluctuated high (the variance
+        and the mean of u fluctuate together), i.e. weights correlated with the data: +6 % in D2 at
+        gamma L = 27, 3.1 pixels per speckle. Errors taken from each bin's own variance pull a fit towards low
+        correlation the same way (+5 % in gamma L at 10-30 speckles per bin).
         """
         ok = self.ok
-        c2 = np.where(ok, np.asarray(c_pred, dtype=np.float64) ** 2, 0.0)
+        c = np.asarray(c_pred, dtype=np.float64)
+        V = self.var_d[:, 0] * self.var_d[:, 1]
+        if self.k4 is not None:
+            y = c / self.beta
+            var = V[:, None] + c**2 + self.k4[:, None] * (4.0 * y + 2.0 * y**2) / 6.0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.sqrt(np.maximum(var, V[:, None]) * self.area / self.n_pix)
+        c2 = np.where(ok, c**2, 0.0)
         v = np.where(ok, self.var_u, 0.0)
         w = np.where(ok, self.n_eff, 0.0)
-        # V_r from the frames alone: at c = 0 the frames are independent, so Var u = <d_1^2><d_2^2>
-        # exactly, whatever the intensity statistics; kappa_r by weighted least squares through it
-        V = self.var_d[:, 0] * self.var_d[:, 1]
+        # kappa_r by weighted least squares through V_r (the stack module's maps carry no k4)
         s2 = (w * c2 * c2).sum(1)
         with np.errstate(invalid="ignore", divide="ignore"):
             kap = np.where(s2 > 0, (w * c2 * (v - V[:, None])).sum(1) / s2, 0.0)
             kap = np.clip(np.nan_to_num(kap), 0.0, None)
-            return np.sqrt((V[:, None] + kap[:, None] * np.asarray(c_pred) ** 2) * self.area / self.n_pix)
+            return np.sqrt((V[:, None] + kap[:, None] * c**2) * self.area / self.n_pix)
 
     def g_q(self):
         """Mean of C over phi per q (unweighted over usable bins, as the paper's g(q)), and its error."""
@@ -256,6 +272,26 @@ def _correlation_area(px: _Pixels, u, var_u_bin, sel, qr0, n_q, speckle_px, beam
     return area_row, info
 
 
+def _speckle_cumulants(d, thin, px: _Pixels, nrow, n_q, photon_counts):
+    r"""Per q row the speckle's variance and fourth cumulant of one frame, free of Poisson noise.
+
+    For counts n ~ Poisson(nbar (1 + delta)), the factorial moments are the intensity's moments:
+    :math:`f_k = \langle n(n-1)\cdots(n-k+1)/\bar n^k\rangle = \langle(1 + \delta)^k\rangle`, so
+    :math:`\mu_2 = f_2 - 1`, :math:`\mu_4 = f_4 - 4f_3 + 6f_2 - 3` (with <delta> = 0) and
+    :math:`\kappa_4 = \mu_4 - 3\mu_2^2`. Without photon counts the moments of d are used. Shapes (n_q,)."""
+    x = d + 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if photon_counts:
+            nb = thin[px.ring]
+            n = x * nb
+            f = [_bincount(px.row, np.prod([(n - j) / nb for j in range(k)], axis=0), n_q) / nrow for k in (2, 3, 4)]
+        else:
+            f = [_bincount(px.row, x**k, n_q) / nrow for k in (2, 3, 4)]
+        mu2 = f[0] - 1.0
+        mu4 = f[2] - 4.0 * f[1] + 6.0 * f[0] - 3.0
+    return mu2, mu4 - 3.0 * mu2**2
+
+
 def _frame_contrast(d, thin, px: _Pixels, nrow, area_row, n_q, photon_counts):
     """One frame's contrast from its speckle statistics per q row, weighted by the rows' independent
     speckles (not by the noisy per-row variances, which would favour low estimates)."""
@@ -271,6 +307,25 @@ def _frame_contrast(d, thin, px: _Pixels, nrow, area_row, n_q, photon_counts):
     mean = float(np.sum(w * bb[ok]) / w.sum())
     err = float(np.sqrt(np.sum(w**2 * (bb[ok] - mean) ** 2)) / w.sum()) if ok.sum() > 2 else abs(mean)
     return mean, err, var_d
+
+
+def _pair_k4(px: _Pixels, nrow, area_row, n_q, photon_counts):
+    r"""The speckle fourth cumulant kappa_4(1111) per q row for :meth:`CorrelationMap.errors`, shape (n_q,).
+
+    Its shape :math:`g = \sum_r w_r \kappa_{4,r} / \sum_r w_r \mu_{2,r}^2` (both frames, rows weighted by their
+    independent speckles) is pooled over the frame, so that no row's value follows its own fluctuation, and
+    applied to each row's variances: :math:`g\,\mu_{2,r}^{(1)}\mu_{2,r}^{(2)}` (coherent speckle g = 6, M
+    modes 6/M, pixel integration lowers it)."""
+    cums = [_speckle_cumulants(d, thin, px, nrow, n_q, photon_counts)
+            for d, thin in ((px.d1, px.ring_I[0]), (px.d2, px.ring_I[1]))]
+    wr = nrow / area_row
+    num = den = 0.0
+    for mu2, k4 in cums:
+        ok = np.isfinite(mu2) & np.isfinite(k4) & np.isfinite(wr) & (wr >= MIN_ROW_SPECKLES)
+        num += float(np.sum(wr[ok] * k4[ok]))
+        den += float(np.sum(wr[ok] * mu2[ok] ** 2))
+    g = max(num / den, 0.0) if den > 0 else 0.0
+    return g * np.clip(np.nan_to_num(cums[0][0]), 0.0, None) * np.clip(np.nan_to_num(cums[1][0]), 0.0, None), g
 
 
 def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contrast=None, photon_counts=True,
@@ -327,6 +382,7 @@ def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contra
     frames = [_frame_contrast(d, thin, px, nrow, area_row, n_q, photon_counts)
               for d, thin in ((px.d1, px.ring_I[0]), (px.d2, px.ring_I[1]))]
     betas, berrs, var_d = [f[0] for f in frames], [f[1] for f in frames], [f[2] for f in frames]
+    k4, k4_shape = _pair_k4(px, nrow, area_row, n_q, photon_counts)
     if contrast is None:
         beta = 0.5 * (betas[0] + betas[1])
         beta_err = 0.5 * float(np.hypot(*berrs))
@@ -346,5 +402,5 @@ def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contra
         n_eff=n_eff.reshape(shape), beta=float(beta), beta_err=float(beta_err), beta_frames=tuple(betas),
         ring_q=np.sqrt(q_edges[:-1] * q_edges[1:]), ring_I=ring_I, phi_offset=float(phi_offset),
         info=dict(info_k, correlation_area_px=area_row.tolist(), beta_frames_err=berrs, contrast_given=contrast is not None,
-                  estimator="ring-centred product <(i1-1)(i2-1)>_b"),
-        var_u=var_u.reshape(shape), area=area_b.reshape(shape), var_d=np.stack(var_d, axis=1))
+                  estimator="ring-centred product <(i1-1)(i2-1)>_b", speckle_k4_shape=k4_shape),
+        var_u=var_u.reshape(shape), area=area_b.reshape(shape), var_d=np.stack(var_d, axis=1), k4=k4)
