@@ -53,27 +53,13 @@ def overlap_fraction(shift, gamma, beam_size: float) -> np.ndarray:
     return np.clip(1.0 - np.abs(s) / L, 0.0, None).mean(axis=-1)
 
 
-def _j1(z):
-    """(sin z - z cos z) / z^2 (odd, z/3 near 0)."""
-    z = np.asarray(z, dtype=np.float64)
-    small = np.abs(z) < 1e-2
-    zs = np.where(small, 1.0, z)
-    return np.where(small, z / 3.0 - z**3 / 30.0, (np.sin(zs) - zs * np.cos(zs)) / (zs * zs))
-
-
-def _sinc(z):
-    z = np.asarray(z, dtype=np.float64)
-    small = np.abs(z) < 1e-4
-    zs = np.where(small, 1.0, z)
-    return np.where(small, 1.0 - z * z / 6.0, np.sin(zs) / zs)
-
-
 def shared_transform(k, nu: float, gamma: float) -> np.ndarray:
     r"""The transform of the shared weight (module docstring),
     :math:`K(k;\nu,\gamma) = \int_{-1/2}^{1/2} \max(0, 1 - |\nu + \gamma s|)\,e^{iks}\,ds` (complex, the
     shape of ``k``), exactly: w is linear between its kink (s = -nu/gamma) and the points where it
     reaches 0; on a piece [c - h, c + h] with w = a + b (s - c),
-    :math:`\int = e^{ikc}\,2h\,[a\,\mathrm{sinc}(kh) + i\,b\,h\,j(kh)]`, j(z) = (sin z - z cos z)/z^2.
+    :math:`\int = e^{ikc}\,2h\,[a\,\mathrm{sinc}(kh) + i\,b\,h\,j_1(kh)]`, j_1(z) = (sin z - z cos z)/z^2
+    the spherical Bessel function.
 
     Parameters
     ----------
@@ -84,6 +70,8 @@ def shared_transform(k, nu: float, gamma: float) -> np.ndarray:
     gamma : float
         Strain over the lag (:math:`\dot\gamma\tau`).
     """
+    from scipy.special import spherical_jn
+
     k = np.asarray(k, dtype=np.float64)
     nu, gamma = float(nu), float(gamma)
     pts = [-0.5, 0.5]
@@ -102,7 +90,7 @@ def shared_transform(k, nu: float, gamma: float) -> np.ndarray:
         if a <= 0:  # the piece where nothing is shared
             continue
         b = -sign * gamma
-        out += np.exp(1j * k * c) * (2 * h) * (a * _sinc(k * h) + 1j * b * h * _j1(k * h))
+        out += np.exp(1j * k * c) * (2 * h) * (a * np.sinc(k * h / np.pi) + 1j * b * h * spherical_jn(1, k * h))
     return out
 
 
