@@ -40,8 +40,8 @@ Jacobian at the result (Broyden's updates serve the steps only: along the curved
 bend J; and a J from the start overstates the information on R_s^2 near 0, where the baseline term
 B - 1 ∝ R_s^4 has a slope in R_s^2 that grows with R_s^2: sd(R_s^2) 3x too small on a Monte Carlo set at
 R_s = 0.05, N = 300), the prior of n_l2 included in J; intervals :math:`x \pm z\sqrt{C_{kk}}`, for
-R_s the interval of R_s^2 mapped back with the lower end clipped at 0 (honest at R_s = 0, where
-:math:`\partial g/\partial R_s` vanishes but :math:`\partial g/\partial R_s^2` does not).
+R_s the interval of R_s^2 mapped back with the lower end clipped at 0, or, where the 95 % interval of R_s^2
+reaches 0, the profile-likelihood interval as in the fit (:func:`shearcorr.inverse.fit.profile_near_zero`).
 
 Cost: two noise models (the covariance and the meat; the shared factor dominates: ``noise_samples`` = 16 by default; 64 as the fit's)
 and 8 + ``steps`` engine evaluations on the full map, ~0.3-0.6 s on one core (docs/results.md).
