@@ -79,18 +79,54 @@ def test_models_trained_in_worker_processes_equal_the_serial_ones(tmp_path):
     """The training stage runs one task per model on a process pool: the models (their predictions on the
     held-out split) are bit-identical to the ones trained in this process."""
     from shearcorr.parallel import executor_from
-    from shearcorr.reproduce.pipeline import ReproduceConfig, _train_task
+    from shearcorr.reproduce.pipeline import ReproduceConfig
+    from shearcorr.reproduce.training import train_task
 
     store = generate_with(tmp_path / "a.zarr", workers=1, n=50, seed=3, grid=QGrid.log(*GRID), engine="analytic",
                           progress=False)
     cfg = ReproduceConfig(n_samples=50, n_grid=5, n_fit=2, spot_sets=1, spot_configs=20, mc_sets=4, mc_configs=20,
                           forward_configs=20, grid=GRID, ard_opt_samples=30)
     rows = ("g_theta", "ard_both")
-    serial = [_train_task(store, row, cfg, 0) for row in rows]
+    serial = [train_task(store, row, cfg, 0) for row in rows]
     with executor_from(workers=2) as executor:
-        parallel = [f.result() for f in [executor.submit(_train_task, store, row, cfg, 0) for row in rows]]
+        parallel = [f.result() for f in [executor.submit(train_task, store, row, cfg, 0) for row in rows]]
     for (_, _, ev_s, _, _), (_, _, ev_p, _, _) in zip(serial, parallel):
         for t in ("rs", "d2", "gamma_l"):
             assert np.array_equal(ev_s.predictions[t].mean, ev_p.predictions[t].mean)
             assert np.array_equal(ev_s.predictions[t].std, ev_p.predictions[t].std)
         assert ev_s.err == ev_p.err
+
+
+def test_ard_targets_trained_apart_and_joined_equal_the_whole_model(tmp_path):
+    """reproduce trains each ARD target as a task of its own and joins them: the joined model predicts
+    bit-identically to the model trained on all targets at once; parts that do not match are refused."""
+    from shearcorr.data import open_dataset
+    from shearcorr.errors import ShearcorrError
+    from shearcorr.inverse.evaluation import evaluate
+    from shearcorr.inverse.model import InversionModel
+    from shearcorr.inverse.training import TrainingInfo
+    from shearcorr.params import PARAM_NAMES
+    from shearcorr.reproduce.pipeline import ReproduceConfig
+    from shearcorr.reproduce.training import train_task
+
+    store = generate_with(tmp_path / "a.zarr", workers=1, n=50, seed=3, grid=QGrid.log(*GRID), engine="analytic",
+                          progress=False)
+    cfg = ReproduceConfig(n_samples=50, n_grid=5, n_fit=2, spot_sets=1, spot_configs=20, mc_sets=4, mc_configs=20,
+                          forward_configs=20, grid=GRID, ard_opt_samples=30)
+    whole, info, ev, _, _ = train_task(store, "ard_both", cfg, 0)
+    parts = [train_task(store, "ard_both", cfg, 0, (t,)) for t in reversed(PARAM_NAMES)]
+    assert all(p[2] is None for p in parts)  # a part is not evaluated alone
+    joined = InversionModel.join([p[0] for p in reversed(parts)])
+    joined_info = TrainingInfo.join([p[1] for p in reversed(parts)])
+    assert joined.targets == PARAM_NAMES and joined_info.hyper == info.hyper
+    with open_dataset(store) as full:
+        ds = full.drop_vars("g").load()
+    ev_j = evaluate(joined, ds, index=joined.test_index)
+    for t in PARAM_NAMES:
+        assert np.array_equal(ev_j.predictions[t].mean, ev.predictions[t].mean)
+        assert np.array_equal(ev_j.predictions[t].std, ev.predictions[t].std)
+    with pytest.raises(ShearcorrError, match="more than one"):
+        InversionModel.join([parts[0][0], parts[0][0]])
+    other = train_task(store, "ard_both", cfg, 1, ("rs",))[0]  # another seed: another split
+    with pytest.raises(ShearcorrError, match="share grid, split and feature transform"):
+        InversionModel.join([parts[0][0], other])

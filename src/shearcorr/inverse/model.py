@@ -112,6 +112,51 @@ class InversionModel:
             raise ShearcorrError(f"the calibration is of targets {', '.join(self.calibration.targets)}, the model's "
                                  f"are {', '.join(self.regressors)}")
 
+    @classmethod
+    def join(cls, parts) -> "InversionModel":
+        """One model from models of the same training run, each trained on its own targets.
+
+        :func:`~shearcorr.inverse.training.train` fits one regressor per target, seeded alike and
+        independent of the others, so ``train(ds, s, targets=(t,), seed=k)`` for each t, joined, equals
+        ``train(ds, s, targets=ts, seed=k)``: this lets the targets of one model train in parallel.
+
+        Parameters
+        ----------
+        parts : sequence of InversionModel
+            Uncalibrated models on disjoint targets with the same grid, split and fitted feature transform.
+
+        Returns
+        -------
+        InversionModel
+            Regressors of all parts in the order given; the first part's provenance with ``train_seconds``
+            summed over the parts.
+        """
+        parts = list(parts)
+        if not parts:
+            raise ShearcorrError("joining models needs at least one model")
+        first = parts[0]
+        seen = []
+        for m in parts:
+            if m.calibration is not None:
+                raise ShearcorrError("cannot join calibrated models: join the parts, then calibrate the result")
+            same_features = (m.features.get_params() == first.features.get_params() and all(
+                np.array_equal(getattr(m.features, a), getattr(first.features, a))
+                for a in vars(first.features) if a.endswith("_") and not a.startswith("_")))
+            if (first.grid.difference(m.grid) is not None or not np.array_equal(m.train_index, first.train_index)
+                    or not np.array_equal(m.test_index, first.test_index) or not same_features):
+                raise ShearcorrError("models to join must share grid, split and feature transform: train them "
+                                     "on the same dataset with the same strategy and seed")
+            overlap = set(m.regressors) & set(seen)
+            if overlap:
+                raise ShearcorrError(f"target {sorted(overlap)[0]} is in more than one model to join")
+            seen += list(m.regressors)
+        prov = {**first.provenance}
+        if "train_seconds" in prov:
+            prov["train_seconds"] = float(sum(m.provenance.get("train_seconds", 0.0) for m in parts))
+        return cls(grid=first.grid, features=first.features,
+                   regressors={t: r for m in parts for t, r in m.regressors.items()},
+                   train_index=first.train_index, test_index=first.test_index, provenance=prov)
+
     def calibrated(self, **kwargs) -> "InversionModel":
         """The same model with per-sample stds fitted to its leave-one-out z-scores
         (:func:`shearcorr.inverse.calibration.calibrate`, keyword arguments passed on); the summary is

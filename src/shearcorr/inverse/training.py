@@ -92,6 +92,18 @@ class TrainingInfo(JSONRecord):
     l_bounds: tuple | None = None
     grid_seconds: float | None = None
 
+    @classmethod
+    def join(cls, parts) -> "TrainingInfo":
+        """The info of :meth:`InversionModel.join <shearcorr.inverse.model.InversionModel.join>`'s model:
+        targets and hyperparameters side by side, training seconds summed (ARD strategy: the paper
+        strategy's LML grid is shared by its targets and is not split)."""
+        parts = list(parts)
+        if not parts or any(p.search is not None for p in parts) or len({(p.model, p.feature) for p in parts}) != 1:
+            raise ShearcorrError("only infos of one ARD model's separately trained targets can be joined")
+        return cls(model=parts[0].model, feature=parts[0].feature, targets=tuple(t for p in parts for t in p.targets),
+                   train_seconds=float(sum(p.train_seconds for p in parts)),
+                   hyper={t: h for p in parts for t, h in p.hyper.items()})
+
     def to_dict(self) -> dict:
         out = {"model": self.model, "feature": self.feature, "targets": list(self.targets),
                "train_seconds": self.train_seconds, "hyper": self.hyper}

@@ -25,8 +25,9 @@ import numpy as np
 
 from ..files import atomic_file, check_output_folder
 from ..params import PARAM_NAMES, QGrid
-from .render import (NOISY_ROW, PAPER_ERR, POLISHED_ROW, PAPER_ROWS, ROW_LABELS, ROWS, DirectFit, NoisyFit, NoisyTest, ReportData,
+from .render import (NOISY_ROW, PAPER_ERR, POLISHED_ROW, ROWS, DirectFit, NoisyFit, NoisyTest, ReportData,
                      SVDSummary, render)
+from .training import train_rows
 
 __all__ = ["ReproduceConfig", "QUICK", "FULL", "reproduce"]
 
@@ -34,8 +35,6 @@ __all__ = ["ReproduceConfig", "QUICK", "FULL", "reproduce"]
 N_SINGULAR_SHOWN = 6
 #: Bins of the PDDF/ACF of Fig. 6a.
 PDDF_BINS = 80
-#: Principal components of the ARD model on g(theta) alone (measured best; "both" keeps the default 8 + 8).
-ARD_G_THETA_COMPONENTS = 12
 #: Resolution of the PNG figures of the report.
 DPI = 110
 
@@ -92,20 +91,6 @@ def _save(fig_or_ax, path: Path) -> str:
     return path.name
 
 
-def _pca_label(features) -> str:
-    k = int(features.n_components)
-    return f"PCA-{k} + PCA-{k}" if features.pca_blocks else f"PCA-{k}"
-
-
-def _strategy(row: str, cfg: ReproduceConfig):
-    from ..inverse.training import ARDTraining, PaperTraining
-
-    if row in PAPER_ROWS:
-        return PaperTraining(feature=row, n_grid=cfg.n_grid)
-    extra = {} if row == "ard_both" else {"n_components": ARD_G_THETA_COMPONENTS}
-    return ARDTraining(feature=row[4:], max_opt_samples=cfg.ard_opt_samples, restarts=cfg.ard_restarts, **extra)
-
-
 def _forward_figures(R: ReportData, figs: Path, grid: QGrid) -> None:
     from ..plots import forward as pf
 
@@ -131,68 +116,6 @@ def _svd_figures(R: ReportData, figs: Path, ds, grid: QGrid) -> None:
     R.figures["fig5"] = _save(pl.figure_svd_space(svd.projections, {n: ds[n].values for n in PARAM_NAMES}),
                               figs / "fig5_svd_space.png")
     R.svd = SVDSummary(svd.singular_values[:N_SINGULAR_SHOWN].tolist(), float(svd.explained[:3].sum()))
-
-
-def _train_task(store: Path, row: str, cfg: ReproduceConfig, seed: int):
-    """Train one model row (or the noise-aware model, :data:`NOISY_ROW`) on the analytic store and evaluate
-    it on the held-out split; runs in a worker process. Returns (model, info, evaluation or None, log
-    lines, wall seconds). Training uses one BLAS thread (:func:`shearcorr.inverse.training.blas_threads`),
-    so the model does not depend on the process it ran in."""
-    from ..data import open_dataset
-    from ..inverse.evaluation import evaluate
-    from ..inverse.training import PaperTraining, train
-
-    lines, t = [], time.perf_counter()
-    with open_dataset(store) as full:
-        if row == NOISY_ROW:  # inputs drawn as averages over the Monte Carlo test set's N (needs the full map g)
-            model, info = train(full, PaperTraining(feature="both", n_grid=cfg.n_grid), targets=PARAM_NAMES,
-                                seed=seed, noise_configs=cfg.mc_configs, log=lines.append)
-            ev = None
-        else:
-            ds = full.drop_vars("g").load()
-            model, info = train(ds, _strategy(row, cfg), targets=PARAM_NAMES, seed=seed, log=lines.append)
-            ev = evaluate(model, ds, index=model.test_index)
-            lines.append("Err " + ", ".join(f"{t} {100 * ev.err[t]:.2f}%" for t in PARAM_NAMES)
-                         + " | cov95 " + ", ".join(f"{t} {100 * ev.coverage95[t]:.0f}%" for t in PARAM_NAMES))
-    return model, info, ev, lines, time.perf_counter() - t
-
-
-#: The order in which the training tasks start: longest first (full run, 2026-11-29, one thread each:
-#: ard_both 949 s, the noise-aware GPR 701 s, the paper GPRs 442-483 s, ard_g_theta 375 s), so that the
-#: last task to finish is a short one.
-TRAIN_ORDER = ("ard_both", NOISY_ROW, "both", "g_theta", "g_q", "svd", "ard_g_theta")
-
-
-def _train_rows(R: ReportData, L: _Log, store: Path, executor) -> dict:
-    """Train and evaluate every model row on the held-out split, and the noise-aware model of the Monte
-    Carlo test, in parallel on ``executor`` (one task per model, longest first). Returns the models.
-
-    Each task's own wall time is logged and listed in the report next to the stage's wall time; the
-    models are the ones a serial run gives (one BLAS thread each, same data, same seed)."""
-    from concurrent.futures import as_completed
-
-    from ..parallel import executor_workers
-
-    cfg, models = R.config, {}
-    tasks = [r for r in TRAIN_ORDER if r in cfg.rows or r == NOISY_ROW]
-    with L.stage(f"4/9 {len(tasks)} models trained and evaluated, {min(len(tasks), executor_workers(executor))} at a time"):
-        futures = {executor.submit(_train_task, store, row, cfg, R.seed): row for row in tasks}
-        for fut in as_completed(futures):
-            row = futures[fut]
-            models[row], R.infos[row], ev, lines, seconds = fut.result()
-            if ev is not None:
-                R.evals[row] = ev
-            what = (f"noise-aware paper GPR on both (N = {cfg.mc_configs})" if row == NOISY_ROW else
-                    f"LML grid {cfg.n_grid}x{cfg.n_grid}, paper GPR on {row}" if row in PAPER_ROWS else f"ARD GPR on {row[4:]}")
-            L.times[f"4/9 · {what}: training, evaluation (one worker)"] = seconds
-            L(f"{what} done in a worker ({seconds:.1f} s)")
-            for line in lines:
-                L(f"  {row}: {line}")
-    for row in cfg.rows:
-        R.labels[row] = ROW_LABELS[row].format(pca=_pca_label(models[row].features))
-    R.labels[NOISY_ROW] = ROW_LABELS[NOISY_ROW].format(n=cfg.mc_configs)
-    R.labels[POLISHED_ROW] = ROW_LABELS[POLISHED_ROW]
-    return models
 
 
 def _learning_figures(R: ReportData, figs: Path, ds, model) -> None:
@@ -351,7 +274,7 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
             _forward_figures(R, figs, grid)
         with L.stage("3/9 SVD of g(theta) (Figs. 4-5)"):
             _svd_figures(R, figs, ds, grid)
-        models = _train_rows(R, L, staging / "dataset.zarr", executor)
+        models = train_rows(R, L, staging / "dataset.zarr", ds, executor)
         with L.stage("5/9 PDDF/ACF, LML landscapes, parity plots (Figs. 6-7)"):
             _learning_figures(R, figs, ds, models["g_theta"])
         with L.stage("6/9 R_s identifiability"):
