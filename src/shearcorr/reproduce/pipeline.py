@@ -2,8 +2,8 @@
 
 Stages (each logged with the elapsed time, each a function below filling :class:`~.render.ReportData`):
 analytic dataset, Figs. 1-3 (:mod:`shearcorr.plots.forward`), SVD (Figs. 4-5), LML landscapes +
-training + evaluation for each model row (Table I) and the noise-aware model of the Monte Carlo test (one
-task per model, run in parallel on the executor), PDDF/ACF and parity plots (Figs. 6-7), R_s
+training + evaluation for each model row (Table I) and the noise-aware model of the Monte Carlo test
+(:mod:`.training`: one task per model, one per target of the ARD models, in parallel on the executor), PDDF/ACF and parity plots (Figs. 6-7), R_s
 identifiability (:mod:`.diagnostics`), the direct physics fit on test samples, a brute-force Monte Carlo
 spot check against the analytic engine, and a Monte Carlo ("noisy") test set for models trained on
 analytic data. Everything is computed in ``DIR/.staging``; figures are moved into ``DIR/figures`` and
@@ -239,8 +239,8 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
     seed : int
         Seed of the datasets and of the split.
     executor : concurrent.futures.Executor, optional
-        Runs the dataset generation and the model training, one task per model
-        (:func:`shearcorr.parallel.executor_from`); default a local pool over all cores.
+        Runs the dataset generation and the model training, one task per model (per target for the ARD
+        models) (:func:`shearcorr.parallel.executor_from`); default a local pool over all cores.
     log : callable(str)
         Progress lines.
     config : ReproduceConfig, optional
