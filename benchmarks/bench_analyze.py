@@ -376,7 +376,8 @@ def summarize_log(a):
 
 def summarize_bins(R, spx, s_marg, n_boot=10000, seed=0):
     """Robust spread (1.4826 MAD) of z, mean relative bias with its bootstrap 68 and 95 % intervals, the median |relative
-    error| with its bootstrap 95 % interval, and the z std of the
+    error| with its bootstrap 95 % interval and the value Gaussian errors of the stated std would give (median and 95 %
+    range over as many pairs), and the z std of the
     (marginal) std ``s_marg`` (n, 2) in the thirds of the pairs by true gamma L, D2, R_s and pixels per speckle
     ``spx``: where an off-band z std comes from."""
     rng = np.random.default_rng(seed)
@@ -386,10 +387,13 @@ def summarize_bins(R, spx, s_marg, n_boot=10000, seed=0):
         b = rng.integers(0, z.size, (n_boot, z.size))
         mb = rel[b].mean(axis=1)
         ma = np.median(np.abs(rel)[b], axis=1)
+        # the median |rel err| that Gaussian errors of the stated std would give over these pairs (its 95 % range)
+        sim = np.median(np.abs(rng.standard_normal((n_boot, z.size)) * s_marg[:, j] / R[:, t]), axis=1)
         line = (f"    {name} (marginal std): robust z spread {1.4826 * np.median(np.abs(z - np.median(z))):.2f}, mean rel bias "
                 f"{rel.mean():+.3f} [68 %: {np.percentile(mb, 16):+.3f} to {np.percentile(mb, 84):+.3f}; 95 %: "
                 f"{np.percentile(mb, 2.5):+.3f} to {np.percentile(mb, 97.5):+.3f}], median rel err {np.median(rel):+.3f}, "
-                f"median |rel err| {np.median(np.abs(rel)):.3f} [95 %: {np.percentile(ma, 2.5):.3f} to {np.percentile(ma, 97.5):.3f}]; "
+                f"median |rel err| {np.median(np.abs(rel)):.3f} [95 %: {np.percentile(ma, 2.5):.3f} to {np.percentile(ma, 97.5):.3f}; "
+                f"with errors N(0, std): {np.median(sim):.3f}, 95 % {np.percentile(sim, 2.5):.3f} to {np.percentile(sim, 97.5):.3f}]; "
                 f"z std by third:")
         for label, v in (("gamma L", R[:, 0]), ("D2", R[:, 1]), ("R_s", R[:, 10]), ("px/speckle", spx)):
             edges = np.percentile(v, [0, 100 / 3, 200 / 3, 100])
