@@ -310,8 +310,8 @@ def summarize_told(told, R):
 
 
 def summarize_z(s_gl, s_d2, R, label, n_boot=10000, seed=0):
-    """z std of gamma L and D2 with the stds ``s_gl``, ``s_d2``: all pairs (bootstrap 68 % interval over the pairs,
-    percentile), without the largest |z|, and split by the true R_s (< 0.15 / >= 0.15)."""
+    """z std of gamma L and D2 with the stds ``s_gl``, ``s_d2``: all pairs (bootstrap 68 % and 95 % intervals over the
+    pairs, percentile), without the largest |z|, and split by the true R_s (< 0.15 / >= 0.15)."""
     rng = np.random.default_rng(seed)
     lo = R[:, 10] < 0.15
     parts = []
@@ -319,7 +319,8 @@ def summarize_z(s_gl, s_d2, R, label, n_boot=10000, seed=0):
         z = (R[:, e] - R[:, t]) / s
         boot = np.std(z[rng.integers(0, z.size, (n_boot, z.size))], axis=1)
         drop = np.delete(z, np.argmax(np.abs(z)))
-        parts.append(f"{name} z std {z.std():.2f} [68 %: {np.percentile(boot, 16):.2f}-{np.percentile(boot, 84):.2f}], "
+        parts.append(f"{name} z std {z.std():.2f} [68 %: {np.percentile(boot, 16):.2f}-{np.percentile(boot, 84):.2f}; "
+                     f"95 %: {np.percentile(boot, 2.5):.2f}-{np.percentile(boot, 97.5):.2f}], "
                      f"{coverage(z)}, without the largest |z| ({z[np.argmax(np.abs(z))]:+.1f}) {drop.std():.2f}, "
                      f"R_s < 0.15 ({int(lo.sum())}) {z[lo].std():.2f} / >= 0.15 {z[~lo].std():.2f}")
     print(f"    {label}: " + "; ".join(parts), flush=True)
@@ -374,7 +375,9 @@ def summarize_log(a):
 
 
 def summarize_bins(R, spx, s_marg, n_boot=10000, seed=0):
-    """Robust spread (1.4826 MAD) of z, mean relative bias with its bootstrap 68 % interval, and the z std of the
+    """Robust spread (1.4826 MAD) of z, mean relative bias with its bootstrap 68 and 95 % intervals, the median |relative
+    error| with its bootstrap 95 % interval and the value Gaussian errors of the stated std would give (median and 95 %
+    range over as many pairs), and the z std of the
     (marginal) std ``s_marg`` (n, 2) in the thirds of the pairs by true gamma L, D2, R_s and pixels per speckle
     ``spx``: where an off-band z std comes from."""
     rng = np.random.default_rng(seed)
@@ -383,9 +386,15 @@ def summarize_bins(R, spx, s_marg, n_boot=10000, seed=0):
         rel = R[:, e] / R[:, t] - 1
         b = rng.integers(0, z.size, (n_boot, z.size))
         mb = rel[b].mean(axis=1)
+        ma = np.median(np.abs(rel)[b], axis=1)
+        # the median |rel err| that Gaussian errors of the stated std would give over these pairs (its 95 % range)
+        sim = np.median(np.abs(rng.standard_normal((n_boot, z.size)) * s_marg[:, j] / R[:, t]), axis=1)
         line = (f"    {name} (marginal std): robust z spread {1.4826 * np.median(np.abs(z - np.median(z))):.2f}, mean rel bias "
                 f"{rel.mean():+.3f} [68 %: {np.percentile(mb, 16):+.3f} to {np.percentile(mb, 84):+.3f}; 95 %: "
-                f"{np.percentile(mb, 2.5):+.3f} to {np.percentile(mb, 97.5):+.3f}], median rel err {np.median(rel):+.3f}; z std by third:")
+                f"{np.percentile(mb, 2.5):+.3f} to {np.percentile(mb, 97.5):+.3f}], median rel err {np.median(rel):+.3f}, "
+                f"median |rel err| {np.median(np.abs(rel)):.3f} [95 %: {np.percentile(ma, 2.5):.3f} to {np.percentile(ma, 97.5):.3f}; "
+                f"with errors N(0, std): {np.median(sim):.3f}, 95 % {np.percentile(sim, 2.5):.3f} to {np.percentile(sim, 97.5):.3f}]; "
+                f"z std by third:")
         for label, v in (("gamma L", R[:, 0]), ("D2", R[:, 1]), ("R_s", R[:, 10]), ("px/speckle", spx)):
             edges = np.percentile(v, [0, 100 / 3, 200 / 3, 100])
             k = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, 2)

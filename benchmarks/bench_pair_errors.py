@@ -4,6 +4,7 @@
     nice python benchmarks/bench_pair_errors.py --term-cost      # CPU of the configuration term per instrument
     nice python benchmarks/bench_pair_errors.py --speckle-bias --configs 40 --save maps.pkl [--variants ABCDEFGO]
     nice python benchmarks/bench_pair_errors.py --speckle-bias --load maps.pkl --variants AE   # refit saved maps
+    nice python benchmarks/bench_pair_errors.py --study-pair 8124 13 --pixel-subsamples 3 --draws 12   # one study pair
 
 By default the ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow
 fixed; ``--coherence``, ``--pixel-subsamples``, ``--speckle-px``, ``--contrast``, ``--counts`` change it, the analysis
@@ -511,6 +512,87 @@ def term_cost(repeats=3):
         print(f"configuration term, {name:24s}: {np.median(ts):.2f} s CPU per 128 maps", flush=True)
 
 
+def study_pair(a):
+    """One pair of a coherent instrument study (``bench_analyze.py --instrument --seed SEED``, pair INDEX; the study's
+    draws, 3^2 sub-pixels by default here via ``--pixel-subsamples``), told right: where its error comes from.
+
+    Printed: the analysis (value, std, its speckle / conditioned / marginal configuration parts); the fit of the oracle
+    map (the configuration's exact y_1 under the model's transfer, flow fixed at the truth: the configuration part);
+    the data refitted with the flow fixed at the truth; the configuration's realised non-affine steps weighted by
+    V^2 F^2(qR) of the particles lit in both frames (rms per axis) and its effective number of scatterers; the
+    independent speckles per q row; and ``--draws`` single-configuration maps at the truth with R_s known, fitted
+    noise-free as the pair (flow fixed): the spread the configuration term should have at the truth."""
+    import argparse as _ap
+    import sys
+
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from bench_analyze import instrument_draws
+
+    from shearcorr.experiment.model import configuration_maps, draw_configurations
+
+    seed, idx = a.study_pair
+    opts = _ap.Namespace(seed=seed, pairs=idx + 1, beam_width=[1.0], contrast_range=(0.2, 0.5), speckle_px_range=(2.2, 3.2),
+                         coherence_range=(0.0, 0.0), coherence_axes="both", beam_profile="square", beam_size=800.0,
+                         plane="1-2", gap=2000.0)
+    gl, d2, rs, fl, beta, spx, _, beam = list(instrument_draws(opts))[idx]
+    params = SystemParams(150.0, rs, d2, gl, beam_size=800.0)
+    print(f"pair {idx} of seed {seed}: gamma L {gl:.2f}, D2 {d2:.3f}, R_s {rs:.3f}, flow {fl:.1f} deg, contrast {beta:.2f}, "
+          f"{spx:.2f} px/speckle, {a.pixel_subsamples}^2 sub-pixels", flush=True)
+    captured = {}
+    orig = an.fit_pair
+
+    def spy(cm, model, **kw):
+        f = orig(cm, model, **kw)
+        captured.update(cm=cm, model=model, fit=f)
+        return f
+
+    an.fit_pair = spy
+    try:
+        p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=10.0, shape=(a.size, a.size), seed=seed + idx,
+                        dq=2 * np.pi / 800.0 / spx, beam=beam, pixel_subsamples=a.pixel_subsamples)
+        r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(
+            mask=p.mask, plots=False, n_l2=150.0, condition_profile=True, pixel_integration=a.pixel_subsamples > 1))
+    finally:
+        an.fit_pair = orig
+    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    flow = np.radians(fl)
+    print(f"analysis: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f} (speckle {f.std_speckle[0]:.2f}, configuration "
+          f"{f.std_configuration[0]:.2f} conditioned / {f.std_configuration_marginal[0]:.2f} marginal), D2 {f.d2.value:.3f} +- "
+          f"{f.d2.std:.3f} (speckle {f.std_speckle[1]:.3f}, configuration {f.std_configuration[1]:.3f} / "
+          f"{f.std_configuration_marginal[1]:.3f}); flow error {(r.flow_angle_deg.value - fl + 90) % 180 - 90:+.1f} deg "
+          f"(std {r.flow_angle_deg.std:.1f}); chi2_red {f.chi2_red:.2f}", flush=True)
+    cfg = pair_configuration(params, seed + idx, beam)
+    yo = oracle_map(cfg, p.geometry, p.mask, cm, flow, model_transfer(model))
+    cmo = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, yo, np.nan), beta=1.0, beta_err=0.0)
+    kw = dict(phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(f.gamma_l.value,), grid_d2=(f.d2.value,))
+    fo, fx = fit_pair(cmo, model, **kw), fit_pair(cm, model, **kw)
+    print(f"oracle map (the configuration part), flow at the truth: gamma L {fo.gamma_l.value:.2f}, D2 {fo.d2.value:.3f}; "
+          f"the data with the flow at the truth: gamma L {fx.gamma_l.value:.2f}, D2 {fx.d2.value:.3f}", flush=True)
+    both = (cfg.illumination_before > 0) & (cfg.illumination_after > 0)
+    dx = (cfg.x_after - cfg.x - gl / 800.0 * cfg.y)[both]
+    dy = (cfg.y_after - cfg.y)[both]
+    for q in (0.2, 0.4):
+        w = (sphere_volume(cfg.radius) ** 2 * form_factor(q * cfg.radius) ** 2
+             * np.sqrt(cfg.illumination_before * cfg.illumination_after))[both]
+        print(f"q R0 = {q}: realised non-affine step, rms per axis weighted by V^2 F^2: {np.sqrt((w * (dx**2 + dy**2)).sum() / (2 * w.sum())):.3f} "
+              f"(unweighted {np.sqrt(np.mean((dx**2 + dy**2) / 2)):.3f}); effective scatterers {w.sum()**2 / (w**2).sum():.1f} "
+              f"of {int(both.sum())}", flush=True)
+    print("q R0 of the rows: " + " ".join(f"{v:.2f}" for v in cm.q) + "\nindependent speckles per row: "
+          + " ".join(f"{v:.0f}" for v in np.where(cm.ok, cm.n_eff, 0.0).sum(axis=1)), flush=True)
+    if a.draws > 0:
+        t0 = time.perf_counter()
+        ys = configuration_maps(model, draw_configurations(model, gl, d2, rs, a.draws, seed + 1), flow)
+        est = np.array([(lambda fo_: (fo_.gamma_l.value, fo_.d2.value))(
+            fit_pair(dataclasses.replace(cm, C=1.0 + np.where(cm.ok, y, np.nan), beta=1.0, beta_err=0.0), model, phi0=flow,
+                     fit_flow=False, n_configs=0, grid_gamma=(gl,), grid_d2=(d2,))) for y in ys])
+        for j, name in enumerate(("gamma L", "D2")):
+            x = est[:, j]
+            print(f"{a.draws} configurations at the truth, R_s known, fitted noise-free: {name} std {x.std(ddof=1):.3f}, "
+                  f"mean {x.mean():.3f}, range {x.min():.3f}-{x.max():.3f}, 2.5/50/97.5 % "
+                  f"{' / '.join(f'{v:.3f}' for v in np.percentile(x, [2.5, 50, 97.5]))} [{time.perf_counter() - t0:.0f} s]",
+                  flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--term-cost", action="store_true", help="CPU of the configuration term per instrument (term_cost)")
@@ -518,6 +600,9 @@ def main():
     ap.add_argument("--config-bias", action="store_true", help="bias from the configuration alone (config_bias_study)")
     ap.add_argument("--binning", action="store_true", help="two points per bin against the bin average (binning_study)")
     ap.add_argument("--speckle-bias", action="store_true", help="the speckle part of the bias (speckle_bias_study)")
+    ap.add_argument("--study-pair", type=int, nargs=2, metavar=("SEED", "INDEX"),
+                    help="one pair of the coherent instrument study of bench_analyze.py: where its error comes from "
+                         "(study_pair; --draws configurations at the truth, e.g. 12)")
     ap.add_argument("--save", default="", help="--speckle-bias: pickle the maps to this file")
     ap.add_argument("--variants", default="ABCDO", help="--speckle-bias: the fits to run (letters of the report)")
     ap.add_argument("--load", default="", help="--speckle-bias: report on the maps of this pickle (same options)")
@@ -525,7 +610,8 @@ def main():
     ap.add_argument("--lin-draws", type=int, default=512, help="--config-bias: maps for the mean map (fits: --draws)")
     ap.add_argument("--noise-fits", type=int, default=0,
                     help="--config-bias: also fit the model map at the truth plus Gaussian noise of the stated errors")
-    ap.add_argument("--draws", type=int, default=2048, help="configurations of the conditioning study")
+    ap.add_argument("--draws", type=int, default=None,
+                    help="configurations of the conditioning study (default 2048) and of --study-pair (default 12)")
     ap.add_argument("--configs", type=int, default=40)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--gamma-l", type=float, default=10.33)
@@ -542,6 +628,11 @@ def main():
                     help="sub-pixels per axis of the renderer; > 1: the analysis integrates pixels (told right)")
     ap.add_argument("--speckle-px", type=float, default=2.2, help="pixels per speckle")
     a = ap.parse_args()
+    if a.draws is None:
+        a.draws = 12 if a.study_pair else 2048
+    if a.study_pair:
+        study_pair(a)
+        return
     if a.term_cost:
         term_cost()
         return

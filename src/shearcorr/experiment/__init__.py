@@ -4,7 +4,7 @@ Public API: :func:`analyze` with :class:`AnalysisOptions` (the whole analysis of
 :class:`~.results.PairAnalysis`), :func:`analyze_series` (several pairs with one flow direction, a
 :class:`~.results.SeriesResult`), :func:`render_pair` / :func:`write_synth` (synthetic frame pairs with
 known truth), and the building blocks in the sub-modules ``frames``, ``geometry``, ``correlation``,
-``flow``, ``model``, ``inference``, ``regression``, ``series``, ``results``.
+``specklestats``, ``flow``, ``model``, ``inference``, ``regression``, ``series``, ``results``.
 """
 
 from .analysis import AnalysisOptions, analyze

@@ -30,7 +30,8 @@ Contrast. For photon counts of a partially coherent speckle pattern,
 :math:`\beta_r = \langle (i-1)^2\rangle_r - \langle 1/\bar n\rangle_r` and the frame's beta is the
 mean over rows weighted by their numbers of independent speckles. This self-calibrated beta also
 contains the finite-N reduction 1 - sum w^4 / (sum w^2)^2 of the pattern's contrast, which is what
-makes (C - 1)/beta comparable with the model (docs/experiment.md).
+makes (C - 1)/beta comparable with the model (docs/experiment.md). The frames' speckle moments per row
+(contrast, fourth cumulant) and the variance law of the bins built on them are in :mod:`.specklestats`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ShearcorrError
+from .specklestats import frame_contrast, pooled_k4, speckle_cumulants, variance_law
 
 __all__ = ["CorrelationMap", "correlation_map", "q_bin_edges"]
 
@@ -49,8 +51,6 @@ N_SUB_RING = 4
 MIN_PIXELS = 100
 #: A bin is usable when it holds at least this many independent speckles (n_pix / correlation area).
 MIN_BIN_SPECKLES = 5
-#: A q row enters the contrast estimate when it holds at least this many independent speckles.
-MIN_ROW_SPECKLES = 10
 #: Speckle size (pixels) assumed when the caller gives none.
 DEFAULT_SPECKLE_PX = 2.0
 #: The correlation area sums the autocorrelation of u over lags up to this many speckle sizes ...
@@ -116,7 +116,7 @@ class CorrelationMap:
         field correlations: :math:`\kappa_4(1122) = \kappa_4(1111)\,(4y + 2y^2)/6` (coherent speckle, beta = 1:
         Var u = 1 + 4c + 3c^2), with :math:`\kappa_4(1111)` the frames' own fourth cumulant of the speckle,
         measured per row from factorial moments of the counts (free of Poisson noise) with its shape pooled
-        over the frame (``k4``; docs/experiment.md, "The D2 bias of one pair"). Then
+        over the frame (``k4``; :func:`.specklestats.variance_law`; docs/experiment.md, "The D2 bias of one pair"). Then
         :math:`\sigma_b = \sqrt{\mathrm{Var}_b(u)\,a_r/n_b}`. Nothing in it depends on the bins' own scatter:
         a law regressed on the bins' variances (the earlier kappa_r c^2, still used where ``k4`` is None, e.g.
         maps built by the stack module) gives larger errors to rows whose strip fluctuated high (the variance
@@ -128,10 +128,8 @@ class CorrelationMap:
         c = np.asarray(c_pred, dtype=np.float64)
         V = self.var_d[:, 0] * self.var_d[:, 1]
         if self.k4 is not None:
-            y = c / self.beta
-            var = V[:, None] + c**2 + self.k4[:, None] * (4.0 * y + 2.0 * y**2) / 6.0
             with np.errstate(invalid="ignore", divide="ignore"):
-                return np.sqrt(np.maximum(var, V[:, None]) * self.area / self.n_pix)
+                return np.sqrt(variance_law(V, c, self.beta, self.k4) * self.area / self.n_pix)
         c2 = np.where(ok, c**2, 0.0)
         v = np.where(ok, self.var_u, 0.0)
         w = np.where(ok, self.n_eff, 0.0)
@@ -272,62 +270,6 @@ def _correlation_area(px: _Pixels, u, var_u_bin, sel, qr0, n_q, speckle_px, beam
     return area_row, info
 
 
-def _speckle_cumulants(d, thin, px: _Pixels, nrow, n_q, photon_counts):
-    r"""Per q row the speckle's variance and fourth cumulant of one frame, free of Poisson noise.
-
-    For counts n ~ Poisson(nbar (1 + delta)), the factorial moments are the intensity's moments:
-    :math:`f_k = \langle n(n-1)\cdots(n-k+1)/\bar n^k\rangle = \langle(1 + \delta)^k\rangle`, so
-    :math:`\mu_2 = f_2 - 1`, :math:`\mu_4 = f_4 - 4f_3 + 6f_2 - 3` (with <delta> = 0) and
-    :math:`\kappa_4 = \mu_4 - 3\mu_2^2`. Without photon counts the moments of d are used. Shapes (n_q,)."""
-    x = d + 1.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if photon_counts:
-            nb = thin[px.ring]
-            n = x * nb
-            f = [_bincount(px.row, np.prod([(n - j) / nb for j in range(k)], axis=0), n_q) / nrow for k in (2, 3, 4)]
-        else:
-            f = [_bincount(px.row, x**k, n_q) / nrow for k in (2, 3, 4)]
-        mu2 = f[0] - 1.0
-        mu4 = f[2] - 4.0 * f[1] + 6.0 * f[0] - 3.0
-    return mu2, mu4 - 3.0 * mu2**2
-
-
-def _frame_contrast(d, thin, px: _Pixels, nrow, area_row, n_q, photon_counts):
-    """One frame's contrast from its speckle statistics per q row, weighted by the rows' independent
-    speckles (not by the noisy per-row variances, which would favour low estimates)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pois = _bincount(px.row, 1.0 / thin[px.ring], n_q) / nrow if photon_counts else 0.0
-        var_d = _bincount(px.row, d * d, n_q) / nrow
-        bb = var_d - pois
-        wr = nrow / area_row
-    ok = np.isfinite(bb) & np.isfinite(wr) & (wr >= MIN_ROW_SPECKLES)
-    if not ok.any():
-        raise ShearcorrError("cannot estimate the speckle contrast (no q ring has enough speckles); give --contrast")
-    w = wr[ok]
-    mean = float(np.sum(w * bb[ok]) / w.sum())
-    err = float(np.sqrt(np.sum(w**2 * (bb[ok] - mean) ** 2)) / w.sum()) if ok.sum() > 2 else abs(mean)
-    return mean, err, var_d
-
-
-def _pair_k4(px: _Pixels, nrow, area_row, n_q, photon_counts):
-    r"""The speckle fourth cumulant kappa_4(1111) per q row for :meth:`CorrelationMap.errors`, shape (n_q,).
-
-    Its shape :math:`g = \sum_r w_r \kappa_{4,r} / \sum_r w_r \mu_{2,r}^2` (both frames, rows weighted by their
-    independent speckles) is pooled over the frame, so that no row's value follows its own fluctuation, and
-    applied to each row's variances: :math:`g\,\mu_{2,r}^{(1)}\mu_{2,r}^{(2)}` (coherent speckle g = 6, M
-    modes 6/M, pixel integration lowers it)."""
-    cums = [_speckle_cumulants(d, thin, px, nrow, n_q, photon_counts)
-            for d, thin in ((px.d1, px.ring_I[0]), (px.d2, px.ring_I[1]))]
-    wr = nrow / area_row
-    num = den = 0.0
-    for mu2, k4 in cums:
-        ok = np.isfinite(mu2) & np.isfinite(k4) & np.isfinite(wr) & (wr >= MIN_ROW_SPECKLES)
-        num += float(np.sum(wr[ok] * k4[ok]))
-        den += float(np.sum(wr[ok] * mu2[ok] ** 2))
-    g = max(num / den, 0.0) if den > 0 else 0.0
-    return g * np.clip(np.nan_to_num(cums[0][0]), 0.0, None) * np.clip(np.nan_to_num(cums[1][0]), 0.0, None), g
-
-
 def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contrast=None, photon_counts=True,
                     speckle_px=None, beam_center=None, area=None) -> CorrelationMap:
     """Compute C(q, phi) with errors and the contrast from two frames (module docstring).
@@ -379,10 +321,11 @@ def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contra
         n_eff = n / area_b
         C_err = np.sqrt(var_u * area_b / n)
         C = 1.0 + cm1
-    frames = [_frame_contrast(d, thin, px, nrow, area_row, n_q, photon_counts)
-              for d, thin in ((px.d1, px.ring_I[0]), (px.d2, px.ring_I[1]))]
+    nbars = [thin[px.ring] for thin in px.ring_I]
+    frames = [frame_contrast(d, nb, px.row, nrow, area_row, n_q, photon_counts) for d, nb in zip((px.d1, px.d2), nbars)]
     betas, berrs, var_d = [f[0] for f in frames], [f[1] for f in frames], [f[2] for f in frames]
-    k4, k4_shape = _pair_k4(px, nrow, area_row, n_q, photon_counts)
+    k4, k4_shape = pooled_k4([speckle_cumulants(d, nb, px.row, nrow, n_q, photon_counts)
+                              for d, nb in zip((px.d1, px.d2), nbars)], nrow, area_row)
     if contrast is None:
         beta = 0.5 * (betas[0] + betas[1])
         beta_err = 0.5 * float(np.hypot(*berrs))
