@@ -144,19 +144,42 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     f_pos = lambda s: overlap_fraction(abs(v["transit"]) * s, v["shear_rate"] * s, L)  # noqa: E731
     share_g = jackknife_blind_share(f_pos, n_frames, n_groups)
     share_d = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
-    sr_c = float(np.sqrt(cov[0, 0] * share_g)) / (L * tau)
-    d_c_std = float(np.sqrt(cov[1, 1] * share_d)) * d_c / tau  # D = D2^2 / (2 tau) locally
+    # (shear rate, D) = (gamma L / (L tau), D2^2 / (2 tau)) locally: the blind part of one configuration's
+    # covariance, each variance times its share; the cross term keeps one configuration's correlation
+    # (cov_gd sqrt(share_g share_d): bounded by the two blind stds, so the 2 x 2 stays positive semi-definite)
+    jac = np.array([1.0 / (L * tau), d_c / tau])
+    sq = np.sqrt(np.array([share_g, share_d]))
+    blind = cov * np.outer(sq, sq) * np.outer(jac, jac)
+    sr_c, d_c_std = float(np.sqrt(blind[0, 0])), float(np.sqrt(blind[1, 1]))
     out = {"independent_configurations": K, "lag_frames": tau, "shear_rate_std": sr_c, "diffusion_std": d_c_std,
-           "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
-    fit.std["shear_rate"] = float(np.hypot(fit.std["shear_rate"], sr_c))
-    fit.std["diffusion"] = float(np.hypot(fit.std["diffusion"], d_c_std))
+           "shear_rate_diffusion_cov": float(blind[0, 1]), "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
+    # added to the fit's covariance (std and Peclet number carry it alike)
+    fit.add_covariance(["shear_rate", "diffusion"], blind)
     if "rs" in fit.free or fit.info.get("rs_from") == "row means":
         # the baseline is a variance over the configurations in the beam (relative error sqrt(2/K) over K of them);
         # set by which particles are in the beam (correlation f, as gamma L), of which the jackknife misses share_g
         rs_c = 0.25 * v["rs"] * np.sqrt(2.0 * share_g)
-        fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
+        if "rs" in fit.free:
+            fit.add_covariance(["rs"], [[rs_c**2]])
+        else:
+            fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
         out["rs_std"] = float(rs_c)
     return out
+
+
+def _propagate_held_rs(fit):
+    r"""The error of a held R_s (measured on the q-row means) in the other parameters: the global fit with R_s
+    held gives theta(R_s), and :math:`\Sigma \mathrel{+}= \sigma_{R_s}^2\, g g^T` with
+    :math:`g = d\theta/dR_s` (``fit.info["rs_gradient"]``, linear, the others refitted). The row-mean
+    statistic is taken as independent of the lag maps' fluctuations. Returns the added stds by name."""
+    g = fit.info.get("rs_gradient")
+    s = float(fit.std.get("rs", 0.0))
+    if not g or not s > 0:
+        return {}
+    names = list(g)
+    vec = np.array([g[n] for n in names])
+    fit.add_covariance(names, s * s * np.outer(vec, vec))
+    return {n: float(abs(s * g[n])) for n in names}
 
 
 def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transit=True, fit_rs=None,
@@ -233,6 +256,8 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
     per = _per_lag(table, fit, c, jack, model, norm, weights)
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed)
+    if row_info is not None:  # R_s held at the row means: its error (final, with the configuration part) in the others
+        row_info["propagated_std"] = _propagate_held_rs(fit)
     edge = bool(fit.gamma_l(W) > 0.98 * table.gamma_max or fit.d2(W) > 0.98 * table.d2_max)
     return SteadyAnalysis(fit=fit, lags=lags, c=c, errors=fit.errors, per_lag=per, flow_angle=fit.values["flow_angle"],
                           info={"start": {"lag_a": 1, "lag_b": tb, "gamma_l_a": first["gamma_l"][0],
