@@ -179,7 +179,8 @@ def study_steady(args):
                "configuration_term": a.info["configurations"],  # the part of each std the jackknife misses
                "rs_row_means": a.info.get("rs_row_means"),  # R_s of the row means and of the global fit
                "covariance": {"free": a.fit.free, "cov": a.fit.cov.tolist(),  # all terms (jackknife + added)
-                              "rs_gradient": a.fit.info.get("rs_gradient")}}  # d theta / d R_s with R_s held
+                              "rs_gradient": a.fit.info.get("rs_gradient"),  # d theta / d R_s with R_s held
+                              "terms": {k: np.asarray(m).tolist() for k, m in a.fit.info.get("cov_terms", {}).items()}}}
         rows.append(row)
         print(json.dumps(row, default=float), flush=True)
     print(json.dumps(_steady_summary(rows), indent=1))

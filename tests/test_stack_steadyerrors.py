@@ -50,14 +50,35 @@ def test_added_terms_enter_cov_and_the_peclet_std():
     rel2 = (6e-5**2 + 4e-5**2) / 0.005**2 + (3e-3**2 + 1e-3**2) / 0.125**2 - 2 * 0.3 * 4e-5 * 1e-3 / (0.005 * 0.125)
     assert fit.peclet()[1] == pytest.approx(0.04 * np.sqrt(rel2), rel=1e-12)
     assert fit.peclet()[1] > pe0
-    # a held R_s with error 0.01 and d(theta)/d(R_s) = g: cov grows by 0.01^2 g g^T
-    fit.std["rs"] = 0.01
-    fit.info["rs_gradient"] = {"shear_rate": 2e-3, "diffusion": -0.05, "exponent": 0.1}
-    before = fit.cov.copy()
-    added = _propagate_held_rs(fit)
+    # a held R_s: jackknife deltas of the maps dth_g and of the row-mean R_s dR_g over the same 20 groups, and
+    # d(theta)/d(R_s) = g. Joint deltas dth_g + g dR_g; the configuration part 0.004 adds 0.004^2 g g^T
     g = np.array([2e-3, -0.05, 0.1])
-    assert np.allclose(fit.cov - before, 1e-4 * np.outer(g, g), rtol=1e-12, atol=0)
-    assert added["diffusion"] == pytest.approx(5e-4)
+    rng = np.random.default_rng(1)
+    dth = rng.standard_normal((20, 3)) * s / np.sqrt(19)
+    fit.info["rs_gradient"] = dict(zip(fit.free, g))
+    fit.info["jackknife_deltas"] = dict(zip(fit.free, dth.T))
+    rs_jack = 0.15 + 0.002 * rng.standard_normal(20)
+
+    def jk(x):
+        xc = x - x.mean(0)
+        return 19 / 20 * xc.T @ xc
+
+    before = fit.cov.copy()
+    _propagate_held_rs(fit, rs_jack, 0.004)
+    assert np.allclose(fit.cov - before, jk(dth + np.outer(rs_jack, g)) - jk(dth) + 0.004**2 * np.outer(g, g), rtol=1e-10)
+    assert np.allclose([fit.std[n] ** 2 for n in fit.free], np.diag(fit.cov), rtol=1e-12)
+    # maps alone: the whole R_s variance passes through g; R_s deltas that undo the maps' (dth = -g dR): none
+    fit = _fit(v, np.diag(s**2), ["shear_rate", "diffusion", "exponent"])
+    fit.info.update(rs_gradient=dict(zip(fit.free, g)), jackknife_deltas=dict(zip(fit.free, np.zeros((3, 20)))))
+    _propagate_held_rs(fit, rs_jack, 0.0)
+    assert np.allclose(fit.cov - np.diag(s**2), jk(rs_jack[:, None]) * np.outer(g, g), rtol=1e-10)
+    dR = rng.standard_normal(20) * 0.002
+    fit = _fit(v, np.diag(s**2), ["shear_rate", "diffusion", "exponent"])
+    fit.info.update(rs_gradient=dict(zip(fit.free, g)), jackknife_deltas=dict(zip(fit.free, -np.outer(dR, g).T)))
+    fit.cov = jk(-np.outer(dR, g))  # the fit's jackknife part
+    fit.std.update({n: float(np.sqrt(fit.cov[i, i])) for i, n in enumerate(fit.free)})
+    _propagate_held_rs(fit, 0.15 + dR, 0.0)
+    assert np.allclose(fit.cov, 0.0, atol=1e-12 * s.max() ** 2)
 
 
 class _BulkTable:

@@ -154,32 +154,51 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     out = {"independent_configurations": K, "lag_frames": tau, "shear_rate_std": sr_c, "diffusion_std": d_c_std,
            "shear_rate_diffusion_cov": float(blind[0, 1]), "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
     # added to the fit's covariance (std and Peclet number carry it alike)
-    fit.add_covariance(["shear_rate", "diffusion"], blind)
+    fit.add_covariance(["shear_rate", "diffusion"], blind, term="configuration")
     if "rs" in fit.free or fit.info.get("rs_from") == "row means":
         # the baseline is a variance over the configurations in the beam (relative error sqrt(2/K) over K of them);
         # set by which particles are in the beam (correlation f, as gamma L), of which the jackknife misses share_g
         rs_c = 0.25 * v["rs"] * np.sqrt(2.0 * share_g)
         if "rs" in fit.free:
-            fit.add_covariance(["rs"], [[rs_c**2]])
+            fit.add_covariance(["rs"], [[rs_c**2]], term="configuration")
         else:
             fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
         out["rs_std"] = float(rs_c)
     return out
 
 
-def _propagate_held_rs(fit):
-    r"""The error of a held R_s (measured on the q-row means) in the other parameters: the global fit with R_s
-    held gives theta(R_s), and :math:`\Sigma \mathrel{+}= \sigma_{R_s}^2\, g g^T` with
-    :math:`g = d\theta/dR_s` (``fit.info["rs_gradient"]``, linear, the others refitted). The row-mean
-    statistic is taken as independent of the lag maps' fluctuations. Returns the added stds by name."""
+def _propagate_held_rs(fit, rs_jackknife, rs_extra_std=0.0) -> dict:
+    r"""The error of a held R_s (measured on the q-row means) in the other parameters.
+
+    The global fit with R_s held gives theta(R_s); :math:`g = d\theta/dR_s` (``fit.info["rs_gradient"]``,
+    linear, the others refitted). The row-mean R_s has its own delete-one-group jackknife over the same groups
+    of origins (``rs_jackknife``, R_s without group g), so the joint jackknife of the two-step estimate has the
+    deltas :math:`\delta\theta_g + g\,\delta R_{s,g}` -- it carries the correlation of the two statistics;
+    its covariance replaces the fit's jackknife part, and the configuration part of R_s's error that no
+    jackknife sees (``rs_extra_std``) adds :math:`\sigma^2 g g^T`. Returns the std added per parameter
+    (signed: negative where the two statistics are anti-correlated) and the gradient."""
     g = fit.info.get("rs_gradient")
-    s = float(fit.std.get("rs", 0.0))
-    if not g or not s > 0:
+    deltas = fit.info.get("jackknife_deltas") or {}
+    if not g:
         return {}
-    names = list(g)
+    names = [n for n in fit.free if n in g]
     vec = np.array([g[n] for n in names])
-    fit.add_covariance(names, s * s * np.outer(vec, vec))
-    return {n: float(abs(s * g[n])) for n in names}
+    r = np.asarray(rs_jackknife, dtype=np.float64)
+    before = {n: fit.std[n] for n in names}
+    extra = float(rs_extra_std) ** 2 * np.outer(vec, vec)
+    if all(n in deltas and len(deltas[n]) == r.size for n in names) and r.size > 1:
+        dth = np.array([deltas[n] for n in names]).T  # (G, k)
+        G = r.size
+
+        def jk(x):
+            xc = x - x.mean(axis=0)
+            return (G - 1.0) / G * xc.T @ xc
+
+        extra = extra + jk(dth + np.outer(r - r.mean(), vec)) - jk(dth)
+    else:  # no jackknife of R_s: its std, taken as independent of the maps
+        extra = extra + float(np.var(r, ddof=0) * (r.size - 1) if r.size > 1 else 0.0) * np.outer(vec, vec)
+    fit.add_covariance(names, extra, term="held_rs")
+    return {"added_std": {n: fit.std[n] - before[n] for n in names}, "rs_gradient": dict(zip(names, vec.tolist()))}
 
 
 def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transit=True, fit_rs=None,
@@ -256,8 +275,8 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
     per = _per_lag(table, fit, c, jack, model, norm, weights)
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed)
-    if row_info is not None:  # R_s held at the row means: its error (final, with the configuration part) in the others
-        row_info["propagated_std"] = _propagate_held_rs(fit)
+    if row_info is not None:  # R_s held at the row means: its error (jackknife jointly, configuration part) in the others
+        row_info["propagated"] = _propagate_held_rs(fit, rb["jackknife"], config.get("rs_std", 0.0))
     edge = bool(fit.gamma_l(W) > 0.98 * table.gamma_max or fit.d2(W) > 0.98 * table.d2_max)
     return SteadyAnalysis(fit=fit, lags=lags, c=c, errors=fit.errors, per_lag=per, flow_angle=fit.values["flow_angle"],
                           info={"start": {"lag_a": 1, "lag_b": tb, "gamma_l_a": first["gamma_l"][0],

@@ -125,14 +125,20 @@ class SteadyFit:
     def chi2_red(self) -> float:
         return self.chi2 / max(self.dof, 1)
 
-    def add_covariance(self, names, extra) -> None:
+    def add_covariance(self, names, extra, term=None) -> None:
         r"""Add the covariance ``extra`` (k, k) of the parameters ``names`` (a subset of ``free``) to ``cov``
         and set their ``std`` to the square root of the new diagonal: :math:`\Sigma \leftarrow \Sigma + E`
-        (independent error sources add their covariances)."""
+        (independent error sources add their covariances). ``term``: a name under which the addition (over all
+        of ``free``) is kept in ``info["cov_terms"]`` (the jackknife part is ``cov`` minus their sum)."""
         idx = [self.free.index(n) for n in names]
         extra = np.asarray(extra, dtype=np.float64).reshape(len(idx), len(idx))
         self.cov = np.array(self.cov, dtype=np.float64)
         self.cov[np.ix_(idx, idx)] += extra
+        if term is not None:
+            terms = self.info.setdefault("cov_terms", {})
+            full = np.asarray(terms.get(term, np.zeros(self.cov.shape)), dtype=np.float64)
+            full[np.ix_(idx, idx)] += extra
+            terms[term] = full
         for i, n in zip(idx, names):
             self.std[n] = float(np.sqrt(max(self.cov[i, i], 0.0)))
 
