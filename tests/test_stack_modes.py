@@ -36,6 +36,11 @@ def test_steady_mode_recovers_the_shear_rate(tmp_path):
     assert s["shear_rate"]["unit"] == "1/s"
     assert abs(sr["value"] / 0.01 - 1) < 0.08 and abs(sr["value"] - 0.01) < 4 * sr["std"]
     assert abs(s["flow_angle_deg"]["value"] - 30.0) < 3.0
+    # the configuration term (> 0 here) is in the covariance as in the stds, and the Peclet number carries it
+    f = r.analysis.fit
+    assert r.analysis.info["configurations"]["shear_rate_std"] > 0
+    assert np.allclose([f.std[n] ** 2 for n in f.free], np.diag(f.cov), rtol=1e-9, atol=0)
+    assert s["peclet"]["std"] == pytest.approx(f.peclet()[1], rel=1e-9)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gamma_l.png", "lag_maps.png", "msd.png",
                                                                     "result.h5", "result.json"]
     h5py = pytest.importorskip("h5py")
@@ -87,7 +92,6 @@ def test_smoke_all_modes(tmp_path):
     # every term of the reported stds (jackknife + configuration term) is in the covariance, and the Peclet
     # number is propagated from it (issue 11: the configuration term was in the stds only)
     f = r.analysis.fit
-    assert r.analysis.info["configurations"]["shear_rate_std"] > 0
     assert np.allclose([f.std[n] ** 2 for n in f.free], np.diag(f.cov), rtol=1e-9, atol=0)
     sr, d = r.summary["shear_rate"], r.summary["diffusion"]
     i, j = f.free.index("shear_rate"), f.free.index("diffusion")
