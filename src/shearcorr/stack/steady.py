@@ -113,11 +113,15 @@ def jackknife_blind_share(rho, n_frames: int, n_groups: int) -> float:
     return float(max(true - seen, 0.0))
 
 
-def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3):
+def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3, rs_measured=None):
     """The particles' own sampling error (the single-pair configuration term) that the jackknife over
     groups of time origins cannot see: the configuration spread of (gamma L, D2) at one lag times the
-    share :func:`jackknife_blind_share` misses, added in quadrature to the jackknife std of the shear
-    rate and D. gamma L is set by which particles are in the beam (correlation between frames s apart:
+    share :func:`jackknife_blind_share` misses, added to the covariance of the shear rate and D
+    (:meth:`.steadyfit.SteadyFit.add_covariance`). The configurations are drawn with R_s over its prior
+    U(0, rs_max), or, when the stack measures R_s (``rs_measured`` = (R_s, std) and K >= 10 independent
+    configurations, as ``rs.constrained``), over U(R_s -+ sqrt(3) std) (the spread grows steeply with R_s:
+    at gamma L = 12 R0 one configuration's gamma L scatters by 5.6 / 9.0 / 11.0 % at R_s = 0.10 / prior /
+    0.25). gamma L is set by which particles are in the beam (correlation between frames s apart:
     the overlap fraction f(|v| s, shear rate s)); D2 by their own random steps, fresh in every
     window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2 V) of the
     baseline (a variance estimated from K independent configurations, V = 1/K; B - 1 ~ R_s^4), with V the
@@ -132,7 +136,13 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     gl = fit.gamma_l(pos)
     i = int(np.argmin(np.abs(gl - 10.0)))  # a lag where the strip is well resolved
     tau, g_c, d_c = float(pos[i]), float(gl[i]), float(fit.d2(pos[i]))
-    rs_draw = rs_levels(n_configs, rs_max, n_levels=n_configs)  # one R_s per sample over U(0, rs_max)
+    from .output import MIN_CONFIGURATIONS_RS
+
+    lo, hi = 0.0, rs_max
+    if rs_measured is not None and K >= MIN_CONFIGURATIONS_RS and np.all(np.isfinite(rs_measured)):
+        lo = max(float(rs_measured[0]) - np.sqrt(3.0) * float(rs_measured[1]), 0.0)
+        hi = max(float(rs_measured[0]) + np.sqrt(3.0) * float(rs_measured[1]), lo)
+    rs_draw = rs_levels(n_configs, hi, n_levels=n_configs, lo=lo)  # one R_s per sample over U(lo, hi)
     ys = configuration_samples(model, g_c, d_c, rs_draw, v["flow_angle"], n_samples=n_configs, seed=seed)
     amp = float(per["amplitude"][i]) if np.isfinite(per["amplitude"][i]) else 1.0
     clean = amp * table.y(g_c, d_c, v["flow_angle"])
@@ -151,7 +161,7 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     sq = np.sqrt(np.array([share_g, share_d]))
     blind = cov * np.outer(sq, sq) * np.outer(jac, jac)
     sr_c, d_c_std = float(np.sqrt(blind[0, 0])), float(np.sqrt(blind[1, 1]))
-    out = {"independent_configurations": K, "lag_frames": tau, "shear_rate_std": sr_c, "diffusion_std": d_c_std,
+    out = {"independent_configurations": K, "lag_frames": tau, "rs_drawn": [lo, hi], "shear_rate_std": sr_c, "diffusion_std": d_c_std,
            "shear_rate_diffusion_cov": float(blind[0, 1]), "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
     # added to the fit's covariance (std and Peclet number carry it alike)
     fit.add_covariance(["shear_rate", "diffusion"], blind, term="configuration")
@@ -274,7 +284,9 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     elif "rs" in fit.free and rs_from != "maps":
         raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
     per = _per_lag(table, fit, c, jack, model, norm, weights)
-    config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed)
+    rs_meas = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free or row_info is not None else None
+    config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed,
+                                 rs_measured=rs_meas)
     if row_info is not None:  # R_s held at the row means: its error (jackknife jointly, configuration part) in the others
         row_info["propagated"] = _propagate_held_rs(fit, rb["jackknife"], config.get("rs_std", 0.0))
     edge = bool(fit.gamma_l(W) > 0.98 * table.gamma_max or fit.d2(W) > 0.98 * table.d2_max)
