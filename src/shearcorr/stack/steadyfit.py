@@ -33,7 +33,10 @@ finite set of speckles, the same for many frames when the beam content renews sl
 errors of the ratio maps from the variance across groups of time origins (a per (lag, q row) law
 V + kappa r^2 at the prediction, as for pairs), of lag 0 from the scatter of its bins in a q row. Uncertainties: a linear delete-one-group jackknife
 of the whole fit (the origins of one group removed, :math:`\delta\theta_g = H J^T W (c_{(g)} - c)`):
-it carries every correlation between lags, bins and overlapping pairs.
+it carries every correlation between lags, bins and overlapping pairs. ``SteadyFit.cov`` starts as that
+jackknife covariance; terms found later (:mod:`.steady`: the configuration term, a held R_s's error through
+``info["rs_gradient"]`` = d theta / d R_s) are added to it by :meth:`SteadyFit.add_covariance`, so the stds
+and every derived quantity (the Peclet number, :meth:`SteadyFit.peclet`) carry the same terms.
 """
 
 from __future__ import annotations
