@@ -303,6 +303,12 @@ def main(argv=None):
     ap.add_argument("--stack-cache", default=None,
                     help="study-steady/-echo/-echoconfigs/-twotime: keep the rendered stacks in this folder (.npy + geometry.json) and read "
                          "them from there on later runs (rendering is deterministic in the seed)")
+    ap.add_argument("--refit", action="store_true",
+                    help="study-steady: fit the lag sums kept in --stack-cache again with the current code (no rendering, "
+                         "no correlation)")
+    ap.add_argument("--rows", nargs="+", default=None,
+                    help="study-steady: pool the per-stack rows printed by earlier runs (files; the last row of each seed) "
+                         "and print the summary, without fitting")
     ap.add_argument("--condition", action="store_true",
                     help="study-twotime/-configs: condition the configuration term on the stack's static profile")
     args = ap.parse_args(argv)

@@ -7,7 +7,10 @@ errors and the z-score mean and spread z = (fit - truth) / std.
 * steady: 160^2 frames (0.5 pixel per speckle, q R0 up to ~1.8), 600 frames, shear rate 4/800 per
   frame, D = 0.125 R0^2 per frame, transit 40 R0 per frame, R_s cycling over 0.10 / 0.15 / 0.20 / 0.25 with
   the seed (``--first-seed``, default 1000); lags 0..10, the 'time' normalisation (R_s from the baseline);
-  with ``--stack-cache`` the lag sums and model of every stack are kept there too (``steady_SEED.lags.pkl``);
+  with ``--stack-cache`` the lag sums and model of every stack are kept there too (``steady_SEED.lags.pkl``),
+  and ``--refit`` fits those kept lag sums again with the current code (no rendering, no correlation);
+  ``--rows FILE ...`` pools the per-stack rows that earlier runs printed instead (no fits). Summary per quantity:
+  z mean and std (with a bootstrap 68 / 95 % interval of the std), 68 / 95 % coverage, max |rel err|;
 * twotime: start-up stacks of 60 frames on 96^2 (0.5 pixel per speckle), rest until frame 15, then
   2 R0 per frame with a 5-frame exponential rise; one frame per time bin; z over every fitted pair;
 * configs: independent configurations, 4-frame constant-shear stacks as two-time maps (per-pair z);
@@ -72,49 +75,115 @@ def keep_lags(path, result):
     tmp.replace(path)
 
 
+def _refit_steady(cache, seed, data):
+    """The steady analysis of the lag sums kept by an earlier ``--stack-cache`` run (``steady_SEED.lags.pkl``),
+    with the current code: the same steps as :func:`shearcorr.stack.analyze_stack` after the correlation (pixel
+    weights and speckle size from the cached geometry and first frames); returns (summary, analysis)."""
+    import pickle
+    from types import SimpleNamespace
+
+    from shearcorr.experiment.geometryfile import load_geometry
+    from shearcorr.stack.analysis import _area
+    from shearcorr.stack.engine import as_source
+    from shearcorr.stack.output import summarize
+    from shearcorr.stack.steady import analyze_steady
+    from shearcorr.stack.templates import pixel_weights
+
+    d = Path(cache)
+    with open(d / f"steady_{seed}.lags.pkl", "rb") as fh:
+        kept = pickle.load(fh)
+    lag, model = kept["lag"], kept["model"]
+    frames = np.load(d / f"steady_{seed}.npy", mmap_mode="r")
+    geo = load_geometry(d / f"steady_{seed}.geometry.json", frames.shape[1:])
+    weights = pixel_weights(lag.plan, geo.qr0, geo.phi, model)
+    area, spx = _area(as_source(np.asarray(frames[lag.start:lag.start + 2])), lag.plan.valid_image(), geo, model.q_edges,
+                      model.n_phi, 0)
+    a = analyze_steady(lag, model, cache_dir=f"{data}/cache", weights=weights, speckle_px=spx)
+    ctx = dict(plan=lag.plan, model=model, geometry=geo, start=lag.start, stop=lag.stop, area=area, speckle_px=spx,
+               frame_time=None, counts={}, lag=lag)
+    return summarize("steady", a, ctx, SimpleNamespace(description={"refit": str(d / f"steady_{seed}.lags.pkl")}), {}), a
+
+
+def _bootstrap_std(z, n_boot=4000, seed=0):
+    """Bootstrap 68 % and 95 % intervals of the sample std (ddof 1) of z (resampled stacks; seeded)."""
+    z = np.asarray(z, dtype=float)
+    rng = np.random.default_rng(seed)
+    b = np.std(z[rng.integers(0, z.size, size=(n_boot, z.size))], axis=1, ddof=1)
+    return [float(x) for x in np.percentile(b, [16, 84])], [float(x) for x in np.percentile(b, [2.5, 97.5])]
+
+
+def _steady_summary(rows):
+    """Per quantity over the stacks: z mean / std (bootstrap 68 / 95 % interval of the std), the share of |z| < 1
+    and < 2 (68 / 95 % coverage), max and median |relative error| (R_s: absolute)."""
+    spec = (("shear_rate", "shear_rate", lambda r: 0.005), ("diffusion", "diffusion", lambda r: 0.125),
+            ("msd_exponent", "msd_exponent", lambda r: 1.0), ("peclet", "peclet", lambda r: 0.04),
+            ("flow_deg", "flow", lambda r: 30.0), ("rs", "rs", lambda r: r["rs_true"]))
+    out = []
+    for name, key, truth in spec:
+        v = np.array([r[key]["value"] for r in rows])
+        t = np.array([truth(r) for r in rows])
+        z = _z(v, t, [r[key]["std"] for r in rows])
+        err = np.abs(v - t) if name in ("rs", "flow_deg") else np.abs(v / t - 1)
+        ci68, ci95 = _bootstrap_std(z) if len(z) > 2 else (None, None)
+        out.append({"quantity": name, "n": int(len(z)), "max_abs_err" if name in ("rs", "flow_deg") else "max_abs_rel_err":
+                    float(err.max()), "median_abs_err" if name in ("rs", "flow_deg") else "median_abs_rel_err": float(np.median(err)),
+                    "mean_rel_err": None if name in ("rs", "flow_deg") else float(np.mean(v / t - 1)),
+                    "z_mean": float(np.mean(z)), "z_std": float(np.std(z, ddof=1)) if len(z) > 1 else None,
+                    "z_std_boot68": ci68, "z_std_boot95": ci95, "within_1sigma": float(np.mean(np.abs(z) < 1)),
+                    "within_2sigma": float(np.mean(np.abs(z) < 2))})
+    return out
+
+
 def study_steady(args):
     from shearcorr.params import SystemParams
     from shearcorr.stack import analyze_stack
     from shearcorr.stack.synth import steady_stack
 
+    if getattr(args, "rows", None):  # pool the rows printed by earlier runs (the last row of each seed)
+        by_seed = {}
+        for path in args.rows:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith('{"seed"'):
+                    r = json.loads(line)
+                    by_seed[r["seed"]] = r
+        print(json.dumps({"seeds": sorted(by_seed), "summary": _steady_summary(list(by_seed.values()))}, indent=1))
+        return
     rows = []
     cache = getattr(args, "stack_cache", None)
+    refit = bool(getattr(args, "refit", False))
+    if refit and cache is None:
+        raise SystemExit("--refit needs --stack-cache (the folder with the kept lag sums)")
     first = int(getattr(args, "first_seed", None) or 1000)
     for seed in range(first, first + args.n):
         rs = (0.10, 0.15, 0.20, 0.25)[(seed - 1000) % 4]
         t0 = time.perf_counter()
-        frames, geometry, mask = cached_stack(
-            cache, f"steady_{seed}",
-            lambda: steady_stack(SystemParams(n_l2=150, rs=rs, d2=1.0, gamma_l=10.0), 600, shear_rate=4 / 800, diffusion=0.125,
-                                 transit=40.0, shape=(160, 160), dq=2 * SPECKLE, seed=seed))
-        t1 = time.perf_counter()
-        r = analyze_stack(frames, geometry, None, mode="steady", mask=mask, max_lag=10,
-                          cache_dir=f"{args.data}/cache")
-        if cache is not None:  # the lag sums and the model, for refits of the same stack (pickle)
-            keep_lags(Path(cache) / f"steady_{seed}.lags.pkl", r)
-        s = r.summary
-        row = {"seed": seed, "rs_true": rs, "render_s": round(t1 - t0, 1), "analysis_s": round(time.perf_counter() - t1, 1),
+        if refit:
+            t1 = t0
+            s, a = _refit_steady(cache, seed, args.data)
+        else:
+            frames, geometry, mask = cached_stack(
+                cache, f"steady_{seed}",
+                lambda: steady_stack(SystemParams(n_l2=150, rs=rs, d2=1.0, gamma_l=10.0), 600, shear_rate=4 / 800,
+                                     diffusion=0.125, transit=40.0, shape=(160, 160), dq=2 * SPECKLE, seed=seed))
+            t1 = time.perf_counter()
+            r = analyze_stack(frames, geometry, None, mode="steady", mask=mask, max_lag=10,
+                              cache_dir=f"{args.data}/cache")
+            if cache is not None:  # the lag sums and the model, for refits of the same stack (pickle)
+                keep_lags(Path(cache) / f"steady_{seed}.lags.pkl", r)
+            s, a = r.summary, r.analysis
+        row = {"seed": seed, "rs_true": rs, "refit": refit, "render_s": round(t1 - t0, 1),
+               "analysis_s": round(time.perf_counter() - t1, 1),
                "shear_rate": s["shear_rate"], "diffusion": s["diffusion"], "msd_exponent": s["msd_exponent"],
                "rs": s["rs"], "peclet": s["peclet"], "flow": s["flow_angle_deg"], "chi2_red": s["chi2"]["reduced"],
-               "flow_std_nominal_deg": float(np.degrees(r.analysis.fit.std_nominal["flow_angle"])),
-               "configuration_term": r.analysis.info["configurations"],  # the part of each std the jackknife misses
-               "rs_row_means": r.analysis.info.get("rs_row_means")}  # R_s of the row means and of the global fit
+               "flow_std_nominal_deg": float(np.degrees(a.fit.std_nominal["flow_angle"])),
+               "configuration_term": a.info["configurations"],  # the part of each std the jackknife misses
+               "rs_row_means": a.info.get("rs_row_means"),  # R_s of the row means and of the global fit
+               "covariance": {"free": a.fit.free, "cov": a.fit.cov.tolist(),  # all terms (jackknife + added)
+                              "rs_gradient": a.fit.info.get("rs_gradient"),  # d theta / d R_s with R_s held
+                              "terms": {k: np.asarray(m).tolist() for k, m in a.fit.info.get("cov_terms", {}).items()}}}
         rows.append(row)
-        print(json.dumps(row), flush=True)
-    out = [
-        _summary("shear_rate", [r["shear_rate"]["value"] for r in rows], [0.005] * len(rows), [r["shear_rate"]["std"] for r in rows]),
-        _summary("diffusion", [r["diffusion"]["value"] for r in rows], [0.125] * len(rows), [r["diffusion"]["std"] for r in rows]),
-        _summary("msd_exponent", [r["msd_exponent"]["value"] for r in rows], [1.0] * len(rows),
-                 [r["msd_exponent"]["std"] for r in rows]),
-        _summary("peclet", [r["peclet"]["value"] for r in rows], [0.04] * len(rows), [r["peclet"]["std"] for r in rows]),
-        _summary("flow_deg", [r["flow"]["value"] for r in rows], [30.0] * len(rows), [r["flow"]["std"] for r in rows]),
-    ]
-    rs_err = [r["rs"]["value"] - r["rs_true"] for r in rows]
-    zrs = _z([r["rs"]["value"] for r in rows], [r["rs_true"] for r in rows], [r["rs"]["std"] for r in rows])
-    out.append({"quantity": "rs", "n": len(rows), "max_abs_err": float(np.max(np.abs(rs_err))),
-                "median_abs_err": float(np.median(np.abs(rs_err))), "z_mean": float(zrs.mean()),
-                "z_std": float(zrs.std(ddof=1))})
-    print(json.dumps(out, indent=1))
+        print(json.dumps(row, default=float), flush=True)
+    print(json.dumps(_steady_summary(rows), indent=1))
 
 
 def _condition(args):

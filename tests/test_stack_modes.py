@@ -36,6 +36,11 @@ def test_steady_mode_recovers_the_shear_rate(tmp_path):
     assert s["shear_rate"]["unit"] == "1/s"
     assert abs(sr["value"] / 0.01 - 1) < 0.08 and abs(sr["value"] - 0.01) < 4 * sr["std"]
     assert abs(s["flow_angle_deg"]["value"] - 30.0) < 3.0
+    # the configuration term (> 0 here) is in the covariance as in the stds, and the Peclet number carries it
+    f = r.analysis.fit
+    assert r.analysis.info["configurations"]["shear_rate_std"] > 0
+    assert np.allclose([f.std[n] ** 2 for n in f.free], np.diag(f.cov), rtol=1e-9, atol=0)
+    assert s["peclet"]["std"] == pytest.approx(f.peclet()[1], rel=1e-9)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gamma_l.png", "lag_maps.png", "msd.png",
                                                                     "result.h5", "result.json"]
     h5py = pytest.importorskip("h5py")
@@ -84,6 +89,14 @@ def test_smoke_all_modes(tmp_path):
                       normalization="frame", cache_dir=tmp_path / "cache", **SMOKE)
     assert abs(r.summary["shear_rate"]["value"] / 0.01 - 1) < 0.25
     assert (tmp_path / "s" / "result.h5").is_file() and r.summary["rs"]["constrained"] is False
+    # every term of the reported stds (jackknife + configuration term) is in the covariance, and the Peclet
+    # number is propagated from it (issue 11: the configuration term was in the stds only)
+    f = r.analysis.fit
+    assert np.allclose([f.std[n] ** 2 for n in f.free], np.diag(f.cov), rtol=1e-9, atol=0)
+    sr, d = r.summary["shear_rate"], r.summary["diffusion"]
+    i, j = f.free.index("shear_rate"), f.free.index("diffusion")
+    rel2 = (sr["std"] / sr["value"]) ** 2 + (d["std"] / d["value"]) ** 2 - 2 * f.cov[i, j] / (sr["value"] * d["value"])
+    assert r.summary["peclet"]["std"] == pytest.approx(sr["value"] / d["value"] * np.sqrt(rel2), rel=1e-9)
     su = startup_stack(P, 20, start_frame=8, shear_rate=4 / 800, diffusion_rest=0.01, diffusion_flow=0.05, shape=(48, 48),
                        dq=DQ, seed=2)
     t = analyze_stack(su.frames, su.geometry, None, mode="twotime", time_bins=20, mask=su.mask, cache_dir=tmp_path / "cache",

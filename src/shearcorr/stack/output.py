@@ -70,10 +70,7 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
         f = analysis.fit
         v, s = f.values, f.std
         L = f.info["beam_size"]
-        i_sr, i_d = (f.free.index("shear_rate"), f.free.index("diffusion"))
-        pe = v["shear_rate"] / v["diffusion"]
-        rel = (f.cov[i_sr, i_sr] / v["shear_rate"] ** 2 + f.cov[i_d, i_d] / v["diffusion"] ** 2
-               - 2 * f.cov[i_sr, i_d] / (v["shear_rate"] * v["diffusion"]))
+        pe, pe_std = f.peclet()  # from the full covariance: the same terms as the shear rate's and D's std
         alpha, a_std = v["exponent"], s["exponent"]
         regime = ("diffusive" if abs(alpha - 1) <= 2 * max(a_std, 1e-12) or "exponent" not in f.free else
                   "sub-diffusive" if alpha < 1 else "super-diffusive")
@@ -89,7 +86,7 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
                               tau_ref_frames=f.tau_ref, definition="per-axis non-affine MSD D2^2(tau) = 2 D tau_ref "
                               "(tau / tau_ref)^alpha; D at tau_ref"),
             "msd_exponent": _pv(alpha, a_std, regime=regime, fitted="exponent" in f.free),
-            "peclet": _pv(pe, abs(pe) * np.sqrt(max(rel, 0.0)), definition="Pe = shear rate x R0^2 / D with R0 the particle "
+            "peclet": _pv(pe, pe_std, definition="Pe = shear rate x R0^2 / D with R0 the particle "
                           "radius and D the non-affine diffusion coefficient at tau_ref; dimensionless"),
             "transit": _per_time(v["transit"], s["transit"], ft, "R0/frame", "um/s", r0 / 1000.0),
             "rs": _pv(v["rs"], s["rs"], constrained=bool(rs_fit and k_conf >= MIN_CONFIGURATIONS_RS),

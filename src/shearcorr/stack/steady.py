@@ -113,11 +113,15 @@ def jackknife_blind_share(rho, n_frames: int, n_groups: int) -> float:
     return float(max(true - seen, 0.0))
 
 
-def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3):
+def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3, rs_measured=None):
     """The particles' own sampling error (the single-pair configuration term) that the jackknife over
     groups of time origins cannot see: the configuration spread of (gamma L, D2) at one lag times the
-    share :func:`jackknife_blind_share` misses, added in quadrature to the jackknife std of the shear
-    rate and D. gamma L is set by which particles are in the beam (correlation between frames s apart:
+    share :func:`jackknife_blind_share` misses, added to the covariance of the shear rate and D
+    (:meth:`.steadyfit.SteadyFit.add_covariance`). The configurations are drawn with R_s over its prior
+    U(0, rs_max), or, when the stack measures R_s (``rs_measured`` = (R_s, std) and K >= 10 independent
+    configurations, as ``rs.constrained``), over U(R_s -+ sqrt(3) std) (the spread grows steeply with R_s:
+    at gamma L = 12 R0 one configuration's gamma L scatters by 5.6 / 9.0 / 11.0 % at R_s = 0.10 / prior /
+    0.25). gamma L is set by which particles are in the beam (correlation between frames s apart:
     the overlap fraction f(|v| s, shear rate s)); D2 by their own random steps, fresh in every
     window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2 V) of the
     baseline (a variance estimated from K independent configurations, V = 1/K; B - 1 ~ R_s^4), with V the
@@ -132,7 +136,13 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     gl = fit.gamma_l(pos)
     i = int(np.argmin(np.abs(gl - 10.0)))  # a lag where the strip is well resolved
     tau, g_c, d_c = float(pos[i]), float(gl[i]), float(fit.d2(pos[i]))
-    rs_draw = rs_levels(n_configs, rs_max, n_levels=n_configs)  # one R_s per sample over U(0, rs_max)
+    from .output import MIN_CONFIGURATIONS_RS
+
+    lo, hi = 0.0, rs_max
+    if rs_measured is not None and K >= MIN_CONFIGURATIONS_RS and np.all(np.isfinite(rs_measured)):
+        lo = max(float(rs_measured[0]) - np.sqrt(3.0) * float(rs_measured[1]), 0.0)
+        hi = max(float(rs_measured[0]) + np.sqrt(3.0) * float(rs_measured[1]), lo)
+    rs_draw = rs_levels(n_configs, hi, n_levels=n_configs, lo=lo)  # one R_s per sample over U(lo, hi)
     ys = configuration_samples(model, g_c, d_c, rs_draw, v["flow_angle"], n_samples=n_configs, seed=seed)
     amp = float(per["amplitude"][i]) if np.isfinite(per["amplitude"][i]) else 1.0
     clean = amp * table.y(g_c, d_c, v["flow_angle"])
@@ -144,19 +154,61 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     f_pos = lambda s: overlap_fraction(abs(v["transit"]) * s, v["shear_rate"] * s, L)  # noqa: E731
     share_g = jackknife_blind_share(f_pos, n_frames, n_groups)
     share_d = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
-    sr_c = float(np.sqrt(cov[0, 0] * share_g)) / (L * tau)
-    d_c_std = float(np.sqrt(cov[1, 1] * share_d)) * d_c / tau  # D = D2^2 / (2 tau) locally
-    out = {"independent_configurations": K, "lag_frames": tau, "shear_rate_std": sr_c, "diffusion_std": d_c_std,
-           "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
-    fit.std["shear_rate"] = float(np.hypot(fit.std["shear_rate"], sr_c))
-    fit.std["diffusion"] = float(np.hypot(fit.std["diffusion"], d_c_std))
+    # (shear rate, D) = (gamma L / (L tau), D2^2 / (2 tau)) locally: the blind part of one configuration's
+    # covariance, each variance times its share; the cross term keeps one configuration's correlation
+    # (cov_gd sqrt(share_g share_d): bounded by the two blind stds, so the 2 x 2 stays positive semi-definite)
+    jac = np.array([1.0 / (L * tau), d_c / tau])
+    sq = np.sqrt(np.array([share_g, share_d]))
+    blind = cov * np.outer(sq, sq) * np.outer(jac, jac)
+    sr_c, d_c_std = float(np.sqrt(blind[0, 0])), float(np.sqrt(blind[1, 1]))
+    out = {"independent_configurations": K, "lag_frames": tau, "rs_drawn": [lo, hi], "shear_rate_std": sr_c, "diffusion_std": d_c_std,
+           "shear_rate_diffusion_cov": float(blind[0, 1]), "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
+    # added to the fit's covariance (std and Peclet number carry it alike)
+    fit.add_covariance(["shear_rate", "diffusion"], blind, term="configuration")
     if "rs" in fit.free or fit.info.get("rs_from") == "row means":
         # the baseline is a variance over the configurations in the beam (relative error sqrt(2/K) over K of them);
         # set by which particles are in the beam (correlation f, as gamma L), of which the jackknife misses share_g
         rs_c = 0.25 * v["rs"] * np.sqrt(2.0 * share_g)
-        fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
+        if "rs" in fit.free:
+            fit.add_covariance(["rs"], [[rs_c**2]], term="configuration")
+        else:
+            fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
         out["rs_std"] = float(rs_c)
     return out
+
+
+def _propagate_held_rs(fit, rs_jackknife, rs_extra_std=0.0) -> dict:
+    r"""The error of a held R_s (measured on the q-row means) in the other parameters.
+
+    The global fit with R_s held gives theta(R_s); :math:`g = d\theta/dR_s` (``fit.info["rs_gradient"]``,
+    linear, the others refitted). The row-mean R_s has its own delete-one-group jackknife over the same groups
+    of origins (``rs_jackknife``, R_s without group g), so the joint jackknife of the two-step estimate has the
+    deltas :math:`\delta\theta_g + g\,\delta R_{s,g}` -- it carries the correlation of the two statistics;
+    its covariance replaces the fit's jackknife part, and the configuration part of R_s's error that no
+    jackknife sees (``rs_extra_std``) adds :math:`\sigma^2 g g^T`. Returns the std added per parameter
+    (signed: negative where the two statistics are anti-correlated) and the gradient."""
+    g = fit.info.get("rs_gradient")
+    deltas = fit.info.get("jackknife_deltas") or {}
+    if not g:
+        return {}
+    names = [n for n in fit.free if n in g]
+    vec = np.array([g[n] for n in names])
+    r = np.asarray(rs_jackknife, dtype=np.float64)
+    before = {n: fit.std[n] for n in names}
+    extra = float(rs_extra_std) ** 2 * np.outer(vec, vec)
+    if all(n in deltas and len(deltas[n]) == r.size for n in names) and r.size > 1:
+        dth = np.array([deltas[n] for n in names]).T  # (G, k)
+        G = r.size
+
+        def jk(x):
+            xc = x - x.mean(axis=0)
+            return (G - 1.0) / G * xc.T @ xc
+
+        extra = extra + jk(dth + np.outer(r - r.mean(), vec)) - jk(dth)
+    else:  # no jackknife of R_s: its std, taken as independent of the maps
+        extra = extra + float(np.var(r, ddof=0) * (r.size - 1) if r.size > 1 else 0.0) * np.outer(vec, vec)
+    fit.add_covariance(names, extra, term="held_rs")
+    return {"added_std": {n: fit.std[n] - before[n] for n in names}, "rs_gradient": dict(zip(names, vec.tolist()))}
 
 
 def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transit=True, fit_rs=None,
@@ -232,7 +284,11 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     elif "rs" in fit.free and rs_from != "maps":
         raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
     per = _per_lag(table, fit, c, jack, model, norm, weights)
-    config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed)
+    rs_meas = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free or row_info is not None else None
+    config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed,
+                                 rs_measured=rs_meas)
+    if row_info is not None:  # R_s held at the row means: its error (jackknife jointly, configuration part) in the others
+        row_info["propagated"] = _propagate_held_rs(fit, rb["jackknife"], config.get("rs_std", 0.0))
     edge = bool(fit.gamma_l(W) > 0.98 * table.gamma_max or fit.d2(W) > 0.98 * table.d2_max)
     return SteadyAnalysis(fit=fit, lags=lags, c=c, errors=fit.errors, per_lag=per, flow_angle=fit.values["flow_angle"],
                           info={"start": {"lag_a": 1, "lag_b": tb, "gamma_l_a": first["gamma_l"][0],

@@ -33,7 +33,10 @@ finite set of speckles, the same for many frames when the beam content renews sl
 errors of the ratio maps from the variance across groups of time origins (a per (lag, q row) law
 V + kappa r^2 at the prediction, as for pairs), of lag 0 from the scatter of its bins in a q row. Uncertainties: a linear delete-one-group jackknife
 of the whole fit (the origins of one group removed, :math:`\delta\theta_g = H J^T W (c_{(g)} - c)`):
-it carries every correlation between lags, bins and overlapping pairs.
+it carries every correlation between lags, bins and overlapping pairs. ``SteadyFit.cov`` starts as that
+jackknife covariance; terms found later (:mod:`.steady`: the configuration term, a held R_s's error through
+``info["rs_gradient"]`` = d theta / d R_s) are added to it by :meth:`SteadyFit.add_covariance`, so the stds
+and every derived quantity (the Peclet number, :meth:`SteadyFit.peclet`) carry the same terms.
 """
 
 from __future__ import annotations
@@ -101,7 +104,9 @@ class SteadyFit:
     """Result of :func:`fit_steady`.
 
     ``values``/``std``/``std_nominal``: dicts over :data:`STEADY_PARAMS` (frames, R0, rad);
-    ``free``: fitted parameter names; ``cov``: jackknife covariance of the free parameters;
+    ``free``: fitted parameter names; ``cov``: covariance of the free parameters -- the jackknife's, plus every
+    term added to it afterwards (:meth:`add_covariance`: the configuration term, a held R_s), so that
+    ``std[name]**2 == cov[i, i]`` always holds and derived quantities (:meth:`peclet`) carry the same terms;
     ``tau_ref``: the reference lag of D (frames); ``prediction``: model maps (n_lags, n_q, n_phi);
     ``errors``: the standard errors used; ``chi2``, ``dof``.
     """
@@ -122,6 +127,39 @@ class SteadyFit:
     @property
     def chi2_red(self) -> float:
         return self.chi2 / max(self.dof, 1)
+
+    def add_covariance(self, names, extra, term=None) -> None:
+        r"""Add the covariance ``extra`` (k, k) of the parameters ``names`` (a subset of ``free``) to ``cov``
+        and set their ``std`` to the square root of the new diagonal: :math:`\Sigma \leftarrow \Sigma + E`
+        (independent error sources add their covariances). ``term``: a name under which the addition (over all
+        of ``free``) is kept in ``info["cov_terms"]`` (the jackknife part is ``cov`` minus their sum)."""
+        idx = [self.free.index(n) for n in names]
+        extra = np.asarray(extra, dtype=np.float64).reshape(len(idx), len(idx))
+        self.cov = np.array(self.cov, dtype=np.float64)
+        self.cov[np.ix_(idx, idx)] += extra
+        if term is not None:
+            terms = self.info.setdefault("cov_terms", {})
+            full = np.asarray(terms.get(term, np.zeros(self.cov.shape)), dtype=np.float64)
+            full[np.ix_(idx, idx)] += extra
+            terms[term] = full
+        for i, n in zip(idx, names):
+            self.std[n] = float(np.sqrt(max(self.cov[i, i], 0.0)))
+
+    def peclet(self) -> tuple:
+        r"""Peclet number and its standard error: :math:`Pe = \dot\gamma R_0^2 / D` (R0 = 1: shear rate
+        per frame over D in R0^2 per frame, dimensionless), with the linear propagation of the full covariance
+        ``cov`` (all its terms, the cross term included):
+
+        .. math:: \Big(\frac{\sigma_{Pe}}{Pe}\Big)^2 = \frac{\Sigma_{\dot\gamma\dot\gamma}}{\dot\gamma^2}
+                  + \frac{\Sigma_{DD}}{D^2} - \frac{2\,\Sigma_{\dot\gamma D}}{\dot\gamma D}
+
+        Returns (Pe, std)."""
+        v = self.values
+        i, j = self.free.index("shear_rate"), self.free.index("diffusion")
+        pe = v["shear_rate"] / v["diffusion"]
+        grad = np.array([1.0 / v["shear_rate"], -1.0 / v["diffusion"]])
+        c = np.asarray(self.cov)[np.ix_([i, j], [i, j])]
+        return float(pe), float(abs(pe) * np.sqrt(max(float(grad @ c @ grad), 0.0)))
 
     def gamma_l(self, lags) -> np.ndarray:
         """gamma L (R0) of the fitted model at ``lags`` (frames)."""
@@ -324,6 +362,21 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         with np.errstate(invalid="ignore", divide="ignore"):
             infl = float(np.nanmedian(np.where(np.arange(len(free)) != j, std_jk / std_nom, np.nan)))
         std_jk[j] = max(std_jk[j], _one_sided_rs(resid, sol.x, j, err, chi2, hi_full[4]) * max(infl, 1.0))
+        # the covariance carries the same R_s error: its row and column scaled (correlations kept)
+        sc = np.ones(len(free))
+        sc[j] = std_jk[j] / np.sqrt(cov[j, j]) if cov[j, j] > 0 else 0.0
+        cov = cov * np.outer(sc, sc)
+        cov[j, j] = std_jk[j] ** 2
+    rs_gradient = None
+    if normalization == "time" and 4 not in free:
+        # R_s held (measured elsewhere, e.g. on the q-row means): how the fitted parameters follow it,
+        # d theta / d R_s = -H J^T d r / d R_s (linear, the others refitted), for the propagation of its error
+        h = 2e-3
+        vp, vm = v.copy(), v.copy()
+        vp[4], vm[4] = min(v[4] + h, RS_MAX), max(v[4] - h, 0.0)
+        if vp[4] > vm[4]:
+            drs = ((d - ratio(maps(vp))) / err)[ok] - ((d - ratio(maps(vm))) / err)[ok]
+            rs_gradient = dict(zip([STEADY_PARAMS[i] for i in free], (-(H @ (J.T @ drs)) / (vp[4] - vm[4])).tolist()))
     values = {n: float(v[i]) for i, n in enumerate(STEADY_PARAMS)}
     std = {n: 0.0 for n in STEADY_PARAMS}
     nom = {n: 0.0 for n in STEADY_PARAMS}
@@ -333,4 +386,5 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
                      prediction=pred, errors=np.concatenate([err[:1], err[1:] * c0[None]]), chi2=chi2, dof=dof,
                      info={"beam_size": L, "normalization": normalization, "n_groups": int(G), "success": bool(sol.success),
                            "jackknife_deltas": dict(zip(names, dth.T.tolist())),  # per group of origins (linear)
-                           "nfev": int(sol.nfev), "n_values": int(r.size), "table_rs": table.rs})
+                           "nfev": int(sol.nfev), "n_values": int(r.size), "table_rs": table.rs,
+                           "rs_gradient": rs_gradient})
