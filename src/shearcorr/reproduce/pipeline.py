@@ -55,11 +55,13 @@ class ReproduceConfig:
     ard_opt_samples: int = 1000  # training rows used to optimise the ARD kernel hyperparameters
     ard_restarts: int = 1
     rows: tuple = ROWS  # model rows trained and shown (render.ROWS order)
+    ard_first: bool = False  # start the ARD targets' training tasks before the paper GPRs (training.task_order)
 
 
 QUICK = ReproduceConfig(n_samples=1500, n_grid=12, n_fit=20, spot_sets=3, spot_configs=2000, mc_sets=30,
                         mc_configs=300, forward_configs=2000, ard_opt_samples=600, ard_restarts=1,
-                        rows=tuple(r for r in ROWS if r != "ard_g_theta"))  # ARD on g(theta) alone: full run only
+                        rows=tuple(r for r in ROWS if r != "ard_g_theta"),  # ARD on g(theta) alone: full run only
+                        ard_first=True)
 FULL = ReproduceConfig(n_samples=6000, n_grid=30, n_fit=100, spot_sets=3, spot_configs=20000, mc_sets=30,
                        mc_configs=2000, forward_configs=20000)
 
