@@ -93,6 +93,8 @@ def test_smoke_all_modes(tmp_path):
     # number is propagated from it (issue 11: the configuration term was in the stds only)
     f = r.analysis.fit
     assert np.allclose([f.std[n] ** 2 for n in f.free], np.diag(f.cov), rtol=1e-9, atol=0)
+    # the configuration term is > 0 here too (it was exactly 0: the gain of its unit-error fit was zeroed as 'at a bound')
+    assert r.analysis.info["configurations"]["shear_rate_std"] > 0
     sr, d = r.summary["shear_rate"], r.summary["diffusion"]
     i, j = f.free.index("shear_rate"), f.free.index("diffusion")
     rel2 = (sr["std"] / sr["value"]) ** 2 + (d["std"] / d["value"]) ** 2 - 2 * f.cov[i, j] / (sr["value"] * d["value"])

@@ -146,7 +146,9 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     ys = configuration_samples(model, g_c, d_c, rs_draw, v["flow_angle"], n_samples=n_configs, seed=seed)
     amp = float(per["amplitude"][i]) if np.isfinite(per["amplitude"][i]) else 1.0
     clean = amp * table.y(g_c, d_c, v["flow_angle"])
-    mf = fit_maps(table, v["flow_angle"], clean[None], np.ones((1,) + clean.shape), start=np.array([[g_c, d_c, amp]]),
+    # the gain H J^T W does not depend on a common scale of the errors; unit errors made fit_maps' bound test
+    # (gamma L within 2 sigma of 0: no linear gain) zero the gain on small maps -- the smoke stack's term was 0
+    mf = fit_maps(table, v["flow_angle"], clean[None], np.full((1,) + clean.shape, 1e-4), start=np.array([[g_c, d_c, amp]]),
                   return_gain=True)
     dev = amp * (ys - ys.mean(axis=0))
     dp = np.einsum("kqp,gqp->gk", np.nan_to_num(mf.gain[0]), np.nan_to_num(dev))  # (configs, 3)
