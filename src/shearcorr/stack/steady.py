@@ -113,7 +113,8 @@ def jackknife_blind_share(rho, n_frames: int, n_groups: int) -> float:
     return float(max(true - seen, 0.0))
 
 
-def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3, rs_measured=None):
+def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3, rs_measured=None,
+                        weights=None):
     """The particles' own sampling error (the single-pair configuration term) that the jackknife over
     groups of time origins cannot see: the configuration spread of (gamma L, D2) at one lag times the
     share :func:`jackknife_blind_share` misses, added to the covariance of the shear rate and D
@@ -152,19 +153,45 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
                   return_gain=True)
     dev = amp * (ys - ys.mean(axis=0))
     dp = np.einsum("kqp,gqp->gk", np.nan_to_num(mf.gain[0]), np.nan_to_num(dev))  # (configs, 3)
-    cov = np.cov(dp[:, :2].T)  # one configuration
+    # (shear rate, D) = (gamma L / (L tau), D2^2 / (2 tau)) locally: one configuration at the lag tau alone
+    jac = np.array([1.0 / (L * tau), d_c / tau])
+    cov_lag = np.cov(dp[:, :2].T) * np.outer(jac, jac)
     f_pos = lambda s: overlap_fraction(abs(v["transit"]) * s, v["shear_rate"] * s, L)  # noqa: E731
     share_g = jackknife_blind_share(f_pos, n_frames, n_groups)
-    share_d = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
-    # (shear rate, D) = (gamma L / (L tau), D2^2 / (2 tau)) locally: the blind part of one configuration's
-    # covariance, each variance times its share; the cross term keeps one configuration's correlation
-    # (cov_gd sqrt(share_g share_d): bounded by the two blind stds, so the 2 x 2 stays positive semi-definite)
-    jac = np.array([1.0 / (L * tau), d_c / tau])
-    sq = np.sqrt(np.array([share_g, share_d]))
-    blind = cov * np.outer(sq, sq) * np.outer(jac, jac)
+    split = _configurations_through_fit(fit, model, per, gl, pos, g_c, d_c, rs_draw, n_configs, seed, weights, n_frames)
+    if split is not None:
+        # which particles are in the beam persists while they stay (correlation f); their steps are fresh once
+        # the windows no longer overlap (f (1 - s/W)+, W the largest fitted lag): each part times its share
+        persistent, step, (s_grid, rho, s_full) = split
+
+        def rho_p(s):  # measured on the grid; 0 once the beam content has renewed (beyond the grid: the last value)
+            r = np.interp(s, s_grid, rho)
+            return np.where(s >= s_full, 0.0, r) if np.isfinite(s_full) and s_full <= s_grid[-1] else r
+
+        share_p = jackknife_blind_share(rho_p, n_frames, n_groups)
+        share_s = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
+        blind = share_p * persistent + share_s * step
+        one = persistent + step
+        shares = {"gamma_l": share_g, "d2": share_s, "persistent": share_p, "steps": share_s}
+        how = "global fit, every lag; persistent (which particles, measured persistence) and step parts"
+    else:  # former estimate: the lag tau alone, gamma L with the persistence of the particles, D2 of the steps
+        share_s = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
+        sq = np.sqrt(np.array([share_g, share_s]))
+        blind = cov_lag * np.outer(sq, sq)
+        one = cov_lag
+        shares = {"gamma_l": share_g, "d2": share_s}
+        how = f"lag {tau:g} alone"
     sr_c, d_c_std = float(np.sqrt(blind[0, 0])), float(np.sqrt(blind[1, 1]))
     out = {"independent_configurations": K, "lag_frames": tau, "rs_drawn": [lo, hi], "shear_rate_std": sr_c, "diffusion_std": d_c_std,
-           "shear_rate_diffusion_cov": float(blind[0, 1]), "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
+           "shear_rate_diffusion_cov": float(blind[0, 1]), "jackknife_blind_share": shares, "propagation": how,
+           "one_configuration_rel_std": {"shear_rate": float(np.sqrt(one[0, 0])) / v["shear_rate"],
+                                         "diffusion": float(np.sqrt(one[1, 1])) / v["diffusion"],
+                                         "shear_rate_lag_alone": float(np.sqrt(cov_lag[0, 0])) / v["shear_rate"],
+                                         "diffusion_lag_alone": float(np.sqrt(cov_lag[1, 1])) / v["diffusion"]}}
+    if split is not None:
+        out["one_configuration_rel_std"]["shear_rate_persistent"] = float(np.sqrt(split[0][0, 0])) / v["shear_rate"]
+        out["one_configuration_rel_std"]["diffusion_persistent"] = float(np.sqrt(split[0][1, 1])) / v["diffusion"]
+        out["persistence"] = {"frames": s_grid.tolist(), "rho": rho.tolist(), "overlap_f": f_pos(s_grid).tolist()}
     # added to the fit's covariance (std and Peclet number carry it alike)
     fit.add_covariance(["shear_rate", "diffusion"], blind, term="configuration")
     if "rs" in fit.free or fit.info.get("rs_from") == "row means":
@@ -177,6 +204,84 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
             fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
         out["rs_std"] = float(rs_c)
     return out
+
+
+def _configurations_through_fit(fit, model, per, gl, pos, g_c, d_c, rs_draw, n_configs, seed, weights, n_frames):
+    r"""One configuration's covariance of (shear rate, D) through the *global* fit, split into the part set by
+    *which particles* are in the beam (their y positions and sizes; it persists while they stay) and the part of
+    their own random steps (fresh in every lag window).
+
+    The draws of :func:`shearcorr.experiment.model.draw_configurations` at the lag where gamma L ~ 10 R0 are
+    carried to every fitted lag (shift gamma(tau) y, steps scaled by D2(tau)/D2), twice: with their own steps and
+    with fresh steps of the same law. Their maps (:func:`~shearcorr.experiment.model.configuration_maps`) minus the
+    mean over draws change the ratio maps by :math:`\delta d_\tau = s\,a_\tau\,\delta y_\tau` (s: the
+    baseline's scale of the coherent term, a: the per-lag amplitude) and go through the fit's linear response
+    ``fit.linear``. The covariance between the two step realisations is the persistent part, the rest of each
+    one's covariance the step part. Returns (persistent, steps), each (2, 2); None without ``fit.linear``."""
+    from ..experiment.model import ConfigurationDraws, configuration_maps, draw_configurations
+    from ..physics import displacement_std
+    from ..rng import child_seed, seed_sequence
+
+    lin = fit.linear
+    if lin is None:
+        return None
+    v = fit.values
+    draws = draw_configurations(model, g_c, d_c, rs_draw, n_configs, seed)
+    ell = draws.beam.shear_length(model.beam_size)
+    rng = np.random.default_rng(child_seed(seed_sequence(seed), 1001))
+    s_step = displacement_std(draws.radius, d_c, model.displacement, 1.0)
+    steps = [(draws.xa - draws.x - (g_c / ell) * draws.y, draws.ya - draws.y),
+             (rng.standard_normal(draws.x.shape) * s_step, rng.standard_normal(draws.x.shape) * s_step)]
+    d2 = fit.d2(pos)
+    scale = _coherent_scale(fit, model, weights)
+    amp = np.where(np.isfinite(per["amplitude"]), per["amplitude"], 1.0)
+    idx = [fit.free.index("shear_rate"), fit.free.index("diffusion")]
+
+    def dtheta(x, dx, dy):  # (configs, 2): the draws with origins at x (same y), steps (dx, dy) at the lag of g_c
+        dd = np.zeros(lin["ok"].shape + (n_configs,))
+        for j in range(pos.size):
+            k = d2[j] / d_c
+            dr = ConfigurationDraws(x, draws.y, draws.radius, x + (gl[j] / ell) * draws.y + k * dx, draws.y + k * dy,
+                                    draws.rs, draws.beam)
+            ys = configuration_maps(model, dr, v["flow_angle"])
+            dd[j + 1] = np.moveaxis(scale[None] * amp[j] * (ys - ys.mean(axis=0)), 0, -1)
+        e = (lin["gain"] @ np.nan_to_num((dd / lin["err"][..., None])[lin["ok"]])).T[:, idx]
+        return e - e.mean(axis=0)
+
+    def cross(a, b):
+        return 0.5 * (a.T @ b + b.T @ a) / (a.shape[0] - 1.0)
+
+    a, b = dtheta(draws.x, *steps[0]), dtheta(draws.x, *steps[1])
+    total = 0.5 * (cross(a, a) + cross(b, b))
+    # the persistent part: the cross covariance, kept positive semi-definite and below the total
+    w_, u_ = np.linalg.eigh(cross(a, b))
+    persistent = (u_ * np.clip(w_, 0.0, None)) @ u_.T
+    w2, u2 = np.linalg.eigh(total - persistent)
+    # how long it persists: the same draws s frames later (carried by v + shear rate y, periodic in the draws'
+    # box), fresh steps; rho(s) = cov(now, later) / cov(now, now) of the shear rate. The particles also move
+    # through the beam's coherence structure, so it decays faster than the overlap fraction f (measured: 0.41
+    # at f = 0.8 on the study's stacks)
+    B = draws.beam.box_half_width(model.beam_size)
+    speed = abs(v["transit"]) + 0.5 * v["shear_rate"] * model.beam_size
+    s_full = model.beam_size / speed if speed > 0 else np.inf
+    grid = np.array([0.1, 0.2, 0.35, 0.5, 0.7, 1.0]) * min(s_full, float(n_frames - 1))
+    rho = [1.0]
+    for sk in grid:
+        xs = (draws.x + (v["transit"] + v["shear_rate"] * draws.y) * sk + B) % (2 * B) - B
+        c = cross(a, dtheta(xs, *steps[1]))
+        rho.append(float(c[0, 0] / persistent[0, 0]) if persistent[0, 0] > 0 else 0.0)
+    s_grid = np.concatenate([[0.0], grid])
+    rho = np.clip(np.array(rho), 0.0, 1.0)  # 24 draws: +-0.2 of noise; a negative tail would shrink the share
+    return persistent, (u2 * np.clip(w2, 0.0, None)) @ u2.T, (s_grid, rho, s_full)
+
+
+def _coherent_scale(fit, model, weights):
+    """beta S / (beta S + B - 1) per bin: how the coherent term enters the ratio to lag 0 ("time"); 1 ("frame")."""
+    v = fit.values
+    if fit.info.get("normalization") != "time":
+        return np.ones((model.n_q, model.n_phi))
+    S, B1 = Baseline(model, weights)(v["rs"])
+    return v["beta"] * S / (v["beta"] * S + B1)
 
 
 def _propagate_held_rs(fit, rs_jackknife, rs_extra_std=0.0) -> dict:
@@ -288,7 +393,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     per = _per_lag(table, fit, c, jack, model, norm, weights)
     rs_meas = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free or row_info is not None else None
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed,
-                                 rs_measured=rs_meas)
+                                 rs_measured=rs_meas, weights=weights)
     if row_info is not None:  # R_s held at the row means: its error (jackknife jointly, configuration part) in the others
         row_info["propagated"] = _propagate_held_rs(fit, rb["jackknife"], config.get("rs_std", 0.0))
     edge = bool(fit.gamma_l(W) > 0.98 * table.gamma_max or fit.d2(W) > 0.98 * table.d2_max)
