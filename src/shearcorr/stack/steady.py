@@ -116,17 +116,20 @@ def jackknife_blind_share(rho, n_frames: int, n_groups: int) -> float:
 def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3, rs_measured=None,
                         weights=None):
     """The particles' own sampling error (the single-pair configuration term) that the jackknife over
-    groups of time origins cannot see: the configuration spread of (gamma L, D2) at one lag times the
-    share :func:`jackknife_blind_share` misses, added to the covariance of the shear rate and D
-    (:meth:`.steadyfit.SteadyFit.add_covariance`). The configurations are drawn with R_s over its prior
-    U(0, rs_max), or, when the stack measures R_s (``rs_measured`` = (R_s, std) and K >= 10 independent
-    configurations, as ``rs.constrained``), over U(R_s -+ sqrt(3) std) (the spread grows steeply with R_s:
-    at gamma L = 12 R0 one configuration's gamma L scatters by 5.6 / 9.0 / 11.0 % at R_s = 0.10 / prior /
-    0.25). gamma L is set by which particles are in the beam (correlation between frames s apart:
-    the overlap fraction f(|v| s, shear rate s)); D2 by their own random steps, fresh in every
-    window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2 V) of the
-    baseline (a variance estimated from K independent configurations, V = 1/K; B - 1 ~ R_s^4), with V the
-    share the jackknife misses of a configuration effect with the correlation of gamma L."""
+    groups of time origins cannot see, added to the covariance of the shear rate and D
+    (:meth:`.steadyfit.SteadyFit.add_covariance`).
+
+    One configuration's covariance of (shear rate, D) through the global fit (:func:`_configurations_through_fit`:
+    the draws at the lag where gamma L ~ 10 R0 carried to every lag), split into the part of *which particles*
+    are in the beam (their y positions and sizes; correlation between origins s frames apart: the overlap
+    fraction f(|v| s, shear rate s)) and the part of their own random steps (fresh once the lag windows no
+    longer overlap: f (1 - s/tau)+); each part times the share :func:`jackknife_blind_share` misses (issue 11:
+    the whole spread of a lag fitted alone used to get the particles' share, also its step part, which the
+    groups see). Without ``fit.linear``, the former estimate (the lag alone). The configurations are drawn with
+    R_s over its prior U(0, rs_max), or, when the stack measures R_s (``rs_measured`` = (R_s, std) and K >= 10
+    independent configurations, as ``rs.constrained``), over U(R_s -+ sqrt(3) std). R_s gets the relative error
+    sqrt(2 V) of the baseline (a variance estimated from K independent configurations, V = 1/K; B - 1 ~ R_s^4),
+    with V the share the jackknife misses of an effect with the particles' correlation f."""
     from ..experiment.model import configuration_samples, rs_levels
     from .fitting import fit_maps
 
