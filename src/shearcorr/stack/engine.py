@@ -221,7 +221,8 @@ class LagSums:
         ``"time"`` normalisation: each deleted sample divided by its own time-averaged ring means
         (``jack_sums``, as the full estimate is by all frames'; ``renormalise=False``: by the full stack's
         means, which counts the groups' ring-mean fluctuation as variance although the estimate
-        normalises it away -- the errors of the shear rate and flow angle read ~1.3x too wide, issue 11)."""
+        normalises it away; issue 11: on a steady study stack the contrast's std was 1.6x too wide, the shear
+        rate's, D's and the flow angle's moved by < 0.5 %)."""
         tot_p = self.pairs.sum(0)
         js, jp = getattr(self, "jack_sums", None), getattr(self, "jack_poisson", None)
         if renormalise and js is not None and jp is not None:
