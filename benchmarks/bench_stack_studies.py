@@ -178,6 +178,8 @@ def study_steady(args):
                "flow_std_nominal_deg": float(np.degrees(a.fit.std_nominal["flow_angle"])),
                "configuration_term": a.info["configurations"],  # the part of each std the jackknife misses
                "rs_row_means": a.info.get("rs_row_means"),  # R_s of the row means and of the global fit
+               "values": {n: a.fit.values[n] for n in a.fit.free},  # every fitted parameter (frames, R0, rad)
+               "jackknife_deltas": a.fit.info.get("jackknife_deltas"),  # per group of origins (linear), for batch checks
                "covariance": {"free": a.fit.free, "cov": a.fit.cov.tolist(),  # all terms (jackknife + added)
                               "rs_gradient": a.fit.info.get("rs_gradient"),  # d theta / d R_s with R_s held
                               "terms": {k: np.asarray(m).tolist() for k, m in a.fit.info.get("cov_terms", {}).items()}}}

@@ -71,13 +71,53 @@ def test_flux_and_jackknife_and_executor_identity():
     flux = 1 + 0.2 * np.sin(0.3 * np.arange(stack.shape[0]))
     L = lag_sums(stack, plan, [0, 1, 3], normalization="time", flux=flux, groups=4)
     np.testing.assert_allclose(L.correlation(), _brute(stack, plan, [0, 1, 3], 0, 40, "time", flux), atol=2e-6)
-    # the jackknife map without group g equals the map of the other groups' origins
-    J = L.jackknife()
+    # with the full stack's normaliser, the jackknife map without group g is the map of the other groups' origins
+    J = L.jackknife(renormalise=False)
     np.testing.assert_allclose(J[1], L.correlation(groups=[0, 2, 3]), atol=1e-12)
     with ThreadPoolExecutor(2) as ex:
         E = lag_sums(stack, plan, [0, 1, 3], normalization="time", flux=flux, groups=4, executor=ex, task_frames=16)
     S = lag_sums(stack, plan, [0, 1, 3], normalization="time", flux=flux, groups=4, task_frames=16)
     assert np.array_equal(E.sums, S.sums)  # same work units, same reduction order: identical numbers
+
+
+def _brute_deleted(stack, plan, lags, edges, g, flux):
+    """The estimate without the origins of group g, normalised ("time") by the ring means of the frames outside g."""
+    T = stack.shape[0]
+    X = stack.reshape(T, -1)[:, plan.index].astype(float) / flux[:, None]
+    ring = plan.pix_ring
+    npr = np.bincount(ring, minlength=plan.n_rings)
+    out_g = np.r_[0:edges[g], edges[g + 1]:T]
+    N = np.mean([np.bincount(ring, X[t], plan.n_rings) / npr for t in out_g], axis=0)[ring]
+    d = X / N - 1
+    binof = plan.seg_bin[np.repeat(np.arange(plan.n_seg), plan.n_pix_seg)]
+    npx = np.bincount(binof, minlength=plan.n_bins)
+    res = []
+    for lag in lags:
+        o = np.array([t for t in out_g if t + lag < T])
+        c = np.bincount(binof, (d[o] * d[o + lag]).sum(0), plan.n_bins) / (npx * o.size)
+        if lag == 0:
+            c -= np.bincount(binof, (X[o] / flux[o, None] / N**2).sum(0), plan.n_bins) / (npx * o.size)
+        res.append(c.reshape(plan.n_q, plan.n_phi))
+    return np.array(res)
+
+
+def test_jackknife_renormalises_the_deleted_sample():
+    """Issue 11: each delete-one-group map is the estimate of the remaining origins *with their own* time-averaged
+    ring means (the full estimate is normalised by all frames, so a bright group's products and normaliser rise
+    together); the full stack's normaliser (the former jackknife) differs from it by far more than rounding."""
+    stack, plan = _toy()
+    T = stack.shape[0]
+    flux = 1 + 0.2 * np.sin(0.3 * np.arange(T))
+    lags = [0, 1, 3]
+    L = lag_sums(stack, plan, lags, normalization="time", flux=flux, groups=4, tile=8, task_frames=16)
+    J, J_old = L.jackknife(), L.jackknife(renormalise=False)
+    for g in range(4):
+        ref = _brute_deleted(stack, plan, lags, L.group_edges, g, flux)
+        np.testing.assert_allclose(J[g], ref, atol=2e-6)
+        assert np.nanmax(np.abs(J_old[g] - ref)) > 100 * 2e-6
+    # the frame normalisation has no global normaliser: both jackknives agree
+    F = lag_sums(stack, plan, lags, normalization="frame", groups=4)
+    assert np.array_equal(F.jackknife(), F.jackknife(renormalise=False))
 
 
 def test_pixel_variance_of_products():

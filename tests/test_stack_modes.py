@@ -93,6 +93,13 @@ def test_smoke_all_modes(tmp_path):
     # number is propagated from it (issue 11: the configuration term was in the stds only)
     f = r.analysis.fit
     assert np.allclose([f.std[n] ** 2 for n in f.free], np.diag(f.cov), rtol=1e-9, atol=0)
+    # the configuration term is > 0 here too (it was exactly 0: the gain of its unit-error fit was zeroed as 'at a bound')
+    conf = r.analysis.info["configurations"]
+    assert conf["shear_rate_std"] > 0 and conf["propagation"].startswith("global fit")
+    # split into the part of which particles are in the beam and the part of their steps (issue 11): both >= 0,
+    # summing to one configuration's spread through the global fit, the steps' part renewed within a group
+    one, share = conf["one_configuration_rel_std"], conf["jackknife_blind_share"]
+    assert 0 <= one["shear_rate_persistent"] <= one["shear_rate"] and share["steps"] <= share["persistent"]
     sr, d = r.summary["shear_rate"], r.summary["diffusion"]
     i, j = f.free.index("shear_rate"), f.free.index("diffusion")
     rel2 = (sr["std"] / sr["value"]) ** 2 + (d["std"] / d["value"]) ** 2 - 2 * f.cov[i, j] / (sr["value"] * d["value"])

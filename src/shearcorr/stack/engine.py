@@ -188,6 +188,8 @@ class LagSums:
     n_flagged: int = 0
     info: dict = field(default_factory=dict)
     squares: np.ndarray | None = None
+    jack_sums: np.ndarray | None = None
+    jack_poisson: np.ndarray | None = None
 
     @property
     def n_pix_bin(self) -> np.ndarray:
@@ -213,9 +215,19 @@ class LagSums:
         p = self.pairs[sel].sum(axis=0)
         return self._normalise(s, p, self.poisson[sel].sum(axis=0))
 
-    def jackknife(self) -> np.ndarray:
-        """Delete-one-group maps of C - 1: shape (n_groups, n_lags, n_q, n_phi)."""
-        tot_s, tot_p, tot_pois = self.sums.sum(0), self.pairs.sum(0), self.poisson.sum(0)
+    def jackknife(self, renormalise: bool = True) -> np.ndarray:
+        """Delete-one-group maps of C - 1: shape (n_groups, n_lags, n_q, n_phi).
+
+        ``"time"`` normalisation: each deleted sample divided by its own time-averaged ring means
+        (``jack_sums``, as the full estimate is by all frames'; ``renormalise=False``: by the full stack's
+        means, which counts the groups' ring-mean fluctuation as variance although the estimate
+        normalises it away; issue 11: on a steady study stack the contrast's std was 1.6x too wide, the shear
+        rate's, D's and the flow angle's moved by < 0.5 %)."""
+        tot_p = self.pairs.sum(0)
+        js, jp = getattr(self, "jack_sums", None), getattr(self, "jack_poisson", None)
+        if renormalise and js is not None and jp is not None:
+            return np.stack([self._normalise(js[g], tot_p - self.pairs[g], jp[g]) for g in range(self.pairs.shape[0])])
+        tot_s, tot_pois = self.sums.sum(0), self.poisson.sum(0)
         return np.stack([self._normalise(tot_s - self.sums[g], tot_p - self.pairs[g], tot_pois - self.poisson[g])
                          for g in range(self.pairs.shape[0])])
 
@@ -362,12 +374,14 @@ def _finish_lags(plan, lags, start, stop, edges, S, Q, psum, norm, n_bad) -> Lag
         Mo = cum[hi_i] - cum[lo_i]  # (ng, nl, nseg): origins
         Mp = cum[np.minimum(hi_i + lags[None, :], T)] - cum[np.minimum(lo_i + lags[None, :], T)]  # partners
         P = pairs[:, :, None] * ns[None, None, :]
-        fixed = a**2 * (P + Mo + Mp + S) - a * (2 * P + Mo + Mp) + P
+        X2, X1 = P + Mo + Mp + S, 2 * P + Mo + Mp
+        fixed = a**2 * X2 - a * X1 + P
         fixed[pairs == 0] = 0.0
         inv2 = np.where(nbar > 0, 1.0 / nbar, 0.0)[plan.seg_ring] ** 2
         pois_t = Q / flux[:, None] ** 2 * inv2[None, :]
+        jack = _renormalised_jackknife(plan, edges - start, ring_mean, norm.ref, X2, X1, P, pois_t, nbar)
     else:
-        fixed = S
+        fixed, jack = S, None
         with np.errstate(invalid="ignore", divide="ignore"):
             rm = plan.to_rings(Q) / plan.n_pix_ring[None, :]
             inv_frame = np.where(rm > 0, 1.0 / rm, 0.0)[:, plan.seg_ring]
@@ -380,4 +394,36 @@ def _finish_lags(plan, lags, start, stop, edges, S, Q, psum, norm, n_bad) -> Lag
     return LagSums(plan=plan, lags=lags, start=start, stop=stop, group_edges=edges, pairs=pairs,
                    sums=plan.to_bins(fixed), poisson=plan.to_bins(pois), ring_mean=ring_mean,
                    mean_image=mean_image.reshape(plan.shape), normalization=norm.mode, n_flagged=int(n_bad),
-                   info={"tile": None, "n_segments": plan.n_seg, "n_groups": int(ng)})
+                   info={"tile": None, "n_segments": plan.n_seg, "n_groups": int(ng)},
+                   jack_sums=None if jack is None else jack[0], jack_poisson=None if jack is None else jack[1])
+
+
+def _renormalised_jackknife(plan, edges, ring_mean, ref, X2, X1, P, pois_t, nbar):
+    r"""Delete-one-group lag sums and shot-noise sums with the *deleted sample's own* normalisation
+    (``"time"``): the ring means :math:`\bar N_r^{(g)}` averaged over the frames outside group g, so that
+    :math:`a^{(g)}_r = \tilde N_r / \bar N_r^{(g)}` and, per segment,
+    :math:`\sum_{h \ne g} [a^{(g)2} X_{2,h} - a^{(g)} X_{1,h} + P_h]` (X2 = P + M_o + M_p + G~, X1 = 2P + M_o + M_p).
+
+    The full estimate divides by the mean over all frames, so a group whose rings are brighter (its
+    configurations) raises its products and the normaliser alike: the first-order part cancels. A jackknife that
+    keeps the full mean sees that part as variance that the estimate does not have (issue 11). Returns
+    (sums (G, n_lags, n_q, n_phi), poisson (G, n_q, n_phi)); groups edges relative to the first frame."""
+    G = edges.size - 1
+    T = ring_mean.shape[0]
+    tot = ring_mean.sum(axis=0)
+    X2t, X1t, Pt = X2.sum(0), X1.sum(0), P.sum(0)
+    cum_p = np.vstack([np.zeros((1, pois_t.shape[1])), np.cumsum(pois_t, axis=0)])
+    pois_g = cum_p[edges[1:]] - cum_p[edges[:-1]]
+    pois_tot = pois_g.sum(0)
+    sums, pois = [], []
+    for g in range(G):
+        n_out = T - (edges[g + 1] - edges[g])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nb = (tot - ring_mean[edges[g]:edges[g + 1]].sum(axis=0)) / max(n_out, 1)
+            ag = np.where(nb > 0, ref / nb, 0.0)[plan.seg_ring]
+            scale = np.where(nb > 0, nbar / nb, 0.0)[plan.seg_ring] ** 2
+        x = ag**2 * (X2t - X2[g]) - ag * (X1t - X1[g]) + (Pt - P[g])
+        x[(Pt - P[g]) == 0] = 0.0
+        sums.append(plan.to_bins(x))
+        pois.append(plan.to_bins(scale * (pois_tot - pois_g[g])))
+    return np.stack(sums), np.stack(pois)

@@ -113,19 +113,23 @@ def jackknife_blind_share(rho, n_frames: int, n_groups: int) -> float:
     return float(max(true - seen, 0.0))
 
 
-def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3, rs_measured=None):
+def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_configs=24, rs_max=0.3, rs_measured=None,
+                        weights=None):
     """The particles' own sampling error (the single-pair configuration term) that the jackknife over
-    groups of time origins cannot see: the configuration spread of (gamma L, D2) at one lag times the
-    share :func:`jackknife_blind_share` misses, added to the covariance of the shear rate and D
-    (:meth:`.steadyfit.SteadyFit.add_covariance`). The configurations are drawn with R_s over its prior
-    U(0, rs_max), or, when the stack measures R_s (``rs_measured`` = (R_s, std) and K >= 10 independent
-    configurations, as ``rs.constrained``), over U(R_s -+ sqrt(3) std) (the spread grows steeply with R_s:
-    at gamma L = 12 R0 one configuration's gamma L scatters by 5.6 / 9.0 / 11.0 % at R_s = 0.10 / prior /
-    0.25). gamma L is set by which particles are in the beam (correlation between frames s apart:
-    the overlap fraction f(|v| s, shear rate s)); D2 by their own random steps, fresh in every
-    window of tau frames (correlation f (1 - s/tau)). R_s gets the relative error sqrt(2 V) of the
-    baseline (a variance estimated from K independent configurations, V = 1/K; B - 1 ~ R_s^4), with V the
-    share the jackknife misses of a configuration effect with the correlation of gamma L."""
+    groups of time origins cannot see, added to the covariance of the shear rate and D
+    (:meth:`.steadyfit.SteadyFit.add_covariance`).
+
+    One configuration's covariance of (shear rate, D) through the global fit (:func:`_configurations_through_fit`:
+    the draws at the lag where gamma L ~ 10 R0 carried to every lag), split into the part of *which particles*
+    are in the beam (their y positions and sizes; correlation between origins s frames apart: the overlap
+    fraction f(|v| s, shear rate s)) and the part of their own random steps (fresh once the lag windows no
+    longer overlap: f (1 - s/tau)+); each part times the share :func:`jackknife_blind_share` misses (issue 11:
+    the whole spread of a lag fitted alone used to get the particles' share, also its step part, which the
+    groups see). Without ``fit.linear``, the former estimate (the lag alone). The configurations are drawn with
+    R_s over its prior U(0, rs_max), or, when the stack measures R_s (``rs_measured`` = (R_s, std) and K >= 10
+    independent configurations, as ``rs.constrained``), over U(R_s -+ sqrt(3) std). R_s gets the relative error
+    sqrt(2 V) of the baseline (a variance estimated from K independent configurations, V = 1/K; B - 1 ~ R_s^4),
+    with V the share the jackknife misses of an effect with the particles' correlation f."""
     from ..experiment.model import configuration_samples, rs_levels
     from .fitting import fit_maps
 
@@ -146,23 +150,47 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     ys = configuration_samples(model, g_c, d_c, rs_draw, v["flow_angle"], n_samples=n_configs, seed=seed)
     amp = float(per["amplitude"][i]) if np.isfinite(per["amplitude"][i]) else 1.0
     clean = amp * table.y(g_c, d_c, v["flow_angle"])
-    mf = fit_maps(table, v["flow_angle"], clean[None], np.ones((1,) + clean.shape), start=np.array([[g_c, d_c, amp]]),
+    # the gain H J^T W does not depend on a common scale of the errors; unit errors made fit_maps' bound test
+    # (gamma L within 2 sigma of 0: no linear gain) zero the gain on small maps -- the smoke stack's term was 0
+    mf = fit_maps(table, v["flow_angle"], clean[None], np.full((1,) + clean.shape, 1e-4), start=np.array([[g_c, d_c, amp]]),
                   return_gain=True)
     dev = amp * (ys - ys.mean(axis=0))
     dp = np.einsum("kqp,gqp->gk", np.nan_to_num(mf.gain[0]), np.nan_to_num(dev))  # (configs, 3)
-    cov = np.cov(dp[:, :2].T)  # one configuration
+    # (shear rate, D) = (gamma L / (L tau), D2^2 / (2 tau)) locally: one configuration at the lag tau alone
+    jac = np.array([1.0 / (L * tau), d_c / tau])
+    cov_lag = np.cov(dp[:, :2].T) * np.outer(jac, jac)
     f_pos = lambda s: overlap_fraction(abs(v["transit"]) * s, v["shear_rate"] * s, L)  # noqa: E731
     share_g = jackknife_blind_share(f_pos, n_frames, n_groups)
-    share_d = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
-    # (shear rate, D) = (gamma L / (L tau), D2^2 / (2 tau)) locally: the blind part of one configuration's
-    # covariance, each variance times its share; the cross term keeps one configuration's correlation
-    # (cov_gd sqrt(share_g share_d): bounded by the two blind stds, so the 2 x 2 stays positive semi-definite)
-    jac = np.array([1.0 / (L * tau), d_c / tau])
-    sq = np.sqrt(np.array([share_g, share_d]))
-    blind = cov * np.outer(sq, sq) * np.outer(jac, jac)
+    split = _configurations_through_fit(fit, model, per, gl, pos, g_c, d_c, rs_draw, n_configs, seed, weights)
+    if split is not None:
+        # which particles are in the beam persists while they stay (correlation f, the overlap fraction); their
+        # steps are fresh once the lag windows no longer overlap (f (1 - s/tau)+): each part times its own share.
+        # Measured on the renderer's own particle streams (16 stacks of the study's parameters, issue 11): the
+        # shear rate's configuration effect has autocorrelation 0.69 / 0.52 / 0.36 / 0.21 / 0.10 at s = 1 / 4 / 8 /
+        # 12 / 15 frames -- a step part that renews at once and a ~60 % part that follows f (0.95 ... 0.24)
+        persistent, step = split
+        share_s = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
+        blind = share_g * persistent + share_s * step
+        one = persistent + step
+        shares = {"gamma_l": share_g, "d2": share_s, "persistent": share_g, "steps": share_s}
+        how = "global fit, every lag; persistent (which particles) and step parts"
+    else:  # former estimate: the lag tau alone, gamma L with the persistence of the particles, D2 of the steps
+        share_s = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
+        sq = np.sqrt(np.array([share_g, share_s]))
+        blind = cov_lag * np.outer(sq, sq)
+        one = cov_lag
+        shares = {"gamma_l": share_g, "d2": share_s}
+        how = f"lag {tau:g} alone"
     sr_c, d_c_std = float(np.sqrt(blind[0, 0])), float(np.sqrt(blind[1, 1]))
     out = {"independent_configurations": K, "lag_frames": tau, "rs_drawn": [lo, hi], "shear_rate_std": sr_c, "diffusion_std": d_c_std,
-           "shear_rate_diffusion_cov": float(blind[0, 1]), "jackknife_blind_share": {"gamma_l": share_g, "d2": share_d}}
+           "shear_rate_diffusion_cov": float(blind[0, 1]), "jackknife_blind_share": shares, "propagation": how,
+           "one_configuration_rel_std": {"shear_rate": float(np.sqrt(one[0, 0])) / v["shear_rate"],
+                                         "diffusion": float(np.sqrt(one[1, 1])) / v["diffusion"],
+                                         "shear_rate_lag_alone": float(np.sqrt(cov_lag[0, 0])) / v["shear_rate"],
+                                         "diffusion_lag_alone": float(np.sqrt(cov_lag[1, 1])) / v["diffusion"]}}
+    if split is not None:
+        out["one_configuration_rel_std"]["shear_rate_persistent"] = float(np.sqrt(split[0][0, 0])) / v["shear_rate"]
+        out["one_configuration_rel_std"]["diffusion_persistent"] = float(np.sqrt(split[0][1, 1])) / v["diffusion"]
     # added to the fit's covariance (std and Peclet number carry it alike)
     fit.add_covariance(["shear_rate", "diffusion"], blind, term="configuration")
     if "rs" in fit.free or fit.info.get("rs_from") == "row means":
@@ -175,6 +203,69 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
             fit.std["rs"] = float(np.hypot(fit.std["rs"], rs_c))
         out["rs_std"] = float(rs_c)
     return out
+
+
+def _configurations_through_fit(fit, model, per, gl, pos, g_c, d_c, rs_draw, n_configs, seed, weights):
+    r"""One configuration's covariance of (shear rate, D) through the *global* fit, split into the part set by
+    *which particles* are in the beam (their y positions and sizes; it persists while they stay) and the part of
+    their own random steps (fresh in every lag window).
+
+    The draws of :func:`shearcorr.experiment.model.draw_configurations` at the lag where gamma L ~ 10 R0 are
+    carried to every fitted lag (shift gamma(tau) y, steps scaled by D2(tau)/D2), twice: with their own steps and
+    with fresh steps of the same law. Their maps (:func:`~shearcorr.experiment.model.configuration_maps`) minus the
+    mean over draws change the ratio maps by :math:`\delta d_\tau = s\,a_\tau\,\delta y_\tau` (s: the
+    baseline's scale of the coherent term, a: the per-lag amplitude) and go through the fit's linear response
+    ``fit.linear``. The covariance between the two step realisations is the persistent part, the rest of each
+    one's covariance the step part. Returns (persistent, steps), each (2, 2); None without ``fit.linear``."""
+    from ..experiment.model import ConfigurationDraws, configuration_maps, draw_configurations
+    from ..physics import displacement_std
+    from ..rng import child_seed, seed_sequence
+
+    lin = fit.linear
+    if lin is None:
+        return None
+    v = fit.values
+    draws = draw_configurations(model, g_c, d_c, rs_draw, n_configs, seed)
+    ell = draws.beam.shear_length(model.beam_size)
+    rng = np.random.default_rng(child_seed(seed_sequence(seed), 1001))
+    s_step = displacement_std(draws.radius, d_c, model.displacement, 1.0)
+    steps = [(draws.xa - draws.x - (g_c / ell) * draws.y, draws.ya - draws.y),
+             (rng.standard_normal(draws.x.shape) * s_step, rng.standard_normal(draws.x.shape) * s_step)]
+    d2 = fit.d2(pos)
+    scale = _coherent_scale(fit, model, weights)
+    amp = np.where(np.isfinite(per["amplitude"]), per["amplitude"], 1.0)
+    idx = [fit.free.index("shear_rate"), fit.free.index("diffusion")]
+
+    def dtheta(x, dx, dy):  # (configs, 2): the draws with origins at x (same y), steps (dx, dy) at the lag of g_c
+        dd = np.zeros(lin["ok"].shape + (n_configs,))
+        for j in range(pos.size):
+            k = d2[j] / d_c
+            dr = ConfigurationDraws(x, draws.y, draws.radius, x + (gl[j] / ell) * draws.y + k * dx, draws.y + k * dy,
+                                    draws.rs, draws.beam)
+            ys = configuration_maps(model, dr, v["flow_angle"])
+            dd[j + 1] = np.moveaxis(scale[None] * amp[j] * (ys - ys.mean(axis=0)), 0, -1)
+        e = (lin["gain"] @ np.nan_to_num((dd / lin["err"][..., None])[lin["ok"]])).T[:, idx]
+        return e - e.mean(axis=0)
+
+    def cross(a, b):
+        return 0.5 * (a.T @ b + b.T @ a) / (a.shape[0] - 1.0)
+
+    a, b = dtheta(draws.x, *steps[0]), dtheta(draws.x, *steps[1])
+    total = 0.5 * (cross(a, a) + cross(b, b))
+    # the persistent part: the cross covariance, kept positive semi-definite and below the total
+    w_, u_ = np.linalg.eigh(cross(a, b))
+    persistent = (u_ * np.clip(w_, 0.0, None)) @ u_.T
+    w2, u2 = np.linalg.eigh(total - persistent)
+    return persistent, (u2 * np.clip(w2, 0.0, None)) @ u2.T
+
+
+def _coherent_scale(fit, model, weights):
+    """beta S / (beta S + B - 1) per bin: how the coherent term enters the ratio to lag 0 ("time"); 1 ("frame")."""
+    v = fit.values
+    if fit.info.get("normalization") != "time":
+        return np.ones((model.n_q, model.n_phi))
+    S, B1 = Baseline(model, weights)(v["rs"])
+    return v["beta"] * S / (v["beta"] * S + B1)
 
 
 def _propagate_held_rs(fit, rs_jackknife, rs_extra_std=0.0) -> dict:
@@ -286,7 +377,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     per = _per_lag(table, fit, c, jack, model, norm, weights)
     rs_meas = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free or row_info is not None else None
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed,
-                                 rs_measured=rs_meas)
+                                 rs_measured=rs_meas, weights=weights)
     if row_info is not None:  # R_s held at the row means: its error (jackknife jointly, configuration part) in the others
         row_info["propagated"] = _propagate_held_rs(fit, rb["jackknife"], config.get("rs_std", 0.0))
     edge = bool(fit.gamma_l(W) > 0.98 * table.gamma_max or fit.d2(W) > 0.98 * table.d2_max)

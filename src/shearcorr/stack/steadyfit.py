@@ -123,6 +123,10 @@ class SteadyFit:
     chi2: float
     dof: int
     info: dict = field(default_factory=dict)
+    #: the fit's linear response to a change of the fitted data (not written out): ``gain`` (k, n) = -H J^T on
+    #: the weighted values, ``ok`` (n_lags, n_q, n_phi) the values used, ``err`` their errors (lag 0 as is,
+    #: the other lags as the ratio to lag 0): d theta = gain @ (delta d / err)[ok]
+    linear: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def chi2_red(self) -> float:
@@ -387,4 +391,5 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
                      info={"beam_size": L, "normalization": normalization, "n_groups": int(G), "success": bool(sol.success),
                            "jackknife_deltas": dict(zip(names, dth.T.tolist())),  # per group of origins (linear)
                            "nfev": int(sol.nfev), "n_values": int(r.size), "table_rs": table.rs,
-                           "rs_gradient": rs_gradient})
+                           "rs_gradient": rs_gradient},
+                     linear={"gain": -(H @ J.T), "ok": ok, "err": err})
