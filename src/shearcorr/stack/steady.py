@@ -161,6 +161,7 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     cov_lag = np.cov(dp[:, :2].T) * np.outer(jac, jac)
     f_pos = lambda s: overlap_fraction(abs(v["transit"]) * s, v["shear_rate"] * s, L)  # noqa: E731
     share_g = jackknife_blind_share(f_pos, n_frames, n_groups)
+    share_s = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
     split = _configurations_through_fit(fit, model, per, gl, pos, g_c, d_c, rs_draw, n_configs, seed, weights)
     if split is not None:
         # which particles are in the beam persists while they stay (correlation f, the overlap fraction); their
@@ -169,13 +170,11 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
         # shear rate's configuration effect has autocorrelation 0.69 / 0.52 / 0.36 / 0.21 / 0.10 at s = 1 / 4 / 8 /
         # 12 / 15 frames -- a step part that renews at once and a ~60 % part that follows f (0.95 ... 0.24)
         persistent, step = split
-        share_s = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
         blind = share_g * persistent + share_s * step
         one = persistent + step
         shares = {"gamma_l": share_g, "d2": share_s, "persistent": share_g, "steps": share_s}
         how = "global fit, every lag; persistent (which particles) and step parts"
     else:  # former estimate: the lag tau alone, gamma L with the persistence of the particles, D2 of the steps
-        share_s = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
         sq = np.sqrt(np.array([share_g, share_s]))
         blind = cov_lag * np.outer(sq, sq)
         one = cov_lag
