@@ -245,8 +245,22 @@ def config_bias_study(a):
             C = 1.0 + np.where(cm.ok, c0 + sig * rng.standard_normal(c0.shape), np.nan)
             fo = fit_pair(dataclasses.replace(cm, C=C), model, phi0=flow, fit_flow=False, n_configs=0,
                           grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
-            est.append((fo.gamma_l.value, fo.d2.value))
-        rel = np.array(est) / truth - 1
+            row = [fo.gamma_l.value, fo.d2.value]
+            if a.fit_flow:  # the same noisy map with the flow fitted (the analysis' start: the scan over [0, pi))
+                ff = fit_pair(dataclasses.replace(cm, C=C), model, fit_flow=True, n_configs=0)
+                row += [ff.gamma_l.value, ff.d2.value, np.degrees((ff.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2)]
+            est.append(row)
+        est = np.array(est)
+        if a.fit_flow:
+            d = (est[:, 2:4] - est[:, :2]) / truth
+            sd = d.std(axis=0, ddof=1) / np.sqrt(len(d))
+            rf = est[:, 2:4] / truth - 1
+            sf = rf.std(axis=0, ddof=1) / np.sqrt(len(rf))
+            print(f"  the same maps, flow fitted: gamma L bias {100 * rf[:, 0].mean():+.2f} +- {100 * sf[0]:.2f} %, D2 "
+                  f"{100 * rf[:, 1].mean():+.2f} +- {100 * sf[1]:.2f} %; paired (fitted - fixed flow) gamma L "
+                  f"{100 * d[:, 0].mean():+.2f} +- {100 * sd[0]:.2f} %, D2 {100 * d[:, 1].mean():+.2f} +- {100 * sd[1]:.2f} %; "
+                  f"flow error rms {np.sqrt(np.mean(est[:, 4] ** 2)):.2f} deg", flush=True)
+        rel = est[:, :2] / truth - 1
         se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel))
         print(f"model map + Gaussian noise of the stated errors (beta {f.beta.value:.3f} with its prior), {len(rel)} fits: "
               f"gamma L bias {100 * rel[:, 0].mean():+.2f} +- {100 * se[0]:.2f} % (std {100 * rel[:, 0].std():.1f} %), D2 bias "
@@ -257,11 +271,14 @@ def config_bias_study(a):
         n_maps = max(a.draws, a.lin_draws)
         d = draw_configurations(model, a.gamma_l, a.d2, rs, n_maps, a.seed + 1 + lvl)
         ys = configuration_maps(model, d, flow)
-        est = []
+        est, dfl = [], []
         for y in ys[:a.draws]:
             cmo = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, y, np.nan), beta=1.0, beta_err=0.0)
-            fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
+            fo = fit_pair(cmo, model, phi0=flow, fit_flow=a.fit_flow, n_configs=0, grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
             est.append((fo.gamma_l.value, fo.d2.value))
+            dfl.append(np.degrees((fo.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2))
+        if a.fit_flow and est:
+            print(f"  flow fitted: error rms {np.sqrt(np.mean(np.square(dfl))):.2f} deg, mean {np.mean(dfl):+.2f} deg", flush=True)
         rel = np.array(est).reshape(-1, 2) / truth - 1
         # the pair's own contrast per q row: its frames' speckle variance over P^2 (finite N, pixels), which the
         # analysis replaces by one beta (the speckle-weighted mean over the rows); the map it fits is y_1 c(q) / c_mean
@@ -454,37 +471,55 @@ def speckle_bias_report(rows, model, a):
                 "E ensemble var_u (kappa)": lambda cm, b: dataclasses.replace(cm, var_u=ens["var_u"]),
                 "F ensemble var_d (V_r)": lambda cm, b: dataclasses.replace(cm, var_d=ens["var_d"]),
                 "G ensemble area": lambda cm, b: dataclasses.replace(cm, area=ens["area"])}
+    # the oracle maps: (O) y_1 itself with beta = 1; (Q) the map the estimator should average to, contrast c_r y_1,
+    # with beta fixed at the true contrast (the same variance law and weights as the data's fit at beta_true: B - Q is
+    # the map's noise alone, Q - truth the configuration with the pair's weights)
+    variants["O oracle"] = lambda cm, b, r: dataclasses.replace(cm, C=1.0 + np.where(cm.ok, r["yo"], np.nan), beta=1.0,
+                                                                 beta_err=0.0)
+    variants["Q oracle x contrast, beta true"] = lambda cm, b, r: dataclasses.replace(
+        cm, C=1.0 + np.where(cm.ok, a.contrast * r["c_row"][:, None] * r["yo"], np.nan), beta=b, beta_err=0.0)
+    ests = {}
     t0 = time.perf_counter()
-    for name, make in variants.items():
-        if name[0] not in a.variants:
-            continue
-        est, lin = [], []
+    # a lower-case letter: the same fit with the flow fitted (start: the analysis' scan over [0, pi)), as the
+    # instrument study of bench_analyze.py does; upper case: the flow fixed at the truth
+    todo = [(name, make, free) for name, make in variants.items() for free in (False, True)
+            if (name[0].lower() if free else name[0]) in a.variants]
+    for name, make, free in todo:
+        key = name[0].lower() if free else name[0]
+        est, lin, dfl = [], [], []
         for r, b in zip(rows, bt):
-            fo = fit_pair(make(r["cm"], b), model, phi0=flow, fit_flow=False, n_configs=0)
+            cm_v = make(r["cm"], b, r) if name[0] in "OQ" else make(r["cm"], b)
+            fo = (fit_pair(cm_v, model, fit_flow=True, n_configs=0) if free
+                  else fit_pair(cm_v, model, phi0=flow, fit_flow=False, n_configs=0))
             est.append((fo.gamma_l.value, fo.d2.value))
-            if name[0] == "A":  # the fit's linear response to the map's deviation from its expectation
+            dfl.append(np.degrees((fo.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2))
+            if name[0] in "OQ":
+                continue
+            if key == "A":  # the fit's linear response to the map's deviation from its expectation
                 expect = a.contrast * r["c_row"][:, None] * r["yo"]
                 ys = np.stack([(r["cm"].C - 1) / fo.beta.value, expect / fo.beta.value])
                 resp = draw_responses(r["cm"], model, fo, flow, ys)[:, :2]
                 lin.append(resp[1] - resp[0])  # draw_responses gives minus the Gauss-Newton shift
-        est = np.array(est)
-        print(f"{name:32s}: gamma L {_rel(est[:, 0], truth[0])}, D2 {_rel(est[:, 1], truth[1])} "
-              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+        est = ests[key] = np.array(est)
+        label = f"{key} {name[2:]}" + (", flow fitted" if free else "")
+        print(f"{label:40s}: gamma L {_rel(est[:, 0], truth[0])}, D2 {_rel(est[:, 1], truth[1])}"
+              + (f"; flow error rms {np.sqrt(np.mean(np.square(dfl))):.2f} deg" if free else "")
+              + f" [{time.perf_counter() - t0:.0f} s]", flush=True)
         if lin:
             lin = np.array(lin) / truth
             se = lin.std(axis=0, ddof=1) / np.sqrt(len(lin))
             print(f"  linear shift by (C - 1) - contrast c_r y_1 (the pair's weights): gamma L {100 * lin[:, 0].mean():+.2f} +- {100 * se[0]:.2f} %, "
                   f"D2 {100 * lin[:, 1].mean():+.2f} +- {100 * se[1]:.2f} %; its correlation with the fit's "
                   f"(A - truth) over the pairs: D2 {np.corrcoef(lin[:, 1], est[:, 1])[0, 1]:+.2f}", flush=True)
-    if "O" not in a.variants:
-        return
-    est = []
-    for r in rows:
-        cmo = dataclasses.replace(r["cm"], C=1.0 + np.where(r["cm"].ok, r["yo"], np.nan), beta=1.0, beta_err=0.0)
-        fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0)
-        est.append((fo.gamma_l.value, fo.d2.value))
-    est = np.array(est)
-    print(f"{'O oracle':32s}: gamma L {_rel(est[:, 0], truth[0])}, D2 {_rel(est[:, 1], truth[1])}", flush=True)
+    # paired differences on the same maps (the configuration's scatter cancels): relative to the truth
+    print("paired differences (mean of (x - y)/truth +- its standard error over the pairs):")
+    for x, y in (("A", "Q"), ("B", "Q"), ("A", "B"), ("Q", "O"), ("C", "A"), ("a", "A"), ("o", "O"), ("q", "Q"),
+                 ("b", "B"), ("a", "q")):
+        if x in ests and y in ests:
+            d = (ests[x] - ests[y]) / truth
+            se = d.std(axis=0, ddof=1) / np.sqrt(len(d))
+            print(f"  {x} - {y}: gamma L {100 * d[:, 0].mean():+.2f} +- {100 * se[0]:.2f} %, D2 {100 * d[:, 1].mean():+.2f} "
+                  f"+- {100 * se[1]:.2f} %", flush=True)
 
 
 def term_cost(repeats=3):
@@ -608,6 +643,8 @@ def main():
     ap.add_argument("--load", default="", help="--speckle-bias: report on the maps of this pickle (same options)")
     ap.add_argument("--rs-levels", type=float, nargs="*", default=[0.05, 0.15, 0.25], help="R_s of --config-bias")
     ap.add_argument("--lin-draws", type=int, default=512, help="--config-bias: maps for the mean map (fits: --draws)")
+    ap.add_argument("--fit-flow", action="store_true",
+                    help="--config-bias: fit the flow angle too (as the instrument study does); default: fixed at the truth")
     ap.add_argument("--noise-fits", type=int, default=0,
                     help="--config-bias: also fit the model map at the truth plus Gaussian noise of the stated errors")
     ap.add_argument("--draws", type=int, default=None,
