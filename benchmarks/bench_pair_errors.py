@@ -628,6 +628,106 @@ def study_pair(a):
                   flush=True)
 
 
+def study_split(a):
+    """The error of the instrument study's own pairs split into its parts (``--study-split SEED FIRST COUNT``: pairs
+    FIRST..FIRST+COUNT-1 of ``bench_analyze.py --instrument --seed SEED``, coherent square, ``--pixel-subsamples``,
+    told right; the analysis with the default marginal term).
+
+    Per pair, besides the analysis (flow fitted, as reported): refits of the pair's map with the analysis' model and
+    weights law, (A) the data with the flow fitted and (F) fixed at the truth, and of the map the estimator should
+    average to, contrast c_r y_1 of the very configuration rendered (:func:`oracle_map`, :func:`own_contrast`) with
+    beta fixed at the true contrast, (Q) flow fitted and (R) fixed. So Q - truth is the configuration's part with the
+    pair's weights, A - Q the speckles' (the map's noise), A - F and Q - R what fitting the flow adds. Printed per pair
+    and, every 10 pairs and at the end, the mean relative bias of each (standard error; 95 % bootstrap interval over
+    the pairs) and the paired differences. Rows are appended to ``--save`` (.npy) when given."""
+    import argparse as _ap
+    import sys
+
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from bench_analyze import instrument_draws
+
+    seed, first, count = a.study_split
+    opts = _ap.Namespace(seed=seed, pairs=first + count, beam_width=[1.0], contrast_range=(0.2, 0.5),
+                         speckle_px_range=(2.2, 3.2), coherence_range=(0.0, 0.0), coherence_axes="both",
+                         beam_profile="square", beam_size=800.0, plane="1-2", gap=2000.0)
+    draws = list(instrument_draws(opts))
+    rows = []
+    t0 = time.perf_counter()
+    for idx in range(first, first + count):
+        gl, d2, rs, fl, beta, spx, _, beam = draws[idx]
+        params = SystemParams(150.0, rs, d2, gl, beam_size=800.0)
+        captured = {}
+        orig = an.fit_pair
+
+        def spy(cm, model, **kw):
+            f = orig(cm, model, **kw)
+            captured.update(cm=cm, model=model, fit=f)
+            return f
+
+        an.fit_pair = spy
+        try:
+            p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=10.0, shape=(a.size, a.size), seed=seed + idx,
+                            dq=2 * np.pi / 800.0 / spx, beam=beam, pixel_subsamples=a.pixel_subsamples)
+            r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(
+                mask=p.mask, plots=False, n_l2=150.0, pixel_integration=a.pixel_subsamples > 1))
+        finally:
+            an.fit_pair = orig
+        cm, model = captured["cm"], captured["model"]
+        flow = np.radians(fl)
+        sub = np.zeros_like(p.mask)
+        sub[::a.stride, ::a.stride] = True
+        cfg = pair_configuration(params, seed + idx, beam)
+        yo = oracle_map(cfg, p.geometry, p.mask & sub, cm, flow, model_transfer(model))
+        c_row = _config_contrast(cfg, model)
+        w = np.where(cm.ok, cm.n_eff, 0.0).sum(axis=1)
+        b_true = beta * np.sum(w * c_row) / w.sum()
+        cq = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, beta * c_row[:, None] * yo, np.nan), beta=b_true, beta_err=0.0)
+        fits = [fit_pair(cm, model, fit_flow=True, n_configs=0), fit_pair(cm, model, phi0=flow, fit_flow=False, n_configs=0),
+                fit_pair(cq, model, fit_flow=True, n_configs=0), fit_pair(cq, model, phi0=flow, fit_flow=False, n_configs=0)]
+        dfl = [float(np.degrees((f.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2)) for f in (fits[0], fits[2])]
+        row = [idx, gl, d2, rs, spx, r.gamma_l.value, r.d2.value, r.gamma_l.std, r.d2.std]
+        for f in fits:
+            row += [f.gamma_l.value, f.d2.value]
+        rows.append(row + dfl)
+        print(f"{idx:3d} gl {gl:5.2f} d2 {d2:4.2f} R_s {rs:.3f} {spx:.2f} px | analysis {r.gamma_l.value:6.2f} {r.d2.value:.3f} | "
+              f"A {fits[0].gamma_l.value:6.2f} {fits[0].d2.value:.3f} F {fits[1].gamma_l.value:6.2f} {fits[1].d2.value:.3f} | "
+              f"Q {fits[2].gamma_l.value:6.2f} {fits[2].d2.value:.3f} R {fits[3].gamma_l.value:6.2f} {fits[3].d2.value:.3f} | "
+              f"flow err data {dfl[0]:+.1f} oracle {dfl[1]:+.1f} [{time.perf_counter() - t0:.0f}s]", flush=True)
+        if a.save:
+            np.save(a.save, np.array(rows))
+        if len(rows) % 10 == 0 or idx == first + count - 1:
+            split_report(np.array(rows))
+
+
+def split_report(R, n_boot=10000, seed=0):
+    """Summary of :func:`study_split` rows: mean relative bias (standard error, 95 % bootstrap) of each estimate and
+    the paired differences (columns: index, truth gamma L, D2, R_s, px/speckle, analysis gamma L, D2, their stds, then
+    (gamma L, D2) of A, F, Q, R, then the flow errors of A and Q in degrees)."""
+    rng = np.random.default_rng(seed)
+    b = rng.integers(0, len(R), (n_boot, len(R)))
+    truth = R[:, 1:3]
+    est = {"analysis": R[:, 5:7], "A data, flow fitted": R[:, 9:11], "F data, flow at the truth": R[:, 11:13],
+           "Q oracle, flow fitted": R[:, 13:15], "R oracle, flow at the truth": R[:, 15:17]}
+
+    def line(rel):
+        m = rel.mean(axis=0)
+        se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel))
+        bm = rel[b].mean(axis=1)
+        lo, hi = np.percentile(bm, 2.5, axis=0), np.percentile(bm, 97.5, axis=0)
+        return "; ".join(f"{n} {100 * m[j]:+.2f} +- {100 * se[j]:.2f} % [95 %: {100 * lo[j]:+.2f}, {100 * hi[j]:+.2f}]"
+                         for j, n in enumerate(("gamma L", "D2")))
+
+    print(f"--- {len(R)} pairs; flow error rms: data {np.sqrt(np.mean(R[:, 17]**2)):.2f} deg, oracle "
+          f"{np.sqrt(np.mean(R[:, 18]**2)):.2f} deg")
+    for name, e in est.items():
+        print(f"  {name:28s}: {line(e / truth - 1)}")
+    for x, y in (("analysis", "A data, flow fitted"), ("A data, flow fitted", "Q oracle, flow fitted"),
+                 ("F data, flow at the truth", "R oracle, flow at the truth"), ("A data, flow fitted", "F data, flow at the truth"),
+                 ("Q oracle, flow fitted", "R oracle, flow at the truth")):
+        print(f"  {x[0]} - {y[0]}: {line((est[x] - est[y]) / truth)}")
+    print("", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--term-cost", action="store_true", help="CPU of the configuration term per instrument (term_cost)")
@@ -638,6 +738,10 @@ def main():
     ap.add_argument("--study-pair", type=int, nargs=2, metavar=("SEED", "INDEX"),
                     help="one pair of the coherent instrument study of bench_analyze.py: where its error comes from "
                          "(study_pair; --draws configurations at the truth, e.g. 12)")
+    ap.add_argument("--study-split", type=int, nargs=3, metavar=("SEED", "FIRST", "COUNT"),
+                    help="pairs of the coherent instrument study of bench_analyze.py split into configuration, speckle and "
+                         "flow parts (study_split; --save: rows as .npy)")
+    ap.add_argument("--split-report", default="", help="print the summary of saved --study-split rows (.npy files, comma-separated)")
     ap.add_argument("--save", default="", help="--speckle-bias: pickle the maps to this file")
     ap.add_argument("--variants", default="ABCDO", help="--speckle-bias: the fits to run (letters of the report)")
     ap.add_argument("--load", default="", help="--speckle-bias: report on the maps of this pickle (same options)")
@@ -669,6 +773,12 @@ def main():
         a.draws = 12 if a.study_pair else 2048
     if a.study_pair:
         study_pair(a)
+        return
+    if a.split_report:
+        split_report(np.concatenate([np.load(f) for f in a.split_report.split(",")]))
+        return
+    if a.study_split:
+        study_split(a)
         return
     if a.term_cost:
         term_cost()
