@@ -688,11 +688,23 @@ def study_split(a):
         row = [idx, gl, d2, rs, spx, r.gamma_l.value, r.d2.value, r.gamma_l.std, r.d2.std]
         for f in fits:
             row += [f.gamma_l.value, f.d2.value]
-        rows.append(row + dfl)
+        row += dfl
+        if a.draws:  # the expected configuration part at this parameter set: K configurations at the truth (R_s known)
+            from shearcorr.experiment.model import configuration_maps, draw_configurations
+
+            ys = configuration_maps(model, draw_configurations(model, gl, d2, rs, a.draws, seed + 100000 + idx), flow)
+            ek = np.array([(lambda f_: (f_.gamma_l.value, f_.d2.value))(fit_pair(
+                dataclasses.replace(cm, C=1.0 + np.where(cm.ok, b_true * y, np.nan), beta=b_true, beta_err=0.0), model,
+                phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(gl,), grid_d2=(d2,))) for y in ys]) / [gl, d2] - 1
+            row += [*ek.mean(axis=0), *ek.std(axis=0, ddof=1)]
+        rows.append(row)
         print(f"{idx:3d} gl {gl:5.2f} d2 {d2:4.2f} R_s {rs:.3f} {spx:.2f} px | analysis {r.gamma_l.value:6.2f} {r.d2.value:.3f} | "
               f"A {fits[0].gamma_l.value:6.2f} {fits[0].d2.value:.3f} F {fits[1].gamma_l.value:6.2f} {fits[1].d2.value:.3f} | "
               f"Q {fits[2].gamma_l.value:6.2f} {fits[2].d2.value:.3f} R {fits[3].gamma_l.value:6.2f} {fits[3].d2.value:.3f} | "
-              f"flow err data {dfl[0]:+.1f} oracle {dfl[1]:+.1f} [{time.perf_counter() - t0:.0f}s]", flush=True)
+              f"flow err data {dfl[0]:+.1f} oracle {dfl[1]:+.1f}"
+              + (f" | {a.draws} configurations at the truth: gamma L {100 * row[19]:+.1f} % (std {100 * row[21]:.1f}), D2 "
+                 f"{100 * row[20]:+.1f} % (std {100 * row[22]:.1f})" if a.draws else "")
+              + f" [{time.perf_counter() - t0:.0f}s]", flush=True)
         if a.save:
             np.save(a.save, np.array(rows))
         if len(rows) % 10 == 0 or idx == first + count - 1:
@@ -721,6 +733,11 @@ def split_report(R, n_boot=10000, seed=0):
           f"{np.sqrt(np.mean(R[:, 18]**2)):.2f} deg")
     for name, e in est.items():
         print(f"  {name:28s}: {line(e / truth - 1)}")
+    if R.shape[1] > 19:  # the expected configuration part per pair (K configurations at its truth): the box average
+        K = R[:, 19:21]
+        print(f"  expected configuration part, flow at the truth (mean of the per-pair means of K configurations at the "
+              f"truth): {line(K)}")
+        print(f"  R - that expectation (the draws' own scatter): {line(est['R oracle, flow at the truth'] / truth - 1 - K)}")
     for x, y in (("analysis", "A data, flow fitted"), ("A data, flow fitted", "Q oracle, flow fitted"),
                  ("F data, flow at the truth", "R oracle, flow at the truth"), ("A data, flow fitted", "F data, flow at the truth"),
                  ("Q oracle, flow fitted", "R oracle, flow at the truth")):
@@ -770,7 +787,7 @@ def main():
     ap.add_argument("--speckle-px", type=float, default=2.2, help="pixels per speckle")
     a = ap.parse_args()
     if a.draws is None:
-        a.draws = 12 if a.study_pair else 2048
+        a.draws = 12 if a.study_pair else 0 if a.study_split else 2048
     if a.study_pair:
         study_pair(a)
         return
