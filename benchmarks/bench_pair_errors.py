@@ -798,7 +798,9 @@ def main():
         study_pair(a)
         return
     if a.split_report:
-        split_report(np.concatenate([np.load(f) for f in a.split_report.split(",")]))
+        parts = [np.load(f) for f in a.split_report.split(",")]
+        n_col = min(x.shape[1] for x in parts)  # the columns all files have (runs without --draws have fewer)
+        split_report(np.concatenate([x[:, :n_col] for x in parts]))
         return
     if a.study_split:
         study_split(a)
