@@ -424,6 +424,20 @@ def speckle_bias_study(a):
     speckle_bias_report(rows, model, a)
 
 
+class _Pass1Errors:
+    """A correlation map whose errors are always those of the fit's pass 1 (the variance law at c = 0, the same for all
+    bins of a row): the fit without the variance law's dependence on the predicted correlation."""
+
+    def __init__(self, cm):
+        self._cm = cm
+
+    def __getattr__(self, name):
+        return getattr(self._cm, name)
+
+    def errors(self, c):
+        return self._cm.errors(np.zeros_like(c))
+
+
 def _rel(est, truth):
     r = np.asarray(est) / truth - 1
     return f"{100 * r.mean():+.2f} +- {100 * r.std(ddof=1) / np.sqrt(len(r)):.2f} %"
@@ -471,6 +485,7 @@ def speckle_bias_report(rows, model, a):
                 "E ensemble var_u (kappa)": lambda cm, b: dataclasses.replace(cm, var_u=ens["var_u"]),
                 "F ensemble var_d (V_r)": lambda cm, b: dataclasses.replace(cm, var_d=ens["var_d"]),
                 "G ensemble area": lambda cm, b: dataclasses.replace(cm, area=ens["area"])}
+    variants["P pass-1 weights (errors at c = 0)"] = lambda cm, b: _Pass1Errors(cm)
     # the oracle maps: (O) y_1 itself with beta = 1; (Q) the map the estimator should average to, contrast c_r y_1,
     # with beta fixed at the true contrast (the same variance law and weights as the data's fit at beta_true: B - Q is
     # the map's noise alone, Q - truth the configuration with the pair's weights)
@@ -514,7 +529,7 @@ def speckle_bias_report(rows, model, a):
     # paired differences on the same maps (the configuration's scatter cancels): relative to the truth
     print("paired differences (mean of (x - y)/truth +- its standard error over the pairs):")
     for x, y in (("A", "Q"), ("B", "Q"), ("A", "B"), ("Q", "O"), ("C", "A"), ("a", "A"), ("o", "O"), ("q", "Q"),
-                 ("b", "B"), ("a", "q")):
+                 ("b", "B"), ("a", "q"), ("A", "P"), ("P", "Q"), ("p", "q")):
         if x in ests and y in ests:
             d = (ests[x] - ests[y]) / truth
             se = d.std(axis=0, ddof=1) / np.sqrt(len(d))
