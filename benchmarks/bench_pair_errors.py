@@ -729,6 +729,77 @@ def study_split(a):
             split_report(np.array(rows))
 
 
+def study_redraw(a):
+    """Is a study pair's configuration error the draw or a mismatch of renderer and model? (``--study-redraw SEED INDEX``,
+    ``--draws K``.) Pair INDEX of the coherent instrument study is rendered and analysed told right (``--pixel-subsamples``);
+    at its truth (R_s known, flow fixed, beta the pair's contrast) K configurations of the model
+    (:func:`.model.draw_configurations`, as the configuration term) and K of the renderer (:func:`.synth.pair_configuration`
+    with fresh seeds) are fitted noise-free from the analysis' grid start, the renderer's both as the model's term maps them
+    (:func:`.model.configuration_maps`) and as the data average them (:func:`oracle_map`); and the pair's own
+    configuration both ways. Printed: the mean relative errors (standard errors)."""
+    import argparse as _ap
+    import sys
+    from types import SimpleNamespace  # noqa: F401
+
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from bench_analyze import instrument_draws
+
+    from shearcorr.experiment.model import ConfigurationDraws, configuration_maps, draw_configurations
+
+    seed, idx = a.study_redraw
+    K = a.draws
+    opts = _ap.Namespace(seed=seed, pairs=idx + 1, beam_width=[1.0], contrast_range=(0.2, 0.5), speckle_px_range=(2.2, 3.2),
+                         coherence_range=(0.0, 0.0), coherence_axes="both", beam_profile="square", beam_size=800.0,
+                         plane="1-2", gap=2000.0)
+    gl, d2, rs, fl, beta, spx, _, beam = list(instrument_draws(opts))[idx]
+    params = SystemParams(150.0, rs, d2, gl, beam_size=800.0)
+    cap = {}
+    orig = an.fit_pair
+
+    def spy(cm, model, **kw):
+        f = orig(cm, model, **kw)
+        cap.update(cm=cm, model=model)
+        return f
+
+    an.fit_pair = spy
+    try:
+        p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=10.0, shape=(a.size, a.size), seed=seed + idx,
+                        dq=2 * np.pi / 800.0 / spx, beam=beam, pixel_subsamples=a.pixel_subsamples)
+        analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=150.0,
+                                                                        pixel_integration=a.pixel_subsamples > 1))
+    finally:
+        an.fit_pair = orig
+    cm, model = cap["cm"], cap["model"]
+    flow = np.radians(fl)
+    sub = np.zeros_like(p.mask)
+    sub[::a.stride, ::a.stride] = True
+    T = model_transfer(model)
+
+    def fit(y):
+        c = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, beta * y, np.nan), beta=beta, beta_err=0.0)
+        f = fit_pair(c, model, phi0=flow, fit_flow=False, n_configs=0)
+        return f.gamma_l.value / gl - 1, f.d2.value / d2 - 1
+
+    print(f"pair {idx} of seed {seed}: gamma L {gl:.2f}, D2 {d2:.2f}, R_s {rs:.3f}, flow {fl:.1f} deg", flush=True)
+    d = draw_configurations(model, gl, d2, rs, K, 777)
+    e1 = np.array([fit(y) for y in configuration_maps(model, d, flow)])
+    cfgs = [pair_configuration(params, 900000 + k, beam) for k in range(K)]
+    st = lambda name: np.stack([getattr(c, name) for c in cfgs])  # noqa: E731
+    dr = ConfigurationDraws(st("x"), st("y"), st("radius"), st("x_after"), st("y_after"), np.full(K, rs), d.beam)
+    e3 = np.array([fit(y) for y in configuration_maps(model, dr, flow)])
+    e2 = np.array([fit(oracle_map(c, p.geometry, p.mask & sub, cm, flow, T)) for c in cfgs])
+    own = pair_configuration(params, seed + idx, beam)
+    d_own = ConfigurationDraws(own.x[None], own.y[None], own.radius[None], own.x_after[None], own.y_after[None],
+                               np.full(1, rs), d.beam)
+    for name, e in (("model draws, configuration_maps", e1), ("renderer configurations, configuration_maps", e3),
+                    ("renderer configurations, oracle_map", e2), ("oracle_map - configuration_maps (same)", e2 - e3)):
+        se = e.std(axis=0, ddof=1) / np.sqrt(K)
+        print(f"{name:44s}: gamma L {100 * e[:, 0].mean():+.2f} +- {100 * se[0]:.2f} %, D2 {100 * e[:, 1].mean():+.2f} +- "
+              f"{100 * se[1]:.2f} %", flush=True)
+    print(f"the pair's own configuration: gamma L {100 * fit(oracle_map(own, p.geometry, p.mask & sub, cm, flow, T))[0]:+.2f} % "
+          f"(oracle_map), {100 * fit(configuration_maps(model, d_own, flow)[0])[0]:+.2f} % (configuration_maps)", flush=True)
+
+
 def split_report(R, n_boot=10000, seed=0):
     """Summary of :func:`study_split` rows: mean relative bias (standard error, 95 % bootstrap) of each estimate and
     the paired differences (columns: index, truth gamma L, D2, R_s, px/speckle, analysis gamma L, D2, their stds, then
@@ -779,6 +850,9 @@ def main():
     ap.add_argument("--study-split", type=int, nargs=3, metavar=("SEED", "FIRST", "COUNT"),
                     help="pairs of the coherent instrument study of bench_analyze.py split into configuration, speckle and "
                          "flow parts (study_split; --save: rows as .npy)")
+    ap.add_argument("--study-redraw", type=int, nargs=2, metavar=("SEED", "INDEX"),
+                    help="a study pair's parameters re-drawn with the model's and the renderer's configurations (study_redraw; "
+                         "--draws K, e.g. 16)")
     ap.add_argument("--split-report", default="", help="print the summary of saved --study-split rows (.npy files, comma-separated)")
     ap.add_argument("--save", default="", help="--speckle-bias: pickle the maps to this file")
     ap.add_argument("--variants", default="ABCDO", help="--speckle-bias: the fits to run (letters of the report)")
@@ -808,9 +882,12 @@ def main():
     ap.add_argument("--speckle-px", type=float, default=2.2, help="pixels per speckle")
     a = ap.parse_args()
     if a.draws is None:
-        a.draws = 12 if a.study_pair else 0 if a.study_split else 2048
+        a.draws = 12 if a.study_pair else 0 if a.study_split else 16 if a.study_redraw else 2048
     if a.study_pair:
         study_pair(a)
+        return
+    if a.study_redraw:
+        study_redraw(a)
         return
     if a.split_report:
         parts = [np.load(f) for f in a.split_report.split(",")]
