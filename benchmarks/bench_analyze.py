@@ -42,7 +42,10 @@ from shearcorr.params import SystemParams
 
 #: How a pair is analysed in the instrument study: told the instrument, or told it wrong.
 TOLD = {"right": {}, "point": {"pixel_integration": False}, "paper": {"pixel_integration": False, "beam": Beam()},
-        "paper-pixels": {"beam": Beam()}, "right-coherent-term": {}}
+        "paper-pixels": {"beam": Beam()}, "right-coherent-term": {}, "right-flow": {}}
+#: Told right and the flow direction (fixed at the truth instead of fitted): paired with "right" on the same frames,
+#: what fitting the flow adds to gamma L and D2.
+FLOW_KNOWN = "right-flow"
 #: Told right, but with the configuration term of the coherent formula (``experiment.pairtransfer`` switched off: the
 #: term before partial coherence and the pixel response entered it): that change, before / after, on the same frames.
 OLD_TERM = "right-coherent-term"
@@ -215,8 +218,9 @@ def instrument_study(a):
         for told in a.told:
             t0 = time.perf_counter()
             with coherent_term(told == OLD_TERM):
-                r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=a.n_l2,
-                                                                                    condition_profile=a.condition, **TOLD[told]))
+                r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(
+                    mask=p.mask, plots=False, n_l2=a.n_l2, condition_profile=a.condition,
+                    flow_angle_deg=fl if told == FLOW_KNOWN else None, **TOLD[told]))
             dfl = (r.flow_angle_deg.value - fl + 90) % 180 - 90
             f = r.methods["fit"]
             # the total std with the marginal configuration term instead of the reported (conditioned) one
@@ -251,6 +255,7 @@ def instrument_study(a):
           f"{' gap %g' % a.gap if a.plane == '1-3' else ''}, {a.speckle_px_range} px/speckle, "
           f"{a.pixel_subsamples}^2 sub-pixels, psf {a.psf_sigma_px} px, contrast {a.contrast_range}, {a.pairs} pairs of "
           f"{a.size}^2, seed {a.seed}")
+    summarize_paired(res)
     for told, rows in res.items():
         R = np.array(rows)
         summarize_told(told, R)
@@ -272,6 +277,23 @@ def instrument_study(a):
                 lr = np.log(R[:, e] / F[:, k])
                 print(f"    paired with the ideal instrument (same configurations): {name} ratio {np.exp(lr.mean()) - 1:+.3f} "
                       f"(+- {lr.std(ddof=1) / np.sqrt(len(lr)):.3f})", flush=True)
+
+
+def summarize_paired(res):
+    """Paired differences between told settings on the same frames: mean of (x - first setting) / truth for gamma L
+    and D2 with its standard error over the pairs (the configuration's and the speckles' scatter cancel)."""
+    names = list(res)
+    if len(names) < 2:
+        return
+    R0 = np.array(res[names[0]])
+    for told in names[1:]:
+        R = np.array(res[told])
+        n = min(len(R), len(R0))
+        parts = []
+        for name, t, e in (("gamma_l", 0, 2), ("d2", 1, 4)):
+            d = (R[:n, e] - R0[:n, e]) / R0[:n, t]
+            parts.append(f"{name} {100 * d.mean():+.2f} +- {100 * d.std(ddof=1) / np.sqrt(n):.2f} % (median {100 * np.median(d):+.2f} %)")
+        print(f"paired, {told} - {names[0]} over {n} pairs: " + "; ".join(parts), flush=True)
 
 
 def instrument_draws(a):
@@ -357,6 +379,7 @@ def summarize_log(a):
                                                      np.nan, np.nan, rs, *mg, pr[0], np.nan, pr[2], pr[1]))
                     extra.setdefault(told, []).append(float(m0.group(4)))
     print(f"{' + '.join(a.from_log)}: {', '.join(f'{k} ({len(v)} pairs)' for k, v in res.items())}; values as printed")
+    summarize_paired(res)
     for told, rows in res.items():
         R = np.array(rows)
         summarize_told(told, R)

@@ -245,8 +245,22 @@ def config_bias_study(a):
             C = 1.0 + np.where(cm.ok, c0 + sig * rng.standard_normal(c0.shape), np.nan)
             fo = fit_pair(dataclasses.replace(cm, C=C), model, phi0=flow, fit_flow=False, n_configs=0,
                           grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
-            est.append((fo.gamma_l.value, fo.d2.value))
-        rel = np.array(est) / truth - 1
+            row = [fo.gamma_l.value, fo.d2.value]
+            if a.fit_flow:  # the same noisy map with the flow fitted (the analysis' start: the scan over [0, pi))
+                ff = fit_pair(dataclasses.replace(cm, C=C), model, fit_flow=True, n_configs=0)
+                row += [ff.gamma_l.value, ff.d2.value, np.degrees((ff.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2)]
+            est.append(row)
+        est = np.array(est)
+        if a.fit_flow:
+            d = (est[:, 2:4] - est[:, :2]) / truth
+            sd = d.std(axis=0, ddof=1) / np.sqrt(len(d))
+            rf = est[:, 2:4] / truth - 1
+            sf = rf.std(axis=0, ddof=1) / np.sqrt(len(rf))
+            print(f"  the same maps, flow fitted: gamma L bias {100 * rf[:, 0].mean():+.2f} +- {100 * sf[0]:.2f} %, D2 "
+                  f"{100 * rf[:, 1].mean():+.2f} +- {100 * sf[1]:.2f} %; paired (fitted - fixed flow) gamma L "
+                  f"{100 * d[:, 0].mean():+.2f} +- {100 * sd[0]:.2f} %, D2 {100 * d[:, 1].mean():+.2f} +- {100 * sd[1]:.2f} %; "
+                  f"flow error rms {np.sqrt(np.mean(est[:, 4] ** 2)):.2f} deg", flush=True)
+        rel = est[:, :2] / truth - 1
         se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel))
         print(f"model map + Gaussian noise of the stated errors (beta {f.beta.value:.3f} with its prior), {len(rel)} fits: "
               f"gamma L bias {100 * rel[:, 0].mean():+.2f} +- {100 * se[0]:.2f} % (std {100 * rel[:, 0].std():.1f} %), D2 bias "
@@ -257,11 +271,14 @@ def config_bias_study(a):
         n_maps = max(a.draws, a.lin_draws)
         d = draw_configurations(model, a.gamma_l, a.d2, rs, n_maps, a.seed + 1 + lvl)
         ys = configuration_maps(model, d, flow)
-        est = []
+        est, dfl = [], []
         for y in ys[:a.draws]:
             cmo = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, y, np.nan), beta=1.0, beta_err=0.0)
-            fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
+            fo = fit_pair(cmo, model, phi0=flow, fit_flow=a.fit_flow, n_configs=0, grid_gamma=(a.gamma_l,), grid_d2=(a.d2,))
             est.append((fo.gamma_l.value, fo.d2.value))
+            dfl.append(np.degrees((fo.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2))
+        if a.fit_flow and est:
+            print(f"  flow fitted: error rms {np.sqrt(np.mean(np.square(dfl))):.2f} deg, mean {np.mean(dfl):+.2f} deg", flush=True)
         rel = np.array(est).reshape(-1, 2) / truth - 1
         # the pair's own contrast per q row: its frames' speckle variance over P^2 (finite N, pixels), which the
         # analysis replaces by one beta (the speckle-weighted mean over the rows); the map it fits is y_1 c(q) / c_mean
@@ -407,6 +424,20 @@ def speckle_bias_study(a):
     speckle_bias_report(rows, model, a)
 
 
+class _Pass1Errors:
+    """A correlation map whose errors are always those of the fit's pass 1 (the variance law at c = 0, the same for all
+    bins of a row): the fit without the variance law's dependence on the predicted correlation."""
+
+    def __init__(self, cm):
+        self._cm = cm
+
+    def __getattr__(self, name):
+        return getattr(self._cm, name)
+
+    def errors(self, c):
+        return self._cm.errors(np.zeros_like(c))
+
+
 def _rel(est, truth):
     r = np.asarray(est) / truth - 1
     return f"{100 * r.mean():+.2f} +- {100 * r.std(ddof=1) / np.sqrt(len(r)):.2f} %"
@@ -454,37 +485,56 @@ def speckle_bias_report(rows, model, a):
                 "E ensemble var_u (kappa)": lambda cm, b: dataclasses.replace(cm, var_u=ens["var_u"]),
                 "F ensemble var_d (V_r)": lambda cm, b: dataclasses.replace(cm, var_d=ens["var_d"]),
                 "G ensemble area": lambda cm, b: dataclasses.replace(cm, area=ens["area"])}
+    variants["P pass-1 weights (errors at c = 0)"] = lambda cm, b: _Pass1Errors(cm)
+    # the oracle maps: (O) y_1 itself with beta = 1; (Q) the map the estimator should average to, contrast c_r y_1,
+    # with beta fixed at the true contrast (the same variance law and weights as the data's fit at beta_true: B - Q is
+    # the map's noise alone, Q - truth the configuration with the pair's weights)
+    variants["O oracle"] = lambda cm, b, r: dataclasses.replace(cm, C=1.0 + np.where(cm.ok, r["yo"], np.nan), beta=1.0,
+                                                                 beta_err=0.0)
+    variants["Q oracle x contrast, beta true"] = lambda cm, b, r: dataclasses.replace(
+        cm, C=1.0 + np.where(cm.ok, a.contrast * r["c_row"][:, None] * r["yo"], np.nan), beta=b, beta_err=0.0)
+    ests = {}
     t0 = time.perf_counter()
-    for name, make in variants.items():
-        if name[0] not in a.variants:
-            continue
-        est, lin = [], []
+    # a lower-case letter: the same fit with the flow fitted (start: the analysis' scan over [0, pi)), as the
+    # instrument study of bench_analyze.py does; upper case: the flow fixed at the truth
+    todo = [(name, make, free) for name, make in variants.items() for free in (False, True)
+            if (name[0].lower() if free else name[0]) in a.variants]
+    for name, make, free in todo:
+        key = name[0].lower() if free else name[0]
+        est, lin, dfl = [], [], []
         for r, b in zip(rows, bt):
-            fo = fit_pair(make(r["cm"], b), model, phi0=flow, fit_flow=False, n_configs=0)
+            cm_v = make(r["cm"], b, r) if name[0] in "OQ" else make(r["cm"], b)
+            fo = (fit_pair(cm_v, model, fit_flow=True, n_configs=0) if free
+                  else fit_pair(cm_v, model, phi0=flow, fit_flow=False, n_configs=0))
             est.append((fo.gamma_l.value, fo.d2.value))
-            if name[0] == "A":  # the fit's linear response to the map's deviation from its expectation
+            dfl.append(np.degrees((fo.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2))
+            if name[0] in "OQ":
+                continue
+            if key == "A":  # the fit's linear response to the map's deviation from its expectation
                 expect = a.contrast * r["c_row"][:, None] * r["yo"]
                 ys = np.stack([(r["cm"].C - 1) / fo.beta.value, expect / fo.beta.value])
                 resp = draw_responses(r["cm"], model, fo, flow, ys)[:, :2]
                 lin.append(resp[1] - resp[0])  # draw_responses gives minus the Gauss-Newton shift
-        est = np.array(est)
-        print(f"{name:32s}: gamma L {_rel(est[:, 0], truth[0])}, D2 {_rel(est[:, 1], truth[1])} "
-              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+        est = ests[key] = np.array(est)
+        label = f"{key} {name[2:]}" + (", flow fitted" if free else "")
+        print(f"{label:40s}: gamma L {_rel(est[:, 0], truth[0])}, D2 {_rel(est[:, 1], truth[1])}"
+              + (f"; flow error rms {np.sqrt(np.mean(np.square(dfl))):.2f} deg" if free else "")
+              + f" [{time.perf_counter() - t0:.0f} s]", flush=True)
         if lin:
             lin = np.array(lin) / truth
             se = lin.std(axis=0, ddof=1) / np.sqrt(len(lin))
             print(f"  linear shift by (C - 1) - contrast c_r y_1 (the pair's weights): gamma L {100 * lin[:, 0].mean():+.2f} +- {100 * se[0]:.2f} %, "
                   f"D2 {100 * lin[:, 1].mean():+.2f} +- {100 * se[1]:.2f} %; its correlation with the fit's "
                   f"(A - truth) over the pairs: D2 {np.corrcoef(lin[:, 1], est[:, 1])[0, 1]:+.2f}", flush=True)
-    if "O" not in a.variants:
-        return
-    est = []
-    for r in rows:
-        cmo = dataclasses.replace(r["cm"], C=1.0 + np.where(r["cm"].ok, r["yo"], np.nan), beta=1.0, beta_err=0.0)
-        fo = fit_pair(cmo, model, phi0=flow, fit_flow=False, n_configs=0)
-        est.append((fo.gamma_l.value, fo.d2.value))
-    est = np.array(est)
-    print(f"{'O oracle':32s}: gamma L {_rel(est[:, 0], truth[0])}, D2 {_rel(est[:, 1], truth[1])}", flush=True)
+    # paired differences on the same maps (the configuration's scatter cancels): relative to the truth
+    print("paired differences (mean of (x - y)/truth +- its standard error over the pairs):")
+    for x, y in (("A", "Q"), ("B", "Q"), ("A", "B"), ("Q", "O"), ("C", "A"), ("a", "A"), ("o", "O"), ("q", "Q"),
+                 ("b", "B"), ("a", "q"), ("A", "P"), ("P", "Q"), ("p", "q")):
+        if x in ests and y in ests:
+            d = (ests[x] - ests[y]) / truth
+            se = d.std(axis=0, ddof=1) / np.sqrt(len(d))
+            print(f"  {x} - {y}: gamma L {100 * d[:, 0].mean():+.2f} +- {100 * se[0]:.2f} %, D2 {100 * d[:, 1].mean():+.2f} "
+                  f"+- {100 * se[1]:.2f} %", flush=True)
 
 
 def term_cost(repeats=3):
@@ -593,6 +643,200 @@ def study_pair(a):
                   flush=True)
 
 
+def study_split(a):
+    """The error of the instrument study's own pairs split into its parts (``--study-split SEED FIRST COUNT``: pairs
+    FIRST..FIRST+COUNT-1 of ``bench_analyze.py --instrument --seed SEED``, coherent square, ``--pixel-subsamples``,
+    told right; the analysis with the default marginal term).
+
+    Per pair, besides the analysis (flow fitted, as reported): refits of the pair's map with the analysis' model and
+    weights law, (A) the data with the flow fitted and (F) fixed at the truth, and of the map the estimator should
+    average to, contrast c_r y_1 of the very configuration rendered (:func:`oracle_map`, :func:`own_contrast`) with
+    beta fixed at the true contrast, (Q) flow fitted and (R) fixed. So Q - truth is the configuration's part with the
+    pair's weights, A - Q the speckles' (the map's noise), A - F and Q - R what fitting the flow adds. Printed per pair
+    and, every 10 pairs and at the end, the mean relative bias of each (standard error; 95 % bootstrap interval over
+    the pairs) and the paired differences. Rows are appended to ``--save`` (.npy) when given."""
+    import argparse as _ap
+    import sys
+
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from bench_analyze import instrument_draws
+
+    seed, first, count = a.study_split
+    opts = _ap.Namespace(seed=seed, pairs=first + count, beam_width=[1.0], contrast_range=(0.2, 0.5),
+                         speckle_px_range=(2.2, 3.2), coherence_range=(0.0, 0.0), coherence_axes="both",
+                         beam_profile="square", beam_size=800.0, plane="1-2", gap=2000.0)
+    draws = list(instrument_draws(opts))
+    rows = []
+    t0 = time.perf_counter()
+    for idx in range(first, first + count):
+        gl, d2, rs, fl, beta, spx, _, beam = draws[idx]
+        params = SystemParams(150.0, rs, d2, gl, beam_size=800.0)
+        captured = {}
+        orig = an.fit_pair
+
+        def spy(cm, model, **kw):
+            f = orig(cm, model, **kw)
+            captured.update(cm=cm, model=model, fit=f)
+            return f
+
+        an.fit_pair = spy
+        try:
+            p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=10.0, shape=(a.size, a.size), seed=seed + idx,
+                            dq=2 * np.pi / 800.0 / spx, beam=beam, pixel_subsamples=a.pixel_subsamples)
+            r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(
+                mask=p.mask, plots=False, n_l2=150.0, pixel_integration=a.pixel_subsamples > 1))
+        finally:
+            an.fit_pair = orig
+        cm, model = captured["cm"], captured["model"]
+        flow = np.radians(fl)
+        sub = np.zeros_like(p.mask)
+        sub[::a.stride, ::a.stride] = True
+        cfg = pair_configuration(params, seed + idx, beam)
+        yo = oracle_map(cfg, p.geometry, p.mask & sub, cm, flow, model_transfer(model))
+        c_row = _config_contrast(cfg, model)
+        w = np.where(cm.ok, cm.n_eff, 0.0).sum(axis=1)
+        b_true = beta * np.sum(w * c_row) / w.sum()
+        cq = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, beta * c_row[:, None] * yo, np.nan), beta=b_true, beta_err=0.0)
+        fits = [fit_pair(cm, model, fit_flow=True, n_configs=0), fit_pair(cm, model, phi0=flow, fit_flow=False, n_configs=0),
+                fit_pair(cq, model, fit_flow=True, n_configs=0), fit_pair(cq, model, phi0=flow, fit_flow=False, n_configs=0)]
+        dfl = [float(np.degrees((f.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2)) for f in (fits[0], fits[2])]
+        row = [idx, gl, d2, rs, spx, r.gamma_l.value, r.d2.value, r.gamma_l.std, r.d2.std]
+        for f in fits:
+            row += [f.gamma_l.value, f.d2.value]
+        row += dfl
+        if a.draws:  # the expected configuration part at this parameter set: K configurations at the truth (R_s known)
+            from shearcorr.experiment.model import configuration_maps, draw_configurations
+
+            ys = configuration_maps(model, draw_configurations(model, gl, d2, rs, a.draws, seed + 100000 + idx), flow)
+            ek = np.array([(lambda f_: (f_.gamma_l.value, f_.d2.value))(fit_pair(
+                dataclasses.replace(cm, C=1.0 + np.where(cm.ok, b_true * y, np.nan), beta=b_true, beta_err=0.0), model,
+                phi0=flow, fit_flow=False, n_configs=0)) for y in ys]) / [gl, d2] - 1  # started as the analysis: the grid
+            # the pair's own oracle map (R) refitted from the truth instead of the grid scan: does the start matter?
+            f_t = fit_pair(cq, model, phi0=flow, fit_flow=False, n_configs=0, grid_gamma=(gl,), grid_d2=(d2,))
+            row += [*ek.mean(axis=0), *ek.std(axis=0, ddof=1), f_t.gamma_l.value, f_t.d2.value]
+        rows.append(row)
+        print(f"{idx:3d} gl {gl:5.2f} d2 {d2:4.2f} R_s {rs:.3f} {spx:.2f} px | analysis {r.gamma_l.value:6.2f} {r.d2.value:.3f} | "
+              f"A {fits[0].gamma_l.value:6.2f} {fits[0].d2.value:.3f} F {fits[1].gamma_l.value:6.2f} {fits[1].d2.value:.3f} | "
+              f"Q {fits[2].gamma_l.value:6.2f} {fits[2].d2.value:.3f} R {fits[3].gamma_l.value:6.2f} {fits[3].d2.value:.3f} | "
+              f"flow err data {dfl[0]:+.1f} oracle {dfl[1]:+.1f}"
+              + (f" | {a.draws} configurations at the truth: gamma L {100 * row[19]:+.1f} % (std {100 * row[21]:.1f}), D2 "
+                 f"{100 * row[20]:+.1f} % (std {100 * row[22]:.1f}); R started at the truth {row[23]:6.2f} {row[24]:.3f}"
+                 if a.draws else "")
+              + f" [{time.perf_counter() - t0:.0f}s]", flush=True)
+        if a.save:
+            np.save(a.save, np.array(rows))
+        if len(rows) % 10 == 0 or idx == first + count - 1:
+            split_report(np.array(rows))
+
+
+def study_redraw(a):
+    """Is a study pair's configuration error the draw or a mismatch of renderer and model? (``--study-redraw SEED INDEX``,
+    ``--draws K``.) Pair INDEX of the coherent instrument study is rendered and analysed told right (``--pixel-subsamples``);
+    at its truth (R_s known, flow fixed, beta the pair's contrast) K configurations of the model
+    (:func:`.model.draw_configurations`, as the configuration term) and K of the renderer (:func:`.synth.pair_configuration`
+    with fresh seeds) are fitted noise-free from the analysis' grid start, the renderer's both as the model's term maps them
+    (:func:`.model.configuration_maps`) and as the data average them (:func:`oracle_map`); and the pair's own
+    configuration both ways. Printed: the mean relative errors (standard errors)."""
+    import argparse as _ap
+    import sys
+    from types import SimpleNamespace  # noqa: F401
+
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from bench_analyze import instrument_draws
+
+    from shearcorr.experiment.model import ConfigurationDraws, configuration_maps, draw_configurations
+
+    seed, idx = a.study_redraw
+    K = a.draws
+    opts = _ap.Namespace(seed=seed, pairs=idx + 1, beam_width=[1.0], contrast_range=(0.2, 0.5), speckle_px_range=(2.2, 3.2),
+                         coherence_range=(0.0, 0.0), coherence_axes="both", beam_profile="square", beam_size=800.0,
+                         plane="1-2", gap=2000.0)
+    gl, d2, rs, fl, beta, spx, _, beam = list(instrument_draws(opts))[idx]
+    params = SystemParams(150.0, rs, d2, gl, beam_size=800.0)
+    cap = {}
+    orig = an.fit_pair
+
+    def spy(cm, model, **kw):
+        f = orig(cm, model, **kw)
+        cap.update(cm=cm, model=model)
+        return f
+
+    an.fit_pair = spy
+    try:
+        p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=10.0, shape=(a.size, a.size), seed=seed + idx,
+                        dq=2 * np.pi / 800.0 / spx, beam=beam, pixel_subsamples=a.pixel_subsamples)
+        analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=150.0,
+                                                                        pixel_integration=a.pixel_subsamples > 1))
+    finally:
+        an.fit_pair = orig
+    cm, model = cap["cm"], cap["model"]
+    flow = np.radians(fl)
+    sub = np.zeros_like(p.mask)
+    sub[::a.stride, ::a.stride] = True
+    T = model_transfer(model)
+
+    def fit(y):
+        c = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, beta * y, np.nan), beta=beta, beta_err=0.0)
+        f = fit_pair(c, model, phi0=flow, fit_flow=False, n_configs=0)
+        return f.gamma_l.value / gl - 1, f.d2.value / d2 - 1
+
+    print(f"pair {idx} of seed {seed}: gamma L {gl:.2f}, D2 {d2:.2f}, R_s {rs:.3f}, flow {fl:.1f} deg", flush=True)
+    d = draw_configurations(model, gl, d2, rs, K, 777)
+    e1 = np.array([fit(y) for y in configuration_maps(model, d, flow)])
+    cfgs = [pair_configuration(params, 900000 + k, beam) for k in range(K)]
+    st = lambda name: np.stack([getattr(c, name) for c in cfgs])  # noqa: E731
+    dr = ConfigurationDraws(st("x"), st("y"), st("radius"), st("x_after"), st("y_after"), np.full(K, rs), d.beam)
+    e3 = np.array([fit(y) for y in configuration_maps(model, dr, flow)])
+    e2 = np.array([fit(oracle_map(c, p.geometry, p.mask & sub, cm, flow, T)) for c in cfgs])
+    own = pair_configuration(params, seed + idx, beam)
+    d_own = ConfigurationDraws(own.x[None], own.y[None], own.radius[None], own.x_after[None], own.y_after[None],
+                               np.full(1, rs), d.beam)
+    for name, e in (("model draws, configuration_maps", e1), ("renderer configurations, configuration_maps", e3),
+                    ("renderer configurations, oracle_map", e2), ("oracle_map - configuration_maps (same)", e2 - e3)):
+        se = e.std(axis=0, ddof=1) / np.sqrt(K)
+        print(f"{name:44s}: gamma L {100 * e[:, 0].mean():+.2f} +- {100 * se[0]:.2f} %, D2 {100 * e[:, 1].mean():+.2f} +- "
+              f"{100 * se[1]:.2f} %", flush=True)
+    print(f"the pair's own configuration: gamma L {100 * fit(oracle_map(own, p.geometry, p.mask & sub, cm, flow, T))[0]:+.2f} % "
+          f"(oracle_map), {100 * fit(configuration_maps(model, d_own, flow)[0])[0]:+.2f} % (configuration_maps)", flush=True)
+
+
+def split_report(R, n_boot=10000, seed=0):
+    """Summary of :func:`study_split` rows: mean relative bias (standard error, 95 % bootstrap) of each estimate and
+    the paired differences (columns: index, truth gamma L, D2, R_s, px/speckle, analysis gamma L, D2, their stds, then
+    (gamma L, D2) of A, F, Q, R, then the flow errors of A and Q in degrees; with ``--draws``: the mean and std of the
+    relative errors of the K configurations at the truth (gamma L, D2, gamma L, D2) and R started at the truth)."""
+    rng = np.random.default_rng(seed)
+    b = rng.integers(0, len(R), (n_boot, len(R)))
+    truth = R[:, 1:3]
+    est = {"analysis": R[:, 5:7], "A data, flow fitted": R[:, 9:11], "F data, flow at the truth": R[:, 11:13],
+           "Q oracle, flow fitted": R[:, 13:15], "R oracle, flow at the truth": R[:, 15:17]}
+
+    def line(rel):
+        m = rel.mean(axis=0)
+        se = rel.std(axis=0, ddof=1) / np.sqrt(len(rel))
+        bm = rel[b].mean(axis=1)
+        lo, hi = np.percentile(bm, 2.5, axis=0), np.percentile(bm, 97.5, axis=0)
+        return "; ".join(f"{n} {100 * m[j]:+.2f} +- {100 * se[j]:.2f} % [95 %: {100 * lo[j]:+.2f}, {100 * hi[j]:+.2f}]"
+                         for j, n in enumerate(("gamma L", "D2")))
+
+    print(f"--- {len(R)} pairs; flow error rms: data {np.sqrt(np.mean(R[:, 17]**2)):.2f} deg, oracle "
+          f"{np.sqrt(np.mean(R[:, 18]**2)):.2f} deg")
+    for name, e in est.items():
+        print(f"  {name:28s}: {line(e / truth - 1)}")
+    if R.shape[1] > 19:  # the expected configuration part per pair (K configurations at its truth): the box average
+        K = R[:, 19:21]
+        print(f"  expected configuration part, flow at the truth (mean of the per-pair means of K configurations at the "
+              f"truth): {line(K)}")
+        print(f"  R - that expectation (the draws' own scatter): {line(est['R oracle, flow at the truth'] / truth - 1 - K)}")
+        if R.shape[1] > 23:
+            print(f"  R started at the truth instead of the grid scan: {line(R[:, 23:25] / truth - 1)}")
+    for x, y in (("analysis", "A data, flow fitted"), ("A data, flow fitted", "Q oracle, flow fitted"),
+                 ("F data, flow at the truth", "R oracle, flow at the truth"), ("A data, flow fitted", "F data, flow at the truth"),
+                 ("Q oracle, flow fitted", "R oracle, flow at the truth")):
+        print(f"  {x[0]} - {y[0]}: {line((est[x] - est[y]) / truth)}")
+    print("", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--term-cost", action="store_true", help="CPU of the configuration term per instrument (term_cost)")
@@ -603,11 +847,20 @@ def main():
     ap.add_argument("--study-pair", type=int, nargs=2, metavar=("SEED", "INDEX"),
                     help="one pair of the coherent instrument study of bench_analyze.py: where its error comes from "
                          "(study_pair; --draws configurations at the truth, e.g. 12)")
+    ap.add_argument("--study-split", type=int, nargs=3, metavar=("SEED", "FIRST", "COUNT"),
+                    help="pairs of the coherent instrument study of bench_analyze.py split into configuration, speckle and "
+                         "flow parts (study_split; --save: rows as .npy)")
+    ap.add_argument("--study-redraw", type=int, nargs=2, metavar=("SEED", "INDEX"),
+                    help="a study pair's parameters re-drawn with the model's and the renderer's configurations (study_redraw; "
+                         "--draws K, e.g. 16)")
+    ap.add_argument("--split-report", default="", help="print the summary of saved --study-split rows (.npy files, comma-separated)")
     ap.add_argument("--save", default="", help="--speckle-bias: pickle the maps to this file")
     ap.add_argument("--variants", default="ABCDO", help="--speckle-bias: the fits to run (letters of the report)")
     ap.add_argument("--load", default="", help="--speckle-bias: report on the maps of this pickle (same options)")
     ap.add_argument("--rs-levels", type=float, nargs="*", default=[0.05, 0.15, 0.25], help="R_s of --config-bias")
     ap.add_argument("--lin-draws", type=int, default=512, help="--config-bias: maps for the mean map (fits: --draws)")
+    ap.add_argument("--fit-flow", action="store_true",
+                    help="--config-bias: fit the flow angle too (as the instrument study does); default: fixed at the truth")
     ap.add_argument("--noise-fits", type=int, default=0,
                     help="--config-bias: also fit the model map at the truth plus Gaussian noise of the stated errors")
     ap.add_argument("--draws", type=int, default=None,
@@ -629,9 +882,20 @@ def main():
     ap.add_argument("--speckle-px", type=float, default=2.2, help="pixels per speckle")
     a = ap.parse_args()
     if a.draws is None:
-        a.draws = 12 if a.study_pair else 2048
+        a.draws = 12 if a.study_pair else 0 if a.study_split else 16 if a.study_redraw else 2048
     if a.study_pair:
         study_pair(a)
+        return
+    if a.study_redraw:
+        study_redraw(a)
+        return
+    if a.split_report:
+        parts = [np.load(f) for f in a.split_report.split(",")]
+        n_col = min(x.shape[1] for x in parts)  # the columns all files have (runs without --draws have fewer)
+        split_report(np.concatenate([x[:, :n_col] for x in parts]))
+        return
+    if a.study_split:
+        study_split(a)
         return
     if a.term_cost:
         term_cost()
