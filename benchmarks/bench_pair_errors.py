@@ -562,32 +562,27 @@ def term_cost(repeats=3):
         print(f"configuration term, {name:24s}: {np.median(ts):.2f} s CPU per 128 maps", flush=True)
 
 
-def study_pair(a):
-    """One pair of a coherent instrument study (``bench_analyze.py --instrument --seed SEED``, pair INDEX; the study's
-    draws, 3^2 sub-pixels by default here via ``--pixel-subsamples``), told right: where its error comes from.
-
-    Printed: the analysis (value, std, its speckle / conditioned / marginal configuration parts); the fit of the oracle
-    map (the configuration's exact y_1 under the model's transfer, flow fixed at the truth: the configuration part);
-    the data refitted with the flow fixed at the truth; the configuration's realised non-affine steps weighted by
-    V^2 F^2(qR) of the particles lit in both frames (rms per axis) and its effective number of scatterers; the
-    independent speckles per q row; and ``--draws`` single-configuration maps at the truth with R_s known, fitted
-    noise-free as the pair (flow fixed): the spread the configuration term should have at the truth."""
+def _study_draws(seed, n):
+    """The first ``n`` parameter draws of the coherent instrument study (``bench_analyze.py --instrument --seed SEED``):
+    (gamma L, D2, R_s, flow deg, contrast, px per speckle, coherence, beam) each."""
     import argparse as _ap
     import sys
 
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from bench_analyze import instrument_draws
 
-    from shearcorr.experiment.model import configuration_maps, draw_configurations
-
-    seed, idx = a.study_pair
-    opts = _ap.Namespace(seed=seed, pairs=idx + 1, beam_width=[1.0], contrast_range=(0.2, 0.5), speckle_px_range=(2.2, 3.2),
+    opts = _ap.Namespace(seed=seed, pairs=n, beam_width=[1.0], contrast_range=(0.2, 0.5), speckle_px_range=(2.2, 3.2),
                          coherence_range=(0.0, 0.0), coherence_axes="both", beam_profile="square", beam_size=800.0,
                          plane="1-2", gap=2000.0)
-    gl, d2, rs, fl, beta, spx, _, beam = list(instrument_draws(opts))[idx]
+    return list(instrument_draws(opts))
+
+
+def _analysed_study_pair(a, seed, idx, draw, **options):
+    """Pair ``idx`` of the instrument study of ``seed`` (its ``draw``) rendered and analysed told right, as the study
+    does (``--pixel-subsamples``; ``options`` add to its AnalysisOptions); returns the parameters, the pair, the
+    analysis and what it gave ``fit_pair``: its map, model and fit (``fit_pair`` wrapped for the call only)."""
+    gl, d2, rs, fl, beta, spx, _, beam = draw
     params = SystemParams(150.0, rs, d2, gl, beam_size=800.0)
-    print(f"pair {idx} of seed {seed}: gamma L {gl:.2f}, D2 {d2:.3f}, R_s {rs:.3f}, flow {fl:.1f} deg, contrast {beta:.2f}, "
-          f"{spx:.2f} px/speckle, {a.pixel_subsamples}^2 sub-pixels", flush=True)
     captured = {}
     orig = an.fit_pair
 
@@ -601,10 +596,30 @@ def study_pair(a):
         p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=10.0, shape=(a.size, a.size), seed=seed + idx,
                         dq=2 * np.pi / 800.0 / spx, beam=beam, pixel_subsamples=a.pixel_subsamples)
         r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(
-            mask=p.mask, plots=False, n_l2=150.0, condition_profile=True, pixel_integration=a.pixel_subsamples > 1))
+            mask=p.mask, plots=False, n_l2=150.0, pixel_integration=a.pixel_subsamples > 1, **options))
     finally:
         an.fit_pair = orig
-    cm, model, f = captured["cm"], captured["model"], captured["fit"]
+    return params, p, r, captured["cm"], captured["model"], captured["fit"]
+
+
+def study_pair(a):
+    """One pair of a coherent instrument study (``bench_analyze.py --instrument --seed SEED``, pair INDEX; the study's
+    draws, 3^2 sub-pixels by default here via ``--pixel-subsamples``), told right: where its error comes from.
+
+    Printed: the analysis (value, std, its speckle / conditioned / marginal configuration parts); the fit of the oracle
+    map (the configuration's exact y_1 under the model's transfer, flow fixed at the truth: the configuration part);
+    the data refitted with the flow fixed at the truth; the configuration's realised non-affine steps weighted by
+    V^2 F^2(qR) of the particles lit in both frames (rms per axis) and its effective number of scatterers; the
+    independent speckles per q row; and ``--draws`` single-configuration maps at the truth with R_s known, fitted
+    noise-free as the pair (flow fixed): the spread the configuration term should have at the truth."""
+    from shearcorr.experiment.model import configuration_maps, draw_configurations
+
+    seed, idx = a.study_pair
+    draw = _study_draws(seed, idx + 1)[idx]
+    gl, d2, rs, fl, beta, spx, _, beam = draw
+    print(f"pair {idx} of seed {seed}: gamma L {gl:.2f}, D2 {d2:.3f}, R_s {rs:.3f}, flow {fl:.1f} deg, contrast {beta:.2f}, "
+          f"{spx:.2f} px/speckle, {a.pixel_subsamples}^2 sub-pixels", flush=True)
+    params, p, r, cm, model, f = _analysed_study_pair(a, seed, idx, draw, condition_profile=True)
     flow = np.radians(fl)
     print(f"analysis: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f} (speckle {f.std_speckle[0]:.2f}, configuration "
           f"{f.std_configuration[0]:.2f} conditioned / {f.std_configuration_marginal[0]:.2f} marginal), D2 {f.d2.value:.3f} +- "
@@ -655,39 +670,13 @@ def study_split(a):
     pair's weights, A - Q the speckles' (the map's noise), A - F and Q - R what fitting the flow adds. Printed per pair
     and, every 10 pairs and at the end, the mean relative bias of each (standard error; 95 % bootstrap interval over
     the pairs) and the paired differences. Rows are appended to ``--save`` (.npy) when given."""
-    import argparse as _ap
-    import sys
-
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from bench_analyze import instrument_draws
-
     seed, first, count = a.study_split
-    opts = _ap.Namespace(seed=seed, pairs=first + count, beam_width=[1.0], contrast_range=(0.2, 0.5),
-                         speckle_px_range=(2.2, 3.2), coherence_range=(0.0, 0.0), coherence_axes="both",
-                         beam_profile="square", beam_size=800.0, plane="1-2", gap=2000.0)
-    draws = list(instrument_draws(opts))
+    draws = _study_draws(seed, first + count)
     rows = []
     t0 = time.perf_counter()
     for idx in range(first, first + count):
         gl, d2, rs, fl, beta, spx, _, beam = draws[idx]
-        params = SystemParams(150.0, rs, d2, gl, beam_size=800.0)
-        captured = {}
-        orig = an.fit_pair
-
-        def spy(cm, model, **kw):
-            f = orig(cm, model, **kw)
-            captured.update(cm=cm, model=model, fit=f)
-            return f
-
-        an.fit_pair = spy
-        try:
-            p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=10.0, shape=(a.size, a.size), seed=seed + idx,
-                            dq=2 * np.pi / 800.0 / spx, beam=beam, pixel_subsamples=a.pixel_subsamples)
-            r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(
-                mask=p.mask, plots=False, n_l2=150.0, pixel_integration=a.pixel_subsamples > 1))
-        finally:
-            an.fit_pair = orig
-        cm, model = captured["cm"], captured["model"]
+        params, p, r, cm, model, _ = _analysed_study_pair(a, seed, idx, draws[idx])
         flow = np.radians(fl)
         sub = np.zeros_like(p.mask)
         sub[::a.stride, ::a.stride] = True
@@ -737,39 +726,13 @@ def study_redraw(a):
     with fresh seeds) are fitted noise-free from the analysis' grid start, the renderer's both as the model's term maps them
     (:func:`.model.configuration_maps`) and as the data average them (:func:`oracle_map`); and the pair's own
     configuration both ways. Printed: the mean relative errors (standard errors)."""
-    import argparse as _ap
-    import sys
-    from types import SimpleNamespace  # noqa: F401
-
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from bench_analyze import instrument_draws
-
     from shearcorr.experiment.model import ConfigurationDraws, configuration_maps, draw_configurations
 
     seed, idx = a.study_redraw
     K = a.draws
-    opts = _ap.Namespace(seed=seed, pairs=idx + 1, beam_width=[1.0], contrast_range=(0.2, 0.5), speckle_px_range=(2.2, 3.2),
-                         coherence_range=(0.0, 0.0), coherence_axes="both", beam_profile="square", beam_size=800.0,
-                         plane="1-2", gap=2000.0)
-    gl, d2, rs, fl, beta, spx, _, beam = list(instrument_draws(opts))[idx]
-    params = SystemParams(150.0, rs, d2, gl, beam_size=800.0)
-    cap = {}
-    orig = an.fit_pair
-
-    def spy(cm, model, **kw):
-        f = orig(cm, model, **kw)
-        cap.update(cm=cm, model=model)
-        return f
-
-    an.fit_pair = spy
-    try:
-        p = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=10.0, shape=(a.size, a.size), seed=seed + idx,
-                        dq=2 * np.pi / 800.0 / spx, beam=beam, pixel_subsamples=a.pixel_subsamples)
-        analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False, n_l2=150.0,
-                                                                        pixel_integration=a.pixel_subsamples > 1))
-    finally:
-        an.fit_pair = orig
-    cm, model = cap["cm"], cap["model"]
+    draw = _study_draws(seed, idx + 1)[idx]
+    gl, d2, rs, fl, beta, spx, _, beam = draw
+    params, p, _, cm, model, _ = _analysed_study_pair(a, seed, idx, draw)
     flow = np.radians(fl)
     sub = np.zeros_like(p.mask)
     sub[::a.stride, ::a.stride] = True
