@@ -165,6 +165,12 @@ def _intervals(x, cov, names) -> tuple[dict, dict, dict]:
     return values, std, iv
 
 
+def rs2_reaches_zero(x, cov) -> bool:
+    """Whether the central 95 % interval of R_s^2 (latent ``x[0]``, variance ``cov[0, 0]``) reaches 0, where the
+    likelihood is far from quadratic in R_s^2 (:func:`profile_near_zero`; the polish hands over to the fit there)."""
+    return bool(x[0] - norm.ppf(0.975) * np.sqrt(max(cov[0, 0], 0.0)) < 0.0)
+
+
 def profile_near_zero(prob, x, J, cov, iv, std) -> dict | None:
     """Where the central 95 % interval of R_s^2 reaches 0: the R_s intervals and std in ``iv`` and ``std``
     (from :func:`_intervals`) replaced, in place, by those of the profile likelihood of R_s^2
@@ -172,7 +178,7 @@ def profile_near_zero(prob, x, J, cov, iv, std) -> dict | None:
     returns the profile, or None (nothing changed) elsewhere."""
     from .profile import profile_rs2
 
-    if x[0] - norm.ppf(0.975) * np.sqrt(max(cov[0, 0], 0.0)) >= 0.0:
+    if not rs2_reaches_zero(x, cov):
         return None
     prof = profile_rs2(prob, x, J, cov)
     iv["rs"] = {lv: [float(np.sqrt(lo)), float(np.sqrt(hi))] for lv, (lo, hi) in prof["intervals"].items()}

@@ -81,8 +81,6 @@ POLISH_SAMPLES = 16
 _HALVINGS = 2
 #: Converged when the next Gauss-Newton step would lower chi^2 by less than this.
 CONVERGED = 0.2
-#: Two-sided 95 % normal quantile (the hand-over test of R_s^2 near 0).
-_Z95 = 1.959963984540054
 #: Fresh Jacobians (and covariances, when the estimate moved by more than the fit's rebuild threshold)
 #: tried when the steps have not converged or a step failed: a poor start costs up to this many times more.
 MAX_REFRESH = 3
@@ -246,7 +244,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
     -------
     Polished
     """
-    from .fit import _REBUILD_CHANGE, _intervals, profile_near_zero
+    from .fit import _REBUILD_CHANGE, _intervals, profile_near_zero, rs2_reaches_zero
 
     t0 = time.perf_counter()
     d = np.asarray(data, dtype=np.float64)
@@ -284,8 +282,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
     except (ShearcorrError, FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
         return _kept(start, start_std, f"polish failed ({exc}); the amortized model's answer is kept", t0,
                      prob.n_eval)
-    near_zero = x[0] - _Z95 * np.sqrt(max(cov[0, 0], 0.0)) < 0.0  # R_s^2 = 0 inside the 95 % interval
-    if steps and (pred > CONVERGED or near_zero):
+    if steps and (pred > CONVERGED or x[0] <= 0.0 or rs2_reaches_zero(x, cov)):
         why = ("did not converge" if pred > CONVERGED else "ended at R_s = 0" if x[0] <= 0.0 else
                "ended with R_s^2 = 0 inside its 95 % interval")
         return _handed_over(d, grid, configs, g_err, estimator, displacement, n_l2_prior, seed, taken, prob.n_eval,
