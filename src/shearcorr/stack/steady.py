@@ -51,11 +51,10 @@ def _per_lag(table, fit, c, jack, model, normalization, weights=None):
         jr = jack[:, 1:] / np.where(jack[:, :1] > 0, jack[:, :1], np.nan)
         err = fit.errors[1:] / c0[None]
     if normalization == "time":
-        S, B1 = Baseline(model, weights)(v["rs"])
+        scale = _coherent_scale(fit, model, weights)  # beta S / (beta S + B - 1); the baseline's share is 1 - scale
         f = overlap_fraction(v["transit"] * pos, v["shear_rate"] * pos, L)
         keep = (1.0 - fit.d2(pos) * MEAN_ABS / L) ** 2
-        den = v["beta"] * S + B1
-        scale, offset = v["beta"] * S / den, (B1 / den)[None] * (f * keep)[:, None, None]
+        offset = (1.0 - scale)[None] * (f * keep)[:, None, None]
     else:
         scale, offset = np.ones(c.shape[1:]), np.zeros((pos.size,) + c.shape[1:])
     if v["transit"] != 0.0:  # the transit's shape of the coherent term (steadyfit), at the global fit's values
