@@ -32,15 +32,12 @@ from scipy.optimize import minimize_scalar
 
 from .steadyfit import MEAN_ABS, RS_MAX, RS_STEP, Baseline, overlap_fraction
 
-__all__ = ["row_covariances", "fit_row_baseline"]
+__all__ = ["row_covariances", "row_jackknife", "fit_row_baseline"]
 
 
-def row_covariances(lag):
-    r"""Per group of origins, the sums :math:`\sum_{t\in g} x_t x_{t+\tau}` of the q-row mean fluctuations
-    and their pair counts, for the lags >= 1 of ``lag`` (:class:`.engine.LagSums`).
-
-    Returns ``(sums (G, n_lags - 1, n_q), pairs (G, n_lags - 1), n_row (n_q,))``; ``n_row``: pixels per row.
-    """
+def _row_fluctuations(lag):
+    """The q-row mean intensities per frame ``row`` (T, n_q), their relative fluctuations ``x`` = row / its time
+    mean - 1 (0 where undefined) and the pixels per row ``n_row`` (n_q,)."""
     plan = lag.plan
     n_q, n_sub = plan.n_q, plan.n_sub
     npr = plan.n_pix_ring.astype(np.float64)
@@ -50,20 +47,70 @@ def row_covariances(lag):
     with np.errstate(invalid="ignore", divide="ignore"):
         row = tot / n_row[None]
         x = row / row.mean(axis=0)[None] - 1.0
-    x = np.where(np.isfinite(x), x, 0.0)
-    T = x.shape[0]
+    return row, np.where(np.isfinite(x), x, 0.0), n_row
+
+
+def _group_sums(values, lag, edges):
+    """Per group of origins t (``edges`` relative to the first frame) and lag tau >= 1 of ``lag``: the sum of
+    ``values(tau)[t]`` (T - tau rows of n_q) over the group's origins with t + tau < T.
+    Returns (sums (G, n_lags - 1, n_q), pairs (G, n_lags - 1))."""
     taus = np.asarray(lag.lags[1:], dtype=np.int64)
-    edges = np.asarray(lag.group_edges, dtype=np.int64) - int(lag.start)
-    G = edges.size - 1
-    sums = np.zeros((G, taus.size, n_q))
-    pairs = np.zeros((G, taus.size))
+    T = int(lag.stop - lag.start)
+    sums = np.zeros((edges.size - 1, taus.size, int(lag.plan.n_q)))
+    pairs = np.zeros((edges.size - 1, taus.size))
     for j, tau in enumerate(taus):
-        prod = x[: T - tau] * x[tau:]  # origins 0 .. T - tau - 1
-        cum = np.vstack([np.zeros((1, n_q)), np.cumsum(prod, axis=0)])
+        v = values(int(tau))
+        cum = np.vstack([np.zeros((1, v.shape[1])), np.cumsum(v, axis=0)])
         hi = np.clip(edges, 0, T - tau)
         sums[:, j] = cum[hi[1:]] - cum[hi[:-1]]
         pairs[:, j] = hi[1:] - hi[:-1]
+    return sums, pairs
+
+
+def row_covariances(lag):
+    r"""Per group of origins, the sums :math:`\sum_{t\in g} x_t x_{t+\tau}` of the q-row mean fluctuations
+    and their pair counts, for the lags >= 1 of ``lag`` (:class:`.engine.LagSums`).
+
+    Returns ``(sums (G, n_lags - 1, n_q), pairs (G, n_lags - 1), n_row (n_q,))``; ``n_row``: pixels per row.
+    """
+    _, x, n_row = _row_fluctuations(lag)
+    T = x.shape[0]
+    edges = np.asarray(lag.group_edges, dtype=np.int64) - int(lag.start)
+    sums, pairs = _group_sums(lambda tau: x[: T - tau] * x[tau:], lag, edges)  # origins 0 .. T - tau - 1
     return sums, pairs, n_row
+
+
+def row_jackknife(lag):
+    r"""Delete-one-group row covariances, each normalised by the *deleted sample's own* time mean (as the full
+    estimate is by all frames'): with :math:`c = \bar R/\bar R^{(g)}` per row (:math:`\bar R^{(g)}` the mean
+    over the frames outside group g) the deleted sample's fluctuation is :math:`c(1 + x_t) - 1`, so over the
+    origins outside g
+
+    .. math:: \sum x^{(g)}_t x^{(g)}_{t+\tau} = c^2 (P + \Sigma x_t + \Sigma x_{t+\tau} + \Sigma x_t x_{t+\tau})
+              - c\,(2P + \Sigma x_t + \Sigma x_{t+\tau}) + P .
+
+    Keeping the full stack's mean instead counts a group's own mean level -- which the estimate normalises
+    away -- as variance (the same correction as :meth:`.engine.LagSums.jackknife`). Returns
+    (G, n_lags - 1, n_q) covariances (NaN where a deleted sample has no pair).
+    """
+    row, x, _ = _row_fluctuations(lag)
+    T = x.shape[0]
+    edges = np.asarray(lag.group_edges, dtype=np.int64) - int(lag.start)
+    sxy, pairs = _group_sums(lambda tau: x[: T - tau] * x[tau:], lag, edges)
+    sx, _ = _group_sums(lambda tau: x[: T - tau], lag, edges)
+    sy, _ = _group_sums(lambda tau: x[tau:], lag, edges)
+    total = row.sum(axis=0)
+    out = np.empty_like(sxy)
+    for g in range(edges.size - 1):
+        n_out = T - (edges[g + 1] - edges[g])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = (total / T) / ((total - row[edges[g]:edges[g + 1]].sum(axis=0)) / max(n_out, 1))
+        c = np.where(np.isfinite(c), c, 1.0)[None]
+        P = (pairs.sum(0) - pairs[g])[:, None]
+        S, X, Y = sxy.sum(0) - sxy[g], sx.sum(0) - sx[g], sy.sum(0) - sy[g]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[g] = (c**2 * (P + X + Y + S) - c * (2 * P + X + Y) + P) / P
+    return out
 
 
 def fit_row_baseline(lag, model, fit, *, speckle_px: float = 1.0, weights=None) -> dict:
@@ -99,9 +146,8 @@ def fit_row_baseline(lag, model, fit, *, speckle_px: float = 1.0, weights=None) 
         with np.errstate(invalid="ignore", divide="ignore"):
             return s / p[:, None]
 
-    tot_s, tot_p = sums.sum(0), pairs.sum(0)
-    cov = cov_of(tot_s, tot_p)
-    jack = np.stack([cov_of(tot_s - sums[g], tot_p - pairs[g]) for g in range(G)])
+    cov = cov_of(sums.sum(0), pairs.sum(0))
+    jack = row_jackknife(lag)
     var = (G - 1.0) / G * np.nansum((jack - np.nanmean(jack, axis=0)) ** 2, axis=0)
     rows_b1 = lambda rs: base(rs)[1][:, 0]  # noqa: E731  (n_q,)
     shape = f_tau[:, None] - var_mean  # (n_lags - 1, 1): the baseline's lag dependence, mean removed
