@@ -212,8 +212,10 @@ def _kernels() -> dict:
         @numba.njit(cache=True, nogil=True)
         def _flagged(v, is_int, sent):
             # NaN, +-inf (also after the cast to float32), negative, or the integer sentinel 2^n - 1
+            if is_int:
+                return v < 0 or v >= sent
             xv = np.float32(v)
-            return xv - xv != 0 or xv < 0 or (is_int and v >= sent)
+            return xv - xv != 0 or xv < 0
 
         @numba.njit(cache=True, nogil=True)
         def read(raw, raster, seg_r, is_int, sent, c, col0, psum_r, lo, hi, Q):
@@ -244,15 +246,16 @@ def _kernels() -> dict:
 
         @numba.njit(cache=True, nogil=True)
         def place_scaled(c, rank, offsets, seg_ring, k, inv, x):
-            # x[i, p] = c[rank[p], i] * inv[i, ring] - 1 (float32), in segment order
+            # x[i, p] = c[rank[p], i] * inv[i, ring] - 1 (float32), in segment order (one slab line per pixel)
             one = np.float32(1.0)
+            f = np.empty(k, dtype=np.float32)
             for s in range(offsets.size - 1):
-                p0, p1 = offsets[s], offsets[s + 1]
                 for i in range(k):
-                    f = inv[i, seg_ring[s]]
-                    xi = x[i]
-                    for p in range(p0, p1):
-                        xi[p] = c[rank[p], i] * f - one
+                    f[i] = inv[i, seg_ring[s]]
+                for p in range(offsets[s], offsets[s + 1]):
+                    j = rank[p]
+                    for i in range(k):
+                        x[i, p] = c[j, i] * f[i] - one
 
         @numba.njit(cache=True, nogil=True)
         def place(c, rank, offsets, k, x, Q, good_n, any_bad, exact):
