@@ -24,8 +24,9 @@ product by a strided view). The lag sums
 .. math:: S_{g,\tau,s} = \sum_{t \in g,\ t + \tau < T} \sum_{p \in s} d_t(p)\,d_{t+\tau}(p)
 
 are accumulated per *group* g of origins (blocks of time for the batch-means errors, cycles for
-echoes). Memory: one window of W + 2 tile frames of the used pixels (float32), whatever the
-stack length; frames are read once per task (tasks overlap by W frames).
+echoes). Memory: one window of ``task_frames`` + W frames of the used pixels (float32), whatever the
+stack length, kept per thread for the tasks of one call; frames are read once per task (tasks overlap
+by W frames) by :func:`.normalize.load_into` (raster-order slabs placed in segment order).
 
 One pass, exact. The time-averaged ring mean is only known at the end, so the frames are centred
 with a provisional mean :math:`\tilde N_r` (from a sample of frames) and corrected exactly at the
@@ -54,9 +55,6 @@ __all__ = ["LagSums", "lag_sums", "DEFAULT_TILE", "DEFAULT_TASK_FRAMES"]
 DEFAULT_TILE = 64
 #: Origins per work unit (one task of an executor); fixed, so results do not depend on workers.
 DEFAULT_TASK_FRAMES = 256
-
-
-# ---------------------------------------------------------------------------------------------- loading
 
 
 # ---------------------------------------------------------------------------------------------- lag sums
