@@ -72,6 +72,7 @@ class _LagTask:
     group_edges: np.ndarray  # absolute frame edges of the groups (sorted)
     tile: int
     squares: bool = False
+    keep_window: bool = False  # leave the window to the next task of this thread (local runs only)
 
 
 def _window(rows: int, cols: int) -> np.ndarray:
@@ -161,6 +162,8 @@ def _run_lag_task(task: _LagTask) -> dict:
                     if task.squares:
                         seg2 = np.add.reduceat(P * P, offs[:-1], axis=1, dtype=np.float64)
                         S2[ug, li, :] += np.add.reduceat(seg2, starts, axis=0)
+    if not task.keep_window:  # executor workers (threads, processes, Dask) do not hold the window after a task
+        release_scratch()
     return {"o0": task.o0, "o1": task.o1, "groups": groups, "S": S, "S2": S2, "Q": Q, "n_bad": n_bad,
             "pixel_sum": pixel_sum}
 
@@ -334,8 +337,8 @@ def lag_sums(stack, plan: BinPlan, lags, *, start: int = 0, stop: int | None = N
     ref = provisional_ring_means(src, plan, start, stop, flux) if normalization == "time" else None
     norm = Normalization(normalization, ref, flux)
     edges = _group_edges(start, stop, groups)
-    tasks = [_LagTask(src, plan, norm, o, min(o + int(task_frames), stop), stop, lags, edges, int(tile), bool(squares))
-             for o in range(start, stop, int(task_frames))]
+    tasks = [_LagTask(src, plan, norm, o, min(o + int(task_frames), stop), stop, lags, edges, int(tile), bool(squares),
+                      executor is None) for o in range(start, stop, int(task_frames))]
     if executor is None:
         parts = []
         try:
