@@ -59,15 +59,15 @@ def part_make(args):
           f"stack.h5 {size / 1e9:.2f} GB (uint32 {BIG['n_frames'] * BIG['size'] ** 2 * 4 / 1e9:.1f} GB uncompressed)")
 
 
-def _sgemm_rate(n=2048, reps=5):
+def _sgemm_rate(n=2048, reps=5, clock=time.perf_counter):
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     b = np.random.default_rng(1).random((n, n), dtype=np.float32)
     a @ b
     ts = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = clock()
         a @ b
-        ts.append(time.perf_counter() - t)
+        ts.append(clock() - t)
     return 2 * n**3 / statistics.median(ts) / 1e9
 
 
@@ -87,6 +87,7 @@ def part_gemm(args):
 
     with threadpool_limits(1, "blas"):
         g1 = _sgemm_rate()
+        g1c = _sgemm_rate(clock=time.process_time)
     gd = _sgemm_rate()
     rng = np.random.default_rng(0)
     n, T, W = args.size, args.frames, args.max_lag
@@ -97,17 +98,34 @@ def part_gemm(args):
     stack = rng.poisson(10.0, (T, n, n)).astype(np.uint16)
     # the default binning of analyze-stack: 16 log-spaced q bins x 36 azimuth bins (x 4 thin rings)
     plan = make_plan(np.ones((n, n), bool), qr0, phi, np.geomspace(0.05, 1.5, 17), 36)
-    b = eng.DEFAULT_TILE
+    b = args.tile or eng.DEFAULT_TILE
     useful = 2.0 * plan.n_pix * sum(T - lag for lag in range(W + 1))
     task_tiles = [min(b, o1 - i) for o0 in range(0, T, eng.DEFAULT_TASK_FRAMES)
                   for o1 in [min(o0 + eng.DEFAULT_TASK_FRAMES, T)] for i in range(o0, o1, b)]
     executed = 2.0 * plan.n_pix * sum(nb * (nb + W) for nb in task_tiles)
-    ts = []
+    # the whole lag_sums (uint16 frames -> read, flag, normalise -> products -> band sums): wall and CPU time
+    # (the machine is shared: CPU time is the fairer measure of a 1-thread rate; both are printed)
+    ts, cs = [], []
     for _ in range(3):
-        t = time.perf_counter()
-        lag_sums(stack, plan, np.arange(W + 1), normalization="frame", groups=10)
+        t, c = time.perf_counter(), time.process_time()
+        lag_sums(stack, plan, np.arange(W + 1), normalization="frame", groups=10, tile=b)
         ts.append(time.perf_counter() - t)
-    t_all = statistics.median(ts)
+        cs.append(time.process_time() - c)
+    t_all, c_all = statistics.median(ts), statistics.median(cs)
+    # the loader alone (frames -> normalised float32 in segment order), per pixel and frame
+    from shearcorr.stack.normalize import Normalization, load_into
+    from shearcorr.stack.plan import as_source
+    xb = np.empty((min(T, 64), plan.n_pix), dtype=np.float32)
+    lt = []
+    for _ in range(3):
+        c = time.process_time()
+        load_into(as_source(stack), plan, Normalization("frame"), 0, xb.shape[0], xb, np.zeros(plan.n_pix))
+        lt.append(time.process_time() - c)
+    load_ns = statistics.median(lt) / xb.shape[0] / plan.n_pix * 1e9
+    del xb
+    with threadpool_limits(1, "blas"):
+        g1b = _sgemm_rate()  # again after the engine: the machine's state may have changed
+        g1cb = _sgemm_rate(clock=time.process_time)
     # the correlation kernel alone (frames already normalised in memory): sgemm on band tiles, for each
     # tile size asked (--tiles): executed and useful rates (useful share of a tile b: (W + 1) / (b + W))
     x = rng.standard_normal((T, plan.n_pix)).astype(np.float32)
@@ -135,15 +153,24 @@ def part_gemm(args):
         kernel[f"tile_{bt}"] = {"gflops_executed": round(k_exec, 1), "gflops_useful": round(k_useful, 1),
                                 "executed_fraction_of_sgemm_1thread": round(k_exec / g1, 2),
                                 "useful_fraction_of_sgemm_1thread": round(k_useful / g1, 2)}
-    print(json.dumps({"sgemm_gflops_1thread": round(g1, 1), "sgemm_gflops_default": round(gd, 1),
+    g1m, g1cm = 0.5 * (g1 + g1b), 0.5 * (g1c + g1cb)
+    print(json.dumps({"sgemm_gflops_1thread": round(g1, 1), "sgemm_gflops_1thread_after": round(g1b, 1),
+                      "sgemm_gflops_default": round(gd, 1),
                       "frames": T, "pixels": n * n, "used_pixels": plan.n_pix, "segments": plan.n_seg,
                       "pixels_per_segment": round(plan.n_pix / plan.n_seg, 1), "max_lag": W, "tile": b,
                       "useful_share_of_executed": round(useful / executed, 2),
                       "kernel": kernel,
-                      "lag_sums_s": round(t_all, 2), "lag_sums_gflops_executed": round(executed / t_all / 1e9, 1),
+                      "loader_ns_per_pixel_frame_cpu": round(load_ns, 2),
+                      "lag_sums_s": round(t_all, 2), "lag_sums_cpu_s": round(c_all, 2),
+                      "lag_sums_gflops_executed": round(executed / t_all / 1e9, 1),
                       "lag_sums_gflops_useful": round(useful / t_all / 1e9, 1),
-                      "lag_sums_executed_fraction_of_sgemm_1thread": round(executed / t_all / 1e9 / g1, 2),
-                      "lag_sums_useful_fraction_of_sgemm_1thread": round(useful / t_all / 1e9 / g1, 2)}, indent=1))
+                      "lag_sums_executed_fraction_of_sgemm_1thread": round(executed / t_all / 1e9 / g1m, 2),
+                      "lag_sums_useful_fraction_of_sgemm_1thread": round(useful / t_all / 1e9 / g1m, 2),
+                      "sgemm_gflops_1thread_cpu_time": [round(g1c, 1), round(g1cb, 1)],
+                      "lag_sums_executed_fraction_cpu_time": round(executed / c_all / 1e9 / g1cm, 2),
+                      "lag_sums_useful_fraction_cpu_time": round(useful / c_all / 1e9 / g1cm, 2),
+                      "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+                      "load_average_1min": round(os.getloadavg()[0], 2)}, indent=1))
 
 
 def _run_child(code, limit_as=None, timeout=3600):
@@ -292,6 +319,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--max-lag", type=int, default=100)
+    ap.add_argument("--tile", type=int, default=None, help="gemm: the tile of the whole lag_sums (default the engine's)")
     ap.add_argument("--tiles", type=int, nargs="+", help="gemm: tile sizes of the kernel measurement (default the engine's)")
     ap.add_argument("--frame-counts", type=int, nargs="+", default=[250, 500, 1000])
     ap.add_argument("--time-bins", type=int, default=200)

@@ -191,3 +191,47 @@ def test_dask_array_source_gives_identical_numbers():
     lazy = lag_sums(da.from_array(stack, chunks=(5, -1, -1)), plan, [0, 1, 4], groups=3, normalization="time",
                     task_frames=8)
     assert np.array_equal(ref.sums, lazy.sums)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+@pytest.mark.parametrize("norm", ["time", "frame"])
+def test_loader_matches_numpy(dtype, norm):
+    """The raster-order loader (slab read, segment placement, fused normaliser) against a NumPy gather:
+    flagged values (sentinel 2^n - 1, negative, NaN) replaced by the ring mean, d = n / N_ring - 1."""
+    from shearcorr.stack.normalize import SLAB, Normalization, load_frames
+    from shearcorr.stack.plan import as_source
+
+    stack, plan = _toy(T=SLAB + 5)
+    raster, rank, seg = plan.raster_order()
+    assert np.array_equal(raster[rank], plan.index) and np.all(np.diff(raster) > 0)
+    assert np.array_equal(seg[rank], np.repeat(np.arange(plan.n_seg), plan.n_pix_seg))
+    s = stack.astype(dtype)
+    flat = s.reshape(s.shape[0], -1)
+    if np.issubdtype(dtype, np.integer):
+        flat[3, plan.index[:7]] = np.iinfo(dtype).max
+        if np.issubdtype(dtype, np.signedinteger):
+            flat[SLAB + 1, plan.index[50]] = -2
+    else:
+        flat[3, plan.index[:7]] = np.nan
+    ref = np.full(plan.n_rings, 9.0)
+    x, Q, bad, psum = load_frames(as_source(s), plan, Normalization(norm, ref if norm == "time" else None), 0, s.shape[0])
+    raw = flat[:, plan.index].astype(np.float64)
+    flagged = ~np.isfinite(raw) | (raw < 0)
+    if np.issubdtype(dtype, np.integer):
+        flagged |= raw >= np.iinfo(dtype).max
+    assert bad.tolist() == flagged.sum(axis=1).tolist() and bad[3] == 7
+    ring = plan.pix_ring
+    npr = np.bincount(ring, minlength=plan.n_rings)
+    good = np.where(flagged, 0.0, raw)
+    if norm == "frame":
+        nring = np.array([np.bincount(ring, good[t], plan.n_rings) / np.bincount(ring, ~flagged[t], plan.n_rings)
+                          for t in range(len(raw))])
+    else:
+        nring = np.broadcast_to(ref, (len(raw), plan.n_rings))
+    filled = np.where(flagged, nring[:, ring], raw)
+    if norm == "frame":  # the frame's ring mean after the fill
+        nring = np.array([np.bincount(ring, filled[t], plan.n_rings) / npr for t in range(len(raw))])
+    np.testing.assert_allclose(x, filled / nring[:, ring] - 1, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(psum, filled.sum(axis=0), rtol=1e-6)
+    seg_of = np.repeat(np.arange(plan.n_seg), plan.n_pix_seg)
+    np.testing.assert_allclose(Q, [np.bincount(seg_of, filled[t], plan.n_seg) for t in range(len(raw))], rtol=1e-6)

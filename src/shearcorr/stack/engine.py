@@ -24,8 +24,9 @@ product by a strided view). The lag sums
 .. math:: S_{g,\tau,s} = \sum_{t \in g,\ t + \tau < T} \sum_{p \in s} d_t(p)\,d_{t+\tau}(p)
 
 are accumulated per *group* g of origins (blocks of time for the batch-means errors, cycles for
-echoes). Memory: one window of W + 2 tile frames of the used pixels (float32), whatever the
-stack length; frames are read once per task (tasks overlap by W frames).
+echoes). Memory: one window of ``task_frames`` + W frames of the used pixels (float32), whatever the
+stack length, kept per thread for the tasks of one call; frames are read once per task (tasks overlap
+by W frames) by :func:`.normalize.load_into` (raster-order slabs placed in segment order).
 
 One pass, exact. The time-averaged ring mean is only known at the end, so the frames are centred
 with a provisional mean :math:`\tilde N_r` (from a sample of frames) and corrected exactly at the
@@ -39,12 +40,13 @@ order, so the numbers are identical for any executor (local processes, a Dask cl
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import ShearcorrError
-from .normalize import NORMALIZATIONS, Normalization, band_sums, load_frames, provisional_ring_means
+from .normalize import NORMALIZATIONS, Normalization, band_sums, load_into, provisional_ring_means
 from .plan import BinPlan, as_source
 
 __all__ = ["LagSums", "lag_sums", "DEFAULT_TILE", "DEFAULT_TASK_FRAMES"]
@@ -53,9 +55,6 @@ __all__ = ["LagSums", "lag_sums", "DEFAULT_TILE", "DEFAULT_TASK_FRAMES"]
 DEFAULT_TILE = 64
 #: Origins per work unit (one task of an executor); fixed, so results do not depend on workers.
 DEFAULT_TASK_FRAMES = 256
-
-
-# ---------------------------------------------------------------------------------------------- loading
 
 
 # ---------------------------------------------------------------------------------------------- lag sums
@@ -73,10 +72,35 @@ class _LagTask:
     group_edges: np.ndarray  # absolute frame edges of the groups (sorted)
     tile: int
     squares: bool = False
+    keep_window: bool = False  # leave the window to the next task of this thread (local runs only)
+
+
+def _window(rows: int, cols: int) -> np.ndarray:
+    """A float32 (rows, cols) scratch array, kept per thread between the tasks of one :func:`lag_sums`
+    call (a fresh array of a megapixel window costs ~0.5 s of page faults on the development machine)."""
+    buf = getattr(_SCRATCH, "window", None)
+    if buf is None or buf.shape[1] != cols or buf.shape[0] < rows:
+        _SCRATCH.window = None  # free the old one first
+        buf = _SCRATCH.window = np.empty((rows, cols), dtype=np.float32)
+    return buf[:rows]
+
+
+def release_scratch() -> None:
+    """Free this thread's window (:func:`lag_sums` does so at the end of a local run)."""
+    _SCRATCH.window = None
+
+
+_SCRATCH = threading.local()
+#: Segments whose tile products share one small scratch product (read by the band sums while in cache).
+SEG_BATCH = 8
 
 
 def _run_lag_task(task: _LagTask) -> dict:
-    """Lag sums of the origins [o0, o1) of one task (see :func:`lag_sums`)."""
+    """Lag sums of the origins [o0, o1) of one task (see :func:`lag_sums`).
+
+    The frames [o0, min(o1 + W, stop)) are normalised once into one window (rows beyond the stack are
+    zero); each tile of origins is multiplied with itself plus the next W frames, segment by segment,
+    into a scratch product of :data:`SEG_BATCH` segments whose lag band is summed while in cache."""
     from threadpoolctl import threadpool_limits
 
     plan, lags, b = task.plan, task.lags, task.tile
@@ -92,32 +116,25 @@ def _run_lag_task(task: _LagTask) -> dict:
     Q = np.zeros((task.o1 - task.o0, plan.n_seg))
     pixel_sum = np.zeros(nv)
     n_bad = 0
-    cap = W + 2 * b
-    buf = np.zeros((cap, nv), dtype=np.float32)
-    gram = np.zeros((plan.n_seg, b, b + W), dtype=np.float32) if dense else None
-    base, filled = task.o0, 0  # buf[j] holds frame base + j; rows >= filled are zero
     last = min(task.o1 + W, task.stop)
+    buf = _window(task.o1 - task.o0 + W, nv)  # buf[j] holds frame o0 + j
+    buf[last - task.o0:] = 0.0
+    sb = min(SEG_BATCH, plan.n_seg)
+    gram = np.zeros((sb, b, b + W), dtype=np.float32) if dense else None
+    filled = 0
     with threadpool_limits(limits=1, user_api="blas"):
         for i in range(task.o0, task.o1, b):
             nb = min(b, task.o1 - i)
-            need = min(i + nb + W, last)
-            if i + nb + W - base > cap:  # slide the window: keep rows from frame i on
-                keep = filled - (i - base)
-                buf[:keep] = buf[i - base:filled]
-                buf[keep:] = 0.0
-                base, filled = i, keep
-            while base + filled < need:
-                j0 = base + filled
-                j1 = min(need, j0 + b)
-                x, q, bad_rows, psum = load_frames(task.source, plan, task.norm, j0, j1, keep=(task.o0, task.o1))
-                buf[filled:filled + (j1 - j0)] = x
-                lo, hi = max(j0, task.o0), min(j1, task.o1)
+            need = min(i + nb + W, last) - task.o0
+            if filled < need:
+                q, bad_rows = load_into(task.source, plan, task.norm, task.o0 + filled, task.o0 + need,
+                                        buf[filled:need], pixel_sum, keep=(task.o0, task.o1))
+                lo, hi = filled, min(need, task.o1 - task.o0)
                 if hi > lo:
-                    Q[lo - task.o0:hi - task.o0] = q[lo - j0:hi - j0]
-                    n_bad += int(bad_rows[lo - j0:hi - j0].sum())
-                    pixel_sum += psum
-                filled += j1 - j0
-            r0 = i - base
+                    Q[lo:hi] = q[:hi - lo]
+                    n_bad += int(bad_rows[:hi - lo].sum())
+                filled = need
+            r0 = i - task.o0
             A = buf[r0:r0 + nb]
             # group of every origin row of this tile, and the row ranges per group
             gid = np.searchsorted(task.group_edges, np.arange(i, i + nb), side="right") - 1 - g_lo
@@ -126,13 +143,16 @@ def _run_lag_task(task: _LagTask) -> dict:
             ug = gid[starts]
             if dense:
                 Bm = buf[r0:r0 + nb + W]
+                gid0 = (gid - gid[0]).astype(np.int64)
                 for sq in ((False, True) if task.squares else (False,)):
                     a_, b_ = (A * A, Bm * Bm) if sq else (A, Bm)
-                    for s in range(plan.n_seg):  # one sgemm per segment, into one scratch array
-                        c0, c1 = offs[s], offs[s + 1]
-                        np.matmul(a_[:, c0:c1], b_[:, c0:c1].T, out=gram[s, :nb, :nb + W])
                     acc = np.zeros((plan.n_seg, ug.size, nl))
-                    band_sums(gram, nb, lags, (gid - gid[0]).astype(np.int64), acc)
+                    for s0 in range(0, plan.n_seg, sb):  # one sgemm per segment, a batch per scratch product
+                        ns = min(sb, plan.n_seg - s0)
+                        for j in range(ns):
+                            c0, c1 = offs[s0 + j], offs[s0 + j + 1]
+                            np.matmul(a_[:, c0:c1], b_[:, c0:c1].T, out=gram[j, :nb, :nb + W])
+                        band_sums(gram, nb, lags, gid0, acc, s0, ns)
                     (S2 if sq else S)[ug] += acc.transpose(1, 2, 0)
             else:
                 for li, lag in enumerate(lags):
@@ -142,6 +162,8 @@ def _run_lag_task(task: _LagTask) -> dict:
                     if task.squares:
                         seg2 = np.add.reduceat(P * P, offs[:-1], axis=1, dtype=np.float64)
                         S2[ug, li, :] += np.add.reduceat(seg2, starts, axis=0)
+    if not task.keep_window:  # executor workers (threads, processes, Dask) do not hold the window after a task
+        release_scratch()
     return {"o0": task.o0, "o1": task.o1, "groups": groups, "S": S, "S2": S2, "Q": Q, "n_bad": n_bad,
             "pixel_sum": pixel_sum}
 
@@ -315,14 +337,17 @@ def lag_sums(stack, plan: BinPlan, lags, *, start: int = 0, stop: int | None = N
     ref = provisional_ring_means(src, plan, start, stop, flux) if normalization == "time" else None
     norm = Normalization(normalization, ref, flux)
     edges = _group_edges(start, stop, groups)
-    tasks = [_LagTask(src, plan, norm, o, min(o + int(task_frames), stop), stop, lags, edges, int(tile), bool(squares))
-             for o in range(start, stop, int(task_frames))]
+    tasks = [_LagTask(src, plan, norm, o, min(o + int(task_frames), stop), stop, lags, edges, int(tile), bool(squares),
+                      executor is None) for o in range(start, stop, int(task_frames))]
     if executor is None:
         parts = []
-        for t in tasks:
-            parts.append(_run_lag_task(t))
-            if progress is not None:
-                progress(t.o1 - t.o0)
+        try:
+            for t in tasks:
+                parts.append(_run_lag_task(t))
+                if progress is not None:
+                    progress(t.o1 - t.o0)
+        finally:
+            release_scratch()
     else:
         futures = [executor.submit(_run_lag_task, t) for t in tasks]
         parts = []

@@ -9,6 +9,7 @@ in a frame are replaced by their ring mean, so they add nothing to the products,
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from ..errors import ShearcorrError
 from ..experiment.frames import sentinel_value
 from .plan import BinPlan
 
-__all__ = ["Normalization", "load_frames", "provisional_ring_means", "NORMALIZATIONS", "N_PROVISIONAL", "band_sums"]
+__all__ = ["Normalization", "load_frames", "load_into", "provisional_ring_means", "NORMALIZATIONS", "N_PROVISIONAL", "band_sums"]
 
 #: Frame normalisations: ring mean over all frames (ensemble) or of each frame (pair-like).
 NORMALIZATIONS = ("time", "frame")
@@ -42,42 +43,109 @@ class Normalization:
             raise ShearcorrError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.mode!r}")
 
 
+#: Bytes of raw frames read from the source per call (the read buffers stay small enough for malloc to
+#: reuse them: a fresh large array costs page faults, ~0.5 ns per byte on the development machine).
+READ_BYTES = 16 * 2**20
+
+
 def load_frames(source, plan: BinPlan, norm: Normalization, i0: int, i1: int, keep=(None, None)):
     """Frames [i0, i1): normalised pixels (float32, (k, n_pix)), raw segment sums Q (float64,
     (k, n_seg)), flagged values per frame (k,) and the raw pixel sums over the frames ``keep``
-    (absolute [lo, hi), default all) (float64, (n_pix,)).
+    (absolute [lo, hi), default all) (float64, (n_pix,)). See :func:`load_into`."""
+    x = np.empty((i1 - i0, plan.n_pix), dtype=np.float32)
+    pixel_sum = np.zeros(plan.n_pix)
+    Q, bad_rows = load_into(source, plan, norm, i0, i1, x, pixel_sum, keep)
+    return x, Q, bad_rows, pixel_sum
 
-    One compiled pass gathers the used pixels in segment order, flags and counts the bad values and
-    sums the segments; a second compiled pass divides by the ring mean and subtracts 1: :math:`d_t(p) = n_t(p)/(f_t \\bar N_r) - 1` (float32 arithmetic)."""
-    raw = np.asarray(source.read(i0, i1))
-    k = raw.shape[0]
-    if raw.ndim != 3 or raw.shape[1:] != tuple(plan.shape) or k != i1 - i0:
-        raise ShearcorrError(f"frames {i0}..{i1 - 1} have shape {raw.shape[1:]}, the analysis expects {tuple(plan.shape)}")
-    flat = raw.reshape(k, -1)
-    if not flat.flags.c_contiguous:
-        flat = np.ascontiguousarray(flat)
-    sent = sentinel_value(raw.dtype)
-    is_int = np.issubdtype(raw.dtype, np.integer)
-    x = np.empty((k, plan.n_pix), dtype=np.float32)
+
+def load_into(source, plan: BinPlan, norm: Normalization, i0: int, i1: int, out, pixel_sum, keep=(None, None)):
+    r"""Normalise frames [i0, i1) into ``out`` (float32, (k, n_pix), C-contiguous rows) and add their raw
+    pixel values over the frames ``keep`` (absolute [lo, hi), default all) to ``pixel_sum`` (float64,
+    (n_pix,)). Returns the raw segment sums Q (float64, (k, n_seg)) and the flagged values per frame (k,).
+
+    Slabs of :data:`SLAB` frames, each in three compiled passes: (1) the used pixels are read in raster
+    order (sequential memory; the source in reads of about :data:`READ_BYTES`), flagged (NaN marker) and
+    summed per pixel, into a pixel-major slab (one 64-byte line holds a pixel's 16 frames); (2) they are
+    placed in segment order, with the segment sums (float64, in pixel order) and the unflagged counts;
+    (3) divided by the ring mean minus 1: :math:`d_t(p) = n_t(p)/(f_t \bar N_r) - 1` (float32)."""
+    k = i1 - i0
+    Q = np.zeros((k, plan.n_seg))
+    bad_rows = np.zeros(k, dtype=np.int64)
+    lo_k = 0 if keep[0] is None else keep[0] - i0
+    hi_k = k if keep[1] is None else keep[1] - i0
+    for a0 in range(0, k, SLAB):
+        a1 = min(k, a0 + SLAB)
+        Q[a0:a1], bad_rows[a0:a1] = _load_slab(source, plan, norm, i0 + a0, i0 + a1, out[a0:a1], pixel_sum,
+                                                 lo_k - a0, hi_k - a0)
+    return Q, bad_rows
+
+
+#: Frames per slab of the loader (16 float32 values: one cache line per pixel).
+SLAB = 16
+_SCRATCH = threading.local()
+
+
+def _slab_scratch(n: int) -> np.ndarray:
+    """This thread's (n, SLAB) float32 slab, kept between calls (fresh large arrays cost page faults)."""
+    c = getattr(_SCRATCH, "slab", None)
+    if c is None or c.shape[0] != n:
+        c = _SCRATCH.slab = np.empty((n, SLAB), dtype=np.float32)
+    return c
+
+
+def _load_slab(source, plan, norm, i0, i1, x, pixel_sum, lo, hi):
+    k = i1 - i0
+    raster, rank, seg_r = plan.raster_order()
+    c = _slab_scratch(plan.n_pix)
+    psum_r = np.zeros(plan.n_pix)
     Q = np.zeros((k, plan.n_seg))
     good_n = np.zeros((k, plan.n_seg))
-    bad_rows = np.zeros(k, dtype=np.int64)
     kern = _kernels()
-    kern["gather"](flat, plan.index, plan.seg_offsets, is_int, -1.0 if sent is None else float(sent), x, Q, good_n,
-                   bad_rows)
+    lo, hi = max(lo, 0), min(hi, k)
+    fb = int(np.prod(plan.shape)) * np.dtype(getattr(source, "dtype", np.float64)).itemsize
+    step = max(1, READ_BYTES // max(fb, 1))
+    is_int, n_bad = True, 0
+    for r0 in range(0, k, step):
+        r1 = min(k, r0 + step)
+        raw = np.asarray(source.read(i0 + r0, i0 + r1))
+        if raw.ndim != 3 or raw.shape[1:] != tuple(plan.shape) or raw.shape[0] != r1 - r0:
+            raise ShearcorrError(f"frames {i0 + r0}..{i0 + r1 - 1} have shape {raw.shape[1:]}, the analysis expects "
+                                 f"{tuple(plan.shape)}")
+        flat = raw.reshape(r1 - r0, -1)
+        if not flat.flags.c_contiguous:
+            flat = np.ascontiguousarray(flat)
+        sv = sentinel_value(raw.dtype)
+        is_int = is_int and bool(np.issubdtype(raw.dtype, np.integer))
+        n_bad += kern["read"](flat, raster, seg_r, np.issubdtype(raw.dtype, np.integer), -1.0 if sv is None else float(sv),
+                              c, r0, psum_r, lo - r0, hi - r0, Q[r0:r1])
     flux = np.ones(k) if norm.flux is None else np.asarray(norm.flux[i0:i1], dtype=np.float64)
-    if bad_rows.any():
+    bad_rows = np.zeros(k, dtype=np.int64)
+    if is_int and n_bad == 0:
+        # integer counts, nothing flagged: the raster-order segment sums are exact (integers in float64), so
+        # the normaliser is known now and the placement writes d directly
+        _, inv = _ring_inverse(plan, norm, Q, flux)
+        kern["place_scaled"](c, rank, plan.seg_offsets, plan.seg_ring, k, inv, x)
+        pixel_sum += psum_r[rank]
+        return Q, bad_rows
+    kern["place"](c, rank, plan.seg_offsets, k, x, Q, good_n, n_bad > 0, is_int)
+    if n_bad:
+        bad_rows[:] = plan.n_pix - good_n.sum(axis=1).astype(np.int64)
         # a value flagged in one frame is replaced by its ring mean: it adds nothing to the products
         with np.errstate(invalid="ignore", divide="ignore"):
             fill = (plan.to_rings(Q) / plan.to_rings(good_n) if norm.mode == "frame"
                     else norm.ref[None, :] * flux[:, None])
         fill = np.nan_to_num(fill).astype(np.float32)
-        kern["fill"](flat, plan.index, plan.seg_offsets, plan.seg_ring, is_int,
-                     -1.0 if sent is None else float(sent), bad_rows, fill, x)
+        kern["fill"](c, rank, plan.seg_offsets, plan.seg_ring, bad_rows, fill, x, psum_r, lo, hi)
         Q = _segment_sums(x, plan.seg_offsets)
-    lo = 0 if keep[0] is None else max(keep[0] - i0, 0)
-    hi = k if keep[1] is None else min(keep[1] - i0, k)
-    pixel_sum = x[lo:hi].sum(axis=0, dtype=np.float64) if hi > lo else np.zeros(plan.n_pix)
+    pixel_sum += psum_r[rank]
+    _, inv = _ring_inverse(plan, norm, Q, flux)
+    kern["scale"](x, plan.seg_offsets, plan.seg_ring, inv)
+    return Q, bad_rows
+
+
+def _ring_inverse(plan, norm, Q, flux):
+    """Ring means (counts per pixel; ``"frame"``: of each frame, ``"time"``: the provisional ones times the
+    flux) and their float32 inverses (0 for empty rings), (k, n_rings) each."""
     if norm.mode == "frame":
         with np.errstate(invalid="ignore", divide="ignore"):  # rings without pixels: NaN, scaled by 0
             ring_mean = plan.to_rings(Q) / plan.n_pix_ring[None, :]
@@ -85,8 +153,7 @@ def load_frames(source, plan: BinPlan, norm: Normalization, i0: int, i1: int, ke
         ring_mean = norm.ref[None, :] * flux[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.where(ring_mean > 0, 1.0 / ring_mean, 0.0).astype(np.float32)
-    kern["scale"](x, plan.seg_offsets, plan.seg_ring, inv)
-    return x, Q, bad_rows, pixel_sum
+    return ring_mean, inv
 
 
 def _segment_sums(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -111,10 +178,10 @@ def provisional_ring_means(source, plan: BinPlan, start: int, stop: int, flux=No
     return ref
 
 
-def band_sums(gram, nb, lags, gid, out):
-    """out[s, gid[r], l] += gram[s, r, r + lags[l]] (float64): the lag band of every segment's tile
-    product, summed per group of origins (numba, compiled on first use)."""
-    return _kernels()["band"](gram, nb, lags, gid, out)
+def band_sums(gram, nb, lags, gid, out, s0: int = 0, ns: int | None = None):
+    """out[s0 + s, gid[r], l] += gram[s, r, r + lags[l]] (float64) for s < ns (default all of ``gram``):
+    the lag band of every segment's tile product, summed per group of origins (numba, compiled on first use)."""
+    return _kernels()["band"](gram, gram.shape[0] if ns is None else int(ns), nb, lags, gid, out, int(s0))
 
 
 _KERNELS: dict = {}
@@ -126,12 +193,12 @@ def _kernels() -> dict:
         import numba
 
         @numba.njit(cache=True, nogil=True)
-        def band(gram, nb, lags, gid, out):
-            for s in range(gram.shape[0]):
+        def band(gram, ns, nb, lags, gid, out, s0):
+            for s in range(ns):
                 for r in range(nb):
                     g = gid[r]
                     for li in range(lags.size):
-                        out[s, g, li] += gram[s, r, r + lags[li]]
+                        out[s0 + s, g, li] += gram[s, r, r + lags[li]]
 
         @numba.njit(cache=True, nogil=True)
         def segsum(x, offsets, out):
@@ -145,43 +212,121 @@ def _kernels() -> dict:
         @numba.njit(cache=True, nogil=True)
         def _flagged(v, is_int, sent):
             # NaN, +-inf (also after the cast to float32), negative, or the integer sentinel 2^n - 1
+            if is_int:
+                return v < 0 or v >= sent
             xv = np.float32(v)
-            return xv - xv != 0 or xv < 0 or (is_int and v >= sent)
+            return xv - xv != 0 or xv < 0
 
         @numba.njit(cache=True, nogil=True)
-        def gather(raw, index, offsets, is_int, sent, x, Q, good_n, bad_rows):
-            # x[i, p] = raw[i, index[p]] as float32 (0 where flagged); Q = segment sums of x (float64,
-            # in pixel order); good_n = unflagged pixels per segment; bad_rows = flagged per frame
-            for i in range(raw.shape[0]):
-                nbad = 0
-                for s in range(offsets.size - 1):
-                    acc = 0.0
-                    ng = 0
-                    for p in range(offsets[s], offsets[s + 1]):
-                        v = raw[i, index[p]]
-                        if _flagged(v, is_int, sent):
-                            x[i, p] = 0.0
-                            nbad += 1
-                        else:
-                            xv = np.float32(v)
-                            x[i, p] = xv
-                            acc += xv
-                            ng += 1
-                    Q[i, s] = acc
-                    good_n[i, s] = ng
-                bad_rows[i] = nbad
+        def read(raw, raster, seg_r, is_int, sent, c, col0, psum_r, lo, hi, Q):
+            # c[j, col0 + i] = raw[i, raster[j]] as float32 (NaN where flagged), in raster order;
+            # psum_r[j] += the sum over the frames [lo, hi) of this read (float64); Q[i, seg] += the
+            # unflagged values in raster order (exact for integer counts). Returns the flagged count.
+            m = raw.shape[0]
+            nan = np.float32(np.nan)
+            nbad = 0
+            for j in range(raster.size):
+                r = raster[j]
+                sg = seg_r[j]
+                ps = 0.0
+                for i in range(m):
+                    v = raw[i, r]
+                    bad = _flagged(v, is_int, sent)
+                    xv = np.float32(v)
+                    if bad:
+                        c[j, col0 + i] = nan
+                        nbad += 1
+                    else:
+                        c[j, col0 + i] = xv
+                        Q[i, sg] += xv
+                        if i >= lo and i < hi:
+                            ps += xv
+                psum_r[j] += ps
+            return nbad
 
         @numba.njit(cache=True, nogil=True)
-        def fill(raw, index, offsets, seg_ring, is_int, sent, bad_rows, value, x):
-            # flagged values of the frames with any get their ring's fill value
-            for i in range(raw.shape[0]):
+        def place_scaled(c, rank, offsets, seg_ring, k, inv, x):
+            # x[i, p] = c[rank[p], i] * inv[i, ring] - 1 (float32), in segment order (one slab line per pixel)
+            one = np.float32(1.0)
+            f = np.empty(k, dtype=np.float32)
+            for s in range(offsets.size - 1):
+                for i in range(k):
+                    f[i] = inv[i, seg_ring[s]]
+                for p in range(offsets[s], offsets[s + 1]):
+                    j = rank[p]
+                    for i in range(k):
+                        x[i, p] = c[j, i] * f[i] - one
+
+        @numba.njit(cache=True, nogil=True)
+        def place(c, rank, offsets, k, x, Q, good_n, any_bad, exact):
+            # x[i, p] = c[rank[p], i] (0 where flagged) in segment order; Q = segment sums of x (float64);
+            # good_n = unflagged pixels per segment. The sums run in pixel order, or (``exact``: integer
+            # counts, whose float64 sums are exact in any order) in four interleaved partial sums.
+            for s in range(offsets.size - 1):
+                p0, p1 = offsets[s], offsets[s + 1]
+                for i in range(k):
+                    xi = x[i]
+                    if any_bad:
+                        acc = 0.0
+                        ng = 0
+                        for p in range(p0, p1):
+                            v = c[rank[p], i]
+                            if v != v:
+                                xi[p] = 0.0
+                            else:
+                                xi[p] = v
+                                acc += v
+                                ng += 1
+                        Q[i, s] = acc
+                        good_n[i, s] = ng
+                    elif exact:
+                        a0 = a1 = a2 = a3 = 0.0
+                        p = p0
+                        while p + 4 <= p1:
+                            v0 = c[rank[p], i]
+                            v1 = c[rank[p + 1], i]
+                            v2 = c[rank[p + 2], i]
+                            v3 = c[rank[p + 3], i]
+                            xi[p] = v0
+                            xi[p + 1] = v1
+                            xi[p + 2] = v2
+                            xi[p + 3] = v3
+                            a0 += v0
+                            a1 += v1
+                            a2 += v2
+                            a3 += v3
+                            p += 4
+                        while p < p1:
+                            v0 = c[rank[p], i]
+                            xi[p] = v0
+                            a0 += v0
+                            p += 1
+                        Q[i, s] = (a0 + a1) + (a2 + a3)
+                        good_n[i, s] = p1 - p0
+                    else:
+                        acc = 0.0
+                        for p in range(p0, p1):
+                            v = c[rank[p], i]
+                            xi[p] = v
+                            acc += v
+                        Q[i, s] = acc
+                        good_n[i, s] = p1 - p0
+
+        @numba.njit(cache=True, nogil=True)
+        def fill(c, rank, offsets, seg_ring, bad_rows, value, x, psum_r, lo, hi):
+            # flagged values (NaN in the slab) of the frames with any get their ring's fill value
+            # (added to the raster-order pixel sums in [lo, hi))
+            for i in range(bad_rows.size):
                 if bad_rows[i] == 0:
                     continue
                 for s in range(offsets.size - 1):
                     f = value[i, seg_ring[s]]
                     for p in range(offsets[s], offsets[s + 1]):
-                        if _flagged(raw[i, index[p]], is_int, sent):
+                        v = c[rank[p], i]
+                        if v != v:
                             x[i, p] = f
+                            if i >= lo and i < hi:
+                                psum_r[rank[p]] += f
 
         @numba.njit(cache=True, nogil=True)
         def scale(x, offsets, seg_ring, inv):
@@ -193,5 +338,5 @@ def _kernels() -> dict:
                     for p in range(offsets[s], offsets[s + 1]):
                         x[i, p] = x[i, p] * f - one
 
-        _KERNELS.update(band=band, segsum=segsum, gather=gather, fill=fill, scale=scale)
+        _KERNELS.update(band=band, segsum=segsum, read=read, place=place, place_scaled=place_scaled, fill=fill, scale=scale)
     return _KERNELS

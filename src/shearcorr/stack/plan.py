@@ -100,6 +100,21 @@ class BinPlan:
     def n_pix_ring(self) -> np.ndarray:
         return self.to_rings(self.n_pix_seg)
 
+    def raster_order(self):
+        """(raster, rank, seg): the used pixels' flat indices in raster (ascending) order, for every pixel
+        of :attr:`index` its position in that order (``raster[rank] == index``), and the segment of every
+        pixel in raster order; computed once per plan. The loader reads frames in raster order (sequential
+        memory) and places pixels in segment order."""
+        cached = self.__dict__.get("_raster")
+        if cached is None:
+            order = np.argsort(self.index, kind="stable")
+            rank = np.empty_like(order)
+            rank[order] = np.arange(order.size)
+            seg = np.repeat(np.arange(self.n_seg, dtype=np.int64), self.n_pix_seg)[order]
+            cached = (self.index[order], rank, seg)
+            object.__setattr__(self, "_raster", cached)
+        return cached
+
     def valid_image(self) -> np.ndarray:
         """Boolean image of the used pixels."""
         img = np.zeros(int(np.prod(self.shape)), dtype=bool)
