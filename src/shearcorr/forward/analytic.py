@@ -45,6 +45,9 @@ both resolutions in ``tests/test_analytic.py``; ``error="estimate"`` measures it
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import xarray as xr
 
@@ -56,7 +59,7 @@ from ..result import make_result
 from .domain import check_analytic
 from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
 
-__all__ = ["ensemble", "ensemble_arrays", "default_resolution", "DEFAULT_ERROR_BOUND"]
+__all__ = ["ensemble", "ensemble_arrays", "default_resolution", "clear_caches", "DEFAULT_ERROR_BOUND"]
 
 #: Default exp-sinh nodes per Laplace variable.
 DEFAULT_LAPLACE_NODES = 36
@@ -68,6 +71,51 @@ RADIUS_STEP_RS = 0.065
 SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL = 5.0, 5, 16, 1e-8
 #: Documented bound of the numerical error of g at the default resolution (absolute); see docs/theory.md.
 DEFAULT_ERROR_BOUND = 2e-6
+
+
+class _Recent:
+    """The few most recent values of a pure function of exact keys (floats, array bytes), read-only.
+
+    A fit revisits the same pieces of the engine many times: the columns of a forward-difference
+    Jacobian change one parameter at a time, the correlation limits (:mod:`.moments`) rerun the engine at
+    gamma L = 0 and D2 = 0 or 25, and the scan keeps R_s and N. The pair phase depends only on
+    (grid, s, gamma L), the radius sums only on (q, R_s) and the Laplace products only on (R_s, N), so each
+    is kept here by its exact inputs and computed again only when one of them changes: the numbers are
+    the same as without the cache, bit for bit. Thread-safe; ``size`` entries (a few MiB each at most).
+    """
+
+    def __init__(self, size: int):
+        self.size, self._data, self._lock = int(size), OrderedDict(), threading.Lock()
+
+    def get(self, key, make):
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+                return hit
+        value = make()
+        for a in value if isinstance(value, tuple) else (value,):
+            if isinstance(a, np.ndarray):
+                a.flags.writeable = False
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+#: Caches of the engine's pieces by their exact inputs (:class:`_Recent`).
+_RADIUS, _LAPLACE, _PHASE = _Recent(8), _Recent(6), _Recent(8)
+
+
+def clear_caches() -> None:
+    """Empty the engine's caches of recent pieces (for timing without them; results never depend on them)."""
+    for c in (_RADIUS, _LAPLACE, _PHASE):
+        c.clear()
 
 
 def default_resolution(params: SystemParams, q_max: float = 5.0) -> tuple[int, int]:
@@ -103,13 +151,55 @@ def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb):
     ls = np.log(np.maximum(sc, 1e-300))
     # weight of node j in every sum that contains K: max over q of lambda v F^2
     sig, P = log_s_nodes(ls, Y.max(axis=0), SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL, n_cheb)
-    th = np.arctan2(qy[0], qx[0])
-    mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
-    C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)
-    coef = np.concatenate([bulk_factor(qx, params.gamma_l, L)[..., None], C], axis=-1)
+    def make():
+        th = np.arctan2(qy[0], qx[0])
+        mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
+        C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)
+        return np.concatenate([bulk_factor(qx, params.gamma_l, L)[..., None], C], axis=-1)
+
+    # the same grid, nodes and gamma L (a Jacobian's n_l2 column, the baseline at every N): the same c
+    coef = _PHASE.get(("se", qx.tobytes(), qy.tobytes(), qx.shape, sig.tobytes(), float(params.gamma_l), float(L)),
+                      make)
     G = np.exp(-0.5 * (q[:, None] * sc[None, :]) ** 2)  # (nq, nz)
     V = np.concatenate([(Y * G)[..., None], Y[..., None] * P.T[None]], axis=-1)
     return coef, V
+
+
+def _radius_sums(params: SystemParams, q: np.ndarray, n_radius: int):
+    """Radius nodes z, weights lambda, radii R, v = V^2/E[V^2], F^2 (nq, nz) and Y = lambda F^2 v (nq, nz); cached
+    by (q, R_s, r0, n_radius) (:class:`_Recent`)."""
+
+    def make():
+        z, lam = radius_nodes(params.rs, n_radius)
+        R = params.r0 * np.exp(z)
+        v6 = np.exp(6.0 * z)
+        v = v6 / np.dot(lam, v6)  # V^2 / E[V^2] on the nodes (E[v] = 1 exactly on the rule)
+        F2 = form_factor(q[:, None] * R[None, :]) ** 2  # (nq, nz)
+        return z, lam, R, v, F2, F2 * (lam * v)  # Y: lambda F^2 v
+
+    return _RADIUS.get((q.tobytes(), float(params.rs), float(params.r0), int(n_radius)), make)
+
+
+def _laplace_products(rs: float, n_radius: int, N: int, n_laplace: int, v: np.ndarray, lam: np.ndarray):
+    r"""The q- and window-independent Laplace factors of :func:`_moments`: nodes tau, weights omega,
+    :math:`E_1 = e^{-b v \tau}`, :math:`D_1 = 1 - E_1` (nz, nl), :math:`E_1 w_1` (nz,) with
+    :math:`w_1 = \omega\,\varphi(\tau, 0)^{N-1}`, and :math:`E_2 = e^{-b v (\tau + \upsilon)}`, :math:`D_2 = 1 - E_2`
+    (nz, nl^2); b = 4/N. They depend on (R_s, n_radius) through v and lambda, and on N: cached by those."""
+
+    def make():
+        b = 4.0 / N
+        tau, om = laplace_nodes(n_laplace, _tau_max(N))
+        bv = b * v
+        E1 = np.exp(-bv[:, None] * tau[None, :])  # (nz, nl)
+        D1 = -np.expm1(-bv[:, None] * tau[None, :])
+        log_phi1 = np.log1p(-0.25 * (lam @ D1))
+        w1 = om * np.exp((N - 1) * log_phi1)
+        sig = (tau[:, None] + tau[None, :]).ravel()  # (nl^2,)
+        E2 = np.exp(-bv[:, None] * sig[None, :])  # (nz, nl^2)
+        D2 = -np.expm1(-bv[:, None] * sig[None, :])
+        return tau, om, E1, D1, E1 @ w1, E2, D2
+
+    return _LAPLACE.get((float(rs), int(n_radius), int(N), int(n_laplace)), make)
 
 
 def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: int, n_laplace: int,
@@ -120,12 +210,7 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     0: direct evaluation of K at every (q, theta, radius node) (reference for tests).
     """
     N = params.n_particles
-    z, lam = radius_nodes(params.rs, n_radius)
-    R = params.r0 * np.exp(z)
-    v6 = np.exp(6.0 * z)
-    v = v6 / np.dot(lam, v6)  # V^2 / E[V^2] on the nodes (E[v] = 1 exactly on the rule)
-    F2 = form_factor(q[:, None] * R[None, :]) ** 2  # (nq, nz)
-    Y = F2 * (lam * v)  # (nq, nz): lambda F^2 v
+    z, lam, R, v, F2, Y = _radius_sums(params, q, n_radius)
     s = displacement_std(R, params.d2, params.displacement, params.r0)
     uniform = params.displacement == "uniform" or params.rs == 0 or params.d2 == 0  # s the same for all R
     p11 = both_probability(s, params.gamma_l, params.beam_size, edges=edges)
@@ -136,7 +221,9 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     qy = q[:, None] * np.sin(theta)[None, :]
     separated = not uniform and edges and n_cheb != 0
     if uniform:
-        K = pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges)  # (nq, nt)
+        K = _PHASE.get(("uniform", qx.tobytes(), qy.tobytes(), qx.shape, float(s[0]), float(params.gamma_l),
+                        float(params.beam_size), bool(edges)),
+                       lambda: pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges))  # (nq, nt)
     elif separated:
         coef, V = _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb)
     else:
@@ -152,20 +239,11 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
             kap = np.einsum("qj,qtj->qt", Y, K)
         return EI, EI[:, None] ** 2 + 16.0 * kap**2
 
-    b = 4.0 / N
-    tau, om = laplace_nodes(n_laplace, _tau_max(N))
+    tau, om, E1, D1, Ew1, E2, D2 = _laplace_products(params.rs, n_radius, N, n_laplace, v, lam)
     nl = tau.size
-    bv = b * v
-    E1 = np.exp(-bv[:, None] * tau[None, :])  # (nz, nl)
-    D1 = -np.expm1(-bv[:, None] * tau[None, :])
     # --- E[I]: phi(t, 0) = 3/4 + E[e^{-b tau v}]/4
-    log_phi1 = np.log1p(-0.25 * (lam @ D1))
-    w1 = om * np.exp((N - 1) * log_phi1)
-    EI = Y @ (E1 @ w1)
+    EI = Y @ Ew1
     # --- E[I I']: product grid in (tau, upsilon)
-    sig = (tau[:, None] + tau[None, :]).ravel()  # (nl^2,)
-    E2 = np.exp(-bv[:, None] * sig[None, :])  # (nz, nl^2)
-    D2 = -np.expm1(-bv[:, None] * sig[None, :])
     a1 = (lam * p10) @ D1  # p01 = p10
     one_minus_phi = (a1[:, None] + a1[None, :]).ravel() + (lam * p11) @ D2
     log_phi = np.log1p(-one_minus_phi)

@@ -80,6 +80,7 @@ class Likelihood:
         self.lo, self.hi = np.array(lo), np.array(hi)
         self.n_eval = 0
         self._limits: dict = {}
+        self._stats: dict = {}
         #: (A, B, E[U^k]) to use at every x instead of their values at x (they enter only the O(1/N) bias;
         #: :mod:`shearcorr.inverse.polish` freezes them for its Jacobian), or None.
         self.frozen_limits = None
@@ -95,22 +96,48 @@ class Likelihood:
             return self.P @ g.ravel()
         return g.ravel() if self.sel is None else g.ravel()[self.sel]
 
+    def _limits_at(self, p: SystemParams, grid):
+        """A, B, E[U^k] (:func:`~shearcorr.inverse.noise.ensemble_limits`): the frozen ones, else cached per (N, R_s)."""
+        from .noise import ensemble_limits
+
+        if self.frozen_limits is not None:
+            return self.frozen_limits
+        key = (id(grid), p.n_particles, p.rs)
+        if key not in self._limits:
+            if len(self._limits) > 32:
+                self._limits.clear()
+            self._limits[key] = ensemble_limits(p, grid.q)
+        return self._limits[key]
+
+    def statistics(self, x, grid=None):
+        """(E[I], g, relative covariance) of :func:`~shearcorr.inverse.noise.ensemble_statistics` at latent x on
+        ``grid`` (default the data's), kept for the few most recent x: the noise model at x and the residual at x
+        (and the sandwich's second noise model) need the same engine call."""
+        from .noise import ensemble_statistics
+
+        grid = grid or self.grid
+        p = self.params(x)
+        limits = self._limits_at(p, grid)
+        key = (id(grid), p.n_l2, p.rs, p.d2, p.gamma_l, id(limits))
+        if key not in self._stats:
+            if len(self._stats) >= 8:
+                self._stats.pop(next(iter(self._stats)))
+            stats = ensemble_statistics(p, grid, limits)
+            for a in (stats[0], stats[1], *stats[2].values()):
+                a.flags.writeable = False  # shared by the model and the noise model at x
+            self._stats[key] = (stats, limits)  # limits held: their id stays theirs
+        return self._stats[key][0]
+
     def model(self, x, grid=None) -> np.ndarray:
         """E[g_hat_N] at latent x on ``grid`` (default the data's); A, B, E[U^k] cached per (N, R_s)."""
-        from .noise import ensemble_limits, expected_g
+        from .noise import expected_g
 
         self.n_eval += 1
         grid = grid or self.grid
-        p = self.params(x)
-        limits = self.frozen_limits
-        if self.configs is not None and limits is None:
-            key = (id(grid), p.n_particles, p.rs)
-            if key not in self._limits:
-                if len(self._limits) > 32:
-                    self._limits.clear()
-                self._limits[key] = ensemble_limits(p, grid.q)
-            limits = self._limits[key]
-        return expected_g(p, grid, self.configs, estimator=self.estimator, limits=limits)
+        if self.configs is None:
+            return expected_g(self.params(x), grid, None, estimator=self.estimator)
+        return expected_g(self.params(x), grid, self.configs, estimator=self.estimator,
+                          statistics=self.statistics(x, grid))
 
     def use_covariance(self, x, *, full: bool):
         """Whitener of the noise covariance at x (diagonal only unless ``full``); unit weights if noise-free.
@@ -135,7 +162,7 @@ class Likelihood:
         from .noise import ensemble_noise
 
         nm = ensemble_noise(self.params(x), self.grid, self.configs, estimator=self.estimator, n_samples=samples,
-                            seed=seed, limits=self.frozen_limits)
+                            seed=seed, statistics=self.statistics(x))
         return nm if self.g_err is None else nm.with_errors(self.g_err)
 
     def _profile_cov(self, nm) -> np.ndarray:

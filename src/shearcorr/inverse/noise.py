@@ -155,10 +155,11 @@ def ensemble_statistics(params: SystemParams, grid: QGrid, limits=None):
 
 
 def expected_g(params: SystemParams, grid: QGrid, configs, *, estimator: str = "symmetric",
-               limits=None) -> np.ndarray:
+               limits=None, statistics=None) -> np.ndarray:
     """E[g_hat_N] on the grid, shape (n_q, n_theta): the exact g plus the estimator's O(1/N) bias.
 
-    ``configs`` None or inf gives the exact (N -> infinity) g. ``limits``: see :func:`ensemble_statistics`.
+    ``configs`` None or inf gives the exact (N -> infinity) g. ``limits``: see :func:`ensemble_statistics`;
+    ``statistics``: its result for these params and grid, when the caller has it already.
     """
     check_choice("estimator", estimator)
     if configs is None or (np.isscalar(configs) and np.isinf(configs)):
@@ -166,7 +167,7 @@ def expected_g(params: SystemParams, grid: QGrid, configs, *, estimator: str = "
 
         return ensemble_arrays(params, grid)[1]
     n = _check_configs(configs)
-    _, g, cov = ensemble_statistics(params, grid, limits)
+    _, g, cov = ensemble_statistics(params, grid, limits) if statistics is None else statistics
     return g * (1.0 + bias_coefficient(cov, estimator) / n)
 
 
@@ -295,7 +296,7 @@ class EnsembleNoise:
 
 
 def ensemble_noise(params: SystemParams, grid: QGrid, configs, *, estimator: str = "symmetric",
-                   n_samples: int = DEFAULT_SAMPLES, seed=0, limits=None) -> EnsembleNoise:
+                   n_samples: int = DEFAULT_SAMPLES, seed=0, limits=None, statistics=None) -> EnsembleNoise:
     r"""The noise model of a g averaged over ``configs`` configurations of ``params`` (module docstring).
 
     Parameters
@@ -313,12 +314,15 @@ def ensemble_noise(params: SystemParams, grid: QGrid, configs, *, estimator: str
     limits : tuple, optional
         Precomputed :func:`ensemble_limits` of these n_l2, rs, displacement and q (see
         :func:`ensemble_statistics`).
+    statistics : tuple, optional
+        :func:`ensemble_statistics` of these params and grid, when the caller has it already (a fit evaluates
+        its model at the same point).
     """
     from ..forward.conditional import conditional_moments
 
     check_choice("estimator", estimator)
     n = _check_configs(configs)
-    m, g, cov = ensemble_statistics(params, grid, limits)
+    m, g, cov = ensemble_statistics(params, grid, limits) if statistics is None else statistics
     mean = g * (1.0 + bias_coefficient(cov, estimator) / n)
     var = g**2 * variance_coefficient(cov, estimator) / n
     K = int(n_samples)
