@@ -109,7 +109,7 @@ class _Recent:
 
 
 #: Caches of the engine's pieces by their exact inputs (:class:`_Recent`).
-_RADIUS, _LAPLACE, _PHASE = _Recent(8), _Recent(6), _Recent(8)
+_RADIUS, _LAPLACE, _PHASE = _Recent(8), _Recent(6), _Recent(16)
 
 
 def clear_caches() -> None:
@@ -213,8 +213,10 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     z, lam, R, v, F2, Y = _radius_sums(params, q, n_radius)
     s = displacement_std(R, params.d2, params.displacement, params.r0)
     uniform = params.displacement == "uniform" or params.rs == 0 or params.d2 == 0  # s the same for all R
-    p11 = both_probability(s, params.gamma_l, params.beam_size, edges=edges)
-    if not edges:
+    if edges:
+        p11 = _PHASE.get(("p11", s.tobytes(), float(params.gamma_l), float(params.beam_size)),
+                         lambda: both_probability(s, params.gamma_l, params.beam_size))
+    else:
         p11 = np.full_like(s, 0.25)
     p10 = 0.25 - p11
     qx = q[:, None] * np.cos(theta)[None, :]
