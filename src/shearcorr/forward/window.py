@@ -60,13 +60,16 @@ S_MAX_FRACTION = 0.05
 
 def _distinct(x: np.ndarray) -> np.ndarray:
     """The smallest view of ``x`` that broadcasts back to it: axes of stride 0 (from broadcasting) cut to length 1."""
+    if x.ndim == 0 or all(st or n == 1 for st, n in zip(x.strides, x.shape)):
+        return x
     return x[tuple(slice(0, 1) if (st == 0 and n > 1) else slice(None) for st, n in zip(x.strides, x.shape))]
 
 
 def _on_distinct(f, x: np.ndarray) -> np.ndarray:
     """``f(x)`` for an element-wise ``f``, evaluated once per distinct element of a broadcast ``x`` (the same
     numbers: a factor of only s, or only q_x, is not recomputed for every (q, theta) or every s)."""
-    return np.broadcast_to(f(_distinct(x)), x.shape)
+    d = _distinct(x)
+    return f(x) if d is x else np.broadcast_to(f(d), x.shape)
 
 
 def _gauss(x2):
