@@ -45,6 +45,7 @@ both resolutions in ``tests/test_analytic.py``; ``error="estimate"`` measures it
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 
@@ -54,12 +55,12 @@ import xarray as xr
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 from ..physics import displacement_std, form_factor
-from .quadrature import laplace_nodes, log_s_nodes, radius_nodes, radius_range
+from .quadrature import chebyshev_interpolation, laplace_nodes, log_s_nodes, radius_nodes, radius_range
 from ..result import make_result
 from .domain import check_analytic
 from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
 
-__all__ = ["ensemble", "ensemble_arrays", "default_resolution", "clear_caches", "DEFAULT_ERROR_BOUND"]
+__all__ = ["ensemble", "ensemble_arrays", "default_resolution", "se_phase_nodes", "clear_caches", "DEFAULT_ERROR_BOUND"]
 
 #: Default exp-sinh nodes per Laplace variable.
 DEFAULT_LAPLACE_NODES = 36
@@ -137,20 +138,50 @@ def _tau_max(n: int) -> float:
     return max(40.0, 0.25 * n * (35.0 + n * np.log(0.75)) + 40.0)
 
 
-def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb):
+def se_phase_nodes(params: SystemParams, grid: QGrid, resolution: tuple[int, int] | None = None):
+    """(lo, hi, n): the span in ln s and the count of the Chebyshev nodes of the Stokes-Einstein edge correction
+    that :func:`ensemble_arrays` uses for ``params`` on ``grid`` (:func:`_se_phase`); None where it uses none
+    (uniform displacements, R_s = 0 or D2 = 0).
+
+    Passed back as ``phase_nodes``, they give the same numbers bit for bit. A forward-difference Jacobian
+    passes its base point's nodes to the columns that move R_s or D2: the edge correction is then the
+    same function evaluated at the same nodes (kept, not recomputed) and only the interpolation to the
+    moved radius nodes changes, so the columns carry no difference of two interpolation errors.
+    """
+    if params.displacement != "stokes-einstein" or params.rs == 0 or params.d2 == 0:
+        return None
+    q = np.asarray(grid.q)
+    nr = default_resolution(params, q[-1])[0] if resolution is None else int(resolution[0])
+    _, _, R, _, _, Y = _radius_sums(params, q, nr)
+    sc = np.minimum(displacement_std(R, params.d2, params.displacement, params.r0), S_MAX_FRACTION * params.beam_size)
+    ls = np.log(np.maximum(sc, 1e-300))
+    weight = Y.max(axis=0)
+    rel = weight > SE_WEIGHT_TOL * weight.max()  # as quadrature.log_s_nodes
+    lo, hi = ls[rel].min(), ls[rel].max()
+    n = int(np.clip(np.ceil(SE_CHEB_PER_LN_S * (hi - lo)), SE_CHEB_MIN, SE_CHEB_MAX))
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1e-6, hi + 1e-6
+    return float(lo), float(hi), n
+
+
+def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, nodes=None):
     r"""Stokes-Einstein pair phase in separated form: :math:`K_{qtj} = \sum_a c_{qta}\,V_{qja}/Y_{qj}`.
 
     :math:`K = B(q_x)\,e^{-q^2 s_j^2/2} + C(\mathbf q; s_j)` with the edge correction C evaluated at
     ``n_cheb`` Chebyshev nodes :math:`\sigma_c` in ln s and interpolated, :math:`C_j \approx \sum_c
     C(\sigma_c) P_{cj}`. Returns coefficients c (nq, nt, 1 + n_cheb) = [B, C(sigma_1), ...] and the
     per-q radius vectors V (nq, nz, 1 + n_cheb) = [Y G, Y P_1, ...]; then
-    :math:`\sum_{jk} YK_j M_{jk} YK_k = c^T (V^T M V) c`.
+    :math:`\sum_{jk} YK_j M_{jk} YK_k = c^T (V^T M V) c`. ``nodes``: (lo, hi, n) of :func:`se_phase_nodes`
+    instead of those of ``params``.
     """
     L = params.beam_size
     sc = np.minimum(s, S_MAX_FRACTION * L)
     ls = np.log(np.maximum(sc, 1e-300))
     # weight of node j in every sum that contains K: max over q of lambda v F^2
-    sig, P = log_s_nodes(ls, Y.max(axis=0), SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL, n_cheb)
+    if nodes is None:
+        sig, P = log_s_nodes(ls, Y.max(axis=0), SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL, n_cheb)
+    else:
+        sig, P = chebyshev_interpolation(nodes[0], nodes[1], int(nodes[2]), ls)
     def make():
         th = np.arctan2(qy[0], qx[0])
         mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
@@ -203,11 +234,13 @@ def _laplace_products(rs: float, n_radius: int, N: int, n_laplace: int, v: np.nd
 
 
 def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: int, n_laplace: int,
-             finite_n: bool, edges: bool, n_cheb: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+             finite_n: bool, edges: bool, n_cheb: int | None = None,
+             phase_nodes=None) -> tuple[np.ndarray, np.ndarray]:
     """E[I] (n_q,) and E[I I'] (n_q, n_theta); see the module docstring for the formulas.
 
     ``n_cheb``: Stokes-Einstein with edges only -- None: default Chebyshev count (:func:`_se_phase`);
-    0: direct evaluation of K at every (q, theta, radius node) (reference for tests).
+    0: direct evaluation of K at every (q, theta, radius node) (reference for tests). ``phase_nodes``: see
+    :func:`se_phase_nodes`.
     """
     N = params.n_particles
     z, lam, R, v, F2, Y = _radius_sums(params, q, n_radius)
@@ -227,7 +260,7 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
                         float(params.beam_size), bool(edges)),
                        lambda: pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges))  # (nq, nt)
     elif separated:
-        coef, V = _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb)
+        coef, V = _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, phase_nodes)
     else:
         K = pair_phase(qx[..., None], qy[..., None], s, params.gamma_l, params.beam_size, edges=edges)
 
@@ -295,6 +328,7 @@ def ensemble_arrays(
     beam=None,
     pixel=None,
     flow_angle: float = 0.0,
+    phase_nodes: tuple[float, float, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Exact ensemble averages on a polar grid: the fast path without xarray.
 
@@ -322,6 +356,9 @@ def ensemble_arrays(
         Detector pixel footprint and point spread (the pair model of ``analyze``); needs the general engine.
     flow_angle : float
         Detector azimuth of the flow (rad): orients the pixel response relative to the flow.
+    phase_nodes : (lo, hi, n), optional
+        Stokes-Einstein, paper beam: the Chebyshev nodes in ln s of the edge correction (:func:`se_phase_nodes`
+        of another parameter set: a Jacobian's base point); default those of ``params``.
 
     Returns
     -------
@@ -351,6 +388,8 @@ def ensemble_arrays(
         def moments(params, q, theta, nr, nl, finite_n, edges):
             return beam_moments(params, q, theta, bm, pixel=pixel, flow_angle=flow_angle, n_radius=nr, n_laplace=nl,
                                 finite_n=finite_n)
+    if phase_nodes is not None and moments is _moments:
+        moments = functools.partial(_moments, phase_nodes=phase_nodes)
     EI, EII = moments(params, q, theta, nr, nl, finite_n, edges)
     g = EII / EI[:, None] ** 2
     if error == "estimate":

@@ -141,33 +141,35 @@ def ensemble_limits(params: SystemParams, q) -> tuple[np.ndarray, np.ndarray, np
     return A, B, static_moments(params, q)
 
 
-def ensemble_statistics(params: SystemParams, grid: QGrid, limits=None):
+def ensemble_statistics(params: SystemParams, grid: QGrid, limits=None, phase_nodes=None):
     """(E[I] (n_q,), exact g (n_q, n_theta), relative covariance dict) for the noise formulas.
 
     ``limits``: precomputed :func:`ensemble_limits` for these n_l2, rs, displacement and q (they do
-    not depend on D2 or gamma L; a fit reuses them across its Jacobian).
+    not depend on D2 or gamma L; a fit reuses them across its Jacobian). ``phase_nodes``: the engine's
+    (:func:`shearcorr.forward.analytic.se_phase_nodes`).
     """
     from ..forward.analytic import ensemble_arrays
 
-    I, g, _ = ensemble_arrays(params, grid)
+    I, g, _ = ensemble_arrays(params, grid, phase_nodes=phase_nodes)
     A, B, M = ensemble_limits(params, grid.q) if limits is None else limits
     return I[:, 0], g, relative_covariance(g, A, B, M)
 
 
 def expected_g(params: SystemParams, grid: QGrid, configs, *, estimator: str = "symmetric",
-               limits=None, statistics=None) -> np.ndarray:
+               limits=None, statistics=None, phase_nodes=None) -> np.ndarray:
     """E[g_hat_N] on the grid, shape (n_q, n_theta): the exact g plus the estimator's O(1/N) bias.
 
     ``configs`` None or inf gives the exact (N -> infinity) g. ``limits``: see :func:`ensemble_statistics`;
-    ``statistics``: its result for these params and grid, when the caller has it already.
+    ``statistics``: its result for these params and grid, when the caller has it already; ``phase_nodes``: the
+    engine's (:func:`shearcorr.forward.analytic.se_phase_nodes`).
     """
     check_choice("estimator", estimator)
     if configs is None or (np.isscalar(configs) and np.isinf(configs)):
         from ..forward.analytic import ensemble_arrays
 
-        return ensemble_arrays(params, grid)[1]
+        return ensemble_arrays(params, grid, phase_nodes=phase_nodes)[1]
     n = _check_configs(configs)
-    _, g, cov = ensemble_statistics(params, grid, limits) if statistics is None else statistics
+    _, g, cov = ensemble_statistics(params, grid, limits, phase_nodes) if statistics is None else statistics
     return g * (1.0 + bias_coefficient(cov, estimator) / n)
 
 
