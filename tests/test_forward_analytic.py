@@ -335,3 +335,24 @@ def test_cached_pieces_give_the_same_numbers_and_follow_every_input():
             own, moved = ensemble_arrays(step, grid)[1], ensemble_arrays(step, grid, phase_nodes=nodes)[1]
             assert np.max(np.abs(moved - own)) < 1e-4 * np.max(np.abs(own - fresh[0][1]))
             assert np.max(np.abs(moved - own)) < 2e-8
+
+
+def test_recent_cache_keeps_few_entries_and_bytes():
+    """analytic._Recent: the oldest entries go past ``size`` or ``max_bytes``; a value larger than the budget is
+    returned but not kept; kept arrays are read-only (a caller cannot change a cached piece)."""
+    from shearcorr.forward.analytic import _Recent
+
+    c = _Recent(2, max_bytes=3000)
+    calls = []
+
+    def make(n):
+        calls.append(n)
+        return np.full(n, 1.0)
+
+    for n in (100, 120, 100, 140):  # 100 revisited: no new call; 140 pushes out 120 (size 2)
+        c.get(n, lambda n=n: make(n))
+    assert calls == [100, 120, 140] and list(c._data) == [100, 140]
+    with pytest.raises(ValueError):
+        c.get(100, lambda: make(100))[0] = 2.0
+    big = c.get(500, lambda: make(500))  # 4000 bytes > 3000: returned, not kept
+    assert big.size == 500 and 500 not in c._data and c._bytes <= 3000

@@ -82,34 +82,42 @@ class _Recent:
     gamma L = 0 and D2 = 0 or 25, and the scan keeps R_s and N. The pair phase depends only on
     (grid, s, gamma L), the radius sums only on (q, R_s) and the Laplace products only on (R_s, N), so each
     is kept here by its exact inputs and computed again only when one of them changes: the numbers are
-    the same as without the cache, bit for bit. Thread-safe; ``size`` entries (a few MiB each at most).
+    the same as without the cache, bit for bit. At most ``size`` entries and ``max_bytes`` of arrays (the oldest
+    go first; a value larger than that is not kept, so a huge grid costs no memory here). Thread-safe.
     """
 
-    def __init__(self, size: int):
-        self.size, self._data, self._lock = int(size), OrderedDict(), threading.Lock()
+    def __init__(self, size: int, max_bytes: int = 32 * 2**20):
+        self.size, self.max_bytes = int(size), int(max_bytes)
+        self._data, self._bytes, self._lock = OrderedDict(), 0, threading.Lock()
 
     def get(self, key, make):
         with self._lock:
             hit = self._data.get(key)
             if hit is not None:
                 self._data.move_to_end(key)
-                return hit
+                return hit[0]
         value = make()
-        for a in value if isinstance(value, tuple) else (value,):
-            if isinstance(a, np.ndarray):
-                a.flags.writeable = False
+        arrays = [a for a in (value if isinstance(value, tuple) else (value,)) if isinstance(a, np.ndarray)]
+        nbytes = sum(a.nbytes for a in arrays)
+        if nbytes > self.max_bytes:
+            return value
+        for a in arrays:
+            a.flags.writeable = False
         with self._lock:
-            self._data[key] = value
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            if key not in self._data:
+                self._data[key] = (value, nbytes)
+                self._bytes += nbytes
+            while len(self._data) > self.size or self._bytes > self.max_bytes:
+                self._bytes -= self._data.popitem(last=False)[1][1]
         return value
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._bytes = 0
 
 
-#: Caches of the engine's pieces by their exact inputs (:class:`_Recent`).
+#: Caches of the engine's pieces by their exact inputs (:class:`_Recent`): at most 32 MiB each.
 _RADIUS, _LAPLACE, _PHASE = _Recent(8), _Recent(6), _Recent(16)
 
 
