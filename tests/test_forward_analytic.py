@@ -301,3 +301,58 @@ def test_bad_input():
         ensemble_arrays(SystemParams(100, 0.1, 1, 10), error="nope")
     with pytest.raises(ShearcorrError):
         ensemble_arrays(SystemParams(100, 0.1, 1, 10), QGrid.log(0.5, 5, 3, 3), resolution=(3, 40))
+
+
+def test_cached_pieces_give_the_same_numbers_and_follow_every_input():
+    """The engine keeps its pieces by their exact inputs (analytic._Recent): a revisited point gives the same
+    bits as a fresh computation, a neighbour in one parameter (or another grid) never gets a stale piece, and
+    the Stokes-Einstein nodes passed back (se_phase_nodes) reproduce the default bit for bit."""
+    from dataclasses import replace
+
+    from shearcorr.forward.analytic import clear_caches, se_phase_nodes
+
+    grid, other = QGrid(np.linspace(0.5, 5, 14), np.linspace(0, np.pi, 9)), QGrid(np.linspace(0.6, 5, 14), np.linspace(0, np.pi, 9))
+    for conv in ("uniform", "stokes-einstein"):
+        p = SystemParams(150, 0.2, 1.3, 12.0, displacement=conv)
+        clear_caches()
+        fresh = {}
+        for k, q in enumerate([p, replace(p, n_l2=152.5), replace(p, rs=0.21), replace(p, d2=1.4), replace(p, gamma_l=12.5)]):
+            clear_caches()
+            fresh[k] = (q, ensemble_arrays(q, grid)[1], ensemble_arrays(q, other)[1])
+        clear_caches()
+        for _ in range(2):  # warm caches, in an order that revisits every piece
+            for q, g, g_other in fresh.values():
+                assert np.array_equal(ensemble_arrays(q, grid)[1], g)
+                assert np.array_equal(ensemble_arrays(q, other)[1], g_other)
+        assert not np.array_equal(fresh[0][1], fresh[1][1]) and not np.array_equal(fresh[0][1], fresh[4][1])
+        nodes = se_phase_nodes(p, grid)
+        assert (nodes is None) == (conv == "uniform")
+        if nodes is not None:
+            assert np.array_equal(ensemble_arrays(p, grid, phase_nodes=nodes)[1], fresh[0][1])
+            # a Jacobian's step in D2 with the base point's nodes: the interpolation's difference only (the
+            # engine's error bound is 2e-6), far below what the step itself changes
+            step = replace(p, d2=1.002 * p.d2)
+            own, moved = ensemble_arrays(step, grid)[1], ensemble_arrays(step, grid, phase_nodes=nodes)[1]
+            assert np.max(np.abs(moved - own)) < 1e-4 * np.max(np.abs(own - fresh[0][1]))
+            assert np.max(np.abs(moved - own)) < 2e-8
+
+
+def test_recent_cache_keeps_few_entries_and_bytes():
+    """analytic._Recent: the oldest entries go past ``size`` or ``max_bytes``; a value larger than the budget is
+    returned but not kept; kept arrays are read-only (a caller cannot change a cached piece)."""
+    from shearcorr.forward.analytic import _Recent
+
+    c = _Recent(2, max_bytes=3000)
+    calls = []
+
+    def make(n):
+        calls.append(n)
+        return np.full(n, 1.0)
+
+    for n in (100, 120, 100, 140):  # 100 revisited: no new call; 140 pushes out 120 (size 2)
+        c.get(n, lambda n=n: make(n))
+    assert calls == [100, 120, 140] and list(c._data) == [100, 140]
+    with pytest.raises(ValueError):
+        c.get(100, lambda: make(100))[0] = 2.0
+    big = c.get(500, lambda: make(500))  # 4000 bytes > 3000: returned, not kept
+    assert big.size == 500 and 500 not in c._data and c._bytes <= 3000

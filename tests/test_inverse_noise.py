@@ -87,3 +87,23 @@ def test_cramer_rao_bound_is_the_spread_of_fits_over_replicas(runs):
         v = np.array([f.values[name] for f in fits])
         assert 0.7 < v.std(ddof=1) / crb.std[name] < 1.4, (name, v.std(ddof=1), crb.std[name])
         assert abs(v.mean() - getattr(p, name)) < 3 * crb.std[name] / np.sqrt(40), (name, v.mean())
+
+
+def test_whitener_is_the_inverse_square_root_of_the_covariance():
+    """Whitener (Gram-matrix Woodbury form): S^T S = Sigma^-1 and log det Sigma against dense linear algebra, for a
+    full-rank and a rank-deficient shared factor (two equal columns, a zero column)."""
+    from shearcorr.inverse.noise import Whitener
+
+    rng = np.random.default_rng(3)
+    n, k = 40, 6
+    D = rng.uniform(0.5, 2.0, n)
+    for U in (rng.normal(size=(n, k)), np.column_stack([np.repeat(rng.normal(size=(n, 1)), 2, axis=1), np.zeros(n),
+                                                         rng.normal(size=(n, 2))])):
+        w = Whitener(D, U)
+        sigma = np.diag(D) + U @ U.T
+        S = np.column_stack([w(e) for e in np.eye(n)])
+        np.testing.assert_allclose(S.T @ S, np.linalg.inv(sigma), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(w.transpose(np.eye(n)), S.T, rtol=1e-12, atol=1e-14)
+        assert abs(w.logdet - np.linalg.slogdet(sigma)[1]) < 1e-10
+    w0 = Whitener(D, np.zeros((n, 0)))
+    np.testing.assert_allclose(w0(np.ones(n)), 1.0 / np.sqrt(D))

@@ -45,18 +45,22 @@ both resolutions in ``tests/test_analytic.py``; ``error="estimate"`` measures it
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import xarray as xr
 
 from ..errors import ShearcorrError
 from ..params import QGrid, SystemParams
 from ..physics import displacement_std, form_factor
-from .quadrature import laplace_nodes, log_s_nodes, radius_nodes, radius_range
+from .quadrature import chebyshev_interpolation, laplace_nodes, log_s_nodes, radius_nodes, radius_range
 from ..result import make_result
 from .domain import check_analytic
 from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
 
-__all__ = ["ensemble", "ensemble_arrays", "default_resolution", "DEFAULT_ERROR_BOUND"]
+__all__ = ["ensemble", "ensemble_arrays", "default_resolution", "se_phase_nodes", "clear_caches", "DEFAULT_ERROR_BOUND"]
 
 #: Default exp-sinh nodes per Laplace variable.
 DEFAULT_LAPLACE_NODES = 36
@@ -68,6 +72,59 @@ RADIUS_STEP_RS = 0.065
 SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL = 5.0, 5, 16, 1e-8
 #: Documented bound of the numerical error of g at the default resolution (absolute); see docs/theory.md.
 DEFAULT_ERROR_BOUND = 2e-6
+
+
+class _Recent:
+    """The few most recent values of a pure function of exact keys (floats, array bytes), read-only.
+
+    A fit revisits the same pieces of the engine many times: the columns of a forward-difference
+    Jacobian change one parameter at a time, the correlation limits (:mod:`.moments`) rerun the engine at
+    gamma L = 0 and D2 = 0 or 25, and the scan keeps R_s and N. The pair phase depends only on
+    (grid, s, gamma L), the radius sums only on (q, R_s) and the Laplace products only on (R_s, N), so each
+    is kept here by its exact inputs and computed again only when one of them changes: the numbers are
+    the same as without the cache, bit for bit. At most ``size`` entries and ``max_bytes`` of arrays (the oldest
+    go first; a value larger than that is not kept, so a huge grid costs no memory here). Thread-safe.
+    """
+
+    def __init__(self, size: int, max_bytes: int = 32 * 2**20):
+        self.size, self.max_bytes = int(size), int(max_bytes)
+        self._data, self._bytes, self._lock = OrderedDict(), 0, threading.Lock()
+
+    def get(self, key, make):
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+                return hit[0]
+        value = make()
+        arrays = [a for a in (value if isinstance(value, tuple) else (value,)) if isinstance(a, np.ndarray)]
+        nbytes = sum(a.nbytes for a in arrays)
+        if nbytes > self.max_bytes:
+            return value
+        for a in arrays:
+            a.flags.writeable = False
+        with self._lock:
+            if key not in self._data:
+                self._data[key] = (value, nbytes)
+                self._bytes += nbytes
+            while len(self._data) > self.size or self._bytes > self.max_bytes:
+                self._bytes -= self._data.popitem(last=False)[1][1]
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+
+#: Caches of the engine's pieces by their exact inputs (:class:`_Recent`): at most 32 MiB each.
+_RADIUS, _LAPLACE, _PHASE = _Recent(8), _Recent(6), _Recent(16)
+
+
+def clear_caches() -> None:
+    """Empty the engine's caches of recent pieces (for timing without them; results never depend on them)."""
+    for c in (_RADIUS, _LAPLACE, _PHASE):
+        c.clear()
 
 
 def default_resolution(params: SystemParams, q_max: float = 5.0) -> tuple[int, int]:
@@ -89,56 +146,129 @@ def _tau_max(n: int) -> float:
     return max(40.0, 0.25 * n * (35.0 + n * np.log(0.75)) + 40.0)
 
 
-def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb):
+def se_phase_nodes(params: SystemParams, grid: QGrid, resolution: tuple[int, int] | None = None):
+    """(lo, hi, n): the span in ln s and the count of the Chebyshev nodes of the Stokes-Einstein edge correction
+    that :func:`ensemble_arrays` uses for ``params`` on ``grid`` (:func:`_se_phase`); None where it uses none
+    (uniform displacements, R_s = 0 or D2 = 0).
+
+    Passed back as ``phase_nodes``, they give the same numbers bit for bit. A forward-difference Jacobian
+    passes its base point's nodes to the columns that move R_s or D2: the edge correction is then the
+    same function evaluated at the same nodes (kept, not recomputed) and only the interpolation to the
+    moved radius nodes changes, so the columns carry no difference of two interpolation errors.
+    """
+    if params.displacement != "stokes-einstein" or params.rs == 0 or params.d2 == 0:
+        return None
+    q = np.asarray(grid.q)
+    nr = default_resolution(params, q[-1])[0] if resolution is None else int(resolution[0])
+    _, _, R, _, _, Y = _radius_sums(params, q, nr)
+    sc = np.minimum(displacement_std(R, params.d2, params.displacement, params.r0), S_MAX_FRACTION * params.beam_size)
+    ls = np.log(np.maximum(sc, 1e-300))
+    weight = Y.max(axis=0)
+    rel = weight > SE_WEIGHT_TOL * weight.max()  # as quadrature.log_s_nodes
+    lo, hi = ls[rel].min(), ls[rel].max()
+    n = int(np.clip(np.ceil(SE_CHEB_PER_LN_S * (hi - lo)), SE_CHEB_MIN, SE_CHEB_MAX))
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1e-6, hi + 1e-6
+    return float(lo), float(hi), n
+
+
+def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, nodes=None):
     r"""Stokes-Einstein pair phase in separated form: :math:`K_{qtj} = \sum_a c_{qta}\,V_{qja}/Y_{qj}`.
 
     :math:`K = B(q_x)\,e^{-q^2 s_j^2/2} + C(\mathbf q; s_j)` with the edge correction C evaluated at
     ``n_cheb`` Chebyshev nodes :math:`\sigma_c` in ln s and interpolated, :math:`C_j \approx \sum_c
     C(\sigma_c) P_{cj}`. Returns coefficients c (nq, nt, 1 + n_cheb) = [B, C(sigma_1), ...] and the
     per-q radius vectors V (nq, nz, 1 + n_cheb) = [Y G, Y P_1, ...]; then
-    :math:`\sum_{jk} YK_j M_{jk} YK_k = c^T (V^T M V) c`.
+    :math:`\sum_{jk} YK_j M_{jk} YK_k = c^T (V^T M V) c`. ``nodes``: (lo, hi, n) of :func:`se_phase_nodes`
+    instead of those of ``params``.
     """
     L = params.beam_size
     sc = np.minimum(s, S_MAX_FRACTION * L)
     ls = np.log(np.maximum(sc, 1e-300))
     # weight of node j in every sum that contains K: max over q of lambda v F^2
-    sig, P = log_s_nodes(ls, Y.max(axis=0), SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL, n_cheb)
-    th = np.arctan2(qy[0], qx[0])
-    mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
-    C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)
-    coef = np.concatenate([bulk_factor(qx, params.gamma_l, L)[..., None], C], axis=-1)
+    if nodes is None:
+        sig, P = log_s_nodes(ls, Y.max(axis=0), SE_CHEB_PER_LN_S, SE_CHEB_MIN, SE_CHEB_MAX, SE_WEIGHT_TOL, n_cheb)
+    else:
+        sig, P = chebyshev_interpolation(nodes[0], nodes[1], int(nodes[2]), ls)
+    def make():
+        th = np.arctan2(qy[0], qx[0])
+        mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
+        C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)
+        return np.concatenate([bulk_factor(qx, params.gamma_l, L)[..., None], C], axis=-1)
+
+    # the same grid, nodes and gamma L (a Jacobian's n_l2 column, the baseline at every N): the same c
+    coef = _PHASE.get(("se", qx.tobytes(), qy.tobytes(), qx.shape, sig.tobytes(), float(params.gamma_l), float(L)),
+                      make)
     G = np.exp(-0.5 * (q[:, None] * sc[None, :]) ** 2)  # (nq, nz)
     V = np.concatenate([(Y * G)[..., None], Y[..., None] * P.T[None]], axis=-1)
     return coef, V
 
 
+def _radius_sums(params: SystemParams, q: np.ndarray, n_radius: int):
+    """Radius nodes z, weights lambda, radii R, v = V^2/E[V^2], F^2 (nq, nz) and Y = lambda F^2 v (nq, nz); cached
+    by (q, R_s, r0, n_radius) (:class:`_Recent`)."""
+
+    def make():
+        z, lam = radius_nodes(params.rs, n_radius)
+        R = params.r0 * np.exp(z)
+        v6 = np.exp(6.0 * z)
+        v = v6 / np.dot(lam, v6)  # V^2 / E[V^2] on the nodes (E[v] = 1 exactly on the rule)
+        F2 = form_factor(q[:, None] * R[None, :]) ** 2  # (nq, nz)
+        return z, lam, R, v, F2, F2 * (lam * v)  # Y: lambda F^2 v
+
+    return _RADIUS.get((q.tobytes(), float(params.rs), float(params.r0), int(n_radius)), make)
+
+
+def _laplace_products(rs: float, n_radius: int, N: int, n_laplace: int, v: np.ndarray, lam: np.ndarray):
+    r"""The q- and window-independent Laplace factors of :func:`_moments`: nodes tau, weights omega,
+    :math:`E_1 = e^{-b v \tau}`, :math:`D_1 = 1 - E_1` (nz, nl), :math:`E_1 w_1` (nz,) with
+    :math:`w_1 = \omega\,\varphi(\tau, 0)^{N-1}`, and :math:`E_2 = e^{-b v (\tau + \upsilon)}`, :math:`D_2 = 1 - E_2`
+    (nz, nl^2); b = 4/N. They depend on (R_s, n_radius) through v and lambda, and on N: cached by those."""
+
+    def make():
+        b = 4.0 / N
+        tau, om = laplace_nodes(n_laplace, _tau_max(N))
+        bv = b * v
+        E1 = np.exp(-bv[:, None] * tau[None, :])  # (nz, nl)
+        D1 = -np.expm1(-bv[:, None] * tau[None, :])
+        log_phi1 = np.log1p(-0.25 * (lam @ D1))
+        w1 = om * np.exp((N - 1) * log_phi1)
+        sig = (tau[:, None] + tau[None, :]).ravel()  # (nl^2,)
+        E2 = np.exp(-bv[:, None] * sig[None, :])  # (nz, nl^2)
+        D2 = -np.expm1(-bv[:, None] * sig[None, :])
+        return tau, om, E1, D1, E1 @ w1, E2, D2
+
+    return _LAPLACE.get((float(rs), int(n_radius), int(N), int(n_laplace)), make)
+
+
 def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: int, n_laplace: int,
-             finite_n: bool, edges: bool, n_cheb: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+             finite_n: bool, edges: bool, n_cheb: int | None = None,
+             phase_nodes=None) -> tuple[np.ndarray, np.ndarray]:
     """E[I] (n_q,) and E[I I'] (n_q, n_theta); see the module docstring for the formulas.
 
     ``n_cheb``: Stokes-Einstein with edges only -- None: default Chebyshev count (:func:`_se_phase`);
-    0: direct evaluation of K at every (q, theta, radius node) (reference for tests).
+    0: direct evaluation of K at every (q, theta, radius node) (reference for tests). ``phase_nodes``: see
+    :func:`se_phase_nodes`.
     """
     N = params.n_particles
-    z, lam = radius_nodes(params.rs, n_radius)
-    R = params.r0 * np.exp(z)
-    v6 = np.exp(6.0 * z)
-    v = v6 / np.dot(lam, v6)  # V^2 / E[V^2] on the nodes (E[v] = 1 exactly on the rule)
-    F2 = form_factor(q[:, None] * R[None, :]) ** 2  # (nq, nz)
-    Y = F2 * (lam * v)  # (nq, nz): lambda F^2 v
+    z, lam, R, v, F2, Y = _radius_sums(params, q, n_radius)
     s = displacement_std(R, params.d2, params.displacement, params.r0)
     uniform = params.displacement == "uniform" or params.rs == 0 or params.d2 == 0  # s the same for all R
-    p11 = both_probability(s, params.gamma_l, params.beam_size, edges=edges)
-    if not edges:
+    if edges:
+        p11 = _PHASE.get(("p11", s.tobytes(), float(params.gamma_l), float(params.beam_size)),
+                         lambda: both_probability(s, params.gamma_l, params.beam_size))
+    else:
         p11 = np.full_like(s, 0.25)
     p10 = 0.25 - p11
     qx = q[:, None] * np.cos(theta)[None, :]
     qy = q[:, None] * np.sin(theta)[None, :]
     separated = not uniform and edges and n_cheb != 0
     if uniform:
-        K = pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges)  # (nq, nt)
+        K = _PHASE.get(("uniform", qx.tobytes(), qy.tobytes(), qx.shape, float(s[0]), float(params.gamma_l),
+                        float(params.beam_size), bool(edges)),
+                       lambda: pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges))  # (nq, nt)
     elif separated:
-        coef, V = _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb)
+        coef, V = _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, phase_nodes)
     else:
         K = pair_phase(qx[..., None], qy[..., None], s, params.gamma_l, params.beam_size, edges=edges)
 
@@ -152,20 +282,11 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
             kap = np.einsum("qj,qtj->qt", Y, K)
         return EI, EI[:, None] ** 2 + 16.0 * kap**2
 
-    b = 4.0 / N
-    tau, om = laplace_nodes(n_laplace, _tau_max(N))
+    tau, om, E1, D1, Ew1, E2, D2 = _laplace_products(params.rs, n_radius, N, n_laplace, v, lam)
     nl = tau.size
-    bv = b * v
-    E1 = np.exp(-bv[:, None] * tau[None, :])  # (nz, nl)
-    D1 = -np.expm1(-bv[:, None] * tau[None, :])
     # --- E[I]: phi(t, 0) = 3/4 + E[e^{-b tau v}]/4
-    log_phi1 = np.log1p(-0.25 * (lam @ D1))
-    w1 = om * np.exp((N - 1) * log_phi1)
-    EI = Y @ (E1 @ w1)
+    EI = Y @ Ew1
     # --- E[I I']: product grid in (tau, upsilon)
-    sig = (tau[:, None] + tau[None, :]).ravel()  # (nl^2,)
-    E2 = np.exp(-bv[:, None] * sig[None, :])  # (nz, nl^2)
-    D2 = -np.expm1(-bv[:, None] * sig[None, :])
     a1 = (lam * p10) @ D1  # p01 = p10
     one_minus_phi = (a1[:, None] + a1[None, :]).ravel() + (lam * p11) @ D2
     log_phi = np.log1p(-one_minus_phi)
@@ -215,6 +336,7 @@ def ensemble_arrays(
     beam=None,
     pixel=None,
     flow_angle: float = 0.0,
+    phase_nodes: tuple[float, float, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Exact ensemble averages on a polar grid: the fast path without xarray.
 
@@ -242,6 +364,9 @@ def ensemble_arrays(
         Detector pixel footprint and point spread (the pair model of ``analyze``); needs the general engine.
     flow_angle : float
         Detector azimuth of the flow (rad): orients the pixel response relative to the flow.
+    phase_nodes : (lo, hi, n), optional
+        Stokes-Einstein, paper beam: the Chebyshev nodes in ln s of the edge correction (:func:`se_phase_nodes`
+        of another parameter set: a Jacobian's base point); default those of ``params``.
 
     Returns
     -------
@@ -271,6 +396,8 @@ def ensemble_arrays(
         def moments(params, q, theta, nr, nl, finite_n, edges):
             return beam_moments(params, q, theta, bm, pixel=pixel, flow_angle=flow_angle, n_radius=nr, n_laplace=nl,
                                 finite_n=finite_n)
+    if phase_nodes is not None and moments is _moments:
+        moments = functools.partial(_moments, phase_nodes=phase_nodes)
     EI, EII = moments(params, q, theta, nr, nl, finite_n, edges)
     g = EII / EI[:, None] ** 2
     if error == "estimate":

@@ -152,13 +152,14 @@ def _pair_phase_power(q, cos_t, sin_t, dx, dy, w2, off):
         n = o1 - o0
         t = np.empty(n)
         buf = np.empty(n, dtype=np.float32)
-        wk = np.empty(n, dtype=np.float32)
+        wk = np.empty((nq, n), dtype=np.float32)  # this sample's weights, contiguous per q (copied once, not per theta)
+        for iq in range(nq):
+            for i in range(n):
+                wk[iq, i] = w2[iq, o0 + i]
         for j in range(nt):
             _project(dx[o0:o1], dy[o0:o1], cos_t[j], sin_t[j], t, n)
             for iq in range(nq):
-                for i in range(n):
-                    wk[i] = w2[iq, o0 + i]
-                re, im = _amplitude_sums(t, wk, q[iq], n, buf)
+                re, im = _amplitude_sums(t, wk[iq], q[iq], n, buf)
                 out[k, iq, j] = np.float64(re) * re + np.float64(im) * im
     return out
 

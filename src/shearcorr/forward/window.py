@@ -58,6 +58,20 @@ _SQRTPI = np.sqrt(np.pi)
 S_MAX_FRACTION = 0.05
 
 
+def _distinct(x: np.ndarray) -> np.ndarray:
+    """The smallest view of ``x`` that broadcasts back to it: axes of stride 0 (from broadcasting) cut to length 1."""
+    if x.ndim == 0 or all(st or n == 1 for st, n in zip(x.strides, x.shape)):
+        return x
+    return x[tuple(slice(0, 1) if (st == 0 and n > 1) else slice(None) for st, n in zip(x.strides, x.shape))]
+
+
+def _on_distinct(f, x: np.ndarray) -> np.ndarray:
+    """``f(x)`` for an element-wise ``f``, evaluated once per distinct element of a broadcast ``x`` (the same
+    numbers: a factor of only s, or only q_x, is not recomputed for every (q, theta) or every s)."""
+    d = _distinct(x)
+    return f(x) if d is x else np.broadcast_to(f(d), x.shape)
+
+
 def _gauss(x2):
     """exp(-x2) for x2 >= 0, flushed to exp(-600) below that (avoids numpy's slow underflow path)."""
     return np.exp(-np.minimum(x2, 600.0))
@@ -81,10 +95,11 @@ def _kink_term(k, s, a, gamma, L):
     Equals L * E_{y,delta}[ ... ] correction of the x factor from the smoothed kink; see module docs.
     Broadcasts over k (=q_x) and s; even in k.
     """
-    k, s = np.abs(np.asarray(k, dtype=np.float64)), np.asarray(s, dtype=np.float64)
+    k, s = _on_distinct(np.abs, np.asarray(k, dtype=np.float64)), np.asarray(s, dtype=np.float64)
     pos = s > 0
     full_pos = bool(pos.all())
-    if not full_pos or (a > 0 and 0 < np.mean(a / np.maximum(s, 1e-100) < 10.0) < 1):
+    near = a / np.maximum(_distinct(s), 1e-100) < 10.0 if a > 0 else None  # a tail term at some s, not at all
+    if not full_pos or (a > 0 and near.any() and not near.all()):
         k, s = np.broadcast_arrays(k, s)  # mixed branches: work element-wise on the broadcast arrays
         pos = s > 0
     shape = np.broadcast_shapes(k.shape, s.shape)
@@ -102,16 +117,21 @@ def _kink_term(k, s, a, gamma, L):
     else:
         y = 0.5 * (kk * ss) ** 2
         # General branch: Q + 4 Re X, all over gamma
-        res = -2.0 * ss**2 * np.cos(kk * a) * _gauss(y) + ss**2 * _one_minus_exp_over(y)
+        s2 = _on_distinct(lambda t: t**2, ss)
+        res = -2.0 * s2 * _on_distinct(lambda t: np.cos(t * a), kk) * _gauss(y) + s2 * _one_minus_exp_over(y)
         tail = a / ss < 10.0
         if np.any(tail):
             all_tail = bool(tail.all())
             kt, st = (kk, ss) if all_tail else (kk[tail], ss[tail])
-            g_a = np.exp(-0.5 * (a / st) ** 2)
-            p0 = 0.5 * erfc(a / (st * _SQRT2))
+
+            def s_only(t):  # e^{-a^2/2s^2}, P(v < 0) and E[v^2 1(v<0)] for v ~ N(a, s^2)
+                g = np.exp(-0.5 * (a / t) ** 2)
+                p = 0.5 * erfc(a / (t * _SQRT2))
+                return np.stack([g, p, (a * a + t * t) * p - a * t * g / _SQRT2PI])
+
+            s_terms = s_only(_distinct(st))
+            g_a, p0, ev2 = (np.broadcast_to(v, st.shape) for v in s_terms)
             series = kt * st < 1e-4
-            # E[v^2 1(v<0)] for v ~ N(a, s^2)
-            ev2 = (a * a + st * st) * p0 - a * st * g_a / _SQRT2PI
             e0 = 0.5 * g_a * wofz((-kt * st * st + 1j * a) / (st * _SQRT2))
             e1_imag = a * e0.imag + kt * st * st * e0.real  # Im[(a + i k s^2) e0 - real]
             kts = np.where(series, 1.0, kt)
@@ -139,10 +159,11 @@ def _edge_term(kx, ky, s, a, gamma, L):
     (F: Dawson), so Re T = Delta Im E_+ / eps, Im T = -Delta Re E_+ / eps (derivative for small eps).
     """
     kx, ky, s = (np.asarray(v, dtype=np.float64) for v in (kx, ky, s))
-    eps = kx * gamma
+    per_q = _distinct(kx).shape == _distinct(ky).shape  # (q_x, q_y) broadcast over s alike: one pass per q
+    eps = _on_distinct(lambda t: t * gamma, kx)
     small = np.abs(eps) * s < 1e-5
-    epss = np.where(np.abs(eps) < 1e-300, 1.0, eps)
-    k2 = ky - epss
+    epss = _on_distinct(lambda t: np.where(np.abs(t) < 1e-300, 1.0, t), eps)
+    k2 = np.broadcast_to(_distinct(ky) - _distinct(epss), kx.shape) if per_q else ky - epss
     u, u2 = ky * s / _SQRT2, k2 * s / _SQRT2
     gy = _gauss(u * u)
     fu = dawsn(u)
@@ -153,13 +174,13 @@ def _edge_term(kx, ky, s, a, gamma, L):
         im_t = np.where(small, 0.5 * ky * s * s * gy, im_t)
     # x factor at the y edges (|gamma y| = a): L e^{-k^2 s^2/2} - Re E[|a + delta| e^{i k delta}], the last
     # bridged between its exact a = 0 and a >> s forms (exact at gamma = 0)
-    ss = np.maximum(s, 1e-100)
+    ss = _on_distinct(lambda t: np.maximum(t, 1e-100), s)
     u0 = kx * s / _SQRT2
     gx = _gauss(u0 * u0)
-    j_a = a * erf(a / (ss * _SQRT2)) * gx + s * np.sqrt(2.0 / np.pi) * (1.0 - 2.0 * u0 * dawsn(u0)) * _gauss(
-        0.5 * (a / ss) ** 2)
-    ka = kx * a  # q_x-only factors before broadcasting with s
-    return 2.0 * (L * gx - j_a) * (np.cos(ka) * re_t - np.sin(ka) * im_t)
+    j_a = (a * _on_distinct(lambda t: erf(a / (t * _SQRT2)), ss) * gx
+           + s * np.sqrt(2.0 / np.pi) * (1.0 - 2.0 * u0 * dawsn(u0)) * _on_distinct(lambda t: _gauss(0.5 * (a / t) ** 2), ss))
+    ka = _distinct(kx) * a  # q_x-only factors, once per q
+    return 2.0 * (L * gx - j_a) * (np.broadcast_to(np.cos(ka), kx.shape) * re_t - np.broadcast_to(np.sin(ka), kx.shape) * im_t)
 
 
 def bulk_factor(qx, gamma_l: float, beam_size: float) -> np.ndarray:
@@ -179,14 +200,14 @@ def edge_correction(qx, qy, s, gamma_l: float, beam_size: float, *, mirror_axis:
     L = float(beam_size)
     gamma = float(gamma_l) / L
     a = 0.5 * float(gamma_l)
-    qx, qy, s = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (qx, qy, s)))
-    s = np.minimum(s, S_MAX_FRACTION * L)
+    s = np.minimum(np.asarray(s, dtype=np.float64), S_MAX_FRACTION * L)
+    qx, qy, s = np.broadcast_arrays(np.asarray(qx, dtype=np.float64), np.asarray(qy, dtype=np.float64), s)  # views
     if mirror_axis is None:
         kink = _kink_term(qx, s, a, gamma, L)
     else:
         n = qx.shape[mirror_axis]
-        half = np.take(qx, np.arange((n + 1) // 2), axis=mirror_axis)
-        kh = _kink_term(half, np.take(s, np.arange((n + 1) // 2), axis=mirror_axis), a, gamma, L)
+        first = (slice(None),) * (mirror_axis % qx.ndim) + (slice(0, (n + 1) // 2),)
+        kh = _kink_term(qx[first], s[first], a, gamma, L)
         kink = np.concatenate([kh, np.flip(np.take(kh, np.arange(n // 2), axis=mirror_axis), axis=mirror_axis)],
                               axis=mirror_axis)
     t1 = np.exp(-0.5 * (qy * s) ** 2) * kink

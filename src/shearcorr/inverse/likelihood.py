@@ -80,6 +80,8 @@ class Likelihood:
         self.lo, self.hi = np.array(lo), np.array(hi)
         self.n_eval = 0
         self._limits: dict = {}
+        self._stats: dict = {}
+        self._phase_nodes = None  # the engine's nodes of a Jacobian's base point, while its columns run
         #: (A, B, E[U^k]) to use at every x instead of their values at x (they enter only the O(1/N) bias;
         #: :mod:`shearcorr.inverse.polish` freezes them for its Jacobian), or None.
         self.frozen_limits = None
@@ -95,22 +97,50 @@ class Likelihood:
             return self.P @ g.ravel()
         return g.ravel() if self.sel is None else g.ravel()[self.sel]
 
+    def _limits_at(self, p: SystemParams, grid):
+        """A, B, E[U^k] (:func:`~shearcorr.inverse.noise.ensemble_limits`): the frozen ones, else cached per (N, R_s)."""
+        from .noise import ensemble_limits
+
+        if self.frozen_limits is not None:
+            return self.frozen_limits
+        key = (id(grid), p.n_particles, p.rs)
+        if key not in self._limits:
+            if len(self._limits) > 32:
+                self._limits.clear()
+            self._limits[key] = ensemble_limits(p, grid.q)
+        return self._limits[key]
+
+    def statistics(self, x, grid=None, phase_nodes=None):
+        """(E[I], g, relative covariance) of :func:`~shearcorr.inverse.noise.ensemble_statistics` at latent x on
+        ``grid`` (default the data's), kept for the few most recent x: the noise model at x and the residual at x
+        (and the sandwich's second noise model) need the same engine call. ``phase_nodes``: the engine's
+        (:func:`~shearcorr.forward.analytic.se_phase_nodes`)."""
+        from .noise import ensemble_statistics
+
+        grid = grid or self.grid
+        p = self.params(x)
+        limits = self._limits_at(p, grid)
+        key = (id(grid), p.n_l2, p.rs, p.d2, p.gamma_l, id(limits), phase_nodes)
+        if key not in self._stats:
+            if len(self._stats) >= 8:
+                self._stats.pop(next(iter(self._stats)))
+            stats = ensemble_statistics(p, grid, limits, phase_nodes)
+            for a in (stats[0], stats[1], *stats[2].values()):
+                a.flags.writeable = False  # shared by the model and the noise model at x
+            self._stats[key] = (stats, limits)  # limits held: their id stays theirs
+        return self._stats[key][0]
+
     def model(self, x, grid=None) -> np.ndarray:
         """E[g_hat_N] at latent x on ``grid`` (default the data's); A, B, E[U^k] cached per (N, R_s)."""
-        from .noise import ensemble_limits, expected_g
+        from .noise import expected_g
 
         self.n_eval += 1
         grid = grid or self.grid
-        p = self.params(x)
-        limits = self.frozen_limits
-        if self.configs is not None and limits is None:
-            key = (id(grid), p.n_particles, p.rs)
-            if key not in self._limits:
-                if len(self._limits) > 32:
-                    self._limits.clear()
-                self._limits[key] = ensemble_limits(p, grid.q)
-            limits = self._limits[key]
-        return expected_g(p, grid, self.configs, estimator=self.estimator, limits=limits)
+        nodes = self._phase_nodes if grid is self.grid else None
+        if self.configs is None:
+            return expected_g(self.params(x), grid, None, estimator=self.estimator, phase_nodes=nodes)
+        return expected_g(self.params(x), grid, self.configs, estimator=self.estimator,
+                          statistics=self.statistics(x, grid, nodes))
 
     def use_covariance(self, x, *, full: bool):
         """Whitener of the noise covariance at x (diagonal only unless ``full``); unit weights if noise-free.
@@ -135,7 +165,7 @@ class Likelihood:
         from .noise import ensemble_noise
 
         nm = ensemble_noise(self.params(x), self.grid, self.configs, estimator=self.estimator, n_samples=samples,
-                            seed=seed, limits=self.frozen_limits)
+                            seed=seed, statistics=self.statistics(x))
         return nm if self.g_err is None else nm.with_errors(self.g_err)
 
     def _profile_cov(self, nm) -> np.ndarray:
@@ -174,17 +204,27 @@ class Likelihood:
         return r
 
     def jacobian(self, x) -> np.ndarray:
-        """Forward differences (steps :data:`STEPS`), reusing the residual at x the optimiser just had."""
+        """Forward differences (steps :data:`STEPS`), reusing the residual at x the optimiser just had.
+
+        Stokes-Einstein: every column uses the engine's Chebyshev nodes of x for the edge correction
+        (:func:`~shearcorr.forward.analytic.se_phase_nodes`; at x they are its own), so the columns that move
+        R_s or D2 reuse its values and differ from x only where the physics does."""
+        from ..forward.analytic import se_phase_nodes
+
         last = getattr(self, "_last", None)
         f0 = last[1] if last is not None and np.array_equal(last[0], x) else self.residual(x)
         J = np.empty((f0.size, x.size))
-        for j in range(x.size):
-            h = STEPS[j] if j in (0, 3) else STEPS[j] * max(abs(x[j]), 0.5)
-            if x[j] + h > self.hi[j]:
-                h = -h
-            xp = x.copy()
-            xp[j] += h
-            J[:, j] = (self.residual(xp) - f0) / h
+        self._phase_nodes = se_phase_nodes(self.params(x), self.grid)
+        try:
+            for j in range(x.size):
+                h = STEPS[j] if j in (0, 3) else STEPS[j] * max(abs(x[j]), 0.5)
+                if x[j] + h > self.hi[j]:
+                    h = -h
+                xp = x.copy()
+                xp[j] += h
+                J[:, j] = (self.residual(xp) - f0) / h
+        finally:
+            self._phase_nodes = None
         return J
 
     def solve(self, x0, scale=None, *, coarse: bool = False):

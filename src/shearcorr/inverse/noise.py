@@ -141,68 +141,75 @@ def ensemble_limits(params: SystemParams, q) -> tuple[np.ndarray, np.ndarray, np
     return A, B, static_moments(params, q)
 
 
-def ensemble_statistics(params: SystemParams, grid: QGrid, limits=None):
+def ensemble_statistics(params: SystemParams, grid: QGrid, limits=None, phase_nodes=None):
     """(E[I] (n_q,), exact g (n_q, n_theta), relative covariance dict) for the noise formulas.
 
     ``limits``: precomputed :func:`ensemble_limits` for these n_l2, rs, displacement and q (they do
-    not depend on D2 or gamma L; a fit reuses them across its Jacobian).
+    not depend on D2 or gamma L; a fit reuses them across its Jacobian). ``phase_nodes``: the engine's
+    (:func:`shearcorr.forward.analytic.se_phase_nodes`).
     """
     from ..forward.analytic import ensemble_arrays
 
-    I, g, _ = ensemble_arrays(params, grid)
+    I, g, _ = ensemble_arrays(params, grid, phase_nodes=phase_nodes)
     A, B, M = ensemble_limits(params, grid.q) if limits is None else limits
     return I[:, 0], g, relative_covariance(g, A, B, M)
 
 
 def expected_g(params: SystemParams, grid: QGrid, configs, *, estimator: str = "symmetric",
-               limits=None) -> np.ndarray:
+               limits=None, statistics=None, phase_nodes=None) -> np.ndarray:
     """E[g_hat_N] on the grid, shape (n_q, n_theta): the exact g plus the estimator's O(1/N) bias.
 
-    ``configs`` None or inf gives the exact (N -> infinity) g. ``limits``: see :func:`ensemble_statistics`.
+    ``configs`` None or inf gives the exact (N -> infinity) g. ``limits``: see :func:`ensemble_statistics`;
+    ``statistics``: its result for these params and grid, when the caller has it already; ``phase_nodes``: the
+    engine's (:func:`shearcorr.forward.analytic.se_phase_nodes`).
     """
     check_choice("estimator", estimator)
     if configs is None or (np.isscalar(configs) and np.isinf(configs)):
         from ..forward.analytic import ensemble_arrays
 
-        return ensemble_arrays(params, grid)[1]
+        return ensemble_arrays(params, grid, phase_nodes=phase_nodes)[1]
     n = _check_configs(configs)
-    _, g, cov = ensemble_statistics(params, grid, limits)
+    _, g, cov = ensemble_statistics(params, grid, limits, phase_nodes) if statistics is None else statistics
     return g * (1.0 + bias_coefficient(cov, estimator) / n)
 
 
 class Whitener:
     r"""Apply :math:`\Sigma^{-1/2}` for :math:`\Sigma = D + U U^T` in O(n K) (Woodbury, module doc).
 
-    With :math:`\tilde U = D^{-1/2}U = Q R` and :math:`R R^T = V\Lambda V^T`, :math:`W = QV`:
-    :math:`\Sigma^{-1/2} r = \tilde r + W((1 + \Lambda)^{-1/2} - 1)W^T\tilde r`, :math:`\tilde r = D^{-1/2} r`,
-    and :math:`\log\det\Sigma = \sum\log D + \sum\log(1 + \Lambda)`.
+    With :math:`\tilde U = D^{-1/2}U` and the eigendecomposition of its K x K Gram matrix
+    :math:`\tilde U^T\tilde U = V\Lambda V^T` (:math:`\Lambda` the non-zero eigenvalues of :math:`\tilde U\tilde U^T`,
+    whose eigenvectors are :math:`W = \tilde U V\Lambda^{-1/2}`):
+    :math:`\Sigma^{-1/2} r = \tilde r + W((1 + \Lambda)^{-1/2} - 1)W^T\tilde r = \tilde r + \tilde U M \tilde U^T\tilde r`,
+    :math:`M = V\,\mathrm{diag}\big(((1 + \lambda)^{-1/2} - 1)/\lambda\big)V^T`, :math:`\tilde r = D^{-1/2} r`
+    (the factor is :math:`-1/(\sqrt{1+\lambda}(1 + \sqrt{1+\lambda}))`, finite at :math:`\lambda = 0`, so a
+    rank-deficient U needs no cut), and :math:`\log\det\Sigma = \sum\log D + \sum\log(1 + \Lambda)`. The Gram
+    matrix costs a third of a QR factorisation of :math:`\tilde U` (n x K) and gives the same operator.
     """
 
     def __init__(self, D: np.ndarray, U: np.ndarray):
         self.inv_sqrt_d = 1.0 / np.sqrt(D)
         if U.shape[1]:
-            Q, R = np.linalg.qr(U * self.inv_sqrt_d[:, None])
-            lam, V = np.linalg.eigh(R @ R.T)
+            self.U = U * self.inv_sqrt_d[:, None]
+            lam, V = np.linalg.eigh(self.U.T @ self.U)
             lam = np.clip(lam, 0.0, None)
-            self.W = Q @ V
-            self.fac = 1.0 / np.sqrt(1.0 + lam) - 1.0
+            root = np.sqrt(1.0 + lam)
+            self.M = (V * (-1.0 / (root * (1.0 + root)))) @ V.T
             self.logdet = float(np.sum(np.log(D)) + np.sum(np.log1p(lam)))
         else:
-            self.W, self.fac = np.zeros((D.size, 0)), np.zeros(0)
+            self.U, self.M = np.zeros((D.size, 0)), np.zeros((0, 0))
             self.logdet = float(np.sum(np.log(D)))
 
     def __call__(self, r: np.ndarray) -> np.ndarray:
         """Whitened residuals, shape of ``r`` flattened: their squared norm is r^T Sigma^-1 r."""
         rt = np.ravel(r) * self.inv_sqrt_d
-        return rt + self.W @ (self.fac * (self.W.T @ rt))
+        return rt + self.U @ (self.M @ (self.U.T @ rt))
 
     def transpose(self, m: np.ndarray) -> np.ndarray:
-        r""":math:`S^T m` for the whitener :math:`S = (1 + W F W^T) D^{-1/2}` (:math:`S^T S = \Sigma^{-1}`);
+        r""":math:`S^T m` for the whitener :math:`S = (1 + \tilde U M\tilde U^T) D^{-1/2}` (:math:`S^T S = \Sigma^{-1}`);
         ``m`` (n,) or (n, p)."""
         m = np.asarray(m, dtype=np.float64)
-        f = self.fac if m.ndim == 1 else self.fac[:, None]
         s = self.inv_sqrt_d if m.ndim == 1 else self.inv_sqrt_d[:, None]
-        return s * (m + self.W @ (f * (self.W.T @ m)))
+        return s * (m + self.U @ (self.M @ (self.U.T @ m)))
 
 
 @dataclass(frozen=True)
@@ -295,7 +302,7 @@ class EnsembleNoise:
 
 
 def ensemble_noise(params: SystemParams, grid: QGrid, configs, *, estimator: str = "symmetric",
-                   n_samples: int = DEFAULT_SAMPLES, seed=0, limits=None) -> EnsembleNoise:
+                   n_samples: int = DEFAULT_SAMPLES, seed=0, limits=None, statistics=None) -> EnsembleNoise:
     r"""The noise model of a g averaged over ``configs`` configurations of ``params`` (module docstring).
 
     Parameters
@@ -313,12 +320,15 @@ def ensemble_noise(params: SystemParams, grid: QGrid, configs, *, estimator: str
     limits : tuple, optional
         Precomputed :func:`ensemble_limits` of these n_l2, rs, displacement and q (see
         :func:`ensemble_statistics`).
+    statistics : tuple, optional
+        :func:`ensemble_statistics` of these params and grid, when the caller has it already (a fit evaluates
+        its model at the same point).
     """
     from ..forward.conditional import conditional_moments
 
     check_choice("estimator", estimator)
     n = _check_configs(configs)
-    m, g, cov = ensemble_statistics(params, grid, limits)
+    m, g, cov = ensemble_statistics(params, grid, limits) if statistics is None else statistics
     mean = g * (1.0 + bias_coefficient(cov, estimator) / n)
     var = g**2 * variance_coefficient(cov, estimator) / n
     K = int(n_samples)
