@@ -199,3 +199,38 @@ def test_profile_outside_the_model_is_not_used():
     assert info["used"] and np.all(np.abs(slopes[keep] + 0.5) <= 0.031)
     keep, info = condition_on_profile(+0.3, slopes, 10)  # a rising profile: no spheres do that
     assert keep is None and not info["used"] and "outside" in info["reason"]
+
+
+def test_bias_correction_derivatives_and_bookkeeping(pair_fit):
+    # the bias correction's whitened model derivatives agree with the covariance Jacobian, its Hessian is symmetric
+    # with beta's cross terms dm/dx, and the reported estimate is the uncorrected one minus the reported bias
+    from shearcorr.experiment.inference import _Problem, _jacobian, _whitened_derivatives
+
+    cm, model, f0 = pair_fit
+    kw = dict(n_configs=32, seed=4, grid_gamma=(8.0, 12.0), grid_d2=(0.9, 1.6))
+    raw = fit_pair(cm, model, bias_correct=False, **kw)
+    fit = fit_pair(cm, model, **kw)
+    b = fit.bias_correction
+    assert raw.bias_correction is None and set(b) >= {"applied", "reason", "gamma_l", "d2", "flow", "beta"}
+    assert fit.to_dict()["bias_correction"] == b and b["applied"] and b["reason"] is None
+    assert fit.gamma_l.value == pytest.approx(raw.gamma_l.value - b["gamma_l"], abs=1e-9)
+    assert fit.d2.value == pytest.approx(raw.d2.value - b["d2"], abs=1e-9)
+    assert fit.flow_angle.value == pytest.approx(raw.flow_angle.value - b["flow"], abs=1e-9)
+    assert fit.gamma_l.std == raw.gamma_l.std and fit.chi2 == raw.chi2
+    # the correction is second order: small against the first-order std
+    assert abs(b["gamma_l"]) < 0.5 * fit.gamma_l.std and abs(b["d2"]) < 0.5 * fit.d2.std
+    P = _Problem(cm, model, [0, 1, 3], np.array([0.0, 0.0, 0.15, 0.0]))
+    x = np.array([raw.gamma_l.value, raw.d2.value, raw.flow_angle.value])
+    beta = raw.beta.value
+    jac, hess = _whitened_derivatives(P, x, raw.errors, beta)
+    _, J = _jacobian(P, np.append(x, beta), raw.errors, beta)
+    n = cm.ok.sum()
+    scale = np.abs(J[:n]).max(axis=0)
+    # J holds d(residual) = -d(model); the flow column of J is the slope of the model's linear interpolation on its
+    # fine theta grid (step 1e-3 rad), the correction's a difference over two grid cells: they agree to the grid's
+    # interpolation error
+    err = np.abs(jac + J[:n]).max(axis=0) / scale
+    assert np.all(err[[0, 1, 3]] < 2e-3) and err[2] < 0.15, err
+    np.testing.assert_allclose(hess, np.swapaxes(hess, 1, 2))
+    np.testing.assert_allclose(hess[:, :3, 3], jac[:, :3] / beta)
+    assert np.all(hess[:, 3, 3] == 0)

@@ -206,7 +206,8 @@ def _jacobian(P: _Problem, v, err, beta):
 def _hessian_steps(P: _Problem, v):
     """Steps of the model Hessian for the full vector v = (gamma L, D2, R_s, flow), of the free components."""
     h = np.append(HESS_STEP, HESS_FLOW_CELLS * np.pi / P.model.n_fine)
-    h[1] = min(h[1], 0.5 * v[1])  # D2 stays positive
+    h[0] = min(h[0], 0.5 * v[0]) if v[0] > 0 else h[0]  # gamma L and D2 stay positive
+    h[1] = min(h[1], 0.5 * v[1])
     h[2] = min(h[2], 0.5 * v[2]) if v[2] > 0 else h[2]
     return h[P.free]
 
