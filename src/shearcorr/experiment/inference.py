@@ -8,7 +8,8 @@ over the usable bins, with the contrast beta as a nuisance parameter tied to its
 estimate by a Gaussian prior (fixed when the user gives it) and eliminated in closed form. Start
 values from a coarse (gamma L, D2) grid times a full scan of the flow angle; errors from a variance
 law evaluated at the model prediction (two passes), never from the bins' own scatter.
-Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1. R_s is held at its prior centre by
+Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1; the second-order bias subtracted (step 6 of
+:func:`fit_pair`). R_s is held at its prior centre by
 default (one pair does not constrain it; ``fit_rs=True`` fits it within [rs_min, rs_max] and reports it as
 constrained only when its std is below the prior std (rs_max - rs_min)/sqrt(12)).
 
@@ -323,6 +324,14 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
        the R_s of the kept draws. A slope far outside the draws' range (a profile the model of spheres in the
        beam cannot explain: background, structure factor, a wrong particle radius) falls back to the marginal
        term (``conditioning["used"] = False`` and the reason).
+
+    6. Second-order bias correction (``bias_correct``, default on): the bias of the estimate to second order in the
+       map's noise (:func:`.nlbias.second_order_bias`; speckle plus the configuration term's samples, i.e. the noise
+       the covariance describes) is subtracted from the free parameters and beta; ``bias_correction`` reports it
+       (``applied``, ``reason`` and the bias per parameter, flow in rad). Fitting the flow biases gamma L up where
+       the flow is poorly determined (gamma L / D2 <~ 8: +2 to +8 %); the correction removes it (docs/experiment.md,
+       "The second-order bias correction of the pair fit"). Not applied at a bound or where |bias| > BIAS_MAX_SIGMA
+       std. The std is the first-order one, unchanged; ``model_y`` is the fit's (uncorrected) prediction.
     """
     ok = cmap.ok
     if ok.sum() < MIN_BINS:
