@@ -374,6 +374,14 @@ def summarize_uncorrected(told, R, bias, n_boot=10000, seed=0):
             parts.append(f"{name} {lab} {100 * v.mean():+.2f} % [{100 * lo:+.2f}, {100 * hi:+.2f}]")
     print(f"    {told}, second-order bias correction applied in {int(bias[:, 3].sum())} of {len(R)} pairs: " + "; ".join(parts),
           flush=True)
+    ratio = R[:, 0] / R[:, 1]
+    edges = np.percentile(ratio, [0, 100 / 3, 200 / 3, 100])
+    k = np.clip(np.searchsorted(edges, ratio, side="right") - 1, 0, 2)
+    gl_c, gl_u = R[:, 2] / R[:, 0] - 1, (R[:, 2] + bias[:, 0] * bias[:, 3]) / R[:, 0] - 1
+    print("    by thirds of gamma L / D2 (" + ", ".join(f"{edges[m]:.1f}-{edges[m + 1]:.1f}" for m in range(3)) + "): gamma_l "
+          "corrected / uncorrected / correction " + "; ".join(
+              f"{100 * gl_c[k == m].mean():+.2f} / {100 * gl_u[k == m].mean():+.2f} / {100 * (gl_c - gl_u)[k == m].mean():+.2f} % "
+              f"(se {100 * gl_c[k == m].std(ddof=1) / np.sqrt(max((k == m).sum(), 1)):.2f})" for m in range(3)), flush=True)
 
 
 def summarize_log(a):
