@@ -724,13 +724,18 @@ def study_split(a):
     beta fixed at the true contrast, (Q) flow fitted and (R) fixed. So Q - truth is the configuration's part with the
     pair's weights, A - Q the speckles' (the map's noise), A - F and Q - R what fitting the flow adds. Printed per pair
     and, every 10 pairs and at the end, the mean relative bias of each (standard error; 95 % bootstrap interval over
-    the pairs) and the paired differences. Rows are appended to ``--save`` (.npy) when given."""
+    the pairs) and the paired differences. Rows are appended to ``--save`` (.npy) when given. The refits carry
+    ``fit_pair``'s bias correction; with ``--split-configs K`` they also carry the configuration term (K samples), the
+    noise the correction needs for the flow's part (0: the correction knows the speckle noise only);
+    ``--split-max-ratio X`` keeps only the pairs with gamma L / D2 < X (the poorly determined flows)."""
     seed, first, count = a.study_split
     draws = _study_draws(seed, first + count)
     rows = []
     t0 = time.perf_counter()
     for idx in range(first, first + count):
         gl, d2, rs, fl, beta, spx, _, beam = draws[idx]
+        if a.split_max_ratio and gl / d2 >= a.split_max_ratio:
+            continue
         params, p, r, cm, model, _ = _analysed_study_pair(a, seed, idx, draws[idx])
         flow = np.radians(fl)
         sub = np.zeros_like(p.mask)
@@ -741,8 +746,9 @@ def study_split(a):
         w = np.where(cm.ok, cm.n_eff, 0.0).sum(axis=1)
         b_true = beta * np.sum(w * c_row) / w.sum()
         cq = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, beta * c_row[:, None] * yo, np.nan), beta=b_true, beta_err=0.0)
-        fits = [fit_pair(cm, model, fit_flow=True, n_configs=0), fit_pair(cm, model, phi0=flow, fit_flow=False, n_configs=0),
-                fit_pair(cq, model, fit_flow=True, n_configs=0), fit_pair(cq, model, phi0=flow, fit_flow=False, n_configs=0)]
+        kc = dict(n_configs=a.split_configs, seed=idx)  # the configuration term: also the noise of the bias correction
+        fits = [fit_pair(cm, model, fit_flow=True, **kc), fit_pair(cm, model, phi0=flow, fit_flow=False, **kc),
+                fit_pair(cq, model, fit_flow=True, **kc), fit_pair(cq, model, phi0=flow, fit_flow=False, **kc)]
         dfl = [float(np.degrees((f.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2)) for f in (fits[0], fits[2])]
         row = [idx, gl, d2, rs, spx, r.gamma_l.value, r.d2.value, r.gamma_l.std, r.d2.std]
         for f in fits:
@@ -871,6 +877,8 @@ def main():
     ap.add_argument("--study-redraw", type=int, nargs=2, metavar=("SEED", "INDEX"),
                     help="a study pair's parameters re-drawn with the model's and the renderer's configurations (study_redraw; "
                          "--draws K, e.g. 16)")
+    ap.add_argument("--split-configs", type=int, default=0, help="--study-split: configuration samples of the refits")
+    ap.add_argument("--split-max-ratio", type=float, default=0.0, help="--study-split: only pairs with gamma L / D2 below")
     ap.add_argument("--correction-check", action="store_true", help="the bias correction on the flow fit (correction_check)")
     ap.add_argument("--rs-known", action="store_true", help="--correction-check: fits with R_s known")
     ap.add_argument("--split-report", default="", help="print the summary of saved --study-split rows (.npy files, comma-separated)")
