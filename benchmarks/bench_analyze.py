@@ -241,7 +241,7 @@ def instrument_study(a):
                      + (f" (marginal +-{marg[0]:4.2f} +-{marg[1]:5.3f}; profile slope {c['slope_r0sq']:.4f}"
                         f"+-{c['slope_err_r0sq']:.4f} (own {c['truth_slope']:.4f}) "
                         f"q{c['quantile']:.2f}, R_s of kept {res[told][-1][14]:.2f}, used {c['used']})" if c else "")
-                     + f" ({time.perf_counter() - t0:.0f}s) |")
+                     + bias_field(f) + f" ({time.perf_counter() - t0:.0f}s) |")
         if a.reference:
             ideal = Beam(beam.profile, beam.size, None, beam.plane, beam.gap)
             pr = render_pair(params, flow_angle_deg=fl, contrast=beta, counts=a.counts, shape=(a.size, a.size), seed=a.seed + i,
@@ -348,6 +348,42 @@ def summarize_z(s_gl, s_d2, R, label, n_boot=10000, seed=0):
     print(f"    {label}: " + "; ".join(parts), flush=True)
 
 
+def bias_field(f):
+    """The fit's second-order bias correction for the log: ' [bias gamma_l d2 flow(deg) applied]' (the uncorrected
+    estimate is the printed one plus the bias when applied; ``--from-log`` reads it back)."""
+    b = f.bias_correction
+    if not b:
+        return ""
+    return f" [bias {b['gamma_l']:+.4f} {b['d2']:+.5f} {np.degrees(b.get('flow', 0.0)):+.3f} {int(b['applied'])}]"
+
+
+BIAS_RE = r"\[bias ([-+\d.e]+) ([-+\d.e]+) ([-+\d.e]+) ([01])\]"
+
+
+def summarize_uncorrected(told, R, bias, n_boot=10000, seed=0):
+    """Mean relative bias (95 % bootstrap over the pairs) of gamma L and D2 as printed (bias-corrected) and without
+    the correction (the same fits: value + predicted bias where it was applied), and the correction's mean."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(R), (n_boot, len(R)))
+    parts = []
+    for name, e, t, k in (("gamma_l", 2, 0, 0), ("d2", 4, 1, 1)):
+        corr = R[:, e] / R[:, t] - 1
+        unc = (R[:, e] + bias[:, k] * bias[:, 3]) / R[:, t] - 1
+        for lab, v in (("corrected", corr), ("uncorrected", unc), ("correction", corr - unc)):
+            lo, hi = np.percentile(v[idx].mean(axis=1), [2.5, 97.5])
+            parts.append(f"{name} {lab} {100 * v.mean():+.2f} % [{100 * lo:+.2f}, {100 * hi:+.2f}]")
+    print(f"    {told}, second-order bias correction applied in {int(bias[:, 3].sum())} of {len(R)} pairs: " + "; ".join(parts),
+          flush=True)
+    ratio = R[:, 0] / R[:, 1]
+    edges = np.percentile(ratio, [0, 100 / 3, 200 / 3, 100])
+    k = np.clip(np.searchsorted(edges, ratio, side="right") - 1, 0, 2)
+    gl_c, gl_u = R[:, 2] / R[:, 0] - 1, (R[:, 2] + bias[:, 0] * bias[:, 3]) / R[:, 0] - 1
+    print("    by thirds of gamma L / D2 (" + ", ".join(f"{edges[m]:.1f}-{edges[m + 1]:.1f}" for m in range(3)) + "): gamma_l "
+          "corrected / uncorrected / correction " + "; ".join(
+              f"{100 * gl_c[k == m].mean():+.2f} / {100 * gl_u[k == m].mean():+.2f} / {100 * (gl_c - gl_u)[k == m].mean():+.2f} % "
+              f"(se {100 * gl_c[k == m].std(ddof=1) / np.sqrt(max((k == m).sum(), 1)):.2f})" for m in range(3)), flush=True)
+
+
 def summarize_log(a):
     """Summary of instrument-study logs (``--from-log LOG[@SEED] ...``, pooled): the per-pair 'told: value+-std
     value+-std' fields and the true parameter sets re-drawn from the options with each log's seed (no rendering);
@@ -356,7 +392,7 @@ def summarize_log(a):
     import re
 
     pat = re.compile(r"(\S+):\s+([-\d.]+)\s*\+-\s*([\d.]+)\s+([-\d.]+)\s*\+-\s*([\d.]+)")
-    res, extra = {}, {}
+    res, extra, biases = {}, {}, {}
     for item in a.from_log:
         path, _, seed = item.partition("@")
         draws = list(instrument_draws(argparse.Namespace(**{**vars(a), "seed": int(seed) if seed else a.seed})))
@@ -371,6 +407,7 @@ def summarize_log(a):
                     raise SystemExit(f"pair {i} of {path} is not the pair the options draw: give the options of the run")
                 marg = re.findall(r"\(marginal \+-([\d.]+) \+-([\d.]+)", line)
                 prof = re.findall(r"profile slope (-?[\d.]+)\+-([\d.]+) \(own (-?[\d.]+)\)", line)
+                bias = re.findall(BIAS_RE, line)
                 for k, (told, v, sv, w, sw) in enumerate(pat.findall(line)):
                     # a run without --condition reports the marginal term: its std is the marginal one
                     mg = [float(x) for x in marg[k]] if k < len(marg) else [float(sv), float(sw)]
@@ -378,6 +415,8 @@ def summarize_log(a):
                     res.setdefault(told, []).append((gl, d2, float(v), float(sv), float(w), float(sw), np.nan, np.nan,
                                                      np.nan, np.nan, rs, *mg, pr[0], np.nan, pr[2], pr[1]))
                     extra.setdefault(told, []).append(float(m0.group(4)))
+                    if k < len(bias):
+                        biases.setdefault(told, []).append([float(x) for x in bias[k]])
     print(f"{' + '.join(a.from_log)}: {', '.join(f'{k} ({len(v)} pairs)' for k, v in res.items())}; values as printed")
     summarize_paired(res)
     for told, rows in res.items():
@@ -395,6 +434,8 @@ def summarize_log(a):
                       f"mean {np.mean(R[ok, 13] - R[ok, 15]):+.4f}, z std {zs.std():.2f} with the stated noise (median "
                       f"{np.median(R[ok, 16]):.4f}); Spearman with the true R_s {spearmanr(R[ok, 13], R[ok, 10])[0]:+.2f}")
         summarize_bins(R, np.array(extra[told]), R[:, 11:13] if marginal else R[:, [3, 5]])
+        if len(biases.get(told, [])) == len(R):
+            summarize_uncorrected(told, R, np.array(biases[told]))
 
 
 def summarize_bins(R, spx, s_marg, n_boot=10000, seed=0):

@@ -5,6 +5,8 @@
     nice python benchmarks/bench_pair_errors.py --speckle-bias --configs 40 --save maps.pkl [--variants ABCDEFGO]
     nice python benchmarks/bench_pair_errors.py --speckle-bias --load maps.pkl --variants AE   # refit saved maps
     nice python benchmarks/bench_pair_errors.py --study-pair 8124 13 --pixel-subsamples 3 --draws 12   # one study pair
+    nice python benchmarks/bench_pair_errors.py --correction-check --gamma-l 10 --d2 2 --rs 0.15 --configs 40 \
+        --pixel-subsamples 3 --speckle-px 2.7 --contrast 0.35 --counts 10 --seed 13000 [--rs-known]  # the bias correction
 
 By default the ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow
 fixed; ``--coherence``, ``--pixel-subsamples``, ``--speckle-px``, ``--contrast``, ``--counts`` change it, the analysis
@@ -37,6 +39,7 @@ import numpy as np
 
 from shearcorr.experiment import AnalysisOptions, analyze, render_pair
 from shearcorr.experiment import analysis as an
+from shearcorr.experiment.flow import wrap_half
 from shearcorr.experiment.inference import _jacobian, _Problem, fit_pair
 from shearcorr.experiment.model import configuration_samples
 from shearcorr.experiment.synth import pair_configuration
@@ -658,6 +661,58 @@ def study_pair(a):
                   flush=True)
 
 
+def correction_check(a):
+    """The second-order bias correction of ``fit_pair`` on the fit of the flow (docs/experiment.md, "The second-order
+    bias correction"). One pair of the parameter set is rendered and analysed (its map, weights and model); then
+    ``--configs`` single-configuration maps at the truth (:func:`.model.configuration_maps`) x the fitted contrast plus
+    Gaussian noise of the stated errors at each map are fitted with the flow fixed at the truth and fitted, each with
+    the default configuration term (R_s over its prior, or known with ``--rs-known``). Prints per map and the means
+    (standard errors over the maps) of the bias with the flow fixed and fitted, corrected and not, and the paired
+    differences fitted - fixed (like with like), against the mean predicted bias."""
+    from shearcorr.experiment.model import configuration_maps, draw_configurations
+
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    flow = np.radians(a.flow)
+    t0 = time.perf_counter()
+    _, cm, model, f = _analysed_pair(a, params, a.seed)
+    print(f"rendered pair: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f}, D2 {f.d2.value:.3f}; {int(cm.ok.sum())} bins "
+          f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+    ys = configuration_maps(model, draw_configurations(model, a.gamma_l, a.d2, a.rs, a.configs, a.seed + 1), flow)
+    rng = np.random.default_rng(a.seed + 2)
+    kw = dict(rs_min=a.rs, rs_max=a.rs) if a.rs_known else {}
+    rows = []
+    for k, y in enumerate(ys):
+        c0 = f.beta.value * y
+        C = 1.0 + np.where(cm.ok, c0 + cm.errors(c0) * rng.standard_normal(c0.shape), np.nan)
+        cmk = dataclasses.replace(cm, C=C)
+        fx = fit_pair(cmk, model, phi0=flow, fit_flow=False, seed=k, **kw)
+        ff = fit_pair(cmk, model, fit_flow=True, seed=k, **kw)
+        bx, b = fx.bias_correction, ff.bias_correction
+        ferr = np.degrees(wrap_half(ff.flow_angle.value - flow))
+        rows.append([fx.gamma_l.value, fx.d2.value, fx.gamma_l.value + bx["gamma_l"] * bx["applied"],
+                     fx.d2.value + bx["d2"] * bx["applied"], ff.gamma_l.value, ff.d2.value,
+                     ff.gamma_l.value + b["gamma_l"] * b["applied"], ff.d2.value + b["d2"] * b["applied"],
+                     b["gamma_l"], b["d2"], float(b["applied"]), ferr, np.degrees(ff.flow_angle.std), bx["gamma_l"]])
+        print(f"{k:3d}: flow fixed {fx.gamma_l.value:6.2f} {fx.d2.value:5.3f} | fitted {ff.gamma_l.value:6.2f} "
+              f"{ff.d2.value:5.3f}, bias {b['gamma_l']:+.3f} {b['d2']:+.4f} {np.degrees(b['flow']):+.2f} deg, applied "
+              f"{b['applied']}; flow error {ferr:+5.1f} deg (std {np.degrees(ff.flow_angle.std):4.1f})", flush=True)
+    R = np.array(rows)
+    tr = np.array([a.gamma_l, a.d2])
+
+    def ms(x):
+        return f"{100 * x.mean():+.2f} +- {100 * x.std(ddof=1) / np.sqrt(len(x)):.2f} %"
+
+    for lab, cols in (("flow fixed, corrected", (0, 1)), ("flow fixed, uncorrected", (2, 3)),
+                      ("flow fitted, corrected", (4, 5)), ("flow fitted, uncorrected", (6, 7))):
+        print(f"{lab}: gamma L {ms(R[:, cols[0]] / tr[0] - 1)}, D2 {ms(R[:, cols[1]] / tr[1] - 1)}")
+    print(f"paired, fitted - fixed flow: uncorrected gamma L {ms((R[:, 6] - R[:, 2]) / tr[0])}, D2 {ms((R[:, 7] - R[:, 3]) / tr[1])}; "
+          f"corrected gamma L {ms((R[:, 4] - R[:, 0]) / tr[0])}, D2 {ms((R[:, 5] - R[:, 1]) / tr[1])}")
+    app = R[:, 10] > 0
+    print(f"predicted bias, flow fitted: gamma L {100 * np.mean(R[:, 8]) / tr[0]:+.2f} %, D2 {100 * np.mean(R[:, 9]) / tr[1]:+.2f} %"
+          f" (flow fixed: gamma L {100 * np.median(R[:, 13]) / tr[0]:+.2f} % median); applied {int(app.sum())} of {len(R)}; "
+          f"flow error rms {np.sqrt(np.mean(R[:, 11] ** 2)):.1f} deg, median std {np.median(R[:, 12]):.1f} deg", flush=True)
+
+
 def study_split(a):
     """The error of the instrument study's own pairs split into its parts (``--study-split SEED FIRST COUNT``: pairs
     FIRST..FIRST+COUNT-1 of ``bench_analyze.py --instrument --seed SEED``, coherent square, ``--pixel-subsamples``,
@@ -669,13 +724,18 @@ def study_split(a):
     beta fixed at the true contrast, (Q) flow fitted and (R) fixed. So Q - truth is the configuration's part with the
     pair's weights, A - Q the speckles' (the map's noise), A - F and Q - R what fitting the flow adds. Printed per pair
     and, every 10 pairs and at the end, the mean relative bias of each (standard error; 95 % bootstrap interval over
-    the pairs) and the paired differences. Rows are appended to ``--save`` (.npy) when given."""
+    the pairs) and the paired differences. Rows are appended to ``--save`` (.npy) when given. The refits carry
+    ``fit_pair``'s bias correction; with ``--split-configs K`` they also carry the configuration term (K samples), the
+    noise the correction needs for the flow's part (0: the correction knows the speckle noise only);
+    ``--split-max-ratio X`` keeps only the pairs with gamma L / D2 < X (the poorly determined flows)."""
     seed, first, count = a.study_split
     draws = _study_draws(seed, first + count)
     rows = []
     t0 = time.perf_counter()
     for idx in range(first, first + count):
         gl, d2, rs, fl, beta, spx, _, beam = draws[idx]
+        if a.split_max_ratio and gl / d2 >= a.split_max_ratio:
+            continue
         params, p, r, cm, model, _ = _analysed_study_pair(a, seed, idx, draws[idx])
         flow = np.radians(fl)
         sub = np.zeros_like(p.mask)
@@ -686,8 +746,9 @@ def study_split(a):
         w = np.where(cm.ok, cm.n_eff, 0.0).sum(axis=1)
         b_true = beta * np.sum(w * c_row) / w.sum()
         cq = dataclasses.replace(cm, C=1.0 + np.where(cm.ok, beta * c_row[:, None] * yo, np.nan), beta=b_true, beta_err=0.0)
-        fits = [fit_pair(cm, model, fit_flow=True, n_configs=0), fit_pair(cm, model, phi0=flow, fit_flow=False, n_configs=0),
-                fit_pair(cq, model, fit_flow=True, n_configs=0), fit_pair(cq, model, phi0=flow, fit_flow=False, n_configs=0)]
+        kc = dict(n_configs=a.split_configs, seed=idx)  # the configuration term: also the noise of the bias correction
+        fits = [fit_pair(cm, model, fit_flow=True, **kc), fit_pair(cm, model, phi0=flow, fit_flow=False, **kc),
+                fit_pair(cq, model, fit_flow=True, **kc), fit_pair(cq, model, phi0=flow, fit_flow=False, **kc)]
         dfl = [float(np.degrees((f.flow_angle.value - flow + np.pi / 2) % np.pi - np.pi / 2)) for f in (fits[0], fits[2])]
         row = [idx, gl, d2, rs, spx, r.gamma_l.value, r.d2.value, r.gamma_l.std, r.d2.std]
         for f in fits:
@@ -816,6 +877,10 @@ def main():
     ap.add_argument("--study-redraw", type=int, nargs=2, metavar=("SEED", "INDEX"),
                     help="a study pair's parameters re-drawn with the model's and the renderer's configurations (study_redraw; "
                          "--draws K, e.g. 16)")
+    ap.add_argument("--split-configs", type=int, default=0, help="--study-split: configuration samples of the refits")
+    ap.add_argument("--split-max-ratio", type=float, default=0.0, help="--study-split: only pairs with gamma L / D2 below")
+    ap.add_argument("--correction-check", action="store_true", help="the bias correction on the flow fit (correction_check)")
+    ap.add_argument("--rs-known", action="store_true", help="--correction-check: fits with R_s known")
     ap.add_argument("--split-report", default="", help="print the summary of saved --study-split rows (.npy files, comma-separated)")
     ap.add_argument("--save", default="", help="--speckle-bias: pickle the maps to this file")
     ap.add_argument("--variants", default="ABCDO", help="--speckle-bias: the fits to run (letters of the report)")
@@ -859,6 +924,9 @@ def main():
         return
     if a.study_split:
         study_split(a)
+        return
+    if a.correction_check:
+        correction_check(a)
         return
     if a.term_cost:
         term_cost()

@@ -316,6 +316,8 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     notes += q_notes + checks.fit_warnings(fit, bounds, D2_MIN)
     if fit.conditioning is not None and not fit.conditioning["used"]:
         notes.append(fit.conditioning["reason"])
+    if fit.bias_correction is not None and not fit.bias_correction["applied"]:
+        notes.append("second-order bias correction not applied: " + fit.bias_correction["reason"])
     # the same frames binned in theta from the flow (the correlation area does not depend on the offset)
     cm = correlation_map(pair, geo, qe, opt.n_phi, phi_offset=flow, area=np.asarray(cm_det.info["correlation_area_px"]),
                          **map_opts)

@@ -8,7 +8,8 @@ over the usable bins, with the contrast beta as a nuisance parameter tied to its
 estimate by a Gaussian prior (fixed when the user gives it) and eliminated in closed form. Start
 values from a coarse (gamma L, D2) grid times a full scan of the flow angle; errors from a variance
 law evaluated at the model prediction (two passes), never from the bins' own scatter.
-Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1. R_s is held at its prior centre by
+Covariance (J^T J)^-1, scaled by chi2_red when chi2_red > 1; the second-order bias subtracted (step 6 of
+:func:`fit_pair`). R_s is held at its prior centre by
 default (one pair does not constrain it; ``fit_rs=True`` fits it within [rs_min, rs_max] and reports it as
 constrained only when its std is below the prior std (rs_max - rs_min)/sqrt(12)).
 
@@ -26,6 +27,7 @@ from ..errors import ShearcorrError
 from ..files import JSONRecord
 from ..rng import child_seed, seed_sequence
 from .flow import wrap_half
+from .nlbias import second_order_bias
 from .model import (configuration_maps, configuration_profiles, configuration_samples, draw_configurations,
                     profile_slope, rs_levels)
 from .results import Estimate
@@ -57,6 +59,14 @@ CONDITION_DRAWS = 8
 CONDITION_STREAM = 1000
 #: Fewest q rows with a positive, finite ring intensity for the profile conditioning.
 MIN_PROFILE_ROWS = 4
+#: Steps of the Hessian of the model in (gamma L, D2, R_s) for the bias correction (larger than JAC_STEP: second
+#: differences); the flow angle's step is HESS_FLOW_CELLS cells of the model's fine theta grid (the model interpolates
+#: linearly there, so a step of whole cells gives the grid's own second difference).
+HESS_STEP = np.array([0.2, 0.02, 0.02])
+HESS_FLOW_CELLS = 2
+#: The bias correction is applied only where the expansion holds: |bias| < BIAS_MAX_SIGMA x the parameter's std (a
+#: larger predicted bias means the second-order term is not small against the first; docs/experiment.md).
+BIAS_MAX_SIGMA = 1.0
 #: least_squares settings of the refits (relative finite-difference step, tolerances, evaluations).
 LSQ = {"diff_step": 1e-4, "xtol": 1e-8, "ftol": 1e-9, "max_nfev": 200}
 
@@ -99,6 +109,7 @@ class PairFit(JSONRecord):
     errors: np.ndarray
     std_configuration_marginal: tuple = ()
     conditioning: dict | None = None
+    bias_correction: dict | None = None
 
     def to_dict(self) -> dict:
         return {"gamma_l": list(self.gamma_l), "d2": list(self.d2), "rs": list(self.rs),
@@ -106,7 +117,8 @@ class PairFit(JSONRecord):
                 "beta": list(self.beta), "chi2": self.chi2, "dof": self.dof, "chi2_red": self.chi2_red,
                 "n_bins": self.n_bins, "success": self.success, "nfev": self.nfev, "free": list(self.free),
                 "std_speckle": list(self.std_speckle), "std_configuration": list(self.std_configuration),
-                "std_configuration_marginal": list(self.std_configuration_marginal), "conditioning": self.conditioning}
+                "std_configuration_marginal": list(self.std_configuration_marginal), "conditioning": self.conditioning,
+                "bias_correction": self.bias_correction}
 
 
 class _Problem:
@@ -192,9 +204,81 @@ def _jacobian(P: _Problem, v, err, beta):
     return r0, J
 
 
+def _hessian_steps(P: _Problem, v):
+    """Steps of the model Hessian for the full vector v = (gamma L, D2, R_s, flow), of the free components."""
+    h = np.append(HESS_STEP, HESS_FLOW_CELLS * np.pi / P.model.n_fine)
+    h[0] = min(h[0], 0.5 * v[0]) if v[0] > 0 else h[0]  # gamma L and D2 stay positive
+    h[1] = min(h[1], 0.5 * v[1])
+    h[2] = min(h[2], 0.5 * v[2]) if v[2] > 0 else h[2]
+    return h[P.free]
+
+
+def _whitened_derivatives(P: _Problem, xf, err, beta):
+    r"""First and second derivatives of the whitened model beta m(x)/err in (free parameters, beta) on the usable bins.
+
+    Central differences of :meth:`_Problem.shape`: diagonal (m(x + h_a) - 2 m + m(x - h_a))/h_a^2, off-diagonal
+    (m(x + h_a + h_b) + m(x - h_a - h_b) - m(x + h_a) - m(x - h_a) - m(x + h_b) - m(x - h_b) + 2 m)/(2 h_a h_b)
+    (second order in h, two evaluations per pair beyond the diagonal's); beta enters linearly:
+    d^2/dbeta^2 = 0, d^2/(dbeta dx_a) = dm/dx_a / err. Returns jac (n, p + 1), hess (n, p + 1, p + 1).
+    """
+    p = xf.size
+    h = _hessian_steps(P, P.full(xf))
+    m0 = P.shape(xf)
+    E = np.diag(h)
+    mp = [P.shape(xf + E[a]) for a in range(p)]
+    mm = [P.shape(xf - E[a]) for a in range(p)]
+    n = m0.size
+    jac = np.zeros((n, p + 1))
+    hess = np.zeros((n, p + 1, p + 1))
+    for a in range(p):
+        jac[:, a] = (mp[a] - mm[a]) / (2 * h[a])
+        hess[:, a, a] = (mp[a] - 2 * m0 + mm[a]) / h[a] ** 2
+        for b in range(a):
+            mpp, mmm = P.shape(xf + E[a] + E[b]), P.shape(xf - E[a] - E[b])
+            hess[:, a, b] = hess[:, b, a] = (mpp + mmm - mp[a] - mm[a] - mp[b] - mm[b] + 2 * m0) / (2 * h[a] * h[b])
+    jac[:, p] = m0
+    hess[:, :p, p] = hess[:, p, :p] = jac[:, :p]
+    hess[:, :p, :p] *= beta
+    jac[:, :p] *= beta
+    return jac / err[:, None], hess / err[:, None, None]
+
+
+def _bias(P: _Problem, xf, err, beta, dev, lo, hi, std):
+    r"""Second-order bias (:func:`.nlbias.second_order_bias`) of (free parameters, beta) at the solution ``xf``.
+
+    Noise of the whitened map: speckle, the identity (the weights are its inverse variance), plus the configuration
+    spread, the K samples ``dev`` (K, n) = beta (y_k - mean)/err as rows of L/sqrt(K - 1). The beta prior is one more
+    observation, linear in beta, of unit whitened variance. beta is a parameter of the expansion: it is profiled
+    (variable projection), and the profiled estimate is the joint least-squares estimate, whose bias the expansion
+    gives; its cross-derivatives with the shape parameters (dm/dx) enter the bias of the others.
+    Returns (bias (p + 1,), reason or None): the reason why it is not applied (a parameter at or within 0.1 std of
+    a bound, or |bias| above BIAS_MAX_SIGMA std for a parameter).
+    """
+    jac, hess = _whitened_derivatives(P, xf, err, beta)
+    low = None if dev is None or len(dev) < 2 else dev / np.sqrt(len(dev) - 1)
+    if P.beta_err > 0:
+        jac = np.vstack([jac, np.append(np.zeros(xf.size), 1.0 / P.beta_err)])
+        hess = np.concatenate([hess, np.zeros((1,) + hess.shape[1:])])
+        low = None if low is None else np.hstack([low, np.zeros((len(low), 1))])
+    else:  # beta fixed at its given value: not a parameter
+        jac, hess = jac[:, :-1], hess[:, :-1, :-1]
+    b, _ = second_order_bias(jac, hess, low_rank=low)
+    b = np.append(b, 0.0) if P.beta_err <= 0 else b
+    names = [PAIR_PARAMS[i] for i in P.free]
+    near = [nm for nm, x, l, u, sd in zip(names, xf, lo, hi, std) if min(x - l, u - x) <= 0.1 * sd]
+    if near:
+        return b, f"at a bound of the fit ({', '.join(near)}): the expansion does not hold there"
+    big = [nm for nm, bi, sd in zip(names, b, std) if abs(bi) > BIAS_MAX_SIGMA * sd]
+    if big:
+        return b, (f"second-order bias above {BIAS_MAX_SIGMA:g} std ({', '.join(big)}): the expansion does not hold "
+                   "(poorly determined flow?)")
+    return b, None
+
+
 def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3, rs_min=0.0, gamma_max=80.0, d2_max=6.0,
              grid_gamma=(4.0, 8.0, 14.0, 22.0, 32.0), grid_d2=(0.4, 0.9, 1.6, 2.6), n_scan=90, n_configs=N_CONFIGS,
-             reorient=None, reorient_tol=np.radians(5.0), seed=0, profile=None, profile_slope_err=0.0) -> PairFit:
+             reorient=None, reorient_tol=np.radians(5.0), seed=0, profile=None, profile_slope_err=0.0,
+             bias_correct=True) -> PairFit:
     r"""Direct physics fit of a :class:`CorrelationMap` with a :class:`BinnedPairModel` (same bins).
 
     Model :math:`C_b - 1 = \beta\,y(q_b, \phi_b - \phi_0; \gamma L, D_2, R_s)`; beta enters linearly
@@ -240,6 +324,14 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
        the R_s of the kept draws. A slope far outside the draws' range (a profile the model of spheres in the
        beam cannot explain: background, structure factor, a wrong particle radius) falls back to the marginal
        term (``conditioning["used"] = False`` and the reason).
+
+    6. Second-order bias correction (``bias_correct``, default on): the bias of the estimate to second order in the
+       map's noise (:func:`.nlbias.second_order_bias`; speckle plus the configuration term's samples, i.e. the noise
+       the covariance describes) is subtracted from the free parameters and beta; ``bias_correction`` reports it
+       (``applied``, ``reason`` and the bias per parameter, flow in rad). Fitting the flow biases gamma L up where
+       the flow is poorly determined (gamma L / D2 <~ 8: +2 to +8 %); the correction removes it (docs/experiment.md,
+       "The second-order bias correction of the pair fit"). Not applied at a bound or where |bias| > BIAS_MAX_SIGMA
+       std. The std is the first-order one, unchanged; ``model_y`` is the fit's (uncorrected) prediction.
     """
     ok = cmap.ok
     if ok.sum() < MIN_BINS:
@@ -257,10 +349,12 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
         hi_f = np.array([gamma_max, d2_max, rs_max, flow0 + FLOW_HALF_RANGE if fit_flow else 0.0])
         return lo_f[free], hi_f[free]
 
-    sol, err, passes = _refine(P, cmap, x0, err0, *bounds(x0[-1]))
+    box = bounds(x0[-1])
+    sol, err, passes = _refine(P, cmap, x0, err0, *box)
     if reorient is not None and fit_flow and abs(wrap_half(sol.x[-1] - model.flow_angle)) > reorient_tol:
         model = P.model = reorient(wrap_half(float(sol.x[-1])))
-        sol, err, _ = _refine(P, cmap, sol.x, err0, *bounds(sol.x[-1]), starts=passes)
+        box = bounds(sol.x[-1])
+        sol, err, _ = _refine(P, cmap, sol.x, err0, *box, starts=passes)
     gl, d2, rs, ph = P.full(sol.x)
     m_full = model.y(gl, d2, rs, ph)
     beta = P.beta_at(m_full[ok], err)
@@ -274,7 +368,7 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
     H = np.linalg.pinv(J.T @ J)
     cov = H * max(red, 1.0)
     cov_conf = cov_marg = np.zeros_like(cov)
-    conditioning = None
+    dev_conf, conditioning = None, None
     if n_configs:
         # intrinsic single-pair uncertainty: the pair's own ~n_l2 particles sample the ensemble
         # (configuration_samples); propagated through the linearised fit (sandwich estimator).
@@ -283,10 +377,11 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
         def sandwich(y):
             dev = beta * (y[:, ok] - y[:, ok].mean(axis=0)) / err  # (K, n) weighted data perturbations
             G = dev @ J[:n]  # each row: J^T d_k
-            return H @ (G.T @ G / max(len(y) - 1, 1)) @ H
+            return H @ (G.T @ G / max(len(y) - 1, 1)) @ H, dev
 
-        cov_marg = cov_conf = sandwich(configuration_samples(model, gl, d2, rs_levels(n_configs, rs_max, lo=rs_min),
-                                                             ph, n_samples=n_configs, seed=seed))
+        cov_marg, dev_conf = sandwich(configuration_samples(model, gl, d2, rs_levels(n_configs, rs_max, lo=rs_min),
+                                                            ph, n_samples=n_configs, seed=seed))
+        cov_conf = cov_marg
         if profile is not None:  # screen CONDITION_DRAWS x n_configs further draws by their profile; maps of the kept
             n_draw = n_configs * CONDITION_DRAWS
             draws = draw_configurations(model, gl, d2, rs_levels(n_draw, rs_max, lo=rs_min), n_draw,
@@ -294,9 +389,17 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
             keep, conditioning = _profile_keep(profile, profile_slope_err, configuration_profiles(model, draws),
                                                model.q_edges, draws.rs, n_configs, seed)
             if keep is not None:
-                cov_conf = sandwich(configuration_maps(model, draws.take(keep), ph))
+                cov_conf, dev_conf = sandwich(configuration_maps(model, draws.take(keep), ph))
         cov = cov + cov_conf
     std_f = np.sqrt(np.clip(np.diag(cov), 0, None))
+    correction = None
+    if bias_correct:  # second-order bias of the estimate (fitted flow, nonlinear model), subtracted when it is valid
+        b, reason = _bias(P, sol.x, err, beta, dev_conf, *box, std_f[:sol.x.size])
+        correction = {"applied": reason is None, "reason": reason,
+                      **{PAIR_PARAMS[i]: float(bi) for i, bi in zip(free, b)}, "beta": float(b[-1])}
+        if reason is None:
+            gl, d2, rs, ph = P.full(sol.x - b[:sol.x.size])
+            beta = beta - float(b[-1]) if P.beta_err > 0 else beta
     std = np.zeros(4)
     std[free] = std_f[:sol.x.size]
     rs_prior = (rs_max - rs_min) / np.sqrt(12.0)
@@ -309,7 +412,8 @@ def fit_pair(cmap, model, *, phi0=None, fit_flow=True, fit_rs=False, rs_max=0.3,
         beta=Estimate(float(beta), float(std_f[-1]) if P.beta_err > 0 else 0.0),
         chi2=chi2, dof=int(dof), chi2_red=float(red), n_bins=int(n), success=bool(sol.success), nfev=int(sol.nfev),
         free=tuple(PAIR_PARAMS[i] for i in free), std_speckle=pad(H * max(red, 1.0)), std_configuration=pad(cov_conf),
-        model_y=m_full, errors=err, std_configuration_marginal=pad(cov_marg), conditioning=conditioning)
+        model_y=m_full, errors=err, std_configuration_marginal=pad(cov_marg), conditioning=conditioning,
+        bias_correction=correction)
 
 
 def pair_profile(before, after, qr0, phi, valid, q_edges, n_sectors=36):
