@@ -127,7 +127,8 @@ def _load_slab(source, plan, norm, i0, i1, x, pixel_sum, lo, hi):
         kern["place_scaled"](c, rank, plan.seg_offsets, plan.seg_ring, k, inv, x)
         pixel_sum += psum_r[rank]
         return Q, bad_rows
-    kern["place"](c, rank, plan.seg_offsets, k, x, Q, good_n, n_bad > 0, is_int)
+    # flagged values, or floating-point data (whose sums depend on their order: summed in pixel order)
+    kern["place"](c, rank, plan.seg_offsets, k, x, Q, good_n)
     if n_bad:
         bad_rows[:] = plan.n_pix - good_n.sum(axis=1).astype(np.int64)
         # a value flagged in one frame is replaced by its ring mean: it adds nothing to the products
@@ -258,59 +259,25 @@ def _kernels() -> dict:
                         x[i, p] = c[j, i] * f[i] - one
 
         @numba.njit(cache=True, nogil=True)
-        def place(c, rank, offsets, k, x, Q, good_n, any_bad, exact):
-            # x[i, p] = c[rank[p], i] (0 where flagged) in segment order; Q = segment sums of x (float64);
-            # good_n = unflagged pixels per segment. The sums run in pixel order, or (``exact``: integer
-            # counts, whose float64 sums are exact in any order) in four interleaved partial sums.
+        def place(c, rank, offsets, k, x, Q, good_n):
+            # x[i, p] = c[rank[p], i] (0 where flagged, NaN in the slab) in segment order; Q = segment sums of x
+            # (float64, in pixel order); good_n = unflagged pixels per segment
             for s in range(offsets.size - 1):
                 p0, p1 = offsets[s], offsets[s + 1]
                 for i in range(k):
                     xi = x[i]
-                    if any_bad:
-                        acc = 0.0
-                        ng = 0
-                        for p in range(p0, p1):
-                            v = c[rank[p], i]
-                            if v != v:
-                                xi[p] = 0.0
-                            else:
-                                xi[p] = v
-                                acc += v
-                                ng += 1
-                        Q[i, s] = acc
-                        good_n[i, s] = ng
-                    elif exact:
-                        a0 = a1 = a2 = a3 = 0.0
-                        p = p0
-                        while p + 4 <= p1:
-                            v0 = c[rank[p], i]
-                            v1 = c[rank[p + 1], i]
-                            v2 = c[rank[p + 2], i]
-                            v3 = c[rank[p + 3], i]
-                            xi[p] = v0
-                            xi[p + 1] = v1
-                            xi[p + 2] = v2
-                            xi[p + 3] = v3
-                            a0 += v0
-                            a1 += v1
-                            a2 += v2
-                            a3 += v3
-                            p += 4
-                        while p < p1:
-                            v0 = c[rank[p], i]
-                            xi[p] = v0
-                            a0 += v0
-                            p += 1
-                        Q[i, s] = (a0 + a1) + (a2 + a3)
-                        good_n[i, s] = p1 - p0
-                    else:
-                        acc = 0.0
-                        for p in range(p0, p1):
-                            v = c[rank[p], i]
+                    acc = 0.0
+                    ng = 0
+                    for p in range(p0, p1):
+                        v = c[rank[p], i]
+                        if v != v:
+                            xi[p] = 0.0
+                        else:
                             xi[p] = v
                             acc += v
-                        Q[i, s] = acc
-                        good_n[i, s] = p1 - p0
+                            ng += 1
+                    Q[i, s] = acc
+                    good_n[i, s] = ng
 
         @numba.njit(cache=True, nogil=True)
         def fill(c, rank, offsets, seg_ring, bad_rows, value, x, psum_r, lo, hi):
