@@ -337,6 +337,23 @@ def test_cached_pieces_give_the_same_numbers_and_follow_every_input():
             assert np.max(np.abs(moved - own)) < 2e-8
 
 
+
+@pytest.mark.parametrize("conv, point", [("uniform", (150, 0.2, 1.3, 12.0)), ("uniform", (60, 0.0, 2.0, 40.0)),
+                                         ("uniform", (190, 0.45, 0.1, 55.0)), ("stokes-einstein", (120, 0.3, 0.0, 8.0))])
+def test_uniform_factored_sums_match_the_general_ones(conv, point):
+    """One displacement std for every radius (uniform convention, R_s = 0 or D2 = 0): the radius sums with p11
+    factored out and cached (analytic._uniform_products) equal the general per-node sums to round-off."""
+    from shearcorr.forward.analytic import _moments, clear_caches, default_resolution
+
+    p = SystemParams(*point, displacement=conv)
+    grid = QGrid(np.geomspace(0.5, 5, 12), np.linspace(0, np.pi, 11))
+    nr, nl = default_resolution(p, 5.0)
+    clear_caches()
+    fast = _moments(p, grid.q, grid.theta, nr, nl, True, True)
+    ref = _moments(p, grid.q, grid.theta, nr, nl, True, True, factored=False)
+    for a, b in zip(fast, ref):
+        assert np.allclose(a, b, rtol=1e-12, atol=0.0)
+
 def test_recent_cache_keeps_few_entries_and_bytes():
     """analytic._Recent: the oldest entries go past ``size`` or ``max_bytes``; a value larger than the budget is
     returned but not kept; kept arrays are read-only (a caller cannot change a cached piece)."""

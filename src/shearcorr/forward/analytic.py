@@ -118,12 +118,12 @@ class _Recent:
 
 
 #: Caches of the engine's pieces by their exact inputs (:class:`_Recent`): at most 32 MiB each.
-_RADIUS, _LAPLACE, _PHASE = _Recent(8), _Recent(6), _Recent(16)
+_RADIUS, _LAPLACE, _PHASE, _UNIFORM = _Recent(8), _Recent(6), _Recent(16), _Recent(6)
 
 
 def clear_caches() -> None:
     """Empty the engine's caches of recent pieces (for timing without them; results never depend on them)."""
-    for c in (_RADIUS, _LAPLACE, _PHASE):
+    for c in (_RADIUS, _LAPLACE, _PHASE, _UNIFORM):
         c.clear()
 
 
@@ -241,14 +241,27 @@ def _laplace_products(rs: float, n_radius: int, N: int, n_laplace: int, v: np.nd
     return _LAPLACE.get((float(rs), int(n_radius), int(N), int(n_laplace)), make)
 
 
+def _uniform_products(rs, n_radius, N, n_laplace, q, lam, Y, F2, v, E1, D1, E2, D2):
+    r"""The radius sums of :func:`_moments` when every radius has the same displacement std (uniform
+    convention, R_s = 0 or D2 = 0), with :math:`p_{11}`, :math:`p_{10}` factored out: :math:`\lambda^T D_1`,
+    :math:`\lambda^T D_2`, :math:`Y E_1` (nq, nl), :math:`Y E_2` (nq, nl^2) and :math:`(Y F^2 v) E_2` (nq, nl^2).
+    They depend on (R_s, n_radius, N, n_laplace, q) only -- not on D2 or gamma L: cached by those."""
+
+    def make():
+        return lam @ D1, lam @ D2, Y @ E1, Y @ E2, (Y * F2 * v) @ E2
+
+    return _UNIFORM.get((float(rs), int(n_radius), int(N), int(n_laplace), q.tobytes()), make)
+
+
 def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: int, n_laplace: int,
              finite_n: bool, edges: bool, n_cheb: int | None = None,
-             phase_nodes=None) -> tuple[np.ndarray, np.ndarray]:
+             phase_nodes=None, factored: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """E[I] (n_q,) and E[I I'] (n_q, n_theta); see the module docstring for the formulas.
 
     ``n_cheb``: Stokes-Einstein with edges only -- None: default Chebyshev count (:func:`_se_phase`);
     0: direct evaluation of K at every (q, theta, radius node) (reference for tests). ``phase_nodes``: see
-    :func:`se_phase_nodes`.
+    :func:`se_phase_nodes`. ``factored``: one displacement std for all radii (uniform) -- True: the radius sums
+    without p11 from the cache (:func:`_uniform_products`); False: the general sums (reference for tests).
     """
     N = params.n_particles
     z, lam, R, v, F2, Y = _radius_sums(params, q, n_radius)
@@ -286,11 +299,30 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     nl = tau.size
     # --- E[I]: phi(t, 0) = 3/4 + E[e^{-b tau v}]/4
     EI = Y @ Ew1
+    W = (om[:, None] * om[None, :]).ravel()
+    c_beta, c_pair = 16.0 / N, 16.0 * (N - 1) / N
+    if uniform and factored:
+        # one s for every radius: p11, p10 are numbers and factor out of every radius sum, so the sums over the
+        # radius nodes are those of (R_s, N, q) alone (:func:`_uniform_products`) -- a D2 or gamma L step
+        # (a Jacobian's columns, the steps of a fit) costs O(n_q n_laplace^2) instead of O(n_q n_z n_laplace^2)
+        P11 = float(p11[0])
+        P10 = 0.25 - P11
+        lD1, lD2, YE1, YE2, YF2vE2 = _uniform_products(params.rs, n_radius, N, n_laplace, q, lam, Y, F2, v, E1, D1,
+                                                       E2, D2)
+        a1 = P10 * lD1
+        log_phi = np.log1p(-((a1[:, None] + a1[None, :]).ravel() + P11 * lD2))
+        wN1 = W * np.exp((N - 1) * log_phi)
+        wN2 = W * np.exp((N - 2) * log_phi) if N >= 2 else np.zeros_like(W)
+        beta = P11 * (YF2vE2 @ wN1)
+        alpha = (P10 * YE1)[:, :, None] + P11 * YE2.reshape(-1, nl, nl)
+        aa = np.einsum("qac,qca,ac->q", alpha, alpha, wN2.reshape(nl, nl))
+        kk = (YE2**2) @ wN2
+        EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + K**2 * kk[:, None])
+        return EI, EII
     # --- E[I I']: product grid in (tau, upsilon)
     a1 = (lam * p10) @ D1  # p01 = p10
     one_minus_phi = (a1[:, None] + a1[None, :]).ravel() + (lam * p11) @ D2
     log_phi = np.log1p(-one_minus_phi)
-    W = (om[:, None] * om[None, :]).ravel()
     wN1 = W * np.exp((N - 1) * log_phi)
     wN2 = W * np.exp((N - 2) * log_phi) if N >= 2 else np.zeros_like(W)
     beta = (Y * F2 * (p11 * v)) @ (E2 @ wN1)  # lambda p11 F^4 v^2
@@ -298,20 +330,16 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     A2 = ((Y * p11) @ E2).reshape(-1, nl, nl)
     alpha = A1[:, :, None] + A2  # alpha[q, a, c]; alpha'[q, a, c] = alpha[q, c, a]
     aa = np.einsum("qac,qca,ac->q", alpha, alpha, wN2.reshape(nl, nl))
-    c_beta, c_pair = 16.0 / N, 16.0 * (N - 1) / N
-    if uniform:
-        rho = Y @ E2  # (nq, nl^2)
-        kk = (rho**2) @ wN2
-        EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + K**2 * kk[:, None])
+    M = (E2 * wN2) @ E2.T  # (nz, nz), q-independent
+    if separated:
+        H = np.einsum("qja,qjb->qab", V, M @ V)  # (nq, m, m)
+        kk = np.einsum("qta,qta->qt", coef @ H, coef)
     else:
-        M = (E2 * wN2) @ E2.T  # (nz, nz), q-independent
-        if separated:
-            H = np.einsum("qja,qjb->qab", V, M @ V)  # (nq, m, m)
-            kk = np.einsum("qta,qta->qt", coef @ H, coef)
-        else:
-            YK = Y[:, None, :] * K  # (nq, nt, nz)
-            kk = np.einsum("qtj,qtj->qt", YK @ M, YK)
-        EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + kk)
+        if uniform:
+            K = K[..., None]  # the same phase at every radius node
+        YK = Y[:, None, :] * K  # (nq, nt, nz)
+        kk = np.einsum("qtj,qtj->qt", YK @ M, YK)
+    EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + kk)
     return EI, EII
 
 
