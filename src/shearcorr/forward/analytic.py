@@ -58,7 +58,7 @@ from ..physics import displacement_std, form_factor
 from .quadrature import chebyshev_interpolation, laplace_nodes, log_s_nodes, radius_nodes, radius_range
 from ..result import make_result
 from .domain import check_analytic
-from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
+from .window import S_MAX_FRACTION, _mirrored, both_probability, bulk_factor, edge_correction, pair_phase
 
 __all__ = ["ensemble", "ensemble_arrays", "default_resolution", "se_phase_nodes", "clear_caches", "DEFAULT_ERROR_BOUND"]
 
@@ -172,6 +172,13 @@ def se_phase_nodes(params: SystemParams, grid: QGrid, resolution: tuple[int, int
     return float(lo), float(hi), n
 
 
+def _mirror_axis(theta) -> int | None:
+    """1 (the theta axis of an (n_q, n_theta) map) when the theta grid is symmetric about pi/2, so that q_x is odd
+    and q_y even under its reversal (:func:`~shearcorr.forward.window.edge_correction`), else None."""
+    theta = np.asarray(theta, dtype=np.float64)
+    return 1 if theta.size > 1 and np.allclose(theta + theta[::-1], np.pi, rtol=0, atol=1e-12) else None
+
+
 def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, nodes=None):
     r"""Stokes-Einstein pair phase in separated form: :math:`K_{qtj} = \sum_a c_{qta}\,V_{qja}/Y_{qj}`.
 
@@ -191,10 +198,11 @@ def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, nodes=None):
     else:
         sig, P = chebyshev_interpolation(nodes[0], nodes[1], int(nodes[2]), ls)
     def make():
-        th = np.arctan2(qy[0], qx[0])
-        mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
+        mirror = _mirror_axis(np.arctan2(qy[0], qx[0]))  # K's kink part is even in q_x
         C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)
-        return np.concatenate([bulk_factor(qx, params.gamma_l, L)[..., None], C], axis=-1)
+        bulk = (bulk_factor(qx, params.gamma_l, L) if mirror is None else
+                _mirrored(lambda v: (bulk_factor(v, params.gamma_l, L),), mirror, qx)[0])  # even in q_x
+        return np.concatenate([bulk[..., None], C], axis=-1)
 
     # the same grid, nodes and gamma L (a Jacobian's n_l2 column, the baseline at every N): the same c
     coef = _PHASE.get(("se", qx.tobytes(), qy.tobytes(), qx.shape, sig.tobytes(), float(params.gamma_l), float(L)),
@@ -279,7 +287,8 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     if uniform:
         K = _PHASE.get(("uniform", qx.tobytes(), qy.tobytes(), qx.shape, float(s[0]), float(params.gamma_l),
                         float(params.beam_size), bool(edges)),
-                       lambda: pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges))  # (nq, nt)
+                       lambda: pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges,
+                                          mirror_axis=_mirror_axis(theta)))  # (nq, nt)
     elif separated:
         coef, V = _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, phase_nodes)
     else:
