@@ -185,9 +185,15 @@ def _edge_term(kx, ky, s, a, gamma, L, mirror_axis=None):
         gy, fu = _mirrored(lambda v: (_gauss(v * v), dawsn(v)), mirror_axis, np.broadcast_to(u, kx.shape))
     re_t = (fu - dawsn(u2)) / (_SQRTPI * epss)
     im_t = -0.5 * (gy - _gauss(u2 * u2)) / epss
-    if np.any(small):
+    if np.any(small) and np.ndim(small) == 0:
         re_t = np.where(small, s / _SQRT2PI * (1.0 - 2.0 * u * fu), re_t)
         im_t = np.where(small, 0.5 * ky * s * s * gy, im_t)
+    elif np.any(small):  # a few points (q_x ~ 0): their limits set in place
+        at = np.nonzero(small)
+        re_t, im_t = np.array(np.broadcast_to(re_t, small.shape)), np.array(np.broadcast_to(im_t, small.shape))
+        s_at = np.broadcast_to(s, small.shape)[at]
+        re_t[at] = s_at / _SQRT2PI * (1.0 - 2.0 * u[at] * np.broadcast_to(fu, small.shape)[at])
+        im_t[at] = 0.5 * np.broadcast_to(ky, small.shape)[at] * s_at * s_at * np.broadcast_to(gy, small.shape)[at]
     # x factor at the y edges (|gamma y| = a): L e^{-k^2 s^2/2} - Re E[|a + delta| e^{i k delta}], the last
     # bridged between its exact a = 0 and a >> s forms (exact at gamma = 0)
     ss = _on_distinct(lambda t: np.maximum(t, 1e-100), s)
