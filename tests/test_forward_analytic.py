@@ -337,6 +337,23 @@ def test_cached_pieces_give_the_same_numbers_and_follow_every_input():
             assert np.max(np.abs(moved - own)) < 2e-8
 
 
+
+@pytest.mark.parametrize("conv, point", [("uniform", (150, 0.2, 1.3, 12.0)), ("uniform", (60, 0.0, 2.0, 40.0)),
+                                         ("uniform", (190, 0.45, 0.1, 55.0)), ("stokes-einstein", (120, 0.3, 0.0, 8.0))])
+def test_uniform_factored_sums_match_the_general_ones(conv, point):
+    """One displacement std for every radius (uniform convention, R_s = 0 or D2 = 0): the radius sums with p11
+    factored out and cached (analytic._uniform_products) equal the general per-node sums to round-off."""
+    from shearcorr.forward.analytic import _moments, clear_caches, default_resolution
+
+    p = SystemParams(*point, displacement=conv)
+    grid = QGrid(np.geomspace(0.5, 5, 12), np.linspace(0, np.pi, 11))
+    nr, nl = default_resolution(p, 5.0)
+    clear_caches()
+    fast = _moments(p, grid.q, grid.theta, nr, nl, True, True)
+    ref = _moments(p, grid.q, grid.theta, nr, nl, True, True, factored=False)
+    for a, b in zip(fast, ref):
+        assert np.allclose(a, b, rtol=1e-12, atol=0.0)
+
 def test_recent_cache_keeps_few_entries_and_bytes():
     """analytic._Recent: the oldest entries go past ``size`` or ``max_bytes``; a value larger than the budget is
     returned but not kept; kept arrays are read-only (a caller cannot change a cached piece)."""
@@ -356,3 +373,23 @@ def test_recent_cache_keeps_few_entries_and_bytes():
         c.get(100, lambda: make(100))[0] = 2.0
     big = c.get(500, lambda: make(500))  # 4000 bytes > 3000: returned, not kept
     assert big.size == 500 and 500 not in c._data and c._bytes <= 3000
+
+
+@pytest.mark.parametrize("gl", [0.0, 0.004, 6.0, 40.0])
+def test_mirrored_pair_phase_matches_the_full_evaluation(gl):
+    """On a theta grid symmetric about pi/2 (q_x odd, q_y even under its reversal) the pair phase and the edge
+    correction computed on half of the grid for their even factors (window._mirrored) equal the full evaluation
+    to round-off (absolute: at gamma L -> 0 the y-edge term is a difference quotient over eps = q_x gamma,
+    which turns the last bit of the mirrored q_y into ~1e-14 of K): per-axis std s a number (uniform) and a vector of nodes (Stokes-Einstein), over the tail
+    (a/s < 10), bulk and small-eps branches."""
+    from shearcorr.forward.window import edge_correction
+
+    q, th = np.geomspace(0.5, 5, 9), np.linspace(0, np.pi, 13)
+    qx, qy = q[:, None] * np.cos(th)[None], q[:, None] * np.sin(th)[None]
+    for s in (0.3, 2.5):
+        full, half = pair_phase(qx, qy, s, gl, 800.0), pair_phase(qx, qy, s, gl, 800.0, mirror_axis=1)
+        assert np.max(np.abs(half - full)) < 1e-13 * np.max(np.abs(full))  # q_y mirrored to its last bit
+    nodes = np.geomspace(0.05, 8.0, 7)
+    full = edge_correction(qx[..., None], qy[..., None], nodes, gl, 800.0)
+    half = edge_correction(qx[..., None], qy[..., None], nodes, gl, 800.0, mirror_axis=1)
+    assert np.max(np.abs(half - full)) < 1e-11 * np.max(np.abs(full))  # the correction itself is ~1e-3 of K

@@ -154,3 +154,23 @@ def test_sandwich_meat_is_the_fisher_information_when_both_samples_agree(g_true)
     sand = A_inv @ prob.score_covariance(J) @ A_inv
     ratio = np.sqrt(np.diag(sand) / np.diag(A_inv))
     assert np.all(ratio > 0.9) and np.all(ratio < 1.3), ratio
+
+
+def test_meat_with_its_own_number_of_configurations(g_true):
+    """score_covariance(J, samples=K2): the meat from K2 configurations of the second seed (the polish weights with
+    K = 8 and takes the meat from 16): K2 = K is the default, and with K2 = K and the seed of Sigma_1 the meat is
+    exactly A again; another K2 gives another (unbiased) meat of the same size."""
+    from shearcorr.inverse.likelihood import Likelihood
+
+    x = np.array([TRUE.rs**2, TRUE.d2, TRUE.gamma_l])
+    prob = Likelihood(g_true, GRID, "g", N, None, "symmetric", "uniform", 150.0, None, 8, 7)
+    prob.use_covariance(x, full=True)
+    J = prob.jacobian(x)
+    np.testing.assert_array_equal(prob.score_covariance(J, 8), prob.score_covariance(J))
+    prob.seed -= 1
+    np.testing.assert_allclose(prob.score_covariance(J, 8), J.T @ J, rtol=1e-8)
+    prob.seed += 1
+    m16 = prob.score_covariance(J, 16)
+    assert not np.allclose(m16, prob.score_covariance(J))
+    ratio = np.sqrt(np.diag(m16) / np.diag(J.T @ J))
+    assert np.all(ratio > 0.7) and np.all(ratio < 1.4), ratio

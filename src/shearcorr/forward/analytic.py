@@ -58,7 +58,7 @@ from ..physics import displacement_std, form_factor
 from .quadrature import chebyshev_interpolation, laplace_nodes, log_s_nodes, radius_nodes, radius_range
 from ..result import make_result
 from .domain import check_analytic
-from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
+from .window import S_MAX_FRACTION, _mirrored, both_probability, bulk_factor, edge_correction, pair_phase
 
 __all__ = ["ensemble", "ensemble_arrays", "default_resolution", "se_phase_nodes", "clear_caches", "DEFAULT_ERROR_BOUND"]
 
@@ -118,12 +118,12 @@ class _Recent:
 
 
 #: Caches of the engine's pieces by their exact inputs (:class:`_Recent`): at most 32 MiB each.
-_RADIUS, _LAPLACE, _PHASE = _Recent(8), _Recent(6), _Recent(16)
+_RADIUS, _LAPLACE, _PHASE, _UNIFORM = _Recent(8), _Recent(6), _Recent(16), _Recent(6)
 
 
 def clear_caches() -> None:
     """Empty the engine's caches of recent pieces (for timing without them; results never depend on them)."""
-    for c in (_RADIUS, _LAPLACE, _PHASE):
+    for c in (_RADIUS, _LAPLACE, _PHASE, _UNIFORM):
         c.clear()
 
 
@@ -172,6 +172,13 @@ def se_phase_nodes(params: SystemParams, grid: QGrid, resolution: tuple[int, int
     return float(lo), float(hi), n
 
 
+def _mirror_axis(theta) -> int | None:
+    """1 (the theta axis of an (n_q, n_theta) map) when the theta grid is symmetric about pi/2, so that q_x is odd
+    and q_y even under its reversal (:func:`~shearcorr.forward.window.edge_correction`), else None."""
+    theta = np.asarray(theta, dtype=np.float64)
+    return 1 if theta.size > 1 and np.allclose(theta + theta[::-1], np.pi, rtol=0, atol=1e-12) else None
+
+
 def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, nodes=None):
     r"""Stokes-Einstein pair phase in separated form: :math:`K_{qtj} = \sum_a c_{qta}\,V_{qja}/Y_{qj}`.
 
@@ -191,10 +198,11 @@ def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, nodes=None):
     else:
         sig, P = chebyshev_interpolation(nodes[0], nodes[1], int(nodes[2]), ls)
     def make():
-        th = np.arctan2(qy[0], qx[0])
-        mirror = 1 if np.allclose(th + th[::-1], np.pi, rtol=0, atol=1e-12) else None  # K's kink part is even in q_x
+        mirror = _mirror_axis(np.arctan2(qy[0], qx[0]))  # K's kink part is even in q_x
         C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)
-        return np.concatenate([bulk_factor(qx, params.gamma_l, L)[..., None], C], axis=-1)
+        bulk = (bulk_factor(qx, params.gamma_l, L) if mirror is None else
+                _mirrored(lambda v: (bulk_factor(v, params.gamma_l, L),), mirror, qx)[0])  # even in q_x
+        return np.concatenate([bulk[..., None], C], axis=-1)
 
     # the same grid, nodes and gamma L (a Jacobian's n_l2 column, the baseline at every N): the same c
     coef = _PHASE.get(("se", qx.tobytes(), qy.tobytes(), qx.shape, sig.tobytes(), float(params.gamma_l), float(L)),
@@ -241,14 +249,27 @@ def _laplace_products(rs: float, n_radius: int, N: int, n_laplace: int, v: np.nd
     return _LAPLACE.get((float(rs), int(n_radius), int(N), int(n_laplace)), make)
 
 
+def _uniform_products(rs, n_radius, N, n_laplace, q, lam, Y, F2, v, E1, D1, E2, D2):
+    r"""The radius sums of :func:`_moments` when every radius has the same displacement std (uniform
+    convention, R_s = 0 or D2 = 0), with :math:`p_{11}`, :math:`p_{10}` factored out: :math:`\lambda^T D_1`,
+    :math:`\lambda^T D_2`, :math:`Y E_1` (nq, nl), :math:`Y E_2` (nq, nl^2) and :math:`(Y F^2 v) E_2` (nq, nl^2).
+    They depend on (R_s, n_radius, N, n_laplace, q) only -- not on D2 or gamma L: cached by those."""
+
+    def make():
+        return lam @ D1, lam @ D2, Y @ E1, Y @ E2, (Y * F2 * v) @ E2
+
+    return _UNIFORM.get((float(rs), int(n_radius), int(N), int(n_laplace), q.tobytes()), make)
+
+
 def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: int, n_laplace: int,
              finite_n: bool, edges: bool, n_cheb: int | None = None,
-             phase_nodes=None) -> tuple[np.ndarray, np.ndarray]:
+             phase_nodes=None, factored: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """E[I] (n_q,) and E[I I'] (n_q, n_theta); see the module docstring for the formulas.
 
     ``n_cheb``: Stokes-Einstein with edges only -- None: default Chebyshev count (:func:`_se_phase`);
     0: direct evaluation of K at every (q, theta, radius node) (reference for tests). ``phase_nodes``: see
-    :func:`se_phase_nodes`.
+    :func:`se_phase_nodes`. ``factored``: one displacement std for all radii (uniform) -- True: the radius sums
+    without p11 from the cache (:func:`_uniform_products`); False: the general sums (reference for tests).
     """
     N = params.n_particles
     z, lam, R, v, F2, Y = _radius_sums(params, q, n_radius)
@@ -266,7 +287,8 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     if uniform:
         K = _PHASE.get(("uniform", qx.tobytes(), qy.tobytes(), qx.shape, float(s[0]), float(params.gamma_l),
                         float(params.beam_size), bool(edges)),
-                       lambda: pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges))  # (nq, nt)
+                       lambda: pair_phase(qx, qy, s[0], params.gamma_l, params.beam_size, edges=edges,
+                                          mirror_axis=_mirror_axis(theta)))  # (nq, nt)
     elif separated:
         coef, V = _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, phase_nodes)
     else:
@@ -286,11 +308,30 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     nl = tau.size
     # --- E[I]: phi(t, 0) = 3/4 + E[e^{-b tau v}]/4
     EI = Y @ Ew1
+    W = (om[:, None] * om[None, :]).ravel()
+    c_beta, c_pair = 16.0 / N, 16.0 * (N - 1) / N
+    if uniform and factored:
+        # one s for every radius: p11, p10 are numbers and factor out of every radius sum, so the sums over the
+        # radius nodes are those of (R_s, N, q) alone (:func:`_uniform_products`) -- a D2 or gamma L step
+        # (a Jacobian's columns, the steps of a fit) costs O(n_q n_laplace^2) instead of O(n_q n_z n_laplace^2)
+        P11 = float(p11[0])
+        P10 = 0.25 - P11
+        lD1, lD2, YE1, YE2, YF2vE2 = _uniform_products(params.rs, n_radius, N, n_laplace, q, lam, Y, F2, v, E1, D1,
+                                                       E2, D2)
+        a1 = P10 * lD1
+        log_phi = np.log1p(-((a1[:, None] + a1[None, :]).ravel() + P11 * lD2))
+        wN1 = W * np.exp((N - 1) * log_phi)
+        wN2 = W * np.exp((N - 2) * log_phi) if N >= 2 else np.zeros_like(W)
+        beta = P11 * (YF2vE2 @ wN1)
+        alpha = (P10 * YE1)[:, :, None] + P11 * YE2.reshape(-1, nl, nl)
+        aa = np.einsum("qac,qca,ac->q", alpha, alpha, wN2.reshape(nl, nl))
+        kk = (YE2**2) @ wN2
+        EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + K**2 * kk[:, None])
+        return EI, EII
     # --- E[I I']: product grid in (tau, upsilon)
     a1 = (lam * p10) @ D1  # p01 = p10
     one_minus_phi = (a1[:, None] + a1[None, :]).ravel() + (lam * p11) @ D2
     log_phi = np.log1p(-one_minus_phi)
-    W = (om[:, None] * om[None, :]).ravel()
     wN1 = W * np.exp((N - 1) * log_phi)
     wN2 = W * np.exp((N - 2) * log_phi) if N >= 2 else np.zeros_like(W)
     beta = (Y * F2 * (p11 * v)) @ (E2 @ wN1)  # lambda p11 F^4 v^2
@@ -298,20 +339,16 @@ def _moments(params: SystemParams, q: np.ndarray, theta: np.ndarray, n_radius: i
     A2 = ((Y * p11) @ E2).reshape(-1, nl, nl)
     alpha = A1[:, :, None] + A2  # alpha[q, a, c]; alpha'[q, a, c] = alpha[q, c, a]
     aa = np.einsum("qac,qca,ac->q", alpha, alpha, wN2.reshape(nl, nl))
-    c_beta, c_pair = 16.0 / N, 16.0 * (N - 1) / N
-    if uniform:
-        rho = Y @ E2  # (nq, nl^2)
-        kk = (rho**2) @ wN2
-        EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + K**2 * kk[:, None])
+    M = (E2 * wN2) @ E2.T  # (nz, nz), q-independent
+    if separated:
+        H = np.einsum("qja,qjb->qab", V, M @ V)  # (nq, m, m)
+        kk = np.einsum("qta,qta->qt", coef @ H, coef)
     else:
-        M = (E2 * wN2) @ E2.T  # (nz, nz), q-independent
-        if separated:
-            H = np.einsum("qja,qjb->qab", V, M @ V)  # (nq, m, m)
-            kk = np.einsum("qta,qta->qt", coef @ H, coef)
-        else:
-            YK = Y[:, None, :] * K  # (nq, nt, nz)
-            kk = np.einsum("qtj,qtj->qt", YK @ M, YK)
-        EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + kk)
+        if uniform:
+            K = K[..., None]  # the same phase at every radius node
+        YK = Y[:, None, :] * K  # (nq, nt, nz)
+        kk = np.einsum("qtj,qtj->qt", YK @ M, YK)
+    EII = c_beta * beta[:, None] + c_pair * (aa[:, None] + kk)
     return EI, EII
 
 

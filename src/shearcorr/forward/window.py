@@ -151,12 +151,26 @@ def _kink_term(k, s, a, gamma, L):
     return out
 
 
-def _edge_term(kx, ky, s, a, gamma, L):
+def _mirrored(f, axis, *arrays):
+    """``f(*arrays)`` (a tuple of arrays) for arguments whose values are even under reversal of ``axis`` (the caller
+    promises it): evaluated on the first half along ``axis``, the rest mirrored (the same numbers up to the last
+    bit of the mirrored arguments)."""
+    n = arrays[0].shape[axis]
+    first = (slice(None),) * (axis % arrays[0].ndim) + (slice(0, (n + 1) // 2),)
+    out = []
+    for h in f(*(x[first] for x in arrays)):
+        out.append(np.concatenate([h, np.flip(np.take(h, np.arange(n // 2), axis=axis), axis=axis)], axis=axis))
+    return out
+
+
+def _edge_term(kx, ky, s, a, gamma, L, mirror_axis=None):
     r"""T_2 = 2 X(k_x) Re(e^{i k_x a} T): loss across the y edges (see module docs), in real arithmetic.
 
     :math:`T = (E_+(k_y) - E_+(k_y - \epsilon))/(i\epsilon)`, :math:`\epsilon = k_x\gamma`,
     :math:`E_+(\kappa) = E[e^{i\kappa\delta}1(\delta > 0)] = \tfrac12 e^{-\kappa^2s^2/2} + iF(\kappa s/\sqrt2)/\sqrt\pi`
     (F: Dawson), so Re T = Delta Im E_+ / eps, Im T = -Delta Re E_+ / eps (derivative for small eps).
+    ``mirror_axis``: k_x is odd and k_y even under reversal of this axis (a theta grid symmetric about pi/2; the
+    arrays broadcast to one shape); the factors of k_y alone and the even ones of k_x are then computed on half of it.
     """
     kx, ky, s = (np.asarray(v, dtype=np.float64) for v in (kx, ky, s))
     per_q = _distinct(kx).shape == _distinct(ky).shape  # (q_x, q_y) broadcast over s alike: one pass per q
@@ -165,20 +179,32 @@ def _edge_term(kx, ky, s, a, gamma, L):
     epss = _on_distinct(lambda t: np.where(np.abs(t) < 1e-300, 1.0, t), eps)
     k2 = np.broadcast_to(_distinct(ky) - _distinct(epss), kx.shape) if per_q else ky - epss
     u, u2 = ky * s / _SQRT2, k2 * s / _SQRT2
-    gy = _gauss(u * u)
-    fu = dawsn(u)
+    if mirror_axis is None:
+        gy, fu = _gauss(u * u), dawsn(u)
+    else:
+        gy, fu = _mirrored(lambda v: (_gauss(v * v), dawsn(v)), mirror_axis, np.broadcast_to(u, kx.shape))
     re_t = (fu - dawsn(u2)) / (_SQRTPI * epss)
     im_t = -0.5 * (gy - _gauss(u2 * u2)) / epss
-    if np.any(small):
+    if np.any(small) and np.ndim(small) == 0:
         re_t = np.where(small, s / _SQRT2PI * (1.0 - 2.0 * u * fu), re_t)
         im_t = np.where(small, 0.5 * ky * s * s * gy, im_t)
+    elif np.any(small):  # a few points (q_x ~ 0): their limits set in place
+        at = np.nonzero(small)
+        re_t, im_t = np.array(np.broadcast_to(re_t, small.shape)), np.array(np.broadcast_to(im_t, small.shape))
+        s_at = np.broadcast_to(s, small.shape)[at]
+        re_t[at] = s_at / _SQRT2PI * (1.0 - 2.0 * u[at] * np.broadcast_to(fu, small.shape)[at])
+        im_t[at] = 0.5 * np.broadcast_to(ky, small.shape)[at] * s_at * s_at * np.broadcast_to(gy, small.shape)[at]
     # x factor at the y edges (|gamma y| = a): L e^{-k^2 s^2/2} - Re E[|a + delta| e^{i k delta}], the last
     # bridged between its exact a = 0 and a >> s forms (exact at gamma = 0)
     ss = _on_distinct(lambda t: np.maximum(t, 1e-100), s)
     u0 = kx * s / _SQRT2
-    gx = _gauss(u0 * u0)
+    if mirror_axis is None:
+        gx, dx = _gauss(u0 * u0), 1.0 - 2.0 * u0 * dawsn(u0)
+    else:  # both even in k_x
+        gx, dx = _mirrored(lambda v: (_gauss(v * v), 1.0 - 2.0 * v * dawsn(v)), mirror_axis,
+                           np.broadcast_to(u0, kx.shape))
     j_a = (a * _on_distinct(lambda t: erf(a / (t * _SQRT2)), ss) * gx
-           + s * np.sqrt(2.0 / np.pi) * (1.0 - 2.0 * u0 * dawsn(u0)) * _on_distinct(lambda t: _gauss(0.5 * (a / t) ** 2), ss))
+           + s * np.sqrt(2.0 / np.pi) * dx * _on_distinct(lambda t: _gauss(0.5 * (a / t) ** 2), ss))
     ka = _distinct(kx) * a  # q_x-only factors, once per q
     return 2.0 * (L * gx - j_a) * (np.broadcast_to(np.cos(ka), kx.shape) * re_t - np.broadcast_to(np.sin(ka), kx.shape) * im_t)
 
@@ -194,8 +220,9 @@ def bulk_factor(qx, gamma_l: float, beam_size: float) -> np.ndarray:
 def edge_correction(qx, qy, s, gamma_l: float, beam_size: float, *, mirror_axis: int | None = None) -> np.ndarray:
     r""":math:`(T_1 - T_2)/(4L^2) = K - B\,e^{-q^2 s^2/2}`: smoothed shear kink and y-edge loss (small, smooth in ln s).
 
-    ``mirror_axis``: the caller promises that ``qx`` (broadcast) is odd under reversal of this axis
-    (a theta grid symmetric about pi/2); the kink factor, even in q_x, is then computed on half of it.
+    ``mirror_axis``: the caller promises that ``qx`` (broadcast) is odd and ``qy`` even under reversal of this axis
+    (a theta grid symmetric about pi/2); the kink factor, even in q_x, and the even factors of the y-edge term
+    (of q_y alone, and of q_x) are then computed on half of it.
     """
     L = float(beam_size)
     gamma = float(gamma_l) / L
@@ -211,11 +238,12 @@ def edge_correction(qx, qy, s, gamma_l: float, beam_size: float, *, mirror_axis:
         kink = np.concatenate([kh, np.flip(np.take(kh, np.arange(n // 2), axis=mirror_axis), axis=mirror_axis)],
                               axis=mirror_axis)
     t1 = np.exp(-0.5 * (qy * s) ** 2) * kink
-    t2 = _edge_term(qx, qy, s, a, gamma, L)
+    t2 = _edge_term(qx, qy, s, a, gamma, L, mirror_axis)
     return (t1 - t2) / (4.0 * L * L)
 
 
-def pair_phase(qx, qy, s, gamma_l: float, beam_size: float, *, edges: bool = True) -> np.ndarray:
+def pair_phase(qx, qy, s, gamma_l: float, beam_size: float, *, edges: bool = True,
+               mirror_axis: int | None = None) -> np.ndarray:
     r"""Unnormalised pair phase :math:`K(\mathbf q; s) = E[m m' e^{i\mathbf q\cdot(\mathbf r'-\mathbf r)}]`.
 
     Parameters
@@ -231,6 +259,9 @@ def pair_phase(qx, qy, s, gamma_l: float, beam_size: float, *, edges: bool = Tru
     edges : bool
         ``False`` gives the bulk (no-edge) limit :math:`\tfrac14\,\mathrm{sinc}(q_x\gamma L/2)\,
         e^{-q^2 s^2/2}` (for tests of eq. 5).
+    mirror_axis : int, optional
+        The caller promises that ``qx`` is odd and ``qy`` even under reversal of this axis (a theta grid
+        symmetric about pi/2): the factors even in q_x are computed on half of it (:func:`edge_correction`).
 
     Returns
     -------
@@ -246,7 +277,12 @@ def pair_phase(qx, qy, s, gamma_l: float, beam_size: float, *, edges: bool = Tru
     gauss = np.exp(-0.5 * (qx * qx + qy * qy) * s * s)
     if not edges:
         return 0.25 * _sinc(qx * 0.5 * float(gamma_l)) * gauss
-    return bulk_factor(qx, gamma_l, L) * gauss + edge_correction(qx, qy, s, gamma_l, L)
+    if mirror_axis is None:
+        bulk = bulk_factor(qx, gamma_l, L)
+    else:
+        bulk = _mirrored(lambda v: (bulk_factor(v, gamma_l, L),), mirror_axis,
+                         np.broadcast_to(qx, np.broadcast_shapes(qx.shape, qy.shape)))[0]
+    return bulk * gauss + edge_correction(qx, qy, s, gamma_l, L, mirror_axis=mirror_axis)
 
 
 def both_probability(s, gamma_l: float, beam_size: float, *, edges: bool = True) -> np.ndarray:

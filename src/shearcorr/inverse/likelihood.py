@@ -173,7 +173,7 @@ class Likelihood:
         sl = slice(0, nt) if self.observable == "g_theta" else slice(nt, None)
         return nm.profile_covariance()[1][sl, sl]
 
-    def score_covariance(self, jw: np.ndarray) -> np.ndarray:
+    def score_covariance(self, jw: np.ndarray, samples: int | None = None) -> np.ndarray:
         r"""The meat of the sandwich: :math:`\tilde J^T S\,\Sigma_2\,S^T \tilde J`.
 
         :math:`\tilde J` (n_data, p) is the whitened Jacobian of the data rows, S the whitener of the
@@ -184,11 +184,13 @@ class Likelihood:
         :math:`\Sigma` the true covariance. :math:`\Sigma_2` is unbiased for :math:`\Sigma` and independent of
         :math:`\Sigma_1`, so this meat is unbiased; with :math:`\Sigma_2 = \Sigma_1` it is exactly A, and
         :math:`A^{-1}` is biased low (the weights follow the sampling noise of :math:`\Sigma_1`; ~6 % in the
-        variance of R_s at K = 64). Returns (p, p); A itself for a diagonal covariance (nothing sampled).
+        variance of R_s at K = 64). ``samples``: the configurations of :math:`\Sigma_2` (default those of
+        :math:`\Sigma_1`; any K keeps the meat unbiased, a larger one makes it less noisy). Returns (p, p); A itself
+        for a diagonal covariance (nothing sampled).
         """
         if self.configs is None or self._cov_samples < 2:
             return jw.T @ jw
-        nm = self._noise(self._cov_x, self._cov_samples, self.seed + 1)
+        nm = self._noise(self._cov_x, self._cov_samples if samples is None else int(samples), self.seed + 1)
         y = self._whiten_t(jw)
         if self.P is not None:
             return y.T @ self._profile_cov(nm) @ y

@@ -34,7 +34,7 @@ repeated, up to :data:`MAX_REFRESH` times. The latent covariance is the fit's sa
 .. math:: C = A^{-1} M A^{-1},\qquad A = J^TJ,
 
 M the meat with an independent sample of the shared covariance
-(:meth:`~shearcorr.inverse.likelihood.Likelihood.score_covariance`; with K = 16 configurations A^-1
+(:meth:`~shearcorr.inverse.likelihood.Likelihood.score_covariance`; with K = 8 configurations A^-1
 alone is biased low by the weights following their sampling noise), J a fresh forward-difference
 Jacobian at the result (Broyden's updates serve the steps only: along the curved R_s^2-n_l2 valley they
 bend J; and a J from the start overstates the information on R_s^2 near 0, where the baseline term
@@ -43,7 +43,8 @@ R_s = 0.05, N = 300), the prior of n_l2 included in J; intervals :math:`x \pm z\
 R_s the interval of R_s^2 mapped back with the lower end clipped at 0, or, where the 95 % interval of R_s^2
 reaches 0, the profile-likelihood interval as in the fit (:func:`shearcorr.inverse.fit.profile_near_zero`).
 
-Cost: two noise models (the covariance and the meat; the shared factor dominates: ``noise_samples`` = 16 by default; 64 as the fit's)
+Cost: two noise models (the covariance and the meat; the shared factor dominates: ``noise_samples`` = 8 and
+``meat_samples`` = 16 configurations by default; 64 and 64 in the fit)
 and 8 + ``steps`` engine evaluations on the full map, ~0.3-0.6 s on one core (docs/results.md).
 
 Hand-over: when the steps have not converged after the refreshes, or end with R_s^2 = 0 inside the 95 %
@@ -71,12 +72,17 @@ from ..files import JSONRecord
 from ..params import QGrid
 from .likelihood import N_L2_PRIOR, Likelihood
 
-__all__ = ["Polished", "polish_g", "POLISH_STEPS", "POLISH_SAMPLES"]
+__all__ = ["Polished", "polish_g", "POLISH_STEPS", "POLISH_SAMPLES", "POLISH_MEAT_SAMPLES"]
 
 #: Gauss-Newton (Broyden) steps after the start.
 POLISH_STEPS = 2
-#: Configurations sampled for the shared part of the covariance (the fit uses 64).
-POLISH_SAMPLES = 16
+#: Configurations sampled for the shared part of the covariance that weights the data (the fit uses 64). 8 since
+#: 2026-11-30 (16 before): on 100 + 46 + 100 Monte Carlo sets (uniform N = 300, 2000; Stokes-Einstein N = 300)
+#: the same Err, RMS/CRB and z std within their scatter, one noise model's kernel half as long (docs/results.md).
+POLISH_SAMPLES = 8
+#: Configurations of the sandwich's independent second sample (the meat): 16 -- with 8 the R_s z std rose by
+#: 0.04-0.06 on the same three sets of sets (a noisier meat), with 16 it did not.
+POLISH_MEAT_SAMPLES = 16
 #: Step halvings tried before a step is given up.
 _HALVINGS = 2
 #: Converged when the next Gauss-Newton step would lower chi^2 by less than this.
@@ -213,8 +219,8 @@ def _broyden(prob: Likelihood, x, r, J, steps: int):
 
 def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict | None = None, g_err=None,
              estimator: str = "symmetric", displacement: str = "uniform", steps: int = POLISH_STEPS,
-             noise_samples: int = POLISH_SAMPLES, n_l2_prior: tuple[float, float] = N_L2_PRIOR,
-             seed: int = 0) -> Polished:
+             noise_samples: int = POLISH_SAMPLES, meat_samples: int = POLISH_MEAT_SAMPLES,
+             n_l2_prior: tuple[float, float] = N_L2_PRIOR, seed: int = 0) -> Polished:
     r"""Polish an estimate of (R_s, D2, gamma L) of a measured map by Gauss-Newton steps (module docstring).
 
     Parameters
@@ -235,6 +241,8 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
         Gauss-Newton steps (0: only the covariance at the start, the GP's means kept).
     noise_samples : int, default :data:`POLISH_SAMPLES`
         K, configurations for the shared part of the covariance (0: diagonal).
+    meat_samples : int, default :data:`POLISH_MEAT_SAMPLES`
+        Configurations of the sandwich's independent second sample (unused with a diagonal covariance).
     n_l2_prior : (mean, std)
         Gaussian prior of n_l2 (the fit's).
     seed : int
@@ -276,7 +284,7 @@ def polish_g(data, grid: QGrid, start: dict, *, configs: float, start_std: dict 
         chi2 = float(r @ r)
         J_fd = _jacobian(prob, x, r)  # at the result: near R_s = 0 the baseline's slope in R_s^2 grows as R_s^2
         cov = np.linalg.pinv(J_fd.T @ J_fd)
-        cov = cov @ (prob.score_covariance(J_fd[:-1]) + np.outer(J_fd[-1], J_fd[-1])) @ cov  # sandwich (fit)
+        cov = cov @ (prob.score_covariance(J_fd[:-1], int(meat_samples)) + np.outer(J_fd[-1], J_fd[-1])) @ cov  # sandwich (fit)
         if not np.all(np.isfinite(cov)):
             raise FloatingPointError("non-finite covariance")
     except (ShearcorrError, FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
