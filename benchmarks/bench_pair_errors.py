@@ -7,6 +7,9 @@
     nice python benchmarks/bench_pair_errors.py --study-pair 8124 13 --pixel-subsamples 3 --draws 12   # one study pair
     nice python benchmarks/bench_pair_errors.py --correction-check --gamma-l 10 --d2 2 --rs 0.15 --configs 40 \
         --pixel-subsamples 3 --speckle-px 2.7 --contrast 0.35 --counts 10 --seed 13000 [--rs-known]  # the bias correction
+    nice python benchmarks/bench_pair_errors.py --correction-study --gamma-l 8 --d2 2 --rs 0.15 --configs 48 \
+        --pixel-subsamples 3 --speckle-px 2.7 --contrast 0.35 --counts 10 --seed 13100 --rs-draw --save cs.npy
+        # the correction with marginal vs profile-conditioned noise, R_s of each map from the prior
 
 By default the ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow
 fixed; ``--coherence``, ``--pixel-subsamples``, ``--speckle-px``, ``--contrast``, ``--counts`` change it, the analysis
