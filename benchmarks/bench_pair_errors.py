@@ -7,6 +7,9 @@
     nice python benchmarks/bench_pair_errors.py --study-pair 8124 13 --pixel-subsamples 3 --draws 12   # one study pair
     nice python benchmarks/bench_pair_errors.py --correction-check --gamma-l 10 --d2 2 --rs 0.15 --configs 40 \
         --pixel-subsamples 3 --speckle-px 2.7 --contrast 0.35 --counts 10 --seed 13000 [--rs-known]  # the bias correction
+    nice python benchmarks/bench_pair_errors.py --correction-study --gamma-l 8 --d2 2 --rs 0.15 --configs 48 \
+        --pixel-subsamples 3 --speckle-px 2.7 --contrast 0.35 --counts 10 --seed 13100 --rs-draw --save cs.npy
+        # the correction with marginal vs profile-conditioned noise, R_s of each map from the prior
 
 By default the ideal instrument (point pixels, coherent square beam, contrast 1, 1e5 photons per pixel, flow
 fixed; ``--coherence``, ``--pixel-subsamples``, ``--speckle-px``, ``--contrast``, ``--counts`` change it, the analysis
@@ -713,6 +716,77 @@ def correction_check(a):
           f"flow error rms {np.sqrt(np.mean(R[:, 11] ** 2)):.1f} deg, median std {np.median(R[:, 12]):.1f} deg", flush=True)
 
 
+def correction_study(a):
+    """Why the bias correction over-shoots on hard pairs (``--correction-study``; docs/experiment.md, "The second-order
+    bias correction of the pair fit"). One pair of the parameter set is rendered and analysed (its map, weights and
+    model); then ``--configs`` maps, each a single configuration at the truth -- R_s of each drawn from the prior
+    U(0, 0.3) with ``--rs-draw`` (as a study's pairs), else ``--rs`` -- x the fitted contrast plus Gaussian noise of the
+    stated errors, the deviation from the ensemble map scaled by ``--noise-scale`` (does the expansion hold?), or with
+    ``--gauss-config`` the configuration deviation replaced by a Gaussian of the same covariance (``--n-samples`` draws at
+    the truth; is it the noise's law? only the marginal columns then mean anything: the maps have no configuration whose
+profile the conditioned fit could use). Each map is fitted with the flow fixed at the truth and fitted, the correction's
+    configuration noise marginal over the R_s prior (the default) and conditioned on the configuration's own profile
+    (slope noise ``--slope-err``). Printed: per map, then the mean (standard error) of the flow part fitted - fixed and
+    of each fit against the truth, uncorrected, predicted and corrected, for both noises."""
+    from shearcorr.experiment.model import configuration_maps, configuration_profiles, draw_configurations
+
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    flow = np.radians(a.flow)
+    t0 = time.perf_counter()
+    _, cm, model, f = _analysed_pair(a, params, a.seed)
+    print(f"rendered pair: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f}, D2 {f.d2.value:.3f}; {int(cm.ok.sum())} bins "
+          f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+    rng = np.random.default_rng(a.seed + 2)
+    rs_k = rng.uniform(0.0, 0.3, a.configs) if a.rs_draw else np.full(a.configs, a.rs)
+    draws = draw_configurations(model, a.gamma_l, a.d2, rs_k, a.configs, a.seed + 1)
+    ys, prof = configuration_maps(model, draws, flow), configuration_profiles(model, draws)
+    if a.gauss_config:
+        ref = configuration_maps(model, draw_configurations(model, a.gamma_l, a.d2, a.rs, a.n_samples, a.seed + 3), flow)
+        Lg = (ref - ref.mean(axis=0)) / np.sqrt(len(ref) - 1)
+        ys = ref.mean(axis=0) + np.tensordot(rng.standard_normal((a.configs, len(ref))), Lg, axes=1)
+    tr = np.array([a.gamma_l, a.d2])
+    rows = []
+    for k, y in enumerate(ys):
+        ymod = model.y(a.gamma_l, a.d2, rs_k[k], flow)
+        c0 = f.beta.value * (ymod + a.noise_scale * (y - ymod))
+        C = 1.0 + np.where(cm.ok, c0 + a.noise_scale * cm.errors(f.beta.value * y) * rng.standard_normal(c0.shape), np.nan)
+        cmk = dataclasses.replace(cm, C=C)
+        row = [rs_k[k]]
+        for kw in ({}, dict(profile=prof[k], profile_slope_err=a.slope_err)):
+            fx = fit_pair(cmk, model, phi0=flow, fit_flow=False, seed=k, **kw)
+            ff = fit_pair(cmk, model, fit_flow=True, seed=k, **kw)
+            for g in (fx, ff):
+                b = g.bias_correction
+                u = [g.gamma_l.value + b["gamma_l"] * b["applied"], g.d2.value + b["d2"] * b["applied"]]
+                row += [*u, b["gamma_l"], b["d2"], float(b["applied"])]
+            row += [np.degrees(wrap_half(ff.flow_angle.value - flow)), np.degrees(ff.flow_angle.std)]
+        row += [fx.gamma_l.std, ff.gamma_l.std, fx.d2.std, ff.d2.std]  # columns 25-28
+        rows.append(row)
+        print(f"{k:3d} R_s {rs_k[k]:.3f}: uncorrected fixed {row[1]:6.2f} {row[2]:.3f} fitted {row[6]:6.2f} {row[7]:.3f} | "
+              f"bias marginal fixed {row[3]:+.3f} fitted {row[8]:+.3f}, conditioned fixed {row[15]:+.3f} fitted {row[20]:+.3f}"
+              f" | flow err {row[11]:+5.1f} (std {row[12]:4.1f}) [{time.perf_counter() - t0:.0f}s]", flush=True)
+        if a.save:
+            np.save(a.save, np.array(rows))
+        if (k + 1) % 10 == 0 or k == len(ys) - 1:
+            correction_study_report(np.array(rows), tr)
+
+
+def correction_study_report(R, tr):
+    """Summary of :func:`correction_study` rows (mean +- standard error over the maps, % of the truth)."""
+    def ms(x):
+        return f"{100 * x.mean():+.2f} +- {100 * x.std(ddof=1) / np.sqrt(len(x)):.2f} %"
+
+    print(f"{len(R)} maps; flow error rms {np.sqrt(np.mean(R[:, 11] ** 2)):.1f} deg, median std {np.median(R[:, 12]):.1f} deg")
+    for name, o in (("marginal", 1), ("conditioned", 13)):
+        for j, p in enumerate(("gamma L", "D2")):
+            ux, uf = R[:, o + j], R[:, o + 5 + j]
+            bx, bf = R[:, o + 2 + j] * R[:, o + 4], R[:, o + 7 + j] * R[:, o + 9]
+            print(f"  {name:11s} {p:7s}: flow part uncorrected {ms((uf - ux) / tr[j])}, predicted {ms((bf - bx) / tr[j])}, "
+                  f"corrected {ms((uf - bf - ux + bx) / tr[j])} | fixed: uncorrected {ms(ux / tr[j] - 1)}, predicted "
+                  f"{ms(bx / tr[j])}, corrected {ms((ux - bx) / tr[j] - 1)} | fitted: uncorrected {ms(uf / tr[j] - 1)}, "
+                  f"corrected {ms((uf - bf) / tr[j] - 1)}")
+
+
 def study_split(a):
     """The error of the instrument study's own pairs split into its parts (``--study-split SEED FIRST COUNT``: pairs
     FIRST..FIRST+COUNT-1 of ``bench_analyze.py --instrument --seed SEED``, coherent square, ``--pixel-subsamples``,
@@ -881,6 +955,12 @@ def main():
     ap.add_argument("--split-max-ratio", type=float, default=0.0, help="--study-split: only pairs with gamma L / D2 below")
     ap.add_argument("--correction-check", action="store_true", help="the bias correction on the flow fit (correction_check)")
     ap.add_argument("--rs-known", action="store_true", help="--correction-check: fits with R_s known")
+    ap.add_argument("--correction-study", action="store_true", help="why the correction over-shoots (correction_study)")
+    ap.add_argument("--rs-draw", action="store_true", help="--correction-study: each map's R_s from the prior U(0, 0.3)")
+    ap.add_argument("--noise-scale", type=float, default=1.0, help="--correction-study: scale of the maps' noise")
+    ap.add_argument("--gauss-config", action="store_true",
+                    help="--correction-study: Gaussian configuration noise of the same covariance")
+    ap.add_argument("--slope-err", type=float, default=0.016, help="--correction-study: noise of the profile slope")
     ap.add_argument("--split-report", default="", help="print the summary of saved --study-split rows (.npy files, comma-separated)")
     ap.add_argument("--save", default="", help="--speckle-bias: pickle the maps to this file")
     ap.add_argument("--variants", default="ABCDO", help="--speckle-bias: the fits to run (letters of the report)")
@@ -927,6 +1007,9 @@ def main():
         return
     if a.correction_check:
         correction_check(a)
+        return
+    if a.correction_study:
+        correction_study(a)
         return
     if a.term_cost:
         term_cost()

@@ -269,3 +269,20 @@ def test_bias_correction_removes_the_flow_fit_bias_at_a_hard_flow_point():
     m, se = d.mean(axis=0), d.std(axis=0, ddof=1) / np.sqrt(len(d))
     assert m[0] > 2.5 * se[0], (m, se)  # uncorrected: fitting the flow biases gamma L up
     assert abs(m[1]) < 2.5 * se[1] and abs(m[1]) < 0.4 * m[0], (m, se)  # corrected
+
+
+def test_bias_correction_is_skipped_where_gamma_l_is_poorly_determined():
+    # gamma L / D2 = 3: the flow and gamma L are poorly determined (std / gamma L ~ 0.4); there the plug-in
+    # second-order correction over-shoots (tests/test_experiment_nlbias.py; docs/experiment.md), so fit_pair
+    # reports the bias it would subtract but leaves the estimate as fitted
+    from shearcorr.experiment.inference import BIAS_MAX_REL_STD
+
+    params = SystemParams(150.0, 0.15, 2.0, 6.0, beam_size=L)
+    p = render_pair(params, flow_angle_deg=30.0, contrast=0.4, counts=50.0, shape=(256, 256), seed=5, pixel_subsamples=1)
+    qe = q_bin_edges(p.geometry.qr0, p.mask, 8, 0.2, None)
+    cm = correlation_map(make_pair(p.before, p.after, p.mask), p.geometry, qe, 24, speckle_px=2.2)
+    f = fit_pair(cm, BinnedPairModel(qe, cm.phi_edges, beam_size=L), n_configs=32, seed=1, n_scan=45)
+    bc = f.bias_correction
+    assert f.gamma_l.std > BIAS_MAX_REL_STD * f.gamma_l.value
+    assert not bc["applied"] and "relative std of gamma_l" in bc["reason"]
+    assert 0 < bc["gamma_l"] < f.gamma_l.std  # a predicted upward bias that the 1-std rule alone would have let through
