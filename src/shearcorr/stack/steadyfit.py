@@ -97,7 +97,7 @@ def lag_ratios(c: np.ndarray, jack: np.ndarray):
     (c_\tau/c_0)\,[\mathrm{Var}\,\hat c_0/c_0^2 - \mathrm{Cov}(\hat c_\tau, \hat c_0)/(c_\tau c_0)]`, of order
     1/(configurations x speckles of the bin). Under transit the lag-tau map keeps less of lag 0's fluctuation
     than its own, so the ratio reads *low*, more so at long lags and in bins of few pixels or few photons
-    (measured on a transit-only stack of 160^2 frames: over the bins of the four lowest q rows, 3-7 pixels each,
+    (measured on a transit-only stack of 160^2 frames: over the bins of the ten lowest q rows, 3-40 pixels each,
     the mean ratio 0.5 % low at lag 1 and 5 % low at lag 10, the ratio of their pooled sums unbiased to 0.1 %;
     the steady fit read the transit speed 2.8 % high and D 1.5 % low for it, docs/stacks.md). Quenouille's
     correction with the G delete-one-group maps,
