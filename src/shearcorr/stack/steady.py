@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ShearcorrError
-from .steadyfit import MEAN_ABS, SteadyFit, Baseline, fit_steady, lag_map_errors, overlap_fraction
+from .steadyfit import MEAN_ABS, SteadyFit, Baseline, fit_steady, lag_map_errors, lag_ratios, overlap_fraction
 from .transit import transit_shape_correction
 
 __all__ = ["SteadyAnalysis", "analyze_steady", "independent_configurations", "jackknife_blind_share"]
@@ -45,11 +45,9 @@ def _per_lag(table, fit, c, jack, model, normalization, weights=None):
     v = fit.values
     pos = fit.lags[1:].astype(np.float64)
     L = model.beam_size
+    r, _, jr = lag_ratios(c, jack)
     with np.errstate(invalid="ignore", divide="ignore"):
-        c0 = np.where(c[0] > 0, c[0], np.nan)
-        r = c[1:] / c0[None]
-        jr = jack[:, 1:] / np.where(jack[:, :1] > 0, jack[:, :1], np.nan)
-        err = fit.errors[1:] / c0[None]
+        err = fit.errors[1:] / np.where(c[0] > 0, c[0], np.nan)[None]
     if normalization == "time":
         scale = _coherent_scale(fit, model, weights)  # beta S / (beta S + B - 1); the baseline's share is 1 - scale
         f = overlap_fraction(v["transit"] * pos, v["shear_rate"] * pos, L)
