@@ -107,6 +107,16 @@ def _options_beam(a, params):
     return Beam("square", params.beam_size, (a.coherence * params.beam_size,) * 2)
 
 
+def _reference_pair(a):
+    """The rendered and analysed pair of the controlled-map checks at the truth of ``a``: (flow (rad), map, model, fit)."""
+    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
+    t0 = time.perf_counter()
+    _, cm, model, f = _analysed_pair(a, params, a.seed)
+    print(f"rendered pair: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f}, D2 {f.d2.value:.3f}; {int(cm.ok.sum())} bins "
+          f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+    return np.radians(a.flow), cm, model, f
+
+
 def _analysed_pair(a, params, seed, n_configs=None):
     """One pair rendered with the instrument of the options and analysed told it; returns the pair and what
     ``analyze`` gave ``fit_pair``: its map, model and fit (``fit_pair`` is wrapped for the call only;
@@ -674,12 +684,7 @@ def correction_check(a):
     differences fitted - fixed (like with like), against the mean predicted bias."""
     from shearcorr.experiment.model import configuration_maps, draw_configurations
 
-    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
-    flow = np.radians(a.flow)
-    t0 = time.perf_counter()
-    _, cm, model, f = _analysed_pair(a, params, a.seed)
-    print(f"rendered pair: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f}, D2 {f.d2.value:.3f}; {int(cm.ok.sum())} bins "
-          f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+    flow, cm, model, f = _reference_pair(a)
     ys = configuration_maps(model, draw_configurations(model, a.gamma_l, a.d2, a.rs, a.configs, a.seed + 1), flow)
     rng = np.random.default_rng(a.seed + 2)
     kw = dict(rs_min=a.rs, rs_max=a.rs) if a.rs_known else {}
@@ -730,12 +735,8 @@ profile the conditioned fit could use). Each map is fitted with the flow fixed a
     of each fit against the truth, uncorrected, predicted and corrected, for both noises."""
     from shearcorr.experiment.model import configuration_maps, configuration_profiles, draw_configurations
 
-    params = SystemParams(150.0, a.rs, a.d2, a.gamma_l, beam_size=800.0)
-    flow = np.radians(a.flow)
+    flow, cm, model, f = _reference_pair(a)
     t0 = time.perf_counter()
-    _, cm, model, f = _analysed_pair(a, params, a.seed)
-    print(f"rendered pair: gamma L {f.gamma_l.value:.2f} +- {f.gamma_l.std:.2f}, D2 {f.d2.value:.3f}; {int(cm.ok.sum())} bins "
-          f"[{time.perf_counter() - t0:.0f} s]", flush=True)
     rng = np.random.default_rng(a.seed + 2)
     rs_k = rng.uniform(0.0, 0.3, a.configs) if a.rs_draw else np.full(a.configs, a.rs)
     draws = draw_configurations(model, a.gamma_l, a.d2, rs_k, a.configs, a.seed + 1)
