@@ -77,5 +77,5 @@ def test_result_written_before_the_refactor_loads_with_the_same_numbers():
     p = params_from_attrs(old.attrs)
     assert (p.n_l2, p.rs, p.d2, p.gamma_l, p.displacement) == (150.0, 0.1, 1.5, 15.0, "uniform")
     new = simulate(p, QGrid.log(0.5, 5.0, 6, 7))
-    for name in ("I", "g", "g_err", "g_q", "g_theta"):
-        np.testing.assert_array_equal(new[name].values, old[name].values, err_msg=name)
+    for name in ("I", "g", "g_err", "g_q", "g_theta"):  # to round-off: the engine's summation order may change
+        np.testing.assert_allclose(new[name].values, old[name].values, rtol=1e-13, atol=0, err_msg=name)
