@@ -58,7 +58,7 @@ from ..physics import displacement_std, form_factor
 from .quadrature import chebyshev_interpolation, laplace_nodes, log_s_nodes, radius_nodes, radius_range
 from ..result import make_result
 from .domain import check_analytic
-from .window import S_MAX_FRACTION, _mirrored, both_probability, bulk_factor, edge_correction, pair_phase
+from .window import S_MAX_FRACTION, both_probability, bulk_factor, edge_correction, pair_phase
 
 __all__ = ["ensemble", "ensemble_arrays", "default_resolution", "se_phase_nodes", "clear_caches", "DEFAULT_ERROR_BOUND"]
 
@@ -200,8 +200,7 @@ def _se_phase(params, q, qx, qy, s, Y, v, lam, n_cheb, nodes=None):
     def make():
         mirror = _mirror_axis(np.arctan2(qy[0], qx[0]))  # K's kink part is even in q_x
         C = edge_correction(qx[..., None], qy[..., None], np.exp(sig), params.gamma_l, L, mirror_axis=mirror)
-        bulk = (bulk_factor(qx, params.gamma_l, L) if mirror is None else
-                _mirrored(lambda v: (bulk_factor(v, params.gamma_l, L),), mirror, qx)[0])  # even in q_x
+        bulk = bulk_factor(qx, params.gamma_l, L, mirror_axis=mirror)  # even in q_x
         return np.concatenate([bulk[..., None], C], axis=-1)
 
     # the same grid, nodes and gamma L (a Jacobian's n_l2 column, the baseline at every N): the same c

@@ -209,12 +209,18 @@ def _edge_term(kx, ky, s, a, gamma, L, mirror_axis=None):
     return 2.0 * (L * gx - j_a) * (np.broadcast_to(np.cos(ka), kx.shape) * re_t - np.broadcast_to(np.sin(ka), kx.shape) * im_t)
 
 
-def bulk_factor(qx, gamma_l: float, beam_size: float) -> np.ndarray:
+def bulk_factor(qx, gamma_l: float, beam_size: float, *, mirror_axis: int | None = None) -> np.ndarray:
     r"""The s-independent factor :math:`B(q_x) = \tfrac14[\mathrm{sinc}\,x - \tfrac{\gamma}{2}(\mathrm{sinc}\,x
-    - \tfrac12\mathrm{sinc}^2(x/2))]`, :math:`x = q_x \gamma L/2`, the factor of :math:`T_0/(4L^2) = B\,e^{-q^2 s^2/2}`."""
+    - \tfrac12\mathrm{sinc}^2(x/2))]`, :math:`x = q_x \gamma L/2`, the factor of :math:`T_0/(4L^2) = B\,e^{-q^2 s^2/2}`.
+    ``mirror_axis``: ``qx`` is odd under reversal of this axis; B, even in q_x, is computed on half of it."""
     gamma = float(gamma_l) / float(beam_size)
-    x = np.asarray(qx, dtype=np.float64) * 0.5 * float(gamma_l)
-    return 0.25 * (_sinc(x) - 0.5 * gamma * (_sinc(x) - 0.5 * _sinc(0.5 * x) ** 2))
+
+    def of(v):
+        x = v * 0.5 * float(gamma_l)
+        return (0.25 * (_sinc(x) - 0.5 * gamma * (_sinc(x) - 0.5 * _sinc(0.5 * x) ** 2)),)
+
+    qx = np.asarray(qx, dtype=np.float64)
+    return of(qx)[0] if mirror_axis is None else _mirrored(of, mirror_axis, qx)[0]
 
 
 def edge_correction(qx, qy, s, gamma_l: float, beam_size: float, *, mirror_axis: int | None = None) -> np.ndarray:
@@ -232,11 +238,7 @@ def edge_correction(qx, qy, s, gamma_l: float, beam_size: float, *, mirror_axis:
     if mirror_axis is None:
         kink = _kink_term(qx, s, a, gamma, L)
     else:
-        n = qx.shape[mirror_axis]
-        first = (slice(None),) * (mirror_axis % qx.ndim) + (slice(0, (n + 1) // 2),)
-        kh = _kink_term(qx[first], s[first], a, gamma, L)
-        kink = np.concatenate([kh, np.flip(np.take(kh, np.arange(n // 2), axis=mirror_axis), axis=mirror_axis)],
-                              axis=mirror_axis)
+        kink = _mirrored(lambda x, t: (_kink_term(x, t, a, gamma, L),), mirror_axis, qx, s)[0]
     t1 = np.exp(-0.5 * (qy * s) ** 2) * kink
     t2 = _edge_term(qx, qy, s, a, gamma, L, mirror_axis)
     return (t1 - t2) / (4.0 * L * L)
@@ -277,11 +279,9 @@ def pair_phase(qx, qy, s, gamma_l: float, beam_size: float, *, edges: bool = Tru
     gauss = np.exp(-0.5 * (qx * qx + qy * qy) * s * s)
     if not edges:
         return 0.25 * _sinc(qx * 0.5 * float(gamma_l)) * gauss
-    if mirror_axis is None:
-        bulk = bulk_factor(qx, gamma_l, L)
-    else:
-        bulk = _mirrored(lambda v: (bulk_factor(v, gamma_l, L),), mirror_axis,
-                         np.broadcast_to(qx, np.broadcast_shapes(qx.shape, qy.shape)))[0]
+    if mirror_axis is not None:  # the mirrored axis must exist in q_x
+        qx = np.broadcast_to(qx, np.broadcast_shapes(qx.shape, qy.shape))
+    bulk = bulk_factor(qx, gamma_l, L, mirror_axis=mirror_axis)
     return bulk * gauss + edge_correction(qx, qy, s, gamma_l, L, mirror_axis=mirror_axis)
 
 
