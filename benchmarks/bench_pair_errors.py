@@ -729,7 +729,7 @@ def correction_study(a):
     stated errors, the deviation from the ensemble map scaled by ``--noise-scale`` (does the expansion hold?), or with
     ``--gauss-config`` the configuration deviation replaced by a Gaussian of the same covariance (``--n-samples`` draws at
     the truth; is it the noise's law? only the marginal columns then mean anything: the maps have no configuration whose
-profile the conditioned fit could use). Each map is fitted with the flow fixed at the truth and fitted, the correction's
+    profile the conditioned fit could use). Each map is fitted with the flow fixed at the truth and fitted, the correction's
     configuration noise marginal over the R_s prior (the default) and conditioned on the configuration's own profile
     (slope noise ``--slope-err``). Printed: per map, then the mean (standard error) of the flow part fitted - fixed and
     of each fit against the truth, uncorrected, predicted and corrected, for both noises."""

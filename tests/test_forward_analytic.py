@@ -337,7 +337,6 @@ def test_cached_pieces_give_the_same_numbers_and_follow_every_input():
             assert np.max(np.abs(moved - own)) < 2e-8
 
 
-
 @pytest.mark.parametrize("conv, point", [("uniform", (150, 0.2, 1.3, 12.0)), ("uniform", (60, 0.0, 2.0, 40.0)),
                                          ("uniform", (190, 0.45, 0.1, 55.0)), ("stokes-einstein", (120, 0.3, 0.0, 8.0))])
 def test_uniform_factored_sums_match_the_general_ones(conv, point):
