@@ -318,9 +318,9 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
         notes.append(fit.conditioning["reason"])
     if fit.bias_correction is not None and not fit.bias_correction["applied"]:
         notes.append("second-order bias correction not applied: " + fit.bias_correction["reason"])
-    # the same frames binned in theta from the flow (the correlation area does not depend on the offset)
+    # the same frames binned in theta from the flow (the correlation area and the rings' shares do not depend on it)
     cm = correlation_map(pair, geo, qe, opt.n_phi, phi_offset=flow, area=np.asarray(cm_det.info["correlation_area_px"]),
-                         **map_opts)
+                         ring_share=np.asarray(cm_det.info["thin_ring_share"]), **map_opts)
     mdl_th = _model(opt, qe, cm.phi_edges, geo, instrument, flow)
     y_fit = mdl_th.y(fit.gamma_l.value, fit.d2.value, fit.rs.value, 0.0)
     cm.C_err = cm.errors(fit.beta.value * y_fit)  # errors at the prediction (see CorrelationMap.errors)
