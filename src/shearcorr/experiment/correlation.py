@@ -315,8 +315,8 @@ def _thin_ring_share(px: _Pixels, mu2, pois, K: int, beam_center) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.nan_to_num(1.0 / (m2 + np.nan_to_num(0.5 * (pois[0] + pois[1]))))[px.row]
 
-    def spectra(vals):  # the image and its Friedel mirror, cropped, in Fourier space
-        full = np.zeros(use.shape)
+    def spectra(vals):  # the image and its Friedel mirror, cropped, in Fourier space (float32: sums of ~1e6 terms)
+        full = np.zeros(use.shape, dtype=np.float32)
         full[use] = vals
         return fft.rfft2(full[y0:y1, x0:x1], fshape), fft.rfft2(_mirror(full, beam_center)[y0:y1, x0:x1], fshape)
 
