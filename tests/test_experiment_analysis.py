@@ -172,3 +172,17 @@ def test_cli_condition_profile_is_recorded(synth_dir, tmp_path):
     fit = json.loads((out / "result.json").read_text())["methods"]["fit"]
     assert isinstance(fit["conditioning"], dict) and "used" in fit["conditioning"]
     assert len(fit["std_configuration_marginal"]) >= 2 and all(v > 0 for v in fit["std_configuration_marginal"])
+
+
+def test_frames_reaching_low_q_are_clipped_not_refused():
+    """A detector that reaches q R0 = 0.05 (small beam stop): the default model (pixels: the general engine) built its
+    baseline B with a non-affine step its simulation box cannot hold, and `analyze` stopped with "the displacements
+    ... carry particles across the simulation box". The q range now starts where that box decorrelates the baseline
+    (q R0 >= 5 / 49.95 ~ 0.1 at L = 800 R0, model.baseline_d2_max), with a warning."""
+    p = render_pair(SystemParams(150, 0.1, 1.0, 15), flow_angle_deg=30, contrast=0.3, shape=(256, 256), seed=4,
+                    beamstop=0.05)
+    assert p.geometry.qr0[p.mask].min() < 0.06
+    r = analyze(p.before, p.after, p.geometry, options=AnalysisOptions(mask=p.mask, plots=False))
+    d = json.loads(r.to_json())
+    assert any("left out" in w and "0.0" in w for w in d["warnings"])
+    assert abs(r.gamma_l.value - 15.0) < 3 * r.gamma_l.std + 1.5 and abs(r.d2.value - 1.0) < 3 * r.d2.std + 0.1

@@ -70,3 +70,46 @@ def test_speckle_cumulants_remove_the_poisson_noise():
     k4_rows, g = pooled_k4([(mu2, k4), (mu2, k4)], nrow, np.ones(n_q))
     assert g == pytest.approx(6.0, abs=0.6)
     np.testing.assert_allclose(k4_rows, g * mu2**2)
+
+
+def _friedel_pair(rng, geo, mask, y, counts, speckle_px):
+    """Two frames of the far field of a real random object (Friedel pairs q, -q are one speckle; speckles span
+    ``speckle_px`` pixels), the second's field correlated with the first's by sqrt(y) per pixel."""
+    n = mask.shape[0]
+    side = int(round(n / speckle_px))
+
+    def field():
+        obj = np.zeros(mask.shape)
+        obj[:side, :side] = rng.standard_normal((side, side))
+        return np.fft.fftshift(np.fft.fft2(obj)) / side
+
+    a, b = field(), field()
+    e2 = np.sqrt(y) * a + np.sqrt(1.0 - y) * b
+    prof = counts * np.exp(-0.5 * (geo.qr0 / 1.5) ** 2)
+    return make_pair(rng.poisson(prof * np.abs(a) ** 2), rng.poisson(prof * np.abs(e2) ** 2), mask)
+
+
+def test_ring_centring_bias_is_removed():
+    """Centring on the thin-ring mean biases C - 1 and the contrast by O(1 / speckles per thin ring) -- without the
+    first-order correction (module docstring of correlation) the lowest rows here (~20-30 speckles per thin ring) read
+    y 5-8 % low and the contrast 2.4 % low (measured over 2000 pairs: -8.1 / -3.8 / -3.2 % in rows 0-2; corrected
+    -1.4 / -0.3 / -0.0 %, standard errors 0.4-0.5 %). The truth is known per pixel: y = |mu|^2, contrast 1."""
+    n, spx = 129, 2.5  # odd: the beam centre is a pixel, so the mirror of the FFT grid is the detector's
+    geo, _, mask, _ = synth_detector((n, n), 1.7 / (n / 2), 800.0)
+    qmax = 0.7 * float(geo.qr0[mask].max())
+    qe = q_bin_edges(geo.qr0, mask, 6, qmax / 5, qmax)
+    y = 0.9 * np.exp(-((geo.qr0 / qmax * np.cos(geo.phi) * 1.6) ** 2))  # anisotropic decorrelation
+    rng = np.random.default_rng(7)
+    maps = [correlation_map(_friedel_pair(rng, geo, mask, y, 30.0, spx), geo, qe, 8, speckle_px=spx) for _ in range(150)]
+    cm = maps[0]
+    inq = mask & (geo.qr0 >= qe[0]) & (geo.qr0 < qe[-1])
+    row = np.clip(np.searchsorted(qe, geo.qr0[inq], side="right") - 1, 0, 5)
+    truth = np.bincount(row, y[inq], 6) / np.bincount(row, None, 6)
+    w = cm.n_pix / cm.n_pix.sum(axis=1, keepdims=True)
+    rel = (np.mean([m.y for m in maps], axis=0) * w).sum(axis=1) / truth - 1.0
+    # rows 0-1 pooled: -6 % uncorrected; corrected within ~2 standard errors (1.2 % here)
+    assert abs(rel[:2].mean()) < 0.025
+    assert abs(rel[2:].mean()) < 0.015
+    assert np.mean([m.beta for m in maps]) == pytest.approx(1.0, abs=0.01)  # uncorrected: 0.976
+    speckles = 1.0 / np.asarray(cm.info["thin_ring_share"]).reshape(6, -1).mean(axis=1)
+    assert 10 < speckles[0] < 40 and np.all(np.diff(speckles) > 0)

@@ -31,7 +31,7 @@ from .pair import FramePair, load_pair, make_pair
 from .geometry import DetectorGeometry
 from .geometryfile import load_geometry
 from .inference import D2_MIN, fit_pair, pair_profile
-from .model import BinnedPairModel
+from .model import BinnedPairModel, engine_step_max
 from .regression import GPR_BOX, default_cache_dir, gpr_predict, model_predict
 from .results import ChiSquare, Contrast, FlowAngle, Length, PairAnalysis, RsEstimate
 
@@ -305,22 +305,23 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     checks.check_bins(opt.n_q, opt.n_phi, int(pair.valid.sum()))
     spx = _speckle_px(geo, pair.valid)
     notes += checks.check_speckle(spx, pair.before.shape)
-    q_min, q_max, q_notes = checks.model_q_range(geo.qr0, pair.valid, opt, geo.beam_size_r0)
+    instrument = _instrument(opt, geo, pair.valid)
+    q_min, q_max, q_notes = checks.model_q_range(geo.qr0, pair.valid, opt, geo.beam_size_r0,
+                                                 engine_step_max(*instrument, geo.beam_size_r0))
     qe = q_bin_edges(geo.qr0, pair.valid, opt.n_q, q_min, q_max)
     map_opts = dict(contrast=opt.contrast, photon_counts=opt.photon_counts, speckle_px=spx)
     bounds = checks.fit_bounds(opt, geo.beam_size_r0)
     if opt.rs_prior is not None:
         bounds = dict(bounds, rs_min=opt.rs_prior[0], rs_max=opt.rs_prior[1])
-    instrument = _instrument(opt, geo, pair.valid)
     cm_det, fit, flow, flow_std, strip = _fit_in_detector_frame(pair, geo, qe, opt, map_opts, bounds, instrument)
     notes += q_notes + checks.fit_warnings(fit, bounds, D2_MIN)
     if fit.conditioning is not None and not fit.conditioning["used"]:
         notes.append(fit.conditioning["reason"])
     if fit.bias_correction is not None and not fit.bias_correction["applied"]:
         notes.append("second-order bias correction not applied: " + fit.bias_correction["reason"])
-    # the same frames binned in theta from the flow (the correlation area does not depend on the offset)
+    # the same frames binned in theta from the flow (the correlation area and the rings' shares do not depend on it)
     cm = correlation_map(pair, geo, qe, opt.n_phi, phi_offset=flow, area=np.asarray(cm_det.info["correlation_area_px"]),
-                         **map_opts)
+                         ring_share=np.asarray(cm_det.info["thin_ring_share"]), **map_opts)
     mdl_th = _model(opt, qe, cm.phi_edges, geo, instrument, flow)
     y_fit = mdl_th.y(fit.gamma_l.value, fit.d2.value, fit.rs.value, 0.0)
     cm.C_err = cm.errors(fit.beta.value * y_fit)  # errors at the prediction (see CorrelationMap.errors)

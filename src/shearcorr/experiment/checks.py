@@ -111,15 +111,17 @@ def _system(opt, beam_size: float, gamma_l: float = 0.0, d2: float = 0.0) -> Sys
                         beam_size=beam_size)
 
 
-def model_q_range(qr0: np.ndarray, valid: np.ndarray, opt, beam_size: float) -> tuple[float | None, float | None, list[str]]:
+def model_q_range(qr0: np.ndarray, valid: np.ndarray, opt, beam_size: float,
+                  step_max: float | None = None) -> tuple[float | None, float | None, list[str]]:
     """The q limits (q R0) to bin: the user's (refused outside the model's validated domain) or the
-    frame's, clipped to the domain with a warning. Returns (q_min, q_max, warnings); None = the frame's."""
-    from .model import BASELINE_QD
+    frame's, clipped to the domain with a warning. Returns (q_min, q_max, warnings); None = the frame's.
+    ``step_max``: the general engine's box (a beam or pixels; :func:`shearcorr.forward.beamengine.max_step`)."""
+    from .model import BASELINE_QD, baseline_d2_max
 
     # the engine's domain, and q large enough for the model's baseline B to be decorrelated with the
-    # largest D2 the domain allows (.model.decorrelated_d2)
+    # largest D2 the domain and the engine's box allow (.model.decorrelated_d2)
     system = _system(opt, beam_size)
-    lo_dom = max(analytic_q_min(system), BASELINE_QD / (0.999 * max_d2(system)))
+    lo_dom = max(analytic_q_min(system), BASELINE_QD / baseline_d2_max(system, step_max))
     hi_dom = Q_MAX_R0
     qv = qr0[valid & (qr0 > 0)]
     if qv.size == 0:

@@ -12,10 +12,20 @@ bin ratio :math:`\langle i_1 i_2\rangle_b/(\langle i_1\rangle_b\langle i_2\rangl
 the bin's own means: with M independent speckles per bin (halved by the Friedel mirror q, -q in
 the same folded bin) it is biased low by ~(1 + C)/M, i.e. 20-30 % of C - 1 in bins of 10-30
 speckles, and by a different fraction where the strip is narrow -- this was the gamma L bias
-(docs/experiment.md, "Bias ladder"). Here the bias is O(1/M_ring) and the same in the contrast
-below, so it cancels in (C - 1)/beta. Poisson noise is independent between the frames, so
-:math:`\langle n_1 n_2\rangle` needs no shot-noise correction. Requirement: the static intensity is
-isotropic (true for a dilute dispersion; an anisotropic static pattern needs the ratio estimator).
+(docs/experiment.md, "Bias ladder"). The ring mean leaves a bias of order m_t = 1/M_t, M_t the
+independent speckles of the thin ring (a few tens in the lowest rows of a 512^2 frame), which is
+removed to first order (docs/theory.md 7.12): with c the bin's C - 1, c_t the thin ring's mean of u
+and beta_r the row's speckle variance,
+
+.. math:: E[C_b - 1] = c + m_t\,[\bar c_t (1 + c) - 2c(1 + \beta_r)],\qquad
+          E[\hat\beta_r] = \beta_r - (1 + \beta_r)\,(m_t\beta_r + \langle 1/(n_t\bar n)\rangle)
+
+(Gaussian fields, any number of modes; n_t pixels of the thin ring, nbar its mean count). Both are
+subtracted. m_t comes from the frames' own intensity covariance (direct and Friedel mirror) summed over
+the pixel pairs of the thin ring (:func:`_thin_ring_share`). Poisson noise is independent between the
+frames, so :math:`\langle n_1 n_2\rangle` needs no shot-noise correction. Requirement: the static
+intensity is isotropic (true for a dilute dispersion; an anisotropic static pattern needs the ratio
+estimator).
 
 Errors. Pixels within one speckle (size ~ 2 pi / L in q) and mirror pixels q, -q (Friedel: the
 same speckle, independent shot noise) are correlated. With u_p = (i_1 - 1)(i_2 - 1),
@@ -237,20 +247,29 @@ def _normalised_pixels(pair, qr0, q_edges) -> _Pixels:
     return _Pixels(use, rr, tt, tuple(thin_I), pair.before[use] / thin_I[0][tt] - 1.0, pair.after[use] / thin_I[1][tt] - 1.0)
 
 
-def _correlation_area(px: _Pixels, u, var_u_bin, sel, qr0, n_q, speckle_px, beam_center):
+def _lag_window(speckle_px) -> int:
+    """Half width (pixels) of the lag window of the correlation sums."""
+    return int(np.clip(np.ceil(LAG_SPECKLES * (speckle_px or DEFAULT_SPECKLE_PX)), 1, MAX_LAG_PX))
+
+
+def _beam_center(qr0, beam_center):
+    """(col, row) of q = 0: the given one, else the pixel of least q."""
+    if beam_center is not None:
+        return beam_center
+    flat = int(np.argmin(np.where(np.isfinite(qr0), qr0, np.inf)))
+    return (flat % qr0.shape[1], flat // qr0.shape[1])
+
+
+def _correlation_area(px: _Pixels, u, var_u_bin, sel, n_q, speckle_px, beam_center):
     """Correlation area per q row (pixels): lag sums of the standardised u, direct and Friedel mirror."""
     from scipy.ndimage import uniform_filter
 
     shape = px.use.shape
-    speckle = speckle_px or DEFAULT_SPECKLE_PX
-    K = int(np.clip(np.ceil(LAG_SPECKLES * speckle), 1, MAX_LAG_PX))
-    if beam_center is None:
-        flat = np.argmin(np.where(np.isfinite(qr0), qr0, np.inf))
-        beam_center = (flat % shape[1], flat // shape[1])
+    K = _lag_window(speckle_px)
     # standardised u, centred on a local mean over a window of ~8 speckles (a bin-mean centring
     # erases the correlation of bins a few speckles wide, a row-mean centring adds the strip's
     # large-scale structure to every lag); the pooled lag sums per row are box filters of z
-    W = 2 * int(np.ceil(CENTRING_SPECKLES * speckle)) + 1
+    W = 2 * int(np.ceil(CENTRING_SPECKLES * (speckle_px or DEFAULT_SPECKLE_PX))) + 1
     ufull = np.zeros(shape)
     ufull[px.use] = u
     wfull = px.use.astype(np.float64)
@@ -270,8 +289,76 @@ def _correlation_area(px: _Pixels, u, var_u_bin, sel, qr0, n_q, speckle_px, beam
     return area_row, info
 
 
+#: Pixels per thin ring (about) that sample its pixel-pair sum in :func:`_thin_ring_share`.
+SHARE_SAMPLES = 64
+
+
+def _thin_ring_share(px: _Pixels, mu2, pois, K: int, beam_center) -> np.ndarray:
+    r"""Per thin ring t, :math:`m_t = n_t^{-2}\sum_{p, p' \in t} A(p' - p)`: the variance of the ring's mean of the
+    speckle over the speckle's variance, i.e. 1 / (independent speckles of the ring).
+
+    A is the speckle's normalised intensity covariance at a pixel offset (A(0) = 1) plus its covariance with the
+    Friedel mirror pixel (same thin ring), for offsets up to K pixels on each axis, measured on both frames with FFTs
+    (off-diagonal: free of Poisson noise), each pixel weighted by the inverse of its row's total variance. The pairs of
+    each ring are counted on about ``SHARE_SAMPLES`` of its pixels. ``mu2``, ``pois``: per frame, per row, the speckle
+    variance and the Poisson variance <1/nbar>. Returns m_t over the thin rings (NaN where a ring has no pixel).
+    """
+    from scipy import fft
+
+    use = px.use
+    rows_any, cols_any = np.flatnonzero(use.any(axis=1)), np.flatnonzero(use.any(axis=0))
+    y0, y1, x0, x1 = rows_any[0], rows_any[-1] + 1, cols_any[0], cols_any[-1] + 1
+    shape = (y1 - y0 + K, x1 - x0 + K)
+    fshape = tuple(fft.next_fast_len(n, real=True) for n in shape)
+    # one weight per row for both frames: the inverse of the row's total variance (speckle + Poisson)
+    m2 = np.clip(np.nan_to_num(0.5 * (mu2[0] + mu2[1])), 0.0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.nan_to_num(1.0 / (m2 + np.nan_to_num(0.5 * (pois[0] + pois[1]))))[px.row]
+
+    def spectra(vals):  # the image and its Friedel mirror, cropped, in Fourier space (float32: sums of ~1e6 terms)
+        full = np.zeros(use.shape, dtype=np.float32)
+        full[use] = vals
+        return fft.rfft2(full[y0:y1, x0:x1], fshape), fft.rfft2(_mirror(full, beam_center)[y0:y1, x0:x1], fshape)
+
+    fv, fvm = spectra(w * np.sqrt(m2[px.row]))
+    sd = sm = 0.0
+    for d in (px.d1, px.d2):
+        fz, fzm = spectra(w * d)
+        sd, sm = sd + np.conj(fz) * fz, sm + np.conj(fz) * fzm
+    # sum_p a_p b_{p + delta} = irfft2(conj(A) B)[delta]
+    num_d, num_m = fft.irfft2(sd, fshape), fft.irfft2(sm, fshape)
+    den_d, den_m = (2.0 * fft.irfft2(np.conj(fv) * f, fshape) for f in (fv, fvm))
+    dy, dx = (a.ravel() for a in np.mgrid[-K:K + 1, -K:K + 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        A = np.nan_to_num(num_d[dy, dx] / den_d[dy, dx])
+        Am = np.nan_to_num(num_m[dy, dx] / den_m[dy, dx])
+    A[(dy == 0) & (dx == 0)] = 1.0  # the pixel itself: the speckle variance (its lag-0 product holds the Poisson noise)
+    # the thin rings' pixel pairs at each offset, on a sample of every ring's pixels; labels padded by K (-1 outside)
+    ny, nx = use.shape
+    label = np.full((ny + 2 * K, nx + 2 * K), -1, dtype=np.int32)
+    label[K:K + ny, K:K + nx][use] = px.ring
+    n_rings = int(px.ring.max()) + 1
+    nt = np.bincount(px.ring, minlength=n_rings)
+    # about SHARE_SAMPLES pixels per ring, spread over it (a fixed low-discrepancy sequence: no randomness)
+    pick = np.flatnonzero(np.mod(np.arange(px.ring.size) * 0.6180339887498949, 1.0) * nt[px.ring] < SHARE_SAMPLES)
+    yy, xx = np.nonzero(use)
+    ys, xs, ts = yy[pick] + K, xx[pick] + K, px.ring[pick].astype(np.int32)
+    cx, cy = beam_center
+    ym, xm = np.rint(2 * cy - yy[pick]).astype(np.int64) + K, np.rint(2 * cx - xx[pick]).astype(np.int64) + K
+    far = (ym < K) | (ym >= ny + K) | (xm < K) | (xm >= nx + K)  # mirror pixel off the frame: no mirror pairs counted
+    ym[far], xm[far] = K, K  # any index inside; masked below
+    flat = label.ravel()
+    off = (dy * label.shape[1] + dx).astype(np.int64)
+    direct = flat[(ys * label.shape[1] + xs)[:, None] + off] == ts[:, None]
+    mirror = flat[(ym * label.shape[1] + xm)[:, None] - off] == ts[:, None]
+    mirror[far] = False
+    per_pixel = direct @ A + mirror @ Am
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(ts, per_pixel, n_rings) / np.bincount(ts, None, n_rings) / nt
+
+
 def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contrast=None, photon_counts=True,
-                    speckle_px=None, beam_center=None, area=None) -> CorrelationMap:
+                    speckle_px=None, beam_center=None, area=None, ring_share=None) -> CorrelationMap:
     """Compute C(q, phi) with errors and the contrast from two frames (module docstring).
 
     Parameters
@@ -297,8 +384,12 @@ def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contra
     area : ndarray (n_q,), optional
         Correlation area per q row (pixels) from an earlier call on the same frames and q bins;
         skips its measurement (the area does not depend on the azimuth offset).
+    ring_share : ndarray (n_q * N_SUB_RING,), optional
+        The thin rings' m_t (``info["thin_ring_share"]``) from an earlier call on the same frames and q bins; skips
+        its measurement (:func:`_thin_ring_share`).
     """
     qr0, phi = geometry.qr0, geometry.phi
+    beam_center = _beam_center(qr0, beam_center)
     q_edges = np.asarray(q_edges, dtype=np.float64)
     n_q = q_edges.size - 1
     nb = n_q * n_phi
@@ -313,19 +404,35 @@ def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contra
         cm1 = _bincount(sel, u, nb) / n
         var_u = np.maximum(_bincount(sel, u * u, nb) / n - cm1**2, 0.0)
     if area is None:
-        area_row, info_k = _correlation_area(px, u, var_u, sel, qr0, n_q, speckle_px, beam_center)
+        area_row, info_k = _correlation_area(px, u, var_u, sel, n_q, speckle_px, beam_center)
     else:
         area_row, info_k = np.asarray(area, dtype=np.float64), {}
+    nbars = [thin[px.ring] for thin in px.ring_I]
+    cumulants = [speckle_cumulants(d, nbar, px.row, nrow, n_q, photon_counts) for d, nbar in zip((px.d1, px.d2), nbars)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pois = [_bincount(px.row, 1.0 / nbar, n_q) / nrow if photon_counts else np.zeros(n_q) for nbar in nbars]
+    if ring_share is None:
+        ring_share = _thin_ring_share(px, [c[0] for c in cumulants], pois, _lag_window(speckle_px), beam_center)
+    # the ring centring's first-order bias, in every bin and in each frame's contrast (module docstring)
+    n_rings = n_q * N_SUB_RING
+    m_p = np.nan_to_num(np.asarray(ring_share, dtype=np.float64)[px.ring])
+    nt = _bincount(px.ring, None, n_rings)[px.ring]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u_ring = (_bincount(px.ring, u, n_rings) / _bincount(px.ring, None, n_rings))[px.ring]
+        mu2 = np.clip(np.nan_to_num(0.5 * (cumulants[0][0] + cumulants[1][0])), 0.0, None)[px.row]
+        c_b = cm1[sel]
+        cm1 = cm1 - _bincount(sel, m_p * (u_ring * (1.0 + c_b) - 2.0 * c_b * (1.0 + mu2)), nb) / n
+        m_row = _bincount(px.row, m_p, n_q) / nrow
+        centring = [(m_row, _bincount(px.row, 1.0 / (nt * nbar), n_q) / nrow if photon_counts else 0.0) for nbar in nbars]
     area_b = np.repeat(area_row, n_phi)
     with np.errstate(invalid="ignore", divide="ignore"):
         n_eff = n / area_b
         C_err = np.sqrt(var_u * area_b / n)
         C = 1.0 + cm1
-    nbars = [thin[px.ring] for thin in px.ring_I]
-    frames = [frame_contrast(d, nb, px.row, nrow, area_row, n_q, photon_counts) for d, nb in zip((px.d1, px.d2), nbars)]
+    frames = [frame_contrast(d, nbar, px.row, nrow, area_row, n_q, photon_counts, centring=cen)
+              for d, nbar, cen in zip((px.d1, px.d2), nbars, centring)]
     betas, berrs, var_d = [f[0] for f in frames], [f[1] for f in frames], [f[2] for f in frames]
-    k4, k4_shape = pooled_k4([speckle_cumulants(d, nb, px.row, nrow, n_q, photon_counts)
-                              for d, nb in zip((px.d1, px.d2), nbars)], nrow, area_row)
+    k4, k4_shape = pooled_k4(cumulants, nrow, area_row)
     if contrast is None:
         beta = 0.5 * (betas[0] + betas[1])
         beta_err = 0.5 * float(np.hypot(*berrs))
@@ -345,5 +452,6 @@ def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contra
         n_eff=n_eff.reshape(shape), beta=float(beta), beta_err=float(beta_err), beta_frames=tuple(betas),
         ring_q=np.sqrt(q_edges[:-1] * q_edges[1:]), ring_I=ring_I, phi_offset=float(phi_offset),
         info=dict(info_k, correlation_area_px=area_row.tolist(), beta_frames_err=berrs, contrast_given=contrast is not None,
-                  estimator="ring-centred product <(i1-1)(i2-1)>_b", speckle_k4_shape=k4_shape),
+                  estimator="ring-centred product <(i1-1)(i2-1)>_b, its centring bias removed", speckle_k4_shape=k4_shape,
+                  thin_ring_share=np.asarray(ring_share, dtype=np.float64).tolist()),
         var_u=var_u.reshape(shape), area=area_b.reshape(shape), var_d=np.stack(var_d, axis=1), k4=k4)

@@ -44,14 +44,47 @@ D_DECORRELATED = 25.0
 BASELINE_QD = 5.0
 
 
-def decorrelated_d2(params: SystemParams, q_min: float | None = None) -> float:
+def decorrelated_d2(params: SystemParams, q_min: float | None = None, step_max: float | None = None) -> float:
     """D2 of the baseline B: large enough that exp(-q^2 D2^2 / 2) <= exp(-BASELINE_QD^2 / 2) at ``q_min``
-    (at least ``D_DECORRELATED``), at most what the engine's validated domain allows in this beam
-    (:func:`shearcorr.forward.domain.max_d2`)."""
+    (at least ``D_DECORRELATED``), at most :func:`baseline_d2_max`."""
+    want = D_DECORRELATED if q_min is None else max(D_DECORRELATED, BASELINE_QD / float(q_min))
+    return min(want, baseline_d2_max(params, step_max))
+
+
+def baseline_d2_max(params: SystemParams, step_max: float | None = None) -> float:
+    """Largest D2 the baseline may use: what the engine's validated domain allows in this beam
+    (:func:`shearcorr.forward.domain.max_d2`) and, for the general engine (a beam or pixels), what its box holds,
+    ``step_max`` (:func:`shearcorr.forward.beamengine.max_step`) over the largest step of the radius nodes per unit
+    D2 (:func:`step_scale`); 0.999 of the smaller."""
     from ..forward.domain import max_d2
 
-    want = D_DECORRELATED if q_min is None else max(D_DECORRELATED, BASELINE_QD / float(q_min))
-    return min(want, 0.999 * max_d2(replace(params, gamma_l=0.0)))
+    cap = max_d2(replace(params, gamma_l=0.0))
+    if step_max is not None:
+        cap = min(cap, step_max / step_scale(params))
+    return 0.999 * cap
+
+
+def engine_step_max(beam, pixel, beam_size: float) -> float | None:
+    """The largest step std (R0) the box of the engine a model with this instrument uses holds: None for the paper's
+    engine (no beam, no pixels), else :func:`shearcorr.forward.beamengine.max_step` of the beam (the paper's square
+    slit when only pixels are given)."""
+    if beam is None and pixel is None:
+        return None
+    from ..beam import Beam
+    from ..forward.beamengine import max_step
+
+    return max_step(Beam() if beam is None else beam, beam_size)
+
+
+def step_scale(params: SystemParams, q_max: float = 5.0) -> float:
+    """Largest non-affine step std per unit D2 over the engine's radius nodes (1 for uniform steps; for
+    Stokes-Einstein steps sqrt(r0 / R) at the smallest node of ``params``' R_s)."""
+    from ..forward.analytic import default_resolution
+    from ..forward.quadrature import radius_nodes
+    from ..physics import displacement_std
+
+    z, _ = radius_nodes(params.rs, default_resolution(params, q_max)[0])
+    return float(np.max(displacement_std(params.r0 * np.exp(z), 1.0, params.displacement, params.r0)))
 
 
 def ensemble_g(params: SystemParams, q, theta, *, beam=None, pixel=None, flow_angle: float = 0.0) -> np.ndarray:
@@ -118,13 +151,18 @@ class BinnedPairModel:
         key = round(p.rs, 12)
         if key not in self._ab:
             a = self._g(replace(p, gamma_l=0.0, d2=0.0), [0.0])[:, 0]
-            b = self._g(replace(p, gamma_l=0.0, d2=decorrelated_d2(p, self.q_sub.min())), [0.0])[:, 0]
+            b = self._g(replace(p, gamma_l=0.0, d2=decorrelated_d2(p, self.q_sub.min(), self.step_max)), [0.0])[:, 0]
             if np.any(a - b <= 0):
                 raise ShearcorrError("the ensemble model has no correlation amplitude (A <= B); check n_l2 and the q range")
             if len(self._ab) > 64:
                 self._ab.clear()
             self._ab[key] = (a, b)
         return self._ab[key]
+
+    @property
+    def step_max(self) -> float | None:
+        """:func:`engine_step_max` of this model's instrument."""
+        return engine_step_max(self.beam, self.pixel, self.beam_size)
 
     def _g(self, p: SystemParams, theta) -> np.ndarray:
         if self.beam is None and self.pixel is None:

@@ -75,13 +75,16 @@ def speckle_cumulants(d, nbar, row, nrow, n_q, photon_counts=True):
     return mu2, mu4 - 3.0 * mu2**2
 
 
-def frame_contrast(d, nbar, row, nrow, area_row, n_q, photon_counts=True):
+def frame_contrast(d, nbar, row, nrow, area_row, n_q, photon_counts=True, centring=None):
     r"""One frame's speckle contrast :math:`\beta = \sum_r w_r \beta_r / \sum_r w_r`, its error and the rows' variances.
 
     Per row :math:`\beta_r = \langle d^2\rangle_r - \langle 1/\bar n\rangle_r` (speckle + Poisson, the Poisson part
     removed when ``photon_counts``), weighted by the rows' independent speckles :math:`w_r = n_r / a_r` (not by the
     noisy per-row variances, which would favour low estimates); rows with :math:`w_r <` ``MIN_ROW_SPECKLES`` are
     left out. Arguments as :func:`speckle_cumulants`; ``area_row`` (n_q,) is the correlation area per row (pixels).
+    ``centring`` = (m_r, p_r), per row the mean of the pixels' thin-ring shares m_t and of 1/(n_t nbar): the centring
+    on the thin-ring mean lowers :math:`\beta_r` by :math:`(1 + \beta_r)(m_r\beta_r + p_r)`, which is added back
+    (:mod:`.correlation`).
 
     Returns
     -------
@@ -96,6 +99,8 @@ def frame_contrast(d, nbar, row, nrow, area_row, n_q, photon_counts=True):
         pois = _row_sum(row, 1.0 / nbar, n_q) / nrow if photon_counts else 0.0
         var_d = _row_sum(row, d * d, n_q) / nrow
         bb = var_d - pois
+        if centring is not None:
+            bb = bb + (1.0 + bb) * (bb * centring[0] + centring[1])
         wr = nrow / area_row
     ok = np.isfinite(bb) & np.isfinite(wr) & (wr >= MIN_ROW_SPECKLES)
     if not ok.any():

@@ -42,10 +42,12 @@ from .quadrature import laplace_nodes, log_s_nodes, radius_nodes
 from . import slits
 from .profiles import ProfileGrid, chebyshev_levels
 
-__all__ = ["beam_moments", "BEAM_ERROR_BOUND"]
+__all__ = ["beam_moments", "max_step", "BEAM_ERROR_BOUND", "ROOM_SIGMAS"]
 
 #: Documented bound of the model error of g for non-paper beams (docs/theory.md section 7).
 BEAM_ERROR_BOUND = 5e-4
+#: The simulation box holds the footprint, the shear's reach and this many of the largest step std.
+ROOM_SIGMAS = 8.0
 #: Illumination-level Gauss nodes of smooth footprints.
 N_LEVELS = 16
 #: Chebyshev pair levels of smooth footprints for rs = 0, 0 < rs <= 0.15 and rs > 0.15 (docs/theory.md 7.2:
@@ -136,9 +138,9 @@ class _Beam:
         hx, hy = beam.half_extent()
         smax = float(np.max(s)) if np.size(s) else 0.0
         if beam.plane == "1-3":
-            reach = abs(self.gamma) * (0.5 * beam.gap + abs(beam.zero_velocity)) + 8 * smax
+            reach = abs(self.gamma) * (0.5 * beam.gap + abs(beam.zero_velocity)) + ROOM_SIGMAS * smax
         else:
-            reach = abs(self.gamma) * hy + 8 * smax
+            reach = abs(self.gamma) * hy + ROOM_SIGMAS * smax
         if max(hx, hy) + reach >= self.B:
             raise ShearcorrError(f"the displacements (up to {reach:.3g} R0) carry particles across the simulation box "
                                  f"of half-width {self.B:.4g} R0; use a smaller gamma_l or d2")
@@ -266,6 +268,13 @@ def _tabulate(fun, k, trailing=()):
     uniq, inv = np.unique(kr, return_inverse=True)
     vals = np.asarray(fun(uniq))
     return vals.reshape((uniq.size,) + tuple(trailing))[inv.reshape(kr.shape)]
+
+
+def max_step(beam: Beam, beam_size: float) -> float:
+    """Largest per-axis non-affine step std (R0; the largest over the radius nodes) that the box of ``beam`` holds
+    without shear: (B - the footprint's largest half extent) / ROOM_SIGMAS (``_Beam._check_room`` at gamma = 0)."""
+    b = beam.resolved(beam_size)
+    return (b.box_half_width(beam_size) - max(b.half_extent())) / ROOM_SIGMAS
 
 
 def beam_moments(params, q, theta, beam: Beam, *, pixel=None, flow_angle: float = 0.0, n_radius: int,

@@ -1,4 +1,4 @@
-"""Numba kernels of a partially coherent beam: one coherent amplitude per beam mode (docs/theory.md).
+r"""Numba kernels of a partially coherent beam: one coherent amplitude per beam mode (docs/theory.md).
 
 A beam described by coherent modes k with weights nu_k and fields a_k(r) (:mod:`shearcorr.forward.modes`)
 scatters :math:`I = \sum_k \nu_k |\sum_i a_k(\mathbf r_i) V_i F(qR_i) e^{-i\mathbf q\cdot\mathbf r_i}|^2 / S`.
