@@ -31,8 +31,8 @@ def test_identical_frames_give_full_correlation_and_contrast():
     cm = correlation_map(make_pair(p.before, p.after, p.mask), g, qe, 12, speckle_px=2.2)
     assert cm.beta == pytest.approx(0.4 * (1 - 1 / 150), rel=0.05)
     z = (cm.y - 1.0)[cm.ok] / (cm.C_err[cm.ok] / cm.beta)
-    # inverse-variance mean (as the fit weighs the bins); rows of < 10 speckles per thin ring carry
-    # an O(1/M) centring bias of a few per cent with large errors
+    # inverse-variance mean (as the fit weighs the bins); the centring's O(1/M) bias is removed to first
+    # order (correlation_map), rows of < 10 speckles per thin ring keep large errors
     wt = 1 / cm.errors(np.full(cm.C.shape, cm.beta))[cm.ok] ** 2  # not the bins' own errors: they favour low bins
     assert abs(np.sum(wt * cm.y[cm.ok]) / wt.sum() - 1) < 0.03 and np.all(np.isfinite(z))
     # errors from the variance law at the known correlation agree with the scatter too
