@@ -293,15 +293,16 @@ def _correlation_area(px: _Pixels, u, var_u_bin, sel, n_q, speckle_px, beam_cent
 SHARE_SAMPLES = 64
 
 
-def _thin_ring_share(px: _Pixels, mu2, pois, K: int, beam_center) -> np.ndarray:
+def _thin_ring_share(px: _Pixels, nt, mu2, pois, K: int, beam_center) -> np.ndarray:
     r"""Per thin ring t, :math:`m_t = n_t^{-2}\sum_{p, p' \in t} A(p' - p)`: the variance of the ring's mean of the
     speckle over the speckle's variance, i.e. 1 / (independent speckles of the ring).
 
     A is the speckle's normalised intensity covariance at a pixel offset (A(0) = 1) plus its covariance with the
     Friedel mirror pixel (same thin ring), for offsets up to K pixels on each axis, measured on both frames with FFTs
     (off-diagonal: free of Poisson noise), each pixel weighted by the inverse of its row's total variance. The pairs of
-    each ring are counted on about ``SHARE_SAMPLES`` of its pixels. ``mu2``, ``pois``: per frame, per row, the speckle
-    variance and the Poisson variance <1/nbar>. Returns m_t over the thin rings (NaN where a ring has no pixel).
+    each ring are counted on about ``SHARE_SAMPLES`` of its pixels. ``nt``: pixels per thin ring (n_q * N_SUB_RING,);
+    ``mu2``, ``pois``: per frame, per row, the speckle variance and the Poisson variance <1/nbar>. Returns m_t over the
+    thin rings, shape of ``nt`` (NaN where a ring has no pixel).
     """
     from scipy import fft
 
@@ -337,8 +338,7 @@ def _thin_ring_share(px: _Pixels, mu2, pois, K: int, beam_center) -> np.ndarray:
     ny, nx = use.shape
     label = np.full((ny + 2 * K, nx + 2 * K), -1, dtype=np.int32)
     label[K:K + ny, K:K + nx][use] = px.ring
-    n_rings = int(px.ring.max()) + 1
-    nt = np.bincount(px.ring, minlength=n_rings)
+    n_rings = nt.size
     # about SHARE_SAMPLES pixels per ring, spread over it (a fixed low-discrepancy sequence: no randomness)
     pick = np.flatnonzero(np.mod(np.arange(px.ring.size) * 0.6180339887498949, 1.0) * nt[px.ring] < SHARE_SAMPLES)
     yy, xx = np.nonzero(use)
@@ -411,14 +411,14 @@ def correlation_map(pair, geometry, q_edges, n_phi=36, *, phi_offset=0.0, contra
     cumulants = [speckle_cumulants(d, nbar, px.row, nrow, n_q, photon_counts) for d, nbar in zip((px.d1, px.d2), nbars)]
     with np.errstate(invalid="ignore", divide="ignore"):
         pois = [_bincount(px.row, 1.0 / nbar, n_q) / nrow if photon_counts else np.zeros(n_q) for nbar in nbars]
+    n_ring = _bincount(px.ring, None, n_q * N_SUB_RING)
     if ring_share is None:
-        ring_share = _thin_ring_share(px, [c[0] for c in cumulants], pois, _lag_window(speckle_px), beam_center)
+        ring_share = _thin_ring_share(px, n_ring, [c[0] for c in cumulants], pois, _lag_window(speckle_px), beam_center)
     # the ring centring's first-order bias, in every bin and in each frame's contrast (module docstring)
-    n_rings = n_q * N_SUB_RING
     m_p = np.nan_to_num(np.asarray(ring_share, dtype=np.float64)[px.ring])
-    nt = _bincount(px.ring, None, n_rings)[px.ring]
+    nt = n_ring[px.ring]
     with np.errstate(invalid="ignore", divide="ignore"):
-        u_ring = (_bincount(px.ring, u, n_rings) / _bincount(px.ring, None, n_rings))[px.ring]
+        u_ring = (_bincount(px.ring, u, n_ring.size) / n_ring)[px.ring]
         mu2 = np.clip(np.nan_to_num(0.5 * (cumulants[0][0] + cumulants[1][0])), 0.0, None)[px.row]
         c_b = cm1[sel]
         cm1 = cm1 - _bincount(sel, m_p * (u_ring * (1.0 + c_b) - 2.0 * c_b * (1.0 + mu2)), nb) / n

@@ -76,15 +76,15 @@ def engine_step_max(beam, pixel, beam_size: float) -> float | None:
     return max_step(Beam() if beam is None else beam, beam_size)
 
 
-def step_scale(params: SystemParams, q_max: float = 5.0) -> float:
-    """Largest non-affine step std per unit D2 over the engine's radius nodes (1 for uniform steps; for
-    Stokes-Einstein steps sqrt(r0 / R) at the smallest node of ``params``' R_s)."""
-    from ..forward.analytic import default_resolution
-    from ..forward.quadrature import radius_nodes
+def step_scale(params: SystemParams) -> float:
+    """Largest non-affine step std per unit D2 over the engine's radius nodes: 1 for uniform steps; for
+    Stokes-Einstein steps sqrt(r0 / R) at the smallest node, z = x_lo r_s whatever the number of nodes
+    (:func:`shearcorr.forward.quadrature.radius_range`)."""
+    from ..forward.quadrature import radius_range
     from ..physics import displacement_std
 
-    z, _ = radius_nodes(params.rs, default_resolution(params, q_max)[0])
-    return float(np.max(displacement_std(params.r0 * np.exp(z), 1.0, params.displacement, params.r0)))
+    r_min = params.r0 * np.exp(radius_range(params.rs)[0] * params.rs)
+    return float(displacement_std(r_min, 1.0, params.displacement, params.r0))
 
 
 def ensemble_g(params: SystemParams, q, theta, *, beam=None, pixel=None, flow_angle: float = 0.0) -> np.ndarray:
