@@ -37,9 +37,7 @@ def test_options_out_of_range_are_refused_at_construction(changes, needle):
 def test_speckle_size_is_the_renderer_s(pair):
     """speckle_px in result.json was 1.4x too large (it divided by the step of |q| along a row, not by
     the length of the q-vector step); now it is the synthetic frames' own speckle size."""
-    from shearcorr.experiment.analysis import _speckle_px
-
-    spx = _speckle_px(pair.geometry, pair.mask)
+    spx = pair.geometry.speckle_px(pair.mask)
     assert spx == pytest.approx(pair.truth["speckle_px"], rel=2e-3)
     r = analyze(pair.before, pair.after, pair.geometry, options=OPT.replace(mask=pair.mask))
     assert r.geometry["speckle_px"] == pytest.approx(pair.truth["speckle_px"], rel=2e-3)

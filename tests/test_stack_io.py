@@ -128,3 +128,25 @@ def test_aps_qmap_geometry_and_mask(tmp_path):
     assert g2.info["type"] == "aps_qmap"
     with pytest.raises(ShearcorrError, match="APS q map of .* is 32 x 40 but the frames are 30 x 40"):
         load_geometry(tmp_path / "g.json", (30, 40))
+
+
+def test_beam_stop_zeros_in_a_stack_without_a_mask_are_masked():
+    """Frames whose beam stop, arm and module gaps read 0, given without a mask: the zeros entered the bins as data.
+    The stack's sampled frames now find them (pair.shadow_mask): exactly the renderer's masked pixels here, with a
+    warning; a dim stack (0.05 photons per pixel) loses no pixel."""
+    from shearcorr.params import SystemParams
+    from shearcorr.stack.analysis import _valid_mask
+    from shearcorr.stack.plan import as_source
+    from shearcorr.stack.synth import steady_stack
+
+    p = SystemParams(n_l2=150, rs=0.0, d2=1.0, gamma_l=10.0)
+    for counts, shadowed in ((10.0, True), (0.05, False)):
+        st = steady_stack(p, 12, shear_rate=0.01, diffusion=0.2, shape=(96, 96), dq=(2 * np.pi / 800) / 2.5, seed=1,
+                          counts=counts)
+        frames = np.where(st.mask[None], st.frames, 0)
+        valid, counts_by_reason, notes = _valid_mask(as_source(frames), st.geometry, 0, 12, None, "valid", None)
+        if shadowed:
+            assert np.array_equal(valid, st.mask) and counts_by_reason["shadow"] == (~st.mask).sum()
+            assert len(notes) == 1 and "read 0 in all 8 sampled frames" in notes[0]
+        else:
+            assert valid.all() and notes == []

@@ -115,3 +115,19 @@ def test_smoke_all_modes(tmp_path):
     e = analyze_stack(osc.frames, osc.geometry, None, mode="echo", period=4, mask=osc.mask, max_cycles=2,
                       cache_dir=tmp_path / "cache", **SMOKE).analysis
     assert abs(e.d2_irreversible[0] / osc.truth["d2_irreversible"] - 1) < 0.3
+
+
+def test_stack_q_range_is_the_pair_models(tmp_path):
+    """The stack binned the frame's whole q range, below the pair model's validated domain (q R0 >= 0.075 for the
+    paper's beam at L = 800 R0, experiment.checks.model_q_range); it is now clipped there with a warning, as in
+    `analyze`, and a --q-min below it is refused."""
+    from shearcorr.errors import ShearcorrError
+
+    st = steady_stack(P, 40, shear_rate=8 / 800, diffusion=0.2, shape=(48, 48), dq=DQ, seed=1, beamstop=0.03)
+    assert st.geometry.qr0[st.mask].min() < 0.05
+    r = analyze_stack(st.frames, st.geometry, None, mode="steady", max_lag=4, mask=st.mask, groups=8,
+                      cache_dir=tmp_path / "cache", plots=False, **SMOKE)
+    assert any("left out" in w for w in r.summary["warnings"])
+    assert r.plan.q_edges[0] == pytest.approx(0.0751, abs=1e-3)
+    with pytest.raises(ShearcorrError, match="--q-min 0.05 is outside"):
+        analyze_stack(st.frames, st.geometry, None, mode="steady", max_lag=4, mask=st.mask, q_min=0.05, **SMOKE)

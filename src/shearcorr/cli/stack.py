@@ -105,6 +105,7 @@ def run_analyze_stack(args) -> None:
     from ..errors import ShearcorrError
     from ..parallel import executor_from
     from ..stack import analyze_stack, analyze_sweep
+    from .analyze import _warn
 
     if len(args.stack) > 1 and args.mode != "echo":
         raise ShearcorrError(f"{args.mode} analyses one stack; several files are for the echo amplitude sweep")
@@ -122,6 +123,7 @@ def run_analyze_stack(args) -> None:
             return
         r = analyze_stack(args.stack[0], args.geometry, args.output, mode=args.mode, executor=executor, **_kwargs(args))
     s = r.summary
+    _warn(s["warnings"])
     if args.mode == "steady":
         print(f"shear rate {_pv(s['shear_rate'])}, D {_pv(s['diffusion'])}, MSD exponent {_pv(s['msd_exponent'])} "
               f"({s['msd_exponent']['regime']}), Pe {_pv(s['peclet'])}, R_s {_pv(s['rs'])}, "

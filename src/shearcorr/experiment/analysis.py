@@ -27,7 +27,7 @@ from ..files import atomic_folder, check_output_folder, json_text
 from . import checks
 from .correlation import correlation_map, q_bin_edges
 from .flow import strip_angle, wrap_half
-from .pair import FramePair, load_pair, make_pair
+from .pair import SHADOW_MIN_COUNTS, FramePair, load_pair, make_pair, shadow_mask
 from .geometry import DetectorGeometry
 from .geometryfile import load_geometry
 from .inference import D2_MIN, fit_pair, pair_profile
@@ -180,18 +180,14 @@ def _read_files(before, after, geometry, opt: AnalysisOptions, frame_index, fram
     return pair, geo
 
 
-def _speckle_px(geo: DetectorGeometry, valid) -> float:
-    """Speckle size (first zero of the intensity autocorrelation, 2 pi / L in q) in pixels.
-
-    The pixel pitch in q is the length of the q *vector* step between neighbouring pixels (median over
-    valid pixel pairs along rows), not the change of |q|: that is smaller by |cos| of the angle between
-    the row and the radius (median 1/sqrt(2)), which made the speckle 1.4x too large.
-    """
-    qx, qy = geo.qr0 * np.cos(geo.phi), geo.qr0 * np.sin(geo.phi)
-    dq = np.hypot(np.diff(qx, axis=1), np.diff(qy, axis=1))
-    pairs = valid[:, 1:] & valid[:, :-1] & np.isfinite(dq)
-    step = float(np.median(dq[pairs])) if pairs.any() else float(np.nanmedian(dq))
-    return (2 * np.pi / geo.beam_size_r0) / step if step > 0 else float("inf")
+def _mask_shadow(pair: FramePair, geo: DetectorGeometry, spx: float):
+    """The pair with the pixels of :func:`.pair.shadow_mask` masked (reason "shadow"), and a warning naming them."""
+    shadow = shadow_mask(pair.before + pair.after, pair.valid, geo.qr0, spx)
+    if not shadow.any():
+        return pair, []
+    return pair.restrict(~shadow, "shadow"), [
+        f"{int(shadow.sum())} pixels read 0 in both frames in connected regions where their rings hold >= "
+        f"{SHADOW_MIN_COUNTS:g} counts per pixel (a beam stop, its arm or a gap?): masked; pass --mask to set the mask yourself"]
 
 
 #: Largest R_s a prior may reach (the paper's box, where the pair model is validated).
@@ -303,8 +299,10 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     cache, notes = checks.cache_folder(opt.cache_dir, default_cache_dir) if opt.method != "fit" else (None, [])
     pair, geo = _read(before, after, geometry, opt, frame_index, frame_index_after)
     checks.check_bins(opt.n_q, opt.n_phi, int(pair.valid.sum()))
-    spx = _speckle_px(geo, pair.valid)
+    spx = geo.speckle_px(pair.valid)
     notes += checks.check_speckle(spx, pair.before.shape)
+    pair, shadow_notes = _mask_shadow(pair, geo, spx)
+    notes += shadow_notes
     instrument = _instrument(opt, geo, pair.valid)
     q_min, q_max, q_notes = checks.model_q_range(geo.qr0, pair.valid, opt, geo.beam_size_r0,
                                                  engine_step_max(*instrument, geo.beam_size_r0))

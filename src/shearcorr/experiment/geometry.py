@@ -132,6 +132,19 @@ class DetectorGeometry:
         """The length that multiplies gamma in gamma_l: L (1-2 geometry) or the gap h (1-3), in R0."""
         return self.beam.shear_length(self.beam_size_r0) if self.beam is not None else self.beam_size_r0
 
+    def speckle_px(self, valid=None) -> float:
+        """Speckle size in pixels: the first zero of the intensity autocorrelation, 2 pi / L in q, over the pixel
+        pitch in q, the length of the q *vector* step between neighbouring pixels along rows (median over the
+        ``valid`` pixel pairs). Not the change of |q| along a row: that is smaller by |cos| of the angle between
+        the row and the radius (median 1/sqrt(2)) and made the speckle 1.4x too large."""
+        qx, qy = self._qvec()
+        dq = np.hypot(np.diff(qx, axis=1), np.diff(qy, axis=1))
+        if valid is None:
+            valid = np.ones(self.shape, dtype=bool)
+        pairs = valid[:, 1:] & valid[:, :-1] & np.isfinite(dq)
+        step = float(np.median(dq[pairs])) if pairs.any() else float(np.nanmedian(dq))
+        return (2 * np.pi / self.beam_size_r0) / step if step > 0 else float("inf")
+
     def _qvec(self):
         q = self.qr0
         return q * np.cos(self.phi), q * np.sin(self.phi)

@@ -14,7 +14,16 @@ import numpy as np
 from ..errors import ShearcorrError
 from .frames import check_mask_plausible, read_mask, _read_raw, sentinel_value
 
-__all__ = ["FramePair", "make_pair", "load_pair"]
+__all__ = ["FramePair", "make_pair", "load_pair", "shadow_mask"]
+
+#: :func:`shadow_mask`: a ring (radial bin of ``SHADOW_RINGS``) is *bright* when its mean count, summed over the
+#: frames, is at least this: a pixel then reads 0 in all frames with probability <= 1 / (1 + mean) <= 0.1.
+SHADOW_MIN_COUNTS = 9.0
+#: ... and a connected region of zeros is a shadow when its bright-ring pixels span at least this many speckle
+#: areas (chance <= 0.1^8 per place on the detector) and this many pixels.
+SHADOW_MIN_SPECKLES = 8
+SHADOW_MIN_PIXELS = 25
+SHADOW_RINGS = 128
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,48 @@ def make_pair(before: np.ndarray, after: np.ndarray, mask: np.ndarray | None = N
     b = np.where(valid, b, 0.0)
     a = np.where(valid, a, 0.0)
     return FramePair(b, a, valid, flagged, dict(sources or {}))
+
+
+def shadow_mask(total: np.ndarray, valid: np.ndarray, radius: np.ndarray, speckle_px: float) -> np.ndarray:
+    """Pixels in the shadow of a beam stop (or its arm, or a detector gap stored as 0): True = shadowed.
+
+    ``total`` (ny, nx) is the pixel's count summed over the frames, ``radius`` its distance from the beam (any unit,
+    e.g. q R0), ``speckle_px`` the speckle size (pixels). The count of a pixel summed over frames of speckle from
+    Gaussian fields (any number of modes, any correlation between the frames) with mean mu is 0 with probability
+    P0 = (1 + mu / M)^-M <= 1 / (1 + mu) (M >= 1 modes). In a ring whose mean mu (all its valid pixels, zeros
+    included) is >= ``SHADOW_MIN_COUNTS``, P0 <= 0.1, and a connected region of zeros spanning n independent
+    speckle areas happens by chance with probability <= 0.1^n. A connected region of valid pixels with
+    ``total == 0`` is a shadow when its pixels in bright rings number at least ``SHADOW_MIN_PIXELS`` and
+    ``SHADOW_MIN_SPECKLES`` speckle areas (speckle_px^2); those pixels are returned. Pixels of the region in dim
+    rings are left alone: there zeros are common, and masking them would raise the ring's mean. So is the stop's
+    disk: rings whose every valid pixel reads 0, inside the innermost bright ring (the scattering of a dilute
+    sample falls with q, so such rings cannot be dark by chance).
+    """
+    from scipy import ndimage
+
+    valid = np.asarray(valid, dtype=bool)
+    out = np.zeros(valid.shape, dtype=bool)
+    zero = valid & (np.asarray(total) == 0)
+    if not zero.any():
+        return out
+    r = np.asarray(radius, dtype=np.float64)
+    ok = valid & np.isfinite(r)
+    edges = np.linspace(r[ok].min(), r[ok].max(), SHADOW_RINGS + 1)
+    ring = np.clip(np.searchsorted(edges, r, side="right") - 1, 0, SHADOW_RINGS - 1)
+    n = np.bincount(ring[ok], minlength=SHADOW_RINGS)
+    mean = np.bincount(ring[ok], weights=np.asarray(total, dtype=np.float64)[ok], minlength=SHADOW_RINGS) / np.maximum(n, 1)
+    lit = mean >= SHADOW_MIN_COUNTS
+    if not lit.any():
+        return out
+    bright = zero & ok & lit[ring]
+    labels, n_lab = ndimage.label(zero)
+    size = np.bincount(labels[bright], minlength=n_lab + 1)
+    need = max(SHADOW_MIN_PIXELS, SHADOW_MIN_SPECKLES * max(float(speckle_px), 1.0) ** 2)
+    shadow = size >= need
+    shadow[0] = False
+    # the stop itself: rings inside the innermost bright one whose every valid pixel reads 0
+    dark = (n > 0) & (mean == 0) & (np.arange(SHADOW_RINGS) < np.argmax(lit))
+    return (bright & shadow[labels]) | (ok & dark[ring])
 
 
 def load_pair(before, after, *, dataset: str | None = None, dataset_after: str | None = None,

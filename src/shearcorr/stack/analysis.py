@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -89,10 +90,12 @@ def _source(stack, dataset):
 
 def _flagged_pixels(src, start, stop, n=N_FLAG_FRAMES):
     """Pixels that hold a detector flag (2^n - 1), a negative value or NaN in any of ``n`` frames
-    spread over the analysis: module gaps and dead pixels, masked in every frame."""
+    spread over the analysis: module gaps and dead pixels, masked in every frame. Also returns the
+    sum of those frames (0 where flagged) for :func:`shearcorr.experiment.pair.shadow_mask`."""
     from ..experiment.frames import sentinel_value
 
     bad = np.zeros(tuple(src.frame_shape), dtype=bool)
+    total = np.zeros(tuple(src.frame_shape))
     for t in np.unique(np.linspace(start, stop - 1, min(n, stop - start)).round().astype(int)):
         f = np.asarray(src.read(int(t), int(t) + 1))[0]
         sent = sentinel_value(f.dtype) if f.dtype != bool else None
@@ -101,11 +104,14 @@ def _flagged_pixels(src, start, stop, n=N_FLAG_FRAMES):
             if sent is not None:
                 b |= f >= sent
         bad |= b
-    return bad
+        total += np.where(b, 0.0, f)
+    return bad, np.where(bad, 0.0, total)
 
 
 def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
+    """The valid pixels (True), the count of pixels masked per reason, and warnings."""
     from ..experiment.frames import check_mask_plausible, read_mask
+    from ..experiment.pair import SHADOW_MIN_COUNTS, shadow_mask
 
     shape = tuple(src.frame_shape)
     valid = np.ones(shape, dtype=bool)
@@ -127,12 +133,20 @@ def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
         aps = aps_qmap(geo.info["aps_file"])["mask"]
         counts["aps_mask"] = int((valid & ~aps).sum())
         valid &= aps
-    flags = _flagged_pixels(src, start, stop)
+    flags, total = _flagged_pixels(src, start, stop)
     counts["detector_flag"] = int((valid & flags).sum())
     valid &= ~flags
     if not valid.any():
         raise ShearcorrError(f"all {valid.size} pixels are masked (reasons: {counts}); check the mask convention")
-    return valid, counts
+    shadow = shadow_mask(total, valid, geo.qr0, geo.speckle_px(valid))
+    notes = []
+    if shadow.any():
+        counts["shadow"] = int(shadow.sum())
+        valid &= ~shadow
+        notes.append(f"{counts['shadow']} pixels read 0 in all {min(N_FLAG_FRAMES, stop - start)} sampled frames in "
+                     f"connected regions where their rings hold >= {SHADOW_MIN_COUNTS:g} counts per pixel (a beam stop, "
+                     "its arm or a gap?): masked; pass --mask to set the mask yourself")
+    return valid, counts, notes
 
 
 def _area(src, plan_valid, geo, qe, n_phi, start):
@@ -207,10 +221,11 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     table_steps : dict, optional
         Node steps ``du``, ``dd`` of the pair table (:mod:`.templates`; default 0.15: y within 4e-4).
     """
+    from ..experiment.checks import model_q_range
     from ..experiment.correlation import q_bin_edges
     from ..experiment.geometry import DetectorGeometry
     from ..experiment.geometryfile import load_geometry
-    from ..experiment.model import BinnedPairModel
+    from ..experiment.model import BinnedPairModel, engine_step_max
     from ..files import check_output_folder
     from .plan import make_plan
     from .templates import pixel_weights
@@ -230,10 +245,16 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     n = stop - start
     geo = geometry if isinstance(geometry, DetectorGeometry) else load_geometry(geometry, tuple(src.frame_shape))
     geo.check_shape(tuple(src.frame_shape))
-    valid, counts = _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset)
+    valid, counts, notes = _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset)
+    beam = geo.beam if geo.beam is not None and not geo.beam.is_paper(geo.beam_size_r0) else None
+    # the pair model's q domain (experiment.checks.model_q_range): the user's limits refused outside it, the
+    # frame's clipped to it with a warning
+    q_min, q_max, q_notes = model_q_range(geo.qr0, valid, SimpleNamespace(n_l2=float(n_l2), displacement=displacement,
+                                          q_min=q_min, q_max=q_max), geo.beam_size_r0,
+                                          engine_step_max(beam, None, geo.beam_size_r0))
+    notes += q_notes
     qe = q_bin_edges(geo.qr0, valid, int(n_q), q_min, q_max)
     plan = make_plan(valid, geo.qr0, geo.phi, qe, int(n_phi))
-    beam = geo.beam if geo.beam is not None and not geo.beam.is_paper(geo.beam_size_r0) else None
     # the geometry file's beam enters the model; pixels are modelled as points (docs/stacks.md)
     model = BinnedPairModel(qe, plan.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0,
                             beam=beam)
@@ -294,6 +315,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
                else None, "max_cycles": int(max_cycles), "flow_angle_deg": flow_angle_deg, "frame_time": frame_time,
                "fit_exponent": bool(fit_exponent), "fit_transit": bool(fit_transit), "seed": seed}
     summary = summarize(mode, analysis, ctx, src, options)
+    summary["warnings"] = notes
     summary["provenance"] = {"shearcorr_version": __version__, "time_s": round(time.perf_counter() - t0, 3), "timing": timing,
                              "engine": "analytic (pair model on a table)", "n_l2": float(n_l2), "displacement": displacement}
     result = StackResult(mode=mode, summary=summary, analysis=analysis, plan=plan, geometry=geo, extra=ctx)
