@@ -150,19 +150,35 @@ def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
 
 
 def _area(src, plan_valid, geo, qe, n_phi, start):
-    """Correlation area per q row (pixels) and the speckle size, measured on frames start, start + 1."""
+    """Correlation area per q row (pixels), the speckle size (pixels) and the speckle area per q row, measured
+    on frames start, start + 1 (:func:`speckle_area`)."""
     from ..experiment.correlation import correlation_map
-
-    dq = np.abs(np.diff(geo.qr0, axis=1))
-    ok = plan_valid[:, 1:] & plan_valid[:, :-1]
-    step = float(np.median(dq[ok])) if ok.any() else float(np.median(dq))
-    speckle_px = (2 * np.pi / geo.beam_size_r0) / max(step, 1e-12)
     from ..experiment.pair import make_pair
 
+    speckle_px = geo.speckle_px(plan_valid)
     two = np.asarray(src.read(start, start + 2))
     pair = make_pair(two[0], two[1], plan_valid, sources={"before": "stack", "after": "stack"})
     cm = correlation_map(pair, geo, qe, n_phi, speckle_px=speckle_px)
-    return np.asarray(cm.info["correlation_area_px"], dtype=np.float64), speckle_px
+    rows = np.where(plan_valid, np.searchsorted(qe, geo.qr0, side="right") - 1, -1)
+    rows[(rows < 0) | (rows >= qe.size - 1)] = -1
+    return (np.asarray(cm.info["correlation_area_px"], dtype=np.float64), speckle_px,
+            speckle_area(rows, speckle_px, cm.info["beam_center_px"], qe.size - 1))
+
+
+def speckle_area(rows: np.ndarray, speckle_px: float, beam_center, n_q: int) -> np.ndarray:
+    r"""Pixels per independent speckle of each q row's mean intensity, (n_q,):
+    :math:`a_r = s^2 (1 + f_r)` with s the speckle size (pixels; the intensity covariance of a coherent square
+    footprint, sinc^2 x sinc^2, sums to s^2 over pixel offsets) and f_r the fraction of the row's pixels whose
+    Friedel mirror (the pixel at 2c - p, the same speckle) is in the row too. ``rows``: the q row of each pixel
+    (-1: unused); ``beam_center``: (col, row) of q = 0."""
+    from ..experiment.correlation import _mirror
+
+    used = rows >= 0
+    mirrored = used & (_mirror(rows + 1, beam_center) - 1 == rows)
+    n = np.bincount(rows[used], minlength=n_q).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(n > 0, np.bincount(rows[mirrored], minlength=n_q) / n, 0.0)
+    return max(float(speckle_px), 1.0) ** 2 * (1.0 + f)
 
 
 def _read_aux(src, spec, n_frames, what):
@@ -258,7 +274,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     # the geometry file's beam enters the model; pixels are modelled as points (docs/stacks.md)
     model = BinnedPairModel(qe, plan.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0,
                             beam=beam)
-    area, speckle_px = _area(src, plan.valid_image(), geo, qe, int(n_phi), start)
+    area, speckle_px, speckle_rows = _area(src, plan.valid_image(), geo, qe, int(n_phi), start)
     weights = pixel_weights(plan, geo.qr0, geo.phi, model)
     times = _read_aux(src, timestamps, src.n_frames, "time-stamp")
     if frame_time is None and times is not None and times.size > 1:
@@ -285,7 +301,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         timing["correlation_s"] = round(time.perf_counter() - t_c, 3)
         analysis = analyze_steady(lag, model, flow_angle=phi, fit_exponent=fit_exponent, fit_transit=fit_transit,
                                   executor=executor, cache_dir=cache_dir, table_steps=table_steps, weights=weights,
-                                  seed=seed, speckle_px=speckle_px)
+                                  seed=seed, speckle_area=speckle_rows)
         ctx["lag"] = lag
     elif mode == "twotime":
         from .twotime import twotime_maps

@@ -10,8 +10,9 @@ relative fluctuation in frame t (the 'time' normalisation),
 
 -- the baseline covariance of the shared particles (f, k: transit and non-affine losses, as in
 :mod:`.steadyfit`), the coherent (speckle) part of the pixel correlation divided by the number of
-independent pixels of the row (n_eff = n / max(1, speckle size in pixels)^2; distinct pixels share no
-speckle beyond one speckle), and minus the variance of the time mean that the normalisation removes.
+independent speckles of the row (n_eff = n / a, a = s^2 (1 + f): the speckle area s^2 in pixels, doubled for
+the fraction f of the row's pixels whose Friedel mirror -- the same speckle -- is in the row too;
+:func:`.analysis.speckle_area`), and minus the variance of the time mean that the normalisation removes.
 Lag 0 (shot noise) is not used.
 
 Why not from the bin maps alone: there the baseline (1e-4 of the contrast at R_s = 0.10) sits under the
@@ -113,10 +114,10 @@ def row_jackknife(lag):
     return out
 
 
-def fit_row_baseline(lag, model, fit, *, speckle_px: float = 1.0, weights=None) -> dict:
+def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None) -> dict:
     """R_s from the row-mean covariances (module docstring), given the global steady fit ``fit``
-    (:class:`.steadyfit.SteadyFit`: transit, shear rate, D2(tau) and its coherent prediction); ``speckle_px``:
-    speckle size in pixels; ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`).
+    (:class:`.steadyfit.SteadyFit`: transit, shear rate, D2(tau) and its coherent prediction); ``speckle_area``:
+    pixels per independent speckle of each row's mean (scalar or (n_q,); :func:`.analysis.speckle_area`); ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`).
 
     Returns a dict: ``rs``, ``std`` (delete-one-group jackknife), ``chi2``, ``n_values``, ``jackknife``
     (R_s per deleted group), ``lags`` and the per-row data ``cov`` (n_lags - 1, n_q) and ``model``.
@@ -139,7 +140,7 @@ def fit_row_baseline(lag, model, fit, *, speckle_px: float = 1.0, weights=None) 
     coh = fit.prediction[1:] - b1_fit[None] * f_tau[:, None, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         coh_row = np.nansum(coh * npix[None], axis=2) / npix.sum(axis=1)[None]
-    n_eff = n_row / max(float(speckle_px), 1.0) ** 2
+    n_eff = n_row / np.maximum(np.asarray(speckle_area, dtype=np.float64), 1.0)
     spk = np.nan_to_num(coh_row / np.where(n_eff > 0, n_eff, np.nan)[None])
 
     def cov_of(s, p):

@@ -300,7 +300,7 @@ def _propagate_held_rs(fit, rs_jackknife, rs_extra_std=0.0) -> dict:
 
 def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transit=True, fit_rs=None,
                    rs_start: float = 0.15, executor=None, cache_dir=None, table_steps=None, weights=None,
-                   seed=0, speckle_px: float = 1.0, rs_from: str = "rows") -> SteadyAnalysis:
+                   seed=0, speckle_area=1.0, rs_from: str = "rows") -> SteadyAnalysis:
     """The steady mode on lag sums (:class:`.engine.LagSums` with lag 0 and >= 2 further lags).
 
     1. Lag maps and their delete-one-group jackknife; errors by :func:`lag_map_errors`.
@@ -310,8 +310,8 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     3. The pair table over the lag window, :func:`fit_steady`; if the fitted R_s is more than 0.075
        from the table's, the table is rebuilt at the fitted R_s and the fit repeated.
     4. With R_s fitted and ``rs_from="rows"`` (the default): R_s from the covariance of the q-row mean
-       intensities (:func:`.rowbaseline.fit_row_baseline`, the baseline alone; ``speckle_px``: speckle size
-       in pixels), and the global fit repeated with R_s held there (``rs_from="maps"``: R_s of the global
+       intensities (:func:`.rowbaseline.fit_row_baseline`, the baseline alone; ``speckle_area``: pixels per
+       independent speckle of each row, :func:`.analysis.speckle_area`), and the global fit repeated with R_s held there (``rs_from="maps"``: R_s of the global
        fit, where it also absorbs misfits of the coherent term at high q; docs/stacks.md).
     5. Every lag alone with the table (:func:`_per_lag`), for the model-free gamma L(tau), D2(tau).
     """
@@ -358,7 +358,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     if "rs" in fit.free and rs_from == "rows":
         from .rowbaseline import fit_row_baseline
 
-        rb = fit_row_baseline(lag, model, fit, speckle_px=speckle_px, weights=weights)
+        rb = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights)
         rs_maps = (fit.values["rs"], fit.std["rs"])
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
