@@ -192,7 +192,7 @@ def test_beam_stop_zeros_without_a_mask_are_masked():
     """A pair whose beam stop, arm and module gaps read 0, analysed without its mask: the zeros entered the map as
     data (448^2, seed 3, truth 15: gamma L 10.9 instead of 15.1 with the mask). The zero regions in bright rings
     (pair.shadow_mask) are now masked with a warning, and the fit agrees with the masked one (0.19 and 0.15 std); dim frames, where
-    zeros are common, lose no pixel."""
+    zeros are common, and fully coherent identical frames lose no pixel."""
     params = SystemParams(150, 0.1, 1.5, 15.0)
     p = render_pair(params, shape=(SIZE, SIZE), seed=3)
     b, a = np.where(p.mask, p.before, 0.0), np.where(p.mask, p.after, 0.0)
@@ -204,6 +204,8 @@ def test_beam_stop_zeros_without_a_mask_are_masked():
     assert abs(r.gamma_l.value - masked.gamma_l.value) < 0.3 * masked.gamma_l.std
     assert abs(r.d2.value - masked.d2.value) < 0.3 * masked.d2.std
     spx = (2 * np.pi / params.beam_size) / p.truth["dq_r0_per_pixel"]
-    for counts in (0.02, 0.3, 3.0):
-        dim = render_pair(params, shape=(256, 256), seed=4, counts=counts)
-        assert not shadow_mask(dim.before + dim.after, dim.mask, dim.geometry.qr0, spx).any()
+    # no false shadow: dim frames, and the worst case for chance zeros (contrast 1, the same speckle in both frames)
+    for counts, contrast, truth in ((0.02, 0.3, params), (0.3, 0.3, params), (3.0, 0.3, params),
+                                    (10.0, 1.0, SystemParams(150, 0.1, 0.0, 0.0))):
+        other = render_pair(truth, shape=(256, 256), seed=4, counts=counts, contrast=contrast)
+        assert not shadow_mask(other.before + other.after, other.mask, other.geometry.qr0, spx).any()

@@ -20,8 +20,9 @@ __all__ = ["FramePair", "make_pair", "load_pair", "shadow_mask"]
 #: frames, is at least this: a pixel then reads 0 in all frames with probability <= 1 / (1 + mean) <= 0.1.
 SHADOW_MIN_COUNTS = 9.0
 #: ... and a connected region of zeros is a shadow when its bright-ring pixels span at least this many speckle
-#: areas (chance <= 0.1^8 per place on the detector) and this many pixels.
-SHADOW_MIN_SPECKLES = 8
+#: areas and this many pixels: by chance, with fewer than ~4^n shapes of n cells through a place, at most
+#: (4 x 0.1)^32 ~ 2e-13 per place on the detector.
+SHADOW_MIN_SPECKLES = 32
 SHADOW_MIN_PIXELS = 25
 SHADOW_RINGS = 128
 
@@ -116,7 +117,8 @@ def shadow_mask(total: np.ndarray, valid: np.ndarray, radius: np.ndarray, speckl
     Gaussian fields (any number of modes, any correlation between the frames) with mean mu is 0 with probability
     P0 = (1 + mu / M)^-M <= 1 / (1 + mu) (M >= 1 modes). In a ring whose mean mu (all its valid pixels, zeros
     included) is >= ``SHADOW_MIN_COUNTS``, P0 <= 0.1, and a connected region of zeros spanning n independent
-    speckle areas happens by chance with probability <= 0.1^n. A connected region of valid pixels with
+    speckle areas happens by chance with probability <= (4 P0)^n per place (~4^n shapes of n cells: lattice
+    animals). A connected region of valid pixels with
     ``total == 0`` is a shadow when its pixels in bright rings number at least ``SHADOW_MIN_PIXELS`` and
     ``SHADOW_MIN_SPECKLES`` speckle areas (speckle_px^2); those pixels are returned. Pixels of the region in dim
     rings are left alone: there zeros are common, and masking them would raise the ring's mean. So is the stop's
