@@ -191,8 +191,8 @@ def test_frames_reaching_low_q_are_clipped_not_refused():
 def test_beam_stop_zeros_without_a_mask_are_masked():
     """A pair whose beam stop, arm and module gaps read 0, analysed without its mask: the zeros entered the map as
     data (448^2, seed 3, truth 15: gamma L 10.9 instead of 15.1 with the mask). The zero regions in bright rings
-    (pair.shadow_mask) are now masked with a warning, and the fit agrees with the masked one (0.19 and 0.15 std); dim frames, where
-    zeros are common, and fully coherent identical frames lose no pixel."""
+    (pair.shadow_mask) are now masked with a warning, and the fit agrees with the masked one (0.19 and 0.15 std);
+    dim frames, where zeros are common, and fully coherent identical frames lose no pixel."""
     params = SystemParams(150, 0.1, 1.5, 15.0)
     p = render_pair(params, shape=(SIZE, SIZE), seed=3)
     b, a = np.where(p.mask, p.before, 0.0), np.where(p.mask, p.after, 0.0)

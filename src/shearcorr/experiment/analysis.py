@@ -27,7 +27,7 @@ from ..files import atomic_folder, check_output_folder, json_text
 from . import checks
 from .correlation import correlation_map, q_bin_edges
 from .flow import strip_angle, wrap_half
-from .pair import SHADOW_MIN_COUNTS, FramePair, load_pair, make_pair, shadow_mask
+from .pair import FramePair, load_pair, make_pair, shadow_mask, shadow_warning
 from .geometry import DetectorGeometry
 from .geometryfile import load_geometry
 from .inference import D2_MIN, fit_pair, pair_profile
@@ -185,9 +185,7 @@ def _mask_shadow(pair: FramePair, geo: DetectorGeometry, spx: float):
     shadow = shadow_mask(pair.before + pair.after, pair.valid, geo.qr0, spx)
     if not shadow.any():
         return pair, []
-    return pair.restrict(~shadow, "shadow"), [
-        f"{int(shadow.sum())} pixels read 0 in both frames in connected regions where their rings hold >= "
-        f"{SHADOW_MIN_COUNTS:g} counts per pixel (a beam stop, its arm or a gap?): masked; pass --mask to set the mask yourself"]
+    return pair.restrict(~shadow, "shadow"), [shadow_warning(int(shadow.sum()), "both frames")]
 
 
 #: Largest R_s a prior may reach (the paper's box, where the pair model is validated).

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import ShearcorrError
 from .frames import check_mask_plausible, read_mask, _read_raw, sentinel_value
 
-__all__ = ["FramePair", "make_pair", "load_pair", "shadow_mask"]
+__all__ = ["FramePair", "make_pair", "load_pair", "shadow_mask", "shadow_warning"]
 
 #: :func:`shadow_mask`: a ring (radial bin of ``SHADOW_RINGS``) is *bright* when its mean count, summed over the
 #: frames, is at least this: a pixel then reads 0 in all frames with probability <= 1 / (1 + mean) <= 0.1.
@@ -112,18 +112,19 @@ def make_pair(before: np.ndarray, after: np.ndarray, mask: np.ndarray | None = N
 def shadow_mask(total: np.ndarray, valid: np.ndarray, radius: np.ndarray, speckle_px: float) -> np.ndarray:
     """Pixels in the shadow of a beam stop (or its arm, or a detector gap stored as 0): True = shadowed.
 
-    ``total`` (ny, nx) is the pixel's count summed over the frames, ``radius`` its distance from the beam (any unit,
-    e.g. q R0), ``speckle_px`` the speckle size (pixels). The count of a pixel summed over frames of speckle from
-    Gaussian fields (any number of modes, any correlation between the frames) with mean mu is 0 with probability
-    P0 = (1 + mu / M)^-M <= 1 / (1 + mu) (M >= 1 modes). In a ring whose mean mu (all its valid pixels, zeros
-    included) is >= ``SHADOW_MIN_COUNTS``, P0 <= 0.1, and a connected region of zeros spanning n independent
-    speckle areas happens by chance with probability <= (4 P0)^n per place (~4^n shapes of n cells: lattice
-    animals). A connected region of valid pixels with
-    ``total == 0`` is a shadow when its pixels in bright rings number at least ``SHADOW_MIN_PIXELS`` and
-    ``SHADOW_MIN_SPECKLES`` speckle areas (speckle_px^2); those pixels are returned. Pixels of the region in dim
-    rings are left alone: there zeros are common, and masking them would raise the ring's mean. So is the stop's
-    disk: rings whose every valid pixel reads 0, inside the innermost bright ring (the scattering of a dilute
-    sample falls with q, so such rings cannot be dark by chance).
+    ``total`` (ny, nx): each pixel's count summed over the frames; ``radius``: its distance from the beam (any
+    unit, e.g. q R0); ``speckle_px``: the speckle size (pixels).
+
+    The summed count of speckle from Gaussian fields (M >= 1 modes, any correlation between the frames) with mean
+    mu is 0 with probability P0 = (1 + mu / M)^-M <= 1 / (1 + mu). In a ring (``SHADOW_RINGS`` radial bins) whose
+    mean over its valid pixels, zeros included, is >= ``SHADOW_MIN_COUNTS``, P0 <= 0.1, and a connected region of
+    zeros spanning n independent speckle areas happens by chance with probability <= (4 P0)^n per place (fewer
+    than ~4^n shapes of n cells, lattice animals). A connected region of valid pixels with ``total == 0`` is a
+    shadow when its pixels in such bright rings number at least ``SHADOW_MIN_PIXELS`` and
+    ``SHADOW_MIN_SPECKLES`` speckle areas (speckle_px^2); those pixels are returned, and so are the pixels of rings
+    inside the innermost bright one whose every valid pixel reads 0 (the stop's disk: the scattering of a dilute
+    sample falls with q). Zeros in dim rings are left alone: there they are data, and masking them would raise
+    the ring's mean.
     """
     from scipy import ndimage
 
@@ -137,7 +138,8 @@ def shadow_mask(total: np.ndarray, valid: np.ndarray, radius: np.ndarray, speckl
     edges = np.linspace(r[ok].min(), r[ok].max(), SHADOW_RINGS + 1)
     ring = np.clip(np.searchsorted(edges, r, side="right") - 1, 0, SHADOW_RINGS - 1)
     n = np.bincount(ring[ok], minlength=SHADOW_RINGS)
-    mean = np.bincount(ring[ok], weights=np.asarray(total, dtype=np.float64)[ok], minlength=SHADOW_RINGS) / np.maximum(n, 1)
+    tot = np.asarray(total, dtype=np.float64)[ok]
+    mean = np.bincount(ring[ok], weights=tot, minlength=SHADOW_RINGS) / np.maximum(n, 1)
     lit = mean >= SHADOW_MIN_COUNTS
     if not lit.any():
         return out
@@ -150,6 +152,13 @@ def shadow_mask(total: np.ndarray, valid: np.ndarray, radius: np.ndarray, speckl
     # the stop itself: rings inside the innermost bright one whose every valid pixel reads 0
     dark = (n > 0) & (mean == 0) & (np.arange(SHADOW_RINGS) < np.argmax(lit))
     return (bright & shadow[labels]) | (ok & dark[ring])
+
+
+def shadow_warning(n_pixels: int, frames: str) -> str:
+    """The warning of :func:`shadow_mask`'s pixels, masked; ``frames``: which frames read 0 ("both frames")."""
+    return (f"{n_pixels} pixels read 0 in {frames} in connected regions where their rings hold >= "
+            f"{SHADOW_MIN_COUNTS:g} counts per pixel (a beam stop, its arm or a gap?): masked; pass --mask to set the "
+            "mask yourself")
 
 
 def load_pair(before, after, *, dataset: str | None = None, dataset_after: str | None = None,

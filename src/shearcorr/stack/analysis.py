@@ -111,7 +111,7 @@ def _flagged_pixels(src, start, stop, n=N_FLAG_FRAMES):
 def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
     """The valid pixels (True), the count of pixels masked per reason, and warnings."""
     from ..experiment.frames import check_mask_plausible, read_mask
-    from ..experiment.pair import SHADOW_MIN_COUNTS, shadow_mask
+    from ..experiment.pair import shadow_mask, shadow_warning
 
     shape = tuple(src.frame_shape)
     valid = np.ones(shape, dtype=bool)
@@ -143,9 +143,7 @@ def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
     if shadow.any():
         counts["shadow"] = int(shadow.sum())
         valid &= ~shadow
-        notes.append(f"{counts['shadow']} pixels read 0 in all {min(N_FLAG_FRAMES, stop - start)} sampled frames in "
-                     f"connected regions where their rings hold >= {SHADOW_MIN_COUNTS:g} counts per pixel (a beam stop, "
-                     "its arm or a gap?): masked; pass --mask to set the mask yourself")
+        notes.append(shadow_warning(counts["shadow"], f"all {min(N_FLAG_FRAMES, stop - start)} sampled frames"))
     return valid, counts, notes
 
 

@@ -117,7 +117,8 @@ def row_jackknife(lag):
 def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None) -> dict:
     """R_s from the row-mean covariances (module docstring), given the global steady fit ``fit``
     (:class:`.steadyfit.SteadyFit`: transit, shear rate, D2(tau) and its coherent prediction); ``speckle_area``:
-    pixels per independent speckle of each row's mean (scalar or (n_q,); :func:`.analysis.speckle_area`); ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`).
+    pixels per independent speckle of each row's mean (scalar or (n_q,); :func:`.analysis.speckle_area`);
+    ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`).
 
     Returns a dict: ``rs``, ``std`` (delete-one-group jackknife), ``chi2``, ``n_values``, ``jackknife``
     (R_s per deleted group), ``lags`` and the per-row data ``cov`` (n_lags - 1, n_q) and ``model``.

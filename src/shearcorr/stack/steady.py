@@ -311,8 +311,9 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
        from the table's, the table is rebuilt at the fitted R_s and the fit repeated.
     4. With R_s fitted and ``rs_from="rows"`` (the default): R_s from the covariance of the q-row mean
        intensities (:func:`.rowbaseline.fit_row_baseline`, the baseline alone; ``speckle_area``: pixels per
-       independent speckle of each row, :func:`.analysis.speckle_area`), and the global fit repeated with R_s held there (``rs_from="maps"``: R_s of the global
-       fit, where it also absorbs misfits of the coherent term at high q; docs/stacks.md).
+       independent speckle of each row, :func:`.analysis.speckle_area`), and the global fit repeated with R_s
+       held there (``rs_from="maps"``: R_s of the global fit, where it also absorbs misfits of the coherent term
+       at high q; docs/stacks.md).
     5. Every lag alone with the table (:func:`_per_lag`), for the model-free gamma L(tau), D2(tau).
     """
     from .prelim import build_table, pair_fit_map
