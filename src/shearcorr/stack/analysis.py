@@ -147,20 +147,21 @@ def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
     return valid, counts, notes
 
 
-def _area(src, plan_valid, geo, qe, n_phi, start):
+def _area(src, plan, geo, start):
     """Correlation area per q row (pixels), the speckle size (pixels) and the speckle area per q row, measured
-    on frames start, start + 1 (:func:`speckle_area`)."""
+    on frames start, start + 1 of the plan's pixels (:func:`speckle_area`)."""
     from ..experiment.correlation import correlation_map
     from ..experiment.pair import make_pair
 
+    plan_valid = plan.valid_image()
     speckle_px = geo.speckle_px(plan_valid)
     two = np.asarray(src.read(start, start + 2))
     pair = make_pair(two[0], two[1], plan_valid, sources={"before": "stack", "after": "stack"})
-    cm = correlation_map(pair, geo, qe, n_phi, speckle_px=speckle_px)
-    rows = np.where(plan_valid, np.searchsorted(qe, geo.qr0, side="right") - 1, -1)
-    rows[(rows < 0) | (rows >= qe.size - 1)] = -1
+    cm = correlation_map(pair, geo, plan.q_edges, plan.n_phi, speckle_px=speckle_px)
+    rows = np.full(plan.shape, -1, dtype=np.int64)
+    rows.flat[plan.index] = np.repeat(plan.seg_ring // plan.n_sub, plan.n_pix_seg)
     return (np.asarray(cm.info["correlation_area_px"], dtype=np.float64), speckle_px,
-            speckle_area(rows, speckle_px, cm.info["beam_center_px"], qe.size - 1))
+            speckle_area(rows, speckle_px, cm.info["beam_center_px"], plan.n_q))
 
 
 def speckle_area(rows: np.ndarray, speckle_px: float, beam_center, n_q: int) -> np.ndarray:
@@ -272,7 +273,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     # the geometry file's beam enters the model; pixels are modelled as points (docs/stacks.md)
     model = BinnedPairModel(qe, plan.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0,
                             beam=beam)
-    area, speckle_px, speckle_rows = _area(src, plan.valid_image(), geo, qe, int(n_phi), start)
+    area, speckle_px, speckle_rows = _area(src, plan, geo, start)
     weights = pixel_weights(plan, geo.qr0, geo.phi, model)
     times = _read_aux(src, timestamps, src.n_frames, "time-stamp")
     if frame_time is None and times is not None and times.size > 1:
