@@ -130,6 +130,61 @@ def test_aps_qmap_geometry_and_mask(tmp_path):
         load_geometry(tmp_path / "g.json", (30, 40))
 
 
+def test_aps_raw_metadata_file_gives_the_geometry(tmp_path):
+    """An 8-ID-I raw ``*_metadata.hdf`` has no q map: the geometry comes from the NeXus detector, the beam centre
+    moved by the detector's translation since the direct beam was recorded (here 0.15 mm = 2 pixels of 75 um in x,
+    -0.3 mm = -4 pixels in y), lengths in their units; a q-map group without scalars takes them from there too."""
+    import json
+
+    from shearcorr.experiment.geometry import flat_detector
+    from shearcorr.experiment.geometryfile import load_geometry
+    from shearcorr.experiment.nexus import aps_geometry, aps_qmap, is_aps_file
+
+    def write(path, qmap_mask=None):
+        with h5py.File(path, "w") as fh:
+            d = fh.create_group("entry/instrument/detector_1")
+            d["beam_center_x"], d["beam_center_y"] = 18.5, 20.0
+            d["distance"] = 5.0
+            d["x_pixel_size"], d["y_pixel_size"] = 75e-6, 75e-6
+            d["beam_center_position_x"], d["position_x"] = -0.23, -0.08  # mm
+            d["beam_center_position_y"], d["position_y"] = 0.17, -0.13
+            for k in ("beam_center_position_x", "position_x", "beam_center_position_y", "position_y"):
+                d[k].attrs["units"] = "mm"
+            fh["entry/instrument/incident_beam/incident_energy"] = 10000.0
+            fh["entry/instrument/incident_beam/incident_energy"].attrs["units"] = "eV"
+            if qmap_mask is not None:
+                fh["qmap/mask"] = qmap_mask
+        return path
+
+    raw = write(tmp_path / "A001_metadata.hdf")
+    assert is_aps_file(raw)
+    qm = aps_qmap(raw)
+    assert qm["mask"] is None and qm["group"] is None
+    np.testing.assert_allclose(qm["beam_center_px"], [20.5, 16.0], atol=1e-9)
+    assert qm["energy_kev"] == pytest.approx(10.0) and qm["distance_m"] == 5.0
+    geo, mask = aps_geometry(raw, (32, 40), particle_radius_nm=10.0, beam_size_nm=8000.0)
+    ref = flat_detector((32, 40), (20.5, 16.0), 75e-6, 5.0, energy_kev=10.0, particle_radius_nm=10.0, beam_size_nm=8000.0)
+    np.testing.assert_allclose(geo.q_nm, ref.q_nm, rtol=1e-9)
+    np.testing.assert_allclose(geo.phi, ref.phi, atol=1e-9)
+    assert mask is None and geo.info["aps_mask"] is False
+    (tmp_path / "g.json").write_text(json.dumps({"aps_qmap": raw.name, "particle_radius_nm": 10, "beam_size_um": 8}))
+    assert load_geometry(tmp_path / "g.json", (30, 40)).info["aps_sources"]["distance"].endswith("detector_1/distance")
+    m = np.ones((32, 40), np.int32)
+    m[:, :3] = 0
+    qm = aps_qmap(write(tmp_path / "q.hdf", qmap_mask=m))
+    assert qm["group"] == "/qmap" and np.array_equal(qm["mask"], m.astype(bool))
+    np.testing.assert_allclose(qm["beam_center_px"], [20.5, 16.0], atol=1e-9)
+    with h5py.File(tmp_path / "bad.hdf", "w") as fh:
+        fh["entry/instrument/detector_1/distance"] = 5.0
+    with pytest.raises(ShearcorrError, match=r"no pixel size \(/entry/instrument/detector_1/x_pixel_size\)"):
+        aps_qmap(tmp_path / "bad.hdf")
+    with h5py.File(tmp_path / "bad.hdf", "a") as fh:
+        fh["entry/instrument/detector_1/x_pixel_size"] = 75.0
+        fh["entry/instrument/detector_1/x_pixel_size"].attrs["units"] = "furlong"
+    with pytest.raises(ShearcorrError, match="is in 'furlong'; shearcorr reads m, mm, um or nm"):
+        aps_qmap(tmp_path / "bad.hdf")
+
+
 def test_beam_stop_zeros_in_a_stack_without_a_mask_are_masked():
     """Frames whose beam stop, arm and module gaps read 0, given without a mask: the zeros entered the bins as data.
     The stack's sampled frames now find them (pair.shadow_mask): exactly the renderer's masked pixels here, with a

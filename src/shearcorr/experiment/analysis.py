@@ -173,7 +173,7 @@ def _read_files(before, after, geometry, opt: AnalysisOptions, frame_index, fram
                          mask_dataset=opt.mask_dataset, saturation=opt.saturation)
     geo = geometry if isinstance(geometry, DetectorGeometry) else load_geometry(geometry, pair.before.shape)
     geo.check_shape(pair.before.shape)
-    if geo.info.get("type") == "aps_qmap":  # the APS q map's own mask
+    if geo.info.get("type") == "aps_qmap" and geo.info.get("aps_mask", True):  # the APS q map's own mask
         from .nexus import aps_qmap
 
         pair = pair.restrict(aps_qmap(geo.info["aps_file"])["mask"], "aps_mask")

@@ -9,7 +9,13 @@
   0 = good pixel, any set bit = gap, dead, hot or noisy. Read automatically next to the frames.
 * APS 8-ID-I (``/xpcs/qmap`` in result files, ``/qmap`` in qmap files): ``mask`` (1 = valid),
   ``beam_center_x`` / ``beam_center_y`` (pixels: column / row), ``detector_distance`` (m),
-  ``pixel_size`` (m), ``energy`` (keV; else ``/entry/instrument/incident_beam/incident_energy``).
+  ``pixel_size`` (m), ``energy`` (keV). A scalar missing there, or a file without a q map (the raw
+  ``*_metadata.hdf`` written next to the frames), is read from the NeXus instrument:
+  ``/entry/instrument/detector_1/`` ``distance``, ``x_pixel_size`` / ``y_pixel_size`` and the beam centre
+  ``beam_center_x + (position_x - beam_center_position_x) / x_pixel_size`` (the direct beam recorded at
+  detector position ``beam_center_position_*``, moved by the detector's translation since; likewise in y),
+  and ``/entry/instrument/incident_beam/incident_energy``. Lengths are metres unless a ``units``
+  attribute says mm, um or nm; energies keV unless it says eV.
   The azimuth there is phi = -atan2(row - bcy, col - bcx), the convention shearcorr uses.
 """
 
@@ -30,6 +36,11 @@ PIXEL_MASK_PATHS = ("/entry/instrument/detector/pixel_mask", "/entry/instrument/
                     "/entry/instrument/detector_1/pixel_mask")
 #: Groups holding the APS 8-ID-I q map.
 APS_QMAP_GROUPS = ("/xpcs/qmap", "/qmap")
+#: The NeXus detector and beam of APS 8-ID-I files (raw ``*_metadata.hdf`` and results).
+APS_DETECTOR = "/entry/instrument/detector_1"
+APS_ENERGY = "/entry/instrument/incident_beam/incident_energy"
+_LENGTH_UNITS = {"m": 1.0, "meter": 1.0, "metre": 1.0, "mm": 1e-3, "millimeter": 1e-3, "um": 1e-6, "µm": 1e-6,
+                 "micron": 1e-6, "micrometer": 1e-6, "nm": 1e-9}
 _BLOCK = re.compile(r"^data_\d+$")
 
 
@@ -141,68 +152,113 @@ def pixel_mask(path) -> np.ndarray | None:
 
 
 def is_aps_file(path) -> bool:
-    """True if ``path`` is an HDF5 file with an APS 8-ID-I q map (:data:`APS_QMAP_GROUPS`)."""
+    """True if ``path`` is an HDF5 file with an APS 8-ID-I q map (:data:`APS_QMAP_GROUPS`) or the NeXus
+    detector of an 8-ID-I metadata file (:data:`APS_DETECTOR` with a ``distance``)."""
     from .frames import HDF5_SUFFIXES
 
     if not str(path).lower().endswith(HDF5_SUFFIXES) or not Path(path).is_file():
         return False
     with open_hdf5(path) as fh:
-        return any(g in fh for g in APS_QMAP_GROUPS)
+        return any(g in fh for g in APS_QMAP_GROUPS) or f"{APS_DETECTOR}/distance" in fh
 
 
-def _scalar(fh, path, name):
+def _unit(fh, path) -> str:
+    u = fh[path].attrs.get("units", b"")
+    return (u.decode() if isinstance(u, bytes) else str(u)).strip()
+
+
+def _scalar(fh, path, name, *, positive=True, length=False):
+    """The number at ``path`` (the first element of an array); lengths converted to metres by their units."""
     try:
         v = float(np.asarray(fh[path][()]).reshape(-1)[0])
     except (KeyError, OSError, ValueError, IndexError, TypeError):
         raise ShearcorrError(f"{name} ({path}) is missing or unreadable in the APS file") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ShearcorrError(f"{name} ({path}) in the APS file must be a positive number, got {v}")
+    if not np.isfinite(v) or (positive and v <= 0):
+        raise ShearcorrError(f"{name} ({path}) in the APS file must be a {'positive' if positive else 'finite'} number, "
+                             f"got {v}")
+    if length:
+        unit = _unit(fh, path)
+        if unit and unit.lower() not in _LENGTH_UNITS and unit not in _LENGTH_UNITS:
+            raise ShearcorrError(f"{name} ({path}) is in {unit!r}; shearcorr reads m, mm, um or nm")
+        v *= _LENGTH_UNITS.get(unit, _LENGTH_UNITS.get(unit.lower(), 1.0)) if unit else 1.0
     return v
 
 
+def _first(fh, paths):
+    return next((p for p in paths if p in fh), None)
+
+
 def aps_qmap(path) -> dict:
-    """Read the APS 8-ID-I q map: ``mask`` (bool, True = valid), ``beam_center_px`` ([col, row]),
-    ``distance_m``, ``pixel_size_m``, ``energy_kev``, and the group it came from."""
+    """Read the APS 8-ID-I geometry and mask (module docstring): ``mask`` (bool, True = valid; None when the
+    file has no q map), ``beam_center_px`` ([col, row]), ``distance_m``, ``pixel_size_m`` (a number, or
+    [row, col] when x and y differ), ``energy_kev``, the q-map group (or None) and ``sources`` (where each
+    value came from)."""
     with open_hdf5(path) as fh:
         group = next((g for g in APS_QMAP_GROUPS if g in fh), None)
-        if group is None:
-            raise ShearcorrError(f"{path} has no APS q map ({' or '.join(APS_QMAP_GROUPS)})")
-        try:
-            mask = np.asarray(fh[f"{group}/mask"][()])
-        except (KeyError, OSError):
-            raise ShearcorrError(f"{path}: {group}/mask is missing or unreadable") from None
-        if mask.ndim != 2:
-            raise ShearcorrError(f"{path}: {group}/mask must be 2-D, got shape {mask.shape}")
-        bcx = float(np.asarray(fh[f"{group}/beam_center_x"][()]).reshape(-1)[0]) if f"{group}/beam_center_x" in fh else None
-        bcy = float(np.asarray(fh[f"{group}/beam_center_y"][()]).reshape(-1)[0]) if f"{group}/beam_center_y" in fh else None
-        if bcx is None or bcy is None or not (np.isfinite(bcx) and np.isfinite(bcy)):
-            raise ShearcorrError(f"{path}: {group}/beam_center_x and beam_center_y are needed (pixels)")
-        dist = _scalar(fh, f"{group}/detector_distance", "the detector distance")
-        pix = _scalar(fh, f"{group}/pixel_size", "the pixel size")
-        if f"{group}/energy" in fh:
-            e_path = f"{group}/energy"
-        elif "/entry/instrument/incident_beam/incident_energy" in fh:
-            e_path = "/entry/instrument/incident_beam/incident_energy"
-        else:
-            raise ShearcorrError(f"{path}: no incident energy ({group}/energy or /entry/instrument/incident_beam/incident_energy)")
-        energy = _scalar(fh, e_path, "the incident energy")
-        unit = fh[e_path].attrs.get("units", b"keV")
-        unit = unit.decode() if isinstance(unit, bytes) else str(unit)
-        if unit.strip().lower() == "ev" or energy > 1000.0:  # eV written where keV is the convention
+        if group is None and f"{APS_DETECTOR}/distance" not in fh:
+            raise ShearcorrError(f"{path} has no APS q map ({' or '.join(APS_QMAP_GROUPS)}) and no NeXus detector "
+                                 f"({APS_DETECTOR}/distance); give a geometry with beam_center_px, pixel_size_m, ...")
+        mask = None
+        if group is not None and f"{group}/mask" in fh:
+            try:
+                mask = np.asarray(fh[f"{group}/mask"][()])
+            except OSError:
+                raise ShearcorrError(f"{path}: {group}/mask is unreadable") from None
+            if mask.ndim != 2:
+                raise ShearcorrError(f"{path}: {group}/mask must be 2-D, got shape {mask.shape}")
+        sources = {}
+
+        def pick(key, what, qmap_name, det_name):
+            """The first of the q map's and the detector's dataset for ``key`` that the file has."""
+            paths = ([f"{group}/{qmap_name}"] if group else []) + [f"{APS_DETECTOR}/{det_name}"]
+            where = _first(fh, paths)
+            if where is None:
+                raise ShearcorrError(f"{path}: no {what} ({' or '.join(paths)})")
+            sources[key] = where
+            return where
+
+        p_pix = pick("pixel_size", "pixel size", "pixel_size", "x_pixel_size")
+        pix_x = _scalar(fh, p_pix, "the pixel size", length=True)
+        from_det = p_pix.startswith(APS_DETECTOR)
+        pix_y = (_scalar(fh, f"{APS_DETECTOR}/y_pixel_size", "the pixel size in y", length=True)
+                 if from_det and f"{APS_DETECTOR}/y_pixel_size" in fh else pix_x)
+        dist = _scalar(fh, pick("distance", "detector distance", "detector_distance", "distance"), "the detector distance",
+                       length=True)
+        centre = []
+        for axis, pix in (("x", pix_x), ("y", pix_y)):
+            p_c = pick(f"beam_center_{axis}", f"beam centre {axis} (pixels)", f"beam_center_{axis}", f"beam_center_{axis}")
+            c = _scalar(fh, p_c, f"the beam centre {axis}", positive=False)
+            moved = [f"{APS_DETECTOR}/position_{axis}", f"{APS_DETECTOR}/beam_center_position_{axis}"]
+            if p_c.startswith(APS_DETECTOR) and all(m in fh for m in moved):  # the detector moved since the direct beam
+                shift = (_scalar(fh, moved[0], f"the detector position {axis}", positive=False, length=True)
+                         - _scalar(fh, moved[1], f"the direct-beam position {axis}", positive=False, length=True)) / pix
+                c += shift
+                sources[f"beam_center_{axis}"] = f"{p_c} + ({moved[0]} - {moved[1]}) / pixel size"
+            centre.append(c)
+        p_e = _first(fh, ([f"{group}/energy"] if group else []) + [APS_ENERGY])
+        if p_e is None:
+            raise ShearcorrError(f"{path}: no incident energy ({(group + '/energy or ') if group else ''}{APS_ENERGY})")
+        sources["energy"] = p_e
+        energy = _scalar(fh, p_e, "the incident energy")
+        unit = _unit(fh, p_e).lower() or "kev"
+        if unit == "ev" or energy > 1000.0:  # eV written where keV is the convention
             energy /= 1000.0
-    return {"mask": mask != 0, "beam_center_px": [bcx, bcy], "distance_m": dist, "pixel_size_m": pix,
-            "energy_kev": energy, "group": group, "file": str(path)}
+    return {"mask": None if mask is None else mask != 0, "beam_center_px": centre, "distance_m": dist,
+            "pixel_size_m": pix_x if pix_x == pix_y else [pix_y, pix_x], "energy_kev": energy, "group": group,
+            "sources": sources, "file": str(path)}
 
 
 def aps_geometry(path, shape, *, particle_radius_nm: float, beam_size_nm: float, q_unit: str = "1/angstrom"):
-    """Flat-detector geometry and mask (True = valid) from an APS 8-ID-I file (:func:`aps_qmap`)."""
+    """Flat-detector geometry and mask (True = valid; None without a q map) from an APS 8-ID-I file
+    (:func:`aps_qmap`)."""
     from .geometry import DetectorGeometry, flat_detector
 
     qm = aps_qmap(path)
-    if tuple(qm["mask"].shape) != tuple(shape):
+    if qm["mask"] is not None and tuple(qm["mask"].shape) != tuple(shape):
         raise ShearcorrError(f"the APS q map of {path} is {qm['mask'].shape[0]} x {qm['mask'].shape[1]} but the frames are "
                              f"{shape[0]} x {shape[1]}")
     geo = flat_detector(shape, qm["beam_center_px"], qm["pixel_size_m"], qm["distance_m"], energy_kev=qm["energy_kev"],
                         particle_radius_nm=particle_radius_nm, beam_size_nm=beam_size_nm, q_unit=q_unit)
-    info = dict(geo.info, type="aps_qmap", aps_file=str(path), aps_group=qm["group"])
+    info = dict(geo.info, type="aps_qmap", aps_file=str(path), aps_group=qm["group"], aps_sources=qm["sources"],
+                aps_mask=qm["mask"] is not None)
     return DetectorGeometry(geo.q_nm, geo.phi, particle_radius_nm, beam_size_nm, q_unit, info), qm["mask"]

@@ -127,7 +127,7 @@ def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
     if det is not None:
         counts["pixel_mask"] = int((valid & ~det).sum())
         valid &= det
-    if geo.info.get("type") == "aps_qmap":
+    if geo.info.get("type") == "aps_qmap" and geo.info.get("aps_mask", True):
         from ..experiment.nexus import aps_qmap
 
         aps = aps_qmap(geo.info["aps_file"])["mask"]
