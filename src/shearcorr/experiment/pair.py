@@ -16,10 +16,13 @@ from .frames import check_mask_plausible, read_mask, _read_raw, sentinel_value
 
 __all__ = ["FramePair", "make_pair", "load_pair", "shadow_mask", "shadow_warning"]
 
-#: :func:`shadow_mask`: a ring (radial bin of ``SHADOW_RINGS``) is *bright* when its mean count, summed over the
-#: frames, is at least this: a pixel then reads 0 in all frames with probability <= 1 / (1 + mean) <= 0.1.
+#: :func:`shadow_mask`: a pixel is *dark* when its count, summed over the frames, is at most k_r, the largest k
+#: whose chance in its ring (mean mu_r) is <= this for any speckle: 1 - (mu_r / (1 + mu_r))^(k + 1) <= 0.1.
+SHADOW_P_DARK = 0.1
+#: The ring mean at which k_r reaches 0 (a pixel then reads 0 in all frames with probability <= 1 / (1 + mean)):
+#: rings at least this bright are *bright*.
 SHADOW_MIN_COUNTS = 9.0
-#: ... and a connected region of zeros is a shadow when its bright-ring pixels span at least this many speckle
+#: ... and a connected region of dark pixels is a shadow when its bright-ring pixels span at least this many speckle
 #: areas and this many pixels: by chance, with fewer than ~4^n shapes of n cells through a place, at most
 #: (4 x 0.1)^32 ~ 2e-13 per place on the detector.
 SHADOW_MIN_SPECKLES = 32
@@ -115,48 +118,69 @@ def shadow_mask(total: np.ndarray, valid: np.ndarray, radius: np.ndarray, speckl
     ``total`` (ny, nx): each pixel's count summed over the frames; ``radius``: its distance from the beam (any
     unit, e.g. q R0); ``speckle_px``: the speckle size (pixels).
 
-    The summed count of speckle from Gaussian fields (M >= 1 modes, any correlation between the frames) with mean
-    mu is 0 with probability P0 = (1 + mu / M)^-M <= 1 / (1 + mu). In a ring (``SHADOW_RINGS`` radial bins) whose
-    mean over its valid pixels, zeros included, is >= ``SHADOW_MIN_COUNTS``, P0 <= 0.1, and a connected region of
-    zeros spanning n independent speckle areas happens by chance with probability <= (4 P0)^n per place (fewer
-    than ~4^n shapes of n cells, lattice animals). A connected region of valid pixels with ``total == 0`` is a
-    shadow when its pixels in such bright rings number at least ``SHADOW_MIN_PIXELS`` and
-    ``SHADOW_MIN_SPECKLES`` speckle areas (speckle_px^2); those pixels are returned, and so are the pixels of rings
-    inside the innermost bright one whose every valid pixel reads 0 (the stop's disk: the scattering of a dilute
-    sample falls with q). Zeros in dim rings are left alone: there they are data, and masking them would raise
-    the ring's mean.
+    Speckle from Gaussian fields (M >= 1 modes, any correlation between the frames) with mean mu gives a summed
+    count n <= k with probability at most that of M = 1, 1 - (mu / (1 + mu))^(k + 1) (the geometric law: the
+    exponential intensity is the most dispersed; k = 0: P0 = (1 + mu / M)^-M <= 1 / (1 + mu)). Each ring
+    (``SHADOW_RINGS`` radial bins; mean mu_r over its valid pixels, shadow included) gets the largest k_r with
+    that probability <= ``SHADOW_P_DARK`` (k_r = 0 from mu_r = ``SHADOW_MIN_COUNTS`` = 9, 2 at 30, 9 at 100), and
+    a ring inside the innermost bright one (mu_r >= 9) whose mean is itself <= that ring's k_r is judged with it
+    (the scattering of a dilute sample falls with q: such a ring is dark because it is shadowed; a ring that is
+    merely dim, e.g. below a structure peak, is not judged). A pixel is *dark* when n <= k_r (or n = 0 anywhere);
+    a connected region of dark pixels spanning n independent speckle areas in judged rings happens by chance with
+    probability <= (4 x 0.1)^n per place (fewer than ~4^n shapes of n cells, lattice animals). A region is a
+    shadow when its pixels in judged rings number at least ``SHADOW_MIN_PIXELS`` and ``SHADOW_MIN_SPECKLES``
+    speckle areas (speckle_px^2); those pixels are returned, and so are the pixels of inner rings whose every valid
+    pixel reads 0. So a stop that leaks a few counts (air scattering behind it, a semi-transparent edge) is
+    found as well as one that reads 0. Dark pixels in rings not judged are left alone: there they are data, and
+    masking them would raise the ring's mean.
     """
     from scipy import ndimage
 
     valid = np.asarray(valid, dtype=bool)
     out = np.zeros(valid.shape, dtype=bool)
-    zero = valid & (np.asarray(total) == 0)
-    if not zero.any():
-        return out
     r = np.asarray(radius, dtype=np.float64)
     ok = valid & np.isfinite(r)
+    if not ok.any():
+        return out
+    tot_img = np.asarray(total, dtype=np.float64)
     edges = np.linspace(r[ok].min(), r[ok].max(), SHADOW_RINGS + 1)
     ring = np.clip(np.searchsorted(edges, r, side="right") - 1, 0, SHADOW_RINGS - 1)
     n = np.bincount(ring[ok], minlength=SHADOW_RINGS)
-    tot = np.asarray(total, dtype=np.float64)[ok]
-    mean = np.bincount(ring[ok], weights=tot, minlength=SHADOW_RINGS) / np.maximum(n, 1)
+    mean = np.bincount(ring[ok], weights=tot_img[ok], minlength=SHADOW_RINGS) / np.maximum(n, 1)
     lit = mean >= SHADOW_MIN_COUNTS
     if not lit.any():
         return out
-    bright = zero & ok & lit[ring]
-    labels, n_lab = ndimage.label(zero)
-    size = np.bincount(labels[bright], minlength=n_lab + 1)
+    k = dark_threshold(mean)
+    first = int(np.argmax(lit))
+    judged = lit.copy()  # the rings where darkness is improbable by chance: the bright ones, and inner rings ...
+    judged[:first] = (n[:first] > 0) & (mean[:first] <= k[first])  # ... as dark as the innermost bright ring's k
+    k[:first] = k[first]
+    dark = ok & ((tot_img == 0) | (tot_img <= k[ring]))
+    counted = dark & judged[ring]
+    if not counted.any():
+        return out
+    labels, n_lab = ndimage.label(dark)
+    size = np.bincount(labels[counted], minlength=n_lab + 1)
     need = max(SHADOW_MIN_PIXELS, SHADOW_MIN_SPECKLES * max(float(speckle_px), 1.0) ** 2)
     shadow = size >= need
     shadow[0] = False
     # the stop itself: rings inside the innermost bright one whose every valid pixel reads 0
-    dark = (n > 0) & (mean == 0) & (np.arange(SHADOW_RINGS) < np.argmax(lit))
-    return (bright & shadow[labels]) | (ok & dark[ring])
+    empty = (n > 0) & (mean == 0) & (np.arange(SHADOW_RINGS) < first)
+    return (counted & shadow[labels]) | (ok & empty[ring])
+
+
+def dark_threshold(mean) -> np.ndarray:
+    """k_r of :func:`shadow_mask` for ring means ``mean`` (counts summed over the frames): the largest k with
+    1 - (mu / (1 + mu))^(k + 1) <= SHADOW_P_DARK; -1 where mu < SHADOW_MIN_COUNTS (no count is improbable)."""
+    mu = np.asarray(mean, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.floor(np.log1p(-SHADOW_P_DARK) / -np.log1p(1.0 / mu) + 1e-9) - 1.0
+    return np.where(np.isfinite(k) & (mu >= SHADOW_MIN_COUNTS), k, -1.0)
 
 
 def shadow_warning(n_pixels: int, frames: str) -> str:
-    """The warning of :func:`shadow_mask`'s pixels, masked; ``frames``: which frames read 0 ("both frames")."""
-    return (f"{n_pixels} pixels read 0 in {frames} in connected regions where their rings hold >= "
+    """The warning of :func:`shadow_mask`'s pixels, masked; ``frames``: which frames were summed ("both frames")."""
+    return (f"{n_pixels} pixels read (almost) no counts in {frames} in connected regions where their rings hold >= "
             f"{SHADOW_MIN_COUNTS:g} counts per pixel (a beam stop, its arm or a gap?): masked; pass --mask to set the "
             "mask yourself")
 
