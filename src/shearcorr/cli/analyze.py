@@ -3,6 +3,8 @@ flow direction) and ``shearcorr synth-frames`` (synthetic pair)."""
 
 from __future__ import annotations
 
+import argparse
+
 from ..choices import CHOICES
 from ._common import add_overwrite, add_system_args, finite, positive_int, seed_int
 
@@ -72,9 +74,10 @@ def _add_analysis_args(p) -> None:
     p.add_argument("--rs-prior", type=finite, nargs=2, default=None, metavar=("LO", "HI"),
                    help="range of the polydispersity R_s if known (e.g. from SAXS): the pair's configuration error "
                         "is computed over it instead of the whole prior (docs/experiment.md)")
-    p.add_argument("--condition-profile", action="store_true",
+    p.add_argument("--condition-profile", action=argparse.BooleanOptionalAction, default=None,
                    help="condition the pair's configuration error on its own intensity profile (Guinier slope), "
-                        "which tells R_s; off by default (docs/experiment.md)")
+                        "which tells R_s (the default); --no-condition-profile: marginalise it over the R_s prior "
+                        "(docs/experiment.md)")
     p.add_argument("--displacement", choices=CHOICES["displacement"], default="uniform")
     p.add_argument("--not-photon-counts", action="store_true", help="frames are not photon counts (no Poisson term)")
     p.add_argument("--cache", default=None, help="cache folder of geometry-specific models (default ~/.cache/shearcorr)")
@@ -98,7 +101,8 @@ def _options(args):
         model=args.model, n_q=args.n_q, n_phi=args.n_phi, q_min=args.q_min, q_max=args.q_max, n_l2=args.n_l2,
         displacement=args.displacement, photon_counts=not args.not_photon_counts, cache_dir=args.cache,
         plots=not args.no_plots, seed=args.seed, pixel_integration=not args.point_pixels, psf_sigma_px=args.psf_sigma_px,
-        rs_prior=args.rs_prior, condition_profile=args.condition_profile)
+        rs_prior=args.rs_prior, condition_profile=(AnalysisOptions.condition_profile if args.condition_profile is None
+                                                   else args.condition_profile))
 
 
 def _pv(d) -> str:

@@ -38,8 +38,10 @@ from .results import ChiSquare, Contrast, FlowAngle, Length, PairAnalysis, RsEst
 __all__ = ["analyze", "AnalysisOptions"]
 
 
-#: Whether ``analyze`` conditions the configuration term on the pair's intensity profile by default.
-CONDITION_PROFILE_DEFAULT = False
+#: Whether ``analyze`` conditions the configuration term on the pair's intensity profile by default (on: the
+#: marginal term is calibrated only on average over the R_s prior, 0.6-0.75 / 1.3-1.5 z std in its two halves on
+#: four studies; docs/experiment.md "Conditioning the term on the pair's own profile").
+CONDITION_PROFILE_DEFAULT = True
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ class AnalysisOptions:
         configuration error grows steeply with it, so its std is marginalised over U(lo, hi);
         condition_profile : condition that configuration term on the pair's own intensity profile (the
         ring means of its frames: their fall with q tells the intensity-weighted size of the particles in the
-        beam; ``fit_pair(profile=...)``, docs/experiment.md "The error of one pair").
+        beam; ``fit_pair(profile=...)``, docs/experiment.md "Conditioning the term on the pair's own profile");
+        on by default; a profile the model cannot explain falls back to the marginal term with a warning.
     The instrument (docs/experiment.md "Describe your beamline", docs/theory.md section 7)
         beam : a :class:`shearcorr.beam.Beam` in R0 that replaces the geometry's (default: the geometry
         file's ``"beam"``, else the paper's coherent square); pixel_integration : the model integrates
