@@ -188,9 +188,11 @@ def test_aps_raw_metadata_file_gives_the_geometry(tmp_path):
 def test_beam_stop_zeros_in_a_stack_without_a_mask_are_masked():
     """Frames whose beam stop, arm and module gaps read 0, given without a mask: the zeros entered the bins as data.
     The stack's sampled frames now find them (pair.shadow_mask): exactly the renderer's masked pixels here, with a
-    warning; a dim stack (0.05 photons per pixel) loses no pixel."""
+    warning; a dim stack (0.05 photons per pixel) loses no pixel. A low-count stack (0.4 photons per pixel at
+    q R0 = 0.5) sums more frames until they are bright enough: 8 of them left the shadow unfound."""
     from shearcorr.params import SystemParams
-    from shearcorr.stack.analysis import _valid_mask
+    from shearcorr.experiment.pair import shadow_mask
+    from shearcorr.stack.analysis import _flagged_pixels, _valid_mask
     from shearcorr.stack.plan import as_source
     from shearcorr.stack.synth import steady_stack
 
@@ -202,6 +204,15 @@ def test_beam_stop_zeros_in_a_stack_without_a_mask_are_masked():
         valid, counts_by_reason, notes = _valid_mask(as_source(frames), st.geometry, 0, 12, None, "valid", None)
         if shadowed:
             assert np.array_equal(valid, st.mask) and counts_by_reason["shadow"] == (~st.mask).sum()
-            assert len(notes) == 1 and "read (almost) no counts in all 8 sampled frames" in notes[0]
+            assert len(notes) == 1 and "read (almost) no counts in the sum of 12 sampled frames" in notes[0]
         else:
             assert valid.all() and notes == []
+    st = steady_stack(p, 96, shear_rate=0.01, diffusion=0.2, shape=(96, 96), dq=(2 * np.pi / 800) / 2.5, seed=2,
+                      counts=0.4)
+    frames = as_source(np.where(st.mask[None], st.frames, 0))
+    valid, counts_by_reason, notes = _valid_mask(frames, st.geometry, 0, 96, None, "valid", None)
+    assert counts_by_reason["shadow"] > 0.9 * (~st.mask).sum() and not (~valid & st.mask).any()
+    assert "in the sum of 96 sampled frames" in notes[0]
+    _, total, n_summed = _flagged_pixels(frames, 0, 96, n_max=8)
+    assert n_summed == 8 and not shadow_mask(total, np.ones_like(st.mask), st.geometry.qr0,
+                                             st.geometry.speckle_px(st.mask)).any()

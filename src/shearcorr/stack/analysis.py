@@ -33,6 +33,11 @@ __all__ = ["analyze_stack", "StackResult", "frame_range", "DEFAULTS"]
 DEFAULTS = {"n_q": 16, "n_phi": 36, "max_lag": 20, "groups": 20, "time_bins": 200, "max_cycles": 4}
 #: Sampled frames for the global detector flags (pixels bad in any of them are masked everywhere).
 N_FLAG_FRAMES = 8
+#: ... doubled, up to this many, while their summed counts average below SHADOW_TARGET_COUNTS per pixel: the shadow
+#: search (:func:`shearcorr.experiment.pair.shadow_mask`) needs bright rings, which a low-count stack reaches only
+#: summed over many frames.
+N_SHADOW_FRAMES = 256
+SHADOW_TARGET_COUNTS = 30.0
 
 
 @dataclass
@@ -88,24 +93,36 @@ def _source(stack, dataset):
     return as_source(stack)
 
 
-def _flagged_pixels(src, start, stop, n=N_FLAG_FRAMES):
-    """Pixels that hold a detector flag (2^n - 1), a negative value or NaN in any of ``n`` frames
-    spread over the analysis: module gaps and dead pixels, masked in every frame. Also returns the
-    sum of those frames (0 where flagged) for :func:`shearcorr.experiment.pair.shadow_mask`."""
+def _flagged_pixels(src, start, stop, n=N_FLAG_FRAMES, n_max=N_SHADOW_FRAMES):
+    """Pixels that hold a detector flag (2^n - 1), a negative value or NaN in any of ``n`` frames spread over the
+    analysis: module gaps and dead pixels, masked in every frame. Also returns the sum of the sampled frames (0 where
+    flagged) for :func:`shearcorr.experiment.pair.shadow_mask`, and how many were summed: while the sum averages
+    below ``SHADOW_TARGET_COUNTS`` per pixel, the sample is doubled (spread evenly again; up to ``n_max`` frames,
+    all of them in a short stack), its frames' flags included."""
     from ..experiment.frames import sentinel_value
 
     bad = np.zeros(tuple(src.frame_shape), dtype=bool)
     total = np.zeros(tuple(src.frame_shape))
-    for t in np.unique(np.linspace(start, stop - 1, min(n, stop - start)).round().astype(int)):
-        f = np.asarray(src.read(int(t), int(t) + 1))[0]
-        sent = sentinel_value(f.dtype) if f.dtype != bool else None
-        with np.errstate(invalid="ignore"):
-            b = ~np.isfinite(f) | (f < 0) if np.issubdtype(f.dtype, np.floating) else f < 0
-            if sent is not None:
-                b |= f >= sent
-        bad |= b
-        total += np.where(b, 0.0, f)
-    return bad, np.where(bad, 0.0, total)
+    done: set = set()
+    m = min(n, stop - start)
+    while True:
+        for t in np.unique(np.linspace(start, stop - 1, m).round().astype(int)):
+            if int(t) in done:
+                continue
+            done.add(int(t))
+            f = np.asarray(src.read(int(t), int(t) + 1))[0]
+            sent = sentinel_value(f.dtype) if f.dtype != bool else None
+            with np.errstate(invalid="ignore"):
+                b = ~np.isfinite(f) | (f < 0) if np.issubdtype(f.dtype, np.floating) else f < 0
+                if sent is not None:
+                    b |= f >= sent
+            bad |= b
+            total += np.where(b, 0.0, f)
+        good = ~bad
+        level = float(total[good].mean()) if good.any() else 0.0
+        if level >= SHADOW_TARGET_COUNTS or m >= min(n_max, stop - start):
+            return bad, np.where(bad, 0.0, total), len(done)
+        m = min(2 * m, n_max, stop - start)
 
 
 def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
@@ -133,7 +150,7 @@ def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
         aps = aps_qmap(geo.info["aps_file"])["mask"]
         counts["aps_mask"] = int((valid & ~aps).sum())
         valid &= aps
-    flags, total = _flagged_pixels(src, start, stop)
+    flags, total, n_summed = _flagged_pixels(src, start, stop)
     counts["detector_flag"] = int((valid & flags).sum())
     valid &= ~flags
     if not valid.any():
@@ -143,7 +160,7 @@ def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
     if shadow.any():
         counts["shadow"] = int(shadow.sum())
         valid &= ~shadow
-        notes.append(shadow_warning(counts["shadow"], f"all {min(N_FLAG_FRAMES, stop - start)} sampled frames"))
+        notes.append(shadow_warning(counts["shadow"], f"the sum of {n_summed} sampled frames"))
     return valid, counts, notes
 
 
