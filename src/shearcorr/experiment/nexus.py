@@ -177,10 +177,11 @@ def _scalar(fh, path, name, *, positive=True, length=False):
         raise ShearcorrError(f"{name} ({path}) in the APS file must be a {'positive' if positive else 'finite'} number, "
                              f"got {v}")
     if length:
-        unit = _unit(fh, path)
-        if unit and unit.lower() not in _LENGTH_UNITS and unit not in _LENGTH_UNITS:
+        unit = _unit(fh, path) or "m"
+        factor = _LENGTH_UNITS.get(unit.lower())
+        if factor is None:
             raise ShearcorrError(f"{name} ({path}) is in {unit!r}; shearcorr reads m, mm, um or nm")
-        v *= _LENGTH_UNITS.get(unit, _LENGTH_UNITS.get(unit.lower(), 1.0)) if unit else 1.0
+        v *= factor
     return v
 
 
