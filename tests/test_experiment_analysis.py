@@ -162,16 +162,22 @@ def test_options_are_validated_once_and_copied_with_replace():
 
 
 def test_cli_condition_profile_is_recorded(synth_dir, tmp_path):
-    """--condition-profile conditions the pair's configuration term on its intensity profile: the result
-    records the conditioning and keeps the unconditioned (marginal) term next to it."""
-    out = tmp_path / "cond"
-    rc = main(["analyze", str(synth_dir / "before.npy"), str(synth_dir / "after.npy"), "--geometry",
-               str(synth_dir / "geometry.json"), "--mask", str(synth_dir / "mask.npy"), "--no-plots",
-               "--condition-profile", "-o", str(out)])
-    assert rc == 0
-    fit = json.loads((out / "result.json").read_text())["methods"]["fit"]
-    assert isinstance(fit["conditioning"], dict) and "used" in fit["conditioning"]
-    assert len(fit["std_configuration_marginal"]) >= 2 and all(v > 0 for v in fit["std_configuration_marginal"])
+    """The pair's configuration term is conditioned on its intensity profile by default (since session 16): the
+    result records the conditioning and keeps the unconditioned (marginal) term next to it; --no-condition-profile
+    reports the marginal term itself."""
+    fits = {}
+    for flag in ([], ["--no-condition-profile"]):
+        out = tmp_path / ("cond" if not flag else "marg")
+        rc = main(["analyze", str(synth_dir / "before.npy"), str(synth_dir / "after.npy"), "--geometry",
+                   str(synth_dir / "geometry.json"), "--mask", str(synth_dir / "mask.npy"), "--no-plots", *flag,
+                   "-o", str(out)])
+        assert rc == 0
+        fits[bool(flag)] = json.loads((out / "result.json").read_text())["methods"]["fit"]
+    cond, marg = fits[False], fits[True]
+    assert isinstance(cond["conditioning"], dict) and cond["conditioning"]["used"]
+    assert len(cond["std_configuration_marginal"]) >= 2 and all(v > 0 for v in cond["std_configuration_marginal"])
+    assert marg["conditioning"] is None and marg["std_configuration"] == marg["std_configuration_marginal"]
+    assert marg["std_configuration_marginal"] == cond["std_configuration_marginal"]
 
 
 def test_frames_reaching_low_q_are_clipped_not_refused():
