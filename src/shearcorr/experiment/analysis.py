@@ -31,6 +31,7 @@ from .pair import FramePair, load_pair, make_pair, shadow_mask, shadow_warning
 from .geometry import DetectorGeometry
 from .geometryfile import load_geometry
 from .inference import D2_MIN, fit_pair, pair_profile
+from .nexus import geometry_mask
 from .model import BinnedPairModel, engine_step_max
 from .regression import GPR_BOX, default_cache_dir, gpr_predict, model_predict
 from .results import ChiSquare, Contrast, FlowAngle, Length, PairAnalysis, RsEstimate
@@ -176,10 +177,9 @@ def _read_files(before, after, geometry, opt: AnalysisOptions, frame_index, fram
                          mask_dataset=opt.mask_dataset, saturation=opt.saturation)
     geo = geometry if isinstance(geometry, DetectorGeometry) else load_geometry(geometry, pair.before.shape)
     geo.check_shape(pair.before.shape)
-    if geo.info.get("type") == "aps_qmap" and geo.info.get("aps_mask", True):  # the APS q map's own mask
-        from .nexus import aps_qmap
-
-        pair = pair.restrict(aps_qmap(geo.info["aps_file"])["mask"], "aps_mask")
+    aps = geometry_mask(geo)  # the APS q map's own mask
+    if aps is not None:
+        pair = pair.restrict(aps, "aps_mask")
     return pair, geo
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ShearcorrError
 
 __all__ = ["open_hdf5", "h5py_module", "read_error", "find_frames", "pixel_mask", "find_pixel_mask", "aps_qmap",
-           "aps_geometry", "is_aps_file", "PIXEL_MASK_PATHS", "APS_QMAP_GROUPS"]
+           "aps_geometry", "geometry_mask", "is_aps_file", "PIXEL_MASK_PATHS", "APS_QMAP_GROUPS"]
 
 #: Where NeXus/Eiger files keep the detector's pixel mask (0 = good).
 PIXEL_MASK_PATHS = ("/entry/instrument/detector/pixel_mask", "/entry/instrument/detector/detectorSpecific/pixel_mask",
@@ -263,3 +263,11 @@ def aps_geometry(path, shape, *, particle_radius_nm: float, beam_size_nm: float,
     info = dict(geo.info, type="aps_qmap", aps_file=str(path), aps_group=qm["group"], aps_sources=qm["sources"],
                 aps_mask=qm["mask"] is not None)
     return DetectorGeometry(geo.q_nm, geo.phi, particle_radius_nm, beam_size_nm, q_unit, info), qm["mask"]
+
+
+def geometry_mask(geo):
+    """The mask (True = valid) that a geometry read by :func:`aps_geometry` carries from its q map, or None (any
+    other geometry, or an APS file without a q map)."""
+    if geo.info.get("type") != "aps_qmap" or not geo.info.get("aps_mask", True):
+        return None
+    return aps_qmap(geo.info["aps_file"])["mask"]

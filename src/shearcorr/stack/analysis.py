@@ -128,6 +128,7 @@ def _flagged_pixels(src, start, stop, n=N_FLAG_FRAMES, n_max=N_SHADOW_FRAMES):
 def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
     """The valid pixels (True), the count of pixels masked per reason, and warnings."""
     from ..experiment.frames import check_mask_plausible, read_mask
+    from ..experiment.nexus import geometry_mask
     from ..experiment.pair import shadow_mask, shadow_warning
 
     shape = tuple(src.frame_shape)
@@ -144,10 +145,8 @@ def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
     if det is not None:
         counts["pixel_mask"] = int((valid & ~det).sum())
         valid &= det
-    if geo.info.get("type") == "aps_qmap" and geo.info.get("aps_mask", True):
-        from ..experiment.nexus import aps_qmap
-
-        aps = aps_qmap(geo.info["aps_file"])["mask"]
+    aps = geometry_mask(geo)
+    if aps is not None:
         counts["aps_mask"] = int((valid & ~aps).sum())
         valid &= aps
     flags, total, n_summed = _flagged_pixels(src, start, stop)
