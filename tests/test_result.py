@@ -79,3 +79,39 @@ def test_result_written_before_the_refactor_loads_with_the_same_numbers():
     new = simulate(p, QGrid.log(0.5, 5.0, 6, 7))
     for name in ("I", "g", "g_err", "g_q", "g_theta"):  # to round-off: the engine's summation order may change
         np.testing.assert_allclose(new[name].values, old[name].values, rtol=1e-13, atol=0, err_msg=name)
+
+
+def test_plain_hdf5_of_another_code_loads_as_the_result(tmp_path, small_grid):
+    """No dimension scales, g stored as (theta, q) in float32, theta in degrees: the same map as the result."""
+    import h5py
+
+    _, ds = _result(small_grid)
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        for name in ("g", "g_err"):
+            f[name] = ds[name].values.T.astype("f4")
+        for name in ("g_q", "g_q_err", "g_theta", "g_theta_err"):
+            f[name] = ds[name].values.astype("f4")
+        f["q"] = ds.q.values.astype("f4")
+        f["theta"] = np.rad2deg(ds.theta.values)
+        f["theta"].attrs["units"] = "degree"
+        f.attrs["configs"] = 50
+    back = load_result(path)
+    assert back["g"].dims == ("q", "theta") and back.attrs["configs"] == 50
+    np.testing.assert_allclose(back.theta, ds.theta, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(back.q, ds.q, rtol=1e-7)
+    for name in ("g", "g_err", "g_q", "g_q_err", "g_theta", "g_theta_err"):
+        np.testing.assert_allclose(back[name], ds[name], rtol=1e-7, err_msg=name)
+    assert back["g_theta"].dims == ("theta",) and back["g_q"].dims == ("q",)
+
+
+def test_theta_in_degrees_without_units_is_refused(tmp_path, small_grid):
+    _, ds = _result(small_grid)
+    deg = ds.assign_coords(theta=np.rad2deg(ds.theta.values))
+    save_result(deg, tmp_path / "deg.nc")
+    with pytest.raises(ShearcorrError, match="looks like degrees"):
+        load_result(tmp_path / "deg.nc")
+    deg["theta"].attrs["units"] = "arcmin"
+    save_result(deg, tmp_path / "arcmin.nc")
+    with pytest.raises(ShearcorrError, match="units 'arcmin'"):
+        load_result(tmp_path / "arcmin.nc")

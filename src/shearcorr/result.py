@@ -142,10 +142,66 @@ def load_result(path: str | os.PathLike) -> xr.Dataset:
     if not path.is_file():
         raise ShearcorrError(f"no such file: {path}")
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
+        with xr.open_dataset(path, engine="h5netcdf", phony_dims="access") as ds:
             ds = ds.load()
     except Exception as exc:  # h5py/xarray raise many types for corrupt files
         raise ShearcorrError(f"cannot read {path} as a shearcorr NetCDF result ({type(exc).__name__}: {exc})") from None
-    if "g" not in ds or "q" not in ds.coords:
-        raise ShearcorrError(f"{path} is not a shearcorr result (no g(q, theta) in it)")
+    if "g" in ds and "q" in ds and "theta" in ds and not {"q", "theta"} <= set(ds.coords):
+        ds = _from_plain_arrays(ds, path)
+    if "g" not in ds or "q" not in ds.coords or "theta" not in ds.coords:
+        raise ShearcorrError(f"{path} is not a shearcorr result (no g(q, theta) with q and theta in it)")
+    return _theta_in_radians(ds, path)
+
+
+#: ``units`` of theta read as degrees (anything else but radians is refused).
+DEGREE_UNITS = {"deg", "degree", "degrees", "°"}
+RADIAN_UNITS = {"", "rad", "radian", "radians"}
+
+
+def _from_plain_arrays(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    """A plain HDF5 file (no dimension scales: datasets g, q, theta, ...) in the result layout.
+
+    g is (q, theta), or (theta, q) when only that order fits the lengths (a square map is taken as
+    (q, theta)); 2-D variables of g's shape follow it, 1-D ones go on the axis whose length they have
+    (``g_theta*`` on theta when both lengths are equal); other variables are dropped.
+    """
+    q, theta, g = ds["q"].values, ds["theta"].values, ds["g"]
+    if q.ndim != 1 or theta.ndim != 1 or g.ndim != 2:
+        raise ShearcorrError(f"{path}: q and theta must be 1-D and g 2-D (got {q.ndim}-D, {theta.ndim}-D, {g.ndim}-D)")
+    if g.shape == (q.size, theta.size):
+        flip = False
+    elif g.shape == (theta.size, q.size):
+        flip = True
+    else:
+        raise ShearcorrError(f"{path}: g has shape {g.shape}, which fits neither (q, theta) = ({q.size}, {theta.size}) "
+                             "nor (theta, q); write g on the grid of q and theta")
+    data = {}
+    for name, var in ds.data_vars.items():
+        a = var.values
+        if name in ("q", "theta"):
+            continue
+        if a.ndim == 2 and a.shape == g.shape:
+            data[name] = (("q", "theta"), a.T if flip else a, var.attrs)
+        elif a.ndim == 1 and a.size == theta.size and (a.size != q.size or name.startswith("g_theta")):
+            data[name] = (("theta",), a, var.attrs)
+        elif a.ndim == 1 and a.size == q.size:
+            data[name] = (("q",), a, var.attrs)
+    coords = {"q": ("q", q, ds["q"].attrs), "theta": ("theta", theta, ds["theta"].attrs)}
+    return xr.Dataset(data, coords=coords, attrs=ds.attrs)
+
+
+def _theta_in_radians(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    """theta in radians: converted from degrees when its ``units`` say so, refused when it cannot be radians."""
+    units = str(ds["theta"].attrs.get("units", "")).strip().lower()
+    theta = np.asarray(ds["theta"].values, dtype=np.float64)
+    if units in DEGREE_UNITS:
+        out = ds.assign_coords(theta=np.deg2rad(theta))
+        out["theta"].attrs.update(ds["theta"].attrs, units="rad")
+        return out
+    if units not in RADIAN_UNITS:
+        raise ShearcorrError(f"{path}: theta has units {units!r}; write theta in radians (or degrees, with "
+                             "units='degree')")
+    if theta.size and np.max(np.abs(theta)) > 2 * np.pi + 1e-6:
+        raise ShearcorrError(f"{path}: theta runs to {np.max(np.abs(theta)):.4g}, beyond 2 pi: it looks like degrees; "
+                             "set the units attribute of theta to 'degree' or write it in radians")
     return ds

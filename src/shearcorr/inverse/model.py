@@ -182,8 +182,9 @@ class InversionModel:
         """Refuse data on a grid other than the training grid (one line naming the largest difference)."""
         diff = self.grid.difference(grid)
         if diff is not None:
-            raise ShearcorrError(f"the data grid differs from the model's: {diff}; interpolate the data onto the "
-                                 "model grid or train on this grid")
+            raise ShearcorrError(f"the data grid differs from the model's: {diff}; train a model on this grid "
+                                 "(shearcorr dataset --q-min/--q-max/--n-q/--n-theta), or fit the data directly "
+                                 "(shearcorr fit takes any grid)")
 
     @property
     def noise_configs(self) -> float | None:
