@@ -216,3 +216,69 @@ def test_beam_stop_zeros_in_a_stack_without_a_mask_are_masked():
     _, total, n_summed = _flagged_pixels(frames, 0, 96, n_max=8)
     assert n_summed == 8 and not shadow_mask(total, np.ones_like(st.mask), st.geometry.qr0,
                                              st.geometry.speckle_px(st.mask)).any()
+
+
+def _rigaku_words(frames, *, first_frame=0, module_offset=False):
+    """Encode dense frames (k, 512, 1024) as Rigaku 64-bit events (frame << 40 | index << 16 | count)."""
+    t, idx = np.nonzero(frames.reshape(len(frames), -1))
+    counts = frames.reshape(len(frames), -1)[t, idx].astype(np.uint64)
+    index = idx.astype(np.uint64) + (np.uint64(1 << 20) if module_offset else np.uint64(0))
+    return ((t.astype(np.uint64) + np.uint64(first_frame)) << np.uint64(40)) | (index << np.uint64(16)) | counts
+
+
+def test_rigaku_500k_events_read_as_frames(tmp_path):
+    """Sparse 64-bit events (APS 8-ID-I): frames, pixel positions and counts exactly as encoded, read lazily."""
+    frames = np.random.default_rng(1).poisson(0.05, (5, 512, 1024)).astype(np.uint16)
+    frames[3, 7, 1000] = 4095  # the largest 12-bit count
+    _rigaku_words(frames).astype("<u8").tofile(tmp_path / "A001_00001.bin")
+    st = open_stack(tmp_path / "A001_00001.bin")
+    assert (st.n_frames, st.frame_shape, st.dtype, st.kind) == (5, (512, 1024), np.uint16, "rigaku-500k")
+    np.testing.assert_array_equal(st.read(1, 4), frames[1:4])
+    np.testing.assert_array_equal(read_frame(tmp_path / "A001_00001.bin", frame_index=3), frames[3])
+    empty = frames.copy()
+    empty[2] = 0  # a frame without events in the middle still counts
+    _rigaku_words(empty).astype("<u8").tofile(tmp_path / "gap.bin")
+    st = open_stack(tmp_path / "gap.bin")
+    assert st.n_frames == 5 and not st.read(2, 3).any()
+    np.testing.assert_array_equal(st.read(0, 5), empty)
+
+
+def test_rigaku_3m_modules_are_placed_with_flagged_gaps(tmp_path):
+    """Six module files .bin.000-.bin.005: files 5, 0, 4, 1, 3, 2 fill the places row-major; gaps are flagged."""
+    from shearcorr.experiment.rigaku import GAP_3M, MODULE_ORDER_3M
+
+    rng = np.random.default_rng(2)
+    mods = {k: rng.poisson(0.02, (3, 512, 1024)).astype(np.uint16) for k in range(6)}
+    for k, m in mods.items():
+        m[:, 0, 0] = k + 1  # a tag per module file
+        _rigaku_words(m, module_offset=k % 2 == 1).astype("<u8").tofile(tmp_path / f"B_00001.bin.00{k}")
+    st = open_stack(tmp_path / "B_00001.bin.003")
+    assert (st.n_frames, st.frame_shape) == (3, (1676, 2100))
+    f = st.read(0, 3)
+    for place, k in enumerate(MODULE_ORDER_3M):
+        r, c = divmod(place, 2)
+        y0, x0 = r * (512 + GAP_3M[0]), c * (1024 + GAP_3M[1])
+        np.testing.assert_array_equal(f[:, y0:y0 + 512, x0:x0 + 1024], mods[k])
+    assert (f[:, 512:582] == 2**16 - 1).all() and (f[:, :, 1024:1076] == 2**16 - 1).all()
+    assert np.isnan(read_frame(tmp_path / "B_00001.bin.000", frame_index=0)[600, 1050])  # gaps are detector flags
+    (tmp_path / "B_00001.bin.004").unlink()
+    with pytest.raises(ShearcorrError, match=r"lacks B_00001.bin.004"):
+        open_stack(tmp_path / "B_00001.bin.000")
+
+
+def test_damaged_rigaku_files_are_one_line(tmp_path):
+    frames = np.random.default_rng(3).poisson(0.05, (3, 512, 1024)).astype(np.uint16)
+    words = _rigaku_words(frames).astype("<u8")
+    (tmp_path / "short.bin").write_bytes(words.tobytes()[:-3])
+    with pytest.raises(ShearcorrError, match="not a multiple of 8"):
+        open_stack(tmp_path / "short.bin")
+    shuffled = words.copy()
+    shuffled[:10] = words[-10:]  # events of the last frame before the first frame's
+    shuffled.tofile(tmp_path / "order.bin")
+    with pytest.raises(ShearcorrError, match="not in frame order"):
+        open_stack(tmp_path / "order.bin").read(0, 3)
+    bad = words.copy()
+    bad[5] |= np.uint64(600_000) << np.uint64(16)  # an index beyond the 512 x 1024 module
+    bad.tofile(tmp_path / "index.bin")
+    with pytest.raises(ShearcorrError, match="beyond the 512 x 1024 module"):
+        open_stack(tmp_path / "index.bin").read(0, 1)
