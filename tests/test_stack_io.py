@@ -282,3 +282,42 @@ def test_damaged_rigaku_files_are_one_line(tmp_path):
     bad.tofile(tmp_path / "index.bin")
     with pytest.raises(ShearcorrError, match="beyond the 512 x 1024 module"):
         open_stack(tmp_path / "index.bin").read(0, 1)
+
+
+def _imm_bytes(frames, *, sparse):
+    """Encode frames (k, rows, cols) as IMM: a 1024-byte header per frame (compression at byte 4, rows 108,
+    cols 112, bytes 116, dlen 152), then rows x cols uint16 or dlen int32 indices + dlen uint16 counts."""
+    import struct
+
+    out = bytearray()
+    for f in frames:
+        head = bytearray(1024)
+        flat = f.ravel()
+        idx = np.flatnonzero(flat)
+        struct.pack_into("<i", head, 4, 6 if sparse else 0)
+        struct.pack_into("<iii", head, 108, f.shape[0], f.shape[1], 2)
+        struct.pack_into("<I", head, 152, idx.size if sparse else flat.size)
+        out += head
+        out += (idx.astype("<i4").tobytes() + flat[idx].astype("<u2").tobytes()) if sparse else flat.astype("<u2").tobytes()
+    return bytes(out)
+
+
+def test_imm_dense_and_sparse_frames(tmp_path):
+    """APS's legacy IMM: dense and sparse (compression 6) frames read back exactly; damage is one line."""
+    frames = np.random.default_rng(4).poisson(0.3, (4, 30, 40)).astype(np.uint16)
+    frames[2] = 0  # a sparse frame without events
+    for sparse in (False, True):
+        path = tmp_path / f"A_{int(sparse)}_00001-00004.imm"
+        path.write_bytes(_imm_bytes(frames, sparse=sparse))
+        st = open_stack(path)
+        assert (st.n_frames, st.frame_shape, st.dtype) == (4, (30, 40), np.uint16)
+        np.testing.assert_array_equal(st.read(1, 4), frames[1:4])
+        np.testing.assert_array_equal(read_frame(path, frame_index=3), frames[3])
+    data = _imm_bytes(frames, sparse=True)
+    (tmp_path / "cut.imm").write_bytes(data[:-5])
+    with pytest.raises(ShearcorrError, match="frame 3 runs past the end"):
+        open_stack(tmp_path / "cut.imm")
+    other = np.zeros((1, 30, 41), np.uint16)
+    (tmp_path / "mixed.imm").write_bytes(_imm_bytes(frames, sparse=False) + _imm_bytes(other, sparse=False))
+    with pytest.raises(ShearcorrError, match="frame 4 is 30 x 41"):
+        open_stack(tmp_path / "mixed.imm")

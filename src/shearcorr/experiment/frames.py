@@ -4,7 +4,8 @@ Formats (chosen by suffix): HDF5/NeXus (``.h5 .hdf5 .nxs .hdf``; a dataset path,
 data through hdf5plugin, Eiger master files with ``data_NNNNNN`` blocks, :mod:`.nexus`), Zarr
 (``.zarr`` folders), NumPy ``.npy`` (memory-mapped), TIFF (``.tif .tiff``; multi-page as a stack),
 EDF/CBF through the optional ``fabio`` package, and the 64-bit event files of the Rigaku 500k
-(``.bin``) and 3M (``.bin.000`` ... ``.bin.005``; :mod:`.rigaku`). A 3-D stack is read lazily, a few frames at a
+(``.bin``) and 3M (``.bin.000`` ... ``.bin.005``; :mod:`.rigaku`) and APS's legacy ``.imm`` (:mod:`.imm`).
+A 3-D stack is read lazily, a few frames at a
 time (:class:`FrameStack`). Inside shearcorr a mask is a boolean array, **True = valid**.
 
 Pixels are masked (never silently used) when they are flagged invalid by the user mask, by the
@@ -75,7 +76,7 @@ def _pick(arr: np.ndarray, path: Path, frame_index: int | None) -> np.ndarray:
 
 
 class FrameStack:
-    """A lazily read stack of frames (frames first): HDF5/NeXus, Zarr, ``.npy``, TIFF, Rigaku events, or an array.
+    """A lazily read stack of frames (frames first): HDF5/NeXus, Zarr, ``.npy``, TIFF, Rigaku events, IMM, or an array.
 
     ``read(i0, i1)`` returns frames [i0, i1) in their stored dtype; the file is opened in the process
     that reads (the object pickles to its path, for process pools and Dask workers). Attributes:
@@ -143,13 +144,14 @@ class FrameStack:
         if name.endswith(FABIO_SUFFIXES):
             self._array = _read_fabio(path)
             return [self._array.shape], self._array.dtype, "fabio"
+        from .imm import ImmStack
         from .rigaku import RigakuStack, is_rigaku
 
-        if is_rigaku(path):
-            self._rigaku = RigakuStack(path)
-            return [(self._rigaku.n_frames,) + self._rigaku.frame_shape], np.dtype(np.uint16), self._rigaku.format
+        if is_rigaku(path) or name.endswith(".imm"):  # detector formats with a reader of their own
+            r = self._reader = RigakuStack(path) if is_rigaku(path) else ImmStack(path)
+            return [(r.n_frames,) + tuple(r.frame_shape)], r.dtype, r.format
         raise ShearcorrError(f"unknown frame format {path.suffix!r} for {path}; use .h5/.nxs, .zarr, .npy, .tif, "
-                             ".edf/.cbf or Rigaku .bin / .bin.000")
+                             ".edf/.cbf, Rigaku .bin / .bin.000 or .imm")
 
     def _zarr(self):
         try:
@@ -190,8 +192,8 @@ class FrameStack:
         if self.kind == "zarr":
             a = self._zarr()
             return np.asarray(a[i0:i1] if a.ndim == 3 else a[()][None][i0:i1])
-        if self.kind.startswith("rigaku"):
-            return self._rigaku.read(i0, i1)
+        if self.kind.startswith(("rigaku", "imm")):
+            return self._reader.read(i0, i1)
         if self.kind == "tiff":
             tifffile = _tifffile()
             try:

@@ -97,6 +97,7 @@ class RigakuStack:
         else:
             self.frame_shape = tuple(MODULE_SHAPE[k] * LAYOUT_3M[k] + GAP_3M[k] * (LAYOUT_3M[k] - 1) for k in range(2))
         self.format = "rigaku-500k" if self.n_modules == 1 else "rigaku-3M"
+        self.dtype = np.dtype(np.uint16)
 
     def _module(self, path: Path, i0: int, i1: int) -> np.ndarray:
         words = _events(path)
