@@ -115,3 +115,18 @@ def test_theta_in_degrees_without_units_is_refused(tmp_path, small_grid):
     save_result(deg, tmp_path / "arcmin.nc")
     with pytest.raises(ShearcorrError, match="units 'arcmin'"):
         load_result(tmp_path / "arcmin.nc")
+
+
+def test_configs_written_as_an_array_or_a_string_is_one_number(tmp_path, small_grid):
+    import h5py
+
+    _, ds = _result(small_grid)
+    path = save_result(ds, tmp_path / "run.nc")
+    for value, expected in ((np.array([800]), 800.0), (b"800", 800.0), ("1.5e3", 1500.0)):
+        with h5py.File(path, "a") as f:
+            f.attrs["configs"] = value
+        assert load_result(path).attrs["configs"] == expected
+    with h5py.File(path, "a") as f:
+        f.attrs["configs"] = np.array([1, 2])
+    with pytest.raises(ShearcorrError, match="not one number of configurations"):
+        load_result(path)

@@ -150,7 +150,23 @@ def load_result(path: str | os.PathLike) -> xr.Dataset:
         ds = _from_plain_arrays(ds, path)
     if "g" not in ds or "q" not in ds.coords or "theta" not in ds.coords:
         raise ShearcorrError(f"{path} is not a shearcorr result (no g(q, theta) with q and theta in it)")
-    return _theta_in_radians(ds, path)
+    return _theta_in_radians(_scalar_configs(ds, path), path)
+
+
+def _scalar_configs(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    """The ``configs`` attribute as one number (other codes write it as a 1-element array or a string)."""
+    n = ds.attrs.get("configs")
+    if n is None or isinstance(n, (int, float)):
+        return ds
+    try:
+        value = float(np.asarray(n, dtype=np.float64).reshape(-1)[0]) if np.size(n) == 1 else None
+    except (TypeError, ValueError):
+        value = None
+    if value is None:
+        raise ShearcorrError(f"{path}: the attribute configs = {n!r} is not one number of configurations; write "
+                             "it as a number (or leave it out: N is then inferred from g_err)")
+    ds.attrs["configs"] = value
+    return ds
 
 
 #: ``units`` of theta read as degrees (anything else but radians is refused).
