@@ -43,6 +43,15 @@ def test_eiger_master_blocks_and_shape_mismatch(tmp_path):
         fh["entry/data/data_000002"] = np.ones((2, 8, 10), np.uint16)
     with pytest.raises(ShearcorrError, match="frames of different shapes"):
         open_stack(tmp_path / "bad.h5")
+    with h5py.File(tmp_path / "d1.h5", "w") as fh:
+        fh["entry/data/data"] = a
+    with h5py.File(tmp_path / "x_master.h5", "w") as fh:  # the second data file was not copied
+        fh["entry/data/data_000001"] = h5py.ExternalLink("d1.h5", "/entry/data/data")
+        fh["entry/data/data_000002"] = h5py.ExternalLink("x_data_000002.h5", "/entry/data/data")
+        fh["entry/data/data_000003"] = h5py.ExternalLink("d1.h5", "/entry/data/data")
+    with pytest.raises(ShearcorrError, match="data_000002 links to x_data_000002.h5:/entry/data/data, which cannot"):
+        open_stack(tmp_path / "x_master.h5")  # before: block 3 silently became frames 3-5
+    assert open_stack(tmp_path / "x_master.h5", "/entry/data/data_000001").n_frames == 3
 
 
 def test_damaged_compressed_chunk_is_one_line(tmp_path):

@@ -118,13 +118,22 @@ def find_frames(fh, dataset: str | None, path) -> list:
 
 
 def _blocks(group) -> list:
-    """The data_NNNNNN datasets of an Eiger master file's data group, in order (dangling links skipped)."""
+    """The data_NNNNNN datasets of an Eiger master file's data group, in order.
+
+    A block whose external link leads nowhere (its data file not copied, or not yet written) is an error:
+    the frames after it would be shifted in time, and those in it lost, without a word.
+    """
+    h5py = h5py_module()
     out = []
     for name in sorted(k for k in group.keys() if _BLOCK.match(k)):
         try:
             out.append(group[name])
         except (KeyError, OSError):
-            continue
+            link = group.get(name, getlink=True)
+            target = f" links to {link.filename}:{link.path}, which" if isinstance(link, h5py.ExternalLink) else ""
+            raise ShearcorrError(f"{group.file.filename}: the Eiger data block {name}{target} cannot be opened; copy "
+                                 "every data file next to the master file, or read one block with --dataset "
+                                 f"{group.name}/<block>") from None
     return out
 
 
