@@ -130,3 +130,22 @@ def test_configs_written_as_an_array_or_a_string_is_one_number(tmp_path, small_g
         f.attrs["configs"] = np.array([1, 2])
     with pytest.raises(ShearcorrError, match="not one number of configurations"):
         load_result(path)
+
+
+def test_a_map_with_theta_from_another_axis_is_named():
+    """g is lowest along the flow (theta = 0): a map rotated by 90 degrees gets a warning, the right one none."""
+    from shearcorr.params import QGrid
+    from shearcorr.result import flow_axis_warning
+
+    grid = QGrid.log(0.5, 5.0, 12, 13)  # theta every 15 degrees
+    _, ds = _result(grid)
+    assert flow_axis_warning(ds) is None
+    rolled = ds.copy()
+    for name in ("g", "g_err"):
+        v = ds[name].values
+        rolled[name] = (("q", "theta"), np.concatenate([np.roll(v[:, :-1], 6, axis=1), np.roll(v[:, :-1], 6, axis=1)[:, :1]], 1))
+    assert "shift theta by 90 degrees" in flow_axis_warning(rolled)
+    flat = ds.assign(g=ds.g * 0 + 1.0)  # no shear: nothing to judge
+    assert flow_axis_warning(flat) is None
+    noisy = rolled.assign(g_err=rolled.g_err * 1e3)  # a difference within the noise is not flagged
+    assert flow_axis_warning(noisy) is None

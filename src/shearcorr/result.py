@@ -27,7 +27,7 @@ from .errors import ShearcorrError
 from .files import atomic_file
 from .params import QGrid, SystemParams
 
-__all__ = ["make_result", "save_result", "load_result", "params_from_attrs", "grid_from_dataset"]
+__all__ = ["make_result", "save_result", "load_result", "params_from_attrs", "grid_from_dataset", "flow_axis_warning"]
 
 
 def make_result(
@@ -221,3 +221,42 @@ def _theta_in_radians(ds: xr.Dataset, path: Path) -> xr.Dataset:
         raise ShearcorrError(f"{path}: theta runs to {np.max(np.abs(theta)):.4g}, beyond 2 pi: it looks like degrees; "
                              "set the units attribute of theta to 'degree' or write it in radians")
     return ds
+
+
+#: Half-width of the theta bands compared by :func:`flow_axis_warning` (rad), and the significance it asks.
+FLOW_BAND, FLOW_SIGMAS = np.deg2rad(10.0), 5.0
+
+
+def flow_axis_warning(ds: xr.Dataset) -> str | None:
+    """A warning when the map decorrelates most across the flow, i.e. theta = 0 is not the flow axis.
+
+    The affine phase is q_x gamma y (x the flow): in every geometry of the model g(q, theta) is lowest
+    along the flow, theta = 0 (mod pi), and highest across it, theta = pi/2 (docs/theory.md). A map whose
+    mean g within 10 degrees of pi/2 lies below its mean within 10 degrees of 0 and pi by more than 5
+    standard errors (from g_err, independent points) and 1e-3 was written with theta from another axis
+    (the gradient or vorticity: another code's convention); fitted as it is, gamma L comes out near 0 with
+    a poor chi^2. None when the map has no g_err or does not reach both bands.
+    """
+    if "g_err" not in ds or "g" not in ds:
+        return None
+    theta = np.mod(np.asarray(ds["theta"].values, dtype=np.float64), np.pi)
+    g = np.asarray(ds["g"].transpose("q", "theta").values, dtype=np.float64)
+    err = np.asarray(ds["g_err"].transpose("q", "theta").values, dtype=np.float64)
+    along = (theta <= FLOW_BAND) | (theta >= np.pi - FLOW_BAND)
+    across = np.abs(theta - np.pi / 2) <= FLOW_BAND
+    if not along.any() or not across.any():
+        return None
+    means, ses = [], []
+    for band in (along, across):
+        v, e = g[:, band], err[:, band]
+        ok = np.isfinite(v) & np.isfinite(e)
+        if not ok.any():
+            return None
+        means.append(v[ok].mean())
+        ses.append(np.sqrt(np.sum(e[ok] ** 2)) / ok.sum())
+    diff, se = means[0] - means[1], float(np.hypot(*ses))
+    if diff > max(FLOW_SIGMAS * se, 1e-3):
+        return (f"g decorrelates most across theta = 90 deg (mean g {means[1]:.4f} there, {means[0]:.4f} along "
+                "theta = 0): theta must be measured from the flow direction; if this file measures it from the "
+                "gradient or vorticity axis, shift theta by 90 degrees")
+    return None

@@ -130,8 +130,11 @@ def run_train(args) -> None:
 
 
 def _warnings(model, ds) -> str | None:
-    """The model's warnings about this input (noise level, displacement convention), printed to stderr."""
-    found = [w for w in (model.noise_warning(ds), model.displacement_warning(ds)) if w]
+    """The model's warnings about this input (noise level, displacement convention, the flow axis), printed to stderr."""
+    from ..result import flow_axis_warning
+
+    axis = flow_axis_warning(ds) if "sample" not in ds.dims else None
+    found = [w for w in (model.noise_warning(ds), model.displacement_warning(ds), axis) if w]
     for w in found:
         print(f"warning: {w}", file=sys.stderr)
     return "; ".join(found) or None

@@ -345,7 +345,7 @@ def fit_dataset(ds, *, observable: str = "g", estimator: str | None = None, conf
     "symmetric"), ``displacement`` (default "uniform"). ``estimator`` and ``configs`` given here
     override the attributes.
     """
-    from ..result import grid_from_dataset
+    from ..result import flow_axis_warning, grid_from_dataset
 
     if "g" not in ds:
         raise ShearcorrError("the file has no g(q, theta); fit needs the full map")
@@ -362,5 +362,9 @@ def fit_dataset(ds, *, observable: str = "g", estimator: str | None = None, conf
     est = estimator or str(attrs.get("estimator", "symmetric"))
     disp = str(attrs.get("displacement", "uniform"))
     data = {"g": g, "g_theta": g.mean(axis=0), "g_q": g.mean(axis=1)}[check_choice("observable", observable)]
-    return fit_g(data, grid, configs=configs, g_err=err, estimator=est, displacement=disp, observable=observable,
-                 n_l2=n_l2, **options)
+    result = fit_g(data, grid, configs=configs, g_err=err, estimator=est, displacement=disp, observable=observable,
+                   n_l2=n_l2, **options)
+    axis = flow_axis_warning(ds)
+    if axis:
+        result.warnings.append(axis)
+    return result
