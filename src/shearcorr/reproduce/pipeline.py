@@ -276,7 +276,15 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
             _forward_figures(R, figs, grid)
         with L.stage("3/9 SVD of g(theta) (Figs. 4-5)"):
             _svd_figures(R, figs, ds, grid)
-        models = train_rows(R, L, staging / "dataset.zarr", ds, executor)
+        mc_sets = {}
+
+        def monte_carlo():  # the Monte Carlo sets of stages 8-9, their chunks queued behind the training tasks
+            mc_sets["spot"] = _monte_carlo_sets(staging, "spot.zarr", cfg.spot_sets, cfg.spot_configs, seed + 1, grid,
+                                                executor)
+            mc_sets["test"] = _monte_carlo_sets(staging, "mc_test.zarr", cfg.mc_sets, cfg.mc_configs, seed + 2, grid,
+                                                executor)
+
+        models = train_rows(R, L, staging / "dataset.zarr", ds, executor, meanwhile=monte_carlo)
         with L.stage("5/9 PDDF/ACF, LML landscapes, parity plots (Figs. 6-7)"):
             _learning_figures(R, figs, ds, models["g_theta"])
         with L.stage("6/9 R_s identifiability"):
@@ -284,12 +292,12 @@ def reproduce(out_dir, *, quick: bool = False, seed: int = 0, executor=None, log
             R.rs_degeneracy = rs_degeneracy(grid)
         with L.stage(f"7/9 direct physics fit on {cfg.n_fit} test samples"):
             _direct_fit(R, L, staging / "dataset.zarr", ds, models["g_theta"].test_index, grid)
-        with L.stage(f"8/9 Monte Carlo spot check: {cfg.spot_sets} sets x {cfg.spot_configs} configurations"):
-            R.spot = mc_vs_analytic(_monte_carlo_sets(staging, "spot.zarr", cfg.spot_sets, cfg.spot_configs, seed + 1,
-                                                      grid, executor))
-        with L.stage(f"9/9 Monte Carlo test set: {cfg.mc_sets} sets x {cfg.mc_configs} configurations"):
-            mc = _monte_carlo_sets(staging, "mc_test.zarr", cfg.mc_sets, cfg.mc_configs, seed + 2, grid, executor)
-            _noisy_test(R, models, mc, _noisy_fit(R, mc))
+        with L.stage(f"8/9 Monte Carlo spot check: {cfg.spot_sets} sets x {cfg.spot_configs} configurations "
+                     "(simulated during 4/9)"):
+            R.spot = mc_vs_analytic(mc_sets["spot"])
+        with L.stage(f"9/9 Monte Carlo test set: {cfg.mc_sets} sets x {cfg.mc_configs} configurations "
+                     "(simulated during 4/9)"):
+            _noisy_test(R, models, mc_sets["test"], _noisy_fit(R, mc_sets["test"]))
         with L.stage("trained models -> models/"):
             (staging / "models").mkdir()
             for row, model in models.items():

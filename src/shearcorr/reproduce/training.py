@@ -82,10 +82,14 @@ def task_order(cfg) -> list:
             for row in order for t in (PARAM_NAMES if row in ARD_ROWS else (None,))]
 
 
-def train_rows(R: ReportData, L, store: Path, ds, executor) -> dict:
+def train_rows(R: ReportData, L, store: Path, ds, executor, meanwhile=None) -> dict:
     """Train every model row and the noise-aware model in parallel on ``executor`` (module docstring),
     evaluate each row on the held-out split of ``ds`` (the store's profiles, loaded), and fill ``R``'s
     infos, evaluations and labels. Returns the models by row: the noise-aware model, then ``cfg.rows``.
+
+    ``meanwhile`` (no arguments) is called once every training task is submitted, before their results
+    are collected: work it submits to the same executor queues behind the training tasks and fills the
+    workers that the longest tasks leave idle at the end of the stage.
 
     Each task's own wall time is logged and listed in the report next to the stage's wall time; the
     models are the ones a serial run gives (one BLAS thread each, same data, same seed)."""
@@ -102,6 +106,8 @@ def train_rows(R: ReportData, L, store: Path, ds, executor) -> dict:
                  f"{min(len(tasks), executor_workers(executor))} at a time"):
         futures = {executor.submit(train_task, store, row, cfg, R.seed, targets): (row, targets)
                    for row, targets in tasks}
+        if meanwhile is not None:
+            meanwhile()
         for fut in as_completed(futures):
             row, targets = futures[fut]
             model, info, ev, lines, seconds = fut.result()
