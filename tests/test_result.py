@@ -149,3 +149,15 @@ def test_a_map_with_theta_from_another_axis_is_named():
     assert flow_axis_warning(flat) is None
     noisy = rolled.assign(g_err=rolled.g_err * 1e3)  # a difference within the noise is not flagged
     assert flow_axis_warning(noisy) is None
+
+
+def test_a_file_of_several_maps_reads_as_samples(tmp_path, small_grid):
+    _, ds = _result(small_grid)
+    multi = xr.concat([ds, ds.assign(g=ds.g + 0.01)], dim="set")
+    save_result(multi, tmp_path / "multi.nc")
+    back = load_result(tmp_path / "multi.nc")
+    assert back["g"].dims == ("sample", "q", "theta") and back.sizes["sample"] == 2
+    np.testing.assert_allclose(back.g.isel(sample=1) - back.g.isel(sample=0), 0.01)
+    save_result(xr.concat([multi, multi], dim="run"), tmp_path / "four.nc")
+    with pytest.raises(ShearcorrError, match="a single extra dimension"):
+        load_result(tmp_path / "four.nc")

@@ -137,7 +137,9 @@ def save_result(ds: xr.Dataset, path: str | os.PathLike) -> Path:
 
 
 def load_result(path: str | os.PathLike) -> xr.Dataset:
-    """Load a result written by :func:`save_result` (fully into memory; the file is closed)."""
+    """Load a result written by :func:`save_result`, or a map of another code (fully into memory; the file is
+    closed). A file holding several maps along one extra dimension comes back with it named ``sample``, as a
+    dataset store's samples."""
     path = Path(path)
     if not path.is_file():
         raise ShearcorrError(f"no such file: {path}")
@@ -150,6 +152,12 @@ def load_result(path: str | os.PathLike) -> xr.Dataset:
         ds = _from_plain_arrays(ds, path)
     if "g" not in ds or "q" not in ds.coords or "theta" not in ds.coords:
         raise ShearcorrError(f"{path} is not a shearcorr result (no g(q, theta) with q and theta in it)")
+    extra = [d for d in ds["g"].dims if d not in ("q", "theta")]
+    if len(extra) > 1:
+        raise ShearcorrError(f"{path}: g has dimensions {ds['g'].dims}; a file holds one map g(q, theta) or one "
+                             "per sample along a single extra dimension")
+    if extra and extra[0] != "sample":  # several parameter sets in one file: the samples of a store
+        ds = ds.rename({extra[0]: "sample"})
     return _theta_in_radians(_scalar_configs(ds, path), path)
 
 

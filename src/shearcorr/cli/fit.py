@@ -51,17 +51,21 @@ def run(args) -> None:
                 noise_samples=args.noise_samples, seed=args.seed, configs=args.configs)
     if path.is_dir():
         from ..data import open_dataset
-        from ..inverse.features import finished_samples
 
         ds = open_dataset(path, load=False)
+    else:
+        from ..result import load_result
+
+        ds = load_result(path)
+    if "sample" in ds.dims:  # a store, or a file of several maps
+        from ..inverse.features import finished_samples
+
         index = finished_samples(ds)
         if index.size == 0:
             raise ShearcorrError(f"{path} has no finished sample to fit")
         results = {int(i): fit_dataset(ds.isel(sample=int(i)), **opts) for i in index}
     else:
-        from ..result import load_result
-
-        results = {None: fit_dataset(load_result(path), **opts)}
+        results = {None: fit_dataset(ds, **opts)}
     for r in results.values():
         for w in r.warnings:
             print(f"shearcorr: warning: {w}", file=sys.stderr)

@@ -193,15 +193,14 @@ def run_predict(args) -> None:
 
     model = load_model(args.model)
     path = Path(args.g_file)
-    if path.is_dir():
-        ds = _open_store(path)
+    ds = _open_store(path) if path.is_dir() else load_result(path)
+    if "sample" in ds.dims:  # a store, or a file of several maps
         from ..inverse.features import finished_samples
 
         index = finished_samples(ds)
         pred = model.predict(ds, sample=index, polish=args.polish)
         ids = [int(i) for i in index]
     else:
-        ds = load_result(path)
         pred = model.predict(ds, polish=args.polish)
         ids = None
     warning = _warnings(model, ds)
