@@ -12,7 +12,7 @@ from ._common import add_overwrite, add_system_args, finite, positive_int, seed_
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="two detector frames + geometry -> gamma_l, d2, rs, flow angle",
                        description="Analyse a before/after frame pair; writes result.json and PNGs into a new folder.")
-    p.add_argument("before", help="frame before the rearrangement (.h5/.nxs, .npy, .tif, .edf/.cbf, Rigaku .bin)")
+    p.add_argument("before", help="frame before the rearrangement (.h5/.nxs, .npy, .tif, .edf/.cbf, Rigaku .bin, .imm)")
     p.add_argument("after", help="frame after (may be the same file with --frame-index-after)")
     p.add_argument("--frame-index", type=int, default=None, help="frame index into a 3-D stack (before)")
     p.add_argument("--frame-index-after", type=int, default=None, help="frame index of the after frame")
