@@ -330,3 +330,27 @@ def test_imm_dense_and_sparse_frames(tmp_path):
     (tmp_path / "mixed.imm").write_bytes(_imm_bytes(frames, sparse=False) + _imm_bytes(other, sparse=False))
     with pytest.raises(ShearcorrError, match="frame 4 is 30 x 41"):
         open_stack(tmp_path / "mixed.imm")
+
+
+def test_a_folder_of_single_frame_files_is_a_stack_in_natural_order(tmp_path):
+    """One TIFF per frame, as cameras and Pilatus series write them: img_2 comes before img_10."""
+    import pickle
+
+    tifffile = pytest.importorskip("tifffile")
+    frames = np.random.default_rng(5).poisson(3, (12, 16, 20)).astype(np.int32)
+    frames[:, 4, :] = -1  # Pilatus gap value: masked as negative
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for k, f in enumerate(frames):
+        tifffile.imwrite(folder / f"img_{k + 1}.tif", f)
+    (folder / ".img_0.tif").write_bytes(b"")  # a hidden leftover is ignored
+    st = open_stack(folder)
+    assert (st.n_frames, st.frame_shape, st.dtype, st.kind) == (12, (16, 20), np.int32, "files")
+    np.testing.assert_array_equal(st.read(8, 11), frames[8:11])  # img_9, img_10, img_11
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(st)).read(11, 12), frames[11:12])
+    tifffile.imwrite(folder / "img_13.tif", np.zeros((16, 21), np.int32))
+    with pytest.raises(ShearcorrError, match="img_13.tif holds a 16 x 21 int32 frame"):
+        open_stack(folder).read(12, 13)
+    np.save(folder / "extra.npy", frames[0])
+    with pytest.raises(ShearcorrError, match="mixes frame files of the kinds .npy, .tif"):
+        open_stack(folder)

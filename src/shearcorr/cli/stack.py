@@ -12,7 +12,8 @@ def register(sub) -> None:
                        description="Analyse a frame stack (HDF5/NeXus incl. compressed Eiger, Zarr, .npy, TIFF): steady shear "
                                    "(shear rate, diffusion, MSD exponent, Peclet, R_s), two-time gamma L(t1, t2) and D2(t1, t2), "
                                    "or oscillatory echoes; writes result.json, result.h5 and PNGs into a new folder.")
-    p.add_argument("stack", nargs="+", help="stack file (echo mode: several files with --strain-amplitude)")
+    p.add_argument("stack", nargs="+", help="stack file, or a folder of single-frame files (echo mode: several, with "
+                   "--strain-amplitude)")
     p.add_argument("--geometry", required=True, help="geometry JSON (docs/experiment.md; 'aps_qmap' for APS 8-ID-I files)")
     p.add_argument("--mode", required=True, choices=CHOICES["stack_mode"], help="steady, twotime or echo")
     p.add_argument("-o", "--output", required=True, help="output folder (created; must not exist or be empty)")

@@ -5,7 +5,8 @@ data through hdf5plugin, Eiger master files with ``data_NNNNNN`` blocks, :mod:`.
 (``.zarr`` folders), NumPy ``.npy`` (memory-mapped), TIFF (``.tif .tiff``; multi-page as a stack),
 EDF/CBF through the optional ``fabio`` package, and the 64-bit event files of the Rigaku 500k
 (``.bin``) and 3M (``.bin.000`` ... ``.bin.005``; :mod:`.rigaku`) and APS's legacy ``.imm`` (:mod:`.imm`).
-A 3-D stack is read lazily, a few frames at a
+A folder of single-frame files (a Pilatus CBF or camera TIFF series) is a stack in the natural order of the
+file names (:func:`frame_files`). A 3-D stack is read lazily, a few frames at a
 time (:class:`FrameStack`). Inside shearcorr a mask is a boolean array, **True = valid**.
 
 Pixels are masked (never silently used) when they are flagged invalid by the user mask, by the
@@ -18,6 +19,7 @@ read with the wrong convention) are errors.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +27,8 @@ import numpy as np
 from ..choices import check_choice
 from ..errors import ShearcorrError
 
-__all__ = ["read_frame", "read_mask", "FrameStack", "open_stack", "sentinel_value", "check_mask_plausible",
-           "HDF5_SUFFIXES"]
+__all__ = ["read_frame", "read_mask", "FrameStack", "open_stack", "frame_files", "sentinel_value",
+           "check_mask_plausible", "HDF5_SUFFIXES"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -114,6 +116,10 @@ class FrameStack:
         if name.endswith(ZARR_SUFFIXES):
             arr = self._zarr()
             return [arr.shape], np.dtype(arr.dtype), "zarr"
+        if path.is_dir():  # one file per frame (Pilatus CBF, camera TIFF, ESRF EDF series)
+            self._files = frame_files(path)
+            first = _read_raw(self._files[0], self.dataset, None)
+            return [(len(self._files),) + first.shape], first.dtype, "files"
         if not path.is_file():
             raise ShearcorrError(f"no such file: {path}")
         if name.endswith(HDF5_SUFFIXES):
@@ -194,6 +200,8 @@ class FrameStack:
             return np.asarray(a[i0:i1] if a.ndim == 3 else a[()][None][i0:i1])
         if self.kind.startswith(("rigaku", "imm")):
             return self._reader.read(i0, i1)
+        if self.kind == "files":
+            return self._read_files(i0, i1)
         if self.kind == "tiff":
             tifffile = _tifffile()
             try:
@@ -225,6 +233,17 @@ class FrameStack:
             raise read_error(exc, self.path, f"frames {i0}..{i1 - 1}") from None
         return np.concatenate(out) if out else np.zeros((0,) + self.frame_shape, self.dtype)
 
+    def _read_files(self, i0, i1):
+        out = np.empty((i1 - i0,) + self.frame_shape, self.dtype)
+        for j, f in enumerate(self._files[i0:i1]):
+            a = _read_raw(f, self.dataset, None)
+            if a.shape != self.frame_shape or a.dtype != self.dtype:
+                raise ShearcorrError(f"frame file {f.name} holds a {a.shape[0]} x {a.shape[1]} {a.dtype} frame, the first "
+                                     f"({self._files[0].name}) {self.frame_shape[0]} x {self.frame_shape[1]} {self.dtype}; "
+                                     "one stack needs one frame shape and type")
+            out[j] = a
+        return out
+
     def detector_mask(self) -> np.ndarray | None:
         """The NeXus ``pixel_mask`` of an HDF5 file as bool (True = valid), or None."""
         if self.kind != "hdf5":
@@ -236,6 +255,27 @@ class FrameStack:
         if m is not None and m.shape != tuple(self.frame_shape):
             raise ShearcorrError(f"the pixel_mask of {self.path} is {m.shape} but the frames are {self.frame_shape}")
         return m
+
+
+def _natural_key(path: Path):
+    """Sort key of a file name with its numbers compared as numbers (img_2 before img_10)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path.name)]
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The frame files of a folder, one frame each, in natural order of their names (hidden files ignored;
+    all must share one suffix)."""
+    known = HDF5_SUFFIXES + TIFF_SUFFIXES + FABIO_SUFFIXES + (".npy",)
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")
+             and f.name.lower().endswith(known)]
+    if not files:
+        raise ShearcorrError(f"the folder {folder} holds no frame files ({', '.join(known)})")
+    suffixes = sorted({"".join(f.suffixes[-2:]).lower() if f.name.lower().endswith(".gz") else f.suffix.lower()
+                       for f in files})
+    if len(suffixes) > 1:
+        raise ShearcorrError(f"the folder {folder} mixes frame files of the kinds {', '.join(suffixes)}; one stack "
+                             "is one series of files: move the others out")
+    return sorted(files, key=_natural_key)
 
 
 def open_stack(path, dataset: str | None = None) -> FrameStack:
