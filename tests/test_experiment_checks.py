@@ -97,3 +97,16 @@ def test_render_checks():
     with pytest.raises(ShearcorrError, match="of memory"):
         checks.check_render(SystemParams(150, 0, 1, 10), 10.0, 0.3, (100_000, 100_000), 2)
     assert np.isfinite(checks.RENDER_BYTES_PER_PIXEL)
+
+
+def test_non_integer_frames_analysed_as_counts_are_named():
+    from shearcorr.experiment.checks import counts_warning
+
+    rng = np.random.default_rng(0)
+    valid = np.ones((64, 64), bool)
+    intensity = rng.exponential(2.0, (2, 64, 64))  # a speckle intensity, not counts
+    counts = rng.poisson(intensity).astype(np.float64)  # counts stored as floats
+    assert counts_warning(counts, valid, True) == []
+    (w,) = counts_warning(intensity, valid, True)
+    assert "100 % of the valid pixels hold non-integer values" in w and "--not-photon-counts" in w
+    assert counts_warning(intensity, valid, False) == []

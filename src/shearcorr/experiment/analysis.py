@@ -302,6 +302,7 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     checks.check_bins(opt.n_q, opt.n_phi, int(pair.valid.sum()))
     spx = geo.speckle_px(pair.valid)
     notes += checks.check_speckle(spx, pair.before.shape)
+    notes += checks.counts_warning((pair.before, pair.after), pair.valid, opt.photon_counts)
     pair, shadow_notes = _mask_shadow(pair, geo, spx)
     notes += shadow_notes
     instrument = _instrument(opt, geo, pair.valid)

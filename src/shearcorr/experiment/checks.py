@@ -106,6 +106,24 @@ def check_speckle(speckle_px: float, shape) -> list[str]:
     return []
 
 
+#: Fraction of valid pixels with non-integer values above which frames read as photon counts get a warning.
+NON_INTEGER_FRACTION = 0.01
+
+
+def counts_warning(frames, valid, photon_counts: bool) -> list[str]:
+    """A warning when frames analysed as photon counts hold non-integer values (simulated intensities,
+    flat-field corrected or rescaled data): the contrast's Poisson term 1/n then does not apply."""
+    if not photon_counts:
+        return []
+    v = np.concatenate([np.asarray(f)[valid] for f in frames])
+    v = v[:: max(1, v.size // 200_000)]
+    frac = float(np.mean(v != np.round(v))) if v.size else 0.0
+    if frac <= NON_INTEGER_FRACTION:
+        return []
+    return [f"{100 * frac:.0f} % of the valid pixels hold non-integer values, but the frames are analysed as photon "
+            "counts (Poisson term in the contrast); if they are intensities in other units, give --not-photon-counts"]
+
+
 def _system(opt, beam_size: float, gamma_l: float = 0.0, d2: float = 0.0) -> SystemParams:
     return SystemParams(n_l2=opt.n_l2, rs=0.0, d2=d2, gamma_l=gamma_l, displacement=opt.displacement,
                         beam_size=beam_size)
