@@ -354,3 +354,5 @@ def test_a_folder_of_single_frame_files_is_a_stack_in_natural_order(tmp_path):
     np.save(folder / "extra.npy", frames[0])
     with pytest.raises(ShearcorrError, match="mixes frame files of the kinds .npy, .tif"):
         open_stack(folder)
+    st = open_stack(folder / "img_*.tif")  # a pattern picks one series out of a mixed folder
+    assert st.n_frames == 13 and np.array_equal(st.read(1, 2), frames[1:2])

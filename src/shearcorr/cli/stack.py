@@ -109,7 +109,8 @@ def run_analyze_stack(args) -> None:
     from .analyze import _warn
 
     if len(args.stack) > 1 and args.mode != "echo":
-        raise ShearcorrError(f"{args.mode} analyses one stack; several files are for the echo amplitude sweep")
+        raise ShearcorrError(f"{args.mode} analyses one stack; several files are for the echo amplitude sweep (a "
+                             "series of single-frame files: give their folder, or a quoted pattern such as 'img_*.cbf')")
     if args.workers is None and args.scheduler is None:
         ctx = contextlib.nullcontext(None)
     else:

@@ -5,8 +5,8 @@ data through hdf5plugin, Eiger master files with ``data_NNNNNN`` blocks, :mod:`.
 (``.zarr`` folders), NumPy ``.npy`` (memory-mapped), TIFF (``.tif .tiff``; multi-page as a stack),
 EDF/CBF through the optional ``fabio`` package, and the 64-bit event files of the Rigaku 500k
 (``.bin``) and 3M (``.bin.000`` ... ``.bin.005``; :mod:`.rigaku`) and APS's legacy ``.imm`` (:mod:`.imm`).
-A folder of single-frame files (a Pilatus CBF or camera TIFF series) is a stack in the natural order of the
-file names (:func:`frame_files`). A 3-D stack is read lazily, a few frames at a
+A folder of single-frame files (a Pilatus CBF or camera TIFF series), or a glob pattern of them, is a stack in
+the natural order of the file names (:func:`frame_files`). A 3-D stack is read lazily, a few frames at a
 time (:class:`FrameStack`). Inside shearcorr a mask is a boolean array, **True = valid**.
 
 Pixels are masked (never silently used) when they are flagged invalid by the user mask, by the
@@ -116,7 +116,7 @@ class FrameStack:
         if name.endswith(ZARR_SUFFIXES):
             arr = self._zarr()
             return [arr.shape], np.dtype(arr.dtype), "zarr"
-        if path.is_dir():  # one file per frame (Pilatus CBF, camera TIFF, ESRF EDF series)
+        if path.is_dir() or (not path.exists() and any(c in str(path) for c in "*?[")):  # one file per frame
             self._files = frame_files(path)
             first = _read_raw(self._files[0], self.dataset, None)
             return [(len(self._files),) + first.shape], first.dtype, "files"
@@ -263,18 +263,18 @@ def _natural_key(path: Path):
 
 
 def frame_files(folder: Path) -> list[Path]:
-    """The frame files of a folder, one frame each, in natural order of their names (hidden files ignored;
-    all must share one suffix)."""
+    """The frame files of a folder (or matching a glob pattern such as ``scan/img_*.cbf``), one frame each,
+    in natural order of their names (hidden files ignored; all must share one suffix)."""
     known = HDF5_SUFFIXES + TIFF_SUFFIXES + FABIO_SUFFIXES + (".npy",)
-    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")
-             and f.name.lower().endswith(known)]
+    found = folder.iterdir() if folder.is_dir() else folder.parent.glob(folder.name)
+    files = [f for f in found if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(known)]
     if not files:
-        raise ShearcorrError(f"the folder {folder} holds no frame files ({', '.join(known)})")
+        raise ShearcorrError(f"{folder} holds or matches no frame files ({', '.join(known)})")
     suffixes = sorted({"".join(f.suffixes[-2:]).lower() if f.name.lower().endswith(".gz") else f.suffix.lower()
                        for f in files})
     if len(suffixes) > 1:
-        raise ShearcorrError(f"the folder {folder} mixes frame files of the kinds {', '.join(suffixes)}; one stack "
-                             "is one series of files: move the others out")
+        raise ShearcorrError(f"{folder} mixes frame files of the kinds {', '.join(suffixes)}; one stack is one "
+                             "series of files: move the others out or give a pattern such as 'img_*.cbf'")
     return sorted(files, key=_natural_key)
 
 
