@@ -127,6 +127,19 @@ def test_cli_fit_of_a_monte_carlo_file(tmp_path, capsys):
         assert abs(r["values"][name] - getattr(TRUE, name)) < 4 * r["std"][name], (name, r["values"], r["std"])
     assert main(["fit", str(tmp_path / "none.nc")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    # two maps of another code in one file, along a dimension of its own: one fit per map
+    import xarray as xr
+
+    from shearcorr.result import load_result
+
+    one = load_result(path)
+    two = xr.concat([one, simulate(TRUE, GRID, engine="mc", configs=256, seed=5)], dim="run")
+    save_result(two, tmp_path / "two.nc")
+    assert main(["fit", str(tmp_path / "two.nc"), "--json", "--n-l2", "150"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert both["sample"] == [0, 1] and both["fits"][0]["values"] == r["values"]
+    g1 = both["fits"][1]
+    assert abs(g1["values"]["gamma_l"] - TRUE.gamma_l) < 4 * g1["std"]["gamma_l"]
 
 
 def test_sandwich_meat_is_the_fisher_information_when_both_samples_agree(g_true):
