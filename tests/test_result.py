@@ -125,7 +125,8 @@ def test_configs_written_as_an_array_or_a_string_is_one_number(tmp_path, small_g
     for value, expected in ((np.array([800]), 800.0), (b"800", 800.0), ("1.5e3", 1500.0)):
         with h5py.File(path, "a") as f:
             f.attrs["configs"] = value
-        assert load_result(path).attrs["configs"] == expected
+        back = load_result(path).attrs["configs"]
+        assert type(back) is float and back == expected
     with h5py.File(path, "a") as f:
         f.attrs["configs"] = np.array([1, 2])
     with pytest.raises(ShearcorrError, match="not one number of configurations"):

@@ -201,9 +201,9 @@ def _from_plain_arrays(ds: xr.Dataset, path: Path) -> xr.Dataset:
                              "nor (theta, q); write g on the grid of q and theta")
     data = {}
     for name, var in ds.data_vars.items():
-        a = var.values
         if name in ("q", "theta"):
             continue
+        a = var.values
         if a.ndim == 2 and a.shape == g.shape:
             data[name] = (("q", "theta"), a.T if flip else a, var.attrs)
         elif a.ndim == 1 and a.size == theta.size and (a.size != q.size or name.startswith("g_theta")):

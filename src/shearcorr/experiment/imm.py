@@ -55,12 +55,13 @@ class ImmStack:
                                          "truncated or not an IMM file")
                 h = _header(head)
                 sparse = h["compression"] == SPARSE_COMPRESSION
+                kind = (h["rows"], h["cols"], sparse, None if sparse else h["bytes"])  # bytes count for dense frames
                 if first is None:
-                    first = (h["rows"], h["cols"], sparse, h["bytes"])
+                    first = kind
                     if h["rows"] < 1 or h["cols"] < 1 or (not sparse and h["bytes"] not in _DENSE_DTYPES):
                         raise ShearcorrError(f"{self.path} is not an IMM file this reader knows (rows {h['rows']}, "
                                              f"cols {h['cols']}, {h['bytes']} bytes per pixel)")
-                elif (h["rows"], h["cols"], sparse, h["bytes"] if not sparse else first[3]) != first:
+                elif kind != first:
                     raise ShearcorrError(f"{self.path}: frame {k} is {h['rows']} x {h['cols']} "
                                          f"({'sparse' if sparse else 'dense'}), frame 0 {first[0]} x {first[1]} "
                                          f"({'sparse' if first[2] else 'dense'}); one stack needs one kind of frame")

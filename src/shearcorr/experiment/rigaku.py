@@ -36,7 +36,7 @@ MODULE_SHAPE = (512, 1024)
 GAP_3M, LAYOUT_3M = (70, 52), (3, 2)
 #: Module file suffix .bin.00N for the places 0..5 (row-major) of the 3M.
 MODULE_ORDER_3M = (5, 0, 4, 1, 3, 2)
-FRAME_SHIFT, INDEX_SHIFT, INDEX_BITS, COUNT_BITS = 40, 16, 21, 12
+FRAME_SHIFT, INDEX_SHIFT, COUNT_BITS = 40, 16, 12
 MODULE_OFFSET_BIT = 20
 GAP_VALUE = np.iinfo(np.uint16).max
 
@@ -90,8 +90,7 @@ class RigakuStack:
         self.path = Path(path)
         self.files = rigaku_files(self.path)
         self.n_modules = len(self.files)
-        counts = [int(_events(f)[-1]) >> FRAME_SHIFT for f in self.files]
-        self.n_frames = max(counts) + 1
+        self.n_frames = max(int(_events(f)[-1]) >> FRAME_SHIFT for f in self.files) + 1
         if self.n_modules == 1:
             self.frame_shape = MODULE_SHAPE
         else:
@@ -107,8 +106,8 @@ class RigakuStack:
         if frame.size and np.any(np.diff(frame) < 0):
             raise ShearcorrError(f"{path}: the events of frames {i0}..{i1 - 1} are not in frame order; the file is "
                                  "damaged or not a Rigaku event file")
-        index = ((w >> np.uint64(INDEX_SHIFT)) & np.uint64((1 << INDEX_BITS) - 1)).astype(np.int64)
-        index &= (1 << MODULE_OFFSET_BIT) - 1
+        # bits 16-36 hold the index; bit 36 (2^20 of the index) is a module offset, dropped with it
+        index = ((w >> np.uint64(INDEX_SHIFT)) & np.uint64((1 << MODULE_OFFSET_BIT) - 1)).astype(np.int64)
         npix = MODULE_SHAPE[0] * MODULE_SHAPE[1]
         if index.size and int(index.max()) >= npix:
             raise ShearcorrError(f"{path}: pixel index {int(index.max())} lies beyond the {MODULE_SHAPE[0]} x "
