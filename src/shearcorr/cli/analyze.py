@@ -80,6 +80,9 @@ def _add_analysis_args(p) -> None:
                         "(docs/experiment.md)")
     p.add_argument("--displacement", choices=CHOICES["displacement"], default="uniform")
     p.add_argument("--not-photon-counts", action="store_true", help="frames are not photon counts (no Poisson term)")
+    p.add_argument("--gain", type=finite, default=1.0,
+                   help="detector counts per photon (default 1: a photon-counting detector; e.g. the ADU per photon of "
+                        "an integrating detector); the frames are divided by it")
     p.add_argument("--cache", default=None, help="cache folder of geometry-specific models (default ~/.cache/shearcorr)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     add_overwrite(p, "output folder")
@@ -99,7 +102,7 @@ def _options(args):
         dataset=args.dataset, mask=args.mask, mask_dataset=args.mask_dataset, mask_convention=args.mask_convention,
         saturation=args.saturation, contrast=args.contrast, flow_angle_deg=args.flow_angle, method=args.method,
         model=args.model, n_q=args.n_q, n_phi=args.n_phi, q_min=args.q_min, q_max=args.q_max, n_l2=args.n_l2,
-        displacement=args.displacement, photon_counts=not args.not_photon_counts, cache_dir=args.cache,
+        displacement=args.displacement, photon_counts=not args.not_photon_counts, gain=args.gain, cache_dir=args.cache,
         plots=not args.no_plots, seed=args.seed, pixel_integration=not args.point_pixels, psf_sigma_px=args.psf_sigma_px,
         rs_prior=args.rs_prior, condition_profile=(AnalysisOptions.condition_profile if args.condition_profile is None
                                                    else args.condition_profile))

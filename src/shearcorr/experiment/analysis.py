@@ -57,7 +57,9 @@ class AnalysisOptions:
     The correlation map
         n_q : log-spaced q bins; n_phi : azimuth bins over [0, pi); q_min, q_max : q range in q R0 (default
         what the valid pixels cover); photon_counts : frames are photon counts (Poisson term in the
-        contrast); contrast : speckle contrast beta (default: estimated from the frames).
+        contrast); gain : detector counts per photon (default 1, a photon-counting detector; the frames are
+        divided by it, so an integrating detector's ADU become photons); contrast : speckle contrast beta
+        (default: estimated from the frames).
     The inference
         flow_angle_deg : fix the flow direction (detector azimuth, degrees, APS convention; fitted when
         None); method : {"fit", "gpr", "both"} (direct physics fit, geometry-specific GPR, or both with
@@ -91,6 +93,7 @@ class AnalysisOptions:
     q_min: float | None = None
     q_max: float | None = None
     photon_counts: bool = True
+    gain: float = 1.0
     contrast: float | None = None
     flow_angle_deg: float | None = None
     method: str = "fit"
@@ -266,7 +269,8 @@ def _result(opt: AnalysisOptions, pair: FramePair, geo, qe, cm_det, fit, methods
                           opt.contrast is not None),
         chi2=ChiSquare(fit.chi2, fit.dof, fit.chi2_red, fit.n_bins), methods=methods,
         inputs=dict(pair.sources, n_pixels=int(pair.valid.size), n_valid=int(pair.valid.sum()), n_flagged=pair.n_flagged,
-                    n_q=int(opt.n_q), n_phi=int(opt.n_phi), photon_counts=bool(opt.photon_counts)),
+                    n_q=int(opt.n_q), n_phi=int(opt.n_phi), photon_counts=bool(opt.photon_counts),
+                    gain=float(opt.gain)),
         geometry=dict(geo.info, particle_radius_nm=geo.particle_radius_nm, beam_size_nm=geo.beam_size_nm,
                       beam_size_r0=geo.beam_size_r0, q_unit=geo.q_unit, q_r0_range=[float(qe[0]), float(qe[-1])],
                       q_range=[float(geo.q_to_unit(qe[0])), float(geo.q_to_unit(qe[-1]))], speckle_px=spx,
@@ -303,6 +307,9 @@ def analyze(before, after, geometry, output=None, *, options: AnalysisOptions | 
     spx = geo.speckle_px(pair.valid)
     notes += checks.check_speckle(spx, pair.before.shape)
     notes += checks.counts_warning((pair.before, pair.after), pair.valid, opt.photon_counts)
+    notes += checks.gain_warning((pair.before, pair.after), pair.valid, geo.qr0, float(opt.gain), opt.photon_counts)
+    if float(opt.gain) != 1.0:  # detector counts -> photons
+        pair = dataclasses.replace(pair, before=pair.before / float(opt.gain), after=pair.after / float(opt.gain))
     pair, shadow_notes = _mask_shadow(pair, geo, spx)
     notes += shadow_notes
     instrument = _instrument(opt, geo, pair.valid)

@@ -33,7 +33,7 @@ from ..forward.domain import GAMMA_MAX, N_L2_RANGE, Q_MAX_R0, analytic_q_min, ch
 from ..memory import require
 from ..params import SystemParams, finite_float
 
-__all__ = ["validate_options", "check_render", "check_bins", "cache_folder", "gpr_box", "check_speckle", "model_q_range", "fit_bounds", "fit_warnings",
+__all__ = ["validate_options", "check_render", "shot_noise_gain", "gain_warning", "check_bins", "cache_folder", "gpr_box", "check_speckle", "model_q_range", "fit_bounds", "fit_warnings",
            "flow_defined", "MAX_N_Q", "MAX_N_PHI", "MIN_N_PHI", "MIN_PIXELS_PER_BIN", "MIN_SPECKLES_ACROSS",
            "MAX_FLOW_DEG", "FLOW_SIGNIFICANCE"]
 
@@ -84,6 +84,11 @@ def validate_options(opt) -> None:
             raise ShearcorrError(f"{name} (--{name.replace('_', '-')}) must be > 0 (q R0), got {v!r}")
     if opt.q_min is not None and opt.q_max is not None and not float(opt.q_min) < float(opt.q_max):
         raise ShearcorrError(f"need q_min < q_max, got {opt.q_min:g} and {opt.q_max:g}")
+    if not finite_float("gain (--gain, detector counts per photon)", opt.gain) > 0:
+        raise ShearcorrError(f"gain (--gain) must be > 0 detector counts per photon, got {opt.gain!r}")
+    if not opt.photon_counts and float(opt.gain) != 1.0:
+        raise ShearcorrError("--gain converts detector counts to photons; it has no meaning with --not-photon-counts "
+                             "(drop one of them)")
 
 
 def check_bins(n_q: int, n_phi: int, n_valid: int) -> None:
@@ -123,6 +128,87 @@ def counts_warning(frames, valid, photon_counts: bool) -> list[str]:
         return []
     return [f"{100 * frac:.0f} % of the valid pixels hold non-integer values, but the frames are analysed as photon "
             "counts (Poisson term in the contrast); if they are intensities in other units, give --not-photon-counts"]
+
+
+#: Thin q rings of the shot-noise measurement and fewest pixels in a ring used; a measured gain is named when it is
+#: farther than GAIN_TOLERANCE (relative) and GAIN_SIGNIFICANCE standard errors from the gain assumed, and the shot
+#: noise is at least GAIN_MIN_SHARE of the pixel variance in the faintest ring (else g is an extrapolation).
+GAIN_RINGS, GAIN_MIN_PIXELS, GAIN_TOLERANCE, GAIN_SIGNIFICANCE, GAIN_MIN_SHARE = 48, 50, 0.25, 4.0, 1.0 / 3.0
+
+
+def _variance_law(rows):
+    """Weighted least squares of V = g mu + beta mu^2 over rows (mu, V, weight): (g, beta)."""
+    X = np.stack([rows[:, 0], rows[:, 0] ** 2], axis=1)
+    A = X.T @ (X * rows[:, 2:3])
+    return np.linalg.solve(A, X.T @ (rows[:, 2] * rows[:, 1]))
+
+
+def shot_noise_gain(frames, valid, qr0) -> dict | None:
+    r"""Detector counts per photon g, measured from the frames' own statistics (the variance-mean law of
+    speckle with shot noise, as in X-ray speckle visibility spectroscopy).
+
+    In a thin q ring (:data:`GAIN_RINGS` log-spaced rings over the valid pixels' q) the pixel values of a frame
+    have mean :math:`\mu` and variance
+
+    .. math:: V = g\,\mu + \beta\,\mu^2
+
+    (Poisson noise of photons counted g at a time, plus speckle of contrast :math:`\beta`; g = 1 for a
+    photon-counting detector). A weighted least-squares fit over the rings of every frame (weights
+    :math:`n_r/V_r^2`, n_r pixels) gives g and beta; their standard errors come from a delete-one-ring
+    jackknife, which also carries the ring-to-ring scatter of the contrast. g is determined where the shot noise
+    is a good part of the variance (``share``: :math:`g/(g + \beta\mu)` in the faintest ring), i.e. where
+    the Poisson term of the contrast matters; with many counts per pixel everywhere g is an extrapolation to
+    mu = 0 that a slight q dependence of beta biases. Read noise (a constant added to V) is not modelled.
+
+    Returns a dict (``gain``, ``std``, ``beta``, ``share``), or None with fewer than 4 usable rings.
+    """
+    valid = np.asarray(valid, dtype=bool)
+    q = np.asarray(qr0, dtype=np.float64)[valid]
+    if q.size < 4 * GAIN_MIN_PIXELS or not q.min() > 0:
+        return None
+    edges = np.geomspace(q.min(), q.max() * (1.0 + 1e-9), GAIN_RINGS + 1)
+    ring = np.clip(np.searchsorted(edges, q, side="right") - 1, 0, GAIN_RINGS - 1)
+    n = np.bincount(ring, minlength=GAIN_RINGS).astype(np.float64)
+    rows = []
+    for f in frames:
+        v = np.asarray(f, dtype=np.float64)[valid]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu = np.bincount(ring, v, GAIN_RINGS) / n
+            var = np.bincount(ring, (v - mu[ring]) ** 2, GAIN_RINGS) / (n - 1.0)
+        ok = (n >= GAIN_MIN_PIXELS) & (mu > 0) & (var > 0)
+        rows.append(np.stack([mu[ok], var[ok], n[ok] / var[ok] ** 2, np.flatnonzero(ok)], axis=1))
+    m = np.vstack(rows)
+    ids = np.unique(m[:, 3])
+    if ids.size < 4:
+        return None
+    try:
+        g, beta = _variance_law(m)
+        jack = np.array([_variance_law(m[m[:, 3] != i]) for i in ids])
+    except np.linalg.LinAlgError:
+        return None
+    sd = np.sqrt((ids.size - 1.0) / ids.size * ((jack - jack.mean(axis=0)) ** 2).sum(axis=0))
+    mu_min = float(m[:, 0].min())
+    share = g / (g + beta * mu_min) if g > 0 and beta >= 0 else float("nan")
+    return {"gain": float(g), "std": float(sd[0]), "beta": float(beta), "share": float(share)}
+
+
+def gain_warning(frames, valid, qr0, gain: float, photon_counts: bool) -> list[str]:
+    """A warning when the frames' shot noise is clearly not ``gain`` counts per photon (:func:`shot_noise_gain`;
+    named only for a physical fit, 0 < beta <= 1, with shot noise at least :data:`GAIN_MIN_SHARE` of the faintest
+    ring's variance): frames in detector units (ADU of an integrating detector, counts scaled by a factor)
+    analysed as photon counts get a wrong Poisson term in the contrast, and gamma L and D2 come out biased
+    (docs/experiment.md, "Detector counts per photon")."""
+    if not photon_counts:
+        return []
+    m = shot_noise_gain(frames, valid, qr0)
+    if m is None or not (0.0 < m["beta"] <= 1.0 and m["share"] >= GAIN_MIN_SHARE):
+        return []
+    g, sd = m["gain"], m["std"]
+    if abs(g / gain - 1.0) <= GAIN_TOLERANCE or abs(g - gain) <= GAIN_SIGNIFICANCE * sd:
+        return []
+    return [f"the frames' shot noise is {g:.3g} +- {sd:.2g} detector counts per photon (variance against mean over q "
+            f"rings), but {gain:g} is assumed: if the detector counts {g:.2g} per photon, give --gain {g:.2g}; if the "
+            "frames are not photon counts at all, give --not-photon-counts"]
 
 
 def _system(opt, beam_size: float, gamma_l: float = 0.0, d2: float = 0.0) -> SystemParams:
