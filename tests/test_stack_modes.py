@@ -131,3 +131,26 @@ def test_stack_q_range_is_the_pair_models(tmp_path):
     assert r.plan.q_edges[0] == pytest.approx(0.0751, abs=1e-3)
     with pytest.raises(ShearcorrError, match="--q-min 0.05 is outside"):
         analyze_stack(st.frames, st.geometry, None, mode="steady", max_lag=4, mask=st.mask, q_min=0.05, **SMOKE)
+
+
+def test_detector_counts_with_their_gain_give_the_photon_count_analysis(tmp_path):
+    """Frames written at 3 detector counts per photon: with gain=3 the shot noise removed from lag 0 (steady) and
+    from each frame's contrast (two-time) is that of the photons, so the analysis is the photon-count one; without
+    it the contrast reads high by (3 - 1)/n and the fitted numbers move."""
+    st = steady_stack(P, 60, shear_rate=8 / 800, diffusion=0.2, transit=40.0, shape=(48, 48), dq=DQ, seed=4, counts=3.0)
+    kw = dict(mode="steady", max_lag=4, mask=st.mask, groups=6, cache_dir=tmp_path / "cache", fit_transit=False, **SMOKE)
+    ref = analyze_stack(st.frames, st.geometry, None, **kw).summary
+    adu = analyze_stack(3 * st.frames, st.geometry, None, gain=3.0, **kw).summary
+    raw = analyze_stack(3 * st.frames, st.geometry, None, **kw).summary
+    for name in ("shear_rate", "diffusion", "beta"):
+        if name in ref:
+            assert adu[name]["value"] == pytest.approx(ref[name]["value"], rel=1e-4), name
+    assert abs(raw["diffusion"]["value"] / ref["diffusion"]["value"] - 1) > 1e-3
+    tk = dict(mode="twotime", time_bins=12, mask=st.mask, cache_dir=tmp_path / "cache", **SMOKE)
+    t_ref = analyze_stack(st.frames, st.geometry, None, **tk).analysis
+    t_adu = analyze_stack(3 * st.frames, st.geometry, None, gain=3.0, **tk).analysis
+    assert np.allclose(t_adu.gamma_l, t_ref.gamma_l, rtol=1e-4, atol=1e-6, equal_nan=True)
+    from shearcorr.errors import ShearcorrError
+
+    with pytest.raises(ShearcorrError, match="gain"):
+        analyze_stack(st.frames, st.geometry, None, gain=0.0, **kw)

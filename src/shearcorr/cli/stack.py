@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--n-l2", type=finite, default=150.0, help="particles in the beam for the model (default 150)")
     p.add_argument("--displacement", choices=CHOICES["displacement"], default="uniform")
     p.add_argument("--flow-angle", type=finite, default=None, help="fix the flow direction (deg, detector azimuth)")
+    p.add_argument("--gain", type=finite, default=1.0,
+                   help="detector counts per photon (default 1: a photon-counting detector)")
     p.add_argument("--frame-time", type=finite, default=None, help="seconds per frame (default: from --timestamps)")
     p.add_argument("--timestamps", default=None, help="HDF5 dataset of the frame times (s) in the stack file")
     g = p.add_argument_group("steady")
@@ -93,7 +95,7 @@ def _kwargs(args) -> dict:
                 period_s=args.period_s, timestamps=args.timestamps, max_cycles=args.max_cycles,
                 flow_angle_deg=args.flow_angle, frame_time=args.frame_time, flux=args.flux,
                 fit_exponent=not args.fixed_exponent, fit_transit=not args.no_transit, cache_dir=args.cache,
-                plots=not args.no_plots, overwrite=args.overwrite, seed=args.seed)
+                plots=not args.no_plots, overwrite=args.overwrite, seed=args.seed, gain=args.gain)
 
 
 def _pv(d) -> str:

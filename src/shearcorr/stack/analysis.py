@@ -163,21 +163,24 @@ def _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset):
     return valid, counts, notes
 
 
-def _area(src, plan, geo, start):
+def _area(src, plan, geo, start, gain=1.0):
     """Correlation area per q row (pixels), the speckle size (pixels) and the speckle area per q row, measured
-    on frames start, start + 1 of the plan's pixels (:func:`speckle_area`)."""
+    on frames start, start + 1 of the plan's pixels (:func:`speckle_area`), and the warning of those two frames'
+    shot noise against ``gain`` (:func:`shearcorr.experiment.checks.gain_warning`)."""
+    from ..experiment.checks import gain_warning
     from ..experiment.correlation import correlation_map
     from ..experiment.pair import make_pair
 
     plan_valid = plan.valid_image()
     speckle_px = geo.speckle_px(plan_valid)
-    two = np.asarray(src.read(start, start + 2))
-    pair = make_pair(two[0], two[1], plan_valid, sources={"before": "stack", "after": "stack"})
+    two = np.asarray(src.read(start, start + 2), dtype=np.float64)
+    notes = gain_warning(two, plan_valid, geo.qr0, float(gain), True)
+    pair = make_pair(two[0] / gain, two[1] / gain, plan_valid, sources={"before": "stack", "after": "stack"})
     cm = correlation_map(pair, geo, plan.q_edges, plan.n_phi, speckle_px=speckle_px)
     rows = np.full(plan.shape, -1, dtype=np.int64)
     rows.flat[plan.index] = np.repeat(plan.seg_ring // plan.n_sub, plan.n_pix_seg)
     return (np.asarray(cm.info["correlation_area_px"], dtype=np.float64), speckle_px,
-            speckle_area(rows, speckle_px, cm.info["beam_center_px"], plan.n_q))
+            speckle_area(rows, speckle_px, cm.info["beam_center_px"], plan.n_q), notes)
 
 
 def speckle_area(rows: np.ndarray, speckle_px: float, beam_center, n_q: int) -> np.ndarray:
@@ -223,13 +226,13 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
                   groups=DEFAULTS["groups"], time_bins=DEFAULTS["time_bins"], c2_bins=None, period=None, period_s=None,
                   timestamps=None, max_cycles=DEFAULTS["max_cycles"], flow_angle_deg=None, frame_time=None, flux=None,
                   fit_exponent=True, fit_transit=True, executor=None, cache_dir=None, table_steps=None, plots=True,
-                  overwrite=False, seed=0) -> StackResult:
+                  overwrite=False, seed=0, gain=1.0) -> StackResult:
     """Analyse a stack of frames (module docstring); return the result and write it to ``output``.
 
     Parameters
     ----------
     stack : path, FrameStack, ndarray (n_frames, ny, nx) or dask array
-        Photon counts.
+        Photon counts, or detector counts with ``gain``.
     geometry : path or DetectorGeometry
         Geometry JSON (docs/experiment.md; ``aps_qmap`` reads an APS 8-ID-I file).
     output : path, optional
@@ -251,6 +254,9 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         Runs the reading and correlation tasks and the table (process pool or Dask client executor).
     table_steps : dict, optional
         Node steps ``du``, ``dd`` of the pair table (:mod:`.templates`; default 0.15: y within 4e-4).
+    gain : float
+        Detector counts per photon (default 1: a photon-counting detector); scales the shot-noise terms. Two
+        frames are checked against it (:func:`shearcorr.experiment.checks.gain_warning`).
     """
     from ..experiment.checks import model_q_range
     from ..experiment.correlation import q_bin_edges
@@ -269,6 +275,12 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
                     ("max_cycles", max_cycles)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 or v > 100000:
             raise ShearcorrError(f"{name} must be a whole number in 1..100000, got {v!r}")
+    try:
+        gain = float(gain)
+    except (TypeError, ValueError):
+        gain = float("nan")
+    if not (np.isfinite(gain) and gain > 0):
+        raise ShearcorrError("gain (--gain) must be a finite number > 0 of detector counts per photon")
     if flow_angle_deg is not None and not np.isfinite(float(flow_angle_deg)):
         raise ShearcorrError(f"the flow angle must be a finite number of degrees, got {flow_angle_deg}")
     src = _source(stack, dataset)
@@ -289,7 +301,8 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     # the geometry file's beam enters the model; pixels are modelled as points (docs/stacks.md)
     model = BinnedPairModel(qe, plan.phi_edges, n_l2=n_l2, displacement=displacement, beam_size=geo.beam_size_r0,
                             beam=beam)
-    area, speckle_px, speckle_rows = _area(src, plan, geo, start)
+    area, speckle_px, speckle_rows, gain_notes = _area(src, plan, geo, start, gain)
+    notes += gain_notes
     weights = pixel_weights(plan, geo.qr0, geo.phi, model)
     times = _read_aux(src, timestamps, src.n_frames, "time-stamp")
     if frame_time is None and times is not None and times.size > 1:
@@ -312,7 +325,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         g = int(min(groups, max(2, n // max(int(max_lag), 1))))
         t_c = time.perf_counter()
         lag = lag_sums(src, plan, np.arange(int(max_lag) + 1), start=start, stop=stop, groups=g, normalization=norm,
-                       flux=flux_arr, executor=executor)
+                       flux=flux_arr, executor=executor, gain=gain)
         timing["correlation_s"] = round(time.perf_counter() - t_c, 3)
         analysis = analyze_steady(lag, model, flow_angle=phi, fit_exponent=fit_exponent, fit_transit=fit_transit,
                                   executor=executor, cache_dir=cache_dir, table_steps=table_steps, weights=weights,
@@ -324,7 +337,8 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
 
         labels = _c2_labels(c2_bins, plan, phi)
         t_c = time.perf_counter()
-        maps = twotime_maps(src, plan, start=start, stop=stop, n_bins=int(time_bins), selected=labels, executor=executor)
+        maps = twotime_maps(src, plan, start=start, stop=stop, n_bins=int(time_bins), selected=labels, executor=executor,
+                            gain=gain)
         timing["correlation_s"] = round(time.perf_counter() - t_c, 3)
         t_f = time.perf_counter()
         analysis = analyze_twotime(maps, model, flow_angle=phi, area=area, executor=executor, cache_dir=cache_dir,
@@ -336,7 +350,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         p = echo_period(n, period, times=None if times is None else times[start:stop], period_s=period_s)
         analysis = analyze_echo(src, plan, model, period=p, start=start, stop=stop, max_cycles=int(max_cycles),
                                 flow_angle=phi, area=area, executor=executor, cache_dir=cache_dir,
-                                table_steps=table_steps, weights=weights, seed=seed)
+                                table_steps=table_steps, weights=weights, seed=seed, gain=gain)
     from .output import summarize, write_result
 
     options = {"mode": mode, "frames": [start, stop], "dataset": getattr(src, "dataset", dataset), "n_q": int(n_q),
@@ -344,7 +358,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
                "max_lag": int(max_lag), "normalization": normalization, "groups": int(groups), "time_bins": int(time_bins),
                "c2_bins": c2_bins, "period": period, "period_s": period_s, "timestamps": timestamps if isinstance(timestamps, str)
                else None, "max_cycles": int(max_cycles), "flow_angle_deg": flow_angle_deg, "frame_time": frame_time,
-               "fit_exponent": bool(fit_exponent), "fit_transit": bool(fit_transit), "seed": seed}
+               "fit_exponent": bool(fit_exponent), "fit_transit": bool(fit_transit), "seed": seed, "gain": gain}
     summary = summarize(mode, analysis, ctx, src, options)
     summary["warnings"] = notes
     summary["provenance"] = {"shearcorr_version": __version__, "time_s": round(time.perf_counter() - t0, 3), "timing": timing,

@@ -233,7 +233,7 @@ def _map_errors(lag, groups, area, c_pred):
 
 def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_cycles: int = 4, flow_angle=None,
                  area=None, executor=None, cache_dir=None, table_steps=None, weights=None, configuration: bool = True,
-                 seed=0) -> EchoAnalysis:
+                 seed=0, gain: float = 1.0) -> EchoAnalysis:
     """The echo mode on frames [start, stop) of ``stack`` (module docstring).
 
     Parameters
@@ -250,6 +250,8 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
         Known flow direction (rad, detector azimuth).
     area : ndarray (n_q,), optional
         Correlation area per q row in pixels (speckle size); default 1 (one pixel per speckle).
+    gain : float
+        Detector counts per photon (1: photon counts).
     """
     from .engine import lag_sums
     from .fitting import MIN_DOF_SCALE, fit_maps
@@ -262,7 +264,7 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
     lags = np.arange(K + 1) * period
     edges = start + np.arange(N + 1) * period
     lag = lag_sums(stack, plan, lags, start=start, stop=stop, groups=edges, normalization="frame", executor=executor,
-                   squares=True)
+                   squares=True, gain=gain)
     area = np.ones(plan.n_q) if area is None else np.asarray(area, dtype=np.float64)
     beta0 = float(np.nanmean(lag.correlation()[0]))
     if not beta0 > 0:
@@ -271,7 +273,7 @@ def analyze_echo(stack, plan, model, *, period: int, start: int, stop: int, max_
     phi, flow_source = (float(flow_angle), "given") if flow_angle is not None else (None, None)
     if phi is None and period >= 4:
         q4 = lag_sums(stack, plan, [0, period // 4], start=start, stop=stop, groups=edges, normalization="frame",
-                      executor=executor, squares=True)
+                      executor=executor, squares=True, gain=gain)
         cq = q4.correlation()
         eq = _map_errors(q4, None, area, np.zeros_like(cq))
         phi = float(pair_fit_map(cq[1], eq[1], plan, model, beta=beta0, beta_err=0.5 * beta0, seed=seed)["flow_angle"][0])

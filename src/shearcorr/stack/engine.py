@@ -281,7 +281,7 @@ def _group_edges(start, stop, groups) -> np.ndarray:
 
 def lag_sums(stack, plan: BinPlan, lags, *, start: int = 0, stop: int | None = None, groups=None,
              normalization: str = "time", flux=None, executor=None, tile: int = DEFAULT_TILE,
-             task_frames: int = DEFAULT_TASK_FRAMES, squares: bool = False, progress=None) -> LagSums:
+             task_frames: int = DEFAULT_TASK_FRAMES, squares: bool = False, progress=None, gain: float = 1.0) -> LagSums:
     r"""Lag correlations :math:`\langle d_t d_{t+\tau}\rangle` of a stack, per polar bin.
 
     Parameters
@@ -307,6 +307,8 @@ def lag_sums(stack, plan: BinPlan, lags, *, start: int = 0, stop: int | None = N
         Origins per sgemm tile.
     squares : bool
         Also accumulate the squared products (pixel variances of the maps; ``"frame"`` normalisation).
+    gain : float
+        Detector counts per photon (1: photon counts); scales the shot noise removed from lag 0.
 
     Returns
     -------
@@ -335,7 +337,7 @@ def lag_sums(stack, plan: BinPlan, lags, *, start: int = 0, stop: int | None = N
     if squares and normalization != "frame":
         raise ShearcorrError("pixel variances (squares=True) need the 'frame' normalisation")
     ref = provisional_ring_means(src, plan, start, stop, flux) if normalization == "time" else None
-    norm = Normalization(normalization, ref, flux)
+    norm = Normalization(normalization, ref, flux, float(gain))
     edges = _group_edges(start, stop, groups)
     tasks = [_LagTask(src, plan, norm, o, min(o + int(task_frames), stop), stop, lags, edges, int(tile), bool(squares),
                       executor is None) for o in range(start, stop, int(task_frames))]
@@ -403,14 +405,14 @@ def _finish_lags(plan, lags, start, stop, edges, S, Q, psum, norm, n_bad) -> Lag
         fixed = a**2 * X2 - a * X1 + P
         fixed[pairs == 0] = 0.0
         inv2 = np.where(nbar > 0, 1.0 / nbar, 0.0)[plan.seg_ring] ** 2
-        pois_t = Q / flux[:, None] ** 2 * inv2[None, :]
+        pois_t = norm.gain * Q / flux[:, None] ** 2 * inv2[None, :]
         jack = _renormalised_jackknife(plan, edges - start, ring_mean, norm.ref, X2, X1, P, pois_t, nbar)
     else:
         fixed, jack = S, None
         with np.errstate(invalid="ignore", divide="ignore"):
             rm = plan.to_rings(Q) / plan.n_pix_ring[None, :]
             inv_frame = np.where(rm > 0, 1.0 / rm, 0.0)[:, plan.seg_ring]
-        pois_t = Q * inv_frame**2
+        pois_t = norm.gain * Q * inv_frame**2
     # shot noise of lag 0: per group, sum over its origins
     cum_p = np.vstack([np.zeros((1, plan.n_seg)), np.cumsum(pois_t, axis=0)])
     pois = cum_p[edges[1:] - start] - cum_p[edges[:-1] - start]

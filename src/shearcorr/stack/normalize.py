@@ -31,12 +31,15 @@ class Normalization:
     """How frames are normalised (see the module docstring).
 
     ``mode``: ``"time"`` or ``"frame"``; ``ref``: provisional ring means (counts per pixel, shape
-    (n_rings,)) for ``"time"``; ``flux``: per-frame factor f_t indexed by absolute frame (or None).
+    (n_rings,)) for ``"time"``; ``flux``: per-frame factor f_t indexed by absolute frame (or None); ``gain``:
+    detector counts per photon (the shot-noise term of lag 0 is gain / n instead of 1 / n; d itself does not
+    depend on the units).
     """
 
     mode: str
     ref: np.ndarray | None = None
     flux: np.ndarray | None = None
+    gain: float = 1.0
 
     def __post_init__(self):
         if self.mode not in NORMALIZATIONS:

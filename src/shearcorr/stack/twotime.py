@@ -133,7 +133,7 @@ def _run_tt_task(task: _TTTask) -> dict:
 
 
 def twotime_maps(stack, plan: BinPlan, *, start: int = 0, stop: int | None = None, n_bins: int = 200, selected=(),
-                 executor=None, task_frames: int = 256) -> TwoTimeMaps:
+                 executor=None, task_frames: int = 256, gain: float = 1.0) -> TwoTimeMaps:
     """Two-time maps of ``stack`` on ``n_bins`` time bins (module docstring).
 
     Parameters
@@ -148,6 +148,8 @@ def twotime_maps(stack, plan: BinPlan, *, start: int = 0, stop: int | None = Non
         Bin labels (1-based, iq * n_phi + iphi + 1) whose full-resolution C(t1, t2) is kept.
     executor : executor, optional
         Runs the reading tasks (one per ~``task_frames`` frames).
+    gain : float
+        Detector counts per photon (1: photon counts); scales the shot noise removed from each frame's contrast.
     """
     from threadpoolctl import threadpool_limits
 
@@ -174,7 +176,7 @@ def twotime_maps(stack, plan: BinPlan, *, start: int = 0, stop: int | None = Non
     D = np.concatenate([p["D"] for p in parts])
     dsq = np.concatenate([p["dsq"] for p in parts])
     Q = np.concatenate([p["Q"] for p in parts])
-    pois = np.concatenate([p["pois"] for p in parts])
+    pois = float(gain) * np.concatenate([p["pois"] for p in parts])
     sel = np.concatenate([p["sel"] for p in parts])
     psum = np.sum([p["pixel_sum"] for p in parts], axis=0)
     n_k = np.diff(edges).astype(np.float64)
