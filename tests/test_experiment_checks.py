@@ -127,7 +127,7 @@ def test_frames_in_detector_units_are_named_and_converted_by_the_gain():
     m3 = shot_noise_gain([3 * f for f in photons], sp.mask, sp.geometry.qr0)
     assert abs(m1["gain"] - 1.0) < max(0.15, 3 * m1["std"]) and m1["std"] < 0.15  # photon counts: g = 1
     assert m3["gain"] == pytest.approx(3 * m1["gain"], rel=1e-9)  # g scales with the counts per photon
-    assert m3["share"] == pytest.approx(m1["share"], rel=1e-9) and m1["share"] > 0.5
+    assert m3["beta"] == pytest.approx(m1["beta"], rel=1e-9) and m3["mu_min"] == pytest.approx(3 * m1["mu_min"])
     assert gain_warning(photons, sp.mask, sp.geometry.qr0, 1.0, True) == []
     opt = OPT.replace(n_phi=36)
     ref = analyze(sp.before, sp.after, sp.geometry, options=opt)
@@ -139,3 +139,9 @@ def test_frames_in_detector_units_are_named_and_converted_by_the_gain():
     for name in ("gamma_l", "d2"):
         assert getattr(fixed, name).value == pytest.approx(getattr(ref, name).value, rel=1e-9)
     assert fixed.inputs["gain"] == 3.0
+    # intensities without shot noise, rounded to integers (the non-integer check cannot see them): named too
+    smooth = render_pair(SystemParams(150, 0.1, 2.0, 20), shape=(256, 256), counts=1e6, seed=3)
+    rounded = [np.round(f * 3e-6) for f in (smooth.before, smooth.after)]
+    assert shot_noise_gain(rounded, smooth.mask, smooth.geometry.qr0)["gain"] < 0.5
+    (w,) = gain_warning(rounded, smooth.mask, smooth.geometry.qr0, 1.0, True)
+    assert "no shot noise" in w and "--not-photon-counts" in w

@@ -132,8 +132,11 @@ def counts_warning(frames, valid, photon_counts: bool) -> list[str]:
 
 #: Thin q rings of the shot-noise measurement and fewest pixels in a ring used; a measured gain is named when it is
 #: farther than GAIN_TOLERANCE (relative) and GAIN_SIGNIFICANCE standard errors from the gain assumed, and the shot
-#: noise is at least GAIN_MIN_SHARE of the pixel variance in the faintest ring (else g is an extrapolation).
+#: noise (measured or assumed, the larger) is at least GAIN_MIN_SHARE of the pixel variance in the faintest ring
+#: (else g is an extrapolation).
 GAIN_RINGS, GAIN_MIN_PIXELS, GAIN_TOLERANCE, GAIN_SIGNIFICANCE, GAIN_MIN_SHARE = 48, 50, 0.25, 4.0, 1.0 / 3.0
+#: A measured gain below this many counts per photon is read as frames without shot noise (intensities).
+GAIN_NONE = 0.2
 
 
 def _variance_law(rows):
@@ -156,11 +159,11 @@ def shot_noise_gain(frames, valid, qr0) -> dict | None:
     photon-counting detector). A weighted least-squares fit over the rings of every frame (weights
     :math:`n_r/V_r^2`, n_r pixels) gives g and beta; their standard errors come from a delete-one-ring
     jackknife, which also carries the ring-to-ring scatter of the contrast. g is determined where the shot noise
-    is a good part of the variance (``share``: :math:`g/(g + \beta\mu)` in the faintest ring), i.e. where
-    the Poisson term of the contrast matters; with many counts per pixel everywhere g is an extrapolation to
+    is a good part of the variance (:math:`g/(g + \beta\mu)` in the faintest ring, mean ``mu_min``), i.e.
+    where the Poisson term of the contrast matters; with many counts per pixel everywhere g is an extrapolation to
     mu = 0 that a slight q dependence of beta biases. Read noise (a constant added to V) is not modelled.
 
-    Returns a dict (``gain``, ``std``, ``beta``, ``share``), or None with fewer than 4 usable rings.
+    Returns a dict (``gain``, ``std``, ``beta``, ``mu_min``), or None with fewer than 4 usable rings.
     """
     valid = np.asarray(valid, dtype=bool)
     q = np.asarray(qr0, dtype=np.float64)[valid]
@@ -187,28 +190,34 @@ def shot_noise_gain(frames, valid, qr0) -> dict | None:
     except np.linalg.LinAlgError:
         return None
     sd = np.sqrt((ids.size - 1.0) / ids.size * ((jack - jack.mean(axis=0)) ** 2).sum(axis=0))
-    mu_min = float(m[:, 0].min())
-    share = g / (g + beta * mu_min) if g > 0 and beta >= 0 else float("nan")
-    return {"gain": float(g), "std": float(sd[0]), "beta": float(beta), "share": float(share)}
+    return {"gain": float(g), "std": float(sd[0]), "beta": float(beta), "mu_min": float(m[:, 0].min())}
 
 
 def gain_warning(frames, valid, qr0, gain: float, photon_counts: bool) -> list[str]:
     """A warning when the frames' shot noise is clearly not ``gain`` counts per photon (:func:`shot_noise_gain`;
-    named only for a physical fit, 0 < beta <= 1, with shot noise at least :data:`GAIN_MIN_SHARE` of the faintest
-    ring's variance): frames in detector units (ADU of an integrating detector, counts scaled by a factor)
-    analysed as photon counts get a wrong Poisson term in the contrast, and gamma L and D2 come out biased
+    named only for a physical fit, 0 < beta <= 1, where the shot noise -- measured or assumed, whichever is
+    larger -- is at least :data:`GAIN_MIN_SHARE` of the faintest ring's variance): frames in detector units
+    (ADU of an integrating detector, counts scaled by a factor) or intensities without shot noise analysed as
+    photon counts get a wrong Poisson term in the contrast, and gamma L and D2 come out biased
     (docs/experiment.md, "Detector counts per photon")."""
     if not photon_counts:
         return []
     m = shot_noise_gain(frames, valid, qr0)
-    if m is None or not (0.0 < m["beta"] <= 1.0 and m["share"] >= GAIN_MIN_SHARE):
+    if m is None or not 0.0 < m["beta"] <= 1.0:
+        return []
+    shot = max(m["gain"], float(gain))
+    if shot / (shot + m["beta"] * m["mu_min"]) < GAIN_MIN_SHARE:
         return []
     g, sd = m["gain"], m["std"]
     if abs(g / gain - 1.0) <= GAIN_TOLERANCE or abs(g - gain) <= GAIN_SIGNIFICANCE * sd:
         return []
-    return [f"the frames' shot noise is {g:.3g} +- {sd:.2g} detector counts per photon (variance against mean over q "
-            f"rings), but {gain:g} is assumed: if the detector counts {g:.2g} per photon, give --gain {g:.2g}; if the "
-            "frames are not photon counts at all, give --not-photon-counts"]
+    seen = (f"the frames' shot noise is {g:.3g} +- {sd:.2g} detector counts per photon (variance against mean over q "
+            f"rings), but {gain:g} is assumed")
+    if g < GAIN_NONE:
+        return [seen + ": they hold (nearly) no shot noise, as intensities rounded to integers do; give "
+                "--not-photon-counts"]
+    return [seen + f": if the detector counts {g:.2g} per photon, give --gain {g:.2g}; if the frames are not photon "
+            "counts at all, give --not-photon-counts"]
 
 
 def _system(opt, beam_size: float, gamma_l: float = 0.0, d2: float = 0.0) -> SystemParams:
