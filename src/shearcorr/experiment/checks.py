@@ -33,7 +33,7 @@ from ..forward.domain import GAMMA_MAX, N_L2_RANGE, Q_MAX_R0, analytic_q_min, ch
 from ..memory import require
 from ..params import SystemParams, finite_float
 
-__all__ = ["validate_options", "check_render", "shot_noise_gain", "gain_warning", "check_bins", "cache_folder", "gpr_box", "check_speckle", "model_q_range", "fit_bounds", "fit_warnings",
+__all__ = ["validate_options", "check_render", "check_gain", "shot_noise_gain", "gain_warning", "check_bins", "cache_folder", "gpr_box", "check_speckle", "model_q_range", "fit_bounds", "fit_warnings",
            "flow_defined", "MAX_N_Q", "MAX_N_PHI", "MIN_N_PHI", "MIN_PIXELS_PER_BIN", "MIN_SPECKLES_ACROSS",
            "MAX_FLOW_DEG", "FLOW_SIGNIFICANCE"]
 
@@ -84,11 +84,18 @@ def validate_options(opt) -> None:
             raise ShearcorrError(f"{name} (--{name.replace('_', '-')}) must be > 0 (q R0), got {v!r}")
     if opt.q_min is not None and opt.q_max is not None and not float(opt.q_min) < float(opt.q_max):
         raise ShearcorrError(f"need q_min < q_max, got {opt.q_min:g} and {opt.q_max:g}")
-    if not finite_float("gain (--gain, detector counts per photon)", opt.gain) > 0:
-        raise ShearcorrError(f"gain (--gain) must be > 0 detector counts per photon, got {opt.gain!r}")
+    check_gain(opt.gain)
     if not opt.photon_counts and float(opt.gain) != 1.0:
         raise ShearcorrError("--gain converts detector counts to photons; it has no meaning with --not-photon-counts "
                              "(drop one of them)")
+
+
+def check_gain(gain) -> float:
+    """The detector gain (counts per photon) as a float > 0, else a one-line error."""
+    g = finite_float("gain (--gain, detector counts per photon)", gain)
+    if not g > 0:
+        raise ShearcorrError(f"gain (--gain) must be > 0 detector counts per photon, got {gain!r}")
+    return g
 
 
 def check_bins(n_q: int, n_phi: int, n_valid: int) -> None:

@@ -258,7 +258,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         Detector counts per photon (default 1: a photon-counting detector); scales the shot-noise terms. Two
         frames are checked against it (:func:`shearcorr.experiment.checks.gain_warning`).
     """
-    from ..experiment.checks import model_q_range
+    from ..experiment.checks import check_gain, model_q_range
     from ..experiment.correlation import q_bin_edges
     from ..experiment.geometry import DetectorGeometry
     from ..experiment.geometryfile import load_geometry
@@ -275,12 +275,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
                     ("max_cycles", max_cycles)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 or v > 100000:
             raise ShearcorrError(f"{name} must be a whole number in 1..100000, got {v!r}")
-    try:
-        gain = float(gain)
-    except (TypeError, ValueError):
-        gain = float("nan")
-    if not (np.isfinite(gain) and gain > 0):
-        raise ShearcorrError("gain (--gain) must be a finite number > 0 of detector counts per photon")
+    gain = check_gain(gain)
     if flow_angle_deg is not None and not np.isfinite(float(flow_angle_deg)):
         raise ShearcorrError(f"the flow angle must be a finite number of degrees, got {flow_angle_deg}")
     src = _source(stack, dataset)
