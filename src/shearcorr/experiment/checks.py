@@ -168,7 +168,8 @@ def shot_noise_gain(frames, valid, qr0) -> dict | None:
     jackknife, which also carries the ring-to-ring scatter of the contrast. g is determined where the shot noise
     is a good part of the variance (:math:`g/(g + \beta\mu)` in the faintest ring, mean ``mu_min``), i.e.
     where the Poisson term of the contrast matters; with many counts per pixel everywhere g is an extrapolation to
-    mu = 0 that a slight q dependence of beta biases. Read noise (a constant added to V) is not modelled.
+    mu = 0 that a slight q dependence of beta biases. Read noise (a constant added to V) is not in the law:
+    it reads as extra shot noise (docs/experiment.md: small for X-rays; a free constant costs g 10-30x its precision).
 
     Returns a dict (``gain``, ``std``, ``beta``, ``mu_min``), or None with fewer than 4 usable rings.
     """

@@ -194,6 +194,9 @@ class LagSums:
     normalization : str
     n_flagged : int
         Pixel values flagged in single frames (sentinel, negative, NaN) and replaced by the ring mean.
+    segment_sums : ndarray (n_lags, n_seg)
+        ``sums`` of every segment (bin x thin ring) over all groups, lag 0 less its shot noise: the pixel subsets
+        of :meth:`segment_jackknife`.
     """
 
     plan: BinPlan
@@ -212,6 +215,7 @@ class LagSums:
     squares: np.ndarray | None = None
     jack_sums: np.ndarray | None = None
     jack_poisson: np.ndarray | None = None
+    segment_sums: np.ndarray | None = None
 
     @property
     def n_pix_bin(self) -> np.ndarray:
@@ -252,6 +256,34 @@ class LagSums:
         tot_s, tot_pois = self.sums.sum(0), self.poisson.sum(0)
         return np.stack([self._normalise(tot_s - self.sums[g], tot_p - self.pairs[g], tot_pois - self.poisson[g])
                          for g in range(self.pairs.shape[0])])
+
+    def segment_jackknife(self):
+        r"""Delete-one-segment ratios of every lag to lag 0, per bin, for the ratio's bias correction.
+
+        A bin's segments (its thin rings) hold different speckles, so they are nearly independent subsets of its
+        pixels over all frames. With :math:`x_{\tau s}` the summed products of segment s (lag 0 less its shot
+        noise) and :math:`P_\tau` the origin pairs at lag tau, the ratio with segment s left out is
+
+        .. math:: \hat r_{(s)}(\tau) = \frac{\sum_{s' \ne s} x_{\tau s'} / P_\tau}{\sum_{s' \ne s} x_{0 s'} / P_0}.
+
+        Returns (mean over the bin's segments of :math:`\hat r_{(s)}` (n_lags - 1, n_q, n_phi), the number K of
+        segments with pixels per bin (n_q, n_phi)); ``None`` when the sums were not kept (lag sums of an older
+        version)."""
+        if self.segment_sums is None:
+            return None
+        plan = self.plan
+        p = self.pairs.sum(axis=0).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = self.segment_sums / np.where(p > 0, p, np.nan)[:, None]  # per origin pair
+        tot = plan.to_bins(x).reshape(x.shape[0], -1)  # (n_lags, n_bins)
+        has = plan.n_pix_seg > 0
+        out = tot[:, plan.seg_bin] - x  # each segment left out
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rd = out[1:] / np.where(out[:1] > 0, out[:1], np.nan)
+        rd[:, ~has] = 0.0
+        k = plan.to_bins(has.astype(np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return plan.to_bins(rd) / k[None], k
 
     def _normalise(self, s, p, pois):
         npix = self.n_pix_bin
@@ -418,11 +450,16 @@ def _finish_lags(plan, lags, start, stop, edges, S, Q, psum, norm, n_bad) -> Lag
     pois = cum_p[edges[1:] - start] - cum_p[edges[:-1] - start]
     mean_image = np.full(int(np.prod(plan.shape)), np.nan)
     mean_image[plan.index] = psum / T
+    seg = fixed.sum(axis=0)
+    zero = np.flatnonzero(lags == 0)
+    if zero.size:
+        seg[zero[0]] = seg[zero[0]] - pois.sum(axis=0)
     return LagSums(plan=plan, lags=lags, start=start, stop=stop, group_edges=edges, pairs=pairs,
                    sums=plan.to_bins(fixed), poisson=plan.to_bins(pois), ring_mean=ring_mean,
                    mean_image=mean_image.reshape(plan.shape), normalization=norm.mode, n_flagged=int(n_bad),
                    info={"tile": None, "n_segments": plan.n_seg, "n_groups": int(ng)},
-                   jack_sums=None if jack is None else jack[0], jack_poisson=None if jack is None else jack[1])
+                   jack_sums=None if jack is None else jack[0], jack_poisson=None if jack is None else jack[1],
+                   segment_sums=seg)
 
 
 def _renormalised_jackknife(plan, edges, ring_mean, ref, X2, X1, P, pois_t, nbar):

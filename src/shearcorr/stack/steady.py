@@ -37,7 +37,7 @@ class SteadyAnalysis:
     info: dict = field(default_factory=dict)
 
 
-def _per_lag(table, fit, c, jack, model, normalization, weights=None):
+def _per_lag(table, fit, c, jack, model, normalization, weights=None, segments=None):
     """Each lag alone on the ratio to lag 0: (gamma L, D2, amplitude = transit factor), baseline and the
     transit's shape term (:func:`.transit.transit_shape_correction` at the global fit) held."""
     from .fitting import fit_maps
@@ -45,7 +45,7 @@ def _per_lag(table, fit, c, jack, model, normalization, weights=None):
     v = fit.values
     pos = fit.lags[1:].astype(np.float64)
     L = model.beam_size
-    r, _, jr = lag_ratios(c, jack)
+    r, _, jr = lag_ratios(c, jack, segments)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = fit.errors[1:] / np.where(c[0] > 0, c[0], np.nan)[None]
     if normalization == "time":
@@ -323,6 +323,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         raise ShearcorrError("the steady mode needs the lags 0, 1, ..., max_lag (max_lag >= 2)")
     c = lag.correlation()
     jack = lag.jackknife()
+    segs = lag.segment_jackknife()  # None for lag sums pickled before they kept the segment sums
     npix = lag.n_pix_bin
     L = model.beam_size
     W = int(lags[-1])
@@ -345,7 +346,8 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     start = {"shear_rate": sr, "diffusion": D, "exponent": 1.0, "transit": 0.0, "rs": rs_tab}
     norm = lag.normalization
     fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=phi, beta0=beta0,
-                     fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs, start=start, weights=weights)
+                     fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs, start=start, weights=weights,
+                     segments=segs)
     rebuilt = False
     if "rs" in fit.free and abs(fit.values["rs"] - rs_tab) > 0.075:
         rs_tab = round(fit.values["rs"], 2)
@@ -353,7 +355,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit", "rs")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
                          beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs,
-                         start=start, weights=weights)
+                         start=start, weights=weights, segments=segs)
         rebuilt = True
     row_info = None
     if "rs" in fit.free and rs_from == "rows":
@@ -364,14 +366,14 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
                          beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=False,
-                         start=dict(start, rs=rb["rs"]), weights=weights)
+                         start=dict(start, rs=rb["rs"]), weights=weights, segments=segs)
         fit.std["rs"] = rb["std"]
         fit.info["rs_from"] = "row means"
         row_info = {"rs": rb["rs"], "std": rb["std"], "chi2": rb["chi2"], "n_values": rb["n_values"],
                     "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1]}
     elif "rs" in fit.free and rs_from != "maps":
         raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
-    per = _per_lag(table, fit, c, jack, model, norm, weights)
+    per = _per_lag(table, fit, c, jack, model, norm, weights, segs)
     rs_meas = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free or row_info is not None else None
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed,
                                  rs_measured=rs_meas, weights=weights)
