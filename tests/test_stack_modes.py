@@ -89,6 +89,7 @@ def test_smoke_all_modes(tmp_path):
                       normalization="frame", cache_dir=tmp_path / "cache", **SMOKE)
     assert abs(r.summary["shear_rate"]["value"] / 0.01 - 1) < 0.25
     assert (tmp_path / "s" / "result.h5").is_file() and r.summary["rs"]["constrained"] is False
+    assert r.summary["ratio_bias_correction"] == "thin-ring segments"  # the engine's segment sums reached the fit
     # every term of the reported stds (jackknife + configuration term) is in the covariance, and the Peclet
     # number is propagated from it (issue 11: the configuration term was in the stds only)
     f = r.analysis.fit

@@ -101,6 +101,7 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
             "chi2": {"chi2": f.chi2, "dof": f.dof, "reduced": f.chi2_red},
             "errors": f"linear delete-one-group jackknife over {f.info['n_groups']} groups of time origins",
             "normalization": f.info["normalization"],
+            "ratio_bias_correction": f.info.get("ratio_bias_correction"),  # jackknife subsets of lag tau / lag 0
             "per_lag": {"lag_frames": lags, "lag_s": None if not ft else lags * ft, "gamma_l": pl["gamma_l"],
                         "gamma_l_std": pl["gamma_l_std"], "d2": pl["d2"], "d2_std": pl["d2_std"],
                         "amplitude": pl["amplitude"], "chi2_red": pl["chi2_red"], "unit": "R0"},

@@ -451,5 +451,6 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
                      info={"beam_size": L, "normalization": normalization, "n_groups": int(G), "success": bool(sol.success),
                            "jackknife_deltas": dict(zip(names, dth.T.tolist())),  # per group of origins (linear)
                            "nfev": int(sol.nfev), "n_values": int(r.size), "table_rs": table.rs,
-                           "rs_gradient": rs_gradient},
+                           "rs_gradient": rs_gradient,
+                           "ratio_bias_correction": "thin-ring segments" if segments is not None else "groups of origins"},
                      linear={"gain": -(H @ J.T), "ok": ok, "err": err})
