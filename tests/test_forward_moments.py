@@ -1,12 +1,11 @@
 """Higher ensemble moments for the estimator statistics: exact limits and agreement with sampling."""
 
 import numpy as np
-import pytest
 
 from shearcorr.forward.analytic import ensemble_arrays
 from shearcorr.forward.moments import correlation_limits, static_moments
 from shearcorr.params import QGrid, SystemParams
-from shearcorr.physics import form_factor, rearrange, sample_radii, sphere_volume
+from shearcorr.physics import form_factor, sample_radii, sphere_volume
 
 Q = np.geomspace(0.5, 5.0, 9)
 

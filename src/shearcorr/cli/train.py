@@ -203,7 +203,7 @@ def run_predict(args) -> None:
     else:
         pred = model.predict(ds, polish=args.polish)
         ids = None
-    warning = _warnings(model, ds)
+    _warnings(model, ds)  # printed to stderr
     if len(model.levels) > 1:
         print(f"model for {_level(model.member_for(ds).trained_configs())} (the input's N: "
               f"{model.input_configs(ds):.0f})", file=sys.stderr)

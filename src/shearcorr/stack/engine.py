@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ShearcorrError
-from .normalize import NORMALIZATIONS, Normalization, band_sums, load_into, provisional_ring_means
+from .normalize import Normalization, band_sums, load_into, provisional_ring_means
 from .plan import BinPlan, as_source
 
 __all__ = ["LagSums", "lag_sums", "DEFAULT_TILE", "DEFAULT_TASK_FRAMES"]

@@ -115,7 +115,6 @@ def fit_maps(table, phi0: float, data, sigma, *, scale=None, offset=None, start=
     if c_all.ndim != 3:
         raise ShearcorrError(f"maps must have shape (n_maps, n_q, n_phi), got {c_all.shape}")
     M, nq, nphi = c_all.shape
-    nb = nq * nphi
     s_all = np.broadcast_to(np.asarray(sigma, dtype=np.float64), c_all.shape)
     scale = np.ones((nq, nphi)) if scale is None else np.asarray(scale, dtype=np.float64)
     off_all = np.zeros_like(c_all) if offset is None else np.broadcast_to(np.asarray(offset, dtype=np.float64), c_all.shape)

@@ -31,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from .steadyfit import MEAN_ABS, RS_MAX, RS_STEP, Baseline, overlap_fraction
+from .steadyfit import RS_MAX, RS_STEP, Baseline
+from .transit import footprint
 
 __all__ = ["row_covariances", "row_jackknife", "fit_row_baseline"]
 
@@ -129,8 +130,9 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None) -> dict
     L = fit.info["beam_size"]
     T = int(lag.stop - lag.start)
     taus = np.asarray(lag.lags[1:], dtype=np.float64)
-    fk = lambda s: (overlap_fraction(v["transit"] * s, v["shear_rate"] * s, L)  # noqa: E731
-                    * np.clip(1.0 - fit.d2(np.maximum(s, 1e-12)) * MEAN_ABS / L, 0.0, None) ** 2)
+    fp = footprint(getattr(model, "beam", None), L)
+    fk = lambda s: (fp.fractions(v["transit"] * s, v["shear_rate"] * s)[1]  # noqa: E731
+                    * np.clip(fp.step_keep(fit.d2(np.maximum(s, 1e-12))), 0.0, None))
     f_tau = fk(taus)
     s_all = np.arange(1, T, dtype=np.float64)
     var_mean = (1.0 + 2.0 * np.sum((1.0 - s_all / T) * fk(s_all))) / T  # Var of the time mean per unit (B - 1)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ShearcorrError
-from .steadyfit import MEAN_ABS, SteadyFit, Baseline, fit_steady, lag_map_errors, lag_ratios, overlap_fraction
-from .transit import transit_shape_correction
+from .steadyfit import SteadyFit, Baseline, fit_steady, lag_map_errors, lag_ratios
+from .transit import footprint, transit_shape_correction
 
 __all__ = ["SteadyAnalysis", "analyze_steady", "independent_configurations", "jackknife_blind_share"]
 
@@ -48,17 +48,17 @@ def _per_lag(table, fit, c, jack, model, normalization, weights=None, segments=N
     r, _, jr = lag_ratios(c, jack, segments)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = fit.errors[1:] / np.where(c[0] > 0, c[0], np.nan)[None]
+    fp = footprint(getattr(model, "beam", None), L)
+    fc, fb = fp.fractions(v["transit"] * pos, v["shear_rate"] * pos)
     if normalization == "time":
         scale = _coherent_scale(fit, model, weights)  # beta S / (beta S + B - 1); the baseline's share is 1 - scale
-        f = overlap_fraction(v["transit"] * pos, v["shear_rate"] * pos, L)
-        keep = (1.0 - fit.d2(pos) * MEAN_ABS / L) ** 2
-        offset = (1.0 - scale)[None] * (f * keep)[:, None, None]
+        offset = (1.0 - scale)[None] * (fb * fp.step_keep(fit.d2(pos)))[:, None, None]
     else:
         scale, offset = np.ones(c.shape[1:]), np.zeros((pos.size,) + c.shape[1:])
     if v["transit"] != 0.0:  # the transit's shape of the coherent term (steadyfit), at the global fit's values
         delta = transit_shape_correction(model, v["flow_angle"], fit.gamma_l(pos), fit.d2(pos), v["transit"] * pos, weights)
         offset = offset + scale[None] * delta
-    f_tr = overlap_fraction(v["transit"] * pos, v["shear_rate"] * pos, L) / overlap_fraction(0.0 * pos, v["shear_rate"] * pos, L)
+    f_tr = fc / fp.fractions(0.0 * pos, v["shear_rate"] * pos)[0]
     start = np.stack([fit.gamma_l(pos), fit.d2(pos), f_tr**2], axis=1)
     mf = fit_maps(table, v["flow_angle"], r, err, scale=scale, offset=offset, start=start, return_gain=True)
     G = jack.shape[0]
@@ -156,7 +156,8 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
     # (shear rate, D) = (gamma L / (L tau), D2^2 / (2 tau)) locally: one configuration at the lag tau alone
     jac = np.array([1.0 / (L * tau), d_c / tau])
     cov_lag = np.cov(dp[:, :2].T) * np.outer(jac, jac)
-    f_pos = lambda s: overlap_fraction(abs(v["transit"]) * s, v["shear_rate"] * s, L)  # noqa: E731
+    fp = footprint(getattr(model, "beam", None), L)
+    f_pos = lambda s: fp.fractions(abs(v["transit"]) * s, v["shear_rate"] * s)[0]  # noqa: E731
     share_g = jackknife_blind_share(f_pos, n_frames, n_groups)
     share_s = jackknife_blind_share(lambda s: f_pos(s) * np.clip(1.0 - s / tau, 0.0, None), n_frames, n_groups)
     split = _configurations_through_fit(fit, model, per, gl, pos, g_c, d_c, rs_draw, n_configs, seed, weights)

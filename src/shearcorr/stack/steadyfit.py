@@ -41,7 +41,6 @@ and every derived quantity (the Peclet number, :meth:`SteadyFit.peclet`) carry t
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -49,7 +48,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from ..errors import ShearcorrError
-from .transit import overlap_fraction, transit_shape_correction
+from .transit import MEAN_ABS, footprint, overlap_fraction, transit_shape_correction
 
 __all__ = ["SteadyFit", "Baseline", "fit_steady", "overlap_fraction", "lag_map_errors", "lag_ratios", "STEADY_PARAMS",
            "MEAN_ABS"]
@@ -57,8 +56,6 @@ __all__ = ["SteadyFit", "Baseline", "fit_steady", "overlap_fraction", "lag_map_e
 STEADY_PARAMS = ("shear_rate", "diffusion", "exponent", "transit", "rs", "beta", "flow_angle")
 #: R_s grid of the baseline interpolation: step and upper end (the fit's bound).
 RS_STEP, RS_MAX = 0.015, 0.45
-#: sqrt(2/pi): mean |step| of a unit Gaussian.
-MEAN_ABS = math.sqrt(2.0 / math.pi)
 
 
 def lag_map_errors(jack: np.ndarray, n_pix: np.ndarray, c_pred: np.ndarray) -> np.ndarray:
@@ -252,7 +249,7 @@ class Baseline:
             self.w_row = np.where(tot > 0, w / np.where(tot > 0, tot, 1.0), 1.0 / model.sq)
         self.d_dec = D_DECORRELATED
         # the engine's decorrelated baseline has lost particles by the D_DECORRELATED steps
-        self.f_eng = (1.0 - D_DECORRELATED * MEAN_ABS / model.beam_size) ** 2
+        self.f_eng = float(footprint(getattr(model, "beam", None), model.beam_size).step_keep(D_DECORRELATED))
         self._spline = None
 
     def _build(self):
@@ -264,8 +261,9 @@ class Baseline:
         grid = np.arange(0.0, RS_MAX + RS_STEP / 2, RS_STEP)
         vals = []
         for rs in grid:
-            a = ensemble_g(m.params(0.0, 0.0, rs), m.q_sub, [0.0])[:, 0]
-            b = ensemble_g(m.params(0.0, self.d_dec, rs), m.q_sub, [0.0])[:, 0]
+            beam = getattr(m, "beam", None)  # the geometry's footprint: its effective particle number sets B - 1
+            a = ensemble_g(m.params(0.0, 0.0, rs), m.q_sub, [0.0], beam=beam)[:, 0]
+            b = ensemble_g(m.params(0.0, self.d_dec, rs), m.q_sub, [0.0], beam=beam)[:, 0]
             vals.append(np.stack([((a - b).reshape(m.n_q, m.sq) * self.w_row).sum(1),
                                   ((b - 1.0).reshape(m.n_q, m.sq) * self.w_row).sum(1)]))
         self._spline = CubicSpline(grid, np.array(vals), axis=0)
@@ -325,7 +323,8 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
                       st.get("transit", 0.0), st.get("rs", table.rs), beta0, phi0])
     free = [0, 1] + ([2] if fit_exponent else []) + ([3] if fit_transit else []) + ([4] if fit_rs else []) + [5, 6]
     # per-parameter scales and bounds
-    vmax = L / max(float(pos.max()), 1.0)
+    fp = footprint(getattr(model, "beam", None), L)
+    vmax = fp.reach / max(float(pos.max()), 1.0)
     lo_full = np.array([0.0, 1e-8, 0.1, 0.0, 0.0, 1e-6, phi0 - np.pi / 4])
     hi_full = np.array([np.inf, np.inf, 2.5, vmax, RS_MAX, 2.0, phi0 + np.pi / 4])
     xs_full = np.array([max(full0[0], 1e-4), max(full0[1], 1e-3), 0.1, max(vmax / 20, 1e-3), 0.05, 0.05, 0.02])
@@ -334,10 +333,10 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         gl = sr * L * pos
         d2 = np.sqrt(np.clip(2.0 * D * tau_ref * (pos / tau_ref) ** al, 0.0, None))
         y = table.y(gl, d2, ph)  # (nl-1, nq, nphi)
-        f = overlap_fraction(tr * pos, sr * pos, L)
-        f0 = overlap_fraction(0.0 * pos, sr * pos, L)
-        keep = (1.0 - d2 * MEAN_ABS / L) ** 2  # particles lost by their non-affine steps
-        T = (f / f0)[:, None, None] ** 2
+        fc, f = fp.fractions(tr * pos, sr * pos)  # coherent and baseline shared fractions
+        fc0 = fp.fractions(0.0 * pos, sr * pos)[0]
+        keep = fp.step_keep(d2)  # particles lost by their non-affine steps
+        T = (fc / fc0)[:, None, None] ** 2
         # the transit's shared weight in place of the transit-free one (its shape, beyond the amplitude T)
         coh = T * y + (transit_shape_correction(model, ph, gl, d2, tr * pos, weights) if tr != 0.0 else 0.0)
         out = np.empty(c.shape)

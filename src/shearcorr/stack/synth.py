@@ -26,7 +26,9 @@ as in an experiment. The number density is ``n_l2 / L^2`` everywhere.
 Each frame is rendered from the positions by :func:`render_frame` (coherent amplitudes of the
 particles in the window, partial coherence, Poisson counts; the same model as
 :func:`shearcorr.experiment.synth.render_pair`), with the paper's coherent square beam and point
-pixels (``pixel_subsamples=1``: a 16x cheaper render; stacks of other instruments are not synthesised). Detector, geometry and mask as for pairs; the default
+pixels (``pixel_subsamples=1``: a 16x cheaper render), or, for the steady and start-up protocols, any beam of the
+1-2 plane (``beam``: its footprint lights the particles and its coherent modes sum their fields; the box then
+spans the footprint's extent). Detector, geometry and mask as for pairs; the default
 ``dq`` samples q with one pixel per speckle, so a 128^2 frame reaches q R0 ~ 1 on the axes.
 """
 
@@ -86,13 +88,24 @@ class _Setup:
     frame_time: float
     look: tuple  # flow_angle_deg, contrast, counts
     rng_phot: np.random.Generator
+    beam: object = None  # shearcorr.beam.Beam (1-2 plane), None: the paper's square
 
 
-def _detector(shape, dq, beam_size, beamstop):
+def _detector(shape, dq, beam_size, beamstop, beam=None):
     from ..experiment.synth import synth_detector
 
     dq = (2 * np.pi / float(beam_size)) / PIXELS_PER_SPECKLE if dq is None else float(dq)
-    return synth_detector(shape, dq, beam_size, beamstop, min_size=32)
+    return synth_detector(shape, dq, beam_size, beamstop, beam=beam, min_size=32)
+
+
+def _stack_beam(beam, beam_size):
+    """The beam to render (None: the paper's square) and its half-widths (x, y) where it lights particles."""
+    if beam is None or beam.is_paper(beam_size):
+        return None, (beam_size / 2, beam_size / 2)
+    if beam.plane != "1-2":
+        raise ShearcorrError(f"synthetic stacks are rendered in the 1-2 plane only, got the beam plane {beam.plane!r}")
+    b = beam.resolved(beam_size)
+    return b, b.half_extent()
 
 
 def _check_common(params, n_frames, contrast, counts, frame_time):
@@ -108,12 +121,13 @@ def _check_common(params, n_frames, contrast, counts, frame_time):
         raise ShearcorrError(f"frame_time must be > 0 seconds, got {frame_time}")
 
 
-def _box(params, x_lo_shift, x_hi_shift, y_margin, rng):
-    """Particles uniform in [-L/2 + x_lo_shift, L/2 + x_hi_shift] x [-L/2 - y_margin, L/2 + y_margin]
-    at density n_l2 / L^2, log-normal radii."""
+def _box(params, x_lo_shift, x_hi_shift, y_margin, rng, half=None):
+    """Particles uniform in [-hx + x_lo_shift, hx + x_hi_shift] x [-hy - y_margin, hy + y_margin]
+    at density n_l2 / L^2, log-normal radii; (hx, hy) = ``half``, the lit half-widths (default L/2)."""
     L = params.beam_size
-    x0, x1 = -L / 2 + x_lo_shift, L / 2 + x_hi_shift
-    y0, y1 = -L / 2 - y_margin, L / 2 + y_margin
+    hx, hy = (L / 2, L / 2) if half is None else half
+    x0, x1 = -hx + x_lo_shift, hx + x_hi_shift
+    y0, y1 = -hy - y_margin, hy + y_margin
     n = int(rng.poisson(params.n_l2 * (x1 - x0) * (y1 - y0) / L**2))
     x = rng.uniform(x0, x1, n)
     y = rng.uniform(y0, y1, n)
@@ -136,20 +150,21 @@ def _truth(params, kind, look, dq, frame_time, seed, **extra):
             "units": "lengths in R0 (particle radius), time in frames", **extra}
 
 
-def _flow_setup(params, rates, diffusions, transit, geo_args, frame_time, seed, kind, extra):
+def _flow_setup(params, rates, diffusions, transit, geo_args, frame_time, seed, kind, extra, beam=None):
     """Particles advected by v + gamma_dot_t y per frame interval with diffusion D_t (arrays of
-    length n_frames - 1)."""
+    length n_frames - 1), in the footprint of ``beam`` (None: the paper's square)."""
     shape, dq, beamstop, look = geo_args
     n_frames = rates.size + 1
     L = params.beam_size
-    geo, spec, mask, dq = _detector(shape, dq, L, beamstop)
+    beam, half = _stack_beam(beam, L)
+    geo, spec, mask, dq = _detector(shape, dq, L, beamstop, beam)
     rng_conf, rng_phot, rng_step = _streams(seed)
     sig = 6.0 * math.sqrt(2.0 * float(np.sum(diffusions))) * (1.0 if params.displacement == "uniform" else 2.0) + 1.0
-    ymax = L / 2 + sig
+    ymax = half[1] + sig
     strain = float(np.sum(np.abs(rates)))
     down = max(0.0, transit * (n_frames - 1) + strain * ymax) + sig
     up = max(0.0, -transit * (n_frames - 1) + strain * ymax) + sig
-    x, y, radius = _box(params, -down, up, sig, rng_conf)
+    x, y, radius = _box(params, -down, up, sig, rng_conf, half)
 
     def positions():
         xs, ys = x.copy(), y.copy()
@@ -162,7 +177,9 @@ def _flow_setup(params, rates, diffusions, transit, geo_args, frame_time, seed, 
             yield xs, ys, radius
 
     truth = _truth(params, kind, look, dq, frame_time, seed, **extra)
-    return _Setup(params, geo, spec, mask, dq, n_frames, positions(), truth, float(frame_time), look, rng_phot)
+    if beam is not None:
+        truth["beam"] = beam.to_dict()
+    return _Setup(params, geo, spec, mask, dq, n_frames, positions(), truth, float(frame_time), look, rng_phot, beam)
 
 
 def _finish(setup: _Setup, out, compression, sentinel_gaps) -> SynthStack:
@@ -174,15 +191,15 @@ def _finish(setup: _Setup, out, compression, sentinel_gaps) -> SynthStack:
     times = np.arange(setup.n_frames) * setup.frame_time
     flow, contrast, counts = setup.look
     params, geo = setup.params, setup.geo
-    half = params.beam_size / 2
-    modes = coherent_modes(Beam().resolved(params.beam_size), MODE_EPS)  # the paper's beam, point pixels
+    beam = (Beam() if setup.beam is None else setup.beam).resolved(params.beam_size)
+    modes = coherent_modes(beam, MODE_EPS)  # point pixels
 
     def frames_of(sink):
         n_in = []
         for t, (x, y, radius) in enumerate(setup.positions):
             sink(t, render_frame(x, y, radius, geo, flow_angle_deg=flow, contrast=contrast, counts=counts,
-                                 rng=setup.rng_phot, pixel_subsamples=1, modes=modes))
-            n_in.append(int(((np.abs(x) < half) & (np.abs(y) < half)).sum()))
+                                 rng=setup.rng_phot, pixel_subsamples=1, beam=beam, modes=modes))
+            n_in.append(float(beam.intensity(x, y).sum()))  # the count in a slit; intensity-weighted otherwise
         setup.truth["n_in_beam_mean"] = float(np.mean(n_in))
 
     if out is None:
@@ -202,7 +219,7 @@ def _finish(setup: _Setup, out, compression, sentinel_gaps) -> SynthStack:
 def steady_stack(params: SystemParams, n_frames: int, *, shear_rate: float, diffusion: float, transit: float = 0.0,
                  frame_time: float = 1.0, flow_angle_deg: float = 30.0, contrast: float = 0.3, counts: float = 10.0,
                  shape=(128, 128), dq=None, beamstop: float = 0.15, seed=0, out=None, compression: str = "lz4",
-                 sentinel_gaps: bool = True) -> SynthStack:
+                 sentinel_gaps: bool = True, beam=None) -> SynthStack:
     """A steady-shear stack (module docstring).
 
     Parameters
@@ -221,6 +238,10 @@ def steady_stack(params: SystemParams, n_frames: int, *, shear_rate: float, diff
     out : path, optional
         Folder to write (:func:`write_stack` layout) while rendering, frame by frame: for stacks
         larger than memory. The returned stack then has ``frames=None`` and ``path``.
+    beam : shearcorr.beam.Beam, optional
+        Footprint and coherence (R0, the 1-2 plane; written to the geometry, so the analysis models it);
+        default the paper's coherent square of side ``beam_size``. Smooth footprints light a larger area,
+        so they cost more particles per frame (a Gaussian of FWHM L: ~20x the square's).
     """
     _check_common(params, n_frames, contrast, counts, frame_time)
     if shear_rate < 0 or diffusion < 0:
@@ -232,7 +253,7 @@ def steady_stack(params: SystemParams, n_frames: int, *, shear_rate: float, diff
              "peclet": float(shear_rate / diffusion) if diffusion > 0 else None, "msd_exponent": 1.0,
              "n_frames": int(n_frames)}
     setup = _flow_setup(params, rates, diffs, float(transit), (shape, dq, beamstop, (flow_angle_deg, contrast, counts)),
-                        frame_time, seed, "steady", extra)
+                        frame_time, seed, "steady", extra, beam)
     return _finish(setup, out, compression, sentinel_gaps)
 
 
@@ -240,8 +261,8 @@ def startup_stack(params: SystemParams, n_frames: int, *, start_frame: int, shea
                   diffusion_flow: float, ramp_frames: float = 0.0, transit: float = 0.0, frame_time: float = 1.0,
                   flow_angle_deg: float = 30.0, contrast: float = 0.3, counts: float = 10.0, shape=(128, 128), dq=None,
                   beamstop: float = 0.15, seed=0, out=None, compression: str = "lz4",
-                  sentinel_gaps: bool = True) -> SynthStack:
-    """Start-up of shear (module docstring). ``truth["strain"]`` is the accumulated strain at every
+                  sentinel_gaps: bool = True, beam=None) -> SynthStack:
+    """Start-up of shear (module docstring); ``beam`` as in :func:`steady_stack`. ``truth["strain"]`` is the accumulated strain at every
     frame and ``truth["msd"]`` the accumulated per-axis non-affine variance (R0^2): for frames
     t1 < t2, gamma L = L (strain[t2] - strain[t1]) and D2^2 = msd[t2] - msd[t1]."""
     _check_common(params, n_frames, contrast, counts, frame_time)
@@ -259,7 +280,7 @@ def startup_stack(params: SystemParams, n_frames: int, *, start_frame: int, shea
              "diffusion_rest": float(diffusion_rest), "diffusion_flow": float(diffusion_flow),
              "transit_r0_per_frame": float(transit), "strain": strain.tolist(), "msd": msd.tolist(), "n_frames": n}
     setup = _flow_setup(params, rates, diffs, float(transit), (shape, dq, beamstop, (flow_angle_deg, contrast, counts)),
-                        frame_time, seed, "startup", extra)
+                        frame_time, seed, "startup", extra, beam)
     return _finish(setup, out, compression, sentinel_gaps)
 
 

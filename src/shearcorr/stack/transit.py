@@ -26,13 +26,32 @@ only) keeps the narrow height of the transit-free case: the strip reads wider by
 :math:`\gamma/16` in x (small-x curvature), so the shear rate read high by up to that much at the
 longest lag (:func:`transit_shape_correction` gives the difference; measured on the steady study's
 stacks, gamma <= 0.05: -0.06 % on the fitted shear rate).
+
+Other footprints (:class:`Footprint`, the geometry's beam; the 1-2 plane). A particle at (x, y) scatters with
+the field amplitude :math:`A = \sqrt{I_b}` of the footprint there, so the shared weight of a particle at height y
+is :math:`W(y) = \int A(x, y)\,A(x + \nu L + \gamma y, y)\,dx` and the coherent fraction and transform are
+
+.. math:: f_c = \frac{\int W(y)\,dy}{\int\!\!\int I_b},\qquad K(k) = \frac{\int W(y)\,e^{iky/L}\,dy}{\int\!\!\int I_b},
+
+while the baseline (the covariance of the summed intensities, particle by particle) weights a shared particle by
+the intensities at both places: :math:`f_b = \int\!\!\int I_b(x, y) I_b(x + \nu L + \gamma y, y) / \int\!\!\int I_b^2`.
+For slits A = I_b = 1 inside and both are the window's overlap above (rectangular slits: width s_x along the flow,
+height s_y). For a Gaussian of FWHM L (sigma = L/2.355) without shear :math:`f_c = e^{-(\nu L)^2/8\sigma^2}` and
+:math:`f_b = e^{-(\nu L)^2/4\sigma^2}`: at a transit of L/2, f_c = 0.84 against 0.5 for the square of side L --
+the square's overlap read a Gaussian beam's transit ~3x too slow. Smooth footprints are integrated numerically
+on a grid over their extent (:meth:`shearcorr.beam.Beam.half_extent`).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-__all__ = ["overlap_fraction", "shared_transform", "transit_shape_correction", "N_Y", "N_THETA_CELL", "K_STEP"]
+from ..errors import ShearcorrError
+
+__all__ = ["overlap_fraction", "shared_transform", "transit_shape_correction", "Footprint", "footprint", "N_Y",
+           "N_THETA_CELL", "K_STEP", "MEAN_ABS"]
 
 #: Points of the y average in the overlap fraction.
 N_Y = 257
@@ -41,6 +60,10 @@ N_THETA_CELL = 8
 #: Step (rad) of the k grid on which |K|^2 is tabulated and interpolated (linearly; |K|^2 varies on
 #: the scale 2 pi of its sinc, so the interpolation error is ~1e-5 of the term).
 K_STEP = 0.02
+#: Grid of the numerical overlaps of smooth footprints: points along the flow and across it.
+N_FX, N_FY = 256, 96
+#: sqrt(2/pi): mean |step| of a unit Gaussian.
+MEAN_ABS = float(np.sqrt(2.0 / np.pi))
 
 
 def overlap_fraction(shift, gamma, beam_size: float) -> np.ndarray:
@@ -94,6 +117,83 @@ def shared_transform(k, nu: float, gamma: float) -> np.ndarray:
     return out
 
 
+class Footprint:
+    r"""Shared weights of a beam footprint under transit and shear (module docstring; the 1-2 plane).
+
+    ``beam`` None is the paper's square of side ``beam_size``. Slits use the closed forms, smooth profiles
+    (``gaussian``, ``measured``) a grid of :data:`N_FX` x :data:`N_FY` points over their extent.
+    """
+
+    def __init__(self, beam=None, beam_size: float = 800.0):
+        self.L = float(beam_size)
+        b = None if beam is None else beam.resolved(self.L)
+        if b is not None and b.plane != "1-2":
+            raise ShearcorrError("the steady stack model covers the 1-2 plane only (beam plane "
+                                 f"{b.plane!r}): analyse the frames as pairs (analyze) or in the twotime or echo mode")
+        self.beam = b
+        if b is None or b.is_slit:
+            self.slit = (self.L, self.L) if b is None else (float(b.size[0]), float(b.size[1]))
+            return
+        self.slit = None
+        hx, hy = b.half_extent()
+        self.x = ((np.arange(N_FX) + 0.5) / N_FX - 0.5) * 2.0 * hx
+        self.y = ((np.arange(N_FY) + 0.5) / N_FY - 0.5) * 2.0 * hy
+        self.amp = b.amplitude(self.x[None, :], self.y[:, None])  # (N_FY, N_FX)
+        self.norm_c = float((self.amp**2).sum())
+        self.norm_b = float((self.amp**4).sum())
+
+    @property
+    def reach(self) -> float:
+        """Transit (R0) beyond which no particle is shared: the slit's width along the flow, the smooth
+        footprint's full extent."""
+        return self.slit[0] if self.slit is not None else float(2.0 * self.x[-1] + (self.x[1] - self.x[0]))
+
+    def _moved(self, shift: float, gamma: float) -> np.ndarray:
+        return self.beam.amplitude(self.x[None, :] + shift + gamma * self.y[:, None], self.y[:, None])
+
+    def fractions(self, shift, gamma):
+        """(f_c, f_b): the coherent and the baseline shared fractions for transits ``shift`` (R0) and strains
+        ``gamma`` (broadcast together)."""
+        shift, gamma = np.broadcast_arrays(np.asarray(shift, dtype=np.float64), np.asarray(gamma, dtype=np.float64))
+        if self.slit is not None:
+            sx, sy = self.slit
+            y = (np.arange(N_Y) + 0.5) / N_Y * sy - sy / 2
+            f = np.clip(1.0 - np.abs(shift[..., None] + gamma[..., None] * y) / sx, 0.0, None).mean(axis=-1)
+            return f, f
+        fc, fb = np.empty(shift.shape), np.empty(shift.shape)
+        for i in np.ndindex(shift.shape):
+            m = self._moved(float(shift[i]), float(gamma[i]))
+            fc[i] = float((self.amp * m).sum()) / self.norm_c
+            fb[i] = float((self.amp**2 * m**2).sum()) / self.norm_b
+        return fc, fb
+
+    def transform(self, k, shift: float, gamma: float) -> np.ndarray:
+        r"""K(k) for one transit ``shift`` (R0) and strain ``gamma``, :math:`k = q_x\gamma L` (the shear phase across
+        the length L): complex, the shape of ``k``, K(0) = f_c."""
+        k = np.asarray(k, dtype=np.float64)
+        if self.slit is not None:
+            sx, sy = self.slit
+            return shared_transform(k * sy / self.L, shift / sx, gamma * sy / sx)
+        W = (self.amp * self._moved(float(shift), float(gamma))).sum(axis=1) / self.norm_c  # (N_FY,)
+        return np.exp(1j * k[..., None] * (self.y / self.L)) @ W
+
+    def step_keep(self, d2):
+        """Fraction of the baseline's shared particles kept after non-affine steps of std ``d2`` (R0, per axis):
+        slits (1 - d2 sqrt(2/pi)/s_x)(1 - d2 sqrt(2/pi)/s_y); smooth footprints 1 (their loss is second order,
+        ~d2^2/(4 sigma^2) per axis: < 1e-3 for d2 < 0.03 sigma)."""
+        d2 = np.asarray(d2, dtype=np.float64)
+        if self.slit is None:
+            return np.ones_like(d2)
+        sx, sy = self.slit
+        return (1.0 - d2 * MEAN_ABS / sx) * (1.0 - d2 * MEAN_ABS / sy)
+
+
+@lru_cache(maxsize=16)
+def footprint(beam, beam_size: float) -> Footprint:
+    """The :class:`Footprint` of a model's ``beam`` and ``beam_size`` (cached)."""
+    return Footprint(beam, beam_size)
+
+
 def transit_shape_correction(model, phi0: float, gamma_l, d2, transit_l, weights) -> np.ndarray:
     r"""What transit adds to the pair model's coherent term beyond its amplitude, bin by bin.
 
@@ -110,7 +210,8 @@ def transit_shape_correction(model, phi0: float, gamma_l, d2, transit_l, weights
     Parameters
     ----------
     model : BinnedPairModel
-        Bins (``q_sub``, ``phi_sub``, ``n_q``, ``sq``, ``n_phi``, ``sp``) and ``beam_size`` L (R0).
+        Bins (``q_sub``, ``phi_sub``, ``n_q``, ``sq``, ``n_phi``, ``sp``), ``beam_size`` L (R0) and ``beam``
+        (its :class:`Footprint`).
     phi0 : float
         Flow angle (rad, detector azimuth).
     gamma_l, d2, transit_l : arrays (n,)
@@ -134,17 +235,18 @@ def transit_shape_correction(model, phi0: float, gamma_l, d2, transit_l, weights
     q = np.asarray(model.q_sub, dtype=np.float64)
     qx = q[:, None, None] * np.cos(theta)[None]  # (n_q*sq, n_phi*sp, n_o)
     out = np.zeros((gl.size, model.n_q, model.n_phi))
-    f = overlap_fraction(tr, gl / L, L)
-    f0 = overlap_fraction(0.0 * tr, gl / L, L)
+    fp = footprint(getattr(model, "beam", None), L)
+    f = fp.fractions(tr, gl / L)[0]
+    f0 = fp.fractions(0.0 * tr, gl / L)[0]
     for i in range(gl.size):
         if tr[i] == 0.0 or gl[i] == 0.0:
             continue
         g = gl[i] / L
         k = np.abs(qx) * gl[i]
         T = (f[i] / f0[i]) ** 2
-        # |K|^2 is even in k (w is real): tabulated on [0, k_max] and interpolated
+        # |K|^2 is even in k (W is real): tabulated on [0, k_max] and interpolated
         kk = np.arange(0.0, float(k.max()) + 2 * K_STEP, K_STEP)
-        diff = np.abs(shared_transform(kk, tr[i] / L, g)) ** 2 - T * np.abs(shared_transform(kk, 0.0, g)) ** 2
+        diff = np.abs(fp.transform(kk, tr[i], g)) ** 2 - T * np.abs(fp.transform(kk, 0.0, g)) ** 2
         cell = np.interp(k, kk, diff).mean(axis=-1) * np.exp(-(q * dd[i]) ** 2)[:, None]  # (n_q*sq, n_phi*sp)
         out[i] = np.einsum("qipj,qipj->qp", cell.reshape(model.n_q, model.sq, model.n_phi, model.sp), w)
     return out
