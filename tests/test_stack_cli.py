@@ -69,3 +69,22 @@ def test_mixed_shapes_and_damaged_chunk_are_one_line(stack_dir, tmp_path, capsys
     _fails(["analyze-stack", str(tmp_path / "bad.h5"), "--geometry", geo, "--mode", "twotime", "--time-bins", "10",
             "-o", str(tmp_path / "o")], capsys, "damaged")
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.*"))
+
+
+def test_synth_stack_in_a_gaussian_beam_writes_it_to_the_geometry(tmp_path, capsys):
+    """--beam-profile gaussian: the footprint lights the particles (intensity-weighted count ~ n_l2 x 2 pi sigma^2 /
+    L^2 = 1.13 n_l2 for a FWHM of L) and goes into geometry.json, so analyze-stack models it; the 1-3 plane and a
+    beam for the oscillatory protocol are one-line refusals that leave nothing behind."""
+    out = tmp_path / "g"
+    assert main(["synth-stack", "--protocol", "steady", "--frames", "3", "--size", "48", "--n-l2", "40",
+                 "--beam-profile", "gaussian", "-o", str(out)]) == 0
+    geo = json.loads((out / "geometry.json").read_text())
+    truth = json.loads((out / "truth.json").read_text())
+    assert geo["beam"]["profile"] == "gaussian" and truth["beam"]["profile"] == "gaussian"
+    assert truth["n_in_beam_mean"] == pytest.approx(40 * 2 * np.pi / (8 * np.log(2)), rel=0.25)
+    capsys.readouterr()
+    _fails(["synth-stack", "--protocol", "steady", "--frames", "3", "--size", "48", "--beam-profile", "gaussian",
+            "--plane", "1-3", "--gap", "500", "-o", str(tmp_path / "p13")], capsys, "1-2 plane")
+    _fails(["synth-stack", "--protocol", "oscillatory", "--size", "48", "--beam-profile", "gaussian",
+            "-o", str(tmp_path / "osc")], capsys, "square beam only")
+    assert not (tmp_path / "p13").exists() and not (tmp_path / "osc").exists()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..choices import CHOICES
+from ._beam import add_beam_args, beam_from_args
 from ._common import add_system_args, finite, positive_int, seed_int
 
 
@@ -84,6 +85,7 @@ def register(sub) -> None:
     s.add_argument("--compression", choices=CHOICES["compression"], default="lz4", help="HDF5 compression (default lz4)")
     s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     s.add_argument("-o", "--output", required=True, help="output folder (created)")
+    add_beam_args(s)  # steady and startup: any beam of the 1-2 plane, written to geometry.json
     s.set_defaults(func=run_synth_stack)
 
 
@@ -145,16 +147,21 @@ def run_synth_stack(args) -> None:
     from ..stack import synth
 
     params = params_from_args(args)
+    beam = beam_from_args(args, params.beam_size)
     common = dict(frame_time=args.frame_time, flow_angle_deg=args.flow_angle, contrast=args.contrast, counts=args.counts,
                   shape=(args.size, args.size), seed=args.seed, out=args.output, compression=args.compression)
     if args.protocol == "steady":
         synth.steady_stack(params, args.frames, shear_rate=args.shear_rate, diffusion=args.diffusion, transit=args.transit,
-                           **common)
+                           beam=beam, **common)
     elif args.protocol == "startup":
         synth.startup_stack(params, args.frames, start_frame=args.start_frame, shear_rate=args.shear_rate,
                             diffusion_rest=args.diffusion_rest, diffusion_flow=args.diffusion, ramp_frames=args.ramp_frames,
-                            transit=args.transit, **common)
+                            transit=args.transit, beam=beam, **common)
     else:
+        if beam is not None:
+            from ..errors import ShearcorrError
+
+            raise ShearcorrError("oscillatory stacks are rendered in the paper's square beam only; drop the beam options")
         synth.oscillatory_stack(params, args.cycles, args.period, strain_amplitude=args.strain_amplitude,
                                 d2_cycle=args.d2_cycle, irreversible_fraction=args.irreversible, **common)
     print(f"wrote {args.output}: stack.h5 (/entry/data/data, /entry/data/time), geometry.json, truth.json")

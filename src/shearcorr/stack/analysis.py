@@ -285,6 +285,10 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     geo.check_shape(tuple(src.frame_shape))
     valid, counts, notes = _valid_mask(src, geo, start, stop, mask, mask_convention, mask_dataset)
     beam = geo.beam if geo.beam is not None and not geo.beam.is_paper(geo.beam_size_r0) else None
+    if mode == "steady" and beam is not None:
+        from .transit import footprint
+
+        footprint(beam, geo.beam_size_r0)  # the steady model's transit needs the 1-2 plane: refused before any work
     # the pair model's q domain (experiment.checks.model_q_range): the user's limits refused outside it, the
     # frame's clipped to it with a warning
     q_min, q_max, q_notes = model_q_range(geo.qr0, valid, SimpleNamespace(n_l2=float(n_l2), displacement=displacement,
