@@ -148,6 +148,9 @@ def test_gaussian_footprint_fractions_are_the_closed_forms(shift, gamma):
     # the square of side L reads this transit as a much larger loss: at s = L/2, 0.5 against 0.84
     if shift == 400.0 and gamma == 0.0:
         assert float(fc) > 0.83 and float(overlap_fraction(shift, gamma, L)) == pytest.approx(0.5)
+        # renewal length 2 int f_c du: 2 sqrt(2 pi) sigma (the square's: L)
+        assert fp.renewal_length == pytest.approx(2.0 * np.sqrt(2.0 * np.pi) * sig, rel=1e-3)
+        assert Footprint(None, L).renewal_length == L
 
 
 def test_gaussian_footprint_transform_is_the_particles_coherent_sum():

@@ -69,12 +69,15 @@ def _per_lag(table, fit, c, jack, model, normalization, weights=None, segments=N
             "amplitude_std": std[:, 2], "chi2_red": mf.chi2_red, "std_nominal": mf.std}
 
 
-def independent_configurations(values: dict, n_frames: int, beam_size: float) -> float:
+def independent_configurations(values: dict, n_frames: int, beam_size: float, beam=None) -> float:
     r"""How many independent configurations of the beam a stack samples: one, plus the beam content
     renewed over the stack, by transit (|v| per frame) and by shear exchange at the edges
-    (:math:`\dot\gamma L/4` per frame): :math:`K = 1 + (|v| + \dot\gamma L/4)(T - 1)/L`."""
+    (:math:`\dot\gamma L/4` per frame): :math:`K = 1 + (|v| + \dot\gamma L/4)(T - 1)/\ell`, with the
+    renewal length :math:`\ell` of the footprint (:meth:`.transit.Footprint.renewal_length`: L for the square, ~2.1
+    FWHM for a Gaussian, whose tails keep particles longer)."""
     L = float(beam_size)
-    return 1.0 + (abs(values["transit"]) + values["shear_rate"] * L / 4.0) * max(n_frames - 1, 0) / L
+    ell = footprint(beam, L).renewal_length
+    return 1.0 + (abs(values["transit"]) + values["shear_rate"] * L / 4.0) * max(n_frames - 1, 0) / ell
 
 
 def jackknife_blind_share(rho, n_frames: int, n_groups: int) -> float:
@@ -132,7 +135,7 @@ def _configuration_term(fit, per, table, model, n_frames, n_groups, seed, n_conf
 
     v = fit.values
     L = fit.info["beam_size"]
-    K = independent_configurations(v, n_frames, L)
+    K = independent_configurations(v, n_frames, L, getattr(model, "beam", None))
     pos = fit.lags[1:].astype(np.float64)
     gl = fit.gamma_l(pos)
     i = int(np.argmin(np.abs(gl - 10.0)))  # a lag where the strip is well resolved

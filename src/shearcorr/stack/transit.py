@@ -148,6 +148,15 @@ class Footprint:
         footprint's full extent."""
         return self.slit[0] if self.slit is not None else float(2.0 * self.x[-1] + (self.x[1] - self.x[0]))
 
+    @property
+    def renewal_length(self) -> float:
+        r"""Transit (R0) that renews the beam content once: :math:`\ell = 2\int_0^\infty f_c(u, 0)\,du`
+        (the square of side L: L; a Gaussian of FWHM w: :math:`2\sqrt{2\pi}\sigma` = 2.13 w)."""
+        if self.slit is not None:
+            return self.slit[0]
+        u = np.linspace(0.0, self.reach, 257)
+        return float(2.0 * np.trapezoid(self.fractions(u, 0.0 * u)[0], u))
+
     def _moved(self, shift: float, gamma: float) -> np.ndarray:
         return self.beam.amplitude(self.x[None, :] + shift + gamma * self.y[:, None], self.y[:, None])
 
