@@ -117,16 +117,14 @@ class _Beam:
         self.mkey = mkey
         L = params.beam_size
         self.beam = beam = beam.resolved(L)
-        self.B = B = beam.box_half_width(L)
+        self.gamma = params.gamma_l / beam.shear_length(L)
+        self.B = B = self._box(beam, L, s)
         self.N = int(round(params.n_l2 * (2.0 * B) ** 2 / L**2))
         if self.N < 2:
             raise ShearcorrError(f"n_l2 = {params.n_l2:g} leaves fewer than 2 particles in the box; increase n_l2")
-        shear = beam.shear_length(L)
-        self.gamma = params.gamma_l / shear
         qx = q[:, None] * np.cos(theta)[None, :]
         qy = q[:, None] * np.sin(theta)[None, :]
         uniform = params.displacement == "uniform" or params.rs == 0 or params.d2 == 0
-        self._check_room(params, beam, s)
         if beam.is_slit:
             self.diag = False
             self._slits(params, q, qx, qy, beam, M, s, Y, uniform)
@@ -134,16 +132,24 @@ class _Beam:
             self.diag = True
             self._smooth(params, q, qx, qy, beam, M, s, Y, uniform, n_pair_levels)
 
-    def _check_room(self, params, beam, s):
+    def _box(self, beam, L, s) -> float:
+        """Half-width of the box [-B, B]^2 (:meth:`shearcorr.beam.Beam.box_half_width`). The displacements must
+        not carry particles across it: slits (the paper's N in [-L, L]^2) refuse them; a smooth footprint's box
+        grows to its extent plus the reach plus L/4 (at fixed density its moments do not depend on B: 2e-8 on
+        g between margins L/4 and L, Gaussian FWHM L, gamma L 30, D2 2)."""
         hx, hy = beam.half_extent()
         smax = float(np.max(s)) if np.size(s) else 0.0
         if beam.plane == "1-3":
             reach = abs(self.gamma) * (0.5 * beam.gap + abs(beam.zero_velocity)) + ROOM_SIGMAS * smax
         else:
             reach = abs(self.gamma) * hy + ROOM_SIGMAS * smax
-        if max(hx, hy) + reach >= self.B:
-            raise ShearcorrError(f"the displacements (up to {reach:.3g} R0) carry particles across the simulation box "
-                                 f"of half-width {self.B:.4g} R0; use a smaller gamma_l or d2")
+        B = beam.box_half_width(L)
+        if max(hx, hy) + reach < B:
+            return B
+        if not beam.is_slit:
+            return max(hx, hy) + reach + 0.25 * float(L)
+        raise ShearcorrError(f"the displacements (up to {reach:.3g} R0) carry particles across the simulation box "
+                             f"of half-width {B:.4g} R0; use a smaller gamma_l or d2")
 
     # ------------------------------------------------------------------ slits
     def _slits(self, params, q, qx, qy, beam, M, s, Y, uniform):
@@ -272,7 +278,8 @@ def _tabulate(fun, k, trailing=()):
 
 def max_step(beam: Beam, beam_size: float) -> float:
     """Largest per-axis non-affine step std (R0; the largest over the radius nodes) that the box of ``beam`` holds
-    without shear: (B - the footprint's largest half extent) / ROOM_SIGMAS (``_Beam._check_room`` at gamma = 0)."""
+    without shear: (B - the footprint's largest half extent) / ROOM_SIGMAS (``_Beam._box`` at gamma = 0; a smooth
+    footprint's box grows beyond it when needed)."""
     b = beam.resolved(beam_size)
     return (b.box_half_width(beam_size) - max(b.half_extent())) / ROOM_SIGMAS
 
