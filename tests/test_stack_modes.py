@@ -101,6 +101,11 @@ def test_smoke_all_modes(tmp_path):
     # summing to one configuration's spread through the global fit, the steps' part renewed within a group
     one, share = conf["one_configuration_rel_std"], conf["jackknife_blind_share"]
     assert 0 <= one["shear_rate_persistent"] <= one["shear_rate"] and share["steps"] <= share["persistent"]
+    # the MSD exponent, read through the same particles, gets its part too (it had none: on Gaussian-beam stacks of
+    # ~8 independent configurations its z reached 3.9)
+    k = f.free.index("exponent")
+    assert conf["exponent_std"] > 0
+    assert f.info["cov_terms"]["configuration"][k, k] == pytest.approx(conf["exponent_std"] ** 2, rel=1e-12)
     sr, d = r.summary["shear_rate"], r.summary["diffusion"]
     i, j = f.free.index("shear_rate"), f.free.index("diffusion")
     rel2 = (sr["std"] / sr["value"]) ** 2 + (d["std"] / d["value"]) ** 2 - 2 * f.cov[i, j] / (sr["value"] * d["value"])
