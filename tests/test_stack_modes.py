@@ -90,6 +90,7 @@ def test_smoke_all_modes(tmp_path):
     assert abs(r.summary["shear_rate"]["value"] / 0.01 - 1) < 0.25
     assert (tmp_path / "s" / "result.h5").is_file() and r.summary["rs"]["constrained"] is False
     assert r.summary["ratio_bias_correction"] == "thin-ring segments"  # the engine's segment sums reached the fit
+    assert r.summary["rs"]["row_model_chi2_red"] is None  # "frame" normalisation: no R_s from the row means
     # every term of the reported stds (jackknife + configuration term) is in the covariance, and the Peclet
     # number is propagated from it (issue 11: the configuration term was in the stds only)
     f = r.analysis.fit
@@ -134,6 +135,10 @@ def test_stack_q_range_is_the_pair_models(tmp_path):
     r = analyze_stack(st.frames, st.geometry, None, mode="steady", max_lag=4, mask=st.mask, groups=8,
                       cache_dir=tmp_path / "cache", plots=False, **SMOKE)
     assert any("left out" in w for w in r.summary["warnings"])
+    # R_s from the row means ("time" normalisation) comes with the row model's chi^2 per value, a check of that model
+    rm = r.analysis.info["rs_row_means"]
+    assert r.summary["rs"]["row_model_chi2_red"] == pytest.approx(rm["chi2"] / rm["n_values"], rel=1e-12)
+    assert rm["n_values"] > 0 and rm["chi2"] > 0
     assert r.plan.q_edges[0] == pytest.approx(0.0751, abs=1e-3)
     with pytest.raises(ShearcorrError, match="--q-min 0.05 is outside"):
         analyze_stack(st.frames, st.geometry, None, mode="steady", max_lag=4, mask=st.mask, q_min=0.05, **SMOKE)

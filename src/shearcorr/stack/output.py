@@ -61,6 +61,14 @@ def _flow(phi, std):
                "from +x (columns), image with row 0 at the top; defined modulo 180")
 
 
+def _row_chi2_red(analysis):
+    """chi^2 per value of the row-mean covariances against their model at the fitted R_s (``rowbaseline``), or
+    None where R_s did not come from the row means. A check of that model, not a calibrated test: docs/stacks.md gives
+    the values measured with R_s right and wrong."""
+    r = analysis.info.get("rs_row_means")
+    return None if not r or not r.get("n_values") else float(r["chi2"]) / float(r["n_values"])
+
+
 def summarize(mode, analysis, ctx, src, options) -> dict:
     """The JSON summary of a stack analysis (result.json)."""
     r0 = ctx["geometry"].particle_radius_nm
@@ -94,7 +102,7 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
                       note=None if rs_fit and k_conf >= MIN_CONFIGURATIONS_RS else
                       "R_s needs the 'time' normalisation (ensemble baseline)" if not rs_fit else
                       f"R_s from the baseline needs >= {MIN_CONFIGURATIONS_RS} independent configurations; "
-                      f"this stack samples {k_conf:.1f}"),
+                      f"this stack samples {k_conf:.1f}", row_model_chi2_red=_row_chi2_red(analysis)),
             "configurations": analysis.info["configurations"],
             "contrast": _pv(v["beta"], s["beta"]),
             "flow_angle_deg": _flow(v["flow_angle"], s["flow_angle"]),
