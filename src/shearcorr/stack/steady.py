@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import block_diag
 
 from ..errors import ShearcorrError
 from .steadyfit import SteadyFit, Baseline, fit_steady, lag_map_errors, lag_ratios
@@ -264,8 +265,6 @@ def _configurations_through_fit(fit, model, per, gl, pos, g_c, d_c, rs_draw, n_c
         persistent = (u_ * np.clip(w_, 0.0, None)) @ u_.T
         w2, u2 = np.linalg.eigh(total - persistent)
         return persistent, (u2 * np.clip(w2, 0.0, None)) @ u2.T
-
-    from scipy.linalg import block_diag
 
     a, b = dtheta(draws.x, *steps[0]), dtheta(draws.x, *steps[1])
     # (shear rate, D) split jointly; a third parameter (the MSD exponent) on its own, without its covariance with
