@@ -213,7 +213,7 @@ def test_configuration_share_completes_the_block_jackknife(w):
     stacks) to none (w = T). The previous rule (the effect's variance / K, K = 1 + (T - 1)/w, added
     in full) overstated the error where the groups already see the renewal: z std 0.76 at w = 20."""
     from shearcorr.stack.steady import independent_configurations, jackknife_blind_share
-    from shearcorr.stack.steadyfit import overlap_fraction
+    from shearcorr.stack.transit import overlap_fraction
 
     T, G, L, reps = 600, 20, 800.0, 3000
     rng = np.random.default_rng(11)

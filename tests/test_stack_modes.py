@@ -9,7 +9,7 @@ import pytest
 
 from shearcorr.params import SystemParams
 from shearcorr.stack import analyze_stack
-from shearcorr.stack.steadyfit import overlap_fraction
+from shearcorr.stack.transit import overlap_fraction
 from shearcorr.stack.synth import oscillatory_stack, startup_stack, steady_stack
 
 P = SystemParams(n_l2=150, rs=0.0, d2=1.0, gamma_l=10.0)

@@ -6,7 +6,8 @@ import pytest
 
 from shearcorr.experiment.model import BinnedPairModel
 from shearcorr.stack.steady import _propagate_held_rs
-from shearcorr.stack.steadyfit import MEAN_ABS, Baseline, SteadyFit, fit_steady, overlap_fraction
+from shearcorr.stack.steadyfit import Baseline, SteadyFit, fit_steady
+from shearcorr.stack.transit import MEAN_ABS, overlap_fraction
 
 L = 800.0
 

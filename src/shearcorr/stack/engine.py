@@ -273,16 +273,13 @@ class LagSums:
             return None
         plan = self.plan
         p = self.pairs.sum(axis=0).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x = self.segment_sums / np.where(p > 0, p, np.nan)[:, None]  # per origin pair
-        tot = plan.to_bins(x).reshape(x.shape[0], -1)  # (n_lags, n_bins)
         has = plan.n_pix_seg > 0
-        out = tot[:, plan.seg_bin] - x  # each segment left out
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rd = out[1:] / np.where(out[:1] > 0, out[:1], np.nan)
-        rd[:, ~has] = 0.0
         k = plan.to_bins(has.astype(np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
+            x = self.segment_sums / np.where(p > 0, p, np.nan)[:, None]  # per origin pair
+            out = plan.to_bins(x).reshape(x.shape[0], -1)[:, plan.seg_bin] - x  # each segment left out
+            rd = out[1:] / np.where(out[:1] > 0, out[:1], np.nan)
+            rd[:, ~has] = 0.0
             return plan.to_bins(rd) / k[None], k
 
     def _normalise(self, s, p, pois):

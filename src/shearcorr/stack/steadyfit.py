@@ -48,10 +48,9 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from ..errors import ShearcorrError
-from .transit import MEAN_ABS, footprint, overlap_fraction, transit_shape_correction
+from .transit import footprint, transit_shape_correction
 
-__all__ = ["SteadyFit", "Baseline", "fit_steady", "overlap_fraction", "lag_map_errors", "lag_ratios", "STEADY_PARAMS",
-           "MEAN_ABS"]
+__all__ = ["SteadyFit", "Baseline", "fit_steady", "lag_map_errors", "lag_ratios", "STEADY_PARAMS"]
 
 STEADY_PARAMS = ("shear_rate", "diffusion", "exponent", "transit", "rs", "beta", "flow_angle")
 #: R_s grid of the baseline interpolation: step and upper end (the fit's bound).
@@ -260,8 +259,8 @@ class Baseline:
         m = self.model
         grid = np.arange(0.0, RS_MAX + RS_STEP / 2, RS_STEP)
         vals = []
+        beam = getattr(m, "beam", None)  # the geometry's footprint: its effective particle number sets B - 1
         for rs in grid:
-            beam = getattr(m, "beam", None)  # the geometry's footprint: its effective particle number sets B - 1
             a = ensemble_g(m.params(0.0, 0.0, rs), m.q_sub, [0.0], beam=beam)[:, 0]
             b = ensemble_g(m.params(0.0, self.d_dec, rs), m.q_sub, [0.0], beam=beam)[:, 0]
             vals.append(np.stack([((a - b).reshape(m.n_q, m.sq) * self.w_row).sum(1),
