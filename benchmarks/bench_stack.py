@@ -337,6 +337,9 @@ def main(argv=None):
     ap.add_argument("--rows", nargs="+", default=None,
                     help="study-steady: pool the per-stack rows printed by earlier runs (files; the last row of each seed) "
                          "and print the summary, without fitting")
+    ap.add_argument("--intensity", choices=("detector", "volume"), default="detector",
+                    help="study-steady: render the frames as a detector records them (default) or divided by their "
+                         "scattering volume (the paper's eq. 1; the studies before 2026-12-01), and analyse them so")
     ap.add_argument("--condition", action="store_true",
                     help="study-twotime/-configs: condition the configuration term on the stack's static profile")
     args = ap.parse_args(argv)

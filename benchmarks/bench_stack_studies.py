@@ -75,7 +75,13 @@ def keep_lags(path, result):
     tmp.replace(path)
 
 
-def _refit_steady(cache, seed, data):
+def _steady_name(seed, intensity):
+    """The cache name of a steady study stack: ``steady_SEED`` (detector frames), ``steady_SEED_volume``. Caches
+    written before 2026-12-01 hold volume frames under the bare name: render them again."""
+    return f"steady_{seed}" if intensity == "detector" else f"steady_{seed}_{intensity}"
+
+
+def _refit_steady(cache, seed, data, intensity):
     """The steady analysis of the lag sums kept by an earlier ``--stack-cache`` run (``steady_SEED.lags.pkl``),
     with the current code: the same steps as :func:`shearcorr.stack.analyze_stack` after the correlation (pixel
     weights and speckle size from the cached geometry and first frames); returns (summary, analysis)."""
@@ -90,17 +96,19 @@ def _refit_steady(cache, seed, data):
     from shearcorr.stack.templates import pixel_weights
 
     d = Path(cache)
-    with open(d / f"steady_{seed}.lags.pkl", "rb") as fh:
+    name = _steady_name(seed, intensity)
+    with open(d / f"{name}.lags.pkl", "rb") as fh:
         kept = pickle.load(fh)
     lag, model = kept["lag"], kept["model"]
-    frames = np.load(d / f"steady_{seed}.npy", mmap_mode="r")
-    geo = load_geometry(d / f"steady_{seed}.geometry.json", frames.shape[1:])
+    frames = np.load(d / f"{name}.npy", mmap_mode="r")
+    geo = load_geometry(d / f"{name}.geometry.json", frames.shape[1:])
     weights = pixel_weights(lag.plan, geo.qr0, geo.phi, model)
     area, spx, speckle_rows, _ = _area(as_source(np.asarray(frames[lag.start:lag.start + 2])), lag.plan, geo, 0)
-    a = analyze_steady(lag, model, cache_dir=f"{data}/cache", weights=weights, speckle_area=speckle_rows)
+    a = analyze_steady(lag, model, cache_dir=f"{data}/cache", weights=weights, speckle_area=speckle_rows,
+                       intensity=intensity)
     ctx = dict(plan=lag.plan, model=model, geometry=geo, start=lag.start, stop=lag.stop, area=area, speckle_px=spx,
                frame_time=None, counts={}, lag=lag)
-    return summarize("steady", a, ctx, SimpleNamespace(description={"refit": str(d / f"steady_{seed}.lags.pkl")}), {}), a
+    return summarize("steady", a, ctx, SimpleNamespace(description={"refit": str(d / f"{name}.lags.pkl")}), {}), a
 
 
 def _bootstrap_std(z, n_boot=4000, seed=0):
@@ -153,22 +161,24 @@ def study_steady(args):
     if refit and cache is None:
         raise SystemExit("--refit needs --stack-cache (the folder with the kept lag sums)")
     first = int(getattr(args, "first_seed", None) or 1000)
+    intensity = getattr(args, "intensity", "detector")
     for seed in range(first, first + args.n):
         rs = (0.10, 0.15, 0.20, 0.25)[(seed - 1000) % 4]
         t0 = time.perf_counter()
         if refit:
             t1 = t0
-            s, a = _refit_steady(cache, seed, args.data)
+            s, a = _refit_steady(cache, seed, args.data, intensity)
         else:
             frames, geometry, mask = cached_stack(
-                cache, f"steady_{seed}",
+                cache, _steady_name(seed, intensity),
                 lambda: steady_stack(SystemParams(n_l2=150, rs=rs, d2=1.0, gamma_l=10.0), 600, shear_rate=4 / 800,
-                                     diffusion=0.125, transit=40.0, shape=(160, 160), dq=2 * SPECKLE, seed=seed))
+                                     diffusion=0.125, transit=40.0, shape=(160, 160), dq=2 * SPECKLE, seed=seed,
+                                     intensity=intensity))
             t1 = time.perf_counter()
             r = analyze_stack(frames, geometry, None, mode="steady", mask=mask, max_lag=10,
-                              cache_dir=f"{args.data}/cache")
+                              cache_dir=f"{args.data}/cache", intensity=intensity)
             if cache is not None:  # the lag sums and the model, for refits of the same stack (pickle)
-                keep_lags(Path(cache) / f"steady_{seed}.lags.pkl", r)
+                keep_lags(Path(cache) / f"{_steady_name(seed, intensity)}.lags.pkl", r)
             s, a = r.summary, r.analysis
         row = {"seed": seed, "rs_true": rs, "refit": refit, "render_s": round(t1 - t0, 1),
                "analysis_s": round(time.perf_counter() - t1, 1),

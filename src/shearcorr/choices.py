@@ -43,6 +43,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "normalization": ("time", "frame"),
     "protocol": ("steady", "startup", "oscillatory"),
     "compression": ("lz4", "gzip", "none"),
+    "intensity": ("detector", "volume"),
     # figures of the forward model
     "figure": ("fig1", "fig2", "fig3", "all"),
 }

@@ -40,6 +40,9 @@ def register(sub) -> None:
     g.add_argument("--groups", type=positive_int, default=20, help="groups of time origins for the errors (default 20)")
     g.add_argument("--normalization", choices=CHOICES["normalization"], default=None,
                    help="time: ring means over all frames (ensemble: R_s measurable, default); frame: per frame")
+    g.add_argument("--intensity", choices=CHOICES["intensity"], default="detector",
+                   help="frames as a detector records them (default) or divided by their scattering volume (the "
+                        "paper's eq. 1, synth-stack --intensity volume): sets the baseline that carries R_s")
     g.add_argument("--flux", default=None, help="HDF5 dataset of a per-frame flux monitor (divides the frames)")
     g.add_argument("--fixed-exponent", action="store_true", help="MSD exponent fixed at 1 (diffusive)")
     g.add_argument("--no-transit", action="store_true", help="no mean flow through the beam (transit speed 0)")
@@ -83,6 +86,9 @@ def register(sub) -> None:
     s.add_argument("--counts", type=finite, default=10.0, help="photons per pixel at q R0 = 0.5 (default 10)")
     s.add_argument("--size", type=positive_int, default=128, help="frame size in pixels, square (default 128)")
     s.add_argument("--compression", choices=CHOICES["compression"], default="lz4", help="HDF5 compression (default lz4)")
+    s.add_argument("--intensity", choices=CHOICES["intensity"], default="detector",
+                   help="frames as a detector records them (default: more particles in the beam, more photons) or "
+                        "divided by their configuration's scattering volume (the paper's eq. 1)")
     s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     s.add_argument("-o", "--output", required=True, help="output folder (created)")
     add_beam_args(s)  # steady and startup: any beam of the 1-2 plane, written to geometry.json
@@ -97,7 +103,7 @@ def _kwargs(args) -> dict:
                 period_s=args.period_s, timestamps=args.timestamps, max_cycles=args.max_cycles,
                 flow_angle_deg=args.flow_angle, frame_time=args.frame_time, flux=args.flux,
                 fit_exponent=not args.fixed_exponent, fit_transit=not args.no_transit, cache_dir=args.cache,
-                plots=not args.no_plots, overwrite=args.overwrite, seed=args.seed, gain=args.gain)
+                plots=not args.no_plots, overwrite=args.overwrite, seed=args.seed, gain=args.gain, intensity=args.intensity)
 
 
 def _pv(d) -> str:
@@ -149,7 +155,8 @@ def run_synth_stack(args) -> None:
     params = params_from_args(args)
     beam = beam_from_args(args, params.beam_size)
     common = dict(frame_time=args.frame_time, flow_angle_deg=args.flow_angle, contrast=args.contrast, counts=args.counts,
-                  shape=(args.size, args.size), seed=args.seed, out=args.output, compression=args.compression)
+                  shape=(args.size, args.size), seed=args.seed, out=args.output, compression=args.compression,
+                  intensity=args.intensity)
     if args.protocol == "steady":
         synth.steady_stack(params, args.frames, shear_rate=args.shear_rate, diffusion=args.diffusion, transit=args.transit,
                            beam=beam, **common)

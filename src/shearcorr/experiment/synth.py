@@ -100,7 +100,8 @@ def render_series(params: SystemParams, n_frames: int, *, flow_angle_deg=30.0, c
 
 
 def render_frame(x, y, radius, geometry, *, flow_angle_deg: float, rng, contrast: float = 1.0, counts: float = 10.0,
-                 beam=None, pixel_subsamples: int = PIXEL_SUBSAMPLES, psf_sigma_px: float = 0.0, modes=None) -> np.ndarray:
+                 beam=None, pixel_subsamples: int = PIXEL_SUBSAMPLES, psf_sigma_px: float = 0.0, modes=None,
+                 volume=None) -> np.ndarray:
     r"""One detector frame (photon counts) of particles at (x, y) with radii ``radius`` (R0, model frame).
 
     .. math:: \bar n_p = c \int_{\rm pixel\ p} \Big[s\,\frac{\sum_k \nu_k |\sum_i E_k(\mathbf r_i)
@@ -131,6 +132,11 @@ def render_frame(x, y, radius, geometry, *, flow_angle_deg: float, rng, contrast
         rms of a Gaussian point-spread function applied to the pixel intensities (pixels).
     modes : (nu, evaluate), optional
         Precomputed :func:`shearcorr.forward.modes.coherent_modes` of ``beam`` (reused across frames).
+    volume : float, optional
+        The divisor S of the formula above. None (the paper's eq. 1): this configuration's
+        :math:`\sum_i u_i V_i^2`. A number: that fixed value for every frame, as a detector records the intensity
+        the particles scatter, which grows with the particles in the beam (``intensity="detector"`` of the
+        synthetic stacks).
     """
     from numpy.polynomial.legendre import leggauss
 
@@ -147,9 +153,10 @@ def render_frame(x, y, radius, geometry, *, flow_angle_deg: float, rng, contrast
     lit = u > 0
     xs, ys, rs, us = x[lit], y[lit], radius[lit], u[lit]
     v2u = us * sphere_volume(rs) ** 2
-    S = float(v2u.sum())
+    S_conf = float(v2u.sum())
+    S = S_conf if volume is None else float(volume)
     ny, nx = geometry.shape
-    if S <= 0:
+    if S_conf <= 0:
         return rng.poisson(np.zeros((ny, nx))).astype(np.int64)
     amps = evaluate(xs, ys)
     rows, cols = np.mgrid[0:ny, 0:nx].astype(np.float64)

@@ -226,7 +226,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
                   groups=DEFAULTS["groups"], time_bins=DEFAULTS["time_bins"], c2_bins=None, period=None, period_s=None,
                   timestamps=None, max_cycles=DEFAULTS["max_cycles"], flow_angle_deg=None, frame_time=None, flux=None,
                   fit_exponent=True, fit_transit=True, executor=None, cache_dir=None, table_steps=None, plots=True,
-                  overwrite=False, seed=0, gain=1.0) -> StackResult:
+                  overwrite=False, seed=0, gain=1.0, intensity="detector") -> StackResult:
     """Analyse a stack of frames (module docstring); return the result and write it to ``output``.
 
     Parameters
@@ -257,6 +257,10 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     gain : float
         Detector counts per photon (default 1: a photon-counting detector); scales the shot-noise terms. Two
         frames are checked against it (:func:`shearcorr.experiment.checks.gain_warning`).
+    intensity : {"detector", "volume"}
+        Steady mode, "time" normalisation: the frames as a detector records them (default), or divided by their
+        configuration's scattering volume (the paper's eq. 1; ``synth-stack --intensity volume``); it sets the
+        baseline that carries R_s (:mod:`.intensity`).
     """
     from ..experiment.checks import check_gain, model_q_range
     from ..experiment.correlation import q_bin_edges
@@ -328,8 +332,11 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         timing["correlation_s"] = round(time.perf_counter() - t_c, 3)
         analysis = analyze_steady(lag, model, flow_angle=phi, fit_exponent=fit_exponent, fit_transit=fit_transit,
                                   executor=executor, cache_dir=cache_dir, table_steps=table_steps, weights=weights,
-                                  seed=seed, speckle_area=speckle_rows)
+                                  seed=seed, speckle_area=speckle_rows, intensity=intensity)
         ctx["lag"] = lag
+        check = (analysis.info.get("rs_row_means") or {}).get("intensity_check") or {}
+        if check.get("warning"):
+            notes.append(check["warning"])
     elif mode == "twotime":
         from .twotime import twotime_maps
         from .twotimefit import analyze_twotime
@@ -354,7 +361,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
 
     options = {"mode": mode, "frames": [start, stop], "dataset": getattr(src, "dataset", dataset), "n_q": int(n_q),
                "n_phi": int(n_phi), "q_min": q_min, "q_max": q_max, "n_l2": float(n_l2), "displacement": displacement,
-               "max_lag": int(max_lag), "normalization": normalization, "groups": int(groups), "time_bins": int(time_bins),
+               "max_lag": int(max_lag), "normalization": normalization, "intensity": intensity, "groups": int(groups), "time_bins": int(time_bins),
                "c2_bins": c2_bins, "period": period, "period_s": period_s, "timestamps": timestamps if isinstance(timestamps, str)
                else None, "max_cycles": int(max_cycles), "flow_angle_deg": flow_angle_deg, "frame_time": frame_time,
                "fit_exponent": bool(fit_exponent), "fit_transit": bool(fit_transit), "seed": seed, "gain": gain}

@@ -115,11 +115,12 @@ def row_jackknife(lag):
     return out
 
 
-def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None) -> dict:
+def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensity=None, errors=True) -> dict:
     """R_s from the row-mean covariances (module docstring), given the global steady fit ``fit``
     (:class:`.steadyfit.SteadyFit`: transit, shear rate, D2(tau) and its coherent prediction); ``speckle_area``:
     pixels per independent speckle of each row's mean (scalar or (n_q,); :func:`.analysis.speckle_area`);
-    ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`).
+    ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`); ``intensity``: the frames' convention
+    (:mod:`.intensity`; default the fit's); ``errors=False`` skips the jackknife (``std`` and ``jackknife`` None).
 
     Returns a dict: ``rs``, ``std`` (delete-one-group jackknife), ``chi2``, ``n_values``, ``jackknife``
     (R_s per deleted group), ``lags`` and the per-row data ``cov`` (n_lags - 1, n_q) and ``model``.
@@ -136,7 +137,7 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None) -> dict
     f_tau = fk(taus)
     s_all = np.arange(1, T, dtype=np.float64)
     var_mean = (1.0 + 2.0 * np.sum((1.0 - s_all / T) * fk(s_all))) / T  # Var of the time mean per unit (B - 1)
-    base = Baseline(model, weights)
+    base = Baseline(model, weights, intensity or fit.info.get("intensity", "volume"))
     # the coherent part of the bin maps (prediction minus its baseline term), averaged over each row's pixels
     npix = np.asarray(lag.n_pix_bin, dtype=np.float64)
     _, b1_fit = base(v["rs"])
@@ -174,7 +175,8 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None) -> dict
         return float(r.x) if r.fun <= c[i] else float(grid[i])
 
     rs = solve(cov)
-    rs_g = np.array([solve(np.where(np.isfinite(jack[g]), jack[g], cov)) for g in range(G)])
-    std = float(np.sqrt((G - 1.0) / G * np.sum((rs_g - rs_g.mean()) ** 2)))
-    return {"rs": rs, "std": std, "chi2": chi2(rs, cov), "n_values": int(ok.sum()), "jackknife": rs_g.tolist(),
+    rs_g = np.array([solve(np.where(np.isfinite(jack[g]), jack[g], cov)) for g in range(G)]) if errors else None
+    std = float(np.sqrt((G - 1.0) / G * np.sum((rs_g - rs_g.mean()) ** 2))) if errors else None
+    return {"rs": rs, "std": std, "chi2": chi2(rs, cov), "n_values": int(ok.sum()),
+            "jackknife": None if rs_g is None else rs_g.tolist(),
             "lags": taus.tolist(), "cov": cov, "model": rows_b1(rs)[None] * shape + spk, "n_eff": n_eff}

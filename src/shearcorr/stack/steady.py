@@ -279,7 +279,7 @@ def _coherent_scale(fit, model, weights):
     v = fit.values
     if fit.info.get("normalization") != "time":
         return np.ones((model.n_q, model.n_phi))
-    S, B1 = Baseline(model, weights)(v["rs"])
+    S, B1 = Baseline(model, weights, fit.info.get("intensity", "volume"))(v["rs"])
     return v["beta"] * S / (v["beta"] * S + B1)
 
 
@@ -317,9 +317,31 @@ def _propagate_held_rs(fit, rs_jackknife, rs_extra_std=0.0) -> dict:
     return {"added_std": {n: fit.std[n] - before[n] for n in names}, "rs_gradient": dict(zip(names, vec.tolist()))}
 
 
+#: Row-mean chi^2 per value above which, with the other intensity convention fitting INTENSITY_RATIO times better,
+#: the analysis warns that the frames may follow the other one (docs/stacks.md, "Frames as a detector records them").
+INTENSITY_CHI2, INTENSITY_RATIO = 3.0, 3.0
+
+
+def _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity) -> dict:
+    """The row means' chi^2 per value under both intensity conventions (:mod:`.intensity`), the global fit held,
+    and a warning when the other one fits far better."""
+    from .rowbaseline import fit_row_baseline
+
+    other = "volume" if intensity == "detector" else "detector"
+    ro = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights, intensity=other, errors=False)
+    n = max(rb["n_values"], 1)
+    chi = {intensity: rb["chi2"] / n, other: ro["chi2"] / n}
+    warn = None
+    if chi[intensity] > INTENSITY_CHI2 and chi[other] * INTENSITY_RATIO < chi[intensity]:
+        warn = (f"the q-row means fit the '{other}' intensity convention far better than '{intensity}' (chi2 per value "
+                f"{chi[other]:.3g} against {chi[intensity]:.3g}): R_s, D and the shear rate may be biased; analyse again "
+                f"with --intensity {other}")
+    return {"chi2_red": chi, "rs_other": ro["rs"], "warning": warn}
+
+
 def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transit=True, fit_rs=None,
                    rs_start: float = 0.15, executor=None, cache_dir=None, table_steps=None, weights=None,
-                   seed=0, speckle_area=1.0, rs_from: str = "rows") -> SteadyAnalysis:
+                   seed=0, speckle_area=1.0, rs_from: str = "rows", intensity: str = "detector") -> SteadyAnalysis:
     """The steady mode on lag sums (:class:`.engine.LagSums` with lag 0 and >= 2 further lags).
 
     1. Lag maps and their delete-one-group jackknife; errors by :func:`lag_map_errors`.
@@ -334,9 +356,15 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
        held there (``rs_from="maps"``: R_s of the global fit, where it also absorbs misfits of the coherent term
        at high q; docs/stacks.md).
     5. Every lag alone with the table (:func:`_per_lag`), for the model-free gamma L(tau), D2(tau).
+
+    ``intensity``: ``"detector"`` (the default: frames as a detector records them, the number of particles in the
+    beam not divided out) or ``"volume"`` (each frame divided by its configuration's scattering volume, the paper's
+    eq. 1); the baseline of the "time" normalisation differs (:mod:`.intensity`).
     """
+    from ..choices import check_choice
     from .prelim import build_table, pair_fit_map
 
+    intensity = check_choice("intensity", intensity)
     lags = lag.lags
     if lags[0] != 0 or lags.size < 3 or np.any(np.diff(lags) != 1):
         raise ShearcorrError("the steady mode needs the lags 0, 1, ..., max_lag (max_lag >= 2)")
@@ -366,7 +394,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     norm = lag.normalization
     fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=phi, beta0=beta0,
                      fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs, start=start, weights=weights,
-                     segments=segs)
+                     segments=segs, intensity=intensity)
     rebuilt = False
     if "rs" in fit.free and abs(fit.values["rs"] - rs_tab) > 0.075:
         rs_tab = round(fit.values["rs"], 2)
@@ -374,7 +402,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit", "rs")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
                          beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs,
-                         start=start, weights=weights, segments=segs)
+                         start=start, weights=weights, segments=segs, intensity=intensity)
         rebuilt = True
     row_info = None
     if "rs" in fit.free and rs_from == "rows":
@@ -385,11 +413,12 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
                          beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=False,
-                         start=dict(start, rs=rb["rs"]), weights=weights, segments=segs)
+                         start=dict(start, rs=rb["rs"]), weights=weights, segments=segs, intensity=intensity)
         fit.std["rs"] = rb["std"]
         fit.info["rs_from"] = "row means"
         row_info = {"rs": rb["rs"], "std": rb["std"], "chi2": rb["chi2"], "n_values": rb["n_values"],
-                    "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1]}
+                    "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1],
+                    "intensity_check": _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity)}
     elif "rs" in fit.free and rs_from != "maps":
         raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
     per = _per_lag(table, fit, c, jack, model, norm, weights, segs)

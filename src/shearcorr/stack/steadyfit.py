@@ -48,6 +48,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from ..errors import ShearcorrError
+from .intensity import detector_baseline
 from .transit import footprint, transit_shape_correction
 
 __all__ = ["SteadyFit", "Baseline", "fit_steady", "lag_map_errors", "lag_ratios", "STEADY_PARAMS"]
@@ -233,13 +234,16 @@ class Baseline:
     so a fit over R_s costs no engine call per iteration. ``weights``: the pixel weights of the sub-grid
     (:func:`.templates.pixel_weights`, (n_q, sq, n_phi, sp)); a q row is averaged over its sub-grid in q
     as its pixels sample it (B - 1 rises steeply with q; the unweighted mean overstated it in the top
-    rows, whose pixels crowd to their low-q side where the detector's corners cut them).
+    rows, whose pixels crowd to their low-q side where the detector's corners cut them). ``intensity``:
+    ``"volume"`` (frames divided by their configuration's scattering volume, as the engine) or ``"detector"``
+    (frames as a detector records them: B - 1 of :func:`.intensity.detector_baseline`, lag-0 amplitude 1).
     """
 
-    def __init__(self, model, weights=None):
+    def __init__(self, model, weights=None, intensity: str = "volume"):
         from ..experiment.model import D_DECORRELATED
 
         self.model = model
+        self.intensity = intensity
         if weights is None:
             self.w_row = np.full((model.n_q, model.sq), 1.0 / model.sq)
         else:
@@ -261,10 +265,14 @@ class Baseline:
         vals = []
         beam = getattr(m, "beam", None)  # the geometry's footprint: its effective particle number sets B - 1
         for rs in grid:
+            if self.intensity == "detector":  # the particle number in the beam (.intensity): closed form
+                b1 = detector_baseline(m.q_sub, rs, m.n_l2, beam, m.beam_size)
+                vals.append(np.stack([np.ones(m.n_q), (b1.reshape(m.n_q, m.sq) * self.w_row).sum(1)]))
+                continue
             a = ensemble_g(m.params(0.0, 0.0, rs), m.q_sub, [0.0], beam=beam)[:, 0]
             b = ensemble_g(m.params(0.0, self.d_dec, rs), m.q_sub, [0.0], beam=beam)[:, 0]
             vals.append(np.stack([((a - b).reshape(m.n_q, m.sq) * self.w_row).sum(1),
-                                  ((b - 1.0).reshape(m.n_q, m.sq) * self.w_row).sum(1)]))
+                                  ((b - 1.0).reshape(m.n_q, m.sq) * self.w_row).sum(1) / self.f_eng]))
         self._spline = CubicSpline(grid, np.array(vals), axis=0)
 
     def __call__(self, rs):
@@ -272,12 +280,12 @@ class Baseline:
             self._build()
         S, B1 = self._spline(float(np.clip(rs, 0.0, RS_MAX)))
         n_phi = self.model.n_phi
-        return np.repeat(S[:, None], n_phi, axis=1), np.repeat(B1[:, None], n_phi, axis=1) / self.f_eng
+        return np.repeat(S[:, None], n_phi, axis=1), np.repeat(B1[:, None], n_phi, axis=1)
 
 
 def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0, beta0, tau_ref=None,
                fit_exponent=True, fit_transit=True, fit_rs=None, start=None, max_nfev=200, weights=None,
-               segments=None) -> SteadyFit:
+               segments=None, intensity="volume") -> SteadyFit:
     """Fit the steady-shear model to lag maps (module docstring).
 
     Parameters
@@ -307,6 +315,8 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
     segments : tuple, optional
         Delete-one-segment ratios (:meth:`.engine.LagSums.segment_jackknife`) for the ratio's bias
         correction (:func:`lag_ratios`; default: the groups of origins).
+    intensity : {"volume", "detector"}
+        What the frames were divided by (:class:`Baseline`; "time" normalisation only).
     """
     lags = np.asarray(lags, dtype=np.int64)
     c = np.asarray(c, dtype=np.float64)
@@ -316,7 +326,7 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
     pos = lags[1:].astype(np.float64)
     tau_ref = float(np.exp(np.mean(np.log(pos)))) if tau_ref is None else float(tau_ref)
     fit_rs = (normalization == "time") if fit_rs is None else bool(fit_rs)
-    base = Baseline(model, weights)
+    base = Baseline(model, weights, intensity)
     st = dict(start or {})
     full0 = np.array([st.get("shear_rate", 0.01), st.get("diffusion", 0.1), st.get("exponent", 1.0),
                       st.get("transit", 0.0), st.get("rs", table.rs), beta0, phi0])
@@ -446,7 +456,7 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         std[n], nom[n] = float(std_jk[j]), float(std_nom[j])
     return SteadyFit(values=values, std=std, std_nominal=nom, free=names, cov=cov, tau_ref=tau_ref, lags=lags,
                      prediction=pred, errors=np.concatenate([err[:1], err[1:] * c0[None]]), chi2=chi2, dof=dof,
-                     info={"beam_size": L, "normalization": normalization, "n_groups": int(G), "success": bool(sol.success),
+                     info={"beam_size": L, "normalization": normalization, "intensity": intensity, "n_groups": int(G), "success": bool(sol.success),
                            "jackknife_deltas": dict(zip(names, dth.T.tolist())),  # per group of origins (linear)
                            "nfev": int(sol.nfev), "n_values": int(r.size), "table_rs": table.rs,
                            "rs_gradient": rs_gradient,

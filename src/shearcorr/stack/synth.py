@@ -89,6 +89,7 @@ class _Setup:
     look: tuple  # flow_angle_deg, contrast, counts
     rng_phot: np.random.Generator
     beam: object = None  # shearcorr.beam.Beam (1-2 plane), None: the paper's square
+    intensity: str = "detector"  # "detector" or "volume" (mean_volume)
 
 
 def _detector(shape, dq, beam_size, beamstop, beam=None):
@@ -135,6 +136,12 @@ def _box(params, x_lo_shift, x_hi_shift, y_margin, rng, half=None):
     return x, y, radius
 
 
+def _intensity(intensity: str) -> str:
+    from ..choices import check_choice
+
+    return check_choice("intensity", intensity)
+
+
 def _streams(seed):
     """Generators of the configuration, the photons and the non-affine steps (children 0, 1, 2)."""
     root = seed_sequence(seed)
@@ -150,7 +157,8 @@ def _truth(params, kind, look, dq, frame_time, seed, **extra):
             "units": "lengths in R0 (particle radius), time in frames", **extra}
 
 
-def _flow_setup(params, rates, diffusions, transit, geo_args, frame_time, seed, kind, extra, beam=None):
+def _flow_setup(params, rates, diffusions, transit, geo_args, frame_time, seed, kind, extra, beam=None,
+                intensity="detector"):
     """Particles advected by v + gamma_dot_t y per frame interval with diffusion D_t (arrays of
     length n_frames - 1), in the footprint of ``beam`` (None: the paper's square)."""
     shape, dq, beamstop, look = geo_args
@@ -176,10 +184,23 @@ def _flow_setup(params, rates, diffusions, transit, geo_args, frame_time, seed, 
             ys = ys + dy
             yield xs, ys, radius
 
-    truth = _truth(params, kind, look, dq, frame_time, seed, **extra)
+    truth = _truth(params, kind, look, dq, frame_time, seed, intensity=intensity, **extra)
     if beam is not None:
         truth["beam"] = beam.to_dict()
-    return _Setup(params, geo, spec, mask, dq, n_frames, positions(), truth, float(frame_time), look, rng_phot, beam)
+    return _Setup(params, geo, spec, mask, dq, n_frames, positions(), truth, float(frame_time), look, rng_phot, beam,
+                  intensity)
+
+
+def mean_volume(params: SystemParams, beam) -> float:
+    r"""The mean over configurations of :math:`S = \sum_i u_i V_i^2` (R0^6): :math:`(n_{L^2}/L^2)\int u\,dA\;
+    E[V^2]` with :math:`E[V^2] = (4\pi/3)^2 R_0^6 e^{18 R_s^2}` (log-normal radii) and the footprint ``beam``'s
+    integral on a grid of 801^2 points over its extent."""
+    hx, hy = beam.half_extent()
+    xs, ys = np.linspace(-hx, hx, 801), np.linspace(-hy, hy, 801)
+    u = beam.intensity(xs[None, :], ys[:, None])
+    area = float(np.trapezoid(np.trapezoid(u, xs, axis=1), ys)) if not beam.is_slit else 4.0 * hx * hy
+    ev2 = (4.0 * math.pi / 3.0) ** 2 * params.r0 ** 6 * math.exp(18.0 * params.rs ** 2)
+    return params.n_l2 / params.beam_size ** 2 * area * ev2
 
 
 def _finish(setup: _Setup, out, compression, sentinel_gaps) -> SynthStack:
@@ -193,12 +214,13 @@ def _finish(setup: _Setup, out, compression, sentinel_gaps) -> SynthStack:
     params, geo = setup.params, setup.geo
     beam = (Beam() if setup.beam is None else setup.beam).resolved(params.beam_size)
     modes = coherent_modes(beam, MODE_EPS)  # point pixels
+    volume = None if setup.intensity == "volume" else mean_volume(params, beam)
 
     def frames_of(sink):
         n_in = []
         for t, (x, y, radius) in enumerate(setup.positions):
             sink(t, render_frame(x, y, radius, geo, flow_angle_deg=flow, contrast=contrast, counts=counts,
-                                 rng=setup.rng_phot, pixel_subsamples=1, beam=beam, modes=modes))
+                                 rng=setup.rng_phot, pixel_subsamples=1, beam=beam, modes=modes, volume=volume))
             n_in.append(float(beam.intensity(x, y).sum()))  # the count in a slit; intensity-weighted otherwise
         setup.truth["n_in_beam_mean"] = float(np.mean(n_in))
 
@@ -219,8 +241,8 @@ def _finish(setup: _Setup, out, compression, sentinel_gaps) -> SynthStack:
 def steady_stack(params: SystemParams, n_frames: int, *, shear_rate: float, diffusion: float, transit: float = 0.0,
                  frame_time: float = 1.0, flow_angle_deg: float = 30.0, contrast: float = 0.3, counts: float = 10.0,
                  shape=(128, 128), dq=None, beamstop: float = 0.15, seed=0, out=None, compression: str = "lz4",
-                 sentinel_gaps: bool = True, beam=None) -> SynthStack:
-    """A steady-shear stack (module docstring).
+                 sentinel_gaps: bool = True, beam=None, intensity: str = "detector") -> SynthStack:
+    r"""A steady-shear stack (module docstring).
 
     Parameters
     ----------
@@ -242,6 +264,10 @@ def steady_stack(params: SystemParams, n_frames: int, *, shear_rate: float, diff
         Footprint and coherence (R0, the 1-2 plane; written to the geometry, so the analysis models it);
         default the paper's coherent square of side ``beam_size``. Smooth footprints light a larger area,
         so they cost more particles per frame (a Gaussian of FWHM L: ~20x the square's).
+    intensity : {"volume", "detector"}
+        What each frame is divided by: ``"volume"``, its configuration's scattering volume :math:`\sum u V^2` (the
+        paper's eq. 1: the number of particles in the beam cancels); ``"detector"``, a fixed number, the mean of that
+        sum (:func:`mean_volume`), as a detector records the intensity (more particles in the beam, more photons).
     """
     _check_common(params, n_frames, contrast, counts, frame_time)
     if shear_rate < 0 or diffusion < 0:
@@ -253,7 +279,7 @@ def steady_stack(params: SystemParams, n_frames: int, *, shear_rate: float, diff
              "peclet": float(shear_rate / diffusion) if diffusion > 0 else None, "msd_exponent": 1.0,
              "n_frames": int(n_frames)}
     setup = _flow_setup(params, rates, diffs, float(transit), (shape, dq, beamstop, (flow_angle_deg, contrast, counts)),
-                        frame_time, seed, "steady", extra, beam)
+                        frame_time, seed, "steady", extra, beam, _intensity(intensity))
     return _finish(setup, out, compression, sentinel_gaps)
 
 
@@ -261,7 +287,7 @@ def startup_stack(params: SystemParams, n_frames: int, *, start_frame: int, shea
                   diffusion_flow: float, ramp_frames: float = 0.0, transit: float = 0.0, frame_time: float = 1.0,
                   flow_angle_deg: float = 30.0, contrast: float = 0.3, counts: float = 10.0, shape=(128, 128), dq=None,
                   beamstop: float = 0.15, seed=0, out=None, compression: str = "lz4",
-                  sentinel_gaps: bool = True, beam=None) -> SynthStack:
+                  sentinel_gaps: bool = True, beam=None, intensity: str = "detector") -> SynthStack:
     """Start-up of shear (module docstring); ``beam`` as in :func:`steady_stack`. ``truth["strain"]`` is the accumulated strain at every
     frame and ``truth["msd"]`` the accumulated per-axis non-affine variance (R0^2): for frames
     t1 < t2, gamma L = L (strain[t2] - strain[t1]) and D2^2 = msd[t2] - msd[t1]."""
@@ -280,7 +306,7 @@ def startup_stack(params: SystemParams, n_frames: int, *, start_frame: int, shea
              "diffusion_rest": float(diffusion_rest), "diffusion_flow": float(diffusion_flow),
              "transit_r0_per_frame": float(transit), "strain": strain.tolist(), "msd": msd.tolist(), "n_frames": n}
     setup = _flow_setup(params, rates, diffs, float(transit), (shape, dq, beamstop, (flow_angle_deg, contrast, counts)),
-                        frame_time, seed, "startup", extra, beam)
+                        frame_time, seed, "startup", extra, beam, _intensity(intensity))
     return _finish(setup, out, compression, sentinel_gaps)
 
 
@@ -288,7 +314,7 @@ def oscillatory_stack(params: SystemParams, n_cycles: int, period: int, *, strai
                       irreversible_fraction: float, residual_strain: float = 0.0, frame_time: float = 1.0,
                       flow_angle_deg: float = 30.0, contrast: float = 0.3, counts: float = 10.0, shape=(128, 128),
                       dq=None, beamstop: float = 0.15, seed=0, out=None, compression: str = "lz4",
-                      sentinel_gaps: bool = True) -> SynthStack:
+                      sentinel_gaps: bool = True, intensity: str = "detector") -> SynthStack:
     """Oscillatory shear, ``period`` frames per cycle (module docstring).
 
     Truth: the irreversible displacement per cycle (per-axis std) ``sqrt(f) d2_cycle`` and the
@@ -323,12 +349,14 @@ def oscillatory_stack(params: SystemParams, n_cycles: int, period: int, *, strai
             Y = Y + rng_step.standard_normal(Y.size) * s_irr
 
     look = (flow_angle_deg, contrast, counts)
-    truth = _truth(params, "oscillatory", look, dq, frame_time, seed, n_cycles=n_cycles, period_frames=period,
+    truth = _truth(params, "oscillatory", look, dq, frame_time, seed, intensity=_intensity(intensity), n_cycles=n_cycles,
+                   period_frames=period,
                    strain_amplitude=float(strain_amplitude), d2_cycle=float(d2_cycle),
                    irreversible_fraction=float(irreversible_fraction), d2_irreversible=float(d_irr),
                    residual_strain=float(residual_strain), gamma_l_residual=float(residual_strain * L),
                    n_frames=n_cycles * period)
-    setup = _Setup(params, geo, spec, mask, dq, n_cycles * period, positions(), truth, float(frame_time), look, rng_phot)
+    setup = _Setup(params, geo, spec, mask, dq, n_cycles * period, positions(), truth, float(frame_time), look, rng_phot,
+                   None, _intensity(intensity))
     return _finish(setup, out, compression, sentinel_gaps)
 
 

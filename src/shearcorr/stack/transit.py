@@ -149,6 +149,15 @@ class Footprint:
         return self.slit[0] if self.slit is not None else float(2.0 * self.x[-1] + (self.x[1] - self.x[0]))
 
     @property
+    def effective_area(self) -> float:
+        r""":math:`(\int u\,dA)^2/\int u^2\,dA` (R0^2), u the footprint intensity: the area whose particle number
+        has the variance of the footprint-weighted number (a slit: its area)."""
+        if self.slit is not None:
+            return self.slit[0] * self.slit[1]
+        cell = (self.x[1] - self.x[0]) * (self.y[1] - self.y[0])
+        return cell * self.norm_c**2 / self.norm_b
+
+    @property
     def renewal_length(self) -> float:
         r"""Transit (R0) that renews the beam content once: :math:`\ell = 2\int_0^\infty f_c(u, 0)\,du`
         (the square of side L: L; a Gaussian of FWHM w: :math:`2\sqrt{2\pi}\sigma` = 2.13 w)."""
