@@ -99,3 +99,21 @@ def test_baseline_rows_follow_the_pixel_weights(model):
     f_eng = Baseline(m).f_eng
     np.testing.assert_allclose(b1w[:, 0], (b[:, -1] - 1.0) / f_eng, rtol=1e-4)
     assert np.all(b1w[:, 0] > b1u[:, 0])  # B - 1 rises with q
+
+
+def test_row_baseline_of_detector_frames_and_its_upper_limit(model):
+    """Detector frames (the particle number's variance in the baseline, .intensity): R_s = 0.15 recovered within
+    3 jackknife errors; at R_s = 0 the estimate sits at the bound, where the groups' jackknife collapses, and the
+    std is the one-sigma upper limit instead -- a baseline at 3 times that limit is then detected (R_s > 0)."""
+    base = Baseline(model, intensity="detector")
+    for truth in (0.15,):
+        lag, fit = _fake_stack(model, base(truth)[1][:, 0], seed=5)
+        r = fit_row_baseline(lag, model, fit, intensity="detector")
+        assert abs(r["rs"] - truth) < 3 * r["std"] and r["upper_limit"] is None
+    lag0, fit0 = _fake_stack(model, base(0.0)[1][:, 0], seed=8)  # seeds 8-12 put R_s at the bound, 6, 7, 13 off it
+    r0 = fit_row_baseline(lag0, model, fit0, intensity="detector")
+    assert r0["rs"] == 0.0 and max(r0["jackknife"]) < 0.01  # the collapsed jackknife
+    assert 0.0 < r0["upper_limit"] == r0["std"] < 0.2
+    lag3, fit3 = _fake_stack(model, base(3.0 * r0["upper_limit"])[1][:, 0], seed=7)
+    r3 = fit_row_baseline(lag3, model, fit3, intensity="detector")
+    assert r3["rs"] > 0.01 and abs(r3["rs"] - 3.0 * r0["upper_limit"]) < 3 * r3["std"]

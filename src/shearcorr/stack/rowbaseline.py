@@ -22,8 +22,9 @@ suppressed by 1/n_eff and modelled from the global fit.
 
 Fit: R_s on a grid of :data:`.steadyfit.RS_STEP` / 6 over [0, RS_MAX] then refined, weighted by the
 delete-one-group jackknife variances of the row covariances; its error is the delete-one-group jackknife
-of the whole estimate (every group re-solved; valid also at the bound R_s = 0, where B - 1 ~ R_s^4 makes
-a linear error meaningless).
+of the whole estimate (every group re-solved; B - 1 is even in R_s, so a linear error near 0 is meaningless).
+At the bound R_s = 0 the groups re-solve to 0 as well and that jackknife collapses; there the std is at least
+the one-sigma upper limit of a linear fit of the excess over the R_s = 0 baseline (:func:`_upper_limit`).
 """
 
 from __future__ import annotations
@@ -115,6 +116,28 @@ def row_jackknife(lag):
     return out
 
 
+def _upper_limit(rows_b1, shape, spk, w, ok, data, data_g) -> float:
+    r"""One-sigma upper limit of R_s when its estimate is at the bound 0 (module docstring).
+
+    The excess of the row covariances over the R_s = 0 model, :math:`r = c - (B_0 - 1)\,s - c^{spk}`, is fitted
+    linearly, :math:`a = \sum w\,r\,d / \sum w\,d^2` along :math:`d = (B_{R_*} - B_0)\,s`
+    (:math:`R_* = 4\,` RS_STEP), so a may go negative; its delete-one-group jackknife std :math:`\sigma_a`
+    is mapped back to the R_s whose excess projects to it: :math:`a(R) = \sigma_a`. RS_MAX if none does."""
+    from scipy.optimize import brentq
+
+    b0 = rows_b1(0.0)
+    d = np.where(ok, (rows_b1(4.0 * RS_STEP) - b0)[None] * shape, 0.0)
+    norm = float(np.sum(w * d * d))
+    amp = lambda c: float(np.sum(w * d * np.where(ok, c - b0[None] * shape - spk, 0.0))) / norm  # noqa: E731
+    a_g = np.array([amp(c) for c in data_g])
+    G = a_g.size
+    sigma = float(np.sqrt((G - 1.0) / G * np.sum((a_g - a_g.mean()) ** 2)))
+    proj = lambda x: float(np.sum(w * d * np.where(ok, (rows_b1(x) - b0)[None] * shape, 0.0))) / norm - sigma  # noqa: E731
+    if sigma <= 0.0:
+        return 0.0
+    return RS_MAX if proj(RS_MAX) < 0.0 else float(brentq(proj, 0.0, RS_MAX, xtol=1e-5))
+
+
 def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensity=None, errors=True) -> dict:
     """R_s from the row-mean covariances (module docstring), given the global steady fit ``fit``
     (:class:`.steadyfit.SteadyFit`: transit, shear rate, D2(tau) and its coherent prediction); ``speckle_area``:
@@ -122,7 +145,8 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensi
     ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`); ``intensity``: the frames' convention
     (:mod:`.intensity`; default the fit's); ``errors=False`` skips the jackknife (``std`` and ``jackknife`` None).
 
-    Returns a dict: ``rs``, ``std`` (delete-one-group jackknife), ``chi2``, ``n_values``, ``jackknife``
+    Returns a dict: ``rs``, ``std`` (delete-one-group jackknife; at the bound R_s = 0 at least ``upper_limit``,
+    :func:`_upper_limit`, else None), ``chi2``, ``n_values``, ``jackknife``
     (R_s per deleted group), ``lags`` and the per-row data ``cov`` (n_lags - 1, n_q) and ``model``.
     """
     sums, pairs, n_row = row_covariances(lag)
@@ -175,8 +199,13 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensi
         return float(r.x) if r.fun <= c[i] else float(grid[i])
 
     rs = solve(cov)
-    rs_g = np.array([solve(np.where(np.isfinite(jack[g]), jack[g], cov)) for g in range(G)]) if errors else None
+    data_g = [np.where(np.isfinite(jack[g]), jack[g], cov) for g in range(G)]
+    rs_g = np.array([solve(d) for d in data_g]) if errors else None
     std = float(np.sqrt((G - 1.0) / G * np.sum((rs_g - rs_g.mean()) ** 2))) if errors else None
-    return {"rs": rs, "std": std, "chi2": chi2(rs, cov), "n_values": int(ok.sum()),
+    upper = None
+    if errors and rs < grid[1]:  # at the bound the groups re-solve to 0 too: the linear excess's upper limit
+        upper = _upper_limit(rows_b1, shape, spk, w, ok, cov, data_g)
+        std = max(std, upper)
+    return {"rs": rs, "std": std, "chi2": chi2(rs, cov), "n_values": int(ok.sum()), "upper_limit": upper,
             "jackknife": None if rs_g is None else rs_g.tolist(),
             "lags": taus.tolist(), "cov": cov, "model": rows_b1(rs)[None] * shape + spk, "n_eff": n_eff}

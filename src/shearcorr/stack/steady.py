@@ -416,7 +416,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
                          start=dict(start, rs=rb["rs"]), weights=weights, segments=segs, intensity=intensity)
         fit.std["rs"] = rb["std"]
         fit.info["rs_from"] = "row means"
-        row_info = {"rs": rb["rs"], "std": rb["std"], "chi2": rb["chi2"], "n_values": rb["n_values"],
+        row_info = {"rs": rb["rs"], "std": rb["std"], "chi2": rb["chi2"], "n_values": rb["n_values"], "upper_limit": rb["upper_limit"],
                     "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1],
                     "intensity_check": _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity)}
     elif "rs" in fit.free and rs_from != "maps":
