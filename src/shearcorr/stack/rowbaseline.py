@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from .steadyfit import RS_MAX, RS_STEP, Baseline
+from .steadyfit import RS_MAX, RS_STEP, Baseline, time_mean_variance
 from .transit import footprint
 
 __all__ = ["row_covariances", "row_jackknife", "fit_row_baseline"]
@@ -159,8 +159,7 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensi
     fk = lambda s: (fp.fractions(v["transit"] * s, v["shear_rate"] * s)[1]  # noqa: E731
                     * np.clip(fp.step_keep(fit.d2(np.maximum(s, 1e-12))), 0.0, None))
     f_tau = fk(taus)
-    s_all = np.arange(1, T, dtype=np.float64)
-    var_mean = (1.0 + 2.0 * np.sum((1.0 - s_all / T) * fk(s_all))) / T  # Var of the time mean per unit (B - 1)
+    var_mean = time_mean_variance(fk, T)  # Var of the time mean per unit (B - 1)
     base = Baseline(model, weights, intensity or fit.info.get("intensity", "volume"))
     # the coherent part of the bin maps (prediction minus its baseline term), averaged over each row's pixels
     npix = np.asarray(lag.n_pix_bin, dtype=np.float64)

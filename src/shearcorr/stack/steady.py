@@ -38,7 +38,7 @@ class SteadyAnalysis:
     info: dict = field(default_factory=dict)
 
 
-def _per_lag(table, fit, c, jack, model, normalization, weights=None, segments=None):
+def _per_lag(table, fit, c, jack, model, weights=None, segments=None):
     """Each lag alone on the ratio to lag 0: (gamma L, D2, amplitude = transit factor), baseline and the
     transit's shape term (:func:`.transit.transit_shape_correction` at the global fit) held."""
     from .fitting import fit_maps
@@ -51,11 +51,10 @@ def _per_lag(table, fit, c, jack, model, normalization, weights=None, segments=N
         err = fit.errors[1:] / np.where(c[0] > 0, c[0], np.nan)[None]
     fp = footprint(getattr(model, "beam", None), L)
     fc, fb = fp.fractions(v["transit"] * pos, v["shear_rate"] * pos)
-    if normalization == "time":
-        scale = _coherent_scale(fit, model, weights)  # beta S / (beta S + B - 1); the baseline's share is 1 - scale
-        offset = (1.0 - scale)[None] * (fb * fp.step_keep(fit.d2(pos)))[:, None, None]
-    else:
-        scale, offset = np.ones(c.shape[1:]), np.zeros((pos.size,) + c.shape[1:])
+    # lag 0 = beta S + (B - 1)(1 - V), lag tau adds (B - 1)(f k - V) (steadyfit); "frame": share 0
+    scale, share = _coherent_scale(fit, model, weights)
+    vm = fit.info.get("time_mean_variance", 0.0)
+    offset = share[None] * (fb * fp.step_keep(fit.d2(pos)) - vm)[:, None, None]
     if v["transit"] != 0.0:  # the transit's shape of the coherent term (steadyfit), at the global fit's values
         delta = transit_shape_correction(model, v["flow_angle"], fit.gamma_l(pos), fit.d2(pos), v["transit"] * pos, weights)
         offset = offset + scale[None] * delta
@@ -240,7 +239,7 @@ def _configurations_through_fit(fit, model, per, gl, pos, g_c, d_c, rs_draw, n_c
     steps = [(draws.xa - draws.x - (g_c / ell) * draws.y, draws.ya - draws.y),
              (rng.standard_normal(draws.x.shape) * s_step, rng.standard_normal(draws.x.shape) * s_step)]
     d2 = fit.d2(pos)
-    scale = _coherent_scale(fit, model, weights)
+    scale = _coherent_scale(fit, model, weights)[0]
     amp = np.where(np.isfinite(per["amplitude"]), per["amplitude"], 1.0)
     idx = [fit.free.index(n) for n in names]
 
@@ -275,12 +274,14 @@ def _configurations_through_fit(fit, model, per, gl, pos, g_c, d_c, rs_draw, n_c
 
 
 def _coherent_scale(fit, model, weights):
-    """beta S / (beta S + B - 1) per bin: how the coherent term enters the ratio to lag 0 ("time"); 1 ("frame")."""
+    """(scale, share) per bin: how the coherent term and the baseline (B - 1) enter the ratio to lag 0, each
+    divided by lag 0 = beta S + (B - 1)(1 - V) (V the time mean's variance, steadyfit); "frame": (1, 0)."""
     v = fit.values
     if fit.info.get("normalization") != "time":
-        return np.ones((model.n_q, model.n_phi))
+        return np.ones((model.n_q, model.n_phi)), np.zeros((model.n_q, model.n_phi))
     S, B1 = Baseline(model, weights, fit.info.get("intensity", "volume"))(v["rs"])
-    return v["beta"] * S / (v["beta"] * S + B1)
+    lag0 = v["beta"] * S + B1 * (1.0 - fit.info.get("time_mean_variance", 0.0))
+    return v["beta"] * S / lag0, B1 / lag0
 
 
 def _propagate_held_rs(fit, rs_jackknife, rs_extra_std=0.0) -> dict:
@@ -392,9 +393,10 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     table = build_table(model, rs_tab, 1.6 * sr * L * W + 10.0, d2_w, executor=executor, cache_dir=cache_dir, **steps)
     start = {"shear_rate": sr, "diffusion": D, "exponent": 1.0, "transit": 0.0, "rs": rs_tab}
     norm = lag.normalization
+    n_frames = int(lag.stop - lag.start)
     fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=phi, beta0=beta0,
                      fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs, start=start, weights=weights,
-                     segments=segs, intensity=intensity)
+                     segments=segs, intensity=intensity, n_frames=n_frames)
     rebuilt = False
     if "rs" in fit.free and abs(fit.values["rs"] - rs_tab) > 0.075:
         rs_tab = round(fit.values["rs"], 2)
@@ -402,7 +404,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit", "rs")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
                          beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=fit_rs,
-                         start=start, weights=weights, segments=segs, intensity=intensity)
+                         start=start, weights=weights, segments=segs, intensity=intensity, n_frames=n_frames)
         rebuilt = True
     row_info = None
     if "rs" in fit.free and rs_from == "rows":
@@ -413,7 +415,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
                          beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=False,
-                         start=dict(start, rs=rb["rs"]), weights=weights, segments=segs, intensity=intensity)
+                         start=dict(start, rs=rb["rs"]), weights=weights, segments=segs, intensity=intensity, n_frames=n_frames)
         fit.std["rs"] = rb["std"]
         fit.info["rs_from"] = "row means"
         row_info = {"rs": rb["rs"], "std": rb["std"], "chi2": rb["chi2"], "n_values": rb["n_values"], "upper_limit": rb["upper_limit"],
@@ -421,7 +423,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
                     "intensity_check": _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity)}
     elif "rs" in fit.free and rs_from != "maps":
         raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
-    per = _per_lag(table, fit, c, jack, model, norm, weights, segs)
+    per = _per_lag(table, fit, c, jack, model, weights, segs)
     rs_meas = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free or row_info is not None else None
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed,
                                  rs_measured=rs_meas, weights=weights)

@@ -51,7 +51,7 @@ from ..errors import ShearcorrError
 from .intensity import detector_baseline
 from .transit import footprint, transit_shape_correction
 
-__all__ = ["SteadyFit", "Baseline", "fit_steady", "lag_map_errors", "lag_ratios", "STEADY_PARAMS"]
+__all__ = ["SteadyFit", "Baseline", "fit_steady", "lag_map_errors", "lag_ratios", "time_mean_variance", "STEADY_PARAMS"]
 
 STEADY_PARAMS = ("shear_rate", "diffusion", "exponent", "transit", "rs", "beta", "flow_angle")
 #: R_s grid of the baseline interpolation: step and upper end (the fit's bound).
@@ -137,6 +137,23 @@ def lag_ratios(c: np.ndarray, jack: np.ndarray, segments=None):
             mean_k, K = np.nanmean(groups, axis=0), np.full(plain.shape, float(G))
         r = np.where(np.isfinite(mean_k) & (K > 1), K * plain - (K - 1) * mean_k, plain)
     return r, plain, groups
+
+
+def time_mean_variance(shared, n_frames: int, nodes: int = 64) -> float:
+    r"""Variance of the time mean of a unit baseline fluctuation over ``n_frames`` frames, which the 'time'
+    normalisation (frames divided by their time mean) removes from every lag:
+
+    .. math:: V = \frac{1}{T}\Big[1 + 2\sum_{s=1}^{T-1}\Big(1 - \frac{s}{T}\Big) g(s)\Big]
+
+    g(s) = ``shared(s)``, the baseline's shared fraction at lag s (f_s k_s; vectorised over s), evaluated on
+    ``nodes`` geometric lags and interpolated linearly between them (the sum is smooth in s)."""
+    T = int(n_frames)
+    if T < 2:
+        return 1.0
+    s_all = np.arange(1, T, dtype=np.float64)
+    at = np.unique(np.round(np.geomspace(1.0, T - 1.0, min(nodes, T - 1))))
+    g = np.interp(s_all, at, np.asarray(shared(at), dtype=np.float64))
+    return float((1.0 + 2.0 * np.sum((1.0 - s_all / T) * g)) / T)
 
 
 def _one_sided_rs(resid, x, j, err, chi2, rs_max):
@@ -285,7 +302,7 @@ class Baseline:
 
 def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0, beta0, tau_ref=None,
                fit_exponent=True, fit_transit=True, fit_rs=None, start=None, max_nfev=200, weights=None,
-               segments=None, intensity="volume") -> SteadyFit:
+               segments=None, intensity="volume", n_frames=None) -> SteadyFit:
     """Fit the steady-shear model to lag maps (module docstring).
 
     Parameters
@@ -317,6 +334,9 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         correction (:func:`lag_ratios`; default: the groups of origins).
     intensity : {"volume", "detector"}
         What the frames were divided by (:class:`Baseline`; "time" normalisation only).
+    n_frames : int, optional
+        Frames of the stack ("time" normalisation): the baseline's variance of the time mean, which that
+        normalisation removes, is subtracted from every lag (:func:`time_mean_variance`); None: not modelled.
     """
     lags = np.asarray(lags, dtype=np.int64)
     c = np.asarray(c, dtype=np.float64)
@@ -337,6 +357,13 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
     lo_full = np.array([0.0, 1e-8, 0.1, 0.0, 0.0, 1e-6, phi0 - np.pi / 4])
     hi_full = np.array([np.inf, np.inf, 2.5, vmax, RS_MAX, 2.0, phi0 + np.pi / 4])
     xs_full = np.array([max(full0[0], 1e-4), max(full0[1], 1e-3), 0.1, max(vmax / 20, 1e-3), 0.05, 0.05, 0.02])
+    def var_mean(v):  # the baseline's variance of the time mean (per unit B - 1), removed by the normalisation
+        sr, D, al, tr = v[:4]
+        if n_frames is None or normalization != "time":
+            return 0.0
+        return time_mean_variance(lambda s: fp.fractions(tr * s, sr * s)[1] * fp.step_keep(
+            np.sqrt(np.clip(2.0 * D * tau_ref * (s / tau_ref) ** al, 0.0, None))), n_frames)
+
     def maps(v):
         sr, D, al, tr, rs, beta, ph = v
         gl = sr * L * pos
@@ -351,8 +378,9 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         out = np.empty(c.shape)
         if normalization == "time":
             S, B1 = base(rs)
-            out[0] = beta * S + B1
-            out[1:] = beta * S[None] * coh + B1[None] * (f * keep)[:, None, None]
+            vm = var_mean(v)
+            out[0] = beta * S + B1 * (1.0 - vm)
+            out[1:] = beta * S[None] * coh + B1[None] * (f * keep - vm)[:, None, None]
         else:
             out[0] = beta
             out[1:] = beta * coh
@@ -456,7 +484,8 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
         std[n], nom[n] = float(std_jk[j]), float(std_nom[j])
     return SteadyFit(values=values, std=std, std_nominal=nom, free=names, cov=cov, tau_ref=tau_ref, lags=lags,
                      prediction=pred, errors=np.concatenate([err[:1], err[1:] * c0[None]]), chi2=chi2, dof=dof,
-                     info={"beam_size": L, "normalization": normalization, "intensity": intensity, "n_groups": int(G), "success": bool(sol.success),
+                     info={"beam_size": L, "normalization": normalization, "intensity": intensity,
+                           "n_frames": n_frames, "time_mean_variance": var_mean(v), "n_groups": int(G), "success": bool(sol.success),
                            "jackknife_deltas": dict(zip(names, dth.T.tolist())),  # per group of origins (linear)
                            "nfev": int(sol.nfev), "n_values": int(r.size), "table_rs": table.rs,
                            "rs_gradient": rs_gradient,
