@@ -39,7 +39,8 @@ def register(sub) -> None:
     g.add_argument("--max-lag", type=positive_int, default=20, help="largest lag in frames (default 20)")
     g.add_argument("--groups", type=positive_int, default=20, help="groups of time origins for the errors (default 20)")
     g.add_argument("--normalization", choices=CHOICES["normalization"], default=None,
-                   help="time: ring means over all frames (ensemble: R_s measurable, default); frame: per frame")
+                   help="frame: each frame by its ring means (default for --intensity detector); time: by the ring "
+                        "means over all frames (ensemble baseline in the maps; default for --intensity volume)")
     g.add_argument("--intensity", choices=CHOICES["intensity"], default="detector",
                    help="frames as a detector records them (default) or divided by their scattering volume (the "
                         "paper's eq. 1, synth-stack --intensity volume): sets the baseline that carries R_s")

@@ -241,7 +241,9 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     frames : "A:B" or (start, stop), optional
         Frames of the stack to analyse.
     max_lag, groups, normalization : steady mode (lags 0..max_lag; origin groups for the errors;
-        "time" (default, ensemble: R_s measurable) or "frame").
+        "frame" (each frame divided by its ring means) or "time" (by their time means: the ensemble baseline in the
+        maps); default "frame" for detector frames, "time" for volume frames (``intensity``); R_s is measured on
+        the q-row means of the raw frames with either).
     time_bins, c2_bins : twotime mode (time bins; bin labels with full-resolution C(t1, t2)).
     period, period_s, timestamps, max_cycles : echo mode.
     flow_angle_deg : float, optional
@@ -258,9 +260,9 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         Detector counts per photon (default 1: a photon-counting detector); scales the shot-noise terms. Two
         frames are checked against it (:func:`shearcorr.experiment.checks.gain_warning`).
     intensity : {"detector", "volume"}
-        Steady mode, "time" normalisation: the frames as a detector records them (default), or divided by their
-        configuration's scattering volume (the paper's eq. 1; ``synth-stack --intensity volume``); it sets the
-        baseline that carries R_s (:mod:`.intensity`).
+        Steady mode: the frames as a detector records them (default), or divided by their configuration's
+        scattering volume (the paper's eq. 1; ``synth-stack --intensity volume``); it sets the baseline that
+        carries R_s (:mod:`.intensity`) and the default ``normalization``.
     """
     from ..experiment.checks import check_gain, model_q_range
     from ..experiment.correlation import q_bin_edges
@@ -274,6 +276,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
     t0 = time.perf_counter()
     check_choice("stack_mode", mode, what="mode")
     check_choice("displacement", displacement)
+    intensity = check_choice("intensity", intensity)
     out = None if output is None else check_output_folder(output, overwrite=overwrite)
     for name, v in (("n_q", n_q), ("n_phi", n_phi), ("max_lag", max_lag), ("groups", groups), ("time_bins", time_bins),
                     ("max_cycles", max_cycles)):
@@ -321,7 +324,10 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         from .engine import lag_sums
         from .steady import analyze_steady
 
-        norm = "time" if normalization is None else check_choice("normalization", normalization)
+        # detector frames: the maps normalised per frame (the particle number in the beam divides out, as the
+        # paper's S does), R_s from the row means of the raw frames; volume frames: the ensemble ('time') maps
+        norm = (("frame" if intensity == "detector" else "time") if normalization is None
+                else check_choice("normalization", normalization))
         if n <= int(max_lag):
             raise ShearcorrError(f"the stack has {n} frames, not more than the lag window of {max_lag} frames; "
                                  "use a smaller --max-lag or more frames")

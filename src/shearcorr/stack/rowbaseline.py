@@ -140,7 +140,8 @@ def _upper_limit(rows_b1, shape, spk, w, ok, data, data_g) -> float:
 
 def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensity=None, errors=True) -> dict:
     """R_s from the row-mean covariances (module docstring), given the global steady fit ``fit``
-    (:class:`.steadyfit.SteadyFit`: transit, shear rate, D2(tau) and its coherent prediction); ``speckle_area``:
+    (:class:`.steadyfit.SteadyFit`, either normalisation: transit, shear rate, D2(tau) and its coherent
+    prediction; the row means are those of the raw frames); ``speckle_area``:
     pixels per independent speckle of each row's mean (scalar or (n_q,); :func:`.analysis.speckle_area`);
     ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`); ``intensity``: the frames' convention
     (:mod:`.intensity`; default the fit's); ``errors=False`` skips the jackknife (``std`` and ``jackknife`` None).
@@ -163,8 +164,10 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensi
     base = Baseline(model, weights, intensity or fit.info.get("intensity", "volume"))
     # the coherent part of the bin maps (prediction minus its baseline term), averaged over each row's pixels
     npix = np.asarray(lag.n_pix_bin, dtype=np.float64)
-    _, b1_fit = base(v["rs"])
-    coh = fit.prediction[1:] - b1_fit[None] * f_tau[:, None, None]
+    coh = fit.prediction[1:]
+    if fit.info.get("normalization", "time") == "time":  # the fit's baseline term (B - 1)(f k - V) removed
+        _, b1_fit = base(v["rs"])
+        coh = coh - b1_fit[None] * (f_tau - fit.info.get("time_mean_variance", 0.0))[:, None, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         coh_row = np.nansum(coh * npix[None], axis=2) / npix.sum(axis=1)[None]
     n_eff = n_row / np.maximum(np.asarray(speckle_area, dtype=np.float64), 1.0)

@@ -351,16 +351,17 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
        clear; shear rate = gamma L / (tau L), D = D2^2 / (2 tau).
     3. The pair table over the lag window, :func:`fit_steady`; if the fitted R_s is more than 0.075
        from the table's, the table is rebuilt at the fitted R_s and the fit repeated.
-    4. With R_s fitted and ``rs_from="rows"`` (the default): R_s from the covariance of the q-row mean
-       intensities (:func:`.rowbaseline.fit_row_baseline`, the baseline alone; ``speckle_area``: pixels per
-       independent speckle of each row, :func:`.analysis.speckle_area`), and the global fit repeated with R_s
-       held there (``rs_from="maps"``: R_s of the global fit, where it also absorbs misfits of the coherent term
-       at high q; docs/stacks.md).
+    4. With ``rs_from="rows"`` (the default) and R_s fitted ("time") or not excluded (``fit_rs`` not False,
+       "frame"): R_s from the covariance of the q-row mean intensities of the raw frames
+       (:func:`.rowbaseline.fit_row_baseline`, the baseline alone; ``speckle_area``: pixels per independent
+       speckle of each row, :func:`.analysis.speckle_area`), and the global fit repeated with R_s held there
+       (the table rebuilt if it is more than 0.075 away) (``rs_from="maps"``: R_s of the global "time" fit,
+       where it also absorbs misfits of the coherent term at high q; docs/stacks.md).
     5. Every lag alone with the table (:func:`_per_lag`), for the model-free gamma L(tau), D2(tau).
 
     ``intensity``: ``"detector"`` (the default: frames as a detector records them, the number of particles in the
     beam not divided out) or ``"volume"`` (each frame divided by its configuration's scattering volume, the paper's
-    eq. 1); the baseline of the "time" normalisation differs (:mod:`.intensity`).
+    eq. 1); the baseline of the "time" normalisation and of the row means differs (:mod:`.intensity`).
     """
     from ..choices import check_choice
     from .prelim import build_table, pair_fit_map
@@ -407,11 +408,16 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
                          start=start, weights=weights, segments=segs, intensity=intensity, n_frames=n_frames)
         rebuilt = True
     row_info = None
-    if "rs" in fit.free and rs_from == "rows":
+    if rs_from == "rows" and ("rs" in fit.free or (norm == "frame" and fit_rs is not False)):
         from .rowbaseline import fit_row_baseline
 
         rb = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights)
-        rs_maps = (fit.values["rs"], fit.std["rs"])
+        rs_maps = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free else (None, None)
+        if abs(rb["rs"] - table.rs) > 0.075:  # the pair model's own R_s (frame maps: the table's start value)
+            rs_tab = round(rb["rs"], 2)
+            table = build_table(model, rs_tab, 1.6 * sr * L * W + 10.0, d2_w, executor=executor, cache_dir=cache_dir,
+                                **steps)
+            rebuilt = True
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
                          beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=False,
