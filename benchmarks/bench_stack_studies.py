@@ -6,7 +6,9 @@ errors and the z-score mean and spread z = (fit - truth) / std.
 
 * steady: 160^2 frames (0.5 pixel per speckle, q R0 up to ~1.8), 600 frames, shear rate 4/800 per
   frame, D = 0.125 R0^2 per frame, transit 40 R0 per frame, R_s cycling over 0.10 / 0.15 / 0.20 / 0.25 with
-  the seed (``--first-seed``, default 1000); lags 0..10, the 'time' normalisation (R_s from the baseline);
+  the seed (``--first-seed``, default 1000); lags 0..10; frames as a detector records them (``--intensity``;
+  'volume': divided by their scattering volume, as every study before 2026-12-01), analysed with that convention's
+  defaults (R_s from the q-row means);
   with ``--stack-cache`` the lag sums and model of every stack are kept there too (``steady_SEED.lags.pkl``),
   and ``--refit`` fits those kept lag sums again with the current code (no rendering, no correlation);
   ``--rows FILE ...`` pools the per-stack rows that earlier runs printed instead (no fits). Summary per quantity:
