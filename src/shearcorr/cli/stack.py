@@ -104,7 +104,8 @@ def _kwargs(args) -> dict:
                 period_s=args.period_s, timestamps=args.timestamps, max_cycles=args.max_cycles,
                 flow_angle_deg=args.flow_angle, frame_time=args.frame_time, flux=args.flux,
                 fit_exponent=not args.fixed_exponent, fit_transit=not args.no_transit, cache_dir=args.cache,
-                plots=not args.no_plots, overwrite=args.overwrite, seed=args.seed, gain=args.gain, intensity=args.intensity)
+                plots=not args.no_plots, overwrite=args.overwrite, seed=args.seed, gain=args.gain,
+                intensity=args.intensity)
 
 
 def _pv(d) -> str:

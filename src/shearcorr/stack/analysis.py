@@ -367,7 +367,8 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
 
     options = {"mode": mode, "frames": [start, stop], "dataset": getattr(src, "dataset", dataset), "n_q": int(n_q),
                "n_phi": int(n_phi), "q_min": q_min, "q_max": q_max, "n_l2": float(n_l2), "displacement": displacement,
-               "max_lag": int(max_lag), "normalization": normalization, "intensity": intensity, "groups": int(groups), "time_bins": int(time_bins),
+               "max_lag": int(max_lag), "normalization": normalization, "intensity": intensity,
+               "groups": int(groups), "time_bins": int(time_bins),
                "c2_bins": c2_bins, "period": period, "period_s": period_s, "timestamps": timestamps if isinstance(timestamps, str)
                else None, "max_cycles": int(max_cycles), "flow_angle_deg": flow_angle_deg, "frame_time": frame_time,
                "fit_exponent": bool(fit_exponent), "fit_transit": bool(fit_transit), "seed": seed, "gain": gain}

@@ -16,9 +16,12 @@ R_s = 0 (the Poisson variance of the particle number), :math:`e^{36R_s^2}/n_{\rm
 of the coherent part at lag 0 is exactly 1 (the field's fourth moment, :math:`E|A|^4 = 2E[P]^2 + \mathrm{Var}\,P`
 for qL >> 1), where per-configuration normalised frames have the engine's A - B, close to
 :math:`1 - \Delta B` with :math:`\Delta B \approx (1/n_{\rm eff})[2E[w^2V^2]/(E[w^2]E[V^2]) - E[V^4]/E[V^2]^2]`
-(the delta method). Assumed: a dilute suspension (the particle number's variance equals its mean; a structure
-factor S(0) != 1 would scale the number part and is not modelled). The measurement is in docs/stacks.md ("Frames as
-a detector records them").
+(the delta method). The q-row means of the raw frames carry the same B - 1 under either normalisation of the maps
+(:mod:`.rowbaseline`); normalising each frame by its own ring means (``normalization="frame"``, the default for
+detector frames) divides the number out of the maps, as S does. Assumed: a dilute suspension (the particle
+number's variance equals its mean; a structure factor S(0) != 1 would scale the number part and is not modelled)
+and a constant incident flux (or one divided out). The measurement is in docs/stacks.md ("Frames as a detector
+records them").
 """
 
 from __future__ import annotations

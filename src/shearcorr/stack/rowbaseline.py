@@ -116,7 +116,7 @@ def row_jackknife(lag):
     return out
 
 
-def _upper_limit(rows_b1, shape, spk, w, ok, data, data_g) -> float:
+def _upper_limit(rows_b1, shape, spk, w, ok, data_g) -> float:
     r"""One-sigma upper limit of R_s when its estimate is at the bound 0 (module docstring).
 
     The excess of the row covariances over the R_s = 0 model, :math:`r = c - (B_0 - 1)\,s - c^{spk}`, is fitted
@@ -132,9 +132,12 @@ def _upper_limit(rows_b1, shape, spk, w, ok, data, data_g) -> float:
     a_g = np.array([amp(c) for c in data_g])
     G = a_g.size
     sigma = float(np.sqrt((G - 1.0) / G * np.sum((a_g - a_g.mean()) ** 2)))
-    proj = lambda x: float(np.sum(w * d * np.where(ok, (rows_b1(x) - b0)[None] * shape, 0.0))) / norm - sigma  # noqa: E731
     if sigma <= 0.0:
         return 0.0
+
+    def proj(x):  # the excess at R_s = x along d, minus sigma
+        return float(np.sum(w * d * np.where(ok, (rows_b1(x) - b0)[None] * shape, 0.0))) / norm - sigma
+
     return RS_MAX if proj(RS_MAX) < 0.0 else float(brentq(proj, 0.0, RS_MAX, xtol=1e-5))
 
 
@@ -206,7 +209,7 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensi
     std = float(np.sqrt((G - 1.0) / G * np.sum((rs_g - rs_g.mean()) ** 2))) if errors else None
     upper = None
     if errors and rs < grid[1]:  # at the bound the groups re-solve to 0 too: the linear excess's upper limit
-        upper = _upper_limit(rows_b1, shape, spk, w, ok, cov, data_g)
+        upper = _upper_limit(rows_b1, shape, spk, w, ok, data_g)
         std = max(std, upper)
     return {"rs": rs, "std": std, "chi2": chi2(rs, cov), "n_values": int(ok.sum()), "upper_limit": upper,
             "jackknife": None if rs_g is None else rs_g.tolist(),

@@ -335,8 +335,8 @@ def _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity) -> d
     warn = None
     if chi[intensity] > INTENSITY_CHI2 and chi[other] * INTENSITY_RATIO < chi[intensity]:
         warn = (f"the q-row means fit the '{other}' intensity convention far better than '{intensity}' (chi2 per value "
-                f"{chi[other]:.3g} against {chi[intensity]:.3g}): R_s, D and the shear rate may be biased; analyse again "
-                f"with --intensity {other}")
+                f"{chi[other]:.3g} against {chi[intensity]:.3g}): R_s, D and the shear rate may be biased; analyse "
+                f"again with --intensity {other}")
     return {"chi2_red": chi, "rs_other": ro["rs"], "warning": warn}
 
 
@@ -367,6 +367,8 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     from .prelim import build_table, pair_fit_map
 
     intensity = check_choice("intensity", intensity)
+    if rs_from not in ("rows", "maps"):
+        raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
     lags = lag.lags
     if lags[0] != 0 or lags.size < 3 or np.any(np.diff(lags) != 1):
         raise ShearcorrError("the steady mode needs the lags 0, 1, ..., max_lag (max_lag >= 2)")
@@ -421,14 +423,13 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         start = {k: fit.values[k] for k in ("shear_rate", "diffusion", "exponent", "transit")}
         fit = fit_steady(c, jack, lags, table, model, n_pix=npix, normalization=norm, phi0=fit.values["flow_angle"],
                          beta0=fit.values["beta"], fit_exponent=fit_exponent, fit_transit=fit_transit, fit_rs=False,
-                         start=dict(start, rs=rb["rs"]), weights=weights, segments=segs, intensity=intensity, n_frames=n_frames)
+                         start=dict(start, rs=rb["rs"]), weights=weights, segments=segs, intensity=intensity,
+                         n_frames=n_frames)
         fit.std["rs"] = rb["std"]
         fit.info["rs_from"] = "row means"
-        row_info = {"rs": rb["rs"], "std": rb["std"], "chi2": rb["chi2"], "n_values": rb["n_values"], "upper_limit": rb["upper_limit"],
-                    "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1],
+        row_info = {"rs": rb["rs"], "std": rb["std"], "chi2": rb["chi2"], "n_values": rb["n_values"],
+                    "upper_limit": rb["upper_limit"], "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1],
                     "intensity_check": _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity)}
-    elif "rs" in fit.free and rs_from != "maps":
-        raise ShearcorrError(f"rs_from must be 'rows' or 'maps', got {rs_from!r}")
     per = _per_lag(table, fit, c, jack, model, weights, segs)
     rs_meas = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free or row_info is not None else None
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed,

@@ -485,7 +485,8 @@ def fit_steady(c, jack, lags, table, model, *, n_pix, normalization="time", phi0
     return SteadyFit(values=values, std=std, std_nominal=nom, free=names, cov=cov, tau_ref=tau_ref, lags=lags,
                      prediction=pred, errors=np.concatenate([err[:1], err[1:] * c0[None]]), chi2=chi2, dof=dof,
                      info={"beam_size": L, "normalization": normalization, "intensity": intensity,
-                           "n_frames": n_frames, "time_mean_variance": var_mean(v), "n_groups": int(G), "success": bool(sol.success),
+                           "n_frames": n_frames, "time_mean_variance": var_mean(v), "n_groups": int(G),
+                           "success": bool(sol.success),
                            "jackknife_deltas": dict(zip(names, dth.T.tolist())),  # per group of origins (linear)
                            "nfev": int(sol.nfev), "n_values": int(r.size), "table_rs": table.rs,
                            "rs_gradient": rs_gradient,

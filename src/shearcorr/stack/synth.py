@@ -349,8 +349,8 @@ def oscillatory_stack(params: SystemParams, n_cycles: int, period: int, *, strai
             Y = Y + rng_step.standard_normal(Y.size) * s_irr
 
     look = (flow_angle_deg, contrast, counts)
-    truth = _truth(params, "oscillatory", look, dq, frame_time, seed, intensity=_intensity(intensity), n_cycles=n_cycles,
-                   period_frames=period,
+    truth = _truth(params, "oscillatory", look, dq, frame_time, seed, intensity=_intensity(intensity),
+                   n_cycles=n_cycles, period_frames=period,
                    strain_amplitude=float(strain_amplitude), d2_cycle=float(d2_cycle),
                    irreversible_fraction=float(irreversible_fraction), d2_irreversible=float(d_irr),
                    residual_strain=float(residual_strain), gamma_l_residual=float(residual_strain * L),
