@@ -104,16 +104,43 @@ def test_baseline_rows_follow_the_pixel_weights(model):
 def test_row_baseline_of_detector_frames_and_its_upper_limit(model):
     """Detector frames (the particle number's variance in the baseline, .intensity): R_s = 0.15 recovered within
     3 jackknife errors; at R_s = 0 the estimate sits at the bound, where the groups' jackknife collapses, and the
-    std is the one-sigma upper limit instead -- a baseline at 3 times that limit is then detected (R_s > 0)."""
+    std is the one-sigma upper limit instead -- a baseline at 3 times that limit is then detected (R_s > 0). The
+    68 / 95 % intervals of the linear excess bracket the estimate and hold the truth."""
     base = Baseline(model, intensity="detector")
     for truth in (0.15,):
         lag, fit = _fake_stack(model, base(truth)[1][:, 0], seed=5)
         r = fit_row_baseline(lag, model, fit, intensity="detector")
         assert abs(r["rs"] - truth) < 3 * r["std"] and r["upper_limit"] is None
+        lo, hi = r["interval95"]
+        assert lo < r["interval68"][0] < r["rs"] < r["interval68"][1] < hi and lo < truth < hi
     lag0, fit0 = _fake_stack(model, base(0.0)[1][:, 0], seed=8)  # seeds 8-12 put R_s at the bound, 6, 7, 13 off it
     r0 = fit_row_baseline(lag0, model, fit0, intensity="detector")
     assert r0["rs"] == 0.0 and max(r0["jackknife"]) < 0.01  # the collapsed jackknife
     assert 0.0 < r0["upper_limit"] == r0["std"] < 0.2
+    assert r0["interval95"][0] == 0.0 and r0["interval95"][1] > r0["upper_limit"]  # the truth, 0, inside
     lag3, fit3 = _fake_stack(model, base(3.0 * r0["upper_limit"])[1][:, 0], seed=7)
     r3 = fit_row_baseline(lag3, model, fit3, intensity="detector")
     assert r3["rs"] > 0.01 and abs(r3["rs"] - 3.0 * r0["upper_limit"]) < 3 * r3["std"]
+
+
+def test_kept_in_row_against_a_monte_carlo_of_advected_points(model):
+    """The share of a row's pixels whose speckle stays in the row under strain gamma (q -> q + gamma q_par e_perp):
+    1 at gamma = 0; at gamma = 0.05 the uniform sub-grid's value equals points uniform in ln q and azimuth moved
+    exactly, within 0.01 (the sub-grid's cells are uniform in ln q; its azimuths are the model's 6 x sp nodes)."""
+    from shearcorr.stack.rowbaseline import _kept_in_row
+
+    npix = np.ones((model.n_q, model.n_phi))
+    np.testing.assert_allclose(_kept_in_row(model, None, npix, [0.0], 0.3)[0], 1.0, atol=1e-12)
+    g, phi0 = 0.05, 0.3
+    kept = _kept_in_row(model, None, npix, [g], phi0)[0]
+    rng = np.random.default_rng(2)
+    lq = np.log(model.q_edges)
+    for i in range(model.n_q):
+        lnq = rng.uniform(lq[i], lq[i + 1], 200000)
+        psi = rng.uniform(0.0, np.pi, lnq.size) - phi0
+        q = np.exp(lnq)
+        qx, qy = q * np.cos(psi), q * np.sin(psi)
+        moved = np.log(np.hypot(qx, qy + g * qx))
+        mc = np.mean((moved >= lq[i]) & (moved < lq[i + 1]))
+        assert abs(kept[i] - mc) < 0.01, (i, kept[i], mc)
+    assert np.all(kept < 0.95)  # rows a factor 2^(1/3) wide lose ~10 % of their speckles at this strain

@@ -187,12 +187,14 @@ def speckle_area(rows: np.ndarray, speckle_px: float, beam_center, n_q: int) -> 
     r"""Pixels per independent speckle of each q row's mean intensity, (n_q,):
     :math:`a_r = s^2 (1 + f_r)` with s the speckle size (pixels; the intensity covariance of a coherent square
     footprint, sinc^2 x sinc^2, sums to s^2 over pixel offsets) and f_r the fraction of the row's pixels whose
-    Friedel mirror (the pixel at 2c - p, the same speckle) is in the row too. ``rows``: the q row of each pixel
+    Friedel mirror (the point 2c - p, the same speckle, at the same |q|) falls on a used pixel. ``rows``: the q row of each pixel
     (-1: unused); ``beam_center``: (col, row) of q = 0."""
     from ..experiment.correlation import _mirror
 
     used = rows >= 0
-    mirrored = used & (_mirror(rows + 1, beam_center) - 1 == rows)
+    # the mirror point 2c - p has the same |q|: it is in the row whenever its pixel is used (the nearest pixel
+    # may fall in a neighbouring thin row; the speckle's covariance still sums to s^2 around the exact point)
+    mirrored = used & (_mirror(rows + 1, beam_center) > 0)
     n = np.bincount(rows[used], minlength=n_q).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         f = np.where(n > 0, np.bincount(rows[mirrored], minlength=n_q) / n, 0.0)

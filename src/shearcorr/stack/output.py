@@ -69,6 +69,13 @@ def _row_chi2_red(analysis):
     return None if not r or not r.get("n_values") else float(r["chi2"]) / float(r["n_values"])
 
 
+def _rs_intervals(analysis) -> dict:
+    """R_s's 68 % and 95 % intervals from the row means' linear excess (``rowbaseline._excess_intervals``:
+    asymmetric near 0, where a symmetric std misleads), or {} where R_s did not come from the row means."""
+    r = analysis.info.get("rs_row_means") or {}
+    return {k: r[k] for k in ("interval68", "interval95") if r.get(k) is not None}
+
+
 def summarize(mode, analysis, ctx, src, options) -> dict:
     """The JSON summary of a stack analysis (result.json)."""
     r0 = ctx["geometry"].particle_radius_nm
@@ -102,7 +109,8 @@ def summarize(mode, analysis, ctx, src, options) -> dict:
                       note=None if rs_fit and k_conf >= MIN_CONFIGURATIONS_RS else
                       "R_s needs the 'time' normalisation (ensemble baseline)" if not rs_fit else
                       f"R_s from the baseline needs >= {MIN_CONFIGURATIONS_RS} independent configurations; "
-                      f"this stack samples {k_conf:.1f}", row_model_chi2_red=_row_chi2_red(analysis)),
+                      f"this stack samples {k_conf:.1f}", row_model_chi2_red=_row_chi2_red(analysis),
+                      **_rs_intervals(analysis)),
             "configurations": analysis.info["configurations"],
             "contrast": _pv(v["beta"], s["beta"]),
             "flow_angle_deg": _flow(v["flow_angle"], s["flow_angle"]),

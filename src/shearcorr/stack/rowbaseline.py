@@ -24,7 +24,9 @@ Fit: R_s on a grid of :data:`.steadyfit.RS_STEP` / 6 over [0, RS_MAX] then refin
 delete-one-group jackknife variances of the row covariances; its error is the delete-one-group jackknife
 of the whole estimate (every group re-solved; B - 1 is even in R_s, so a linear error near 0 is meaningless).
 At the bound R_s = 0 the groups re-solve to 0 as well and that jackknife collapses; there the std is at least
-the one-sigma upper limit of a linear fit of the excess over the R_s = 0 baseline (:func:`_upper_limit`).
+the one-sigma upper limit of a linear fit of the excess over the R_s = 0 baseline, and the 68 % and 95 % intervals
+of R_s come from that linear excess (:func:`_excess_intervals`: asymmetric near 0, where R_s is the square root
+of a noisy excess).
 """
 
 from __future__ import annotations
@@ -116,13 +118,15 @@ def row_jackknife(lag):
     return out
 
 
-def _upper_limit(rows_b1, shape, spk, w, ok, data_g) -> float:
-    r"""One-sigma upper limit of R_s when its estimate is at the bound 0 (module docstring).
+def _excess_intervals(rows_b1, shape, spk, w, ok, data_g, rs) -> dict:
+    r"""Intervals of R_s from the linear excess of the row covariances over the R_s = 0 model (module docstring).
 
-    The excess of the row covariances over the R_s = 0 model, :math:`r = c - (B_0 - 1)\,s - c^{spk}`, is fitted
-    linearly, :math:`a = \sum w\,r\,d / \sum w\,d^2` along :math:`d = (B_{R_*} - B_0)\,s`
-    (:math:`R_* = 4\,` RS_STEP), so a may go negative; its delete-one-group jackknife std :math:`\sigma_a`
-    is mapped back to the R_s whose excess projects to it: :math:`a(R) = \sigma_a`. RS_MAX if none does."""
+    The excess :math:`r = c - (B_0 - 1)\,s - c^{spk}` along :math:`d = (B_{R_*} - B_0)\,s`
+    (:math:`R_* = 4\,` RS_STEP) is linear in the data, :math:`a = \sum w\,r\,d / \sum w\,d^2`, and may go
+    negative, so its delete-one-group jackknife std :math:`\sigma_a` holds near R_s = 0, where B - 1 is even in
+    R_s and R_s's own jackknife fails (it collapses at the bound). With :math:`a(R)` the excess of the model at R,
+    the intervals are :math:`a^{-1}(a(R_s) \pm k\sigma_a)` (0 below, RS_MAX above) for k = 1, 2 -- asymmetric
+    near 0 -- and the one-sigma upper limit :math:`a^{-1}(\sigma_a)` for an estimate at the bound."""
     from scipy.optimize import brentq
 
     b0 = rows_b1(0.0)
@@ -132,16 +136,51 @@ def _upper_limit(rows_b1, shape, spk, w, ok, data_g) -> float:
     a_g = np.array([amp(c) for c in data_g])
     G = a_g.size
     sigma = float(np.sqrt((G - 1.0) / G * np.sum((a_g - a_g.mean()) ** 2)))
-    if sigma <= 0.0:
-        return 0.0
 
-    def proj(x):  # the excess at R_s = x along d, minus sigma
-        return float(np.sum(w * d * np.where(ok, (rows_b1(x) - b0)[None] * shape, 0.0))) / norm - sigma
+    def excess(x):  # the model's excess at R_s = x along d
+        return float(np.sum(w * d * np.where(ok, (rows_b1(x) - b0)[None] * shape, 0.0))) / norm
 
-    return RS_MAX if proj(RS_MAX) < 0.0 else float(brentq(proj, 0.0, RS_MAX, xtol=1e-5))
+    top = excess(RS_MAX)
+
+    def inverse(target):
+        if target <= 0.0:
+            return 0.0
+        return RS_MAX if target >= top else float(brentq(lambda x: excess(x) - target, 0.0, RS_MAX, xtol=1e-5))
+
+    a0 = excess(rs)
+    return {"excess_std": sigma, "upper_limit": inverse(sigma),
+            "interval68": [inverse(a0 - sigma), inverse(a0 + sigma)],
+            "interval95": [inverse(a0 - 2.0 * sigma), inverse(a0 + 2.0 * sigma)]}
 
 
-def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensity=None, errors=True) -> dict:
+def _kept_in_row(model, weights, npix, strain, phi0) -> np.ndarray:
+    r"""Share of each q row's pixels whose speckle stays in the row after the shear advects it, (n_strain, n_q).
+
+    An affine shear of strain :math:`\gamma` moves the speckle of q to :math:`q + \gamma q_\parallel e_\perp`
+    (parallel and perpendicular to the flow angle ``phi0``): a fixed pixel loses it (the pair model's
+    decorrelation), but the row mean keeps it while :math:`|q|` stays inside the row,
+    :math:`\ln|q'| - \ln|q| = \tfrac12\ln(1 + 2\gamma\cos\psi\sin\psi + \gamma^2\cos^2\psi)`. The pixels
+    fill the model's sub-cells (:func:`.templates.pixel_weights` times the pixels of each bin), each cell uniform
+    in ln q."""
+    lq = np.log(model.q_edges)
+    width = np.diff(lq)[:, None] / model.sq
+    lo = lq[:-1, None] + width * np.arange(model.sq)[None]  # (n_q, sq) sub-cells in ln q
+    psi = model.phi_sub.reshape(model.n_phi, model.sp) - phi0
+    c, s = np.cos(psi), np.sin(psi)
+    w = (np.full((model.n_q, model.sq, model.n_phi, model.sp), 1.0 / (model.sq * model.sp)) if weights is None
+         else np.asarray(weights, dtype=np.float64)) * np.nan_to_num(npix)[:, None, :, None]
+    total = np.maximum(w.sum(axis=(1, 2, 3)), 1e-300)
+    out = []
+    for g in np.atleast_1d(strain):
+        dl = 0.5 * np.log1p(2.0 * g * c * s + (g * c) ** 2)[None, None]  # (1, 1, n_phi, sp)
+        a, b = lo[:, :, None, None] + dl, (lo + width)[:, :, None, None] + dl
+        ov = np.clip(np.minimum(b, lq[1:, None, None, None]) - np.maximum(a, lq[:-1, None, None, None]), 0.0, None)
+        out.append((w * ov / width[:, :, None, None]).sum(axis=(1, 2, 3)) / total)
+    return np.array(out)
+
+
+def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensity=None, errors=True,
+                     table=None) -> dict:
     """R_s from the row-mean covariances (module docstring), given the global steady fit ``fit``
     (:class:`.steadyfit.SteadyFit`, either normalisation: transit, shear rate, D2(tau) and its coherent
     prediction; the row means are those of the raw frames); ``speckle_area``:
@@ -150,7 +189,7 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensi
     (:mod:`.intensity`; default the fit's); ``errors=False`` skips the jackknife (``std`` and ``jackknife`` None).
 
     Returns a dict: ``rs``, ``std`` (delete-one-group jackknife; at the bound R_s = 0 at least ``upper_limit``,
-    :func:`_upper_limit`, else None), ``chi2``, ``n_values``, ``jackknife``
+    else None), ``interval68`` and ``interval95`` (:func:`_excess_intervals`), ``chi2``, ``n_values``, ``jackknife``
     (R_s per deleted group), ``lags`` and the per-row data ``cov`` (n_lags - 1, n_q) and ``model``.
     """
     sums, pairs, n_row = row_covariances(lag)
@@ -171,8 +210,15 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensi
     if fit.info.get("normalization", "time") == "time":  # the fit's baseline term (B - 1)(f k - V) removed
         _, b1_fit = base(v["rs"])
         coh = coh - b1_fit[None] * (f_tau - fit.info.get("time_mean_variance", 0.0))[:, None, None]
+    if table is not None:  # the row keeps the speckles the shear advects within it (_kept_in_row)
+        S = base(v["rs"])[0] if fit.info.get("normalization", "time") == "time" else 1.0
+        fc = fp.fractions(v["transit"] * taus, v["shear_rate"] * taus)[0]
+        y0 = table.y(np.zeros_like(taus), fit.d2(taus), v["flow_angle"])  # a fixed pixel without the shear
+        coh = v["beta"] * S * (fc**2)[:, None, None] * y0
     with np.errstate(invalid="ignore", divide="ignore"):
         coh_row = np.nansum(coh * npix[None], axis=2) / npix.sum(axis=1)[None]
+    if table is not None:
+        coh_row = coh_row * _kept_in_row(model, weights, npix, v["shear_rate"] * taus, v["flow_angle"])
     n_eff = n_row / np.maximum(np.asarray(speckle_area, dtype=np.float64), 1.0)
     spk = np.nan_to_num(coh_row / np.where(n_eff > 0, n_eff, np.nan)[None])
 
@@ -207,10 +253,12 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensi
     data_g = [np.where(np.isfinite(jack[g]), jack[g], cov) for g in range(G)]
     rs_g = np.array([solve(d) for d in data_g]) if errors else None
     std = float(np.sqrt((G - 1.0) / G * np.sum((rs_g - rs_g.mean()) ** 2))) if errors else None
+    ex = _excess_intervals(rows_b1, shape, spk, w, ok, data_g, rs) if errors else {}
     upper = None
     if errors and rs < grid[1]:  # at the bound the groups re-solve to 0 too: the linear excess's upper limit
-        upper = _upper_limit(rows_b1, shape, spk, w, ok, data_g)
+        upper = ex["upper_limit"]
         std = max(std, upper)
     return {"rs": rs, "std": std, "chi2": chi2(rs, cov), "n_values": int(ok.sum()), "upper_limit": upper,
-            "jackknife": None if rs_g is None else rs_g.tolist(),
-            "lags": taus.tolist(), "cov": cov, "model": rows_b1(rs)[None] * shape + spk, "n_eff": n_eff}
+            "interval68": ex.get("interval68"), "interval95": ex.get("interval95"),
+            "jackknife": None if rs_g is None else rs_g.tolist(), "lags": taus.tolist(), "cov": cov,
+            "model": rows_b1(rs)[None] * shape + spk, "speckle": spk, "n_eff": n_eff}

@@ -323,13 +323,14 @@ def _propagate_held_rs(fit, rs_jackknife, rs_extra_std=0.0) -> dict:
 INTENSITY_CHI2, INTENSITY_RATIO = 3.0, 3.0
 
 
-def _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity) -> dict:
+def _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity, table) -> dict:
     """The row means' chi^2 per value under both intensity conventions (:mod:`.intensity`), the global fit held,
     and a warning when the other one fits far better."""
     from .rowbaseline import fit_row_baseline
 
     other = "volume" if intensity == "detector" else "detector"
-    ro = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights, intensity=other, errors=False)
+    ro = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights, intensity=other, errors=False,
+                          table=table)
     n = max(rb["n_values"], 1)
     chi = {intensity: rb["chi2"] / n, other: ro["chi2"] / n}
     warn = None
@@ -413,7 +414,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     if rs_from == "rows" and ("rs" in fit.free or (norm == "frame" and fit_rs is not False)):
         from .rowbaseline import fit_row_baseline
 
-        rb = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights)
+        rb = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights, table=table)
         rs_maps = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free else (None, None)
         if abs(rb["rs"] - table.rs) > 0.075:  # the pair model's own R_s (frame maps: the table's start value)
             rs_tab = round(rb["rs"], 2)
@@ -428,8 +429,10 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
         fit.std["rs"] = rb["std"]
         fit.info["rs_from"] = "row means"
         row_info = {"rs": rb["rs"], "std": rb["std"], "chi2": rb["chi2"], "n_values": rb["n_values"],
-                    "upper_limit": rb["upper_limit"], "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1],
-                    "intensity_check": _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity)}
+                    "upper_limit": rb["upper_limit"], "interval68": rb["interval68"],
+                    "interval95": rb["interval95"], "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1],
+                    "intensity_check": _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity,
+                                                        table)}
     per = _per_lag(table, fit, c, jack, model, weights, segs)
     rs_meas = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free or row_info is not None else None
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed,
