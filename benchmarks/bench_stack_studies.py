@@ -107,7 +107,7 @@ def _refit_steady(cache, seed, data, intensity):
     weights = pixel_weights(lag.plan, geo.qr0, geo.phi, model)
     area, spx, speckle_rows, _ = _area(as_source(np.asarray(frames[lag.start:lag.start + 2])), lag.plan, geo, 0)
     a = analyze_steady(lag, model, cache_dir=f"{data}/cache", weights=weights, speckle_area=speckle_rows,
-                       intensity=intensity)
+                       intensity=intensity, speckle_px=spx)
     ctx = dict(plan=lag.plan, model=model, geometry=geo, start=lag.start, stop=lag.stop, area=area, speckle_px=spx,
                frame_time=None, counts={}, lag=lag)
     return summarize("steady", a, ctx, SimpleNamespace(description={"refit": str(d / f"{name}.lags.pkl")}), {}), a

@@ -340,7 +340,7 @@ def analyze_stack(stack, geometry, output=None, *, mode: str, dataset=None, fram
         timing["correlation_s"] = round(time.perf_counter() - t_c, 3)
         analysis = analyze_steady(lag, model, flow_angle=phi, fit_exponent=fit_exponent, fit_transit=fit_transit,
                                   executor=executor, cache_dir=cache_dir, table_steps=table_steps, weights=weights,
-                                  seed=seed, speckle_area=speckle_rows, intensity=intensity)
+                                  seed=seed, speckle_area=speckle_rows, intensity=intensity, speckle_px=speckle_px)
         ctx["lag"] = lag
         check = (analysis.info.get("rs_row_means") or {}).get("intensity_check") or {}
         if check.get("warning"):

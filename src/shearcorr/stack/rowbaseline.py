@@ -180,13 +180,17 @@ def _kept_in_row(model, weights, npix, strain, phi0) -> np.ndarray:
 
 
 def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensity=None, errors=True,
-                     table=None) -> dict:
+                     table=None, speckle_px=1.0) -> dict:
     """R_s from the row-mean covariances (module docstring), given the global steady fit ``fit``
     (:class:`.steadyfit.SteadyFit`, either normalisation: transit, shear rate, D2(tau) and its coherent
     prediction; the row means are those of the raw frames); ``speckle_area``:
     pixels per independent speckle of each row's mean (scalar or (n_q,); :func:`.analysis.speckle_area`);
     ``weights``: pixel weights of the sub-grid (:class:`.steadyfit.Baseline`); ``intensity``: the frames' convention
-    (:mod:`.intensity`; default the fit's); ``errors=False`` skips the jackknife (``std`` and ``jackknife`` None).
+    (:mod:`.intensity`; default the fit's); ``errors=False`` skips the jackknife (``std`` and ``jackknife`` None);
+    ``table`` (:class:`.templates.PairTable`) and ``speckle_px`` (speckle size in pixels): with speckles of at
+    least a pixel the coherent term keeps the speckles the shear moves within the row (:func:`_kept_in_row`);
+    otherwise (and without a table) it is a fixed pixel's own -- point pixels spaced wider than the speckle do
+    not sample a moved speckle (docs/stacks.md).
 
     Returns a dict: ``rs``, ``std`` (delete-one-group jackknife; at the bound R_s = 0 at least ``upper_limit``,
     else None), ``interval68`` and ``interval95`` (:func:`_excess_intervals`), ``chi2``, ``n_values``, ``jackknife``
@@ -210,15 +214,17 @@ def fit_row_baseline(lag, model, fit, *, speckle_area=1.0, weights=None, intensi
     if fit.info.get("normalization", "time") == "time":  # the fit's baseline term (B - 1)(f k - V) removed
         _, b1_fit = base(v["rs"])
         coh = coh - b1_fit[None] * (f_tau - fit.info.get("time_mean_variance", 0.0))[:, None, None]
-    if table is not None:  # the row keeps the speckles the shear advects within it (_kept_in_row)
+    def row_mean(x):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nansum(x * npix[None], axis=2) / npix.sum(axis=1)[None]
+
+    coh_row = row_mean(coh)  # a fixed pixel's own speckle (the pair model: the shear's decorrelation included)
+    if table is not None and speckle_px >= 1.0:  # the row keeps the speckles the shear moves within it
         S = base(v["rs"])[0] if fit.info.get("normalization", "time") == "time" else 1.0
         fc = fp.fractions(v["transit"] * taus, v["shear_rate"] * taus)[0]
-        y0 = table.y(np.zeros_like(taus), fit.d2(taus), v["flow_angle"])  # a fixed pixel without the shear
-        coh = v["beta"] * S * (fc**2)[:, None, None] * y0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        coh_row = np.nansum(coh * npix[None], axis=2) / npix.sum(axis=1)[None]
-    if table is not None:
-        coh_row = coh_row * _kept_in_row(model, weights, npix, v["shear_rate"] * taus, v["flow_angle"])
+        y0 = table.y(np.zeros_like(taus), fit.d2(taus), v["flow_angle"])  # without the shear
+        coh_row = row_mean(v["beta"] * S * (fc**2)[:, None, None] * y0) * _kept_in_row(
+            model, weights, npix, v["shear_rate"] * taus, v["flow_angle"])
     n_eff = n_row / np.maximum(np.asarray(speckle_area, dtype=np.float64), 1.0)
     spk = np.nan_to_num(coh_row / np.where(n_eff > 0, n_eff, np.nan)[None])
 

@@ -323,14 +323,14 @@ def _propagate_held_rs(fit, rs_jackknife, rs_extra_std=0.0) -> dict:
 INTENSITY_CHI2, INTENSITY_RATIO = 3.0, 3.0
 
 
-def _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity, table) -> dict:
+def _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity, table, speckle_px) -> dict:
     """The row means' chi^2 per value under both intensity conventions (:mod:`.intensity`), the global fit held,
     and a warning when the other one fits far better."""
     from .rowbaseline import fit_row_baseline
 
     other = "volume" if intensity == "detector" else "detector"
     ro = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights, intensity=other, errors=False,
-                          table=table)
+                          table=table, speckle_px=speckle_px)
     n = max(rb["n_values"], 1)
     chi = {intensity: rb["chi2"] / n, other: ro["chi2"] / n}
     warn = None
@@ -343,7 +343,8 @@ def _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity, tabl
 
 def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transit=True, fit_rs=None,
                    rs_start: float = 0.15, executor=None, cache_dir=None, table_steps=None, weights=None,
-                   seed=0, speckle_area=1.0, rs_from: str = "rows", intensity: str = "detector") -> SteadyAnalysis:
+                   seed=0, speckle_area=1.0, rs_from: str = "rows", intensity: str = "detector",
+                   speckle_px: float = 1.0) -> SteadyAnalysis:
     """The steady mode on lag sums (:class:`.engine.LagSums` with lag 0 and >= 2 further lags).
 
     1. Lag maps and their delete-one-group jackknife; errors by :func:`lag_map_errors`.
@@ -355,7 +356,8 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     4. With ``rs_from="rows"`` (the default) and R_s fitted ("time") or not excluded (``fit_rs`` not False,
        "frame"): R_s from the covariance of the q-row mean intensities of the raw frames
        (:func:`.rowbaseline.fit_row_baseline`, the baseline alone; ``speckle_area``: pixels per independent
-       speckle of each row, :func:`.analysis.speckle_area`), and the global fit repeated with R_s held there
+       speckle of each row, :func:`.analysis.speckle_area`; ``speckle_px``: the speckle size in pixels), and the
+       global fit repeated with R_s held there
        (the table rebuilt if it is more than 0.075 away) (``rs_from="maps"``: R_s of the global "time" fit,
        where it also absorbs misfits of the coherent term at high q; docs/stacks.md).
     5. Every lag alone with the table (:func:`_per_lag`), for the model-free gamma L(tau), D2(tau).
@@ -414,7 +416,8 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
     if rs_from == "rows" and ("rs" in fit.free or (norm == "frame" and fit_rs is not False)):
         from .rowbaseline import fit_row_baseline
 
-        rb = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights, table=table)
+        rb = fit_row_baseline(lag, model, fit, speckle_area=speckle_area, weights=weights, table=table,
+                              speckle_px=speckle_px)
         rs_maps = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free else (None, None)
         if abs(rb["rs"] - table.rs) > 0.075:  # the pair model's own R_s (frame maps: the table's start value)
             rs_tab = round(rb["rs"], 2)
@@ -432,7 +435,7 @@ def analyze_steady(lag, model, *, flow_angle=None, fit_exponent=True, fit_transi
                     "upper_limit": rb["upper_limit"], "interval68": rb["interval68"],
                     "interval95": rb["interval95"], "rs_global_fit": rs_maps[0], "rs_global_fit_std": rs_maps[1],
                     "intensity_check": _intensity_check(lag, model, fit, rb, speckle_area, weights, intensity,
-                                                        table)}
+                                                        table, speckle_px)}
     per = _per_lag(table, fit, c, jack, model, weights, segs)
     rs_meas = (fit.values["rs"], fit.std["rs"]) if "rs" in fit.free or row_info is not None else None
     config = _configuration_term(fit, per, table, model, lag.stop - lag.start, len(lag.group_edges) - 1, seed,
